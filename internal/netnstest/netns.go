@@ -1,0 +1,205 @@
+package netnstest
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync/atomic"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+)
+
+var seq atomic.Uint32
+
+// NS is a named network namespace created for a test.
+type NS struct {
+	// Name is the namespace's name under /var/run/netns.
+	Name   string
+	handle netns.NsHandle
+	nl     *netlink.Handle
+}
+
+// New creates a network namespace with a unique name and registers its
+// deletion with t.Cleanup. The loopback interface is brought up.
+func New(t testing.TB) *NS {
+	t.Helper()
+	name := fmt.Sprintf("mdf-%d-%d", os.Getpid(), seq.Add(1))
+	var h netns.NsHandle
+	err := onLockedThread(func() error {
+		orig, err := netns.Get()
+		if err != nil {
+			return fmt.Errorf("get current namespace: %w", err)
+		}
+		defer orig.Close()
+		h, err = netns.NewNamed(name) // also switches this thread into it
+		if err != nil {
+			return fmt.Errorf("create namespace %s: %w", name, err)
+		}
+		return restore(orig)
+	})
+	if err != nil {
+		t.Fatalf("netnstest: %v", err)
+	}
+	ns := &NS{Name: name, handle: h}
+	t.Cleanup(func() {
+		if ns.nl != nil {
+			ns.nl.Close()
+		}
+		ns.handle.Close()
+		if err := netns.DeleteNamed(name); err != nil {
+			t.Errorf("netnstest: delete namespace %s: %v", name, err)
+		}
+	})
+	nl, err := netlink.NewHandleAt(h)
+	if err != nil {
+		t.Fatalf("netnstest: netlink handle in %s: %v", name, err)
+	}
+	ns.nl = nl
+	lo, err := nl.LinkByName("lo")
+	if err != nil {
+		t.Fatalf("netnstest: lo in %s: %v", name, err)
+	}
+	if err := nl.LinkSetUp(lo); err != nil {
+		t.Fatalf("netnstest: lo up in %s: %v", name, err)
+	}
+	return ns
+}
+
+// Netlink returns a netlink handle operating inside the namespace.
+func (ns *NS) Netlink() *netlink.Handle { return ns.nl }
+
+// Do runs fn on a goroutine locked to an OS thread that is inside the
+// namespace, and restores the thread's namespace afterwards. Sockets opened
+// by fn stay in the namespace and may be used from any goroutine.
+func (ns *NS) Do(fn func() error) error {
+	return onLockedThread(func() error {
+		orig, err := netns.Get()
+		if err != nil {
+			return fmt.Errorf("netnstest: get current namespace: %w", err)
+		}
+		defer orig.Close()
+		if err := netns.Set(ns.handle); err != nil {
+			return fmt.Errorf("netnstest: enter namespace %s: %w", ns.Name, err)
+		}
+		ferr := fn()
+		return errors.Join(ferr, restore(orig))
+	})
+}
+
+// errTainted marks a thread whose namespace could not be restored.
+var errTainted = errors.New("netnstest: could not restore the thread's namespace")
+
+func restore(orig netns.NsHandle) error {
+	if err := netns.Set(orig); err != nil {
+		return fmt.Errorf("%w: %w", errTainted, err)
+	}
+	return nil
+}
+
+// onLockedThread runs fn on a new goroutine locked to its thread. When the
+// thread's namespace could not be restored, the goroutine exits still
+// locked, so the runtime destroys the thread instead of reusing it.
+func onLockedThread(fn func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		err := fn()
+		if !errors.Is(err, errTainted) {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// End is one end of a veth pair.
+type End struct {
+	// NS is the namespace holding this end.
+	NS *NS
+	// Name and Index identify the interface inside NS.
+	Name  string
+	Index int
+	// MAC is the interface's hardware address.
+	MAC net.HardwareAddr
+	// Addr is the interface's IPv4 address (in 198.18.0.0/24).
+	Addr netip.Addr
+}
+
+// Pair is two namespaces joined by a veth pair.
+type Pair struct {
+	// MD is the Media Distributor's side, Peer the traffic generator's side.
+	MD, Peer End
+}
+
+// NewPair creates two namespaces joined by a veth pair: the MD end has
+// 198.18.0.1/24 and MAC 02:00:c6:12:00:01, the peer end 198.18.0.2/24 and
+// MAC 02:00:c6:12:00:02. Both are up, with one RX and one TX queue each, and
+// each side has a permanent neighbour entry for the other (no ARP needed).
+func NewPair(t testing.TB) *Pair {
+	t.Helper()
+	md, peer := New(t), New(t)
+	p := &Pair{
+		MD: End{NS: md, Name: "mdf-md", MAC: net.HardwareAddr{2, 0, 0xc6, 0x12, 0, 1},
+			Addr: netip.MustParseAddr("198.18.0.1")},
+		Peer: End{NS: peer, Name: "mdf-peer", MAC: net.HardwareAddr{2, 0, 0xc6, 0x12, 0, 2},
+			Addr: netip.MustParseAddr("198.18.0.2")},
+	}
+	veth := &netlink.Veth{
+		LinkAttrs: netlink.LinkAttrs{
+			Name: p.MD.Name, HardwareAddr: p.MD.MAC, NumTxQueues: 1, NumRxQueues: 1,
+		},
+		PeerName:         p.Peer.Name,
+		PeerHardwareAddr: p.Peer.MAC,
+		PeerNamespace:    netlink.NsFd(int(peer.handle)),
+	}
+	if err := md.nl.LinkAdd(veth); err != nil {
+		t.Fatalf("netnstest: add veth %s/%s: %v", p.MD.Name, p.Peer.Name, err)
+	}
+	for _, e := range []*End{&p.MD, &p.Peer} {
+		l, err := e.NS.nl.LinkByName(e.Name)
+		if err != nil {
+			t.Fatalf("netnstest: find %s in %s: %v", e.Name, e.NS.Name, err)
+		}
+		e.Index = l.Attrs().Index
+		addr := &netlink.Addr{IPNet: &net.IPNet{IP: e.Addr.AsSlice(), Mask: net.CIDRMask(24, 32)}}
+		if err := e.NS.nl.AddrAdd(l, addr); err != nil {
+			t.Fatalf("netnstest: address %s on %s: %v", e.Addr, e.Name, err)
+		}
+		if err := e.NS.nl.LinkSetUp(l); err != nil {
+			t.Fatalf("netnstest: set %s up: %v", e.Name, err)
+		}
+	}
+	for _, pair := range [][2]*End{{&p.MD, &p.Peer}, {&p.Peer, &p.MD}} {
+		self, other := pair[0], pair[1]
+		neigh := &netlink.Neigh{
+			LinkIndex:    self.Index,
+			State:        netlink.NUD_PERMANENT,
+			IP:           other.Addr.AsSlice(),
+			HardwareAddr: other.MAC,
+		}
+		if err := self.NS.nl.NeighSet(neigh); err != nil {
+			t.Fatalf("netnstest: neighbour %s on %s: %v", other.Addr, self.Name, err)
+		}
+	}
+	return p
+}
+
+// ListenUDP opens a kernel UDP socket inside the namespace, bound to
+// addr:port (port 0 picks one).
+func (ns *NS) ListenUDP(addr netip.Addr, port uint16) (*net.UDPConn, error) {
+	var conn *net.UDPConn
+	err := ns.Do(func() error {
+		var err error
+		conn, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("netnstest: listen on %s:%d in %s: %w", addr, port, ns.Name, err)
+	}
+	return conn, nil
+}
