@@ -1,0 +1,131 @@
+package srtpfast
+
+// The replay window is a ring of 64-bit blocks indexed by packet index, as in
+// wireguard-go's replay package: accepting a newer index clears the blocks it
+// moves past, so the cost is independent of the distance jumped.
+const (
+	windowBlocks = 8 // power of two
+	windowWords  = 64
+
+	// ReplayWindow is the number of packets behind the highest accepted
+	// index that are still accepted once (per SSRC, for SRTP and for SRTCP
+	// separately). RFC 3711 section 3.3.2 asks for at least 64; 448 covers
+	// the reordering of a burst of video at high rate.
+	ReplayWindow = (windowBlocks - 1) * windowWords
+)
+
+// replayWindow tracks the packet indices accepted for one SSRC: 48-bit SRTP
+// indices (ROC<<16 | SEQ) or 31-bit SRTCP indices.
+type replayWindow struct {
+	top  uint64 // highest index accepted
+	ring [windowBlocks]uint64
+}
+
+// check reports whether idx may be accepted, without changing anything.
+func (w *replayWindow) check(idx uint64) Error {
+	if idx > w.top {
+		return 0
+	}
+	if w.top-idx >= ReplayWindow {
+		return ErrTooOld
+	}
+	if w.ring[(idx/windowWords)%windowBlocks]&(1<<(idx%windowWords)) != 0 {
+		return ErrReplay
+	}
+	return 0
+}
+
+// reset starts the window at idx (the first accepted index).
+func (w *replayWindow) reset(idx uint64) {
+	w.top = idx
+	w.ring = [windowBlocks]uint64{}
+	w.ring[(idx/windowWords)%windowBlocks] = 1 << (idx % windowWords)
+}
+
+// accept records idx, which check must have accepted.
+func (w *replayWindow) accept(idx uint64) {
+	if idx > w.top {
+		cur, next := w.top/windowWords, idx/windowWords
+		diff := next - cur
+		if diff > windowBlocks {
+			diff = windowBlocks
+		}
+		for i := uint64(1); i <= diff; i++ {
+			w.ring[(cur+i)%windowBlocks] = 0
+		}
+		w.top = idx
+	}
+	w.ring[(idx/windowWords)%windowBlocks] |= 1 << (idx % windowWords)
+}
+
+// ssrcState is the receive state of one SSRC.
+type ssrcState struct {
+	ssrc    uint32
+	hasRTP  bool
+	hasRTCP bool
+	rtp     replayWindow // top is the highest SRTP index: ROC<<16 | s_l
+	rtcp    replayWindow
+}
+
+// ssrcTable maps SSRCs to their state with a fixed-size open-addressing hash
+// table, so lookups and inserts never allocate. Entries are never removed:
+// forgetting an SSRC would let its old packets be accepted (and re-sealed)
+// again. Only authenticated packets insert, so the table cannot be filled by
+// forged packets.
+type ssrcTable struct {
+	states []ssrcState // len = number in use, cap = maximum
+	slots  []int32     // 0 = empty, else index into states + 1
+	mask   uint32
+	last   int32 // index of the last state found, -1 if none
+}
+
+func newSSRCTable(maxSSRCs int) ssrcTable {
+	n := 4
+	for n < 2*maxSSRCs {
+		n <<= 1
+	}
+	return ssrcTable{
+		states: make([]ssrcState, 0, maxSSRCs),
+		slots:  make([]int32, n),
+		mask:   uint32(n - 1),
+		last:   -1,
+	}
+}
+
+func hashSSRC(ssrc uint32) uint32 {
+	return ssrc * 0x9E3779B1
+}
+
+// lookup returns the state of ssrc, or nil.
+func (t *ssrcTable) lookup(ssrc uint32) *ssrcState {
+	if t.last >= 0 && t.states[t.last].ssrc == ssrc {
+		return &t.states[t.last]
+	}
+	for i := hashSSRC(ssrc) & t.mask; ; i = (i + 1) & t.mask {
+		s := t.slots[i]
+		if s == 0 {
+			return nil
+		}
+		if t.states[s-1].ssrc == ssrc {
+			t.last = s - 1
+			return &t.states[s-1]
+		}
+	}
+}
+
+// full reports whether no new SSRC can be inserted.
+func (t *ssrcTable) full() bool { return len(t.states) == cap(t.states) }
+
+// insert adds ssrc, which must not be present, and returns its zero state.
+// The caller checks full first.
+func (t *ssrcTable) insert(ssrc uint32) *ssrcState {
+	i := hashSSRC(ssrc) & t.mask
+	for t.slots[i] != 0 {
+		i = (i + 1) & t.mask
+	}
+	t.states = append(t.states, ssrcState{ssrc: ssrc})
+	n := int32(len(t.states))
+	t.slots[i] = n
+	t.last = n - 1
+	return &t.states[n-1]
+}

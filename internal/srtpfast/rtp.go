@@ -1,0 +1,227 @@
+package srtpfast
+
+import (
+	"crypto/subtle"
+	"encoding/binary"
+)
+
+// RTPInfo describes an opened SRTP packet. After a successful OpenRTP the
+// plaintext RTP packet (header and payload, without tag and MKI) is
+// pkt[:Len].
+type RTPInfo struct {
+	SSRC   uint32
+	Seq    uint16
+	ROC    uint32 // rollover counter of this packet: pass it to SealRTP
+	PT     uint8
+	Marker bool
+
+	// HeaderLen is the length of the RTP header: fixed part, CSRCs and
+	// header extension.
+	HeaderLen int
+	// Len is the length of the plaintext packet: HeaderLen + payload.
+	Len int
+	// PaddingLen is the number of RTP padding octets at the end of the
+	// payload (0 when the P bit is clear). Always 0 for the double profiles,
+	// whose padding is inside the inner ciphertext.
+	PaddingLen int
+	// OHBLen is the length of the Original Header Block at the end of the
+	// payload for the double profiles (1 to 4), 0 otherwise. For the double
+	// profiles the payload is inner ciphertext | inner tag (16) | OHB.
+	OHBLen int
+}
+
+// Index returns the 48-bit SRTP packet index ROC<<16 | SEQ.
+func (i *RTPInfo) Index() uint64 { return uint64(i.ROC)<<16 | uint64(i.Seq) }
+
+// PayloadLen returns the length of the payload (Len - HeaderLen), padding and
+// OHB included.
+func (i *RTPInfo) PayloadLen() int { return i.Len - i.HeaderLen }
+
+// rtpHeaderLen validates the RTP header of pkt and returns its length.
+func rtpHeaderLen(pkt []byte) (int, Error) {
+	if len(pkt) < rtpHdrLen {
+		return 0, ErrShort
+	}
+	if pkt[0]>>6 != 2 {
+		return 0, ErrVersion
+	}
+	n := rtpHdrLen + 4*int(pkt[0]&0x0f)
+	if n > len(pkt) {
+		return 0, ErrCSRCOverflow
+	}
+	if pkt[0]&0x10 != 0 {
+		if n+4 > len(pkt) {
+			return 0, ErrExtensionOverflow
+		}
+		n += 4 + 4*int(binary.BigEndian.Uint16(pkt[n+2:]))
+		if n > len(pkt) {
+			return 0, ErrExtensionOverflow
+		}
+	}
+	return n, 0
+}
+
+// salt is a session salt split at the IV field boundaries, so that forming
+// an IV is four XORs and stores: (00 00 | SSRC | ROC-or-0 | SEQ-or-index)
+// XOR salt (RFC 7714 sections 8.1 and 9.1; for SRTCP the last two fields
+// are 00 00 | index, so a 48-bit view is used there).
+type salt struct {
+	s0 uint16 // octets 0-1
+	s1 uint32 // octets 2-5: SSRC
+	s2 uint32 // octets 6-9: ROC
+	s3 uint16 // octets 10-11: SEQ
+}
+
+func newSalt(b []byte) salt {
+	return salt{
+		s0: binary.BigEndian.Uint16(b[0:]),
+		s1: binary.BigEndian.Uint32(b[2:]),
+		s2: binary.BigEndian.Uint32(b[6:]),
+		s3: binary.BigEndian.Uint16(b[10:]),
+	}
+}
+
+// iv writes the RTP IV for (ssrc, roc, seq) to iv. For SRTCP pass
+// roc = index >> 16 and seq = index & 0xffff.
+func (s *salt) iv(iv *[saltLen]byte, ssrc, roc, seq uint32) {
+	binary.BigEndian.PutUint16(iv[0:], s.s0)
+	binary.BigEndian.PutUint32(iv[2:], ssrc^s.s1)
+	binary.BigEndian.PutUint32(iv[6:], roc^s.s2)
+	binary.BigEndian.PutUint16(iv[10:], uint16(seq)^s.s3)
+}
+
+// estimateIndex guesses the 48-bit index of a packet with sequence number
+// seq given the highest index accepted so far (RFC 3711 appendix A).
+func estimateIndex(top uint64, seq uint16) (uint64, Error) {
+	roc, sl := top>>16, int(uint16(top))
+	s := int(seq)
+	v := roc
+	if sl < 32768 {
+		if s-sl > 32768 {
+			if roc == 0 {
+				return 0, ErrTooOld // would be ROC -1: before the stream began
+			}
+			v = roc - 1
+		}
+	} else if sl-32768 > s {
+		v = roc + 1
+		if v > 0xffffffff {
+			return 0, ErrIndexExhausted
+		}
+	}
+	return v<<16 | uint64(seq), 0
+}
+
+// OpenRTP authenticates and decrypts the SRTP packet pkt in place. On success
+// the plaintext RTP packet is pkt[:info.Len] and the state of the packet's
+// SSRC is updated (created if new); the octets after it (tag, MKI) are left
+// as they were. On failure it returns one of the Error constants, o is
+// unchanged, and after ErrAuth the payload octets of pkt are unspecified.
+//
+// For the double profiles this opens the outer (hop-by-hop) layer: the
+// payload is then inner ciphertext | inner tag | OHB, which is validated.
+func (o *Opener) OpenRTP(pkt []byte) (info RTPInfo, err error) {
+	hdr, e := rtpHeaderLen(pkt)
+	if e != 0 {
+		return RTPInfo{}, e
+	}
+	end := len(pkt) - o.mkiLen
+	if end-hdr < tagLen {
+		return RTPInfo{}, ErrShort
+	}
+	if o.mkiLen != 0 && subtle.ConstantTimeCompare(pkt[end:], o.keys.mki) != 1 {
+		return RTPInfo{}, ErrUnknownMKI
+	}
+	ssrc := binary.BigEndian.Uint32(pkt[8:])
+	seq := binary.BigEndian.Uint16(pkt[2:])
+
+	st := o.table.lookup(ssrc)
+	idx := uint64(seq) // a new SSRC starts with ROC 0 (RFC 3711 section 3.3.1)
+	switch {
+	case st == nil && o.table.full():
+		return RTPInfo{}, ErrSSRCLimit
+	case st != nil && st.hasRTP:
+		if idx, e = estimateIndex(st.rtp.top, seq); e != 0 {
+			return RTPInfo{}, e
+		}
+		if e = st.rtp.check(idx); e != 0 {
+			return RTPInfo{}, e
+		}
+	}
+	roc := uint32(idx >> 16)
+
+	o.keys.rtpSalt.iv(&o.sc.iv, ssrc, roc, uint32(seq))
+	if _, err := o.keys.rtp.Open(pkt[hdr:hdr], o.sc.iv[:], pkt[hdr:end], pkt[:hdr]); err != nil {
+		return RTPInfo{}, ErrAuth
+	}
+	plain := end - tagLen
+	var ohb, padding int
+	if o.double {
+		if ohb, e = ohbLen(pkt[hdr:plain]); e != 0 {
+			return RTPInfo{}, e
+		}
+	} else if pkt[0]&0x20 != 0 {
+		payload := plain - hdr
+		padding = int(pkt[plain-1]) // never used when payload == 0: checked first
+		if payload == 0 || padding == 0 || padding > payload {
+			return RTPInfo{}, ErrPadding
+		}
+	}
+
+	if st == nil {
+		st = o.table.insert(ssrc)
+	}
+	if st.hasRTP {
+		st.rtp.accept(idx)
+	} else {
+		st.hasRTP = true
+		st.rtp.reset(idx)
+	}
+	return RTPInfo{
+		SSRC:       ssrc,
+		Seq:        seq,
+		ROC:        roc,
+		PT:         pkt[1] & 0x7f,
+		Marker:     pkt[1]&0x80 != 0,
+		HeaderLen:  hdr,
+		Len:        plain,
+		PaddingLen: padding,
+		OHBLen:     ohb,
+	}, nil
+}
+
+// SealRTP protects the plaintext RTP packet pkt (header and payload) with k,
+// using the SSRC and SEQ in its header and the rollover counter roc, and
+// appends the result (header | ciphertext | tag | MKI) to dst, which it
+// returns. It works in place when dst is pkt[:0]; it does not allocate when
+// cap(dst) - len(dst) >= len(pkt) + k.RTPOverhead(). dst must either be
+// pkt[:0] or not overlap pkt (else ErrOverlap).
+//
+// SealRTP keeps no state: the caller guarantees that (SSRC, roc, SEQ) is
+// never sealed twice with the same k with different contents, which holds
+// when roc is the RTPInfo.ROC of a packet opened by the (single) Opener of
+// the sender and each opened packet is sealed at most once per receiver (see
+// the package documentation). s is the worker's scratch; nil uses a temporary
+// (one allocation).
+func (k *Keys) SealRTP(s *Scratch, dst, pkt []byte, roc uint32) ([]byte, error) {
+	if s == nil {
+		s = new(Scratch)
+	}
+	hdr, e := rtpHeaderLen(pkt)
+	if e != 0 {
+		return dst, e
+	}
+	ret, out := sliceForAppend(dst, len(pkt)+tagLen+len(k.mki))
+	if inexactOverlap(out, pkt) {
+		return dst, ErrOverlap
+	}
+	if &out[0] != &pkt[0] { // not in place
+		copy(out, pkt[:hdr])
+	}
+	k.rtpSalt.iv(&s.iv, binary.BigEndian.Uint32(pkt[8:]), roc, uint32(binary.BigEndian.Uint16(pkt[2:])))
+	k.rtp.Seal(out[hdr:hdr], s.iv[:], pkt[hdr:], out[:hdr])
+	if len(k.mki) != 0 {
+		copy(out[len(pkt)+tagLen:], k.mki)
+	}
+	return ret, nil
+}
