@@ -1,0 +1,45 @@
+package main
+
+import (
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+)
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "keydist.yaml")
+	if err := os.WriteFile(path, []byte("listen: 127.0.0.1:9000\nhandshake-timeout: 3s\nprofiles: [\"0x0007\"]\ndial: [a:1, b:2]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := loadConfig([]string{"-config", path, "-listen", ":7000", "-dial", "c:3"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != ":7000" || c.HandshakeTimeout != 3*time.Second || !slices.Equal(c.Profiles, []string{"0x0007"}) ||
+		!slices.Equal(c.Dial, []string{"c:3"}) || c.AdminListen != "127.0.0.1:5741" {
+		t.Fatalf("config = %+v", c)
+	}
+	if _, err := loadConfig([]string{"-config", path, "-nope"}, io.Discard); err == nil {
+		t.Fatal("unknown flag accepted")
+	}
+	_ = os.WriteFile(path, []byte("lisen: x\n"), 0o600)
+	if _, err := loadConfig([]string{"-config", path}, io.Discard); err == nil {
+		t.Fatal("unknown config key accepted")
+	}
+	for _, tc := range []struct {
+		in []string
+		ok bool
+	}{
+		{[]string{"0x0007", "8", "0x0001"}, true},
+		{[]string{"0x0009"}, false},
+		{[]string{"x"}, false},
+	} {
+		if _, err := parseProfiles(tc.in); (err == nil) != tc.ok {
+			t.Errorf("parseProfiles(%v) = %v", tc.in, err)
+		}
+	}
+}

@@ -1,0 +1,501 @@
+package keydist
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mdfast/mdfast/internal/tunnel"
+)
+
+// Defaults for Config.
+const (
+	DefaultHandshakeTimeout         = 10 * time.Second
+	DefaultTunnelGrace              = 30 * time.Second
+	DefaultMaxAssociations          = 20000
+	DefaultMaxAssociationsPerTunnel = 10000
+	DefaultMaxPending               = 2048
+	DefaultMaxClientHello           = 8192
+)
+
+// Config configures a KeyDistributor. Zero values mean the defaults.
+type Config struct {
+	// Certificate is the KD's DTLS certificate (ECDSA P-256: see
+	// GenerateCertificate and LoadCertificate). Required.
+	Certificate tls.Certificate
+	// Registry lists the endpoints allowed to join conferences. Required.
+	Registry *Registry
+	// Profiles are the SRTP protection profiles the KD negotiates
+	// (DefaultProfiles). Profiles pion/dtls cannot negotiate are refused.
+	Profiles []uint16
+	// HandshakeTimeout bounds an association from its first datagram to
+	// MediaKeys (DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
+	// IdleTimeout ends an established association after that long without
+	// a datagram from the endpoint. 0 disables it (the default: after the
+	// handshake an endpoint has nothing to send to the KD, the MD reports
+	// its departure with EndpointDisconnect).
+	IdleTimeout time.Duration
+	// TunnelGrace is how long an association survives without any live
+	// tunnel to its MD before it ends (DefaultTunnelGrace).
+	TunnelGrace time.Duration
+	// MaxAssociations bounds all associations, pending ones included
+	// (DefaultMaxAssociations).
+	MaxAssociations int
+	// MaxAssociationsPerTunnel bounds the associations started through one
+	// tunnel (DefaultMaxAssociationsPerTunnel).
+	MaxAssociationsPerTunnel int
+	// MaxPending bounds the associations whose ClientHello is still being
+	// reassembled (DefaultMaxPending).
+	MaxPending int
+	// MaxClientHello is the largest ClientHello accepted, in octets
+	// (DefaultMaxClientHello).
+	MaxClientHello int
+	// InboundQueueLength is the number of datagrams queued per association
+	// (default 32).
+	InboundQueueLength int
+	// MTU is the DTLS MTU towards endpoints (pion's default, 1200).
+	MTU int
+	// FlightInterval is the first DTLS retransmission interval (pion's
+	// default, 1s).
+	FlightInterval time.Duration
+	// Logger receives logs (default slog.Default()). Key material is never
+	// logged.
+	Logger *slog.Logger
+	// Metrics, if not nil, receives the KD's Prometheus collectors.
+	Metrics prometheus.Registerer
+}
+
+// tunnelConn is what the KD needs of a tunnel; *tunnel.KDTunnel implements
+// it (tests use fakes).
+type tunnelConn interface {
+	ID() string
+	Peer() string
+	Profiles() []tunnel.ProtectionProfile
+	SendTunneledDtls(id uuid.UUID, dtls []byte) error
+	SendEndpointDisconnect(id uuid.UUID) error
+	SendMediaKeys(ctx context.Context, mk *tunnel.MediaKeys) error
+}
+
+// assocKey identifies an association: the MD's verified identity and the
+// association id it chose. One MD cannot name another MD's associations.
+type assocKey struct {
+	peer string
+	id   uuid.UUID
+}
+
+// peerState is the set of live tunnels of one MD identity.
+type peerState struct {
+	tunnels   []tunnelConn
+	downSince time.Time
+}
+
+// KeyDistributor runs the DTLS server side of every association relayed by
+// Media Distributors and implements tunnel.KDHandler. Create it with New,
+// pass it to tunnel.NewKD, stop it with Close.
+type KeyDistributor struct {
+	cfg      Config
+	log      *slog.Logger
+	rl       *rateLog
+	m        *metrics
+	profiles []uint16
+	fp       Fingerprint
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu        sync.Mutex
+	closed    bool
+	assocs    map[assocKey]*association
+	perTunnel map[string]int
+	pending   int
+	peers     map[string]*peerState
+}
+
+var _ tunnel.KDHandler = (*KeyDistributor)(nil)
+
+// New checks cfg and returns a running KeyDistributor (its janitor
+// goroutine runs until Close).
+func New(cfg Config) (*KeyDistributor, error) {
+	if len(cfg.Certificate.Certificate) == 0 || cfg.Certificate.PrivateKey == nil {
+		return nil, errors.New("keydist: Config.Certificate is required")
+	}
+	if cfg.Registry == nil {
+		return nil, errors.New("keydist: Config.Registry is required")
+	}
+	profiles := cfg.Profiles
+	if len(profiles) == 0 {
+		profiles = DefaultProfiles
+	}
+	for _, p := range profiles {
+		if !ProfileNegotiable(p) {
+			return nil, fmt.Errorf("keydist: profile 0x%04x cannot be negotiated with pion/dtls: %w", p, ErrUnknownProfile)
+		}
+	}
+	cfg.HandshakeTimeout = cmp0(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	cfg.TunnelGrace = cmp0(cfg.TunnelGrace, DefaultTunnelGrace)
+	cfg.MaxAssociations = cmp0(cfg.MaxAssociations, DefaultMaxAssociations)
+	cfg.MaxAssociationsPerTunnel = cmp0(cfg.MaxAssociationsPerTunnel, DefaultMaxAssociationsPerTunnel)
+	cfg.MaxPending = cmp0(cfg.MaxPending, DefaultMaxPending)
+	cfg.MaxClientHello = cmp0(cfg.MaxClientHello, DefaultMaxClientHello)
+	cfg.InboundQueueLength = cmp0(cfg.InboundQueueLength, defaultInboundQueueLength)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m, err := newMetrics(cfg.Metrics)
+	if err != nil {
+		return nil, fmt.Errorf("keydist: register metrics: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	k := &KeyDistributor{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		rl:        newRateLog(cfg.Logger, 10*time.Second, 10),
+		m:         m,
+		profiles:  slices.Clone(profiles),
+		fp:        CertFingerprint(cfg.Certificate),
+		ctx:       ctx,
+		cancel:    cancel,
+		assocs:    map[assocKey]*association{},
+		perTunnel: map[string]int{},
+		peers:     map[string]*peerState{},
+	}
+	cfg.Registry.Subscribe(k.revalidate)
+	k.wg.Add(1)
+	go k.janitor()
+	return k, nil
+}
+
+func cmp0[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
+// Fingerprint returns the SHA-256 fingerprint of the KD's DTLS certificate
+// (for the a=fingerprint attribute of the SDP the signalling sends to
+// endpoints).
+func (k *KeyDistributor) Fingerprint() Fingerprint { return k.fp }
+
+// Close ends every association (sending EndpointDisconnect while tunnels
+// are still up) and stops every goroutine of the KD. It waits for them.
+func (k *KeyDistributor) Close() error {
+	k.mu.Lock()
+	if k.closed {
+		k.mu.Unlock()
+		return nil
+	}
+	k.closed = true
+	all := make([]*association, 0, len(k.assocs))
+	for _, a := range k.assocs {
+		all = append(all, a)
+	}
+	k.mu.Unlock()
+	for _, a := range all {
+		a.terminate(reasonShutdown, 0, true)
+	}
+	k.cancel()
+	k.wg.Wait()
+	return nil
+}
+
+// TunnelUp implements tunnel.KDHandler.
+func (k *KeyDistributor) TunnelUp(t *tunnel.KDTunnel) { k.tunnelUp(t) }
+
+// TunnelDown implements tunnel.KDHandler.
+func (k *KeyDistributor) TunnelDown(t *tunnel.KDTunnel, err error) { k.tunnelDown(t, err) }
+
+// HandleTunneledDtls implements tunnel.KDHandler.
+func (k *KeyDistributor) HandleTunneledDtls(t *tunnel.KDTunnel, m *tunnel.TunneledDtls) {
+	k.handleTunneledDtls(t, m.AssociationID, m.Message)
+}
+
+// HandleEndpointDisconnect implements tunnel.KDHandler.
+func (k *KeyDistributor) HandleEndpointDisconnect(t *tunnel.KDTunnel, id uuid.UUID) {
+	k.handleEndpointDisconnect(t, id)
+}
+
+func (k *KeyDistributor) tunnelUp(t tunnelConn) {
+	k.mu.Lock()
+	p := k.peers[t.Peer()]
+	if p == nil {
+		p = &peerState{}
+		k.peers[t.Peer()] = p
+	}
+	p.tunnels = append(p.tunnels, t)
+	p.downSince = time.Time{}
+	k.mu.Unlock()
+	k.m.tunnels.Inc()
+	k.log.Info("tunnel up", "tunnel", t.ID(), "md", t.Peer(), "profiles", t.Profiles())
+}
+
+func (k *KeyDistributor) tunnelDown(t tunnelConn, err error) {
+	k.mu.Lock()
+	p := k.peers[t.Peer()]
+	var next tunnelConn
+	if p != nil {
+		p.tunnels = slices.DeleteFunc(p.tunnels, func(x tunnelConn) bool { return x == t })
+		if len(p.tunnels) == 0 {
+			p.downSince = time.Now()
+		} else {
+			next = p.tunnels[len(p.tunnels)-1]
+		}
+	}
+	var moved []*association
+	for key, a := range k.assocs {
+		if key.peer == t.Peer() {
+			moved = append(moved, a)
+		}
+	}
+	if p != nil && len(p.tunnels) == 0 && !p.downSince.IsZero() && len(moved) == 0 {
+		delete(k.peers, t.Peer())
+	}
+	k.mu.Unlock()
+	for _, a := range moved {
+		a.replaceTunnel(t, next)
+	}
+	k.m.tunnels.Dec()
+	k.log.Info("tunnel down", "tunnel", t.ID(), "md", t.Peer(), "err", err, "associations_moved", len(moved))
+}
+
+// liveTunnel returns a live tunnel of MD peer, preferring the newest.
+func (k *KeyDistributor) liveTunnel(peer string) tunnelConn {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if p := k.peers[peer]; p != nil && len(p.tunnels) > 0 {
+		return p.tunnels[len(p.tunnels)-1]
+	}
+	return nil
+}
+
+func (k *KeyDistributor) drop(reason string, t tunnelConn, id uuid.UUID, err error) {
+	k.m.drops.WithLabelValues(reason).Inc()
+	args := []any{"md", t.Peer(), "tunnel", t.ID(), "association", id}
+	if err != nil {
+		args = append(args, "err", err)
+	}
+	k.rl.Log(slog.LevelWarn, reason, "dropped tunneled DTLS datagram", args...)
+}
+
+func (k *KeyDistributor) handleTunneledDtls(t tunnelConn, id uuid.UUID, b []byte) {
+	k.m.rxDatagrams.Inc()
+	key := assocKey{peer: t.Peer(), id: id}
+	k.mu.Lock()
+	a := k.assocs[key]
+	if a == nil {
+		if k.closed {
+			k.mu.Unlock()
+			return
+		}
+		if !startsClientHello(b) {
+			k.mu.Unlock()
+			k.drop(reasonUnknownAssociation, t, id, nil)
+			return
+		}
+		var reason string
+		switch {
+		case len(k.assocs) >= k.cfg.MaxAssociations:
+			reason = reasonLimitTotal
+		case k.perTunnel[t.ID()] >= k.cfg.MaxAssociationsPerTunnel:
+			reason = reasonLimitTunnel
+		case k.pending >= k.cfg.MaxPending:
+			reason = reasonLimitPending
+		}
+		if reason != "" {
+			k.mu.Unlock()
+			k.drop(reason, t, id, nil)
+			k.m.handshakes.WithLabelValues(reason).Inc()
+			if err := t.SendEndpointDisconnect(id); err == nil {
+				k.m.disconnectsOut.Inc()
+			}
+			return
+		}
+		a = newAssociation(k, key, t)
+		k.assocs[key] = a
+		k.perTunnel[t.ID()]++
+		k.pending++
+		k.m.associations.WithLabelValues(statePending.String()).Inc()
+	}
+	k.mu.Unlock()
+	a.setTunnel(t)
+	a.handleDatagram(b)
+}
+
+func (k *KeyDistributor) handleEndpointDisconnect(t tunnelConn, id uuid.UUID) {
+	k.m.disconnectsIn.Inc()
+	k.mu.Lock()
+	a := k.assocs[assocKey{peer: t.Peer(), id: id}]
+	k.mu.Unlock()
+	if a == nil {
+		k.m.drops.WithLabelValues(reasonClosedMD).Inc()
+		k.rl.Log(slog.LevelDebug, reasonClosedMD, "EndpointDisconnect for an unknown association", "md", t.Peer(), "association", id)
+		return
+	}
+	a.terminate(reasonMDDisconnect, 0, false)
+}
+
+// forget removes a from the tables. It returns false if a was not there.
+func (k *KeyDistributor) forget(a *association, st assocState) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.assocs[a.key] != a {
+		return false
+	}
+	delete(k.assocs, a.key)
+	if n := k.perTunnel[a.firstTunnel] - 1; n > 0 {
+		k.perTunnel[a.firstTunnel] = n
+	} else {
+		delete(k.perTunnel, a.firstTunnel)
+	}
+	if st == statePending {
+		k.pending--
+	}
+	if p := k.peers[a.key.peer]; p != nil && len(p.tunnels) == 0 {
+		still := false
+		for key := range k.assocs {
+			if key.peer == a.key.peer {
+				still = true
+				break
+			}
+		}
+		if !still {
+			delete(k.peers, a.key.peer)
+		}
+	}
+	k.m.associations.WithLabelValues(st.String()).Dec()
+	return true
+}
+
+// setState moves a between the pending/handshaking/established gauges.
+func (k *KeyDistributor) moved(from, to assocState) {
+	k.mu.Lock()
+	if from == statePending {
+		k.pending--
+	}
+	k.mu.Unlock()
+	k.m.associations.WithLabelValues(from.String()).Dec()
+	k.m.associations.WithLabelValues(to.String()).Inc()
+}
+
+// revalidate ends the associations whose registry entry is gone (admin API
+// removal, file reload). Called by the Registry after every change.
+func (k *KeyDistributor) revalidate() {
+	snap := k.cfg.Registry.current()
+	k.mu.Lock()
+	var gone []*association
+	for _, a := range k.assocs {
+		if !a.stillRegistered(snap) {
+			gone = append(gone, a)
+		}
+	}
+	k.mu.Unlock()
+	for _, a := range gone {
+		a.terminate(reasonRemoved, alertAccessDenied, true)
+	}
+}
+
+// janitor ends pending associations past the handshake timeout, idle
+// established ones, and those whose MD has had no tunnel for TunnelGrace.
+func (k *KeyDistributor) janitor() {
+	defer k.wg.Done()
+	period := min(time.Second, k.cfg.HandshakeTimeout/4, k.cfg.TunnelGrace/4)
+	if k.cfg.IdleTimeout > 0 {
+		period = min(period, k.cfg.IdleTimeout/4)
+	}
+	period = max(period, 10*time.Millisecond)
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		select {
+		case <-k.ctx.Done():
+			return
+		case now := <-tick.C:
+			k.sweep(now)
+		}
+	}
+}
+
+type sweepItem struct {
+	a      *association
+	reason string
+}
+
+func (k *KeyDistributor) sweep(now time.Time) {
+	var ends []sweepItem
+	k.mu.Lock()
+	for key, a := range k.assocs {
+		st := a.getState()
+		switch {
+		case st != stateEstablished && now.Sub(a.created) > k.cfg.HandshakeTimeout:
+			ends = append(ends, sweepItem{a, reasonHandshakeTimeout})
+		case st == stateEstablished && k.cfg.IdleTimeout > 0 && now.Sub(a.lastActivity()) > k.cfg.IdleTimeout:
+			ends = append(ends, sweepItem{a, reasonIdleTimeout})
+		default:
+			if p := k.peers[key.peer]; p != nil && len(p.tunnels) == 0 && now.Sub(p.downSince) > k.cfg.TunnelGrace {
+				ends = append(ends, sweepItem{a, reasonTunnelLost})
+			}
+		}
+	}
+	k.mu.Unlock()
+	for _, e := range ends {
+		desc := uint8(0)
+		if e.reason == reasonHandshakeTimeout {
+			desc = alertHandshakeFailure
+		}
+		e.a.terminate(e.reason, desc, true)
+	}
+}
+
+// AssociationInfo describes one live association (admin API).
+type AssociationInfo struct {
+	// MD is the identity of the media distributor that relays it.
+	MD string `json:"md"`
+	// ID is the association id.
+	ID uuid.UUID `json:"association_id"`
+	// State is pending, handshaking or established.
+	State string `json:"state"`
+	// Conference is the matched conference ("" before the match).
+	Conference string `json:"conference,omitempty"`
+	// TLSID is the endpoint's tls-id ("" for a legacy endpoint).
+	TLSID string `json:"tls_id,omitempty"`
+	// Fingerprint is the endpoint's certificate fingerprint, once known.
+	Fingerprint string `json:"fingerprint,omitempty"`
+	// Profile is the negotiated SRTP protection profile, once known.
+	Profile string `json:"profile,omitempty"`
+	// Since is when the first datagram arrived.
+	Since time.Time `json:"since"`
+}
+
+// Associations lists the live associations.
+func (k *KeyDistributor) Associations() []AssociationInfo {
+	k.mu.Lock()
+	all := make([]*association, 0, len(k.assocs))
+	for _, a := range k.assocs {
+		all = append(all, a)
+	}
+	k.mu.Unlock()
+	out := make([]AssociationInfo, 0, len(all))
+	for _, a := range all {
+		out = append(out, a.info())
+	}
+	slices.SortFunc(out, func(x, y AssociationInfo) int { return x.Since.Compare(y.Since) })
+	return out
+}
+
+// NumAssociations returns the number of live associations (all states).
+func (k *KeyDistributor) NumAssociations() int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.assocs)
+}

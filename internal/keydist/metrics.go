@@ -1,0 +1,106 @@
+package keydist
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Drop and end reasons, used as metric labels and in logs.
+const (
+	reasonUnknownAssociation = "unknown_association"
+	reasonBadClientHello     = "bad_client_hello"
+	reasonUnknownTLSID       = "unknown_tls_id"
+	reasonMissingTLSID       = "missing_tls_id"
+	reasonNoUseSRTP          = "no_use_srtp"
+	reasonNoCommonProfile    = "no_common_profile"
+	reasonHelloChanged       = "client_hello_changed"
+	reasonFingerprint        = "fingerprint_mismatch"
+	reasonUnknownLegacy      = "unknown_legacy_fingerprint"
+	reasonLimitTotal         = "limit_total"
+	reasonLimitTunnel        = "limit_tunnel"
+	reasonLimitPending       = "limit_pending"
+	reasonQueueFull          = "queue_full"
+	reasonHandshakeTimeout   = "handshake_timeout"
+	reasonHandshakeFailed    = "handshake_failed"
+	reasonIdleTimeout        = "idle_timeout"
+	reasonPeerClosed         = "endpoint_closed"
+	reasonMDDisconnect       = "md_disconnect"
+	reasonRemoved            = "removed_from_registry"
+	reasonMediaKeysFailed    = "media_keys_failed"
+	reasonTunnelLost         = "tunnel_lost"
+	reasonShutdown           = "shutdown"
+	reasonClosedMD           = "md_closed_unknown"
+)
+
+// metrics are the KD's Prometheus collectors.
+type metrics struct {
+	associations   *prometheus.GaugeVec
+	handshakes     *prometheus.CounterVec
+	ended          *prometheus.CounterVec
+	drops          *prometheus.CounterVec
+	mediaKeys      prometheus.Counter
+	disconnectsOut prometheus.Counter
+	disconnectsIn  prometheus.Counter
+	tunnels        prometheus.Gauge
+	hsDuration     prometheus.Histogram
+	rxDatagrams    prometheus.Counter
+	txDatagrams    prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		associations: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "keydist", Name: "associations",
+			Help: "DTLS associations by state (pending: ClientHello being reassembled).",
+		}, []string{"state"}),
+		handshakes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "handshakes_total",
+			Help: "Completed association set-ups by result (ok or the rejection reason).",
+		}, []string{"result"}),
+		ended: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "associations_ended_total",
+			Help: "Associations ended, by reason.",
+		}, []string{"reason"}),
+		drops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "dropped_datagrams_total",
+			Help: "TunneledDtls payloads dropped, by reason.",
+		}, []string{"reason"}),
+		mediaKeys: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "media_keys_sent_total",
+			Help: "MediaKeys messages written to a tunnel.",
+		}),
+		disconnectsOut: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "endpoint_disconnects_sent_total",
+			Help: "EndpointDisconnect messages sent to media distributors.",
+		}),
+		disconnectsIn: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "endpoint_disconnects_received_total",
+			Help: "EndpointDisconnect messages received from media distributors.",
+		}),
+		tunnels: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "keydist", Name: "tunnels",
+			Help: "Live tunnels from media distributors.",
+		}),
+		hsDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "keydist", Name: "handshake_seconds",
+			Help:    "Time from the first ClientHello datagram to MediaKeys written.",
+			Buckets: prometheus.ExponentialBuckets(0.002, 2, 14),
+		}),
+		rxDatagrams: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "tunneled_dtls_received_total",
+			Help: "TunneledDtls messages received.",
+		}),
+		txDatagrams: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "tunneled_dtls_sent_total",
+			Help: "TunneledDtls messages sent.",
+		}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.associations, m.handshakes, m.ended, m.drops, m.mediaKeys,
+			m.disconnectsOut, m.disconnectsIn, m.tunnels, m.hsDuration, m.rxDatagrams, m.txDatagrams} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,607 @@
+package keydist
+
+import (
+	"cmp"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+)
+
+// Fingerprint is the SHA-256 fingerprint of an endpoint's DER certificate,
+// the value of its SDP a=fingerprint:sha-256 attribute.
+type Fingerprint [sha256.Size]byte
+
+// CertificateFingerprint returns the SHA-256 fingerprint of a DER
+// certificate.
+func CertificateFingerprint(der []byte) Fingerprint { return sha256.Sum256(der) }
+
+// ParseFingerprint parses a SHA-256 fingerprint as SDP writes it
+// ("sha-256 AB:CD:..."), without the hash name ("AB:CD:..."), or as 64
+// hexadecimal digits. Case does not matter.
+func ParseFingerprint(s string) (Fingerprint, error) {
+	var f Fingerprint
+	t := strings.TrimSpace(s)
+	if name, rest, ok := strings.Cut(t, " "); ok {
+		if !strings.EqualFold(name, "sha-256") {
+			return f, fmt.Errorf("parse fingerprint %.80q: hash %.20q is not sha-256: %w", s, name, ErrInvalidFingerprint)
+		}
+		t = strings.TrimSpace(rest)
+	}
+	switch len(t) {
+	case 2*sha256.Size + sha256.Size - 1:
+		var b strings.Builder
+		for i := 0; i < len(t); i++ {
+			if i%3 == 2 {
+				if t[i] != ':' {
+					return f, fmt.Errorf("parse fingerprint %.80q: %w", s, ErrInvalidFingerprint)
+				}
+				continue
+			}
+			b.WriteByte(t[i])
+		}
+		t = b.String()
+	case 2 * sha256.Size:
+	default:
+		return f, fmt.Errorf("parse fingerprint %.80q: length: %w", s, ErrInvalidFingerprint)
+	}
+	if _, err := hex.Decode(f[:], []byte(t)); err != nil {
+		return f, fmt.Errorf("parse fingerprint %.80q: %w", s, ErrInvalidFingerprint)
+	}
+	return f, nil
+}
+
+// String returns the fingerprint as SDP writes it after "sha-256 ":
+// upper-case hexadecimal octets separated by colons.
+func (f Fingerprint) String() string {
+	const digits = "0123456789ABCDEF"
+	b := make([]byte, 0, 3*len(f)-1)
+	for i, c := range f {
+		if i > 0 {
+			b = append(b, ':')
+		}
+		b = append(b, digits[c>>4], digits[c&0x0f])
+	}
+	return string(b)
+}
+
+// MarshalText implements encoding.TextMarshaler (JSON, YAML).
+func (f Fingerprint) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// UnmarshalText implements encoding.TextUnmarshaler (JSON, YAML).
+func (f *Fingerprint) UnmarshalText(b []byte) error {
+	v, err := ParseFingerprint(string(b))
+	if err != nil {
+		return err
+	}
+	*f = v
+	return nil
+}
+
+// ValidateTLSID checks a tls-id value (RFC 8842 section 5: 20 to 255
+// characters of ALPHA / DIGIT / "+" / "/" / "-" / "_"). The octets of this
+// string are what external_session_id carries (RFC 8844 section 4).
+func ValidateTLSID(id string) error {
+	if len(id) < 20 || len(id) > 255 {
+		return fmt.Errorf("tls-id of %d characters, want 20..255: %w", len(id), ErrInvalidTLSID)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_') {
+			return fmt.Errorf("tls-id character %d (0x%02x) not allowed: %w", i, c, ErrInvalidTLSID)
+		}
+	}
+	return nil
+}
+
+// NewTLSID returns a fresh KD tls-id: 32 random octets, base64url without
+// padding (43 characters, all valid tls-id characters).
+func NewTLSID() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// ValidateConferenceID checks a conference id: 1 to 128 characters of
+// ALPHA / DIGIT / "-" / "_" / "." / ":" / "@" (safe in a URL path).
+func ValidateConferenceID(id string) error {
+	if len(id) == 0 || len(id) > 128 {
+		return fmt.Errorf("conference id of %d characters, want 1..128: %w", len(id), ErrInvalidConference)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-_.:@", c) >= 0) {
+			return fmt.Errorf("conference id character %d (0x%02x) not allowed: %w", i, c, ErrInvalidConference)
+		}
+	}
+	return nil
+}
+
+// Endpoint is what the signalling told the KD about one endpoint's DTLS
+// association: the tls-id and certificate fingerprint from its SDP, and the
+// KD's own tls-id to put in the SDP answer.
+type Endpoint struct {
+	// TLSID is the endpoint's SDP tls-id, carried in its ClientHello as
+	// external_session_id. It may be empty only in a conference that allows
+	// legacy endpoints; such an entry is matched by fingerprint alone.
+	TLSID string `json:"tls_id,omitempty" yaml:"tls_id,omitempty"`
+	// Fingerprint is the SHA-256 fingerprint of the endpoint certificate.
+	Fingerprint Fingerprint `json:"fingerprint" yaml:"fingerprint"`
+	// KDTLSID is the tls-id the KD puts in its ServerHello for this
+	// endpoint; the signalling puts it in the SDP answer. Generated (see
+	// NewTLSID) when not given, and kept across file reloads.
+	KDTLSID string `json:"kd_tls_id,omitempty" yaml:"kd_tls_id,omitempty"`
+	// Source is "file" or "api" (output only).
+	Source string `json:"source,omitempty" yaml:"-"`
+}
+
+// Conference is a conference and its endpoints.
+type Conference struct {
+	// ID names the conference.
+	ID string `json:"id" yaml:"id"`
+	// AllowLegacy accepts endpoints that send no external_session_id
+	// (matched by certificate fingerprint alone). Default false.
+	AllowLegacy bool `json:"allow_legacy" yaml:"allow_legacy"`
+	// Endpoints are the registered endpoints.
+	Endpoints []Endpoint `json:"endpoints" yaml:"endpoints"`
+}
+
+// entryKey identifies one registered endpoint.
+type entryKey struct {
+	conf  string
+	tlsID string
+	fp    Fingerprint
+}
+
+// confLayer is one source's view of a conference.
+type confLayer struct {
+	allowLegacy bool
+	endpoints   []Endpoint
+}
+
+// Match is the registry entry an association was matched to.
+type Match struct {
+	// Conference is the conference id.
+	Conference string
+	// Endpoint is the matched entry.
+	Endpoint Endpoint
+	// Legacy is true when the endpoint sent no external_session_id and was
+	// matched by fingerprint in a conference that allows that.
+	Legacy bool
+}
+
+func (m *Match) key() entryKey {
+	return entryKey{conf: m.Conference, tlsID: m.Endpoint.TLSID, fp: m.Endpoint.Fingerprint}
+}
+
+// snapshot is an immutable merged view, swapped atomically.
+type snapshot struct {
+	confs       map[string]*Conference
+	byTLSID     map[string]Match
+	legacyByFP  map[Fingerprint][]Match
+	present     map[entryKey]bool // value: conference allows legacy
+	anyLegacy   bool
+	numEndpoint int
+}
+
+// lookupTLSID finds the entry registered under tls-id id.
+func (s *snapshot) lookupTLSID(id []byte) (Match, bool) {
+	m, ok := s.byTLSID[string(id)]
+	return m, ok
+}
+
+// lookupLegacy finds the one entry of an allow_legacy conference with
+// fingerprint fp. Two such entries (in two conferences) are ambiguous: no
+// match.
+func (s *snapshot) lookupLegacy(fp Fingerprint) (Match, bool) {
+	ms := s.legacyByFP[fp]
+	if len(ms) != 1 {
+		return Match{}, false
+	}
+	m := ms[0]
+	m.Legacy = true
+	return m, true
+}
+
+// stillValid reports whether the entry m was matched to is still
+// registered (and, for a legacy match, its conference still allows legacy).
+func (s *snapshot) stillValid(m *Match) bool {
+	allowLegacy, ok := s.present[m.key()]
+	return ok && (!m.Legacy || allowLegacy)
+}
+
+// Registry maps conferences to the endpoints allowed to join them. It merges
+// two sources: a file (replaced as a whole on each reload) and the admin
+// API (endpoints added and removed one by one; removing a file entry through
+// the API hides it until the API adds it again). Readers get an immutable
+// snapshot swapped atomically; every change notifies the subscribers, which
+// is how the KeyDistributor ends associations whose endpoint went away.
+type Registry struct {
+	mu      sync.Mutex
+	file    map[string]*confLayer
+	api     map[string]*confLayer
+	revoked map[entryKey]bool
+	kdIDs   map[entryKey]string
+	subs    []func()
+	snap    atomic.Pointer[snapshot]
+	// warn receives merge conflicts (a file entry shadowing an API entry).
+	warn func(msg string, args ...any)
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	r := &Registry{
+		file:    map[string]*confLayer{},
+		api:     map[string]*confLayer{},
+		revoked: map[entryKey]bool{},
+		kdIDs:   map[entryKey]string{},
+		warn:    func(string, ...any) {},
+	}
+	r.snap.Store(r.merge())
+	return r
+}
+
+// Subscribe registers f to be called (without locks held) after every
+// change of the registry.
+func (r *Registry) Subscribe(f func()) {
+	r.mu.Lock()
+	r.subs = append(r.subs, f)
+	r.mu.Unlock()
+}
+
+func (r *Registry) current() *snapshot { return r.snap.Load() }
+
+// publish merges the layers, swaps the snapshot and returns the
+// subscribers to notify. Called with r.mu held.
+func (r *Registry) publish() []func() {
+	r.snap.Store(r.merge())
+	return slices.Clone(r.subs)
+}
+
+func notify(subs []func()) {
+	for _, f := range subs {
+		f()
+	}
+}
+
+// validateEndpoint checks an endpoint of conference conf.
+func validateEndpoint(e *Endpoint, allowLegacy bool) error {
+	if e.TLSID == "" {
+		if !allowLegacy {
+			return fmt.Errorf("endpoint %s: no tls_id in a conference without allow_legacy: %w", e.Fingerprint, ErrInvalidTLSID)
+		}
+	} else if err := ValidateTLSID(e.TLSID); err != nil {
+		return fmt.Errorf("endpoint %s: tls_id: %w", e.Fingerprint, err)
+	}
+	if e.Fingerprint == (Fingerprint{}) {
+		return fmt.Errorf("endpoint %q: no fingerprint: %w", e.TLSID, ErrInvalidFingerprint)
+	}
+	if e.KDTLSID != "" {
+		if err := ValidateTLSID(e.KDTLSID); err != nil {
+			return fmt.Errorf("endpoint %q: kd_tls_id: %w", e.TLSID, err)
+		}
+	}
+	return nil
+}
+
+// validateConferences checks a whole set of conferences (a file): ids,
+// endpoints, no tls-id twice.
+func validateConferences(confs []Conference) error {
+	seenConf := map[string]bool{}
+	seenID := map[string]string{}
+	for i := range confs {
+		c := &confs[i]
+		if err := ValidateConferenceID(c.ID); err != nil {
+			return fmt.Errorf("conference %d: %w", i, err)
+		}
+		if seenConf[c.ID] {
+			return fmt.Errorf("conference %q listed twice: %w", c.ID, ErrDuplicate)
+		}
+		seenConf[c.ID] = true
+		seenFP := map[Fingerprint]bool{}
+		for j := range c.Endpoints {
+			e := &c.Endpoints[j]
+			if err := validateEndpoint(e, c.AllowLegacy); err != nil {
+				return fmt.Errorf("conference %q endpoint %d: %w", c.ID, j, err)
+			}
+			if e.TLSID != "" {
+				if other, dup := seenID[e.TLSID]; dup {
+					return fmt.Errorf("conference %q endpoint %d: tls_id also in conference %q: %w", c.ID, j, other, ErrDuplicate)
+				}
+				seenID[e.TLSID] = c.ID
+			} else if seenFP[e.Fingerprint] {
+				return fmt.Errorf("conference %q endpoint %d: legacy fingerprint listed twice: %w", c.ID, j, ErrDuplicate)
+			}
+			if e.TLSID == "" {
+				seenFP[e.Fingerprint] = true
+			}
+		}
+	}
+	return nil
+}
+
+// ReplaceFile replaces the file source with confs (after validating all of
+// it: on error nothing changes).
+func (r *Registry) ReplaceFile(confs []Conference) error {
+	if err := validateConferences(confs); err != nil {
+		return fmt.Errorf("replace registry file source: %w", err)
+	}
+	layer := make(map[string]*confLayer, len(confs))
+	for _, c := range confs {
+		eps := make([]Endpoint, len(c.Endpoints))
+		copy(eps, c.Endpoints)
+		for i := range eps {
+			eps[i].Source = "file"
+		}
+		layer[c.ID] = &confLayer{allowLegacy: c.AllowLegacy, endpoints: eps}
+	}
+	r.mu.Lock()
+	r.file = layer
+	subs := r.publish()
+	r.mu.Unlock()
+	notify(subs)
+	return nil
+}
+
+// SetConference creates or updates a conference in the API source.
+func (r *Registry) SetConference(id string, allowLegacy bool) error {
+	if err := ValidateConferenceID(id); err != nil {
+		return fmt.Errorf("set conference: %w", err)
+	}
+	r.mu.Lock()
+	c := r.api[id]
+	if c == nil {
+		c = &confLayer{}
+		r.api[id] = c
+	}
+	c.allowLegacy = allowLegacy
+	subs := r.publish()
+	r.mu.Unlock()
+	notify(subs)
+	return nil
+}
+
+// RemoveConference removes a conference: its API entries are deleted and
+// its file entries hidden. Live associations of its endpoints end.
+func (r *Registry) RemoveConference(id string) error {
+	r.mu.Lock()
+	_, inAPI := r.api[id]
+	f, inFile := r.file[id]
+	if !inAPI && !inFile {
+		r.mu.Unlock()
+		return fmt.Errorf("remove conference %q: %w", id, ErrNotFound)
+	}
+	delete(r.api, id)
+	if inFile {
+		for _, e := range f.endpoints {
+			r.revoked[entryKey{conf: id, tlsID: e.TLSID, fp: e.Fingerprint}] = true
+		}
+	}
+	subs := r.publish()
+	r.mu.Unlock()
+	notify(subs)
+	return nil
+}
+
+// AddEndpoint registers an endpoint in conference conf through the API
+// source, creating the conference (allow_legacy false) if needed. It
+// returns the stored entry, with the KD tls-id to put in the SDP answer.
+func (r *Registry) AddEndpoint(conf string, e Endpoint) (Endpoint, error) {
+	if err := ValidateConferenceID(conf); err != nil {
+		return Endpoint{}, fmt.Errorf("add endpoint: %w", err)
+	}
+	r.mu.Lock()
+	snap := r.current()
+	allowLegacy := false
+	if c := snap.confs[conf]; c != nil {
+		allowLegacy = c.AllowLegacy
+	}
+	if err := validateEndpoint(&e, allowLegacy); err != nil {
+		r.mu.Unlock()
+		return Endpoint{}, fmt.Errorf("add endpoint to %q: %w", conf, err)
+	}
+	k := entryKey{conf: conf, tlsID: e.TLSID, fp: e.Fingerprint}
+	if e.TLSID != "" {
+		if m, ok := snap.byTLSID[e.TLSID]; ok {
+			r.mu.Unlock()
+			return Endpoint{}, fmt.Errorf("add endpoint to %q: tls_id registered in %q: %w", conf, m.Conference, ErrDuplicate)
+		}
+	} else if snap.present[k] {
+		r.mu.Unlock()
+		return Endpoint{}, fmt.Errorf("add endpoint to %q: fingerprint registered: %w", conf, ErrDuplicate)
+	}
+	c := r.api[conf]
+	if c == nil {
+		c = &confLayer{allowLegacy: allowLegacy}
+		r.api[conf] = c
+	}
+	e.Source = "api"
+	if e.KDTLSID == "" {
+		e.KDTLSID = r.kdIDs[k]
+		if e.KDTLSID == "" {
+			e.KDTLSID = NewTLSID()
+		}
+	}
+	wasRevoked := r.revoked[k]
+	delete(r.revoked, k)
+	if !wasRevoked || !r.fileHas(k) {
+		c.endpoints = append(c.endpoints, e)
+	}
+	subs := r.publish()
+	out, _ := r.current().entry(k)
+	r.mu.Unlock()
+	notify(subs)
+	return out, nil
+}
+
+func (r *Registry) fileHas(k entryKey) bool {
+	c := r.file[k.conf]
+	if c == nil {
+		return false
+	}
+	return slices.ContainsFunc(c.endpoints, func(e Endpoint) bool { return e.TLSID == k.tlsID && e.Fingerprint == k.fp })
+}
+
+// RemoveEndpoint removes the endpoints of conference conf whose tls-id is
+// tlsID (when not empty) and whose fingerprint is fp (when not nil). It
+// returns how many were removed; live associations of those end.
+func (r *Registry) RemoveEndpoint(conf, tlsID string, fp *Fingerprint) (int, error) {
+	if tlsID == "" && fp == nil {
+		return 0, fmt.Errorf("remove endpoint from %q: neither tls_id nor fingerprint given: %w", conf, ErrNotFound)
+	}
+	sel := func(e Endpoint) bool {
+		return (tlsID == "" || e.TLSID == tlsID) && (fp == nil || e.Fingerprint == *fp)
+	}
+	r.mu.Lock()
+	n := 0
+	if c := r.api[conf]; c != nil {
+		before := len(c.endpoints)
+		c.endpoints = slices.DeleteFunc(c.endpoints, sel)
+		n += before - len(c.endpoints)
+	}
+	if c := r.file[conf]; c != nil {
+		for _, e := range c.endpoints {
+			k := entryKey{conf: conf, tlsID: e.TLSID, fp: e.Fingerprint}
+			if sel(e) && !r.revoked[k] {
+				r.revoked[k] = true
+				n++
+			}
+		}
+	}
+	if n == 0 {
+		r.mu.Unlock()
+		return 0, fmt.Errorf("remove endpoint from %q: %w", conf, ErrNotFound)
+	}
+	subs := r.publish()
+	r.mu.Unlock()
+	notify(subs)
+	return n, nil
+}
+
+// Conferences returns the merged view, sorted by conference id.
+func (r *Registry) Conferences() []Conference {
+	s := r.current()
+	out := make([]Conference, 0, len(s.confs))
+	for _, c := range s.confs {
+		cc := *c
+		cc.Endpoints = slices.Clone(c.Endpoints)
+		out = append(out, cc)
+	}
+	slices.SortFunc(out, func(a, b Conference) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+// Conference returns one conference of the merged view.
+func (r *Registry) Conference(id string) (Conference, bool) {
+	c := r.current().confs[id]
+	if c == nil {
+		return Conference{}, false
+	}
+	cc := *c
+	cc.Endpoints = slices.Clone(c.Endpoints)
+	return cc, true
+}
+
+// NumEndpoints returns the number of registered endpoints.
+func (r *Registry) NumEndpoints() int { return r.current().numEndpoint }
+
+func (s *snapshot) entry(k entryKey) (Endpoint, bool) {
+	c := s.confs[k.conf]
+	if c == nil {
+		return Endpoint{}, false
+	}
+	for _, e := range c.Endpoints {
+		if e.TLSID == k.tlsID && e.Fingerprint == k.fp {
+			return e, true
+		}
+	}
+	return Endpoint{}, false
+}
+
+// merge builds the snapshot from the layers. Called with r.mu held. A KD
+// tls-id generated for an entry is kept as long as the entry exists.
+func (r *Registry) merge() *snapshot {
+	s := &snapshot{
+		confs:      map[string]*Conference{},
+		byTLSID:    map[string]Match{},
+		legacyByFP: map[Fingerprint][]Match{},
+		present:    map[entryKey]bool{},
+	}
+	ids := make([]string, 0, len(r.file)+len(r.api))
+	for id := range r.file {
+		ids = append(ids, id)
+	}
+	for id := range r.api {
+		if _, dup := r.file[id]; !dup {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	kdIDs := make(map[entryKey]string, len(r.kdIDs))
+	for _, id := range ids {
+		f, a := r.file[id], r.api[id]
+		c := &Conference{ID: id, Endpoints: []Endpoint{}}
+		if f != nil {
+			c.AllowLegacy = f.allowLegacy
+		} else {
+			c.AllowLegacy = a.allowLegacy
+		}
+		add := func(e Endpoint) {
+			k := entryKey{conf: id, tlsID: e.TLSID, fp: e.Fingerprint}
+			if r.revoked[k] || s.present[k] && e.Source == "api" {
+				return
+			}
+			if e.TLSID == "" && !c.AllowLegacy {
+				return
+			}
+			if e.TLSID != "" {
+				if m, dup := s.byTLSID[e.TLSID]; dup {
+					r.warn("registry: tls_id registered twice, keeping the first", "conference", id, "other_conference", m.Conference, "source", e.Source)
+					return
+				}
+			}
+			if e.KDTLSID == "" {
+				e.KDTLSID = r.kdIDs[k]
+				if e.KDTLSID == "" {
+					e.KDTLSID = NewTLSID()
+				}
+			}
+			kdIDs[k] = e.KDTLSID
+			c.Endpoints = append(c.Endpoints, e)
+			m := Match{Conference: id, Endpoint: e}
+			s.present[k] = c.AllowLegacy
+			if e.TLSID != "" {
+				s.byTLSID[e.TLSID] = m
+			}
+			if c.AllowLegacy {
+				s.legacyByFP[e.Fingerprint] = append(s.legacyByFP[e.Fingerprint], m)
+				s.anyLegacy = true
+			}
+			s.numEndpoint++
+		}
+		if f != nil {
+			for _, e := range f.endpoints {
+				add(e)
+			}
+		}
+		if a != nil {
+			for _, e := range a.endpoints {
+				add(e)
+			}
+		}
+		s.confs[id] = c
+	}
+	r.kdIDs = kdIDs
+	// Drop revocations of entries the file no longer has.
+	for k := range r.revoked {
+		if !r.fileHas(k) {
+			delete(r.revoked, k)
+		}
+	}
+	return s
+}
