@@ -1,0 +1,95 @@
+package keytable
+
+import (
+	"net/netip"
+	"sync/atomic"
+
+	"github.com/google/uuid"
+
+	"github.com/mdfast/mdfast/internal/srtpfast"
+)
+
+// ConferenceID identifies a conference (the set of endpoints whose media the
+// MD forwards to each other). It is a small integer chosen by the caller,
+// which maps its own conference names to IDs once on the control plane; a
+// fixed-size integer keeps the hot path free of string hashing.
+type ConferenceID uint32
+
+// Endpoint is one immutable version of an association as the workers see
+// it: its ID, key generation, transport address, conference and the two
+// directions of hop-by-hop keys. Every write that changes one of these
+// publishes a new Endpoint; the old version stays valid (and unchanged) for
+// workers still holding an older Snapshot.
+//
+// The only mutable state reachable from an Endpoint is atomic and belongs
+// to the association, shared by all its versions: the last-seen time
+// (Touch), the receive-side owner (Reader.Own) and the SSRC claims
+// (Table.ClaimSSRC).
+type Endpoint struct {
+	id   uuid.UUID
+	gen  uint64
+	addr netip.AddrPort
+	conf ConferenceID
+	recv *srtpfast.Keys
+	send *srtpfast.Keys
+	a    *assoc
+	cs   *confState // nil while the endpoint is being moved between conferences
+}
+
+// ID returns the association ID.
+func (e *Endpoint) ID() uuid.UUID { return e.id }
+
+// Gen returns the key generation: unique in the Table's life and changed
+// only when the association's keys are installed or replaced. A worker keys
+// its per-association receive state (the srtpfast.Opener built from Recv)
+// by Gen: a different Gen means the keys were replaced and the Opener is
+// stale.
+func (e *Endpoint) Gen() uint64 { return e.gen }
+
+// Addr returns the endpoint's transport address (where its packets come
+// from and where packets to it are sent).
+func (e *Endpoint) Addr() netip.AddrPort { return e.addr }
+
+// Conference returns the endpoint's conference.
+func (e *Endpoint) Conference() ConferenceID { return e.conf }
+
+// Recv returns the keys of packets from the endpoint (client_write).
+func (e *Endpoint) Recv() *srtpfast.Keys { return e.recv }
+
+// Send returns the keys of packets to the endpoint (server_write).
+func (e *Endpoint) Send() *srtpfast.Keys { return e.send }
+
+// Touch records that a packet from the endpoint authenticated at now (a
+// clock in nanoseconds, read once per batch; the Table's idle expiry uses
+// Config.Now().UnixNano()). It writes only when now advances, so a worker
+// calling it for every packet of a batch writes the shared cache line once.
+func (e *Endpoint) Touch(now int64) {
+	if e.a.lastSeen.Load() < now {
+		e.a.lastSeen.Store(now)
+	}
+}
+
+// LastSeen returns the last time given to Touch (or the install time).
+func (e *Endpoint) LastSeen() int64 { return e.a.lastSeen.Load() }
+
+// Collisions returns how many of this association's packets were refused by
+// ClaimSSRC because another sender of its conference owns the SSRC.
+func (e *Endpoint) Collisions() uint64 { return e.a.collisions.Load() }
+
+// assoc is the state of one association shared by all its Endpoint
+// versions. Fields not marked otherwise are written only under Table.mu.
+type assoc struct {
+	id      uuid.UUID
+	serial  uint64 // unique in the Table's life
+	cur     *Endpoint
+	joinSeq uint64 // conference join sequence number, see confState
+
+	// cs is the conference the association is a member of, nil while it is
+	// being moved or after removal; claimers read it under cs.mu.
+	cs atomic.Pointer[confState]
+	// owner is gen<<16 | reader ID of the Reader that owns the receive
+	// side of generation gen (Reader.Own).
+	owner      atomic.Uint64
+	lastSeen   atomic.Int64
+	collisions atomic.Uint64
+}

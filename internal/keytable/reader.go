@@ -1,0 +1,183 @@
+package keytable
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"slices"
+	"sync/atomic"
+	"time"
+)
+
+// maxReaders bounds the reader IDs, which Reader.Own packs into 16 bits.
+const maxReaders = 1<<16 - 1
+
+// Reader is one worker's handle on the Table. It publishes which snapshot
+// the worker is reading, so that writers can wait for a grace period. A
+// Reader is used by one goroutine only; make one per worker with
+// Table.NewReader and Close it when the worker stops.
+//
+//	r := t.NewReader()
+//	defer r.Close()
+//	for {
+//		n := recvBatch(pkts)
+//		snap := r.Begin()
+//		for _, p := range pkts[:n] {
+//			ep := snap.Lookup(keytable.KeyV4(p.src, p.sport))
+//			...
+//		}
+//		r.End()
+//	}
+type Reader struct {
+	_ [64]byte
+	// active is the epoch of the snapshot the worker is reading, 0 when
+	// it is outside a batch. On its own cache line: writers poll it.
+	active atomic.Uint64
+	_      [56]byte
+	t      *Table
+	id     uint16
+}
+
+// NewReader registers a worker and returns its Reader. It panics if more
+// than 65535 Readers are open at once (a programming error).
+func (t *Table) NewReader() *Reader {
+	t.rmu.Lock()
+	defer t.rmu.Unlock()
+	old := *t.readers.Load()
+	used := make(map[uint16]bool, len(old))
+	for _, r := range old {
+		used[r.id] = true
+	}
+	r := &Reader{t: t}
+	for id := uint16(1); id < maxReaders; id++ {
+		if !used[id] {
+			r.id = id
+			break
+		}
+	}
+	if r.id == 0 {
+		panic("keytable: too many readers")
+	}
+	nl := append(slices.Clone(old), r)
+	t.readers.Store(&nl)
+	return r
+}
+
+// ID returns the reader's number (1..65535), unique among open Readers.
+func (r *Reader) ID() int { return int(r.id) }
+
+// Begin starts a batch: it returns the current snapshot and records that
+// the worker is reading it. The worker must call End when it no longer
+// uses the snapshot or anything it returned; a removal waits for that.
+// Begin neither locks nor allocates.
+func (r *Reader) Begin() *Snapshot {
+	for {
+		s := r.t.snap.Load()
+		r.active.Store(s.epoch)
+		// A writer that published after our Load may have scanned us
+		// before our Store and concluded we were idle: then this
+		// re-load sees its snapshot, and we take that one instead.
+		if r.t.snap.Load() == s {
+			return s
+		}
+	}
+}
+
+// End ends the batch started by Begin: the snapshot and the Endpoints and
+// slices taken from it must not be used any more.
+func (r *Reader) End() { r.active.Store(0) }
+
+// Close unregisters the Reader; writers stop waiting for it. It must not be
+// used afterwards.
+func (r *Reader) Close() {
+	r.active.Store(0)
+	t := r.t
+	t.rmu.Lock()
+	defer t.rmu.Unlock()
+	nl := slices.DeleteFunc(slices.Clone(*t.readers.Load()), func(x *Reader) bool { return x == r })
+	t.readers.Store(&nl)
+}
+
+// Own claims the receive side of ep's current keys (generation ep.Gen())
+// for this reader, and reports whether this reader owns it. The worker that
+// owns a generation is the only one that may hold an srtpfast.Opener for
+// ep.Recv(): two Openers for one Keys would have two replay windows, and a
+// packet replayed to the other worker would be opened and re-sealed twice.
+// The first worker to call Own for a generation becomes its owner; a packet
+// for it on another worker (after an address change moved the flow to
+// another RSS queue) is dropped and counted as Misrouted until the owner
+// hands its Opener over and calls Release. Own does not allocate.
+func (r *Reader) Own(ep *Endpoint) bool {
+	want := ep.gen<<16 | uint64(r.id)
+	for {
+		cur := ep.a.owner.Load()
+		switch {
+		case cur == want:
+			return true
+		case cur>>16 < ep.gen || cur == ep.gen<<16:
+			// unowned, released, or owned for an older generation:
+			// take it.
+			if ep.a.owner.CompareAndSwap(cur, want) {
+				return true
+			}
+		default:
+			// owned by another reader, or ep is an old generation.
+			r.t.stats.misrouted.Add(1)
+			return false
+		}
+	}
+}
+
+// Release gives up this reader's ownership of ep's current generation, so
+// that the next worker to call Own takes it. Call it only after handing the
+// Opener for ep.Recv() to that worker (or when ep's association is gone):
+// building a fresh Opener for the same keys would reset the replay windows.
+func (r *Reader) Release(ep *Endpoint) {
+	ep.a.owner.CompareAndSwap(ep.gen<<16|uint64(r.id), ep.gen<<16)
+}
+
+// waitGrace waits until no Reader is inside a batch that began on a
+// snapshot older than epoch, or until ctx is done (then it returns an error
+// wrapping ErrGraceTimeout naming the readers still inside).
+func (t *Table) waitGrace(ctx context.Context, epoch uint64) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t.cfg.GraceTimeout)
+		defer cancel()
+	}
+	var stuck []int
+	for _, r := range *t.readers.Load() {
+		sleep := 10 * time.Microsecond
+		for i := 0; ; i++ {
+			if v := r.active.Load(); v == 0 || v >= epoch {
+				break
+			}
+			if ctx.Err() != nil {
+				stuck = append(stuck, r.ID())
+				break
+			}
+			if i < 100 {
+				runtime.Gosched()
+				continue
+			}
+			time.Sleep(sleep)
+			sleep = min(2*sleep, time.Millisecond)
+		}
+	}
+	if stuck != nil {
+		t.stats.graceTimeouts.Add(1)
+		return fmt.Errorf("%w: readers %v are still in a batch begun before epoch %d", ErrGraceTimeout, stuck, epoch)
+	}
+	return nil
+}
+
+// Synchronize waits until every batch that began before the call has
+// ended: afterwards no worker uses a snapshot older than the current one.
+// It returns an error wrapping ErrGraceTimeout if ctx ends first (or, when
+// ctx has no deadline, after Config.GraceTimeout).
+func (t *Table) Synchronize(ctx context.Context) error {
+	if err := t.waitGrace(ctx, t.snap.Load().epoch); err != nil {
+		return fmt.Errorf("keytable: synchronize: %w", err)
+	}
+	return nil
+}
