@@ -1,0 +1,553 @@
+package dataplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/mdfast/mdfast/bpf"
+	"github.com/mdfast/mdfast/internal/afxdp"
+	"github.com/mdfast/mdfast/internal/frame"
+	"github.com/mdfast/mdfast/internal/neigh"
+	"github.com/mdfast/mdfast/internal/udpbatch"
+)
+
+// Mode is how the data plane receives and sends media.
+type Mode int
+
+// Modes.
+const (
+	// ModeAuto tries XDP native, then XDP generic, then the socket
+	// fallback, logging the reason for each step down.
+	ModeAuto Mode = iota
+	// ModeXDPNative: the classifier in the driver, AF_XDP sockets.
+	ModeXDPNative
+	// ModeXDPGeneric: the classifier in the generic (skb) hook, AF_XDP
+	// sockets in copy mode.
+	ModeXDPGeneric
+	// ModeSocket: recvmmsg/sendmmsg on an SO_REUSEPORT group.
+	ModeSocket
+)
+
+// String returns "auto", "xdp-native", "xdp-generic" or "socket".
+func (m Mode) String() string {
+	switch m {
+	case ModeAuto:
+		return "auto"
+	case ModeXDPNative:
+		return "xdp-native"
+	case ModeXDPGeneric:
+		return "xdp-generic"
+	case ModeSocket:
+		return "socket"
+	}
+	return fmt.Sprintf("mode(%d)", int(m))
+}
+
+// ParseMode parses the names String returns.
+func ParseMode(s string) (Mode, error) {
+	for m := ModeAuto; m <= ModeSocket; m++ {
+		if strings.EqualFold(s, m.String()) {
+			return m, nil
+		}
+	}
+	return 0, fmt.Errorf("dataplane: unknown mode %q (auto, xdp-native, xdp-generic, socket)", s)
+}
+
+// Config configures a Dataplane. Zero fields take the documented defaults.
+type Config struct {
+	// Mode selects XDP or the socket fallback (default ModeAuto).
+	Mode Mode
+	// Interface is the NIC (required for the XDP modes).
+	Interface string
+	// Ports are the media ports (at least one).
+	Ports []uint16
+	// Address is the address the sockets bind to (the slow-path sockets in
+	// XDP mode, the workers' in socket mode); default all addresses.
+	Address netip.Addr
+	// Queues is the number of NIC queues served, 0..Queues-1, one worker
+	// each (default 1). In socket mode it is the number of sockets (and
+	// workers) per media port.
+	Queues int
+	// XSKMode is the AF_XDP bind mode (default afxdp.ModeAuto: zero-copy
+	// when the driver offers it).
+	XSKMode afxdp.Mode
+	// NumFrames (default 4096) and FrameSize (2048 or 4096) size each
+	// queue's UMEM; RingSize sizes its four rings (power of two, default
+	// 2048).
+	NumFrames, FrameSize, RingSize uint32
+	// BatchSize is the receive and transmit batch (default 64).
+	BatchSize int
+	// BusyPoll enables SO_PREFER_BUSY_POLL (AF_XDP) with BusyPollUsec
+	// (SO_BUSY_POLL, also on the sockets) and BusyPollBudget.
+	BusyPoll       bool
+	BusyPollUsec   int
+	BusyPollBudget int
+	// CPUs pins worker i to CPUs[i % len(CPUs)]; empty means no pinning.
+	CPUs []int
+	// UDPChecksumIPv4 computes UDP checksums on IPv4 frames sent through
+	// AF_XDP (IPv6 always has them).
+	UDPChecksumIPv4 bool
+	// SocketBuffer sets SO_RCVBUF/SO_SNDBUF of the sockets when non-zero.
+	SocketBuffer int
+	// SlowQueue is the capacity of the slow-path channel (default 1024).
+	SlowQueue int
+	// Poll is how long an idle AF_XDP worker sleeps in poll (default 50 ms;
+	// it bounds how long Close waits).
+	Poll time.Duration
+	// MaxSSRCs and OpenerIdle: see WorkerConfig.
+	MaxSSRCs   int
+	OpenerIdle time.Duration
+	// Table is the key table (required).
+	Table Table
+	// Neighbours resolves next hops for AF_XDP; nil makes the Dataplane run
+	// its own neigh.Table on the interface.
+	Neighbours Neighbours
+	// Logger, default slog.Default().
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() error {
+	if c.Table == nil {
+		return errors.New("dataplane: no key table")
+	}
+	if len(c.Ports) == 0 {
+		return errors.New("dataplane: no media port")
+	}
+	for _, p := range c.Ports {
+		if p == 0 {
+			return errors.New("dataplane: media port 0")
+		}
+	}
+	if c.Queues <= 0 {
+		c.Queues = 1
+	}
+	if c.BatchSize <= 0 {
+		c.BatchSize = udpbatch.DefaultBatchSize
+	}
+	if c.SlowQueue <= 0 {
+		c.SlowQueue = 1024
+	}
+	if c.Poll <= 0 {
+		c.Poll = 50 * time.Millisecond
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// Dataplane owns the classifier attachment, the sockets, the neighbour
+// table (when it made it) and the workers' goroutines.
+type Dataplane struct {
+	cfg  Config
+	mode Mode
+	log  *slog.Logger
+
+	cl  *bpf.Classifier
+	att *bpf.Attachment
+	nb  *neigh.Table
+	nbc context.CancelFunc
+	nbw chan struct{}
+
+	ports   []Port
+	workers []*Worker
+	// sendConns send slow-path replies, by media port.
+	sendConns map[uint16]*net.UDPConn
+	// kernConns are the XDP modes' slow-path sockets.
+	kernConns []*net.UDPConn
+	slowStats [NumCounters]atomic.Uint64
+
+	slow   chan SlowPacket
+	stop   atomic.Bool
+	wg     sync.WaitGroup
+	slowWG sync.WaitGroup
+
+	mu     sync.Mutex
+	closed bool
+}
+
+// New sets up the data plane in the network namespace of the calling
+// thread and starts its workers. In ModeAuto it steps down from XDP native
+// to XDP generic to sockets, logging why.
+func New(cfg Config) (*Dataplane, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	var (
+		d   *Dataplane
+		err error
+	)
+	switch cfg.Mode {
+	case ModeXDPNative, ModeXDPGeneric:
+		d, err = openXDP(cfg, cfg.Mode)
+	case ModeSocket:
+		d, err = openSocket(cfg)
+	case ModeAuto:
+		for _, m := range []Mode{ModeXDPNative, ModeXDPGeneric} {
+			if d, err = openXDP(cfg, m); err == nil {
+				break
+			}
+			cfg.Logger.Warn("dataplane: mode unavailable, stepping down", "mode", m, "reason", err)
+		}
+		if d == nil {
+			d, err = openSocket(cfg)
+		}
+	default:
+		return nil, fmt.Errorf("dataplane: unknown mode %d", int(cfg.Mode))
+	}
+	if err != nil {
+		return nil, err
+	}
+	d.start()
+	d.log.Info("dataplane: started", "mode", d.mode, "workers", len(d.workers), "ports", cfg.Ports)
+	return d, nil
+}
+
+func newDataplane(cfg Config, m Mode) *Dataplane {
+	return &Dataplane{
+		cfg: cfg, mode: m, log: cfg.Logger,
+		sendConns: make(map[uint16]*net.UDPConn),
+		slow:      make(chan SlowPacket, cfg.SlowQueue),
+	}
+}
+
+func (c *Config) listenAddr(port uint16) (network, addr string) {
+	network = "udp"
+	host := ""
+	if c.Address.IsValid() {
+		host = c.Address.String()
+		if c.Address.Is4() {
+			network = "udp4"
+		} else {
+			network = "udp6"
+		}
+	}
+	return network, net.JoinHostPort(host, fmt.Sprint(port))
+}
+
+// openSocket builds the socket fallback: Queues sockets per media port in
+// one SO_REUSEPORT group each, one worker per socket.
+func openSocket(cfg Config) (*Dataplane, error) {
+	d := newDataplane(cfg, ModeSocket)
+	for _, port := range cfg.Ports {
+		network, addr := cfg.listenAddr(port)
+		for q := range cfg.Queues {
+			conn, err := udpbatch.Listen(context.Background(), network, addr, udpbatch.Options{
+				BatchSize: cfg.BatchSize, ReusePort: true,
+				RecvBuffer: cfg.SocketBuffer, SendBuffer: cfg.SocketBuffer,
+				BusyPollMicros: cfg.BusyPollUsec,
+			})
+			if err != nil {
+				d.teardown()
+				return nil, fmt.Errorf("dataplane: socket mode: %w", err)
+			}
+			if q == 0 {
+				d.sendConns[port] = conn.UDPConn()
+			}
+			d.addWorker(NewSocketPort(conn, cfg.BatchSize))
+		}
+	}
+	return d, nil
+}
+
+// openXDP builds an XDP mode: the classifier attached in mode m, one AF_XDP
+// socket and worker per queue, the slow-path kernel sockets and the
+// neighbour table.
+func openXDP(cfg Config, m Mode) (_ *Dataplane, err error) {
+	if cfg.Interface == "" {
+		return nil, errors.New("dataplane: XDP needs an interface")
+	}
+	ifi, err := net.InterfaceByName(cfg.Interface)
+	if err != nil {
+		return nil, fmt.Errorf("dataplane: interface %s: %w", cfg.Interface, err)
+	}
+	if len(ifi.HardwareAddr) != 6 {
+		return nil, fmt.Errorf("dataplane: interface %s has no Ethernet address", cfg.Interface)
+	}
+	d := newDataplane(cfg, m)
+	defer func() {
+		if err != nil {
+			d.teardown()
+		}
+	}()
+	slots := uint32(bpf.DefaultQueueSlots)
+	if cfg.Queues > int(slots) {
+		slots = uint32(cfg.Queues)
+	}
+	if d.cl, err = bpf.Load(bpf.Options{QueueSlots: slots, Ports: cfg.Ports}); err != nil {
+		return nil, fmt.Errorf("dataplane: %s: %w", m, err)
+	}
+	bm := bpf.ModeNative
+	if m == ModeXDPGeneric {
+		bm = bpf.ModeGeneric
+	}
+	if d.att, err = d.cl.Attach(ifi.Index, bm); err != nil {
+		return nil, fmt.Errorf("dataplane: %s: %w", m, err)
+	}
+	// The kernel sockets DTLS and STUN are passed to.
+	for _, port := range cfg.Ports {
+		network, addr := cfg.listenAddr(port)
+		lc := net.ListenConfig{}
+		pc, err := lc.ListenPacket(context.Background(), network, addr)
+		if err != nil {
+			return nil, fmt.Errorf("dataplane: %s: slow-path socket: %w", m, err)
+		}
+		conn := pc.(*net.UDPConn)
+		if cfg.SocketBuffer > 0 {
+			_ = conn.SetReadBuffer(cfg.SocketBuffer)
+		}
+		d.kernConns = append(d.kernConns, conn)
+		d.sendConns[port] = conn
+	}
+	nb := cfg.Neighbours
+	if nb == nil {
+		if d.nb, err = neigh.New(neigh.Options{Ifindex: ifi.Index, Logger: cfg.Logger}); err != nil {
+			return nil, fmt.Errorf("dataplane: %s: %w", m, err)
+		}
+		nb = d.nb
+	}
+	pcfg := XDPPortConfig{
+		MAC: frame.MAC(ifi.HardwareAddr), UDPChecksumIPv4: cfg.UDPChecksumIPv4,
+		Poll: cfg.Poll, Batch: cfg.BatchSize,
+	}
+	for q := range cfg.Queues {
+		sock, err := afxdp.Open(afxdp.Config{
+			Ifindex: ifi.Index, QueueID: uint32(q), Mode: cfg.XSKMode,
+			NumFrames: cfg.NumFrames, FrameSize: cfg.FrameSize,
+			FillRingSize: cfg.RingSize, CompletionRingSize: cfg.RingSize,
+			RxRingSize: cfg.RingSize, TxRingSize: cfg.RingSize,
+			PreferBusyPoll: cfg.BusyPoll, BusyPollUsec: cfg.BusyPollUsec, BusyPollBudget: cfg.BusyPollBudget,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("dataplane: %s: queue %d: %w", m, q, err)
+		}
+		d.addWorker(NewXDPPort(sock, nb, pcfg))
+		if err := d.cl.RegisterSocket(uint32(q), sock.FD()); err != nil {
+			return nil, fmt.Errorf("dataplane: %s: %w", m, err)
+		}
+	}
+	return d, nil
+}
+
+func (d *Dataplane) addWorker(p Port) {
+	i := len(d.workers)
+	cpu, pin := 0, len(d.cfg.CPUs) > 0
+	if pin {
+		cpu = d.cfg.CPUs[i%len(d.cfg.CPUs)]
+	}
+	var slow chan<- SlowPacket
+	if d.mode == ModeSocket {
+		slow = d.slow
+	}
+	d.ports = append(d.ports, p)
+	d.workers = append(d.workers, NewWorker(i, p, d.cfg.Table.NewReader(), WorkerConfig{
+		BatchSize: d.cfg.BatchSize, MaxSSRCs: d.cfg.MaxSSRCs, OpenerIdle: d.cfg.OpenerIdle,
+		Slow: slow, Pin: pin, CPU: cpu, Logger: d.log,
+	}))
+}
+
+// start runs the workers, the slow-path readers and the neighbour table.
+func (d *Dataplane) start() {
+	for _, w := range d.workers {
+		d.wg.Add(1)
+		go func() {
+			defer d.wg.Done()
+			if err := w.Run(&d.stop); err != nil {
+				d.log.Error("dataplane: worker stopped", "worker", w.id, "err", err)
+			}
+		}()
+	}
+	for _, c := range d.kernConns {
+		d.slowWG.Add(1)
+		go func() {
+			defer d.slowWG.Done()
+			d.readSlow(c)
+		}()
+	}
+	if d.nb != nil {
+		ctx, cancel := context.WithCancel(context.Background())
+		d.nbc, d.nbw = cancel, make(chan struct{})
+		go func() {
+			defer close(d.nbw)
+			_ = d.nb.Run(ctx)
+		}()
+	}
+}
+
+// readSlow reads an XDP mode's kernel socket: DTLS and STUN go to the slow
+// path; RTP/RTCP (on a queue without AF_XDP socket) and junk are counted.
+func (d *Dataplane) readSlow(c *net.UDPConn) {
+	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	buf := make([]byte, 65536)
+	for {
+		n, from, err := c.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			d.slowStats[DropRxError].Add(1)
+			continue
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		d.slowStats[RxPackets].Add(1)
+		d.slowStats[RxBytes].Add(uint64(n))
+		switch {
+		case n == 0:
+			d.slowStats[DropEmpty].Add(1)
+		case buf[0] >= 128 && buf[0] <= 191:
+			d.slowStats[SlowMedia].Add(1)
+		case buf[0] <= 3 || (buf[0] >= 20 && buf[0] <= 63):
+			select {
+			case d.slow <- SlowPacket{Data: append([]byte(nil), buf[:n]...), From: from, To: local}:
+				d.slowStats[SlowPath].Add(1)
+			default:
+				d.slowStats[DropSlowFull].Add(1)
+			}
+		default:
+			d.slowStats[DropJunk].Add(1)
+		}
+	}
+}
+
+// Mode returns the mode in use (never ModeAuto).
+func (d *Dataplane) Mode() Mode { return d.mode }
+
+// Slow returns the channel of DTLS and STUN datagrams for the slow path.
+// It is closed by Close.
+func (d *Dataplane) Slow() <-chan SlowPacket { return d.slow }
+
+// SendSlow sends a slow-path datagram (e.g. a DTLS record) from the media
+// port to dst.
+func (d *Dataplane) SendSlow(port uint16, b []byte, dst netip.AddrPort) error {
+	d.mu.Lock()
+	closed := d.closed
+	d.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	c, ok := d.sendConns[port]
+	if !ok {
+		return fmt.Errorf("dataplane: send from port %d: %w", port, ErrNoSlowSocket)
+	}
+	if _, err := c.WriteToUDPAddrPort(b, dst); err != nil {
+		return fmt.Errorf("dataplane: send slow-path datagram to %s: %w", dst, err)
+	}
+	return nil
+}
+
+// Resolve asks for the next hop towards addr to be resolved now, so that
+// the first media packets to a newly installed endpoint are not dropped as
+// drop_no_neighbour. Call it when an endpoint is installed; it is a no-op in
+// socket mode (the kernel routes) and when Config.Neighbours was supplied
+// (its owner resolves). It never blocks on the network: the lookup is a
+// netlink request/answer.
+func (d *Dataplane) Resolve(addr netip.Addr) {
+	if d.nb == nil {
+		return
+	}
+	// A destination not resolved yet stays wanted: the resolver retries
+	// it on every refresh.
+	if _, _, err := d.nb.Want(addr); err != nil {
+		d.log.Warn("dataplane: next hop not tracked", "dst", addr, "err", err)
+	}
+}
+
+// Forget stops tracking addr's next hop (the endpoint has left).
+func (d *Dataplane) Forget(addr netip.Addr) {
+	if d.nb != nil {
+		d.nb.Forget(addr)
+	}
+}
+
+// Stats returns the sum of every worker's counters and the slow-path
+// socket's.
+func (d *Dataplane) Stats() Stats {
+	var s Stats
+	for _, w := range d.workers {
+		ws := w.Stats()
+		s.Add(&ws)
+	}
+	for i := range s {
+		s[i] += d.slowStats[i].Load()
+	}
+	return s
+}
+
+// WorkerStats returns each worker's counters.
+func (d *Dataplane) WorkerStats() []Stats {
+	out := make([]Stats, len(d.workers))
+	for i, w := range d.workers {
+		out[i] = w.Stats()
+	}
+	return out
+}
+
+// ClassifierCounters returns the XDP classifier's verdict counters (XDP
+// modes only).
+func (d *Dataplane) ClassifierCounters() (bpf.Counters, error) {
+	if d.cl == nil {
+		return bpf.Counters{}, fmt.Errorf("dataplane: no classifier in %s mode", d.mode)
+	}
+	return d.cl.Counters()
+}
+
+// Close stops the workers, closes the sockets, detaches the classifier and
+// closes the Slow channel. It is idempotent.
+func (d *Dataplane) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	d.mu.Unlock()
+	d.stop.Store(true)
+	for _, p := range d.ports {
+		p.Interrupt()
+	}
+	d.wg.Wait()
+	err := d.teardown()
+	d.log.Info("dataplane: stopped", "mode", d.mode)
+	return err
+}
+
+// teardown releases everything; the workers must not be running.
+func (d *Dataplane) teardown() error {
+	var errs []error
+	for _, p := range d.ports {
+		if err := p.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("dataplane: close port: %w", err))
+		}
+	}
+	for _, c := range d.kernConns {
+		c.Close()
+	}
+	d.slowWG.Wait()
+	if d.att != nil {
+		if err := d.att.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.cl != nil {
+		if err := d.cl.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if d.nb != nil {
+		if d.nbc != nil {
+			d.nbc()
+			<-d.nbw
+		}
+		d.nb.Close()
+	}
+	close(d.slow)
+	return errors.Join(errs...)
+}

@@ -1,0 +1,74 @@
+package dataplane
+
+import (
+	"encoding/binary"
+	"net/netip"
+
+	"github.com/mdfast/mdfast/internal/keytable"
+)
+
+// KeyTable adapts a *keytable.Table to Table.
+type KeyTable struct{ T *keytable.Table }
+
+// NewReader implements Table: a keytable.Reader with a per-worker cache of
+// Peers, one per Endpoint version (allocated once per version, not per
+// packet).
+func (k KeyTable) NewReader() Reader {
+	return &ktReader{t: k.T, r: k.T.NewReader(), peers: make(map[*keytable.Endpoint]*Peer)}
+}
+
+type ktReader struct {
+	t       *keytable.Table
+	r       *keytable.Reader
+	snap    *keytable.Snapshot
+	peers   map[*keytable.Endpoint]*Peer
+	members []*Peer
+}
+
+func (k *ktReader) Begin() {
+	k.snap = k.r.Begin()
+	if len(k.peers) > 4*k.snap.Len()+1024 {
+		clear(k.peers) // old versions; live ones are rebuilt on use
+	}
+}
+
+func (k *ktReader) End() { k.snap = nil; k.r.End() }
+
+// Close unregisters the keytable.Reader (Worker.Run calls it on exit).
+func (k *ktReader) Close() { k.r.Close() }
+
+func (k *ktReader) peer(ep *keytable.Endpoint) *Peer {
+	p := k.peers[ep]
+	if p == nil {
+		id := ep.ID()
+		p = &Peer{
+			// Random (v4) association IDs folded to 64 bits.
+			ID:   binary.BigEndian.Uint64(id[:8]) ^ binary.BigEndian.Uint64(id[8:]),
+			Gen:  ep.Gen(),
+			Addr: ep.Addr(),
+			Recv: ep.Recv(), Send: ep.Send(), Seen: ep, Ref: ep,
+		}
+		k.peers[ep] = p
+	}
+	return p
+}
+
+// Route implements Reader. A sender whose receive side another worker owns
+// (keytable.Reader.Own) is not routed here.
+func (k *ktReader) Route(src netip.AddrPort) (*Peer, []*Peer, bool) {
+	ep := k.snap.LookupAddr(src)
+	if ep == nil || !k.r.Own(ep) {
+		return nil, nil, false
+	}
+	k.members = k.members[:0]
+	for _, m := range k.snap.Receivers(ep) {
+		k.members = append(k.members, k.peer(m))
+	}
+	return k.peer(ep), k.members, true
+}
+
+// ClaimSSRC implements Reader.
+func (k *ktReader) ClaimSSRC(sender *Peer, ssrc uint32) bool {
+	ep, ok := sender.Ref.(*keytable.Endpoint)
+	return ok && k.t.ClaimSSRC(ep, ssrc)
+}

@@ -1,0 +1,52 @@
+package dataplane
+
+import "net/netip"
+
+// RxPacket is one received datagram, valid until the Port's Release.
+type RxPacket struct {
+	// Payload is the UDP payload. Its capacity may extend past its length
+	// (the rest of the receive buffer); the worker opens it in place.
+	Payload []byte
+	// Src is the sender's transport address; Dst the MD's address the
+	// datagram was sent to (the socket port gives its bound address).
+	Src, Dst netip.AddrPort
+	// Drop is non-zero when the port could not parse the datagram; the
+	// worker counts it and skips the packet.
+	Drop Reason
+
+	// VLAN tag of the received frame (AF_XDP), repeated on replies.
+	vlanProto, vlanTCI uint16
+}
+
+// Port is the batch I/O of one worker: one NIC queue (AF_XDP) or one
+// socket of an SO_REUSEPORT group. All methods but Interrupt are called
+// from the worker's goroutine only.
+//
+// Sending is two-step so the worker can copy and seal straight into the
+// transmit buffer: TxBuffer returns a zero-length slice whose capacity is
+// the room for the payload (headers, when the port writes them, go in front
+// of it); the worker writes the payload and calls Commit. A TxBuffer not
+// committed is reused by the next TxBuffer call.
+type Port interface {
+	// Bind gives the port the worker's counters (called once, before
+	// anything else).
+	Bind(c *Counts)
+	// Receive fills rx[:n] with received datagrams, waiting up to the
+	// port's poll interval when none is ready (then n is 0). An error is
+	// fatal for the port (closed).
+	Receive(rx []RxPacket) (n int, err error)
+	// Release gives back the buffers of packets returned by Receive.
+	Release(rx []RxPacket)
+	// TxBuffer returns the payload buffer of the next datagram to dst, a
+	// reply to in (same local address and VLAN), or a drop reason.
+	TxBuffer(dst netip.AddrPort, in *RxPacket) ([]byte, Reason)
+	// Commit queues the datagram: n octets written into the last TxBuffer.
+	Commit(n int)
+	// Flush transmits what is queued and reaps completions.
+	Flush() error
+	// Interrupt makes a blocked Receive return soon. It is safe to call
+	// from any goroutine.
+	Interrupt()
+	// Close releases the port. The worker must have stopped.
+	Close() error
+}

@@ -1,0 +1,135 @@
+package dataplane
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/mdfast/mdfast/internal/udpbatch"
+)
+
+// socketBufSize is the size of each receive and transmit buffer of the
+// socket port: a full Ethernet MTU datagram plus SRTP tailroom.
+const socketBufSize = 2048
+
+// SocketPort is the socket fallback: one udpbatch.Conn of an SO_REUSEPORT
+// group, read with recvmmsg straight into the worker's buffers (opened in
+// place) and written with sendmmsg from the worker's transmit buffers.
+type SocketPort struct {
+	conn  *udpbatch.Conn
+	local netip.AddrPort
+	c     *Counts
+
+	rxm []udpbatch.Message
+	rxb [][]byte
+	txm []udpbatch.Message
+	txb [][]byte
+	ntx int
+	dst netip.AddrPort
+}
+
+// NewSocketPort wraps conn (which it then owns) for one worker; batch is
+// the batch size of both directions and must not exceed the Conn's.
+func NewSocketPort(conn *udpbatch.Conn, batch int) *SocketPort {
+	if batch <= 0 {
+		batch = udpbatch.DefaultBatchSize
+	}
+	p := &SocketPort{
+		conn: conn, local: conn.LocalAddr(), c: new(Counts),
+		rxm: make([]udpbatch.Message, batch), rxb: make([][]byte, batch),
+		txm: make([]udpbatch.Message, batch), txb: make([][]byte, batch),
+	}
+	slab := make([]byte, 2*batch*socketBufSize)
+	for i := range batch {
+		p.rxb[i] = slab[i*socketBufSize : (i+1)*socketBufSize : (i+1)*socketBufSize]
+		o := (batch + i) * socketBufSize
+		p.txb[i] = slab[o : o+socketBufSize : o+socketBufSize]
+	}
+	return p
+}
+
+// Bind implements Port.
+func (p *SocketPort) Bind(c *Counts) { p.c = c }
+
+// Receive implements Port: it blocks until datagrams arrive or Interrupt.
+func (p *SocketPort) Receive(rx []RxPacket) (int, error) {
+	m := p.rxm[:min(len(rx), len(p.rxm))]
+	for i := range m {
+		m[i].Buf = p.rxb[i]
+	}
+	n, err := p.conn.ReadBatch(m)
+	if err != nil {
+		var errno syscall.Errno
+		switch {
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return 0, nil
+		case errors.As(err, &errno):
+			p.c[DropRxError]++
+			return 0, nil
+		}
+		return 0, err
+	}
+	for i := range m[:n] {
+		rx[i] = RxPacket{Payload: m[i].Buf, Src: m[i].Addr, Dst: p.local}
+		if m[i].Truncated {
+			rx[i].Drop = DropTruncated
+		}
+	}
+	return n, nil
+}
+
+// Release implements Port; the receive buffers are the port's own.
+func (p *SocketPort) Release([]RxPacket) {}
+
+// TxBuffer implements Port.
+func (p *SocketPort) TxBuffer(dst netip.AddrPort, _ *RxPacket) ([]byte, Reason) {
+	if p.ntx == len(p.txm) {
+		if p.Flush() != nil {
+			return nil, DropTxError
+		}
+	}
+	p.dst = dst
+	return p.txb[p.ntx][:0], 0
+}
+
+// Commit implements Port.
+func (p *SocketPort) Commit(n int) {
+	p.txm[p.ntx] = udpbatch.Message{Buf: p.txb[p.ntx][:n], Addr: p.dst}
+	p.ntx++
+}
+
+// Flush implements Port: sendmmsg of the queued datagrams. A datagram the
+// kernel refuses is counted (DropTxError) and skipped.
+func (p *SocketPort) Flush() error {
+	m := p.txm[:p.ntx]
+	p.ntx = 0
+	for len(m) > 0 {
+		n, err := p.conn.WriteBatch(m)
+		p.c[TxPackets] += uint64(n)
+		for i := range m[:n] {
+			p.c[TxBytes] += uint64(len(m[i].Buf))
+		}
+		m = m[n:]
+		if err != nil {
+			var errno syscall.Errno
+			if !errors.As(err, &errno) {
+				p.c[DropTxError] += uint64(len(m))
+				return err
+			}
+			p.c[DropTxError]++
+			m = m[1:]
+		}
+	}
+	return nil
+}
+
+// Interrupt implements Port: it expires the read and write deadlines.
+func (p *SocketPort) Interrupt() {
+	_ = p.conn.SetReadDeadline(time.Unix(1, 0))
+	_ = p.conn.SetWriteDeadline(time.Unix(1, 0))
+}
+
+// Close implements Port.
+func (p *SocketPort) Close() error { return p.conn.Close() }

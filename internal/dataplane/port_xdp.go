@@ -1,0 +1,212 @@
+package dataplane
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/mdfast/mdfast/internal/afxdp"
+	"github.com/mdfast/mdfast/internal/frame"
+	"github.com/mdfast/mdfast/internal/neigh"
+)
+
+// Neighbours is what the AF_XDP port needs from the neighbour table
+// (satisfied by *neigh.Table).
+type Neighbours interface {
+	Lookup(dst netip.Addr) (neigh.Entry, bool)
+	Miss(dst netip.Addr)
+}
+
+// XDPPortConfig configures an XDPPort.
+type XDPPortConfig struct {
+	// MAC is the interface's address, the source of every frame sent.
+	MAC frame.MAC
+	// UDPChecksumIPv4 computes UDP checksums on IPv4 (IPv6 always has
+	// them).
+	UDPChecksumIPv4 bool
+	// Poll is how long Receive waits for packets (default 50 ms).
+	Poll time.Duration
+	// Batch is the TX batch size (default 64).
+	Batch int
+}
+
+// XDPPort is the AF_XDP port: received frames are parsed in the UMEM and
+// opened in place; each outgoing datagram is copied into a fresh UMEM
+// frame at the offset of its headers, sealed there, and given
+// Ethernet/IP/UDP headers (next-hop MAC from the neighbour table).
+type XDPPort struct {
+	sock *afxdp.Socket
+	nb   Neighbours
+	cfg  XDPPortConfig
+	c    *Counts
+
+	hdr frame.Headers // parse scratch
+	rxd []afxdp.Desc
+	txd []afxdp.Desc
+	ntx int
+
+	cur    afxdp.Desc // frame reserved for the next datagram
+	have   bool
+	curHdr frame.Headers
+	curOff int
+}
+
+// NewXDPPort wraps sock (which it then owns) for one worker.
+func NewXDPPort(sock *afxdp.Socket, nb Neighbours, cfg XDPPortConfig) *XDPPort {
+	if cfg.Poll <= 0 {
+		cfg.Poll = 50 * time.Millisecond
+	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 64
+	}
+	return &XDPPort{
+		sock: sock, nb: nb, cfg: cfg, c: new(Counts),
+		rxd: make([]afxdp.Desc, cfg.Batch),
+		txd: make([]afxdp.Desc, cfg.Batch),
+	}
+}
+
+// Socket returns the AF_XDP socket, e.g. for FrameStats. Not for use while
+// the worker runs.
+func (p *XDPPort) Socket() *afxdp.Socket { return p.sock }
+
+// Bind implements Port.
+func (p *XDPPort) Bind(c *Counts) { p.c = c }
+
+// Receive implements Port.
+func (p *XDPPort) Receive(rx []RxPacket) (int, error) {
+	d := p.rxd[:min(len(rx), len(p.rxd))]
+	n, err := p.sock.Receive(d)
+	if err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		if _, err := p.sock.Complete(); err != nil {
+			return 0, err
+		}
+		p.sock.Refill()
+		ready, err := p.sock.Wait(p.cfg.Poll)
+		if err != nil || !ready {
+			return 0, err
+		}
+		if n, err = p.sock.Receive(d); err != nil {
+			return 0, err
+		}
+	}
+	h := &p.hdr
+	for i := range d[:n] {
+		buf := p.sock.Frame(d[i])
+		if buf == nil {
+			rx[i] = RxPacket{Drop: DropFrameBad}
+			continue
+		}
+		off, ln, err := frame.Parse(buf, h)
+		if err != nil {
+			rx[i] = RxPacket{Drop: parseReason(err)}
+			continue
+		}
+		rx[i] = RxPacket{
+			Payload: buf[off : off+ln], Src: h.SrcAddr, Dst: h.DstAddr,
+			vlanProto: h.VLANProto, vlanTCI: h.VLANTCI,
+		}
+	}
+	return n, nil
+}
+
+// Release implements Port: the RX frames go back to the fill ring.
+func (p *XDPPort) Release(rx []RxPacket) {
+	p.sock.Recycle(p.rxd[:len(rx)])
+}
+
+// TxBuffer implements Port.
+func (p *XDPPort) TxBuffer(dst netip.AddrPort, in *RxPacket) ([]byte, Reason) {
+	da := dst.Addr().Unmap()
+	e, ok := p.nb.Lookup(da)
+	if !ok {
+		p.nb.Miss(da)
+		return nil, DropNoNeighbour
+	}
+	src := in.Dst.Addr().Unmap()
+	if src.Is4() != da.Is4() {
+		if !e.Src.IsValid() || e.Src.Unmap().Is4() != da.Is4() {
+			return nil, DropNoSource
+		}
+		src = e.Src.Unmap()
+	}
+	if !p.have && !p.alloc() {
+		return nil, DropTxFull
+	}
+	h := &p.curHdr
+	*h = frame.Headers{
+		Dst: e.MAC, Src: p.cfg.MAC, VLANProto: in.vlanProto, VLANTCI: in.vlanTCI,
+		SrcAddr: netip.AddrPortFrom(src, in.Dst.Port()),
+		DstAddr: netip.AddrPortFrom(da, dst.Port()),
+		TTL:     64,
+	}
+	p.curOff = h.Len()
+	buf := p.sock.Frame(p.cur)
+	return buf[p.curOff:p.curOff], 0
+}
+
+// alloc reserves a free UMEM frame, reaping completions (and flushing the
+// queued batch) when none is free.
+func (p *XDPPort) alloc() bool {
+	for try := 0; try < 2; try++ {
+		if p.sock.Alloc(p.txd[p.ntx:p.ntx+1]) == 1 {
+			p.cur = p.txd[p.ntx]
+			p.have = true
+			return true
+		}
+		if try == 0 {
+			_ = p.Flush()
+		}
+	}
+	return false
+}
+
+// Commit implements Port: it writes the headers and queues the frame.
+func (p *XDPPort) Commit(n int) {
+	buf := p.sock.Frame(p.cur)
+	if frame.Write(buf, &p.curHdr, n, p.cfg.UDPChecksumIPv4) != nil {
+		p.c[DropTooBig]++
+		return // the frame stays reserved for the next datagram
+	}
+	p.cur.Len = uint32(p.curOff + n)
+	p.txd[p.ntx] = p.cur
+	p.ntx++
+	p.have = false
+	if p.ntx == len(p.txd) {
+		_ = p.Flush()
+	}
+}
+
+// Flush implements Port: it transmits the queued frames (those that do
+// not fit the TX ring are dropped and counted), then reaps completions and
+// refills the fill ring.
+func (p *XDPPort) Flush() error {
+	var err error
+	if p.ntx > 0 {
+		q, terr := p.sock.Transmit(p.txd[:p.ntx])
+		for i := range p.txd[:q] {
+			p.c[TxBytes] += uint64(p.txd[i].Len)
+		}
+		p.c[TxPackets] += uint64(q)
+		if q < p.ntx {
+			p.c[DropTxFull] += uint64(p.ntx - q)
+			p.sock.Recycle(p.txd[q:p.ntx])
+		}
+		p.ntx = 0
+		err = terr
+	}
+	if _, cerr := p.sock.Complete(); cerr != nil && err == nil {
+		err = cerr
+	}
+	p.sock.Refill()
+	return err
+}
+
+// Interrupt implements Port; Receive never waits longer than the poll
+// interval.
+func (p *XDPPort) Interrupt() {}
+
+// Close implements Port: it closes the socket (removing it from the XSKMAP).
+func (p *XDPPort) Close() error { return p.sock.Close() }

@@ -1,0 +1,190 @@
+package dataplane
+
+import (
+	"fmt"
+
+	"github.com/mdfast/mdfast/internal/frame"
+	"github.com/mdfast/mdfast/internal/srtpfast"
+)
+
+// Counter indexes a worker counter: packet and octet totals first, then one
+// drop counter per Reason.
+type Counter uint16
+
+// Totals.
+const (
+	// RxPackets and RxBytes count datagrams (UDP payloads) received.
+	RxPackets Counter = iota
+	RxBytes
+	// TxPackets and TxBytes count datagrams handed to the kernel or NIC.
+	TxPackets
+	TxBytes
+	// Forwarded counts received media packets sent to at least one
+	// receiver.
+	Forwarded
+	// SlowPath counts datagrams handed to the slow path.
+	SlowPath
+	// SlowMedia counts RTP/RTCP that reached the slow-path kernel socket in
+	// an XDP mode (no AF_XDP socket on the packet's queue); dropped.
+	SlowMedia
+	numTotals
+)
+
+// Reason is a drop reason. Each has a Counter.
+type Reason = Counter
+
+// Drop reasons.
+const (
+	_ Reason = numTotals + iota
+	// DropFrameTruncated .. DropFrameBadUDP: frame.Parse errors (AF_XDP).
+	DropFrameTruncated
+	DropFrameNotIP
+	DropFrameNotUDP
+	DropFrameBadIP
+	DropFrameFragment
+	DropFrameBadUDP
+	// DropFrameBad: a descriptor outside the UMEM (should not happen).
+	DropFrameBad
+	// DropTruncated: a datagram larger than the receive buffer.
+	DropTruncated
+	// DropEmpty: an empty UDP payload.
+	DropEmpty
+	// DropJunk: a first octet of no class the MD accepts (RFC 7983).
+	DropJunk
+	// DropUnknownSource: no association for the source address.
+	DropUnknownSource
+	// DropNoKeys: the sender has no receive keys yet.
+	DropNoKeys
+	// DropMalformed: an SRTP/SRTCP header or length error (short,
+	// version, CSRC or extension overflow, padding).
+	DropMalformed
+	// DropAuth: the HBH tag did not verify.
+	DropAuth
+	// DropReplay: the packet index was already accepted.
+	DropReplay
+	// DropTooOld: the index is older than the replay window.
+	DropTooOld
+	// DropUnknownMKI: the MKI is not the sender's.
+	DropUnknownMKI
+	// DropSSRCLimit: the sender uses more SSRCs than an Opener tracks.
+	DropSSRCLimit
+	// DropBadOHB: a malformed RFC 8723 Original Header Block.
+	DropBadOHB
+	// DropIndexExhausted: the SRTP/SRTCP index space is used up.
+	DropIndexExhausted
+	// DropSSRCCollision: the SSRC is claimed by another association.
+	DropSSRCCollision
+	// DropNoReceivers: the sender's conference has nobody else.
+	DropNoReceivers
+	// DropNoNeighbour: no next-hop MAC for a receiver yet (AF_XDP); a
+	// resolution was requested. Counted per receiver.
+	DropNoNeighbour
+	// DropNoSource: no source address of the receiver's family (AF_XDP).
+	DropNoSource
+	// DropTooBig: the sealed packet does not fit a TX buffer.
+	DropTooBig
+	// DropSeal: sealing failed. Counted per receiver.
+	DropSeal
+	// DropTxFull: no free TX frame or no room in the TX ring. Counted per
+	// outgoing datagram.
+	DropTxFull
+	// DropTxError: the kernel refused a datagram (sendmmsg error).
+	DropTxError
+	// DropRxError: a receive error that was not fatal.
+	DropRxError
+	// DropSlowFull: the slow-path queue was full (or there is none).
+	DropSlowFull
+	// NumCounters is the number of counters.
+	NumCounters
+)
+
+var counterNames = [NumCounters]string{
+	RxPackets: "rx_packets", RxBytes: "rx_bytes", TxPackets: "tx_packets", TxBytes: "tx_bytes",
+	Forwarded: "forwarded", SlowPath: "slow_path", SlowMedia: "slow_media",
+	DropFrameTruncated: "drop_frame_truncated", DropFrameNotIP: "drop_frame_not_ip",
+	DropFrameNotUDP: "drop_frame_not_udp", DropFrameBadIP: "drop_frame_bad_ip",
+	DropFrameFragment: "drop_frame_fragment", DropFrameBadUDP: "drop_frame_bad_udp",
+	DropFrameBad: "drop_frame_bad_descriptor", DropTruncated: "drop_truncated",
+	DropEmpty: "drop_empty", DropJunk: "drop_junk", DropUnknownSource: "drop_unknown_source",
+	DropNoKeys: "drop_no_keys", DropMalformed: "drop_malformed", DropAuth: "drop_auth",
+	DropReplay: "drop_replay", DropTooOld: "drop_too_old", DropUnknownMKI: "drop_unknown_mki",
+	DropSSRCLimit: "drop_ssrc_limit", DropBadOHB: "drop_bad_ohb",
+	DropIndexExhausted: "drop_index_exhausted", DropSSRCCollision: "drop_ssrc_collision",
+	DropNoReceivers: "drop_no_receivers", DropNoNeighbour: "drop_no_neighbour",
+	DropNoSource: "drop_no_source", DropTooBig: "drop_too_big", DropSeal: "drop_seal",
+	DropTxFull: "drop_tx_full", DropTxError: "drop_tx_error", DropRxError: "drop_rx_error",
+	DropSlowFull: "drop_slow_full",
+}
+
+// String returns the metric-style name, e.g. "drop_auth".
+func (c Counter) String() string {
+	if c < NumCounters && counterNames[c] != "" {
+		return counterNames[c]
+	}
+	return fmt.Sprintf("counter(%d)", uint16(c))
+}
+
+// IsDrop reports whether c is a drop reason.
+func (c Counter) IsDrop() bool { return c > numTotals && c < NumCounters }
+
+// Counts is one worker's counters, written only by that worker (and by its
+// Port, on the worker's goroutine).
+type Counts [NumCounters]uint64
+
+// Stats is a snapshot of counters, indexed by Counter.
+type Stats [NumCounters]uint64
+
+// Add adds o to s.
+func (s *Stats) Add(o *Stats) {
+	for i := range s {
+		s[i] += o[i]
+	}
+}
+
+// Drops returns the sum of all drop counters.
+func (s *Stats) Drops() uint64 {
+	var n uint64
+	for c := numTotals + 1; c < NumCounters; c++ {
+		n += s[c]
+	}
+	return n
+}
+
+// openReason maps an srtpfast per-packet error to its drop reason.
+func openReason(err error) Reason {
+	e, _ := err.(srtpfast.Error)
+	switch e {
+	case srtpfast.ErrAuth:
+		return DropAuth
+	case srtpfast.ErrReplay:
+		return DropReplay
+	case srtpfast.ErrTooOld:
+		return DropTooOld
+	case srtpfast.ErrUnknownMKI:
+		return DropUnknownMKI
+	case srtpfast.ErrSSRCLimit:
+		return DropSSRCLimit
+	case srtpfast.ErrOHB:
+		return DropBadOHB
+	case srtpfast.ErrIndexExhausted:
+		return DropIndexExhausted
+	}
+	return DropMalformed
+}
+
+// parseReason maps a frame.Parse error to its drop reason.
+func parseReason(err error) Reason {
+	switch err {
+	case frame.ErrTruncated:
+		return DropFrameTruncated
+	case frame.ErrNotIP:
+		return DropFrameNotIP
+	case frame.ErrNotUDP:
+		return DropFrameNotUDP
+	case frame.ErrBadIPHeader:
+		return DropFrameBadIP
+	case frame.ErrFragment:
+		return DropFrameFragment
+	}
+	return DropFrameBadUDP
+}

@@ -1,0 +1,374 @@
+package dataplane
+
+// The worker pipeline. One worker per NIC queue (AF_XDP) or per socket of
+// the SO_REUSEPORT group, on its own locked OS thread:
+//
+//  1. Receive a batch from the Port: AF_XDP RX descriptors parsed with
+//     frame.Parse, or a recvmmsg batch. Frames that do not parse are
+//     counted by kind.
+//  2. Classify each UDP payload by its first octet (RFC 7983): 128..191 is
+//     media, with RTCP told from RTP by the second octet (192..223, RFC
+//     5761); DTLS (20..63) and STUN (0..3) are copied to the slow path
+//     (they reach the worker only in socket mode); anything else is junk.
+//  3. Look up the sender by source address in the key table; the Reader
+//     takes one snapshot per batch (Begin/End around the batch).
+//  4. HBH open in place with this worker's own Opener for the sender,
+//     created on the sender's first packet and replaced when its keys
+//     change (Peer.Gen). Openers are never shared between workers: the
+//     flow hash (RSS queue or SO_REUSEPORT) keeps an endpoint on one.
+//  5. Claim the SSRC for the sender (a collision drops the packet) and
+//     update the sender's last-seen time.
+//  6. For each member of the conference except the sender: take a TX
+//     buffer from the port, copy the plaintext into it, seal it with the
+//     member's Send keys under the sender's ROC (SRTP) or SRTCP index, and
+//     commit it; the port writes the Ethernet/IP/UDP headers (AF_XDP) or
+//     queues a sendmmsg message. For the double profiles (RFC 8723) only
+//     the outer layer is opened and sealed; the inner one is copied as is.
+//  7. Flush the TX batch, release the RX buffers, reap completions, and
+//     publish the batch's counters.
+//
+// Nothing in the loop allocates once the worker has seen its senders: the
+// batch slices are allocated once in NewWorker, the nonce scratch lives in
+// the worker, and counters are plain words published atomically per batch.
+
+import (
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/mdfast/mdfast/internal/srtpfast"
+)
+
+// SlowPacket is a datagram for the slow path (DTLS, STUN): a copy the
+// receiver owns.
+type SlowPacket struct {
+	Data []byte
+	// From is the sender; To the MD address it was sent to (in socket mode
+	// the socket's bound address).
+	From, To netip.AddrPort
+}
+
+// WorkerConfig configures a Worker.
+type WorkerConfig struct {
+	// BatchSize is the number of datagrams received per batch (default
+	// 64).
+	BatchSize int
+	// MaxSSRCs bounds the SSRCs tracked per sender (default 64).
+	MaxSSRCs int
+	// OpenerIdle is how long an Opener for a sender that sends nothing is
+	// kept (default 10 minutes). It must exceed the key table's idle
+	// expiry: an Opener dropped while its keys live would forget its replay
+	// window.
+	OpenerIdle time.Duration
+	// Slow receives DTLS and STUN copies (socket mode); nil drops them.
+	Slow chan<- SlowPacket
+	// Pin pins the worker's thread to CPU.
+	Pin bool
+	CPU int
+	// Logger, default slog.Default().
+	Logger *slog.Logger
+}
+
+// Worker runs the pipeline for one Port. Its methods other than Stats are
+// for its own goroutine.
+type Worker struct {
+	id    int
+	port  Port
+	table Reader
+	cfg   WorkerConfig
+
+	rx      []RxPacket
+	sc      srtpfast.Scratch
+	openers map[uint64]*openerEntry
+	lastID  uint64
+	last    *openerEntry
+	sweepAt int64
+
+	txErrLogged bool
+
+	counts    Counts
+	published Counts
+	pub       [NumCounters]atomic.Uint64
+}
+
+type openerEntry struct {
+	gen     uint64
+	keys    *srtpfast.Keys
+	o       *srtpfast.Opener
+	used    int64 // batch time of the last packet
+	touched int64 // last time given to Peer.Seen
+}
+
+// NewWorker returns a worker reading port and the key table through r.
+func NewWorker(id int, port Port, r Reader, cfg WorkerConfig) *Worker {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 64
+	}
+	if cfg.MaxSSRCs <= 0 {
+		cfg.MaxSSRCs = 64
+	}
+	if cfg.OpenerIdle <= 0 {
+		cfg.OpenerIdle = 10 * time.Minute
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	w := &Worker{
+		id: id, port: port, table: r, cfg: cfg,
+		rx:      make([]RxPacket, cfg.BatchSize),
+		openers: make(map[uint64]*openerEntry),
+	}
+	port.Bind(&w.counts)
+	return w
+}
+
+// Run locks the goroutine to its thread (pinned to cfg.CPU when cfg.Pin) and
+// runs the pipeline until stop is set, or until the port fails.
+func (w *Worker) Run(stop *atomic.Bool) error {
+	runtime.LockOSThread()
+	pinned := false
+	if w.cfg.Pin {
+		var set unix.CPUSet
+		set.Set(w.cfg.CPU)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			w.cfg.Logger.Warn("dataplane: cannot pin worker", "worker", w.id, "cpu", w.cfg.CPU, "err", err)
+		} else {
+			pinned = true
+		}
+	}
+	// A pinned thread stays locked: the runtime then ends it with the
+	// goroutine instead of reusing it with the changed affinity.
+	if !pinned {
+		defer runtime.UnlockOSThread()
+	}
+	if c, ok := w.table.(interface{ Close() }); ok {
+		defer c.Close() // e.g. a keytable.Reader: writers stop waiting for it
+	}
+	for !stop.Load() {
+		if err := w.poll(); err != nil {
+			if stop.Load() {
+				return nil
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// poll runs the pipeline once: one received batch (or an idle wait).
+func (w *Worker) poll() error {
+	n, err := w.port.Receive(w.rx)
+	if err != nil {
+		w.publish()
+		return err
+	}
+	if n == 0 {
+		w.flush() // reap completions while idle
+		w.publish()
+		return nil
+	}
+	now := time.Now().UnixNano()
+	w.table.Begin()
+	for i := range w.rx[:n] {
+		w.handle(&w.rx[i], now)
+	}
+	w.table.End()
+	w.flush()
+	w.port.Release(w.rx[:n])
+	if now >= w.sweepAt {
+		w.sweep(now)
+	}
+	w.publish()
+	return nil
+}
+
+// flush transmits the batch. A transmit error is counted and logged once;
+// a port that is gone fails its next Receive, which ends the worker.
+func (w *Worker) flush() {
+	if err := w.port.Flush(); err != nil {
+		w.counts[DropTxError]++
+		if !w.txErrLogged {
+			w.txErrLogged = true
+			w.cfg.Logger.Warn("dataplane: transmit failed", "worker", w.id, "err", err)
+		}
+	}
+}
+
+// handle runs steps 2 to 6 for one datagram.
+func (w *Worker) handle(p *RxPacket, now int64) {
+	c := &w.counts
+	if p.Drop != 0 {
+		c[p.Drop]++
+		return
+	}
+	b := p.Payload
+	c[RxPackets]++
+	c[RxBytes] += uint64(len(b))
+	if len(b) == 0 {
+		c[DropEmpty]++
+		return
+	}
+	switch first := b[0]; {
+	case first >= 128 && first <= 191:
+	case first <= 3 || (first >= 20 && first <= 63):
+		w.slow(p)
+		return
+	default:
+		c[DropJunk]++
+		return
+	}
+	sender, members, ok := w.table.Route(p.Src)
+	if !ok {
+		c[DropUnknownSource]++
+		return
+	}
+	e := w.opener(sender)
+	if e == nil {
+		c[DropNoKeys]++
+		return
+	}
+	e.used = now
+
+	rtcp := len(b) >= 2 && b[1] >= 192 && b[1] <= 223
+	var (
+		plain []byte
+		ssrc  uint32
+		ctr   uint32 // ROC for SRTP, index for SRTCP
+	)
+	if rtcp {
+		info, err := e.o.OpenRTCP(b)
+		if err != nil {
+			c[openReason(err)]++
+			return
+		}
+		plain, ssrc, ctr = b[:info.Len], info.SSRC, info.Index
+	} else {
+		info, err := e.o.OpenRTP(b)
+		if err != nil {
+			c[openReason(err)]++
+			return
+		}
+		plain, ssrc, ctr = b[:info.Len], info.SSRC, info.ROC
+	}
+	if !w.table.ClaimSSRC(sender, ssrc) {
+		c[DropSSRCCollision]++
+		return
+	}
+	if sender.Seen != nil && e.touched != now {
+		e.touched = now
+		sender.Seen.Touch(now)
+	}
+
+	sent := 0
+	for _, r := range members {
+		if r == nil || r.ID == sender.ID || r.Send == nil {
+			continue
+		}
+		buf, reason := w.port.TxBuffer(r.Addr, p)
+		if reason != 0 {
+			c[reason]++
+			continue
+		}
+		overhead := r.Send.RTPOverhead()
+		if rtcp {
+			overhead = r.Send.RTCPOverhead()
+		}
+		if cap(buf) < len(plain)+overhead {
+			c[DropTooBig]++
+			continue
+		}
+		out := buf[:len(plain)]
+		copy(out, plain)
+		var err error
+		if rtcp {
+			out, err = r.Send.SealRTCP(&w.sc, out[:0], out, ctr)
+		} else {
+			out, err = r.Send.SealRTP(&w.sc, out[:0], out, ctr)
+		}
+		if err != nil {
+			c[DropSeal]++
+			continue
+		}
+		w.port.Commit(len(out))
+		sent++
+	}
+	if sent > 0 {
+		c[Forwarded]++
+	} else if len(members) <= 1 {
+		c[DropNoReceivers]++
+	}
+}
+
+// opener returns this worker's Opener for the sender's current keys,
+// creating it on first use or when the keys changed; nil when the sender
+// has no receive keys.
+func (w *Worker) opener(p *Peer) *openerEntry {
+	if p.Recv == nil {
+		return nil
+	}
+	e := w.last
+	if e == nil || w.lastID != p.ID {
+		e = w.openers[p.ID]
+	}
+	if e == nil || e.gen != p.Gen || e.keys != p.Recv {
+		e = &openerEntry{gen: p.Gen, keys: p.Recv, o: srtpfast.NewOpener(p.Recv, w.cfg.MaxSSRCs)}
+		w.openers[p.ID] = e
+	}
+	w.last, w.lastID = e, p.ID
+	return e
+}
+
+// sweep forgets Openers of senders idle for longer than OpenerIdle.
+func (w *Worker) sweep(now int64) {
+	idle := int64(w.cfg.OpenerIdle)
+	for id, e := range w.openers {
+		if now-e.used > idle {
+			delete(w.openers, id)
+			if w.last == e {
+				w.last = nil
+			}
+		}
+	}
+	w.sweepAt = now + idle/4
+}
+
+// slow hands a copy of a DTLS or STUN datagram to the slow path, dropping
+// it when the queue is full.
+func (w *Worker) slow(p *RxPacket) {
+	ch := w.cfg.Slow
+	if ch == nil || len(ch) == cap(ch) {
+		w.counts[DropSlowFull]++
+		return
+	}
+	sp := SlowPacket{Data: append([]byte(nil), p.Payload...), From: p.Src, To: p.Dst}
+	select {
+	case ch <- sp:
+		w.counts[SlowPath]++
+	default:
+		w.counts[DropSlowFull]++
+	}
+}
+
+// publish makes the batch's counters visible to Stats.
+func (w *Worker) publish() {
+	for i := range w.counts {
+		if v := w.counts[i]; v != w.published[i] {
+			w.pub[i].Store(v)
+			w.published[i] = v
+		}
+	}
+}
+
+// Stats returns a snapshot of the worker's counters, as of its last batch.
+// It is safe to call from any goroutine.
+func (w *Worker) Stats() Stats {
+	var s Stats
+	for i := range s {
+		s[i] = w.pub[i].Load()
+	}
+	return s
+}
