@@ -235,21 +235,7 @@ func (m *MD) SendTunneledDtls(id uuid.UUID, dtls []byte) error {
 	if err != nil {
 		return err
 	}
-	for range 3 {
-		t, err := m.tunnelFor(id, true)
-		if err != nil {
-			return err
-		}
-		err = t.c.enqueue(&outMsg{buf: buf})
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, ErrClosed) {
-			return fmt.Errorf("tunnel: send TunneledDtls via %s: %w", t.peer, err)
-		}
-		m.unpin(id) // the tunnel died under us: re-pin and retry
-	}
-	return fmt.Errorf("tunnel: send TunneledDtls: %w", ErrNoTunnel)
+	return m.sendOn(id, buf, true, "TunneledDtls")
 }
 
 // SendEndpointDisconnect tells the KD that association id has ended, on the
@@ -260,8 +246,16 @@ func (m *MD) SendEndpointDisconnect(id uuid.UUID) error {
 		return err
 	}
 	defer m.unpin(id)
+	return m.sendOn(id, buf, false, "EndpointDisconnect")
+}
+
+// sendOn enqueues the encoded message buf on the tunnel association id is
+// pinned to (pinning it first when pin is true). When that tunnel dies
+// under the send, the association is unpinned and the send retried on
+// another live tunnel, up to three times.
+func (m *MD) sendOn(id uuid.UUID, buf []byte, pin bool, what string) error {
 	for range 3 {
-		t, err := m.tunnelFor(id, false)
+		t, err := m.tunnelFor(id, pin)
 		if err != nil {
 			return err
 		}
@@ -270,11 +264,11 @@ func (m *MD) SendEndpointDisconnect(id uuid.UUID) error {
 			return nil
 		}
 		if !errors.Is(err, ErrClosed) {
-			return fmt.Errorf("tunnel: send EndpointDisconnect via %s: %w", t.peer, err)
+			return fmt.Errorf("tunnel: send %s via %s: %w", what, t.peer, err)
 		}
 		m.unpin(id)
 	}
-	return fmt.Errorf("tunnel: send EndpointDisconnect: %w", ErrNoTunnel)
+	return fmt.Errorf("tunnel: send %s: %w", what, ErrNoTunnel)
 }
 
 // tunnelFor returns the live tunnel association id is pinned to, pinning it
