@@ -128,6 +128,9 @@ type End struct {
 	MAC net.HardwareAddr
 	// Addr is the interface's IPv4 address (in 198.18.0.0/24).
 	Addr netip.Addr
+	// Addr6 is the interface's IPv6 address (in 2001:db8::/64) in a star
+	// made by NewStar6; the zero Addr otherwise.
+	Addr6 netip.Addr
 }
 
 // Pair is two namespaces joined by a veth pair.

@@ -7,11 +7,12 @@ import (
 	"testing"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Star is a Media Distributor namespace and several endpoint namespaces,
 // each joined by a veth pair to one bridge in a switch namespace: a small
-// L2 segment, 198.18.0.0/24, on which every frame the MD sends crosses a
+// L2 segment, 198.18.0.0/24 (and 2001:db8::/64 from NewStar6), on which every frame the MD sends crosses a
 // real veth (so XDP and AF_XDP see ordinary traffic).
 type Star struct {
 	// Switch holds the bridge "mdf-br" and the switch-side veth ends.
@@ -31,6 +32,22 @@ type Star struct {
 // removed in t.Cleanup.
 func NewStar(t testing.TB, n int) *Star {
 	t.Helper()
+	return newStar(t, n, false)
+}
+
+// NewStar6 is NewStar with IPv6 as well (dual stack): every interface also
+// has the address 2001:db8::host/64 (End.Addr6: 2001:db8::1 for the MD,
+// 2001:db8::b and up for the endpoints, the same host numbers as in IPv4),
+// added with IFA_F_NODAD so that it is usable at once, and the permanent
+// neighbour entries exist for both families (no neighbour discovery
+// needed).
+func NewStar6(t testing.TB, n int) *Star {
+	t.Helper()
+	return newStar(t, n, true)
+}
+
+func newStar(t testing.TB, n int, ipv6 bool) *Star {
+	t.Helper()
 	if n < 1 || n > 100 {
 		t.Fatalf("netnstest: NewStar with %d endpoints", n)
 	}
@@ -47,21 +64,26 @@ func NewStar(t testing.TB, n int) *Star {
 		t.Fatalf("netnstest: bridge up: %v", err)
 	}
 	s := &Star{Switch: sw}
-	s.MD = s.join(t, brLink, "mdf-md", "sw-md", 1)
+	s.MD = s.join(t, brLink, "mdf-md", "sw-md", 1, ipv6)
 	for i := range n {
-		s.Endpoints = append(s.Endpoints, s.join(t, brLink, "mdf-ep", fmt.Sprintf("sw-ep%d", i), byte(11+i)))
+		s.Endpoints = append(s.Endpoints, s.join(t, brLink, "mdf-ep", fmt.Sprintf("sw-ep%d", i), byte(11+i), ipv6))
 	}
 	for i := range s.Endpoints {
 		ep := &s.Endpoints[i]
-		setNeigh(t, &s.MD, ep)
-		setNeigh(t, ep, &s.MD)
+		setNeigh(t, &s.MD, ep, ep.Addr)
+		setNeigh(t, ep, &s.MD, s.MD.Addr)
+		if ipv6 {
+			setNeigh(t, &s.MD, ep, ep.Addr6)
+			setNeigh(t, ep, &s.MD, s.MD.Addr6)
+		}
 	}
 	return s
 }
 
-// join creates a namespace with interface name (address 198.18.0.host)
-// and plugs its veth peer swName into the bridge.
-func (s *Star) join(t testing.TB, br netlink.Link, name, swName string, host byte) End {
+// join creates a namespace with interface name (address 198.18.0.host,
+// and 2001:db8::host when ipv6) and plugs its veth peer swName into the
+// bridge.
+func (s *Star) join(t testing.TB, br netlink.Link, name, swName string, host byte, ipv6 bool) End {
 	t.Helper()
 	ns := New(t)
 	e := End{NS: ns, Name: name, MAC: net.HardwareAddr{2, 0, 0xc6, 0x12, 0, host},
@@ -96,21 +118,33 @@ func (s *Star) join(t testing.TB, br netlink.Link, name, swName string, host byt
 	if err := ns.nl.AddrAdd(l, addr); err != nil {
 		t.Fatalf("netnstest: address %s on %s: %v", e.Addr, name, err)
 	}
+	if ipv6 {
+		e.Addr6 = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: host})
+		addr6 := &netlink.Addr{
+			IPNet: &net.IPNet{IP: e.Addr6.AsSlice(), Mask: net.CIDRMask(64, 128)},
+			Flags: unix.IFA_F_NODAD,
+		}
+		if err := ns.nl.AddrAdd(l, addr6); err != nil {
+			t.Fatalf("netnstest: address %s on %s: %v", e.Addr6, name, err)
+		}
+	}
 	if err := ns.nl.LinkSetUp(l); err != nil {
 		t.Fatalf("netnstest: set %s up: %v", name, err)
 	}
 	return e
 }
 
-func setNeigh(t testing.TB, self, other *End) {
+// setNeigh gives self a permanent neighbour entry for other's address ip
+// (IPv4 or IPv6).
+func setNeigh(t testing.TB, self, other *End, ip netip.Addr) {
 	t.Helper()
 	n := &netlink.Neigh{
 		LinkIndex:    self.Index,
 		State:        netlink.NUD_PERMANENT,
-		IP:           other.Addr.AsSlice(),
+		IP:           ip.AsSlice(),
 		HardwareAddr: other.MAC,
 	}
 	if err := self.NS.nl.NeighSet(n); err != nil {
-		t.Fatalf("netnstest: neighbour %s on %s in %s: %v", other.Addr, self.Name, self.NS.Name, err)
+		t.Fatalf("netnstest: neighbour %s on %s in %s: %v", ip, self.Name, self.NS.Name, err)
 	}
 }

@@ -1,0 +1,446 @@
+package dataplane
+
+import (
+	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
+	"encoding/binary"
+	"errors"
+	"math/rand/v2"
+	"net/netip"
+	"testing"
+
+	"github.com/pion/rtcp"
+	"github.com/pion/srtp/v3"
+
+	"github.com/mdfast/mdfast/internal/srtpfast"
+)
+
+// The endpoint side of RFC 8723 for the worker tests, written with
+// crypto/cipher directly: neither layer an endpoint applies or removes goes
+// through srtpfast. Only the key table (the MD's side) holds srtpfast Keys,
+// and only the outer (HBH) halves.
+
+// gcmSession is one RFC 7714 AES-GCM session: the session key and salt
+// derived from a master key and salt.
+type gcmSession struct {
+	aead cipher.AEAD
+	salt [12]byte
+}
+
+// deriveGCM is the RFC 3711 section 4.3 AES-CM KDF (key derivation rate 0;
+// AES-256 as the PRF for a 32-octet master key) with the 12-octet master
+// salt of RFC 7714 section 11 in the first 12 octets of the PRF input, for
+// the SRTP labels (0x00 key, 0x02 salt).
+func deriveGCM(t testing.TB, masterKey, masterSalt []byte) gcmSession {
+	t.Helper()
+	prf, err := aes.NewCipher(masterKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gen := func(label byte, n int) []byte {
+		var out []byte
+		for i := 0; len(out) < n; i++ {
+			var x, b [16]byte
+			copy(x[:], masterSalt)
+			x[7] ^= label
+			binary.BigEndian.PutUint16(x[14:], uint16(i))
+			prf.Encrypt(b[:], x[:])
+			out = append(out, b[:]...)
+		}
+		return out[:n]
+	}
+	blk, err := aes.NewCipher(gen(0x00, len(masterKey)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := cipher.NewGCM(blk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := gcmSession{aead: a}
+	copy(s.salt[:], gen(0x02, 12))
+	return s
+}
+
+// nonce is the RFC 7714 section 8.1 IV: (00 00 | SSRC | ROC | SEQ) XOR salt.
+func (s *gcmSession) nonce(ssrc, roc uint32, seq uint16) []byte {
+	iv := make([]byte, 12)
+	binary.BigEndian.PutUint32(iv[2:], ssrc)
+	binary.BigEndian.PutUint32(iv[6:], roc)
+	binary.BigEndian.PutUint16(iv[10:], seq)
+	for i := range iv {
+		iv[i] ^= s.salt[i]
+	}
+	return iv
+}
+
+// rtpHeaderLens returns the length of the fixed header with its CSRCs and
+// of the whole header with the extension, or ok false when pkt is too short.
+func rtpHeaderLens(pkt []byte) (fixed, full int, ok bool) {
+	if len(pkt) < 12 {
+		return 0, 0, false
+	}
+	fixed = 12 + 4*int(pkt[0]&0x0f)
+	full = fixed
+	if pkt[0]&0x10 != 0 {
+		if len(pkt) < fixed+4 {
+			return 0, 0, false
+		}
+		full += 4 + 4*int(binary.BigEndian.Uint16(pkt[fixed+2:]))
+	}
+	return fixed, full, full <= len(pkt)
+}
+
+// synthHeader is the header the inner transform authenticates (RFC 8723
+// section 5.1): the fixed header with its CSRCs, X = 0, no extension.
+func synthHeader(pkt []byte) []byte {
+	fixed, _, _ := rtpHeaderLens(pkt)
+	s := append([]byte(nil), pkt[:fixed]...)
+	s[0] &^= 0x10
+	return s
+}
+
+// doubleEndpoint is one endpoint of a double (RFC 8723) conference.
+type doubleEndpoint struct {
+	peer *Peer
+	e2e  gcmSession // inner: the conference's end-to-end key
+	up   gcmSession // outer client_write: endpoint -> MD
+	down gcmSession // outer server_write: MD -> endpoint
+	// RTCP is outer-only, plain RFC 7714 SRTCP: pion/srtp with the outer
+	// halves.
+	rtcpUp, rtcpDown *srtp.Context
+	ssrc             uint32
+	seq              uint16
+	roc              uint32
+}
+
+// newDoubleConference makes n endpoints of profile p in one conference of
+// tbl. Every endpoint's full double master keys (2*HBHKeyLen octets, salt
+// 24) carry the conference's E2E key and salt in their first halves and the
+// endpoint's own HBH key and salt in their second halves; the table gets
+// only the second halves.
+func newDoubleConference(t testing.TB, p srtpfast.Profile, tbl *memTable, n int) []*doubleEndpoint {
+	t.Helper()
+	r := rand.New(rand.NewPCG(uint64(p), 8723))
+	rnd := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(r.Uint32())
+		}
+		return b
+	}
+	kl := p.HBHKeyLen()
+	e2eKey, e2eSalt := rnd(kl), rnd(12)
+	pionProfile := srtp.ProtectionProfileAeadAes128Gcm
+	if kl == 32 {
+		pionProfile = srtp.ProtectionProfileAeadAes256Gcm
+	}
+	eps := make([]*doubleEndpoint, n)
+	for i := range eps {
+		// client_write (endpoint -> MD) and server_write (MD -> endpoint).
+		ck, cs := append(append([]byte(nil), e2eKey...), rnd(kl)...), append(append([]byte(nil), e2eSalt...), rnd(12)...)
+		sk, ss := append(append([]byte(nil), e2eKey...), rnd(kl)...), append(append([]byte(nil), e2eSalt...), rnd(12)...)
+		recv, err := srtpfast.NewKeys(p, ck[kl:], cs[12:], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send, err := srtpfast.NewKeys(p, sk[kl:], ss[12:], nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		up, err := srtp.CreateContext(ck[kl:], cs[12:], pionProfile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		down, err := srtp.CreateContext(sk[kl:], ss[12:], pionProfile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := uint64(i + 1)
+		e := &doubleEndpoint{
+			peer: &Peer{ID: id, Gen: 1, Recv: recv, Send: send, Seen: new(seen),
+				Addr: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(11 + i)}), 40000)},
+			e2e:    deriveGCM(t, ck[:kl], cs[:12]),
+			up:     deriveGCM(t, ck[kl:], cs[12:]),
+			down:   deriveGCM(t, sk[kl:], ss[12:]),
+			rtcpUp: up, rtcpDown: down,
+			ssrc: 0x8723_0000 + uint32(id), seq: 65530, // wraps: ROC 0 -> 1
+		}
+		eps[i] = e
+		tbl.add(e.peer)
+	}
+	return eps
+}
+
+// nextRTP returns the endpoint's next plaintext RTP packet, with CSRCs,
+// a header extension and the marker set on some, and its ROC.
+func (e *doubleEndpoint) nextRTP(k, n int) (pkt []byte, roc uint32) {
+	cc := byte(k % 3)
+	ext := k%4 == 1
+	b0 := 0x80 | cc
+	if ext {
+		b0 |= 0x10
+	}
+	b1 := byte(96 + k%5)
+	if k%6 == 0 {
+		b1 |= 0x80
+	}
+	pkt = []byte{b0, b1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	binary.BigEndian.PutUint16(pkt[2:], e.seq)
+	binary.BigEndian.PutUint32(pkt[4:], uint32(e.seq)*960)
+	binary.BigEndian.PutUint32(pkt[8:], e.ssrc)
+	for c := range cc {
+		pkt = binary.BigEndian.AppendUint32(pkt, 0xc5c0_0000+uint32(c))
+	}
+	if ext {
+		// RFC 8285 one-byte form: id 1, 3 octets, padded to a word.
+		pkt = append(pkt, 0xbe, 0xde, 0, 1, 0x12, 0xaa, 0xbb, 0xcc)
+	}
+	for i := range n {
+		pkt = append(pkt, byte(i)^byte(e.seq)^byte(k))
+	}
+	roc = e.roc
+	e.seq++
+	if e.seq == 0 {
+		e.roc++
+	}
+	return pkt, roc
+}
+
+// seal is RFC 8723 section 5.1 at the sending endpoint: the inner
+// transform over the synthetic packet with the E2E key, an empty OHB, then
+// the outer transform over the whole header and (inner ciphertext | inner
+// tag | OHB) with the endpoint's own HBH key. tamperInner, when >= 0, flips
+// that bit of (inner ciphertext | inner tag) before the outer transform. It
+// returns the packet and the inner ciphertext and tag.
+func (e *doubleEndpoint) seal(t testing.TB, pkt []byte, roc uint32, tamperInner int) (wire, inner []byte) {
+	t.Helper()
+	_, full, ok := rtpHeaderLens(pkt)
+	if !ok {
+		t.Fatal("bad test packet")
+	}
+	ssrc, seq := binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:])
+	inner = e.e2e.aead.Seal(nil, e.e2e.nonce(ssrc, roc, seq), pkt[full:], synthHeader(pkt))
+	if tamperInner >= 0 {
+		inner[tamperInner/8] ^= 1 << (tamperInner % 8)
+	}
+	plain := append(append([]byte(nil), inner...), 0x00) // OHB: nothing changed
+	wire = e.up.aead.Seal(append([]byte(nil), pkt[:full]...), e.up.nonce(ssrc, roc, seq), plain, pkt[:full])
+	return wire, inner
+}
+
+var errInner = errors.New("inner (end-to-end) authentication failed")
+
+// open is RFC 8723 section 5.3 at the receiving endpoint: the outer
+// transform with its own server_write HBH key (roc is the ROC of the SEQ it
+// sees), the OHB applied to rebuild the original header, then the inner
+// transform with the E2E key under origROC. It returns the inner ciphertext
+// and tag as received, the rebuilt synthetic header and the payload; err is
+// errInner when only the inner layer failed.
+func (e *doubleEndpoint) open(pkt []byte, roc, origROC uint32) (inner, synth, payload []byte, err error) {
+	fixed, full, ok := rtpHeaderLens(pkt)
+	if !ok || pkt[0]>>6 != 2 {
+		return nil, nil, nil, errors.New("bad RTP header")
+	}
+	ssrc, seq := binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:])
+	plain, err := e.down.aead.Open(nil, e.down.nonce(ssrc, roc, seq), pkt[full:], pkt[:full])
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if len(plain) < 17 || plain[len(plain)-1]&0xf0 != 0 {
+		return nil, nil, nil, errors.New("bad OHB")
+	}
+	cfg, end := plain[len(plain)-1], len(plain)-1
+	synth = append([]byte(nil), pkt[:fixed]...)
+	synth[0] &^= 0x10
+	if cfg&0x01 != 0 { // Q: original SEQ
+		end -= 2
+		if end < 16 {
+			return nil, nil, nil, errors.New("short OHB")
+		}
+		copy(synth[2:4], plain[end:end+2])
+	}
+	if cfg&0x02 != 0 { // P: original PT
+		end--
+		if end < 16 {
+			return nil, nil, nil, errors.New("short OHB")
+		}
+		synth[1] = synth[1]&0x80 | plain[end]&0x7f
+	}
+	if cfg&0x04 != 0 { // M: original marker B
+		synth[1] = synth[1]&0x7f | (cfg&0x08)<<4
+	}
+	inner = plain[:end]
+	payload, err = e.e2e.aead.Open(nil, e.e2e.nonce(ssrc, origROC, binary.BigEndian.Uint16(synth[2:])), inner, synth)
+	if err != nil {
+		return inner, synth, nil, errInner
+	}
+	return inner, synth, payload, nil
+}
+
+// TestForwardDouble forwards RFC 8723 double packets through the worker in a
+// conference of three endpoints that share an E2E key and each have their own
+// HBH keys (the only ones the table holds). Every receiver removes the outer
+// layer with its own server_write key and the inner one with the E2E key and
+// gets the sender's header and payload back; the inner ciphertext arrives
+// byte for byte as the sender made it. A bit flipped in the inner layer
+// passes the MD (it cannot tell) and fails at the receivers; a bit flipped
+// in the outer tag is dropped and counted by the worker. RTCP, outer-only
+// SRTCP, is checked with pion/srtp.
+func TestForwardDouble(t *testing.T) {
+	for _, p := range []srtpfast.Profile{srtpfast.ProfileDoubleAEADAES128GCM, srtpfast.ProfileDoubleAEADAES256GCM} {
+		t.Run(p.String(), func(t *testing.T) { testForwardDouble(t, p) })
+	}
+}
+
+func testForwardDouble(t *testing.T, p srtpfast.Profile) {
+	tbl := newMemTable()
+	eps := newDoubleConference(t, p, tbl, 3)
+	port := newFakePort(64, 64)
+	w := NewWorker(0, port, tbl.NewReader(), WorkerConfig{})
+	poll := func() {
+		t.Helper()
+		if err := w.poll(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// relay sends wire from sender s through the worker and returns what
+	// each other endpoint received, by index.
+	relay := func(s int, wire []byte) map[int][]byte {
+		t.Helper()
+		port.reset()
+		port.push(wire, eps[s].peer.Addr)
+		poll()
+		bufs, dsts := port.sent()
+		got := map[int][]byte{}
+		for i, b := range bufs {
+			r := -1
+			for j, e := range eps {
+				if e.peer.Addr == dsts[i] {
+					r = j
+				}
+			}
+			if r < 0 || r == s || got[r] != nil {
+				t.Fatalf("datagram %d to %s: not one copy per receiver", i, dsts[i])
+			}
+			got[r] = append([]byte(nil), b...)
+		}
+		return got
+	}
+
+	var forwarded uint64
+	for k := range 12 { // each sender's SEQ wraps: ROC 0 -> 1
+		for s, snd := range eps {
+			orig, roc := snd.nextRTP(k, 30+17*k)
+			wire, inner := snd.seal(t, orig, roc, -1)
+			got := relay(s, wire)
+			if len(got) != len(eps)-1 {
+				t.Fatalf("packet %d from %d: %d copies, want %d", k, s, len(got), len(eps)-1)
+			}
+			forwarded++
+			_, full, _ := rtpHeaderLens(orig)
+			for r, b := range got {
+				if bytes.Equal(b, wire) {
+					t.Fatalf("packet %d from %d: sent to %d without a new outer layer", k, s, r)
+				}
+				// No SEQ rewrite: the receiver's ROC is the sender's.
+				gotInner, synth, payload, err := eps[r].open(b, roc, roc)
+				if err != nil {
+					t.Fatalf("packet %d from %d at %d: %v", k, s, r, err)
+				}
+				if !bytes.Equal(b[:full], orig[:full]) {
+					t.Fatalf("packet %d from %d at %d: header changed:\n got % x\nwant % x", k, s, r, b[:full], orig[:full])
+				}
+				if !bytes.Equal(synth, synthHeader(orig)) || !bytes.Equal(payload, orig[full:]) {
+					t.Fatalf("packet %d from %d at %d: original header or payload not recovered", k, s, r)
+				}
+				if !bytes.Equal(gotInner, inner) {
+					t.Fatalf("packet %d from %d at %d: inner ciphertext changed by the MD", k, s, r)
+				}
+			}
+		}
+	}
+
+	// RTCP: outer-only SRTCP (RFC 7714) under the HBH keys.
+	for s, snd := range eps {
+		sr := rtcp.SenderReport{SSRC: snd.ssrc, NTPTime: 1 << 40, RTPTime: 1234, PacketCount: 7, OctetCount: 700}
+		plain, err := sr.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		enc, err := snd.rtcpUp.EncryptRTCP(nil, plain, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := relay(s, enc)
+		if len(got) != len(eps)-1 {
+			t.Fatalf("RTCP from %d: %d copies", s, len(got))
+		}
+		forwarded++
+		for r, b := range got {
+			dec, err := eps[r].rtcpDown.DecryptRTCP(nil, b, nil)
+			if err != nil || !bytes.Equal(dec, plain) {
+				t.Fatalf("RTCP from %d at %d: %v", s, r, err)
+			}
+		}
+	}
+
+	// A bit flipped in the inner ciphertext, then in the inner tag: the
+	// outer layer is intact, so the MD forwards; each receiver's outer
+	// layer opens, its inner check fails.
+	snd := eps[0]
+	for _, where := range []string{"inner ciphertext", "inner tag"} {
+		orig, roc := snd.nextRTP(0, 40)
+		_, full, _ := rtpHeaderLens(orig)
+		bit := 8*5 + 3 // payload octet 5
+		if where == "inner tag" {
+			bit = 8*(len(orig)-full) + 8*7 + 1 // tag octet 7
+		}
+		wire, inner := snd.seal(t, orig, roc, bit)
+		got := relay(0, wire)
+		if len(got) != len(eps)-1 {
+			t.Fatalf("%s flipped: %d copies, want %d (the MD cannot tell)", where, len(got), len(eps)-1)
+		}
+		forwarded++
+		for r, b := range got {
+			gotInner, _, _, err := eps[r].open(b, roc, roc)
+			if !errors.Is(err, errInner) {
+				t.Fatalf("%s flipped: receiver %d: err %v, want the inner check to fail", where, r, err)
+			}
+			if !bytes.Equal(gotInner, inner) {
+				t.Fatalf("%s flipped: receiver %d: inner ciphertext changed by the MD", where, r)
+			}
+		}
+	}
+
+	// A bit flipped in the outer tag: dropped and counted, nothing sent.
+	// The same packet intact is then forwarded: the bad one used up nothing.
+	orig, roc := snd.nextRTP(1, 40)
+	_, full, _ := rtpHeaderLens(orig)
+	wire, _ := snd.seal(t, orig, roc, -1)
+	bad := append([]byte(nil), wire...)
+	bad[len(bad)-5] ^= 0x10
+	if got := relay(0, bad); len(got) != 0 {
+		t.Fatalf("outer tag flipped: %d copies sent", len(got))
+	}
+	if st := w.Stats(); st[DropAuth] != 1 {
+		t.Fatalf("outer tag flipped: drop_auth %d; stats %s", st[DropAuth], nonZero(&st))
+	}
+	got := relay(0, wire)
+	if len(got) != len(eps)-1 {
+		t.Fatalf("intact packet after a bad one: %d copies", len(got))
+	}
+	forwarded++
+	for r, b := range got {
+		if _, _, payload, err := eps[r].open(b, roc, roc); err != nil || !bytes.Equal(payload, orig[full:]) {
+			t.Fatalf("intact packet after a bad one: receiver %d: %v", r, err)
+		}
+	}
+
+	st := w.Stats()
+	if st[Forwarded] != forwarded || st[TxPackets] != 2*forwarded || st.Drops() != 1 {
+		t.Fatalf("forwarded %d tx %d drops %d, want %d, %d, 1: %s",
+			st[Forwarded], st[TxPackets], st.Drops(), forwarded, 2*forwarded, nonZero(&st))
+	}
+}
