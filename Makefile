@@ -46,11 +46,21 @@ fuzz:
 		echo "== $$pkg $$t"; $(GO) test ./$$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; \
 	done
 
-bench:
-	@echo "make bench: the benchmark driver (bench/, issue 8) is not built yet" >&2; exit 1
+## bench: as root, measures mdfast (XDP native, XDP generic, socket) and the
+## baseline forwarder in network namespaces; writes bench/results/latest.*
+## (BENCH_QUICK=1: a subset in about a minute; BENCH_PATHS=a,b limits paths).
+bench: deps
+	@[ "$$(id -u)" -eq 0 ] || { echo "make bench: run as root (network namespaces, XDP, taskset)" >&2; exit 1; }
+	@command -v taskset >/dev/null || { echo "make bench: taskset (util-linux) is missing" >&2; exit 1; }
+	$(GO) build -o bin/bench/ ./bench/mdharness ./bench/baseline ./bench/loadgen ./bench/run
+	./bin/bench/run -bin bin/bench -out bench/results $${BENCH_PATHS:+-paths $$BENCH_PATHS}
 
-demo:
-	@echo "make demo: the demo (cmd/mdfast wiring, issue 7) is not built yet" >&2; exit 1
+## demo: as root, builds everything and runs keydist, mdfast and three
+## endpoints in network namespaces (DEMO_SECONDS, DEMO_PATH, DEMO_ENDPOINTS,
+## DEMO_KD_RESTART=1); ends with one "demo: ..." summary line.
+demo: deps build
+	@[ "$$(id -u)" -eq 0 ] || { echo "make demo: run as root (network namespaces, XDP)" >&2; exit 1; }
+	DEMO_BIN=bin ./bin/mdfast-demo
 
 clean:
 	rm -rf bin

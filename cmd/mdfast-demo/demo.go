@@ -1,0 +1,540 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/mdfast/mdfast/internal/keydist"
+)
+
+type opts struct {
+	seconds, endpoints int
+	path, bin          string
+	kdRestart          bool
+	keepLogs           bool
+}
+
+const (
+	mediaPort  = 5004
+	tunnelPort = 5740
+	metricsMD  = "127.0.0.1:9542"
+	packetGap  = 20 * time.Millisecond // 50 packets/s per endpoint
+)
+
+// proc is a daemon started in a namespace.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+func start(ns, name, logPath string, argv ...string) (*proc, error) {
+	f, err := os.Create(logPath)
+	if err != nil {
+		return nil, fmt.Errorf("%s log: %w", name, err)
+	}
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop sends sig, waits up to 5 s, then kills.
+func (p *proc) stop(sig syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+func (p *proc) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// demo is one run.
+type demo struct {
+	o    opts
+	dir  string
+	topo *topology
+	kd   *proc
+	md   *proc
+	http *http.Client
+	eps  []*endpoint
+	logs []*sendLog
+	path string
+	kdFP keydist.Fingerprint
+}
+
+func run(ctx context.Context) (int, error) {
+	o, err := options()
+	if err != nil {
+		return 2, err
+	}
+	if os.Geteuid() != 0 {
+		return 2, errors.New("the demo creates network namespaces and attaches XDP: run it as root")
+	}
+	for _, b := range []string{"mdfast", "keydist"} {
+		if _, err := os.Stat(filepath.Join(o.bin, b)); err != nil {
+			return 2, fmt.Errorf("binary %s: %w (run make build, or set DEMO_BIN)", b, err)
+		}
+	}
+	if o.bin, err = filepath.Abs(o.bin); err != nil {
+		return 2, err
+	}
+	d := &demo{o: o, topo: &topology{prefix: fmt.Sprintf("mdfd%d-", os.Getpid())}}
+	defer d.cleanup()
+	if err := d.setup(); err != nil {
+		return 1, err
+	}
+	return d.conference(ctx)
+}
+
+func (d *demo) cleanup() {
+	for _, e := range d.eps {
+		e.close()
+	}
+	if d.md != nil {
+		d.md.stop(syscall.SIGTERM)
+	}
+	if d.kd != nil {
+		d.kd.stop(syscall.SIGTERM)
+	}
+	d.topo.cleanup()
+	if d.dir != "" {
+		if d.o.keepLogs {
+			fmt.Fprintln(os.Stderr, "mdfast-demo: logs kept in", d.dir)
+		} else {
+			_ = os.RemoveAll(d.dir)
+		}
+	}
+}
+
+func (d *demo) fail(err error) error {
+	if d.md != nil {
+		fmt.Fprintf(os.Stderr, "\n--- mdfast log (tail) ---\n%s\n", tail(d.md.log, 25))
+	}
+	if d.kd != nil {
+		fmt.Fprintf(os.Stderr, "--- keydist log (tail) ---\n%s\n", tail(d.kd.log, 25))
+	}
+	return err
+}
+
+func (d *demo) setup() error {
+	var err error
+	if d.dir, err = os.MkdirTemp("", "mdfast-demo-"); err != nil {
+		return fmt.Errorf("work directory: %w", err)
+	}
+	n := d.o.endpoints
+	total := n
+	if d.o.kdRestart {
+		total++ // the late joiner
+	}
+	// Certificates: tunnel CA, KD and MD tunnel certificates, the KD's
+	// DTLS certificate, one per endpoint; the KD's registry.
+	c, err := newCA()
+	if err != nil {
+		return err
+	}
+	if err := c.write(d.dir); err != nil {
+		return err
+	}
+	if err := c.leaf(d.dir, "kd", net.ParseIP(hostAddr(kdHost)), 2); err != nil {
+		return err
+	}
+	if err := c.leaf(d.dir, "md", net.ParseIP(hostAddr(mdHost)), 3); err != nil {
+		return err
+	}
+	kdCert, err := keydist.GenerateCertificate(24 * time.Hour)
+	if err != nil {
+		return err
+	}
+	if err := writeTLSCert(d.dir, "kd-dtls", kdCert); err != nil {
+		return err
+	}
+	d.kdFP = keydist.CertFingerprint(kdCert)
+	var reg strings.Builder
+	reg.WriteString("conferences:\n  - id: demo\n    endpoints:\n")
+	for i := range total {
+		e, err := newEndpoint(i, d.topo.ns(fmt.Sprintf("ep%d", i)))
+		if err != nil {
+			return err
+		}
+		d.eps = append(d.eps, e)
+		d.logs = append(d.logs, &sendLog{})
+		fmt.Fprintf(&reg, "      - tls_id: %q\n        fingerprint: %q\n", e.tlsID, "sha-256 "+keydist.CertFingerprint(e.cert).String())
+	}
+	if err := os.WriteFile(filepath.Join(d.dir, "registry.yaml"), []byte(reg.String()), 0o600); err != nil {
+		return fmt.Errorf("registry: %w", err)
+	}
+	token := filepath.Join(d.dir, "control.token")
+	if err := os.WriteFile(token, []byte("demo-control-token-0123456789\n"), 0o600); err != nil {
+		return err
+	}
+	if err := d.topo.build(total); err != nil {
+		return fmt.Errorf("topology: %w", err)
+	}
+	for i, e := range d.eps {
+		if err := e.open(hostAddr(epHost + i)); err != nil {
+			return err
+		}
+	}
+	d.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: dialIn(d.topo.ns("md")), DisableKeepAlives: true}}
+	if err := d.startKD(); err != nil {
+		return d.fail(err)
+	}
+	p := func(name string) string { return filepath.Join(d.dir, name) }
+	d.md, err = start(d.topo.ns("md"), "mdfast", p("mdfast.log"), filepath.Join(d.o.bin, "mdfast"), "run",
+		"-interface", "eth0", "-mode", d.o.path, "-address", hostAddr(mdHost), "-media-ports", strconv.Itoa(mediaPort),
+		"-kd", net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)), "-kd-server-name", "kd",
+		"-tunnel-cert", p("md.crt"), "-tunnel-key", p("md.key"), "-tunnel-ca", p("ca.crt"),
+		"-tunnel-backoff-max", "500ms", "-control-token-file", token, "-metrics-listen", metricsMD)
+	if err != nil {
+		return d.fail(err)
+	}
+	if err := d.waitReady(20 * time.Second); err != nil {
+		return d.fail(err)
+	}
+	if d.path, err = d.mdPath(); err != nil {
+		return d.fail(err)
+	}
+	return nil
+}
+
+func (d *demo) startKD() error {
+	p := func(name string) string { return filepath.Join(d.dir, name) }
+	var err error
+	d.kd, err = start(d.topo.ns("kd"), "keydist", p("keydist.log"), filepath.Join(d.o.bin, "keydist"),
+		"-listen", net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)),
+		"-tunnel-cert", p("kd.crt"), "-tunnel-key", p("kd.key"), "-tunnel-ca", p("ca.crt"),
+		"-dtls-cert", p("kd-dtls.crt"), "-dtls-key", p("kd-dtls.key"), "-registry", p("registry.yaml"),
+		"-admin-listen", "", "-metrics-listen", "127.0.0.1:9541", "-profiles", "0x0007")
+	return err
+}
+
+var pathRE = regexp.MustCompile(`path=(xdp-native|xdp-generic|socket)`)
+
+func (d *demo) mdPath() (string, error) {
+	b, _ := os.ReadFile(d.md.log)
+	if m := pathRE.FindSubmatch(b); m != nil {
+		return string(m[1]), nil
+	}
+	return "", errors.New("mdfast did not report its data path")
+}
+
+// get fetches a URL on the MD's metrics listener.
+func (d *demo) get(path string) (int, string, error) {
+	resp, err := d.http.Get("http://" + metricsMD + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	return resp.StatusCode, string(b), err
+}
+
+// waitReady waits for mdfast's /readyz (tunnel up, data plane running).
+func (d *demo) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if !d.md.alive() {
+			return fmt.Errorf("mdfast exited: %v", d.md.err)
+		}
+		if d.kd != nil && !d.kd.alive() {
+			return fmt.Errorf("keydist exited: %v", d.kd.err)
+		}
+		if code, _, err := d.get("/readyz"); err == nil && code == http.StatusOK {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.New("mdfast not ready (tunnel to keydist up, data plane running) in time")
+}
+
+// waitNotReady waits for /readyz to fail (the tunnel went down).
+func (d *demo) waitNotReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if code, _, err := d.get("/readyz"); err == nil && code != http.StatusOK {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.New("mdfast still ready after keydist was killed")
+}
+
+// metric sums the samples of a metric family in the MD's /metrics.
+func (d *demo) metric(name string) (float64, error) {
+	_, body, err := d.get("/metrics")
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for line := range strings.SplitSeq(body, "\n") {
+		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != '{' && line[len(name)] != ' ') {
+			continue
+		}
+		f := strings.Fields(line)
+		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+			sum += v
+		}
+	}
+	return sum, nil
+}
+
+// join runs the handshakes of endpoints idx concurrently and returns how
+// many succeeded.
+func (d *demo) join(ctx context.Context, idx []int) (int, error) {
+	md := &net.UDPAddr{IP: net.ParseIP(hostAddr(mdHost)), Port: mediaPort}
+	var wg sync.WaitGroup
+	errs := make([]error, len(idx))
+	for k, i := range idx {
+		wg.Go(func() { errs[k] = d.eps[i].handshake(ctx, md, d.kdFP) })
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		}
+	}
+	return ok, errors.Join(errs...)
+}
+
+// conference runs the handshakes, the media and the summary.
+func (d *demo) conference(ctx context.Context) (int, error) {
+	n := d.o.endpoints
+	initial := make([]int, n)
+	for i := range initial {
+		initial[i] = i
+	}
+	fmt.Fprintf(os.Stderr, "demo: keydist, mdfast (path=%s) and %d endpoints up; handshaking through the MD\n", d.path, n)
+	ok0, err := d.join(ctx, initial)
+	var hsOK atomic.Int64
+	hsOK.Store(int64(ok0))
+	var restartMsg atomic.Pointer[string]
+	empty := ""
+	restartMsg.Store(&empty)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo: handshake errors:", err)
+	}
+	duration := time.Duration(d.o.seconds) * time.Second
+	startAt := time.Now()
+	stopSend := make(chan struct{})
+	var senders sync.WaitGroup
+	sendErrs := make(chan error, len(d.eps))
+	startSender := func(i int) {
+		senders.Go(func() {
+			e := d.eps[i]
+			t := time.NewTicker(packetGap)
+			defer t.Stop()
+			for seq := uint16(0); ; seq++ {
+				select {
+				case <-stopSend:
+					return
+				case <-t.C:
+				}
+				if err := e.send(seq, d.logs[i]); err != nil {
+					select {
+					case sendErrs <- fmt.Errorf("endpoint %d send: %w", i, err):
+					default:
+					}
+					return
+				}
+			}
+		})
+	}
+	for i := range n {
+		if d.eps[i].joined.Load() != 0 {
+			startSender(i)
+		}
+	}
+	restartErr := make(chan error, 1)
+	if d.o.kdRestart {
+		go func() { restartErr <- d.restartKD(ctx, startAt, duration, &hsOK, startSender, &restartMsg) }()
+	} else {
+		restartErr <- nil
+	}
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	interrupted := false
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			interrupted = true
+			break loop
+		case <-tick.C:
+			el := time.Since(startAt).Truncate(time.Second)
+			fwd, _ := d.metric("mdfast_packets_forwarded_total")
+			var sent uint64
+			for _, e := range d.eps {
+				sent += e.sent.Load()
+			}
+			fmt.Fprintf(os.Stderr, "\r[%3ds/%ds] handshakes=%d/%d sent=%d forwarded=%.0f %s   ", int(el.Seconds()), d.o.seconds, hsOK.Load(), len(d.eps), sent, fwd, *restartMsg.Load())
+			if el >= duration {
+				break loop
+			}
+			if !d.md.alive() {
+				close(stopSend)
+				senders.Wait()
+				return 1, d.fail(fmt.Errorf("mdfast exited during the demo: %v", d.md.err))
+			}
+		}
+	}
+	close(stopSend)
+	senders.Wait()
+	fmt.Fprintln(os.Stderr)
+	if interrupted {
+		return 130, errors.New("interrupted")
+	}
+	rerr := <-restartErr
+	time.Sleep(time.Second) // drain in-flight packets
+	fwd, err := d.metric("mdfast_packets_forwarded_total")
+	if err != nil {
+		return 1, d.fail(fmt.Errorf("read mdfast metrics: %w", err))
+	}
+	delivered, lost, authFail := d.account()
+	if _, body, err := d.get("/metrics"); err == nil {
+		var drops []string
+		for line := range strings.SplitSeq(body, "\n") {
+			if strings.HasPrefix(line, "mdfast_packets_dropped_total{") && !strings.HasSuffix(line, " 0") {
+				drops = append(drops, strings.TrimPrefix(line, "mdfast_packets_dropped_total"))
+			}
+		}
+		if len(drops) > 0 {
+			fmt.Fprintln(os.Stderr, "demo: mdfast drops:", strings.Join(drops, " "))
+		}
+	}
+	fmt.Printf("demo: endpoints=%d handshakes_ok=%d forwarded=%.0f delivered_ok=%d lost=%d auth_failures=%d path=%s\n",
+		len(d.eps), hsOK.Load(), fwd, delivered, lost, authFail, d.path)
+	select {
+	case err := <-sendErrs:
+		return 1, d.fail(err)
+	default:
+	}
+	if rerr != nil {
+		return 1, d.fail(rerr)
+	}
+	if int(hsOK.Load()) != len(d.eps) || lost != 0 || authFail != 0 || delivered == 0 {
+		return 1, d.fail(errors.New("demo failed: a handshake failed, packets were lost or did not authenticate"))
+	}
+	return 0, nil
+}
+
+// account counts deliveries: a packet sent by s at time t is expected at
+// every other endpoint whose handshake had completed by t. The KD sends
+// MediaKeys before its Finished, and the MD installs them (and resolves the
+// endpoint's next hop) before it relays that Finished, so an endpoint that
+// has completed its handshake is already a receiver at the MD.
+func (d *demo) account() (delivered, lost, authFail uint64) {
+	for s, e := range d.eps {
+		d.logs[s].mu.Lock()
+		times := append([]int64(nil), d.logs[s].times...)
+		d.logs[s].mu.Unlock()
+		for seq, t := range times {
+			for r, rcv := range d.eps {
+				if r == s {
+					continue
+				}
+				j := rcv.joined.Load()
+				if j == 0 || j > t {
+					continue
+				}
+				if rcv.received(e.ssrc, uint16(seq)) {
+					delivered++
+				} else {
+					lost++
+				}
+			}
+		}
+	}
+	for _, e := range d.eps {
+		authFail += e.authErr.Load()
+	}
+	return
+}
+
+// restartKD kills keydist a third into the run, checks that the tunnel goes
+// down while the media keeps flowing, restarts keydist, waits for the
+// tunnel, and has the late endpoint join.
+func (d *demo) restartKD(ctx context.Context, startAt time.Time, duration time.Duration, hsOK *atomic.Int64, startSender func(int), msg *atomic.Pointer[string]) error {
+	set := func(s string) { msg.Store(&s) }
+	select {
+	case <-time.After(time.Until(startAt.Add(duration / 4))):
+	case <-ctx.Done():
+		return nil
+	}
+	set("kd=killed")
+	_ = syscall.Kill(-d.kd.cmd.Process.Pid, syscall.SIGKILL)
+	<-d.kd.done
+	if err := d.waitNotReady(10 * time.Second); err != nil {
+		return err
+	}
+	set("kd=down")
+	time.Sleep(duration / 6)
+	if err := d.startKD(); err != nil {
+		return err
+	}
+	set("kd=restarted")
+	if err := d.waitReady(15 * time.Second); err != nil {
+		return fmt.Errorf("after the keydist restart: %w", err)
+	}
+	set("kd=up late-joiner=handshaking")
+	late := len(d.eps) - 1
+	ok, err := d.join(ctx, []int{late})
+	hsOK.Add(int64(ok))
+	if err != nil {
+		return fmt.Errorf("late endpoint after the keydist restart: %w", err)
+	}
+	startSender(late)
+	set("kd=up late-joiner=joined")
+	return nil
+}

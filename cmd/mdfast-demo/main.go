@@ -1,0 +1,83 @@
+// Command mdfast-demo runs the whole system in network namespaces: a Key
+// Distributor (keydist), a Media Distributor (mdfast) and simulated
+// endpoints (pion/dtls clients sending external_session_id, pion/srtp
+// media), joined by a bridge on 198.18.0.0/24. Every endpoint runs a real
+// DTLS-SRTP handshake through the MD to the KD, then sends SRTP that the MD
+// re-encrypts hop by hop to every other endpoint, which decrypts it.
+//
+// It prints a live progress line on stderr and ends with one summary line
+// on stdout:
+//
+//	demo: endpoints=N handshakes_ok=N forwarded=X delivered_ok=Y lost=Z auth_failures=W path=P
+//
+// and exits 0 only if every handshake completed, nothing was lost and
+// nothing failed to authenticate. Namespaces and processes are removed on
+// exit, on failure and on SIGINT/SIGTERM.
+//
+// Environment: DEMO_SECONDS (default 20), DEMO_PATH (auto, xdp-native,
+// xdp-generic, socket; default auto), DEMO_ENDPOINTS (default 3), DEMO_BIN
+// (directory of the mdfast and keydist binaries, default ./bin),
+// DEMO_KD_RESTART=1 (kill keydist mid-conference, restart it, then add a
+// late endpoint), DEMO_KEEP_LOGS=1 (keep the work directory).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+)
+
+func envInt(name string, def int) (int, error) {
+	v := os.Getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s=%q: want a positive integer", name, v)
+	}
+	return n, nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	code, err := run(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "\nmdfast-demo:", err)
+		if code == 0 {
+			code = 1
+		}
+	}
+	stop()
+	os.Exit(code)
+}
+
+func options() (opts, error) {
+	var o opts
+	var err error
+	if o.seconds, err = envInt("DEMO_SECONDS", 20); err != nil {
+		return o, err
+	}
+	if o.endpoints, err = envInt("DEMO_ENDPOINTS", 3); err != nil {
+		return o, err
+	}
+	if o.endpoints > 50 {
+		return o, errors.New("DEMO_ENDPOINTS: at most 50")
+	}
+	o.path = os.Getenv("DEMO_PATH")
+	if o.path == "" {
+		o.path = "auto"
+	}
+	o.bin = os.Getenv("DEMO_BIN")
+	if o.bin == "" {
+		o.bin = "bin"
+	}
+	o.kdRestart = os.Getenv("DEMO_KD_RESTART") == "1"
+	o.keepLogs = os.Getenv("DEMO_KEEP_LOGS") == "1"
+	return o, nil
+}

@@ -1,0 +1,368 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"reflect"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/mdfast/mdfast/internal/config"
+	"github.com/mdfast/mdfast/internal/control"
+	"github.com/mdfast/mdfast/internal/dataplane"
+	"github.com/mdfast/mdfast/internal/keytable"
+	"github.com/mdfast/mdfast/internal/mdslow"
+	"github.com/mdfast/mdfast/internal/metrics"
+	"github.com/mdfast/mdfast/internal/tunnel"
+)
+
+func loadValid(args []string, stderr io.Writer) (config.Config, string, error) {
+	c, path, err := config.Load("mdfast", args, stderr)
+	if err != nil {
+		return c, path, err
+	}
+	if err := c.Validate(); err != nil {
+		return c, path, err
+	}
+	return c, path, nil
+}
+
+func checkConfig(args []string, stdout, stderr io.Writer) error {
+	c, _, err := loadValid(args, stderr)
+	if err != nil {
+		return err
+	}
+	if _, err := tunnelTLS(&c); err != nil {
+		return err
+	}
+	if c.ControlListen != "" {
+		if _, err := controlToken(&c); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintln(stdout, "configuration OK")
+	return nil
+}
+
+func tunnelTLS(c *config.Config) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(c.TunnelCert, c.TunnelKey)
+	if err != nil {
+		return nil, &config.FieldError{Field: "tunnel-cert", Err: err}
+	}
+	pem, err := os.ReadFile(c.TunnelCA)
+	if err != nil {
+		return nil, &config.FieldError{Field: "tunnel-ca", Err: err}
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, &config.FieldError{Field: "tunnel-ca", Err: errors.New("no PEM certificate found")}
+	}
+	var policy tunnel.PeerPolicy
+	for _, s := range c.KDSPKI {
+		f, err := tunnel.ParseSPKIFingerprint(s)
+		if err != nil {
+			return nil, &config.FieldError{Field: "kd-spki", Err: err}
+		}
+		policy.SPKI = append(policy.SPKI, f)
+	}
+	return tunnel.NewTLSConfig(tunnel.TLSOptions{Certificates: []tls.Certificate{cert}, CAs: pool, Peer: policy, ServerName: c.KDServerName})
+}
+
+func controlToken(c *config.Config) (string, error) {
+	if t := os.Getenv("MDFAST_CONTROL_TOKEN"); t != "" {
+		if len(t) < control.MinTokenLen {
+			return "", fmt.Errorf("MDFAST_CONTROL_TOKEN is shorter than %d characters", control.MinTokenLen)
+		}
+		return t, nil
+	}
+	if c.ControlTokenFile == "" {
+		return "", &config.FieldError{Field: "control-token-file", Err: errors.New("the control API needs a token: control-token-file or MDFAST_CONTROL_TOKEN (or control-listen '' to disable it)")}
+	}
+	b, err := os.ReadFile(c.ControlTokenFile)
+	if err != nil {
+		return "", &config.FieldError{Field: "control-token-file", Err: err}
+	}
+	t := strings.TrimSpace(string(b))
+	if len(t) < control.MinTokenLen {
+		return "", &config.FieldError{Field: "control-token-file", Err: fmt.Errorf("token shorter than %d characters", control.MinTokenLen)}
+	}
+	return t, nil
+}
+
+// daemon holds what run built, for the HTTP handlers and reloads.
+type daemon struct {
+	log    *slog.Logger
+	level  *slog.LevelVar
+	cfg    config.Config
+	args   []string
+	dp     *dataplane.Dataplane
+	table  *keytable.Table
+	relay  *mdslow.Relay
+	memb   *control.Membership
+	events *metrics.Events
+	dpUp   func() bool
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, _, err := loadValid(args, stderr)
+	if err != nil {
+		return err
+	}
+	log, level, err := c.NewLogger(stderr)
+	if err != nil {
+		return err
+	}
+	tlsCfg, err := tunnelTLS(&c)
+	if err != nil {
+		return err
+	}
+	var token string
+	if c.ControlListen != "" {
+		if token, err = controlToken(&c); err != nil {
+			return err
+		}
+	}
+	profiles, _ := c.ParseProfiles()
+	mode, _ := c.ParseMode()
+	tp := make([]tunnel.ProtectionProfile, len(profiles))
+	for i, p := range profiles {
+		tp[i] = tunnel.ProtectionProfile(p)
+	}
+	log.Info("mdfast starting", "version", versionString(), "mode", c.Mode, "ports", c.MediaPorts, "kd", []string(c.KD))
+
+	table, err := keytable.New(keytable.Config{MaxAssociations: c.MaxAssociation})
+	if err != nil {
+		return fmt.Errorf("key table: %w", err)
+	}
+	memb := control.NewMembership(c.DefaultConference)
+	if err := memb.Replace(c.Mappings); err != nil {
+		return &config.FieldError{Field: "mappings", Err: err}
+	}
+	var addr netip.Addr
+	if c.Address != "" {
+		addr, _ = netip.ParseAddr(c.Address)
+	}
+	dp, err := dataplane.New(dataplane.Config{
+		Mode: mode, Interface: c.Interface, Ports: c.MediaPorts, Address: addr, Queues: c.Queues,
+		BatchSize: c.BatchSize, BusyPoll: c.BusyPoll, CPUs: c.CPUs, SocketBuffer: c.SockBuffer,
+		OpenerIdle: max(10*time.Minute, 2*c.IdleTimeout.D()),
+		Table:      dataplane.KeyTable{T: table}, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("data plane: %w", err)
+	}
+	var dpClosed sync.Once
+	closeDP := func() {
+		dpClosed.Do(func() {
+			if err := dp.Close(); err != nil {
+				log.Error("data plane close", "err", err)
+			}
+		})
+	}
+	defer closeDP()
+	log.Info("data plane running", "path", dp.Mode().String())
+
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	events := metrics.NewEvents(promReg)
+	for _, k := range c.KD {
+		events.SetTunnel(k, false)
+	}
+	relay, err := mdslow.New(mdslow.Config{
+		Sender: dp, Neighbours: dp, Table: table, Membership: memb, Credentials: memb, Limits: c.Limits(),
+		OnHandshake: events.ObserveHandshake, OnTunnelState: events.SetTunnel, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	md, err := tunnel.NewMD(tunnel.MDConfig{
+		Peers: c.KD, TunnelsPerPeer: c.TunnelsPerKD, Listen: c.TunnelListen, TLS: tlsCfg, Profiles: tp,
+		BackoffMin: 100 * time.Millisecond, BackoffMax: c.TunnelBackoff.D(), Logger: log,
+	}, relay)
+	if err != nil {
+		return fmt.Errorf("tunnel: %w", err)
+	}
+	relay.SetTunnel(md)
+	dpRunning := func() bool { return true }
+	promReg.MustRegister(metrics.NewCollector(metrics.Source{
+		Dataplane: func() *dataplane.Dataplane { return dp },
+		Table:     table.Stats,
+		Slow:      relay.Stats,
+	}))
+	d := &daemon{log: log, level: level, cfg: c, args: args, dp: dp, table: table, relay: relay, memb: memb, events: events, dpUp: dpRunning}
+
+	// Lifecycle: the relay stops first (it sends EndpointDisconnect for
+	// every association while the tunnels are up), then the tunnels, then
+	// the data plane (deferred above), then the HTTP servers.
+	relayCtx, stopRelay := context.WithCancel(context.Background())
+	tunCtx, stopTun := context.WithCancel(context.Background())
+	defer stopRelay()
+	defer stopTun()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	fail := func(err error) {
+		select {
+		case errc <- err:
+		default:
+		}
+	}
+	var relayWG, tunWG sync.WaitGroup
+	relayWG.Go(func() {
+		if err := relay.Run(relayCtx, dp.Slow()); err != nil {
+			fail(fmt.Errorf("slow path: %w", err))
+		}
+	})
+	tunWG.Go(func() {
+		if err := md.Run(tunCtx); err != nil {
+			fail(fmt.Errorf("tunnel: %w", err))
+		}
+	})
+
+	var servers []*http.Server
+	serve := func(addr string, h http.Handler, what string) error {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("%s listener: %w", what, err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
+		servers = append(servers, srv)
+		log.Info(what+" listening", "addr", ln.Addr().String())
+		wg.Go(func() {
+			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fail(fmt.Errorf("%s: %w", what, err))
+			}
+		})
+		return nil
+	}
+	shutdownHTTP := func() {
+		for _, s := range servers {
+			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_ = s.Shutdown(sctx)
+			cancel()
+		}
+		wg.Wait()
+	}
+	defer shutdownHTTP()
+	if c.MetricsListen != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+		mux.HandleFunc("GET /readyz", d.readyz(md))
+		if err := serve(c.MetricsListen, mux, "metrics"); err != nil {
+			return err
+		}
+	}
+	if c.ControlListen != "" {
+		h, err := control.NewHandler(control.Config{Membership: memb, Relay: relay, Token: token, Logger: log})
+		if err != nil {
+			return err
+		}
+		if err := serve(c.ControlListen, h, "control API"); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "mdfast: running path=%s ports=%v\n", dp.Mode(), c.MediaPorts)
+
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	var runErr error
+loop:
+	for {
+		select {
+		case <-hup:
+			d.reload()
+		case runErr = <-errc:
+			log.Error("shutting down", "err", runErr)
+			break loop
+		case <-ctx.Done():
+			log.Info("shutting down")
+			break loop
+		}
+	}
+	stopRelay()
+	relayWG.Wait()
+	time.Sleep(100 * time.Millisecond) // let the tunnel writers flush the EndpointDisconnects
+	stopTun()
+	tunWG.Wait()
+	closeDP()
+	log.Info("stopped")
+	return runErr
+}
+
+func (d *daemon) readyz(md *tunnel.MD) http.HandlerFunc {
+	return func(w http.ResponseWriter, _ *http.Request) {
+		var why []string
+		if md.Up() == 0 {
+			why = append(why, "no tunnel to a key distributor")
+		}
+		if !d.dpUp() {
+			why = append(why, "data plane not running")
+		}
+		if len(why) > 0 {
+			http.Error(w, strings.Join(why, "; "), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	}
+}
+
+// reload re-reads the configuration (same flags, file re-read) and applies
+// what can change at run time; the rest is logged as needing a restart.
+func (d *daemon) reload() {
+	n, _, err := loadValid(d.args, io.Discard)
+	if err != nil {
+		d.log.Error("SIGHUP: configuration invalid; keeping the running one", "err", err)
+		return
+	}
+	if err := n.SetLevel(d.level); err != nil {
+		d.log.Error("SIGHUP: log level", "err", err)
+	}
+	d.relay.SetLimits(n.Limits())
+	if err := d.memb.Replace(n.Mappings); err != nil {
+		d.log.Error("SIGHUP: mappings", "err", err)
+	} else {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := d.relay.Reassign(ctx); err != nil {
+			d.log.Warn("SIGHUP: reassign associations", "err", err)
+		}
+		cancel()
+	}
+	// Settings that need a restart.
+	old := d.cfg
+	var restart []string
+	for name, pair := range map[string][2]any{
+		"interface": {old.Interface, n.Interface}, "mode": {old.Mode, n.Mode}, "address": {old.Address, n.Address},
+		"media-ports": {old.MediaPorts, n.MediaPorts}, "queues": {old.Queues, n.Queues}, "cpus": {old.CPUs, n.CPUs},
+		"kd": {old.KD, n.KD}, "tunnel-cert": {old.TunnelCert, n.TunnelCert}, "tunnel-key": {old.TunnelKey, n.TunnelKey},
+		"tunnel-ca": {old.TunnelCA, n.TunnelCA}, "profiles": {old.Profiles, n.Profiles},
+		"control-listen": {old.ControlListen, n.ControlListen}, "metrics-listen": {old.MetricsListen, n.MetricsListen},
+		"default-conference": {old.DefaultConference, n.DefaultConference}, "max-associations": {old.MaxAssociation, n.MaxAssociation},
+	} {
+		if !reflect.DeepEqual(pair[0], pair[1]) {
+			restart = append(restart, name)
+		}
+	}
+	lim := d.relay.Limits()
+	d.log.Info("SIGHUP: configuration reloaded", "idle_timeout", lim.IdleTimeout, "handshake_timeout", lim.HandshakeTimeout,
+		"max_pending", lim.MaxPending, "log_level", n.LogLevel)
+	if len(restart) > 0 {
+		d.log.Warn("SIGHUP: these settings changed but need a restart", "settings", restart)
+	}
+}

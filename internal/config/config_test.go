@@ -1,0 +1,75 @@
+package config
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestValidateNamesFields(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"c.pem", "k.pem", "ca.pem"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := func() Config {
+		c := Defaults()
+		c.KD = StringList{"198.18.0.2:5740"}
+		c.TunnelCert, c.TunnelKey, c.TunnelCA = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem"), filepath.Join(dir, "ca.pem")
+		return c
+	}
+	if c := good(); c.Validate() != nil {
+		t.Fatalf("good config: %v", c.Validate())
+	}
+	for _, tc := range []struct {
+		field string
+		mut   func(*Config)
+	}{
+		{"mode", func(c *Config) { c.Mode = "turbo" }},
+		{"interface", func(c *Config) { c.Mode = "xdp-native" }},
+		{"media-ports", func(c *Config) { c.MediaPorts = []uint16{5004, 5004} }},
+		{"queues", func(c *Config) { c.Queues = 0 }},
+		{"profiles", func(c *Config) { c.Profiles = StringList{"0x0001"} }},
+		{"kd", func(c *Config) { c.KD = StringList{"nohost"} }},
+		{"tunnel-ca", func(c *Config) { c.TunnelCA = filepath.Join(dir, "missing.pem") }},
+		{"idle-timeout", func(c *Config) { c.IdleTimeout = 0 }},
+		{"mappings", func(c *Config) { c.Mappings.Addrs = map[string]string{"bad": "room"} }},
+		{"log-level", func(c *Config) { c.LogLevel = "loud" }},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			c := good()
+			tc.mut(&c)
+			err := c.Validate()
+			var fe *FieldError
+			if !errors.As(err, &fe) || !strings.Contains(err.Error(), "config: "+tc.field+":") {
+				t.Fatalf("Validate = %v, want an error naming %s", err, tc.field)
+			}
+		})
+	}
+}
+
+func TestLoadFileAndFlags(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "mdfast.yaml")
+	yaml := "kd: [198.18.0.2:5740]\nidle-timeout: 45s\nmedia-ports: [5004, 5006]\nmappings:\n  tls-ids:\n    abc: room1\n"
+	if err := os.WriteFile(p, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, path, err := Load("mdfast", []string{"-config", p, "-idle-timeout", "50s"}, io.Discard)
+	if err != nil || path != p {
+		t.Fatal(err)
+	}
+	if c.IdleTimeout.D().String() != "50s" || len(c.MediaPorts) != 2 || c.Mappings.TLSIDs["abc"] != "room1" || c.KD[0] != "198.18.0.2:5740" {
+		t.Fatalf("loaded %+v", c)
+	}
+	if err := os.WriteFile(p, []byte("idle-timout: 1s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Load("mdfast", []string{"-config", p}, io.Discard); err == nil {
+		t.Fatal("unknown key accepted")
+	}
+}

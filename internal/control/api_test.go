@@ -1,0 +1,76 @@
+package control
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+
+	"github.com/mdfast/mdfast/internal/mdslow"
+)
+
+type fakeRelay struct{ reassigned int }
+
+func (f *fakeRelay) Associations(context.Context) ([]mdslow.AssociationInfo, error) {
+	return []mdslow.AssociationInfo{{ID: uuid.New(), Conference: 1, State: "established"}}, nil
+}
+func (f *fakeRelay) Reassign(context.Context) error                      { f.reassigned++; return nil }
+func (f *fakeRelay) Disconnect(context.Context, uuid.UUID) (bool, error) { return false, nil }
+
+func TestAPI(t *testing.T) {
+	m := NewMembership("")
+	fr := &fakeRelay{}
+	h, err := NewHandler(Config{Membership: m, Relay: fr, Token: "0123456789abcdef-token"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	do := func(method, path, body, token string) int {
+		r := httptest.NewRequest(method, path, strings.NewReader(body))
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		return w.Code
+	}
+	const tok = "0123456789abcdef-token"
+	for _, tc := range []struct {
+		name, method, path, body, token string
+		want                            int
+	}{
+		{"no token", "GET", "/v1/associations", "", "", http.StatusUnauthorized},
+		{"bad token", "GET", "/v1/associations", "", "0123456789abcdef-tokem", http.StatusUnauthorized},
+		{"list", "GET", "/v1/associations", "", tok, http.StatusOK},
+		{"map tls-id", "PUT", "/v1/mappings/tls-id/abcdefghijklmnopqrstu", `{"conference":"room1"}`, tok, http.StatusNoContent},
+		{"map addr", "PUT", "/v1/mappings/addr/198.18.0.11:4000", `{"conference":"room2"}`, tok, http.StatusNoContent},
+		{"map ip", "PUT", "/v1/mappings/addr/198.18.0.12", `{"conference":"room2"}`, tok, http.StatusNoContent},
+		{"bad addr", "PUT", "/v1/mappings/addr/nope", `{"conference":"room2"}`, tok, http.StatusBadRequest},
+		{"unknown field", "PUT", "/v1/mappings/tls-id/x", `{"conf":"room2"}`, tok, http.StatusBadRequest},
+		{"ice", "PUT", "/v1/ice/mdufrag", `{"pwd":"0123456789012345678901"}`, tok, http.StatusNoContent},
+		{"ice short pwd", "PUT", "/v1/ice/mdufrag", `{"pwd":"short"}`, tok, http.StatusBadRequest},
+		{"disconnect unknown", "DELETE", "/v1/associations/" + uuid.NewString(), "", tok, http.StatusNotFound},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := do(tc.method, tc.path, tc.body, tc.token); got != tc.want {
+				t.Fatalf("%s %s = %d, want %d", tc.method, tc.path, got, tc.want)
+			}
+		})
+	}
+	if fr.reassigned != 3 {
+		t.Errorf("reassigned %d times, want 3", fr.reassigned)
+	}
+	def := m.Conference("", netip.MustParseAddrPort("198.18.0.99:1"))
+	r1 := m.Conference("abcdefghijklmnopqrstu", netip.MustParseAddrPort("198.18.0.99:1"))
+	r2 := m.Conference("", netip.MustParseAddrPort("198.18.0.11:4000"))
+	r2ip := m.Conference("", netip.MustParseAddrPort("198.18.0.12:9"))
+	if def != 1 || r1 == def || r2 == def || r2 == r1 || r2ip != r2 {
+		t.Errorf("conferences default=%d room1=%d room2=%d room2(ip)=%d", def, r1, r2, r2ip)
+	}
+	if p, ok := m.ICEPassword("mdufrag"); !ok || p != "0123456789012345678901" {
+		t.Error("ICE password not set")
+	}
+}

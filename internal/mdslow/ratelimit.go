@@ -1,0 +1,58 @@
+package mdslow
+
+import (
+	"net/netip"
+	"time"
+)
+
+// limiter is a token bucket per source address for new associations. It
+// holds at most max sources; when full, unknown sources are refused until a
+// sweep forgets the sources whose bucket has refilled.
+type limiter struct {
+	rate, burst float64
+	max         int
+	buckets     map[netip.Addr]*bucket
+}
+
+type bucket struct {
+	tokens float64
+	last   time.Time
+}
+
+func newLimiter(rate float64, burst, max int) *limiter {
+	return &limiter{rate: rate, burst: float64(burst), max: max, buckets: make(map[netip.Addr]*bucket)}
+}
+
+// set changes the rate and burst (a reload).
+func (l *limiter) set(rate float64, burst int) { l.rate, l.burst = rate, float64(burst) }
+
+// allow takes a token for src at now.
+func (l *limiter) allow(src netip.Addr, now time.Time) bool {
+	if l.rate <= 0 {
+		return true
+	}
+	b := l.buckets[src]
+	if b == nil {
+		if len(l.buckets) >= l.max {
+			return false
+		}
+		b = &bucket{tokens: l.burst, last: now}
+		l.buckets[src] = b
+	}
+	b.tokens = min(l.burst, b.tokens+now.Sub(b.last).Seconds()*l.rate)
+	b.last = now
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// sweep forgets sources whose bucket is full again.
+func (l *limiter) sweep(now time.Time) {
+	for a, b := range l.buckets {
+		if b.tokens+now.Sub(b.last).Seconds()*l.rate >= l.burst {
+			delete(l.buckets, a)
+		}
+	}
+}

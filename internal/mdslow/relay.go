@@ -1,0 +1,719 @@
+package mdslow
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/mdfast/mdfast/internal/dataplane"
+	"github.com/mdfast/mdfast/internal/dtlsmsg"
+	"github.com/mdfast/mdfast/internal/keytable"
+	"github.com/mdfast/mdfast/internal/srtpfast"
+	"github.com/mdfast/mdfast/internal/tunnel"
+)
+
+// Defaults of the zero fields of Limits.
+const (
+	DefaultIdleTimeout      = 30 * time.Second
+	DefaultHandshakeTimeout = 30 * time.Second
+	DefaultMaxPending       = 1024
+	DefaultNewPerSecond     = 10
+	DefaultNewBurst         = 20
+	// maxRateSources bounds the per-source rate limiter's memory.
+	maxRateSources = 65536
+	// tableOpTimeout bounds a key table write.
+	tableOpTimeout = 2 * time.Second
+)
+
+// Tunnel is what the relay sends to the key distributor (a *tunnel.MD).
+type Tunnel interface {
+	SendTunneledDtls(id uuid.UUID, dtls []byte) error
+	SendEndpointDisconnect(id uuid.UUID) error
+}
+
+// Sender sends a datagram from a media port to an endpoint (a
+// *dataplane.Dataplane).
+type Sender interface {
+	SendSlow(port uint16, b []byte, dst netip.AddrPort) error
+}
+
+// Table is the part of the key table the relay writes (a *keytable.Table).
+type Table interface {
+	Install(ctx context.Context, a keytable.Association) (*keytable.Endpoint, error)
+	Remove(ctx context.Context, id uuid.UUID) error
+	SetConference(ctx context.Context, id uuid.UUID, conf keytable.ConferenceID) (*keytable.Endpoint, error)
+	ExpireIdle(ctx context.Context, idle time.Duration) ([]uuid.UUID, error)
+}
+
+// Neighbours prepares the data plane's next-hop table (a
+// *dataplane.Dataplane): Resolve is called when an endpoint's keys are
+// installed, so that its first media packets do not find the table cold;
+// Forget when the last association from that IP address has ended.
+type Neighbours interface {
+	Resolve(addr netip.Addr)
+	Forget(addr netip.Addr)
+}
+
+// Membership maps an endpoint to its conference: by the tls-id of its
+// ClientHello ("" when it sent none) or by its transport address, else the
+// default conference.
+type Membership interface {
+	Conference(tlsID string, addr netip.AddrPort) keytable.ConferenceID
+}
+
+// Limits are the relay's bounds; all can change at run time (SetLimits).
+type Limits struct {
+	// IdleTimeout ends an association with keys installed that sent no
+	// RTP/RTCP for that long (DefaultIdleTimeout).
+	IdleTimeout time.Duration
+	// HandshakeTimeout ends an association that has no keys that long
+	// after its first ClientHello (DefaultHandshakeTimeout).
+	HandshakeTimeout time.Duration
+	// MaxPending bounds associations without keys (DefaultMaxPending).
+	MaxPending int
+	// NewPerSecond and NewBurst rate-limit new associations per source IP
+	// address (DefaultNewPerSecond, DefaultNewBurst); NewPerSecond < 0
+	// disables the limit.
+	NewPerSecond float64
+	NewBurst     int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.HandshakeTimeout <= 0 {
+		l.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if l.MaxPending <= 0 {
+		l.MaxPending = DefaultMaxPending
+	}
+	if l.NewPerSecond == 0 {
+		l.NewPerSecond = DefaultNewPerSecond
+	}
+	if l.NewBurst <= 0 {
+		l.NewBurst = DefaultNewBurst
+	}
+	return l
+}
+
+// Config configures a Relay.
+type Config struct {
+	Tunnel      Tunnel      // required (set before Run; see SetTunnel)
+	Sender      Sender      // required
+	Table       Table       // required
+	Membership  Membership  // required
+	Credentials Credentials // ICE credentials; nil answers every check 401
+	Neighbours  Neighbours  // optional (socket mode needs none)
+	Limits      Limits
+	// OnHandshake is told how long each association took from its first
+	// ClientHello to its MediaKeys.
+	OnHandshake func(time.Duration)
+	// OnTunnelState is told the tunnel state changes (metrics).
+	OnTunnelState func(peer string, up bool)
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// Stats are the relay's counters.
+type Stats struct {
+	Associations, Pending           int64  // current
+	Started, Established, Ended     uint64 // associations
+	Expired, HandshakeTimeouts      uint64 // ended by the MD for idleness
+	ClosedByEndpoint, ClosedByKD    uint64 // ended by an alert, by the KD
+	DTLSToKD, DTLSToEndpoint        uint64 // datagrams relayed
+	DropNoAssociation               uint64 // DTLS from an unknown 5-tuple, not a ClientHello
+	DropRateLimited, DropPendingMax uint64 // new associations refused
+	DropTunnel                      uint64 // TunneledDtls not sent (no tunnel, queue full)
+	DropSend                        uint64 // datagram to an endpoint not sent
+	DropUnknownID                   uint64 // KD message for an unknown association
+	InstallErrors                   uint64 // keys refused by the key table
+	STUNAnswered, STUNRejected      uint64 // Binding responses sent
+	STUNIgnored                     uint64 // malformed or not a request
+	DropEventQueue                  uint64 // tunnel messages dropped: relay too busy
+}
+
+type counters struct {
+	associations, pending                          atomic.Int64
+	started, established, ended                    atomic.Uint64
+	expired, handshakeTimeouts                     atomic.Uint64
+	closedByEndpoint, closedByKD                   atomic.Uint64
+	dtlsToKD, dtlsToEndpoint                       atomic.Uint64
+	dropNoAssoc, dropRate, dropPending, dropTunnel atomic.Uint64
+	dropSend, dropUnknownID, installErrors         atomic.Uint64
+	stunAnswered, stunRejected, stunIgnored        atomic.Uint64
+	dropEvents                                     atomic.Uint64
+}
+
+// AssociationInfo describes one association (for the control API).
+type AssociationInfo struct {
+	ID         uuid.UUID             `json:"id"`
+	Addr       netip.AddrPort        `json:"addr"`
+	TLSID      string                `json:"tls_id,omitempty"`
+	Conference keytable.ConferenceID `json:"conference"`
+	State      string                `json:"state"` // "handshake" or "established"
+	Since      time.Time             `json:"since"`
+}
+
+// association is the relay's state of one endpoint DTLS association.
+// Owned by the Run goroutine.
+type association struct {
+	id          uuid.UUID
+	addr        netip.AddrPort
+	port        uint16 // the media port it talks to
+	tlsID       string
+	reasm       *dtlsmsg.Reassembler // until the first ClientHello is complete
+	started     time.Time
+	established bool
+	inTable     bool // false once ExpireIdle took it out
+	conf        keytable.ConferenceID
+}
+
+// event is a message from the tunnel, handed to the Run goroutine.
+type event struct {
+	kind int
+	id   uuid.UUID
+	data []byte
+	keys *tunnel.MediaKeys
+}
+
+const (
+	evDTLS = iota
+	evKeys
+	evDisconnect
+)
+
+// Relay is the Media Distributor's slow path: it relays endpoint DTLS to
+// the KD and back, installs MediaKeys in the key table, ends associations,
+// and answers STUN. Its state is owned by the Run goroutine; the tunnel
+// handler methods and the control methods hand work to it.
+type Relay struct {
+	cfg Config
+	log *slog.Logger
+	now func() time.Time
+
+	limits atomic.Pointer[Limits]
+	tun    atomic.Pointer[Tunnel]
+
+	events chan event
+	ctl    chan func()
+	done   chan struct{}
+	once   sync.Once
+
+	byAddr  map[netip.AddrPort]*association
+	byID    map[uuid.UUID]*association
+	limiter *limiter
+
+	c counters
+}
+
+// New returns a Relay; Run starts it.
+func New(cfg Config) (*Relay, error) {
+	if cfg.Sender == nil || cfg.Table == nil || cfg.Membership == nil {
+		return nil, errors.New("mdslow: new relay: Sender, Table and Membership are required")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	r := &Relay{
+		cfg: cfg, log: cfg.Logger.With("component", "slowpath"), now: cfg.Now,
+		events: make(chan event, 4096),
+		ctl:    make(chan func()),
+		done:   make(chan struct{}),
+		byAddr: make(map[netip.AddrPort]*association),
+		byID:   make(map[uuid.UUID]*association),
+	}
+	l := cfg.Limits.withDefaults()
+	r.limits.Store(&l)
+	r.limiter = newLimiter(l.NewPerSecond, l.NewBurst, maxRateSources)
+	if cfg.Tunnel != nil {
+		r.SetTunnel(cfg.Tunnel)
+	}
+	return r, nil
+}
+
+// SetTunnel sets the tunnel (the tunnel is created with the Relay as its
+// handler, so it comes after New).
+func (r *Relay) SetTunnel(t Tunnel) { r.tun.Store(&t) }
+
+func (r *Relay) tunnel() Tunnel {
+	if p := r.tun.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetLimits replaces the limits (zero fields take the defaults).
+func (r *Relay) SetLimits(l Limits) {
+	l = l.withDefaults()
+	r.limits.Store(&l)
+}
+
+// Limits returns the limits in force.
+func (r *Relay) Limits() Limits { return *r.limits.Load() }
+
+// Stats returns the counters.
+func (r *Relay) Stats() Stats {
+	c := &r.c
+	return Stats{
+		Associations: c.associations.Load(), Pending: c.pending.Load(),
+		Started: c.started.Load(), Established: c.established.Load(), Ended: c.ended.Load(),
+		Expired: c.expired.Load(), HandshakeTimeouts: c.handshakeTimeouts.Load(),
+		ClosedByEndpoint: c.closedByEndpoint.Load(), ClosedByKD: c.closedByKD.Load(),
+		DTLSToKD: c.dtlsToKD.Load(), DTLSToEndpoint: c.dtlsToEndpoint.Load(),
+		DropNoAssociation: c.dropNoAssoc.Load(), DropRateLimited: c.dropRate.Load(),
+		DropPendingMax: c.dropPending.Load(), DropTunnel: c.dropTunnel.Load(),
+		DropSend: c.dropSend.Load(), DropUnknownID: c.dropUnknownID.Load(),
+		InstallErrors: c.installErrors.Load(),
+		STUNAnswered:  c.stunAnswered.Load(), STUNRejected: c.stunRejected.Load(),
+		STUNIgnored: c.stunIgnored.Load(), DropEventQueue: c.dropEvents.Load(),
+	}
+}
+
+// HandleTunneledDtls implements tunnel.MDHandler.
+func (r *Relay) HandleTunneledDtls(id uuid.UUID, dtls []byte) {
+	select {
+	case r.events <- event{kind: evDTLS, id: id, data: bytes.Clone(dtls)}:
+	default:
+		r.c.dropEvents.Add(1)
+	}
+}
+
+// HandleMediaKeys implements tunnel.MDHandler. It waits (bounded) for room
+// in the queue: keys must not be dropped.
+func (r *Relay) HandleMediaKeys(mk *tunnel.MediaKeys) {
+	c := *mk
+	c.MKI = bytes.Clone(mk.MKI)
+	c.ClientWriteMasterKey = bytes.Clone(mk.ClientWriteMasterKey)
+	c.ServerWriteMasterKey = bytes.Clone(mk.ServerWriteMasterKey)
+	c.ClientWriteMasterSalt = bytes.Clone(mk.ClientWriteMasterSalt)
+	c.ServerWriteMasterSalt = bytes.Clone(mk.ServerWriteMasterSalt)
+	r.enqueueWait(event{kind: evKeys, id: mk.AssociationID, keys: &c})
+}
+
+// HandleEndpointDisconnect implements tunnel.MDHandler.
+func (r *Relay) HandleEndpointDisconnect(id uuid.UUID) {
+	r.enqueueWait(event{kind: evDisconnect, id: id})
+}
+
+// TunnelState implements tunnel.MDHandler.
+func (r *Relay) TunnelState(peer string, up bool) {
+	r.log.Info("tunnel state", "kd", peer, "up", up)
+	if r.cfg.OnTunnelState != nil {
+		r.cfg.OnTunnelState(peer, up)
+	}
+}
+
+func (r *Relay) enqueueWait(e event) {
+	t := time.NewTimer(5 * time.Second)
+	defer t.Stop()
+	select {
+	case r.events <- e:
+	case <-r.done:
+		r.c.dropEvents.Add(1)
+	case <-t.C:
+		r.c.dropEvents.Add(1)
+		r.log.Error("slow path too busy: tunnel message dropped", "association", e.id, "kind", e.kind)
+	}
+}
+
+// do runs f on the Run goroutine and waits for it.
+func (r *Relay) do(ctx context.Context, f func()) error {
+	fin := make(chan struct{})
+	select {
+	case r.ctl <- func() { f(); close(fin) }:
+	case <-r.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("mdslow: %w", ctx.Err())
+	}
+	select {
+	case <-fin:
+		return nil
+	case <-r.done:
+		return ErrClosed
+	}
+}
+
+// Associations lists the associations, sorted by start time.
+func (r *Relay) Associations(ctx context.Context) ([]AssociationInfo, error) {
+	var out []AssociationInfo
+	err := r.do(ctx, func() {
+		for _, a := range r.byID {
+			st := "handshake"
+			if a.established {
+				st = "established"
+			}
+			out = append(out, AssociationInfo{ID: a.id, Addr: a.addr, TLSID: a.tlsID, Conference: a.conf, State: st, Since: a.started})
+		}
+	})
+	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
+	return out, err
+}
+
+// Reassign re-evaluates the conference of every established association
+// (after a membership change) and moves those whose conference changed.
+func (r *Relay) Reassign(ctx context.Context) error {
+	return r.do(ctx, func() {
+		for _, a := range r.byID {
+			if !a.established {
+				continue
+			}
+			conf := r.cfg.Membership.Conference(a.tlsID, a.addr)
+			if conf == a.conf {
+				continue
+			}
+			tctx, cancel := context.WithTimeout(context.Background(), tableOpTimeout)
+			_, err := r.cfg.Table.SetConference(tctx, a.id, conf)
+			cancel()
+			if err != nil && !errors.Is(err, keytable.ErrGraceTimeout) {
+				r.log.Warn("move association to its new conference", "association", a.id, "conference", conf, "err", err)
+				continue
+			}
+			r.log.Info("association moved", "association", a.id, "from", a.conf, "to", conf)
+			a.conf = conf
+		}
+	})
+}
+
+// Disconnect ends association id as if it had gone idle (EndpointDisconnect
+// to the KD, removal from the key table). It reports whether it existed.
+func (r *Relay) Disconnect(ctx context.Context, id uuid.UUID) (bool, error) {
+	found := false
+	err := r.do(ctx, func() {
+		if a := r.byID[id]; a != nil {
+			found = true
+			r.end(a, true, "control API")
+		}
+	})
+	return found, err
+}
+
+// Run serves the slow path until ctx is done or slow is closed: datagrams
+// from slow, messages from the tunnel, control calls and timers. On return
+// it has sent (best effort) an EndpointDisconnect for every association,
+// removed them from the key table and forgotten them.
+func (r *Relay) Run(ctx context.Context, slow <-chan dataplane.SlowPacket) error {
+	defer r.once.Do(func() { close(r.done) })
+	defer func() {
+		for _, a := range r.byID {
+			r.end(a, true, "shutdown")
+		}
+	}()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case p, ok := <-slow:
+			if !ok {
+				return nil
+			}
+			r.handlePacket(p)
+		case e := <-r.events:
+			r.handleEvent(e)
+		case f := <-r.ctl:
+			f()
+		case <-tick.C:
+			r.housekeeping()
+		}
+	}
+}
+
+func (r *Relay) handlePacket(p dataplane.SlowPacket) {
+	if len(p.Data) == 0 {
+		return
+	}
+	switch b := p.Data[0]; {
+	case b <= 3:
+		r.handleSTUN(p)
+	case dtlsmsg.IsDTLS(b):
+		r.handleDTLS(p)
+	}
+}
+
+func (r *Relay) handleSTUN(p dataplane.SlowPacket) {
+	resp, res, err := AnswerSTUN(p.Data, p.From, r.cfg.Credentials)
+	switch res {
+	case STUNIgnored:
+		r.c.stunIgnored.Add(1)
+		r.log.Debug("STUN ignored", "from", p.From, "err", err)
+		return
+	case STUNRejected:
+		r.c.stunRejected.Add(1)
+		r.log.Debug("STUN check rejected", "from", p.From, "err", err)
+	case STUNAnswered:
+		r.c.stunAnswered.Add(1)
+	}
+	if err := r.cfg.Sender.SendSlow(p.To.Port(), resp, p.From); err != nil {
+		r.c.dropSend.Add(1)
+	}
+}
+
+// inspect reads the records of a datagram from an endpoint: whether it
+// starts a new handshake (an epoch-0 ClientHello with message_seq 0) and
+// whether it carries an alert that ends the association (close_notify or a
+// fatal alert; an encrypted alert, whose level the MD cannot read, counts
+// as one: DTLS peers send only those two after the handshake).
+func inspect(b []byte) (newHello, closing bool) {
+	first := true
+	for len(b) > 0 {
+		rec, rest, err := dtlsmsg.NextRecord(b)
+		if err != nil {
+			return
+		}
+		switch rec.ContentType {
+		case dtlsmsg.ContentTypeHandshake:
+			if first && rec.Epoch == 0 {
+				if h, _, _, err := dtlsmsg.NextHandshake(rec.Fragment); err == nil &&
+					h.Type == dtlsmsg.HandshakeTypeClientHello && h.MessageSeq == 0 {
+					newHello = true
+				}
+			}
+		case dtlsmsg.ContentTypeAlert:
+			if rec.Epoch > 0 {
+				closing = true
+			} else if len(rec.Fragment) >= 2 && (rec.Fragment[0] == 2 || rec.Fragment[1] == 0) {
+				closing = true
+			}
+		}
+		first = false
+		b = rest
+	}
+	return
+}
+
+func (r *Relay) handleDTLS(p dataplane.SlowPacket) {
+	now := r.now()
+	lim := r.limits.Load()
+	newHello, closing := inspect(p.Data)
+	a := r.byAddr[p.From]
+	if a != nil && a.established && newHello {
+		// The endpoint restarted its DTLS on the same 5-tuple: a new
+		// association.
+		r.end(a, true, "new ClientHello")
+		a = nil
+	}
+	if a == nil {
+		if !newHello {
+			r.c.dropNoAssoc.Add(1)
+			return
+		}
+		if r.c.pending.Load() >= int64(lim.MaxPending) {
+			r.c.dropPending.Add(1)
+			return
+		}
+		r.limiter.set(lim.NewPerSecond, lim.NewBurst)
+		if lim.NewPerSecond > 0 && !r.limiter.allow(p.From.Addr(), now) {
+			r.c.dropRate.Add(1)
+			return
+		}
+		id, err := tunnel.NewAssociationID()
+		if err != nil {
+			r.log.Error("new association", "err", err)
+			return
+		}
+		a = &association{id: id, addr: p.From, port: p.To.Port(), reasm: dtlsmsg.NewReassembler(0), started: now}
+		r.byAddr[p.From] = a
+		r.byID[id] = a
+		r.c.pending.Add(1)
+		r.c.started.Add(1)
+		r.log.Debug("association started", "association", id, "addr", p.From)
+	}
+	if a.reasm != nil {
+		if ch, err := a.reasm.Feed(p.Data); ch != nil {
+			if ch.HasExternalSessionID {
+				a.tlsID = string(ch.ExternalSessionID)
+			}
+			a.reasm = nil
+		} else if err != nil {
+			r.log.Debug("ClientHello", "association", a.id, "err", err)
+		}
+	}
+	t := r.tunnel()
+	if t == nil {
+		r.c.dropTunnel.Add(1)
+	} else if err := t.SendTunneledDtls(a.id, p.Data); err != nil {
+		r.c.dropTunnel.Add(1)
+		r.log.Debug("DTLS to KD dropped", "association", a.id, "err", err)
+	} else {
+		r.c.dtlsToKD.Add(1)
+	}
+	if closing {
+		r.c.closedByEndpoint.Add(1)
+		r.end(a, true, "DTLS alert from the endpoint")
+	}
+}
+
+func (r *Relay) handleEvent(e event) {
+	a := r.byID[e.id]
+	switch e.kind {
+	case evDTLS:
+		if a == nil {
+			r.c.dropUnknownID.Add(1)
+			return
+		}
+		if err := r.cfg.Sender.SendSlow(a.port, e.data, a.addr); err != nil {
+			r.c.dropSend.Add(1)
+			r.log.Debug("DTLS to endpoint not sent", "association", a.id, "err", err)
+			return
+		}
+		r.c.dtlsToEndpoint.Add(1)
+	case evKeys:
+		defer zeroKeys(e.keys)
+		if a == nil {
+			r.c.dropUnknownID.Add(1)
+			// The association ended here first: tell the KD.
+			if t := r.tunnel(); t != nil {
+				_ = t.SendEndpointDisconnect(e.id)
+			}
+			return
+		}
+		r.install(a, e.keys)
+	case evDisconnect:
+		if a == nil {
+			r.c.dropUnknownID.Add(1)
+			return
+		}
+		r.c.closedByKD.Add(1)
+		r.end(a, false, "EndpointDisconnect from the KD")
+	}
+}
+
+func zeroKeys(k *tunnel.MediaKeys) {
+	clear(k.ClientWriteMasterKey)
+	clear(k.ServerWriteMasterKey)
+	clear(k.ClientWriteMasterSalt)
+	clear(k.ServerWriteMasterSalt)
+}
+
+func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
+	p := srtpfast.Profile(mk.Profile)
+	recv, err := srtpfast.NewKeys(p, mk.ClientWriteMasterKey, mk.ClientWriteMasterSalt, mk.MKI)
+	var send *srtpfast.Keys
+	if err == nil {
+		send, err = srtpfast.NewKeys(p, mk.ServerWriteMasterKey, mk.ServerWriteMasterSalt, mk.MKI)
+	}
+	if err == nil {
+		conf := r.cfg.Membership.Conference(a.tlsID, a.addr)
+		ctx, cancel := context.WithTimeout(context.Background(), tableOpTimeout)
+		_, err = r.cfg.Table.Install(ctx, keytable.Association{ID: a.id, Addr: a.addr, Conference: conf, Recv: recv, Send: send})
+		cancel()
+		if errors.Is(err, keytable.ErrGraceTimeout) {
+			err = nil // published
+		}
+		if err == nil {
+			a.conf = conf
+			a.inTable = true
+			if r.cfg.Neighbours != nil {
+				r.cfg.Neighbours.Resolve(a.addr.Addr())
+			}
+		}
+	}
+	if err != nil {
+		r.c.installErrors.Add(1)
+		r.log.Error("install keys", "association", a.id, "addr", a.addr, "profile", mk.Profile, "err", err)
+		r.end(a, true, "keys not installed")
+		return
+	}
+	if !a.established {
+		a.established = true
+		a.reasm = nil
+		r.c.pending.Add(-1)
+		r.c.associations.Add(1)
+		r.c.established.Add(1)
+		d := r.now().Sub(a.started)
+		if r.cfg.OnHandshake != nil {
+			r.cfg.OnHandshake(d)
+		}
+		r.log.Info("association established", "association", a.id, "addr", a.addr, "tls_id", a.tlsID,
+			"conference", a.conf, "profile", mk.Profile, "handshake", d)
+	}
+}
+
+// end forgets association a, removes it from the key table and, when
+// notify, tells the KD.
+func (r *Relay) end(a *association, notify bool, why string) {
+	delete(r.byID, a.id)
+	if r.byAddr[a.addr] == a {
+		delete(r.byAddr, a.addr)
+	}
+	if a.established {
+		r.c.associations.Add(-1)
+	} else {
+		r.c.pending.Add(-1)
+	}
+	if a.inTable {
+		ctx, cancel := context.WithTimeout(context.Background(), tableOpTimeout)
+		err := r.cfg.Table.Remove(ctx, a.id)
+		cancel()
+		if err != nil && !errors.Is(err, keytable.ErrNotFound) && !errors.Is(err, keytable.ErrGraceTimeout) {
+			r.log.Warn("remove association from the key table", "association", a.id, "err", err)
+		}
+		if r.cfg.Neighbours != nil && !r.ipInTable(a.addr.Addr()) {
+			r.cfg.Neighbours.Forget(a.addr.Addr())
+		}
+	}
+	r.c.ended.Add(1)
+	if notify {
+		if t := r.tunnel(); t != nil {
+			if err := t.SendEndpointDisconnect(a.id); err != nil {
+				r.log.Debug("EndpointDisconnect not sent", "association", a.id, "err", err)
+			}
+		}
+	}
+	r.log.Info("association ended", "association", a.id, "addr", a.addr, "reason", why)
+}
+
+// ipInTable reports whether an association with keys installed still uses
+// ip (several endpoints can share one address behind a NAT).
+func (r *Relay) ipInTable(ip netip.Addr) bool {
+	for _, o := range r.byID {
+		if o.inTable && o.addr.Addr() == ip {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Relay) housekeeping() {
+	now := r.now()
+	lim := r.limits.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), tableOpTimeout)
+	ids, err := r.cfg.Table.ExpireIdle(ctx, lim.IdleTimeout)
+	cancel()
+	if err != nil && !errors.Is(err, keytable.ErrGraceTimeout) {
+		r.log.Warn("expire idle associations", "err", err)
+	}
+	for _, id := range ids {
+		a := r.byID[id]
+		if a == nil {
+			continue
+		}
+		r.c.expired.Add(1)
+		a.inTable = false // ExpireIdle removed it
+		r.end(a, true, "no RTP/RTCP for "+lim.IdleTimeout.String())
+	}
+	for _, a := range r.byID {
+		if !a.established && now.Sub(a.started) > lim.HandshakeTimeout {
+			r.c.handshakeTimeouts.Add(1)
+			r.end(a, true, "handshake timeout")
+		}
+	}
+	r.limiter.sweep(now)
+}

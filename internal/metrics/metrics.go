@@ -1,0 +1,208 @@
+package metrics
+
+import (
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mdfast/mdfast/bpf"
+	"github.com/mdfast/mdfast/internal/dataplane"
+	"github.com/mdfast/mdfast/internal/keytable"
+	"github.com/mdfast/mdfast/internal/mdslow"
+)
+
+// Namespace prefixes every metric.
+const Namespace = "mdfast"
+
+// SlowQueue is the queue label of counters that belong to no worker (the
+// slow-path kernel socket in XDP modes).
+const SlowQueue = "slow"
+
+// Source is what the Collector reads at scrape time. Any function may be
+// nil (its metrics are then absent).
+type Source struct {
+	// Dataplane returns the running data plane, or nil.
+	Dataplane func() *dataplane.Dataplane
+	// Table returns the key table's counters.
+	Table func() keytable.Stats
+	// Slow returns the slow path's counters.
+	Slow func() mdslow.Stats
+}
+
+func desc(name, help string, labels ...string) *prometheus.Desc {
+	return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
+}
+
+var (
+	dReceived  = desc("packets_received_total", "UDP datagrams received on the media ports, per queue.", "queue")
+	dRxBytes   = desc("bytes_received_total", "UDP payload octets received, per queue.", "queue")
+	dForwarded = desc("packets_forwarded_total", "Media packets forwarded to at least one receiver, per queue.", "queue")
+	dSent      = desc("packets_sent_total", "Datagrams sent (one per receiver), per queue.", "queue")
+	dTxBytes   = desc("bytes_sent_total", "UDP payload octets sent, per queue.", "queue")
+	dSlowPath  = desc("slow_path_packets_total", "Datagrams handed to the slow path (DTLS, STUN), per queue.", "queue")
+	dDropped   = desc("packets_dropped_total", "Datagrams dropped, per queue and reason.", "queue", "reason")
+	dMode      = desc("dataplane_mode", "The data path in use (1 for the active mode).", "mode")
+	dXDP       = desc("xdp_classifier_total", "XDP classifier verdicts.", "verdict")
+	dAssoc     = desc("associations", "Associations with keys installed in the key table.")
+	dPending   = desc("associations_pending", "Associations in DTLS handshake.")
+	dConfs     = desc("conferences", "Conferences with at least one member.")
+	dTable     = desc("keytable_events_total", "Key table events.", "event")
+	dSlow      = desc("slowpath_events_total", "Slow path events.", "event")
+)
+
+// Collector implements prometheus.Collector over a Source.
+type Collector struct{ src Source }
+
+// NewCollector returns a Collector reading src.
+func NewCollector(src Source) *Collector { return &Collector{src: src} }
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{dReceived, dRxBytes, dForwarded, dSent, dTxBytes, dSlowPath, dDropped,
+		dMode, dXDP, dAssoc, dPending, dConfs, dTable, dSlow} {
+		ch <- d
+	}
+}
+
+func counter(ch chan<- prometheus.Metric, d *prometheus.Desc, v uint64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+}
+
+func gauge(ch chan<- prometheus.Metric, d *prometheus.Desc, v float64, labels ...string) {
+	ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+}
+
+func queueStats(ch chan<- prometheus.Metric, q string, s *dataplane.Stats) {
+	counter(ch, dReceived, s[dataplane.RxPackets], q)
+	counter(ch, dRxBytes, s[dataplane.RxBytes], q)
+	counter(ch, dForwarded, s[dataplane.Forwarded], q)
+	counter(ch, dSent, s[dataplane.TxPackets], q)
+	counter(ch, dTxBytes, s[dataplane.TxBytes], q)
+	counter(ch, dSlowPath, s[dataplane.SlowPath], q)
+	counter(ch, dDropped, s[dataplane.SlowMedia], q, "slow_media")
+	for r := dataplane.Counter(0); r < dataplane.NumCounters; r++ {
+		if r.IsDrop() {
+			counter(ch, dDropped, s[r], q, r.String()[len("drop_"):])
+		}
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	if c.src.Dataplane != nil {
+		if dp := c.src.Dataplane(); dp != nil {
+			ws := dp.WorkerStats()
+			var sum dataplane.Stats
+			for i := range ws {
+				queueStats(ch, strconv.Itoa(i), &ws[i])
+				sum.Add(&ws[i])
+			}
+			// What the total has beyond the workers is the slow-path socket's.
+			tot := dp.Stats()
+			var slow dataplane.Stats
+			for i := range tot {
+				if tot[i] > sum[i] {
+					slow[i] = tot[i] - sum[i]
+				}
+			}
+			queueStats(ch, SlowQueue, &slow)
+			for _, m := range []dataplane.Mode{dataplane.ModeXDPNative, dataplane.ModeXDPGeneric, dataplane.ModeSocket} {
+				v := 0.0
+				if dp.Mode() == m {
+					v = 1
+				}
+				gauge(ch, dMode, v, m.String())
+			}
+			if cc, err := dp.ClassifierCounters(); err == nil {
+				for i := bpf.Counter(0); i < bpf.NumCounters; i++ {
+					counter(ch, dXDP, cc[i], i.String())
+				}
+			}
+		}
+	}
+	if c.src.Table != nil {
+		t := c.src.Table()
+		gauge(ch, dAssoc, float64(t.Associations))
+		gauge(ch, dConfs, float64(t.Conferences))
+		for _, e := range []struct {
+			n string
+			v uint64
+		}{{"install", t.Installs}, {"rekey", t.Rekeys}, {"remove", t.Removes}, {"expire", t.Expired},
+			{"table_full", t.TableFull}, {"ssrc_claim", t.SSRCClaims}, {"ssrc_collision", t.SSRCCollisions},
+			{"misrouted", t.Misrouted}, {"grace_timeout", t.GraceTimeouts}} {
+			counter(ch, dTable, e.v, e.n)
+		}
+	}
+	if c.src.Slow != nil {
+		s := c.src.Slow()
+		gauge(ch, dPending, float64(s.Pending))
+		for _, e := range []struct {
+			n string
+			v uint64
+		}{{"association_started", s.Started}, {"association_established", s.Established}, {"association_ended", s.Ended},
+			{"expired_idle", s.Expired}, {"handshake_timeout", s.HandshakeTimeouts},
+			{"closed_by_endpoint", s.ClosedByEndpoint}, {"closed_by_kd", s.ClosedByKD},
+			{"dtls_to_kd", s.DTLSToKD}, {"dtls_to_endpoint", s.DTLSToEndpoint},
+			{"drop_no_association", s.DropNoAssociation}, {"drop_rate_limited", s.DropRateLimited},
+			{"drop_pending_max", s.DropPendingMax}, {"drop_tunnel", s.DropTunnel}, {"drop_send", s.DropSend},
+			{"drop_unknown_id", s.DropUnknownID}, {"install_error", s.InstallErrors},
+			{"stun_answered", s.STUNAnswered}, {"stun_rejected", s.STUNRejected}, {"stun_ignored", s.STUNIgnored},
+			{"drop_event_queue", s.DropEventQueue}} {
+			counter(ch, dSlow, e.v, e.n)
+		}
+	}
+}
+
+// Events are the event-driven metrics.
+type Events struct {
+	// TunnelUp is mdfast_tunnel_up{kd}.
+	TunnelUp *prometheus.GaugeVec
+	// Handshake is mdfast_handshake_duration_seconds.
+	Handshake prometheus.Histogram
+
+	mu  sync.Mutex
+	ups map[string]bool
+}
+
+// NewEvents returns the event-driven metrics, registered on reg.
+func NewEvents(reg prometheus.Registerer) *Events {
+	e := &Events{
+		TunnelUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "tunnel_up",
+			Help: "1 when at least one tunnel to the key distributor is up."}, []string{"kd"}),
+		Handshake: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "handshake_duration_seconds",
+			Help:    "Time from an endpoint's first ClientHello to its MediaKeys.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
+		ups: map[string]bool{},
+	}
+	reg.MustRegister(e.TunnelUp, e.Handshake)
+	return e
+}
+
+// SetTunnel records the tunnel state of kd.
+func (e *Events) SetTunnel(kd string, up bool) {
+	e.mu.Lock()
+	e.ups[kd] = up
+	e.mu.Unlock()
+	v := 0.0
+	if up {
+		v = 1
+	}
+	e.TunnelUp.WithLabelValues(kd).Set(v)
+}
+
+// AnyUp reports whether a tunnel to some KD is up.
+func (e *Events) AnyUp() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, u := range e.ups {
+		if u {
+			return true
+		}
+	}
+	return false
+}
+
+// ObserveHandshake records one handshake duration.
+func (e *Events) ObserveHandshake(d time.Duration) { e.Handshake.Observe(d.Seconds()) }
