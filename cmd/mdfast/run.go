@@ -158,9 +158,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.Address != "" {
 		addr, _ = netip.ParseAddr(c.Address)
 	}
+	xskMode, _ := c.ParseXSKBind() // validated
+	busyUsec, busyBudget := 0, 0
+	if c.BusyPoll {
+		busyUsec, busyBudget = c.BusyPollUsec, c.BusyPollBudget
+	}
 	dp, err := dataplane.New(dataplane.Config{
 		Mode: mode, Interface: c.Interface, Ports: c.MediaPorts, Address: addr, Queues: c.Queues,
 		BatchSize: c.BatchSize, BusyPoll: c.BusyPoll, CPUs: c.CPUs, SocketBuffer: c.SockBuffer,
+		XSKMode: xskMode, RingSize: c.RingSize, NumFrames: c.UMEMFrames, FrameSize: c.FrameSize,
+		BusyPollUsec: busyUsec, BusyPollBudget: busyBudget, UDPChecksumIPv4: c.UDPChecksumIPv4,
 		OpenerIdle: max(10*time.Minute, 2*c.IdleTimeout.D()),
 		Table:      dataplane.KeyTable{T: table}, Logger: log,
 	})

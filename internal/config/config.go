@@ -15,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/mdfast/mdfast/internal/afxdp"
 	"github.com/mdfast/mdfast/internal/control"
 	"github.com/mdfast/mdfast/internal/dataplane"
 	"github.com/mdfast/mdfast/internal/mdslow"
@@ -37,6 +38,14 @@ type Config struct {
 	BusyPoll   bool       `yaml:"busy-poll"`
 	SockBuffer int        `yaml:"socket-buffer"`
 	Profiles   StringList `yaml:"profiles"`
+	// AF_XDP sizing and behaviour (XDP modes only).
+	XSKBind         string `yaml:"xsk-bind"`
+	RingSize        uint32 `yaml:"ring-size"`
+	UMEMFrames      uint32 `yaml:"umem-frames"`
+	FrameSize       uint32 `yaml:"frame-size"`
+	BusyPollUsec    int    `yaml:"busy-poll-usec"`
+	BusyPollBudget  int    `yaml:"busy-poll-budget"`
+	UDPChecksumIPv4 bool   `yaml:"udp-checksum-ipv4"`
 
 	// Tunnel to the key distributor(s).
 	KD             StringList `yaml:"kd"`
@@ -75,6 +84,13 @@ func Defaults() Config {
 		Queues:            1,
 		BatchSize:         64,
 		Profiles:          StringList{"0x0007", "0x0008"},
+		XSKBind:           "auto",
+		RingSize:          afxdp.DefaultRingSize,
+		UMEMFrames:        afxdp.DefaultNumFrames,
+		FrameSize:         afxdp.DefaultFrameSize,
+		BusyPollUsec:      50,
+		BusyPollBudget:    64,
+		UDPChecksumIPv4:   true,
 		TunnelsPerKD:      1,
 		TunnelBackoff:     Duration(5 * time.Second),
 		IdleTimeout:       Duration(mdslow.DefaultIdleTimeout),
@@ -207,6 +223,13 @@ func FlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.BatchSize, "batch-size", c.BatchSize, "receive/transmit batch size")
 	fs.BoolVar(&c.BusyPoll, "busy-poll", c.BusyPoll, "prefer busy polling on AF_XDP sockets")
 	fs.IntVar(&c.SockBuffer, "socket-buffer", c.SockBuffer, "SO_RCVBUF/SO_SNDBUF of the sockets (0: kernel default)")
+	fs.StringVar(&c.XSKBind, "xsk-bind", c.XSKBind, "AF_XDP bind mode: auto (zero-copy when the driver offers it), copy or zerocopy")
+	fs.Func("ring-size", fmt.Sprintf("AF_XDP ring size, a power of two (default %d)", c.RingSize), uint32Setter(&c.RingSize))
+	fs.Func("umem-frames", fmt.Sprintf("UMEM frames per queue (default %d)", c.UMEMFrames), uint32Setter(&c.UMEMFrames))
+	fs.Func("frame-size", fmt.Sprintf("UMEM frame size, 2048 or 4096 (default %d)", c.FrameSize), uint32Setter(&c.FrameSize))
+	fs.IntVar(&c.BusyPollUsec, "busy-poll-usec", c.BusyPollUsec, "SO_BUSY_POLL microseconds when busy-poll is on")
+	fs.IntVar(&c.BusyPollBudget, "busy-poll-budget", c.BusyPollBudget, "SO_BUSY_POLL_BUDGET packets when busy-poll is on")
+	fs.BoolVar(&c.UDPChecksumIPv4, "udp-checksum-ipv4", c.UDPChecksumIPv4, "compute UDP checksums on IPv4 frames sent through AF_XDP (IPv6 always has them)")
 	fs.Var(&c.Profiles, "profiles", "SRTP protection profiles advertised to the KD, e.g. 0x0007,0x0008")
 	fs.Var(&c.KD, "kd", "key distributor tunnel address host:port (repeatable)")
 	fs.StringVar(&c.TunnelListen, "tunnel-listen", c.TunnelListen, "reverse mode: accept tunnels dialed by KDs on this address")
@@ -310,6 +333,27 @@ func fieldErr(field, format string, args ...any) error {
 	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
 }
 
+// ParseXSKBind parses the xsk-bind setting.
+func (c *Config) ParseXSKBind() (afxdp.Mode, error) {
+	for _, m := range []afxdp.Mode{afxdp.ModeAuto, afxdp.ModeCopy, afxdp.ModeZeroCopy} {
+		if c.XSKBind == m.String() {
+			return m, nil
+		}
+	}
+	return 0, fieldErr("xsk-bind", "%q is not auto, copy or zerocopy", c.XSKBind)
+}
+
+func uint32Setter(p *uint32) func(string) error {
+	return func(s string) error {
+		v, err := strconv.ParseUint(s, 0, 32)
+		if err != nil {
+			return err
+		}
+		*p = uint32(v)
+		return nil
+	}
+}
+
 // ParseProfiles parses the profiles setting.
 func (c *Config) ParseProfiles() ([]srtpfast.Profile, error) {
 	var out []srtpfast.Profile
@@ -388,6 +432,26 @@ func (c *Config) Validate() error {
 	}
 	if c.SockBuffer < 0 {
 		add(fieldErr("socket-buffer", "negative"))
+	}
+	if _, err := c.ParseXSKBind(); err != nil {
+		add(err)
+	}
+	if r := c.RingSize; r < 64 || r > 1<<16 || r&(r-1) != 0 {
+		add(fieldErr("ring-size", "%d is not a power of two in 64..65536", r))
+	}
+	if c.FrameSize != 2048 && c.FrameSize != 4096 {
+		add(fieldErr("frame-size", "%d is neither 2048 nor 4096", c.FrameSize))
+	}
+	// The fill and TX rings must be fillable with frames to spare for the
+	// ones the worker holds.
+	if c.UMEMFrames < 2*c.RingSize || c.UMEMFrames > 1<<20 {
+		add(fieldErr("umem-frames", "%d is not in 2×ring-size (%d)..1048576", c.UMEMFrames, 2*c.RingSize))
+	}
+	if c.BusyPollUsec < 0 {
+		add(fieldErr("busy-poll-usec", "negative"))
+	}
+	if c.BusyPollBudget < 0 {
+		add(fieldErr("busy-poll-budget", "negative"))
 	}
 	_, err = c.ParseProfiles()
 	add(err)

@@ -39,6 +39,12 @@ func TestValidateNamesFields(t *testing.T) {
 		{"idle-timeout", func(c *Config) { c.IdleTimeout = 0 }},
 		{"mappings", func(c *Config) { c.Mappings.Addrs = map[string]string{"bad": "room"} }},
 		{"log-level", func(c *Config) { c.LogLevel = "loud" }},
+		{"xsk-bind", func(c *Config) { c.XSKBind = "fast" }},
+		{"ring-size", func(c *Config) { c.RingSize = 1000 }},
+		{"ring-size", func(c *Config) { c.RingSize = 32 }},
+		{"frame-size", func(c *Config) { c.FrameSize = 1500 }},
+		{"umem-frames", func(c *Config) { c.RingSize, c.UMEMFrames = 2048, 2048 }},
+		{"busy-poll-usec", func(c *Config) { c.BusyPollUsec = -1 }},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
 			c := good()
@@ -49,6 +55,27 @@ func TestValidateNamesFields(t *testing.T) {
 				t.Fatalf("Validate = %v, want an error naming %s", err, tc.field)
 			}
 		})
+	}
+}
+
+func TestAFXDPFlags(t *testing.T) {
+	c, _, err := Load("mdfast", []string{"-xsk-bind", "copy", "-ring-size", "4096", "-umem-frames", "0x4000",
+		"-frame-size", "4096", "-busy-poll", "-busy-poll-usec", "20", "-busy-poll-budget", "16", "-udp-checksum-ipv4=false"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := c.ParseXSKBind(); err != nil || m.String() != "copy" {
+		t.Fatalf("xsk-bind = %v, %v", m, err)
+	}
+	if c.RingSize != 4096 || c.UMEMFrames != 0x4000 || c.FrameSize != 4096 || !c.BusyPoll ||
+		c.BusyPollUsec != 20 || c.BusyPollBudget != 16 || c.UDPChecksumIPv4 {
+		t.Fatalf("parsed %+v", c)
+	}
+	if _, _, err := Load("mdfast", []string{"-ring-size", "-5"}, io.Discard); err == nil {
+		t.Fatal("negative ring-size accepted")
+	}
+	if d := Defaults(); !d.UDPChecksumIPv4 || d.XSKBind != "auto" {
+		t.Fatalf("defaults %+v", d)
 	}
 }
 
