@@ -1,0 +1,166 @@
+// Package benchkeys is the key file of a benchmark: for every simulated
+// endpoint its transport address, its SSRC and the hop-by-hop master keys of
+// both directions (AEAD_AES_128_GCM), written once by the driver and read by
+// the load generator, the mdfast harness and the baseline forwarder, so that
+// every forwarder under test gets the same keys the endpoints use.
+//
+// It must not be used outside benchmarks: the keys are written to a file in
+// the clear.
+package benchkeys
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/google/uuid"
+	"github.com/pion/srtp/v3"
+
+	"github.com/mdfast/mdfast/internal/srtpfast"
+)
+
+// Profile is the only SRTP protection profile the benchmark uses.
+const Profile = "AEAD_AES_128_GCM"
+
+const (
+	keyLen  = 16
+	saltLen = 12
+)
+
+// Endpoint is one simulated endpoint (one DTLS association in a real run).
+// "Client" keys protect what the endpoint sends (client_write), "server" keys
+// what the Media Distributor sends to it (server_write), as in RFC 5764.
+type Endpoint struct {
+	// ID is the association ID the mdfast harness installs.
+	ID uuid.UUID `json:"id"`
+	// Addr is the endpoint's transport address.
+	Addr netip.AddrPort `json:"addr"`
+	// SSRC is the SSRC the endpoint sends with.
+	SSRC uint32 `json:"ssrc"`
+	// ClientKey and ClientSalt are the client_write master key and salt.
+	ClientKey  []byte `json:"client_key"`
+	ClientSalt []byte `json:"client_salt"`
+	// ServerKey and ServerSalt are the server_write master key and salt.
+	ServerKey  []byte `json:"server_key"`
+	ServerSalt []byte `json:"server_salt"`
+}
+
+// File is the benchmark's key file.
+type File struct {
+	// Profile is always Profile.
+	Profile string `json:"profile"`
+	// Conference is the one conference every endpoint is in.
+	Conference uint32 `json:"conference"`
+	// MD is the forwarder's media address.
+	MD netip.AddrPort `json:"md"`
+	// Endpoints are the simulated endpoints.
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// Generate makes n endpoints at addr:basePort, addr:basePort+1, ... with
+// fresh random keys and distinct SSRCs.
+func Generate(n int, addr netip.Addr, basePort uint16, md netip.AddrPort) (*File, error) {
+	if n < 1 || int(basePort)+n > 65535 {
+		return nil, fmt.Errorf("benchkeys: %d endpoints from port %d", n, basePort)
+	}
+	f := &File{Profile: Profile, Conference: 1, MD: md}
+	for i := range n {
+		e := Endpoint{
+			ID:         uuid.New(),
+			Addr:       netip.AddrPortFrom(addr, basePort+uint16(i)),
+			SSRC:       0x4d440000 + uint32(i),
+			ClientKey:  make([]byte, keyLen),
+			ClientSalt: make([]byte, saltLen),
+			ServerKey:  make([]byte, keyLen),
+			ServerSalt: make([]byte, saltLen),
+		}
+		for _, b := range [][]byte{e.ClientKey, e.ClientSalt, e.ServerKey, e.ServerSalt} {
+			if _, err := rand.Read(b); err != nil {
+				return nil, fmt.Errorf("benchkeys: random keys: %w", err)
+			}
+		}
+		f.Endpoints = append(f.Endpoints, e)
+	}
+	return f, nil
+}
+
+// Write stores f at path (mode 0600).
+func (f *File) Write(path string) error {
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("benchkeys: encode: %w", err)
+	}
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		return fmt.Errorf("benchkeys: write %s: %w", path, err)
+	}
+	return nil
+}
+
+// Load reads and checks a key file.
+func Load(path string) (*File, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("benchkeys: read: %w", err)
+	}
+	var f File
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("benchkeys: decode %s: %w", path, err)
+	}
+	if err := f.check(); err != nil {
+		return nil, fmt.Errorf("benchkeys: %s: %w", path, err)
+	}
+	return &f, nil
+}
+
+func (f *File) check() error {
+	if f.Profile != Profile {
+		return fmt.Errorf("profile %q, want %q", f.Profile, Profile)
+	}
+	if len(f.Endpoints) == 0 {
+		return errors.New("no endpoints")
+	}
+	seen := map[netip.AddrPort]bool{}
+	for i, e := range f.Endpoints {
+		if !e.Addr.IsValid() || seen[e.Addr] {
+			return fmt.Errorf("endpoint %d: bad or duplicate address %s", i, e.Addr)
+		}
+		seen[e.Addr] = true
+		if len(e.ClientKey) != keyLen || len(e.ServerKey) != keyLen ||
+			len(e.ClientSalt) != saltLen || len(e.ServerSalt) != saltLen {
+			return fmt.Errorf("endpoint %d: wrong key or salt length", i)
+		}
+	}
+	return nil
+}
+
+// ClientKeys returns the client_write keys as srtpfast.Keys: what the
+// forwarder opens, and what a fast sender seals with.
+func (e *Endpoint) ClientKeys() (*srtpfast.Keys, error) {
+	return srtpfast.NewKeys(srtpfast.ProfileAEADAES128GCM, e.ClientKey, e.ClientSalt, nil)
+}
+
+// ServerKeys returns the server_write keys as srtpfast.Keys.
+func (e *Endpoint) ServerKeys() (*srtpfast.Keys, error) {
+	return srtpfast.NewKeys(srtpfast.ProfileAEADAES128GCM, e.ServerKey, e.ServerSalt, nil)
+}
+
+// ClientContext returns a pion/srtp context for the client_write keys.
+func (e *Endpoint) ClientContext(opts ...srtp.ContextOption) (*srtp.Context, error) {
+	c, err := srtp.CreateContext(e.ClientKey, e.ClientSalt, srtp.ProtectionProfileAeadAes128Gcm, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("benchkeys: client_write context: %w", err)
+	}
+	return c, nil
+}
+
+// ServerContext returns a pion/srtp context for the server_write keys.
+func (e *Endpoint) ServerContext(opts ...srtp.ContextOption) (*srtp.Context, error) {
+	c, err := srtp.CreateContext(e.ServerKey, e.ServerSalt, srtp.ProtectionProfileAeadAes128Gcm, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("benchkeys: server_write context: %w", err)
+	}
+	return c, nil
+}

@@ -1,0 +1,368 @@
+package driver
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mdfast/mdfast/bench/internal/benchkeys"
+	"github.com/mdfast/mdfast/bench/internal/gen"
+	"github.com/mdfast/mdfast/bench/internal/netns"
+	"github.com/mdfast/mdfast/bench/internal/report"
+)
+
+const (
+	mediaPort = 5004
+	genPort   = 40000
+	// verifyPerSecond is about how many packets per second the receivers
+	// decrypt and verify; the sampling rate is chosen to match it.
+	verifyPerSecond = 20000
+)
+
+// KeysDirect says how the mdfast paths get their keys in this driver.
+const KeysDirect = "direct: bench/mdharness installs the key file into internal/keytable and runs internal/dataplane " +
+	"with cmd/mdfast's defaults (internal/config); no DTLS handshake (cmd/mdfast offers no key-install API)"
+
+// KeysBaseline says how the baseline gets its keys.
+const KeysBaseline = "direct: bench/baseline reads the same key file into pion/srtp contexts"
+
+// Config configures Run.
+type Config struct {
+	// Bin holds the mdharness, baseline and loadgen executables.
+	Bin string
+	// Plan is what to measure.
+	Plan Plan
+	// MDCore and GenCore are the cores the forwarder and the generator
+	// are pinned to (taskset).
+	MDCore, GenCore int
+	// Work is a directory for key files (default a temporary one).
+	Work string
+	// Progress receives the progress bar (nil: none).
+	Progress io.Writer
+	// Command is recorded in the results.
+	Command string
+	// Quick is recorded in the results.
+	Quick  bool
+	Logger *slog.Logger
+}
+
+// Run measures cfg.Plan and returns the results (with findings). It needs
+// root. A step that fails is recorded with its error and the run goes on;
+// Run returns an error only when nothing can be measured or ctx ends.
+func Run(ctx context.Context, cfg Config) (*report.Run, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("driver: network namespaces, XDP and taskset pinning need root")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	log := cfg.Logger
+	for _, b := range []string{"mdharness", "baseline", "loadgen"} {
+		if _, err := os.Stat(filepath.Join(cfg.Bin, b)); err != nil {
+			return nil, fmt.Errorf("driver: %w", err)
+		}
+	}
+	if cfg.Work == "" {
+		d, err := os.MkdirTemp("", "mdfast-bench-")
+		if err != nil {
+			return nil, fmt.Errorf("driver: work directory: %w", err)
+		}
+		defer os.RemoveAll(d)
+		cfg.Work = d
+	}
+	if removed, err := netns.RemoveStale(ctx); err != nil {
+		log.Warn("driver: removing stale namespaces", "err", err)
+	} else if len(removed) > 0 {
+		log.Info("driver: removed namespaces of earlier runs", "names", removed)
+	}
+	topo, err := netns.Setup(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("driver: topology: %w", err)
+	}
+	defer func() {
+		if err := topo.Close(); err != nil {
+			log.Error("driver: removing namespaces", "err", err)
+		}
+	}()
+
+	run := &report.Run{
+		Started: time.Now().UTC(), Command: cfg.Command, Quick: cfg.Quick,
+		Host:   hostInfo(cfg.MDCore, cfg.GenCore),
+		Method: method(cfg),
+	}
+	pr := newProgress(cfg.Progress, cfg.Plan.Steps())
+	for _, path := range cfg.Plan.Paths {
+		for gi := range cfg.Plan.Groups {
+			g := &cfg.Plan.Groups[gi]
+			scs, err := runGroup(ctx, &cfg, topo, path, g, pr)
+			run.Scenarios = append(run.Scenarios, scs...)
+			if ctx.Err() != nil {
+				pr.finish()
+				return run, fmt.Errorf("driver: %w", ctx.Err())
+			}
+			if err != nil {
+				log.Warn("driver: group failed", "path", path, "group", g.Name, "err", err)
+			}
+		}
+	}
+	pr.finish()
+	run.Finished = time.Now().UTC()
+	run.Findings = report.Evaluate(run.Scenarios)
+	return run, nil
+}
+
+func method(cfg Config) []string {
+	return []string{
+		"Topology: two network namespaces joined by one veth pair (198.18.0.1 forwarder, 198.18.0.2 endpoints, one UDP port per endpoint); one RX/TX queue, one data-plane worker.",
+		"Keys (mdfast paths): " + KeysDirect + ".",
+		"Keys (baseline): " + KeysBaseline + ".",
+		fmt.Sprintf("Forwarder pinned to CPU %d, generator to CPU %d (taskset). md_cpu is the forwarder process's utime+stime from /proc/<pid>/stat over the measured phase; core_cpu is CPU %d's busy time from /proc/stat (softirq included; other tenants of the host too).", cfg.MDCore, cfg.GenCore, cfg.MDCore),
+		"On veth the receive-side kernel work of a datagram runs on the sending core: the forwarder's input processing (XDP and AF_XDP copy, or the UDP stack) is charged to the generator's core, and the delivery of what the forwarder sends to the forwarder's core.",
+		"offered_pps = packets per second sent to the forwarder × fanout (what a lossless forwarder delivers); forwarded_pps = packets per second the endpoints received. Step \"sat\" sends as fast as the generator can (its own core may be the limit, see md_cpu); the percentage steps pace at that fraction of the input rate the forwarder sustained at \"sat\".",
+		"Endpoints seal with internal/srtpfast (client_write keys) just before sendmmsg and verify with pion/srtp (server_write keys): a sample of the received packets is decrypted and compared octet for octet; latency is receive time minus the send time in the payload (one clock).",
+	}
+}
+
+// forwarder is a running forwarder process.
+type forwarder struct {
+	cmd    interface{ Wait() error }
+	pid    int
+	stop   func() error
+	lines  chan string
+	stderr *bytes.Buffer
+	mode   string
+}
+
+func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path, keys string) (*forwarder, error) {
+	var bin string
+	var args []string
+	switch path {
+	case "baseline":
+		bin, args = "baseline", []string{"-keys", keys}
+	case "mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket":
+		bin, args = "mdharness", []string{"-keys", keys, "-mode", strings.TrimPrefix(path, "mdfast-"), "-iface", topo.MDIf}
+	default:
+		return nil, fmt.Errorf("driver: unknown path %q", path)
+	}
+	cmd := netns.Command(ctx, topo.MDNS, cfg.MDCore, filepath.Join(cfg.Bin, bin), args...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, fmt.Errorf("driver: %s: %w", bin, err)
+	}
+	f := &forwarder{cmd: cmd, stderr: new(bytes.Buffer), lines: make(chan string, 4)}
+	cmd.Stderr = f.stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("driver: start %s: %w", bin, err)
+	}
+	f.pid = cmd.Process.Pid
+	f.stop = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	go func() {
+		defer close(f.lines)
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			f.lines <- sc.Text()
+		}
+	}()
+	select {
+	case l, ok := <-f.lines:
+		if ok && strings.HasPrefix(l, "ready ") {
+			f.mode = strings.TrimPrefix(l, "ready ")
+			return f, nil
+		}
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("driver: %s did not start: %s", bin, lastLine(f.stderr.String()))
+	case <-time.After(15 * time.Second):
+		_ = f.stop()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("driver: %s not ready after 15 s: %s", bin, lastLine(f.stderr.String()))
+	case <-ctx.Done():
+		_ = cmd.Wait()
+		return nil, ctx.Err()
+	}
+}
+
+// finish stops the forwarder and returns its non-zero drop counters.
+func (f *forwarder) finish() (map[string]uint64, error) {
+	_ = f.stop()
+	var last string
+	for l := range f.lines {
+		last = l
+	}
+	err := f.cmd.Wait()
+	var st struct {
+		Counters map[string]uint64 `json:"counters"`
+	}
+	if jerr := json.Unmarshal([]byte(last), &st); jerr != nil {
+		return nil, errors.Join(fmt.Errorf("driver: forwarder counters: %w", jerr), err)
+	}
+	drops := map[string]uint64{}
+	for k, v := range st.Counters {
+		if strings.HasPrefix(k, "drop_") && v != 0 {
+			drops[k] = v
+		}
+	}
+	return drops, err
+}
+
+func runGroup(ctx context.Context, cfg *Config, topo *netns.Topology, path string, g *Group, pr *progress) ([]report.Scenario, error) {
+	keysPath := filepath.Join(cfg.Work, fmt.Sprintf("keys-%d.json", g.Participants))
+	kf, err := benchkeys.Generate(g.Participants, topo.GenAddr, genPort, netip.AddrPortFrom(topo.MDAddr, mediaPort))
+	if err == nil {
+		err = kf.Write(keysPath)
+	}
+	fail := func(err error) ([]report.Scenario, error) {
+		var out []report.Scenario
+		for _, st := range g.steps() {
+			out = append(out, base(path, g, st, err.Error()))
+			pr.step()
+		}
+		return out, err
+	}
+	if err != nil {
+		return fail(err)
+	}
+	var out []report.Scenario
+	var satInput float64
+	for _, st := range g.steps() {
+		pr.show(path + " " + g.Name + "@" + st)
+		out = append(out, runStep(ctx, cfg, topo, path, keysPath, g, st, &satInput))
+		pr.step()
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return out, nil
+}
+
+// runStep measures one step with a fresh forwarder process, so that no
+// replay window, ROC or queue carries over from the step before.
+// satInput is the input rate the forwarder sustained at the group's
+// saturation step: set by that step, read by the paced ones.
+func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysPath string, g *Group, st string, satInput *float64) report.Scenario {
+	s := base(path, g, st, "")
+	rate, sample := g.Rate, 1
+	switch {
+	case st == "sat":
+		rate, sample = 0, 16
+	case g.Pattern == "flood":
+		frac, _ := strconv.ParseFloat(strings.TrimSuffix(st, "%"), 64)
+		rate = frac / 100 * *satInput / float64(g.Senders)
+		if rate < 1 {
+			s.Error = "no saturation measured to pace from"
+			return s
+		}
+	}
+	if rate > 0 {
+		out := rate * float64(g.Senders*g.Fanout())
+		sample = max(1, int(math.Ceil(out/verifyPerSecond)))
+	}
+	fw, err := startForwarder(ctx, cfg, topo, path, keysPath)
+	if err != nil {
+		s.Error = err.Error()
+		return s
+	}
+	s.Mode = fw.mode
+	res, err := runLoadgen(ctx, cfg, topo, fw.pid, keysPath, g, rate, sample)
+	if err != nil {
+		s.Error = err.Error()
+	} else {
+		fill(&s, res)
+		if st == "sat" {
+			*satInput = res.ForwardedPPS / float64(g.Fanout())
+		}
+	}
+	drops, ferr := fw.finish()
+	s.ForwarderDrops = drops
+	if ferr != nil && ctx.Err() == nil {
+		cfg.Logger.Warn("driver: forwarder exit", "path", path, "group", g.Name, "step", st, "err", ferr,
+			"stderr", lastLine(fw.stderr.String()))
+	}
+	return s
+}
+
+func base(path string, g *Group, step, errText string) report.Scenario {
+	keys := KeysDirect
+	if path == "baseline" {
+		keys = KeysBaseline
+	}
+	return report.Scenario{
+		Name: g.Name + "@" + step, Group: g.Name, Step: step, Path: path, Payload: g.Payload,
+		Fanout: g.Fanout(), Participants: g.Participants, Senders: g.Senders, Pattern: g.Pattern,
+		Keys: keys, Error: errText, MDCPU: -1, CoreCPU: -1,
+	}
+}
+
+func fill(s *report.Scenario, r *gen.Result) {
+	s.OfferedPPS, s.ForwardedPPS, s.InputPPS, s.Loss = r.OfferedPPS, r.ForwardedPPS, r.InputPPS, r.Loss
+	s.P50us, s.P99us, s.P999us, s.JitterUs = r.Latency.P50, r.Latency.P99, r.Latency.P999, r.JitterUs
+	s.MDCPU, s.CoreCPU = r.MDCPU, r.CoreCPU
+	if r.MDCPU > 0 {
+		s.ForwardedPerCPUSecond = r.ForwardedPPS / r.MDCPU
+	}
+	s.Sent, s.Received, s.Verified, s.VerifyErrors = r.Sent, r.Received, r.Verified, r.VerifyErrors
+	if r.VerifyErrors > 0 {
+		s.Error = fmt.Sprintf("%d packets failed verification: %s", r.VerifyErrors, r.FirstError)
+	}
+}
+
+func runLoadgen(ctx context.Context, cfg *Config, topo *netns.Topology, mdPid int, keys string, g *Group, rate float64, sample int) (*gen.Result, error) {
+	t := cfg.Plan.Timing
+	args := []string{
+		"-keys", keys, "-senders", strconv.Itoa(g.Senders), "-rate", strconv.FormatFloat(rate, 'f', 3, 64),
+		"-payload", strconv.Itoa(g.Payload), "-burst", strconv.Itoa(max(g.Burst, 1)), "-streams", strconv.Itoa(max(g.Streams, 1)),
+		"-warmup", t.Warmup.String(), "-duration", t.Duration.String(), "-drain", t.Drain.String(),
+		"-sample", strconv.Itoa(sample), "-md-pid", strconv.Itoa(mdPid), "-md-core", strconv.Itoa(cfg.MDCore),
+	}
+	cmd := netns.Command(ctx, topo.GenNS, cfg.GenCore, filepath.Join(cfg.Bin, "loadgen"), args...)
+	cmd.WaitDelay = 5 * time.Second
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("loadgen: %w: %s", err, lastLine(stderr.String()))
+	}
+	var r gen.Result
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		return nil, fmt.Errorf("loadgen output: %w", err)
+	}
+	return &r, nil
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		s = s[i+1:]
+	}
+	return s
+}
+
+func hostInfo(mdCore, genCore int) report.Host {
+	h := report.Host{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), MDCore: mdCore, GenCore: genCore}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		h.Kernel = strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				h.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return h
+}

@@ -1,0 +1,116 @@
+package driver
+
+import (
+	"fmt"
+	"time"
+)
+
+// Group is one scenario group: a conference shape and a traffic pattern,
+// measured in one or more steps on every path.
+type Group struct {
+	// Name, e.g. "fanout1to4-160B".
+	Name string
+	// Participants is the conference size; Senders how many send. Every
+	// participant receives what the others send (fanout Participants-1).
+	Participants, Senders int
+	// Payload is the RTP payload size.
+	Payload int
+	// Pattern is "flood" (a saturation sweep), "audio" or "video".
+	Pattern string
+	// Rate and Burst are the per-sender rate and burst of the fixed
+	// patterns.
+	Rate  float64
+	Burst int
+	// Streams is the SSRCs per sender.
+	Streams int
+	// Steps are the fractions of the measured saturation to pace at
+	// after the saturation step (flood only).
+	Steps []float64
+}
+
+// Fanout is the receivers of each packet.
+func (g *Group) Fanout() int { return g.Participants - 1 }
+
+// steps returns the group's step names: "sat" then "25%"..., or "fixed".
+func (g *Group) steps() []string {
+	if g.Pattern != "flood" {
+		return []string{"fixed"}
+	}
+	s := []string{"sat"}
+	for _, f := range g.Steps {
+		s = append(s, fmt.Sprintf("%g%%", f*100))
+	}
+	return s
+}
+
+// Timing is the length of each step's phases.
+type Timing struct {
+	Warmup, Duration, Drain time.Duration
+}
+
+// Plan is what a run measures.
+type Plan struct {
+	Paths  []string
+	Groups []Group
+	Timing Timing
+}
+
+// Paths, in the order a run measures them.
+var AllPaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket", "baseline"}
+
+func fanoutGroup(fanout, payload int, steps []float64) Group {
+	return Group{
+		Name:         fmt.Sprintf("fanout1to%d-%dB", fanout, payload),
+		Participants: fanout + 1, Senders: 1, Payload: payload,
+		Pattern: "flood", Streams: 16, Steps: steps,
+	}
+}
+
+func confGroup(n int, video bool) Group {
+	g := Group{Participants: n, Senders: n, Streams: 1, Burst: 1}
+	if video {
+		// 30 frames per second of 8 packets of 1200 B (about 2.3 Mbit/s).
+		g.Name, g.Pattern, g.Payload, g.Rate, g.Burst = fmt.Sprintf("conf%d-video-1200B", n), "video", 1200, 240, 8
+	} else {
+		g.Name, g.Pattern, g.Payload, g.Rate = fmt.Sprintf("conf%d-audio-160B", n), "audio", 160, 50
+	}
+	return g
+}
+
+// FullPlan: 1→1, 1→4 and 1→16 at 160 and 1200 B swept from saturation
+// down to 25%; conferences of 2, 10 and 50 all sending audio, and all
+// sending video; on every path.
+func FullPlan() Plan {
+	p := Plan{Paths: AllPaths, Timing: Timing{Warmup: 300 * time.Millisecond, Duration: 3 * time.Second, Drain: 300 * time.Millisecond}}
+	steps := []float64{0.9, 0.7, 0.5, 0.25}
+	for _, payload := range []int{160, 1200} {
+		for _, f := range []int{1, 4, 16} {
+			p.Groups = append(p.Groups, fanoutGroup(f, payload, steps))
+		}
+	}
+	for _, video := range []bool{false, true} {
+		for _, n := range []int{2, 10, 50} {
+			p.Groups = append(p.Groups, confGroup(n, video))
+		}
+	}
+	return p
+}
+
+// QuickPlan (BENCH_QUICK=1): 1→4 at 160 B (saturation, 70%, 50%) and a
+// conference of 10 sending audio, on every path.
+func QuickPlan() Plan {
+	return Plan{
+		Paths:  AllPaths,
+		Groups: []Group{fanoutGroup(4, 160, []float64{0.7, 0.5}), confGroup(10, false)},
+		Timing: Timing{Warmup: 300 * time.Millisecond, Duration: 2 * time.Second, Drain: 300 * time.Millisecond},
+	}
+}
+
+// Steps returns the number of steps the plan measures.
+func (p *Plan) Steps() int {
+	n := 0
+	for i := range p.Groups {
+		n += len(p.Groups[i].steps())
+	}
+	return n * len(p.Paths)
+}

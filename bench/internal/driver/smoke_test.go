@@ -1,0 +1,101 @@
+package driver
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdfast/mdfast/bench/internal/report"
+)
+
+// TestSmoke runs a tiny plan (1→4 at 160 B: saturation and 50%) for
+// mdfast's socket mode and the baseline in network namespaces, and checks
+// that packets were forwarded, loss computed and the JSON complete.
+func TestSmoke(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: network namespaces, taskset pinning and the forwarders' sockets in them need root")
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("skipping: taskset (util-linux) is not installed")
+	}
+	bin := t.TempDir()
+	build := exec.Command("go", "build", "-o", bin+"/", "../../mdharness", "../../baseline", "../../loadgen")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	mdCore, genCore := 1, 0
+	if runtime.NumCPU() < 2 {
+		mdCore = 0
+	}
+	plan := Plan{
+		Paths:  []string{"mdfast-socket", "baseline"},
+		Groups: []Group{fanoutGroup(4, 160, []float64{0.5})},
+		Timing: Timing{Warmup: 200 * time.Millisecond, Duration: 500 * time.Millisecond, Drain: 200 * time.Millisecond},
+	}
+	var prog bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	r, err := Run(ctx, Config{Bin: bin, Plan: plan, MDCore: mdCore, GenCore: genCore, Progress: &prog, Command: "go test"})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !strings.Contains(prog.String(), "4/4") {
+		t.Errorf("progress never reached 4/4: %q", prog.String())
+	}
+	if len(r.Scenarios) != 4 {
+		t.Fatalf("%d scenarios, want 4", len(r.Scenarios))
+	}
+	for _, s := range r.Scenarios {
+		if s.Error != "" {
+			t.Fatalf("%s %s: %s", s.Path, s.Name, s.Error)
+		}
+		if s.ForwardedPPS <= 0 || s.Received == 0 || s.Verified == 0 {
+			t.Fatalf("%s %s: nothing forwarded or verified: %+v", s.Path, s.Name, s)
+		}
+		if s.Loss < 0 || s.Loss > 1 || s.OfferedPPS < s.ForwardedPPS*0.99 {
+			t.Fatalf("%s %s: loss %v, offered %v, forwarded %v", s.Path, s.Name, s.Loss, s.OfferedPPS, s.ForwardedPPS)
+		}
+		if s.MDCPU < 0 {
+			t.Fatalf("%s %s: no forwarder CPU time", s.Path, s.Name)
+		}
+	}
+	if m := r.Scenarios[0].Mode; m != "socket" {
+		t.Errorf("mdfast path ran in mode %q", m)
+	}
+	dir := t.TempDir()
+	if _, err := report.WriteFiles(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "latest.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Scenarios []map[string]any `json:"scenarios"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range doc.Scenarios {
+		for _, k := range report.RequiredFields {
+			if _, ok := s[k]; !ok {
+				t.Fatalf("scenario %v lacks %q", s["name"], k)
+			}
+		}
+	}
+	// Nothing of ours is left behind.
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(out), "mdfb-"+itoa(os.Getpid())+"-") {
+		t.Fatalf("namespaces left: %s", out)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

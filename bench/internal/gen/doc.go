@@ -1,0 +1,31 @@
+// Package gen is the load generator: simulated endpoints that send SRTP
+// (AEAD_AES_128_GCM) to a forwarder at a set rate, payload size and
+// pattern, receive what it forwards, and measure loss, latency and jitter.
+//
+// # How it sends
+//
+// Each sending endpoint has one goroutine and one UDP socket (the socket it
+// also receives on, so the forwarder sees one transport address per
+// endpoint). Packets are paced by a schedule (rate × elapsed time, rounded
+// down to whole bursts for the video pattern) and sent in batches with
+// sendmmsg (package udpbatch); with Rate 0 the sender sends full batches as
+// fast as the socket takes them, to find saturation. Every batch is built
+// and sealed (srtpfast, with the endpoint's client_write keys) just before
+// it is sent, so the send time in each payload is fresh: the sealing cost
+// (a fraction of a microsecond per packet) is small beside the system call.
+// A warm-up phase (payload type WarmupPT) primes the forwarder's neighbour
+// and key state; only measured packets (payload type MeasuredPT) count.
+//
+// # How it receives
+//
+// Each endpoint has a receiving goroutine (recvmmsg). Every received packet
+// is counted from its RTP header (SSRC → sender, sequence number → packet
+// index). One in Config.Sample packets is decrypted with pion/srtp (an
+// implementation independent of mdfast's) under the endpoint's own
+// server_write keys and verified octet for octet (package payload); its
+// latency (receive time minus the send time in the payload, one clock) and
+// the stream's RFC 3550 jitter are recorded. Sampling keeps the receivers
+// from becoming the bottleneck in the high-rate mode.
+//
+// It must not be used against anything but a test forwarder: it floods.
+package gen

@@ -1,0 +1,112 @@
+// Package report is the output of a benchmark run: the JSON document
+// (bench/results/<timestamp>.json and latest.json), the Markdown table, the
+// SVG plot of forwarded against offered rate per path, and the findings
+// against the goals of issue 8. It computes nothing it was not given: every
+// figure comes from a Scenario measured in the run.
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"time"
+)
+
+// Scenario is one measured step of one scenario on one path. The first
+// eleven fields are the ones issue 8 names.
+type Scenario struct {
+	// Name is "<group>@<step>", e.g. "fanout1to4-160B@sat".
+	Name string `json:"name"`
+	// Path is "mdfast-xdp-native", "mdfast-xdp-generic",
+	// "mdfast-socket" or "baseline".
+	Path string `json:"path"`
+	// Payload is the RTP payload size in octets.
+	Payload int `json:"payload"`
+	// Fanout is the receivers of each packet; Participants the members of
+	// the conference; Senders how many of them send.
+	Fanout       int `json:"fanout"`
+	Participants int `json:"participants"`
+	// OfferedPPS is the packets per second a lossless forwarder would
+	// deliver (input rate × fanout); ForwardedPPS what the endpoints
+	// received per second.
+	OfferedPPS   float64 `json:"offered_pps"`
+	ForwardedPPS float64 `json:"forwarded_pps"`
+	// Loss is 1 - received/expected.
+	Loss float64 `json:"loss"`
+	// P50us and P99us are send-to-receive latency through the forwarder.
+	P50us float64 `json:"p50_us"`
+	P99us float64 `json:"p99_us"`
+	// MDCPU is the forwarder process's CPU time over the measured phase
+	// divided by its length (1.0 = one core), from /proc/<pid>/stat.
+	MDCPU float64 `json:"md_cpu"`
+
+	// Group is Name without the step; Step is "sat" (as fast as the
+	// generator sends), a percentage of the group's saturation ("50%"),
+	// or "fixed" (the pattern's own rate).
+	Group string `json:"group"`
+	Step  string `json:"step"`
+	// Pattern is "flood", "audio", "video" or "paced".
+	Pattern string `json:"pattern"`
+	Senders int    `json:"senders"`
+	// InputPPS is the packets per second sent to the forwarder.
+	InputPPS float64 `json:"input_pps"`
+	P999us   float64 `json:"p999_us"`
+	JitterUs float64 `json:"jitter_us"`
+	// CoreCPU is the busy fraction of the forwarder's core (softirq
+	// included) from /proc/stat, -1 when unknown.
+	CoreCPU float64 `json:"core_cpu"`
+	// ForwardedPerCPUSecond is ForwardedPPS / MDCPU: packets delivered
+	// per second of forwarder CPU.
+	ForwardedPerCPUSecond float64 `json:"forwarded_per_md_cpu_second"`
+	// Sent, Received, Verified, VerifyErrors are the generator's counts.
+	Sent         uint64 `json:"sent"`
+	Received     uint64 `json:"received"`
+	Verified     uint64 `json:"verified"`
+	VerifyErrors uint64 `json:"verify_errors"`
+	// Mode is the data plane mode the forwarder reported.
+	Mode string `json:"mode,omitempty"`
+	// Keys says how the forwarder got its keys.
+	Keys string `json:"keys"`
+	// ForwarderDrops are the forwarder's non-zero drop counters.
+	ForwarderDrops map[string]uint64 `json:"forwarder_drops,omitempty"`
+	// Error is set when the step could not be measured.
+	Error string `json:"error,omitempty"`
+}
+
+// Host describes where the run happened.
+type Host struct {
+	Kernel    string `json:"kernel"`
+	CPU       string `json:"cpu"`
+	CPUs      int    `json:"cpus"`
+	GoVersion string `json:"go_version"`
+	// MDCore and GenCore are the cores the forwarder and the generator
+	// were pinned to.
+	MDCore  int `json:"md_core"`
+	GenCore int `json:"gen_core"`
+}
+
+// Run is one benchmark run.
+type Run struct {
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished"`
+	Command  string    `json:"command"`
+	Quick    bool      `json:"quick"`
+	Host     Host      `json:"host"`
+	// Method explains what was measured and how (keys, topology, CPU).
+	Method    []string   `json:"method"`
+	Scenarios []Scenario `json:"scenarios"`
+	Findings  []Finding  `json:"findings"`
+}
+
+// WriteJSON writes r as indented JSON.
+func (r *Run) WriteJSON(w io.Writer) error {
+	e := json.NewEncoder(w)
+	e.SetIndent("", "  ")
+	if err := e.Encode(r); err != nil {
+		return fmt.Errorf("report: encode JSON: %w", err)
+	}
+	return nil
+}
+
+// RequiredFields are the JSON fields issue 8 asks of every scenario.
+var RequiredFields = []string{"name", "path", "payload", "fanout", "participants", "offered_pps", "forwarded_pps", "loss", "p50_us", "p99_us", "md_cpu"}

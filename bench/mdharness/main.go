@@ -1,0 +1,128 @@
+// Command mdharness runs mdfast's data plane for the benchmark with keys
+// installed directly: it builds the key table and the data plane with the
+// settings cmd/mdfast derives from its defaults (internal/config), installs
+// every endpoint of a bench key file (benchkeys) into one conference, and
+// forwards until SIGTERM or SIGINT. It has no slow path: DTLS and STUN are
+// counted and dropped. It is the "keys: direct" configuration of `make
+// bench`; the honest system benchmark runs cmd/mdfast with real handshakes.
+//
+// It prints "ready <mode>" on stdout once forwarding and, on exit, one JSON
+// line with the data plane's non-zero counters.
+//
+//	mdharness -keys keys.json -mode xdp-native -iface mdfb-md
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/mdfast/mdfast/bench/internal/benchkeys"
+	"github.com/mdfast/mdfast/internal/config"
+	"github.com/mdfast/mdfast/internal/dataplane"
+	"github.com/mdfast/mdfast/internal/keytable"
+)
+
+func main() {
+	if err := run(); err != nil {
+		slog.Error("mdharness", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		keysPath = flag.String("keys", "", "bench key file (required)")
+		modeName = flag.String("mode", "auto", "data plane mode: xdp-native, xdp-generic, socket, auto")
+		iface    = flag.String("iface", "", "interface (XDP modes)")
+		sockBuf  = flag.Int("socket-buffer", 8<<20, "SO_RCVBUF/SO_SNDBUF of the sockets (0: daemon default)")
+	)
+	flag.Parse()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	kf, err := benchkeys.Load(*keysPath)
+	if err != nil {
+		return err
+	}
+	mode, err := dataplane.ParseMode(*modeName)
+	if err != nil {
+		return err
+	}
+	// The daemon's defaults, as cmd/mdfast turns them into a data plane.
+	c := config.Defaults()
+	table, err := keytable.New(keytable.Config{MaxAssociations: c.MaxAssociation})
+	if err != nil {
+		return fmt.Errorf("key table: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	for i, e := range kf.Endpoints {
+		recv, err := e.ClientKeys()
+		if err != nil {
+			return fmt.Errorf("endpoint %d: %w", i, err)
+		}
+		send, err := e.ServerKeys()
+		if err != nil {
+			return fmt.Errorf("endpoint %d: %w", i, err)
+		}
+		if _, err := table.Install(ctx, keytable.Association{
+			ID: e.ID, Addr: e.Addr, Conference: keytable.ConferenceID(kf.Conference), Recv: recv, Send: send,
+		}); err != nil {
+			return fmt.Errorf("install endpoint %d: %w", i, err)
+		}
+	}
+	xskMode, err := c.ParseXSKBind()
+	if err != nil {
+		return fmt.Errorf("default xsk-bind: %w", err)
+	}
+	busyUsec, busyBudget := 0, 0
+	if c.BusyPoll {
+		busyUsec, busyBudget = c.BusyPollUsec, c.BusyPollBudget
+	}
+	dp, err := dataplane.New(dataplane.Config{
+		Mode: mode, Interface: *iface, Ports: []uint16{kf.MD.Port()}, Address: kf.MD.Addr(),
+		Queues: c.Queues, BatchSize: c.BatchSize, BusyPoll: c.BusyPoll, CPUs: c.CPUs,
+		XSKMode: xskMode, RingSize: c.RingSize, NumFrames: c.UMEMFrames, FrameSize: c.FrameSize,
+		BusyPollUsec: busyUsec, BusyPollBudget: busyBudget, UDPChecksumIPv4: c.UDPChecksumIPv4,
+		SocketBuffer: *sockBuf, OpenerIdle: max(10*time.Minute, 2*c.IdleTimeout.D()),
+		Table: dataplane.KeyTable{T: table}, Logger: log,
+	})
+	if err != nil {
+		return fmt.Errorf("data plane: %w", err)
+	}
+	for _, e := range kf.Endpoints {
+		dp.Resolve(e.Addr.Addr())
+	}
+	// No slow path here: drain what the data plane hands to it.
+	go func() {
+		for range dp.Slow() {
+		}
+	}()
+	fmt.Printf("ready %s\n", dp.Mode())
+	<-ctx.Done()
+	st := dp.Stats()
+	if err := dp.Close(); err != nil {
+		log.Error("mdharness: close", "err", err)
+	}
+	return printStats(dp.Mode(), &st)
+}
+
+func printStats(m dataplane.Mode, st *dataplane.Stats) error {
+	out := map[string]any{"mode": m.String()}
+	counters := map[string]uint64{}
+	for c := dataplane.Counter(0); c < dataplane.NumCounters; c++ {
+		if st[c] != 0 {
+			counters[c.String()] = st[c]
+		}
+	}
+	out["counters"] = counters
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		return fmt.Errorf("print stats: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,75 @@
+// Command run is the driver behind `make bench`: it measures mdfast (XDP
+// native, XDP generic, socket fallback) and the baseline forwarder in
+// network namespaces and writes bench/results/<timestamp>.{json,md,svg}
+// and latest.{json,md,svg}, printing the Markdown table. BENCH_QUICK=1
+// measures a subset (about a minute). It needs root.
+//
+//	run -bin bin/bench -out bench/results
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/mdfast/mdfast/bench/internal/driver"
+	"github.com/mdfast/mdfast/bench/internal/report"
+)
+
+func main() {
+	if err := run(); err != nil {
+		slog.Error("bench", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	exe, _ := os.Executable()
+	var (
+		bin     = flag.String("bin", filepath.Dir(exe), "directory holding mdharness, baseline and loadgen")
+		out     = flag.String("out", "bench/results", "results directory")
+		mdCore  = flag.Int("md-core", 1, "CPU the forwarder is pinned to")
+		genCore = flag.Int("gen-core", 0, "CPU the load generator is pinned to")
+		paths   = flag.String("paths", strings.Join(driver.AllPaths, ","), "paths to measure")
+	)
+	flag.Parse()
+	quick := os.Getenv("BENCH_QUICK") == "1"
+	plan := driver.FullPlan()
+	command := "make bench"
+	if quick {
+		plan = driver.QuickPlan()
+		command = "BENCH_QUICK=1 make bench"
+	}
+	plan.Paths = strings.Split(*paths, ",")
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	r, err := driver.Run(ctx, driver.Config{
+		Bin: *bin, Plan: plan, MDCore: *mdCore, GenCore: *genCore,
+		Progress: os.Stderr, Command: command, Quick: quick, Logger: log,
+	})
+	if r == nil {
+		return err
+	}
+	if err != nil {
+		// Interrupted: keep what was measured, marked as such.
+		log.Warn("bench: interrupted; writing partial results", "err", err)
+		r.Method = append(r.Method, "INTERRUPTED: partial results ("+err.Error()+").")
+		r.Findings = report.Evaluate(r.Scenarios)
+	}
+	files, werr := report.WriteFiles(*out, r)
+	if werr != nil {
+		return werr
+	}
+	if merr := r.Markdown(os.Stdout); merr != nil {
+		return merr
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s\n", strings.Join(files, ", "))
+	return err
+}
