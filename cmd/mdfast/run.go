@@ -241,6 +241,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	})
 
+	// SIGHUP is caught before anything announces the daemon as up (the
+	// listeners, /readyz, the "running" line): until Notify, its default
+	// action would kill the process.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
 	var servers []*http.Server
 	serve := func(addr string, h http.Handler, what string) error {
 		ln, err := net.Listen("tcp", addr)
@@ -286,9 +293,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "mdfast: running path=%s ports=%v\n", dp.Mode(), c.MediaPorts)
 
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	var runErr error
 loop:
 	for {

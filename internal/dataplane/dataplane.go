@@ -475,8 +475,18 @@ func (d *Dataplane) Stats() Stats {
 		ws := w.Stats()
 		s.Add(&ws)
 	}
+	slow := d.SlowStats()
+	s.Add(&slow)
+	return s
+}
+
+// SlowStats returns the counters of the slow-path kernel socket alone (XDP
+// modes: what XDP passed up to the kernel on the media ports). They are
+// zero in socket mode, where the workers hand DTLS and STUN on themselves.
+func (d *Dataplane) SlowStats() Stats {
+	var s Stats
 	for i := range s {
-		s[i] += d.slowStats[i].Load()
+		s[i] = d.slowStats[i].Load()
 	}
 	return s
 }

@@ -94,20 +94,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if c.src.Dataplane != nil {
 		if dp := c.src.Dataplane(); dp != nil {
 			ws := dp.WorkerStats()
-			var sum dataplane.Stats
 			for i := range ws {
 				queueStats(ch, strconv.Itoa(i), &ws[i])
-				sum.Add(&ws[i])
 			}
-			// What the total has beyond the workers is the slow-path socket's.
-			tot := dp.Stats()
-			var slow dataplane.Stats
-			for i := range tot {
-				if tot[i] > sum[i] {
-					slow[i] = tot[i] - sum[i]
-				}
+			// The slow-path kernel socket exists only in the XDP modes
+			// (socket mode's workers hand DTLS and STUN on themselves).
+			if dp.Mode() != dataplane.ModeSocket {
+				slow := dp.SlowStats()
+				queueStats(ch, SlowQueue, &slow)
 			}
-			queueStats(ch, SlowQueue, &slow)
 			for _, m := range []dataplane.Mode{dataplane.ModeXDPNative, dataplane.ModeXDPGeneric, dataplane.ModeSocket} {
 				v := 0.0
 				if dp.Mode() == m {
