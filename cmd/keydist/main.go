@@ -36,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"gopkg.in/yaml.v3"
 
+	"github.com/mdfast/mdfast/internal/httpserve"
 	"github.com/mdfast/mdfast/internal/keydist"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
@@ -349,29 +350,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	metricsHandler := promhttp.HandlerFor(promReg, promhttp.HandlerOpts{})
-	var servers []*http.Server
-	serve := func(addr string, h http.Handler, what string) error {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("%s listener: %w", what, err)
-		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
-		servers = append(servers, srv)
-		log.Info(what+" listening", "addr", ln.Addr().String())
-		wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				fail(fmt.Errorf("%s: %w", what, err))
-			}
-		})
-		return nil
-	}
-	defer func() {
-		for _, s := range servers {
-			sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = s.Shutdown(sctx)
-			scancel()
-		}
-	}()
+	web := httpserve.New(log, fail)
+	defer web.Shutdown()
 	if c.AdminListen != "" {
 		token, err := adminToken(&c)
 		if err != nil {
@@ -386,14 +366,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if c.MetricsListen == "" {
 			mux.Handle("GET /metrics", metricsHandler)
 		}
-		if err := serve(c.AdminListen, mux, "admin API"); err != nil {
+		if err := web.Serve(c.AdminListen, mux, "admin API"); err != nil {
 			return err
 		}
 	}
 	if c.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metricsHandler)
-		if err := serve(c.MetricsListen, mux, "metrics"); err != nil {
+		if err := web.Serve(c.MetricsListen, mux, "metrics"); err != nil {
 			return err
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -26,6 +25,7 @@ import (
 	"github.com/mdfast/mdfast/internal/config"
 	"github.com/mdfast/mdfast/internal/control"
 	"github.com/mdfast/mdfast/internal/dataplane"
+	"github.com/mdfast/mdfast/internal/httpserve"
 	"github.com/mdfast/mdfast/internal/keytable"
 	"github.com/mdfast/mdfast/internal/mdslow"
 	"github.com/mdfast/mdfast/internal/metrics"
@@ -221,7 +221,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tunCtx, stopTun := context.WithCancel(context.Background())
 	defer stopRelay()
 	defer stopTun()
-	var wg sync.WaitGroup
 	errc := make(chan error, 4)
 	fail := func(err error) {
 		select {
@@ -248,37 +247,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 
-	var servers []*http.Server
-	serve := func(addr string, h http.Handler, what string) error {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return fmt.Errorf("%s listener: %w", what, err)
-		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second}
-		servers = append(servers, srv)
-		log.Info(what+" listening", "addr", ln.Addr().String())
-		wg.Go(func() {
-			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				fail(fmt.Errorf("%s: %w", what, err))
-			}
-		})
-		return nil
-	}
-	shutdownHTTP := func() {
-		for _, s := range servers {
-			sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = s.Shutdown(sctx)
-			cancel()
-		}
-		wg.Wait()
-	}
-	defer shutdownHTTP()
+	web := httpserve.New(log, fail)
+	defer web.Shutdown()
 	if c.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 		mux.HandleFunc("GET /readyz", d.readyz(md))
-		if err := serve(c.MetricsListen, mux, "metrics"); err != nil {
+		if err := web.Serve(c.MetricsListen, mux, "metrics"); err != nil {
 			return err
 		}
 	}
@@ -287,7 +263,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if err := serve(c.ControlListen, h, "control API"); err != nil {
+		if err := web.Serve(c.ControlListen, h, "control API"); err != nil {
 			return err
 		}
 	}

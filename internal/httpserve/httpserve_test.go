@@ -1,0 +1,59 @@
+package httpserve
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestServeAndShutdown(t *testing.T) {
+	before := runtime.NumGoroutine()
+	var failed []error
+	g := New(slog.New(slog.NewTextHandler(io.Discard, nil)), func(err error) { failed = append(failed, err) })
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /x", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
+	// Find the address it listens on by listening first ourselves.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	if err := g.Serve(addr, mux, "test"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get("http://" + addr + "/x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "ok" {
+		t.Fatalf("body %q", b)
+	}
+	// A second server on the same address fails with a named error.
+	if err := g.Serve(addr, mux, "second"); err == nil || !strings.Contains(err.Error(), "second listener") {
+		t.Fatalf("Serve on a used address: %v", err)
+	}
+	http.DefaultClient.CloseIdleConnections()
+	g.Shutdown()
+	if _, err := http.Get("http://" + addr + "/x"); err == nil {
+		t.Fatal("server still answers after Shutdown")
+	}
+	if len(failed) != 0 {
+		t.Fatalf("shutdown reported as failure: %v", errors.Join(failed...))
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines left (had %d)", n, before)
+	}
+}
