@@ -2,7 +2,9 @@
 // (bench/loadgen), the baseline forwarder built the way most Go SFUs are
 // (bench/baseline), the harness that runs mdfast's data plane with keys
 // installed directly (bench/mdharness) and the driver behind `make bench`
-// (bench/run). The shared pieces live in bench/internal/...
+// (bench/run), which also runs the whole system (keydist and the real
+// `mdfast run` daemon, endpoints doing DTLS-SRTP handshakes through them
+// with internal/endpointsim) as the path "mdfast-system". The shared pieces live in bench/internal/...
 //
 // Nothing outside bench/ may import it: it measures mdfast, it is not part
 // of it.

@@ -7,8 +7,10 @@
 //
 //	loadgen -keys keys.json -senders 1 -rate 0 -payload 160 -duration 3s -sample 16
 //
-// Handshake timing needs real DTLS-SRTP handshakes through cmd/mdfast and
-// keydist; this command installs no keys and performs no handshake.
+// Given a handshake key file (the driver's mdfast-system path), it first
+// runs every endpoint's DTLS-SRTP handshake at once through the real mdfast
+// daemon to keydist (gen.Handshake), sends with the negotiated keys, and
+// adds the handshake times to the JSON ("handshake").
 package main
 
 import (
@@ -53,6 +55,7 @@ func run() error {
 	flag.IntVar(&cfg.Batch, "batch", 64, "sendmmsg/recvmmsg batch")
 	flag.IntVar(&cfg.MDPid, "md-pid", 0, "forwarder process, for its CPU time")
 	flag.IntVar(&cfg.MDCore, "md-core", -1, "forwarder's core, for its busy time")
+	hsTimeout := flag.Duration("handshake-timeout", 20*time.Second, "bound on each DTLS handshake (handshake key files)")
 	verbose := flag.Bool("v", false, "debug logs")
 	flag.Parse()
 	lvl := slog.LevelWarn
@@ -79,10 +82,17 @@ func run() error {
 	cfg.Keys = kf
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	var hs *gen.HandshakeResult
+	if kf.Handshake {
+		if hs, err = gen.Handshake(ctx, kf, *hsTimeout); err != nil {
+			return err
+		}
+	}
 	res, err := gen.Run(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	res.Handshake = hs
 	if err := json.NewEncoder(os.Stdout).Encode(res); err != nil {
 		return fmt.Errorf("print result: %w", err)
 	}

@@ -4,7 +4,8 @@
 // every endpoint of a bench key file (benchkeys) into one conference, and
 // forwards until SIGTERM or SIGINT. It has no slow path: DTLS and STUN are
 // counted and dropped. It is the "keys: direct" configuration of `make
-// bench`; the honest system benchmark runs cmd/mdfast with real handshakes.
+// bench`; the path "mdfast-system" runs cmd/mdfast and keydist with real
+// handshakes instead.
 //
 // It prints "ready <mode>" on stdout once forwarding and, on exit, one JSON
 // line with the data plane's non-zero counters.

@@ -1,5 +1,6 @@
 // Command run is the driver behind `make bench`: it measures mdfast (XDP
-// native, XDP generic, socket fallback) and the baseline forwarder in
+// native, XDP generic, socket fallback; the whole system with keydist and
+// DTLS-SRTP handshakes as mdfast-system) and the baseline forwarder in
 // network namespaces and writes bench/results/<timestamp>.{json,md,svg}
 // and latest.{json,md,svg}, printing the Markdown table. BENCH_QUICK=1
 // measures a subset (about a minute). It needs root.
@@ -32,7 +33,7 @@ func main() {
 func run() error {
 	exe, _ := os.Executable()
 	var (
-		bin     = flag.String("bin", filepath.Dir(exe), "directory holding mdharness, baseline and loadgen")
+		bin     = flag.String("bin", filepath.Dir(exe), "directory holding mdharness, baseline, loadgen, and mdfast and keydist for mdfast-system")
 		out     = flag.String("out", "bench/results", "results directory")
 		mdCore  = flag.Int("md-core", 1, "CPU the forwarder is pinned to")
 		genCore = flag.Int("gen-core", 0, "CPU the load generator is pinned to")

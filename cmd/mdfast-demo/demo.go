@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +17,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/mdfast/mdfast/internal/keydist"
+	"github.com/mdfast/mdfast/internal/endpointsim"
+	"github.com/mdfast/mdfast/internal/syssim"
 )
 
 type opts struct {
@@ -35,82 +35,23 @@ const (
 	packetGap  = 20 * time.Millisecond // 50 packets/s per endpoint
 )
 
-// proc is a daemon started in a namespace.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{}
-	err  error
-}
-
-func start(ns, name, logPath string, argv ...string) (*proc, error) {
-	f, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("%s log: %w", name, err)
-	}
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// stop sends sig, waits up to 5 s, then kills.
-func (p *proc) stop(sig syscall.Signal) {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(5 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	}
-}
-
-func (p *proc) alive() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func tail(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+// start starts argv in namespace ns as a daemon logging to logPath.
+func start(ns, name, logPath string, argv ...string) (*syssim.Proc, error) {
+	return syssim.Start(name, logPath, exec.Command("ip", append([]string{"netns", "exec", ns}, argv...)...))
 }
 
 // demo is one run.
 type demo struct {
-	o    opts
-	dir  string
-	topo *topology
-	kd   *proc
-	md   *proc
-	http *http.Client
-	eps  []*endpoint
-	logs []*sendLog
-	path string
-	kdFP keydist.Fingerprint
+	o     opts
+	dir   string
+	topo  *topology
+	kd    *syssim.Proc
+	md    *syssim.Proc
+	http  *http.Client
+	eps   []*endpoint
+	logs  []*sendLog
+	path  string
+	files *syssim.Files
 }
 
 func run(ctx context.Context) (int, error) {
@@ -142,10 +83,10 @@ func (d *demo) cleanup() {
 		e.close()
 	}
 	if d.md != nil {
-		d.md.stop(syscall.SIGTERM)
+		d.md.Stop(syscall.SIGTERM)
 	}
 	if d.kd != nil {
-		d.kd.stop(syscall.SIGTERM)
+		d.kd.Stop(syscall.SIGTERM)
 	}
 	d.topo.cleanup()
 	if d.dir != "" {
@@ -159,10 +100,10 @@ func (d *demo) cleanup() {
 
 func (d *demo) fail(err error) error {
 	if d.md != nil {
-		fmt.Fprintf(os.Stderr, "\n--- mdfast log (tail) ---\n%s\n", tail(d.md.log, 25))
+		fmt.Fprintf(os.Stderr, "\n--- mdfast log (tail) ---\n%s\n", d.md.Tail(25))
 	}
 	if d.kd != nil {
-		fmt.Fprintf(os.Stderr, "--- keydist log (tail) ---\n%s\n", tail(d.kd.log, 25))
+		fmt.Fprintf(os.Stderr, "--- keydist log (tail) ---\n%s\n", d.kd.Tail(25))
 	}
 	return err
 }
@@ -179,29 +120,10 @@ func (d *demo) setup() error {
 	}
 	// Certificates: tunnel CA, KD and MD tunnel certificates, the KD's
 	// DTLS certificate, one per endpoint; the KD's registry.
-	c, err := newCA()
-	if err != nil {
+	if d.files, err = syssim.WriteFiles(d.dir, net.ParseIP(hostAddr(kdHost)), net.ParseIP(hostAddr(mdHost))); err != nil {
 		return err
 	}
-	if err := c.write(d.dir); err != nil {
-		return err
-	}
-	if err := c.leaf(d.dir, "kd", net.ParseIP(hostAddr(kdHost)), 2); err != nil {
-		return err
-	}
-	if err := c.leaf(d.dir, "md", net.ParseIP(hostAddr(mdHost)), 3); err != nil {
-		return err
-	}
-	kdCert, err := keydist.GenerateCertificate(24 * time.Hour)
-	if err != nil {
-		return err
-	}
-	if err := writeTLSCert(d.dir, "kd-dtls", kdCert); err != nil {
-		return err
-	}
-	d.kdFP = keydist.CertFingerprint(kdCert)
-	var reg strings.Builder
-	reg.WriteString("conferences:\n  - id: demo\n    endpoints:\n")
+	ids := make([]endpointsim.Identity, 0, total)
 	for i := range total {
 		e, err := newEndpoint(i, d.topo.ns(fmt.Sprintf("ep%d", i)))
 		if err != nil {
@@ -209,13 +131,9 @@ func (d *demo) setup() error {
 		}
 		d.eps = append(d.eps, e)
 		d.logs = append(d.logs, &sendLog{})
-		fmt.Fprintf(&reg, "      - tls_id: %q\n        fingerprint: %q\n", e.tlsID, "sha-256 "+keydist.CertFingerprint(e.cert).String())
+		ids = append(ids, e.id)
 	}
-	if err := os.WriteFile(filepath.Join(d.dir, "registry.yaml"), []byte(reg.String()), 0o600); err != nil {
-		return fmt.Errorf("registry: %w", err)
-	}
-	token := filepath.Join(d.dir, "control.token")
-	if err := os.WriteFile(token, []byte("demo-control-token-0123456789\n"), 0o600); err != nil {
+	if err := d.files.WriteRegistry("demo", ids); err != nil {
 		return err
 	}
 	if err := d.topo.build(total); err != nil {
@@ -226,16 +144,13 @@ func (d *demo) setup() error {
 			return err
 		}
 	}
-	d.http = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DialContext: dialIn(d.topo.ns("md")), DisableKeepAlives: true}}
+	d.http = syssim.HTTPClient(d.topo.ns("md"))
 	if err := d.startKD(); err != nil {
 		return d.fail(err)
 	}
-	p := func(name string) string { return filepath.Join(d.dir, name) }
-	d.md, err = start(d.topo.ns("md"), "mdfast", p("mdfast.log"), filepath.Join(d.o.bin, "mdfast"), "run",
-		"-interface", "eth0", "-mode", d.o.path, "-address", hostAddr(mdHost), "-media-ports", strconv.Itoa(mediaPort),
-		"-kd", net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)), "-kd-server-name", "kd",
-		"-tunnel-cert", p("md.crt"), "-tunnel-key", p("md.key"), "-tunnel-ca", p("ca.crt"),
-		"-tunnel-backoff-max", "500ms", "-control-token-file", token, "-metrics-listen", metricsMD)
+	d.md, err = start(d.topo.ns("md"), "mdfast", filepath.Join(d.dir, "mdfast.log"), append([]string{filepath.Join(d.o.bin, "mdfast")},
+		d.files.MDFastArgs(syssim.MD{Interface: "eth0", Mode: d.o.path, Address: hostAddr(mdHost), Port: mediaPort,
+			KD: net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)), Metrics: metricsMD})...)...)
 	if err != nil {
 		return d.fail(err)
 	}
@@ -249,53 +164,22 @@ func (d *demo) setup() error {
 }
 
 func (d *demo) startKD() error {
-	p := func(name string) string { return filepath.Join(d.dir, name) }
 	var err error
-	d.kd, err = start(d.topo.ns("kd"), "keydist", p("keydist.log"), filepath.Join(d.o.bin, "keydist"),
-		"-listen", net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)),
-		"-tunnel-cert", p("kd.crt"), "-tunnel-key", p("kd.key"), "-tunnel-ca", p("ca.crt"),
-		"-dtls-cert", p("kd-dtls.crt"), "-dtls-key", p("kd-dtls.key"), "-registry", p("registry.yaml"),
-		"-admin-listen", "", "-metrics-listen", "127.0.0.1:9541", "-profiles", "0x0007")
+	d.kd, err = start(d.topo.ns("kd"), "keydist", filepath.Join(d.dir, "keydist.log"), append([]string{filepath.Join(d.o.bin, "keydist")},
+		d.files.KeydistArgs(net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)), "127.0.0.1:9541")...)...)
 	return err
 }
 
-var pathRE = regexp.MustCompile(`path=(xdp-native|xdp-generic|socket)`)
-
-func (d *demo) mdPath() (string, error) {
-	b, _ := os.ReadFile(d.md.log)
-	if m := pathRE.FindSubmatch(b); m != nil {
-		return string(m[1]), nil
-	}
-	return "", errors.New("mdfast did not report its data path")
-}
+func (d *demo) mdPath() (string, error) { return d.md.ReportedPath() }
 
 // get fetches a URL on the MD's metrics listener.
 func (d *demo) get(path string) (int, string, error) {
-	resp, err := d.http.Get("http://" + metricsMD + path)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	return resp.StatusCode, string(b), err
+	return syssim.Get(d.http, "http://"+metricsMD+path)
 }
 
 // waitReady waits for mdfast's /readyz (tunnel up, data plane running).
 func (d *demo) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if !d.md.alive() {
-			return fmt.Errorf("mdfast exited: %v", d.md.err)
-		}
-		if d.kd != nil && !d.kd.alive() {
-			return fmt.Errorf("keydist exited: %v", d.kd.err)
-		}
-		if code, _, err := d.get("/readyz"); err == nil && code == http.StatusOK {
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return errors.New("mdfast not ready (tunnel to keydist up, data plane running) in time")
+	return syssim.WaitReady(context.Background(), d.http, "http://"+metricsMD+"/readyz", timeout, d.md, d.kd)
 }
 
 // waitNotReady waits for /readyz to fail (the tunnel went down).
@@ -316,27 +200,17 @@ func (d *demo) metric(name string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var sum float64
-	for line := range strings.SplitSeq(body, "\n") {
-		if !strings.HasPrefix(line, name) || (len(line) > len(name) && line[len(name)] != '{' && line[len(name)] != ' ') {
-			continue
-		}
-		f := strings.Fields(line)
-		if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-			sum += v
-		}
-	}
-	return sum, nil
+	return syssim.SumMetric(body, name), nil
 }
 
 // join runs the handshakes of endpoints idx concurrently and returns how
 // many succeeded.
 func (d *demo) join(ctx context.Context, idx []int) (int, error) {
-	md := &net.UDPAddr{IP: net.ParseIP(hostAddr(mdHost)), Port: mediaPort}
+	md := netip.AddrPortFrom(netip.MustParseAddr(hostAddr(mdHost)), mediaPort)
 	var wg sync.WaitGroup
 	errs := make([]error, len(idx))
 	for k, i := range idx {
-		wg.Go(func() { errs[k] = d.eps[i].handshake(ctx, md, d.kdFP) })
+		wg.Go(func() { errs[k] = d.eps[i].handshake(ctx, md, d.files.KDFingerprint) })
 	}
 	wg.Wait()
 	ok := 0
@@ -422,10 +296,10 @@ loop:
 			if el >= duration {
 				break loop
 			}
-			if !d.md.alive() {
+			if !d.md.Alive() {
 				close(stopSend)
 				senders.Wait()
-				return 1, d.fail(fmt.Errorf("mdfast exited during the demo: %v", d.md.err))
+				return 1, d.fail(fmt.Errorf("mdfast exited during the demo: %v", d.md.Err()))
 			}
 		}
 	}
@@ -443,13 +317,7 @@ loop:
 	}
 	delivered, lost, authFail := d.account()
 	if _, body, err := d.get("/metrics"); err == nil {
-		var drops []string
-		for line := range strings.SplitSeq(body, "\n") {
-			if strings.HasPrefix(line, "mdfast_packets_dropped_total{") && !strings.HasSuffix(line, " 0") {
-				drops = append(drops, strings.TrimPrefix(line, "mdfast_packets_dropped_total"))
-			}
-		}
-		if len(drops) > 0 {
+		if drops := syssim.NonZero(body, "mdfast_packets_dropped_total"); len(drops) > 0 {
 			fmt.Fprintln(os.Stderr, "demo: mdfast drops:", strings.Join(drops, " "))
 		}
 	}
@@ -513,8 +381,7 @@ func (d *demo) restartKD(ctx context.Context, startAt time.Time, duration time.D
 		return nil
 	}
 	set("kd=killed")
-	_ = syscall.Kill(-d.kd.cmd.Process.Pid, syscall.SIGKILL)
-	<-d.kd.done
+	d.kd.Kill()
 	if err := d.waitNotReady(10 * time.Second); err != nil {
 		return err
 	}

@@ -1,7 +1,9 @@
 // Command mdfast-demo runs the whole system in network namespaces: a Key
 // Distributor (keydist), a Media Distributor (mdfast) and simulated
-// endpoints (pion/dtls clients sending external_session_id, pion/srtp
-// media), joined by a bridge on 198.18.0.0/24. Every endpoint runs a real
+// endpoints (package internal/endpointsim: pion/dtls clients sending
+// external_session_id, pion/srtp media), joined by a bridge on
+// 198.18.0.0/24; the daemons' certificates, registry and processes come
+// from internal/syssim. Every endpoint runs a real
 // DTLS-SRTP handshake through the MD to the KD, then sends SRTP that the MD
 // re-encrypts hop by hop to every other endpoint, which decrypts it.
 //

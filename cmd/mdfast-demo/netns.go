@@ -1,15 +1,9 @@
 package main
 
 import (
-	"context"
 	"fmt"
-	"net"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // ipCmd runs ip(8) with args.
@@ -19,57 +13,6 @@ func ipCmd(args ...string) error {
 		return fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
 	}
 	return nil
-}
-
-// inNetns runs fn on a thread switched into the named network namespace
-// (/run/netns/name). Sockets fn opens stay in that namespace.
-func inNetns(name string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open own netns: %w", err)
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open("/run/netns/" + name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open netns %s: %w", name, err)
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("enter netns %s: %w", name, err)
-			return
-		}
-		ferr := fn()
-		if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-			// Leave the thread locked: it dies with this goroutine.
-			errc <- fmt.Errorf("leave netns %s: %w", name, err)
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- ferr
-	}()
-	return <-errc
-}
-
-// dialIn returns a DialContext that connects from inside netns name.
-func dialIn(name string) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := inNetns(name, func() error {
-			var d net.Dialer
-			var err error
-			c, err = d.DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
 }
 
 // topology is the demo's namespaces: a switch with a bridge, the KD, the MD

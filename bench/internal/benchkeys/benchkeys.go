@@ -4,21 +4,31 @@
 // the load generator, the mdfast harness and the baseline forwarder, so that
 // every forwarder under test gets the same keys the endpoints use.
 //
+// In a handshake file (GenerateHandshake, for the full-system path) the
+// endpoints carry a DTLS identity instead (tls-id, client certificate and
+// key) and the KD's fingerprint: the load generator gets the keys from real
+// DTLS-SRTP handshakes through mdfast to keydist (SetKeys).
+//
 // It must not be used outside benchmarks: the keys are written to a file in
 // the clear.
 package benchkeys
 
 import (
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/pion/srtp/v3"
 
+	"github.com/mdfast/mdfast/internal/endpointsim"
+	"github.com/mdfast/mdfast/internal/keydist"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
@@ -46,6 +56,11 @@ type Endpoint struct {
 	// ServerKey and ServerSalt are the server_write master key and salt.
 	ServerKey  []byte `json:"server_key"`
 	ServerSalt []byte `json:"server_salt"`
+	// TLSID, Cert (DER) and CertKey (PKCS #8 DER) are the endpoint's
+	// DTLS identity in a handshake file.
+	TLSID   string `json:"tls_id,omitempty"`
+	Cert    []byte `json:"cert,omitempty"`
+	CertKey []byte `json:"cert_key,omitempty"`
 }
 
 // File is the benchmark's key file.
@@ -58,6 +73,11 @@ type File struct {
 	MD netip.AddrPort `json:"md"`
 	// Endpoints are the simulated endpoints.
 	Endpoints []Endpoint `json:"endpoints"`
+	// Handshake says that the endpoints have identities and no keys yet;
+	// KDFingerprint is then the Key Distributor's DTLS certificate
+	// fingerprint ("sha-256 AB:CD:...").
+	Handshake     bool   `json:"handshake,omitempty"`
+	KDFingerprint string `json:"kd_fingerprint,omitempty"`
 }
 
 // Generate makes n endpoints at addr:basePort, addr:basePort+1, ... with
@@ -85,6 +105,54 @@ func Generate(n int, addr netip.Addr, basePort uint16, md netip.AddrPort) (*File
 		f.Endpoints = append(f.Endpoints, e)
 	}
 	return f, nil
+}
+
+// GenerateHandshake makes n endpoints like Generate, but with a fresh DTLS
+// identity each and no keys, for a run whose keys come from handshakes with
+// the KD whose DTLS certificate has fingerprint kd.
+func GenerateHandshake(n int, addr netip.Addr, basePort uint16, md netip.AddrPort, kd keydist.Fingerprint) (*File, error) {
+	f, err := Generate(n, addr, basePort, md)
+	if err != nil {
+		return nil, err
+	}
+	f.Handshake, f.KDFingerprint = true, "sha-256 "+kd.String()
+	for i := range f.Endpoints {
+		e := &f.Endpoints[i]
+		e.ClientKey, e.ClientSalt, e.ServerKey, e.ServerSalt = nil, nil, nil, nil
+		id, err := endpointsim.NewIdentity(24 * time.Hour)
+		if err != nil {
+			return nil, fmt.Errorf("benchkeys: %w", err)
+		}
+		if e.CertKey, err = x509.MarshalPKCS8PrivateKey(id.Cert.PrivateKey); err != nil {
+			return nil, fmt.Errorf("benchkeys: endpoint key: %w", err)
+		}
+		e.TLSID, e.Cert = id.TLSID, id.Cert.Certificate[0]
+	}
+	return f, nil
+}
+
+// Identities are the endpoints' DTLS identities (a handshake file), in
+// order.
+func (f *File) Identities() ([]endpointsim.Identity, error) {
+	out := make([]endpointsim.Identity, len(f.Endpoints))
+	for i := range f.Endpoints {
+		e := &f.Endpoints[i]
+		key, err := x509.ParsePKCS8PrivateKey(e.CertKey)
+		if err != nil {
+			return nil, fmt.Errorf("benchkeys: endpoint %d key: %w", i, err)
+		}
+		out[i] = endpointsim.Identity{TLSID: e.TLSID, Cert: tls.Certificate{Certificate: [][]byte{e.Cert}, PrivateKey: key}}
+	}
+	return out, nil
+}
+
+// SetKeys stores the keys a handshake exported as the endpoint's keys.
+func (e *Endpoint) SetKeys(k *endpointsim.Keys) error {
+	if k.Profile != endpointsim.ProfileAEADAES128GCM {
+		return fmt.Errorf("benchkeys: negotiated profile %v, want %s", k.Profile, Profile)
+	}
+	e.ClientKey, e.ClientSalt, e.ServerKey, e.ServerSalt = k.ClientKey, k.ClientSalt, k.ServerKey, k.ServerSalt
+	return nil
 }
 
 // Write stores f at path (mode 0600).
@@ -122,12 +190,23 @@ func (f *File) check() error {
 	if len(f.Endpoints) == 0 {
 		return errors.New("no endpoints")
 	}
+	if f.Handshake {
+		if _, err := keydist.ParseFingerprint(f.KDFingerprint); err != nil {
+			return fmt.Errorf("KD fingerprint: %w", err)
+		}
+	}
 	seen := map[netip.AddrPort]bool{}
 	for i, e := range f.Endpoints {
 		if !e.Addr.IsValid() || seen[e.Addr] {
 			return fmt.Errorf("endpoint %d: bad or duplicate address %s", i, e.Addr)
 		}
 		seen[e.Addr] = true
+		if f.Handshake {
+			if e.TLSID == "" || len(e.Cert) == 0 || len(e.CertKey) == 0 {
+				return fmt.Errorf("endpoint %d: no DTLS identity in a handshake file", i)
+			}
+			continue
+		}
 		if len(e.ClientKey) != keyLen || len(e.ServerKey) != keyLen ||
 			len(e.ClientSalt) != saltLen || len(e.ServerSalt) != saltLen {
 			return fmt.Errorf("endpoint %d: wrong key or salt length", i)
@@ -147,20 +226,18 @@ func (e *Endpoint) ServerKeys() (*srtpfast.Keys, error) {
 	return srtpfast.NewKeys(srtpfast.ProfileAEADAES128GCM, e.ServerKey, e.ServerSalt, nil)
 }
 
+// keys are the endpoint's keys as endpointsim holds them.
+func (e *Endpoint) keys() *endpointsim.Keys {
+	return &endpointsim.Keys{Profile: srtp.ProtectionProfileAeadAes128Gcm,
+		ClientKey: e.ClientKey, ClientSalt: e.ClientSalt, ServerKey: e.ServerKey, ServerSalt: e.ServerSalt}
+}
+
 // ClientContext returns a pion/srtp context for the client_write keys.
 func (e *Endpoint) ClientContext(opts ...srtp.ContextOption) (*srtp.Context, error) {
-	c, err := srtp.CreateContext(e.ClientKey, e.ClientSalt, srtp.ProtectionProfileAeadAes128Gcm, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("benchkeys: client_write context: %w", err)
-	}
-	return c, nil
+	return e.keys().SendContext(opts...)
 }
 
 // ServerContext returns a pion/srtp context for the server_write keys.
 func (e *Endpoint) ServerContext(opts ...srtp.ContextOption) (*srtp.Context, error) {
-	c, err := srtp.CreateContext(e.ServerKey, e.ServerSalt, srtp.ProtectionProfileAeadAes128Gcm, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("benchkeys: server_write context: %w", err)
-	}
-	return c, nil
+	return e.keys().ReceiveContext(opts...)
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 	"github.com/mdfast/mdfast/bench/internal/gen"
 	"github.com/mdfast/mdfast/bench/internal/netns"
 	"github.com/mdfast/mdfast/bench/internal/report"
+	"github.com/mdfast/mdfast/internal/syssim"
 )
 
 const (
@@ -71,7 +73,11 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 		cfg.Logger = slog.Default()
 	}
 	log := cfg.Logger
-	for _, b := range []string{"mdharness", "baseline", "loadgen"} {
+	need := []string{"mdharness", "baseline", "loadgen"}
+	if slices.Contains(cfg.Plan.Paths, SystemPath) {
+		need = append(need, systemBinaries...)
+	}
+	for _, b := range need {
 		if _, err := os.Stat(filepath.Join(cfg.Bin, b)); err != nil {
 			return nil, fmt.Errorf("driver: %w", err)
 		}
@@ -130,6 +136,7 @@ func method(cfg Config) []string {
 		"Topology: two network namespaces joined by one veth pair (198.18.0.1 forwarder, 198.18.0.2 endpoints, one UDP port per endpoint); one RX/TX queue, one data-plane worker.",
 		"Keys (mdfast paths): " + KeysDirect + ".",
 		"Keys (baseline): " + KeysBaseline + ".",
+		"Keys (" + SystemPath + "): " + KeysHandshake + ". " + SystemPath + " runs the real daemons: `mdfast run -mode " + SystemMode + "` (retried with -mode " + SystemFallback + " if it does not come up; the mode column says which ran) with its defaults except -new-associations-per-second -1 (every endpoint has the generator's one address) and 8 MiB socket buffers, and keydist in the forwarder's namespace, the tunnel (TLS over TCP) on its loopback, keydist pinned to the generator's core. Both are restarted for every step. Handshake times: per endpoint from its first ClientHello to its exported keys (p50, p99, max), and the wall time for all of them at once (total).",
 		fmt.Sprintf("Forwarder pinned to CPU %d, generator to CPU %d (taskset). md_cpu is the forwarder process's utime+stime from /proc/<pid>/stat over the measured phase; core_cpu is CPU %d's busy time from /proc/stat (softirq included; other tenants of the host too).", cfg.MDCore, cfg.GenCore, cfg.MDCore),
 		"On veth the receive-side kernel work of a datagram runs on the sending core: the forwarder's input processing (XDP and AF_XDP copy, or the UDP stack) is charged to the generator's core, and the delivery of what the forwarder sends to the forwarder's core.",
 		"offered_pps = packets per second sent to the forwarder × fanout (what a lossless forwarder delivers); forwarded_pps = packets per second the endpoints received. Step \"sat\" sends as fast as the generator can (its own core may be the limit, see md_cpu); the percentage steps pace at that fraction of the input rate the forwarder sustained at \"sat\".",
@@ -145,6 +152,8 @@ type forwarder struct {
 	lines  chan string
 	stderr *bytes.Buffer
 	mode   string
+	// done, when set, replaces finish (the system path's daemons).
+	done func() (map[string]uint64, error)
 }
 
 func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path, keys string) (*forwarder, error) {
@@ -199,6 +208,9 @@ func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path
 
 // finish stops the forwarder and returns its non-zero drop counters.
 func (f *forwarder) finish() (map[string]uint64, error) {
+	if f.done != nil {
+		return f.done()
+	}
 	_ = f.stop()
 	var last string
 	for l := range f.lines {
@@ -222,9 +234,16 @@ func (f *forwarder) finish() (map[string]uint64, error) {
 
 func runGroup(ctx context.Context, cfg *Config, topo *netns.Topology, path string, g *Group, pr *progress) ([]report.Scenario, error) {
 	keysPath := filepath.Join(cfg.Work, fmt.Sprintf("keys-%d.json", g.Participants))
-	kf, err := benchkeys.Generate(g.Participants, topo.GenAddr, genPort, netip.AddrPortFrom(topo.MDAddr, mediaPort))
-	if err == nil {
-		err = kf.Write(keysPath)
+	var files *syssim.Files
+	var err error
+	if path == SystemPath {
+		files, keysPath, err = writeSystemFiles(filepath.Join(cfg.Work, fmt.Sprintf("system-%s", g.Name)), topo, g)
+	} else {
+		var kf *benchkeys.File
+		kf, err = benchkeys.Generate(g.Participants, topo.GenAddr, genPort, netip.AddrPortFrom(topo.MDAddr, mediaPort))
+		if err == nil {
+			err = kf.Write(keysPath)
+		}
 	}
 	fail := func(err error) ([]report.Scenario, error) {
 		var out []report.Scenario
@@ -241,7 +260,7 @@ func runGroup(ctx context.Context, cfg *Config, topo *netns.Topology, path strin
 	var satInput float64
 	for _, st := range g.steps() {
 		pr.show(path + " " + g.Name + "@" + st)
-		out = append(out, runStep(ctx, cfg, topo, path, keysPath, g, st, &satInput))
+		out = append(out, runStep(ctx, cfg, topo, path, keysPath, files, g, st, &satInput))
 		pr.step()
 		if ctx.Err() != nil {
 			break
@@ -253,8 +272,9 @@ func runGroup(ctx context.Context, cfg *Config, topo *netns.Topology, path strin
 // runStep measures one step with a fresh forwarder process, so that no
 // replay window, ROC or queue carries over from the step before.
 // satInput is the input rate the forwarder sustained at the group's
-// saturation step: set by that step, read by the paced ones.
-func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysPath string, g *Group, st string, satInput *float64) report.Scenario {
+// saturation step: set by that step, read by the paced ones. files are the
+// system path's certificates (nil on the others).
+func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysPath string, files *syssim.Files, g *Group, st string, satInput *float64) report.Scenario {
 	s := base(path, g, st, "")
 	rate, sample := g.Rate, 1
 	switch {
@@ -272,7 +292,13 @@ func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysP
 		out := rate * float64(g.Senders*g.Fanout())
 		sample = max(1, int(math.Ceil(out/verifyPerSecond)))
 	}
-	fw, err := startForwarder(ctx, cfg, topo, path, keysPath)
+	var fw *forwarder
+	var err error
+	if path == SystemPath {
+		fw, err = startSystem(ctx, cfg, topo, files, st)
+	} else {
+		fw, err = startForwarder(ctx, cfg, topo, path, keysPath)
+	}
 	if err != nil {
 		s.Error = err.Error()
 		return s
@@ -298,8 +324,11 @@ func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysP
 
 func base(path string, g *Group, step, errText string) report.Scenario {
 	keys := KeysDirect
-	if path == "baseline" {
+	switch path {
+	case "baseline":
 		keys = KeysBaseline
+	case SystemPath:
+		keys = KeysHandshake
 	}
 	return report.Scenario{
 		Name: g.Name + "@" + step, Group: g.Name, Step: step, Path: path, Payload: g.Payload,
@@ -316,6 +345,10 @@ func fill(s *report.Scenario, r *gen.Result) {
 		s.ForwardedPerCPUSecond = r.ForwardedPPS / r.MDCPU
 	}
 	s.Sent, s.Received, s.Verified, s.VerifyErrors = r.Sent, r.Received, r.Verified, r.VerifyErrors
+	if h := r.Handshake; h != nil {
+		s.Handshakes, s.HandshakesOK, s.HandshakeTotalMs = h.Endpoints, h.OK, h.TotalMs
+		s.HandshakeP50ms, s.HandshakeP99ms, s.HandshakeMaxMs = h.Duration.P50/1e3, h.Duration.P99/1e3, h.Duration.Max/1e3
+	}
 	if r.VerifyErrors > 0 {
 		s.Error = fmt.Sprintf("%d packets failed verification: %s", r.VerifyErrors, r.FirstError)
 	}

@@ -56,7 +56,7 @@ type Plan struct {
 }
 
 // Paths, in the order a run measures them.
-var AllPaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket", "baseline"}
+var AllPaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket", SystemPath, "baseline"}
 
 func fanoutGroup(fanout, payload int, steps []float64) Group {
 	return Group{

@@ -20,21 +20,7 @@ import (
 // mdfast's socket mode and the baseline in network namespaces, and checks
 // that packets were forwarded, loss computed and the JSON complete.
 func TestSmoke(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: network namespaces, taskset pinning and the forwarders' sockets in them need root")
-	}
-	if _, err := exec.LookPath("taskset"); err != nil {
-		t.Skip("skipping: taskset (util-linux) is not installed")
-	}
-	bin := t.TempDir()
-	build := exec.Command("go", "build", "-o", bin+"/", "../../mdharness", "../../baseline", "../../loadgen")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	mdCore, genCore := 1, 0
-	if runtime.NumCPU() < 2 {
-		mdCore = 0
-	}
+	bin, mdCore, genCore := prepare(t)
 	plan := Plan{
 		Paths:  []string{"mdfast-socket", "baseline"},
 		Groups: []Group{fanoutGroup(4, 160, []float64{0.5})},
@@ -99,3 +85,26 @@ func TestSmoke(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// prepare skips unless root with taskset, builds the benchmark's
+// executables (and, with extra, more packages) into a temporary directory
+// and returns it with the cores to pin the forwarder and the generator to.
+func prepare(t *testing.T, extra ...string) (bin string, mdCore, genCore int) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: network namespaces, XDP, taskset pinning and the forwarders' sockets in them need root")
+	}
+	if _, err := exec.LookPath("taskset"); err != nil {
+		t.Skip("skipping: taskset (util-linux) is not installed")
+	}
+	bin = t.TempDir()
+	args := append([]string{"build", "-o", bin + "/", "../../mdharness", "../../baseline", "../../loadgen"}, extra...)
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	mdCore, genCore = 1, 0
+	if runtime.NumCPU() < 2 {
+		mdCore = 0
+	}
+	return bin, mdCore, genCore
+}

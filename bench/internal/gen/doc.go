@@ -27,5 +27,13 @@
 // the stream's RFC 3550 jitter are recorded. Sampling keeps the receivers
 // from becoming the bottleneck in the high-rate mode.
 //
+// # Handshakes
+//
+// With a handshake key file (the full-system path), Handshake first runs
+// every endpoint's DTLS-SRTP handshake at once through the forwarder (the
+// real mdfast daemon) to the Key Distributor with package endpointsim,
+// times them, and stores the exported keys; Run then sends with those keys
+// from the same addresses.
+//
 // It must not be used against anything but a test forwarder: it floods.
 package gen

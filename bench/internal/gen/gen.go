@@ -127,6 +127,9 @@ type Result struct {
 	MDCPUSeconds float64 `json:"md_cpu_seconds"`
 	MDCPU        float64 `json:"md_cpu"`
 	CoreCPU      float64 `json:"core_cpu"`
+	// Handshake is what the handshakes before the run measured (a
+	// handshake key file only; set by the caller of Handshake).
+	Handshake *HandshakeResult `json:"handshake,omitempty"`
 }
 
 func (c *Config) check() error {

@@ -47,7 +47,7 @@ func Evaluate(scs []Scenario) []Finding {
 		return Scenario{}, false
 	}
 	base, okb := sat("baseline")
-	for _, p := range []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket"} {
+	for _, p := range []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket", "mdfast-system"} {
 		f := Finding{Goal: "forwarded packets per forwarder CPU-second vs baseline, " + RatioGroup, Path: p, Target: GoalRatio}
 		s, ok := sat(p)
 		if !ok || !okb {

@@ -27,6 +27,7 @@ func (r *Run) Markdown(w io.Writer) error {
 			s.Name, s.Path, s.Payload, s.Fanout, s.Participants, s.OfferedPPS, s.ForwardedPPS,
 			pct(s.Loss), s.P50us, s.P99us, s.MDCPU, optional(s.CoreCPU), perCPU(s.ForwardedPerCPUSecond))
 	}
+	writeHandshakes(&b, r.Scenarios)
 	if len(r.Findings) > 0 {
 		b.WriteString("\n| goal | path | measured | target | met | detail |\n|---|---|--:|--:|---|---|\n")
 		for _, f := range r.Findings {
@@ -66,4 +67,21 @@ func perCPU(v float64) string {
 
 func mdEscape(s string) string {
 	return strings.NewReplacer("|", `\|`, "\n", " ").Replace(s)
+}
+
+// writeHandshakes writes the table of the scenarios that ran handshakes.
+func writeHandshakes(b *strings.Builder, scs []Scenario) {
+	head := false
+	for _, s := range scs {
+		if s.Handshakes == 0 {
+			continue
+		}
+		if !head {
+			b.WriteString("\nDTLS-SRTP handshakes through the MD to the KD, all of a step's endpoints at once:\n\n")
+			b.WriteString("| scenario | path | mode | handshakes ok | p50 ms | p99 ms | max ms | total ms |\n|---|---|---|--:|--:|--:|--:|--:|\n")
+			head = true
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %d/%d | %.1f | %.1f | %.1f | %.1f |\n", s.Name, s.Path, mdEscape(s.Mode),
+			s.HandshakesOK, s.Handshakes, s.HandshakeP50ms, s.HandshakeP99ms, s.HandshakeMaxMs, s.HandshakeTotalMs)
+	}
 }

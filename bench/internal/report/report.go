@@ -63,6 +63,17 @@ type Scenario struct {
 	Received     uint64 `json:"received"`
 	Verified     uint64 `json:"verified"`
 	VerifyErrors uint64 `json:"verify_errors"`
+	// Handshakes is how many DTLS-SRTP handshakes ran at once before the
+	// step (the system path; 0 elsewhere) and HandshakesOK how many
+	// completed. HandshakeP50ms, P99ms and MaxMs summarise one
+	// handshake's time (first ClientHello to exported keys);
+	// HandshakeTotalMs is the wall time for all of them.
+	Handshakes       int     `json:"handshakes,omitempty"`
+	HandshakesOK     int     `json:"handshakes_ok,omitempty"`
+	HandshakeP50ms   float64 `json:"handshake_p50_ms,omitempty"`
+	HandshakeP99ms   float64 `json:"handshake_p99_ms,omitempty"`
+	HandshakeMaxMs   float64 `json:"handshake_max_ms,omitempty"`
+	HandshakeTotalMs float64 `json:"handshake_total_ms,omitempty"`
 	// Mode is the data plane mode the forwarder reported.
 	Mode string `json:"mode,omitempty"`
 	// Keys says how the forwarder got its keys.

@@ -171,3 +171,34 @@ func TestShortAndNice(t *testing.T) {
 		}
 	}
 }
+
+func TestMarkdownHandshakes(t *testing.T) {
+	r := sample()
+	var b bytes.Buffer
+	if err := r.Markdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "DTLS-SRTP handshakes") {
+		t.Fatal("handshake table without handshakes")
+	}
+	r.Scenarios = append(r.Scenarios, Scenario{Name: "conf10-audio-160B@fixed", Path: "mdfast-system", Payload: 160,
+		Fanout: 9, Participants: 10, Mode: "xdp-native", Handshakes: 10, HandshakesOK: 10,
+		HandshakeP50ms: 12.34, HandshakeP99ms: 20, HandshakeMaxMs: 21, HandshakeTotalMs: 22.5})
+	b.Reset()
+	if err := r.Markdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	want := "| conf10-audio-160B@fixed | mdfast-system | xdp-native | 10/10 | 12.3 | 20.0 | 21.0 | 22.5 |"
+	if !strings.Contains(b.String(), want) {
+		t.Fatalf("Markdown lacks %q:\n%s", want, b.String())
+	}
+	var j bytes.Buffer
+	if err := r.WriteJSON(&j); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{`"handshakes": 10`, `"handshake_p50_ms": 12.34`, `"handshake_p99_ms": 20`, `"handshake_total_ms": 22.5`} {
+		if !strings.Contains(j.String(), k) {
+			t.Errorf("JSON lacks %s", k)
+		}
+	}
+}

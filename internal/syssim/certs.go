@@ -1,4 +1,4 @@
-package main
+package syssim
 
 import (
 	"crypto/ecdsa"
@@ -16,17 +16,18 @@ import (
 	"time"
 )
 
-// ca is a throwaway tunnel CA.
-type ca struct {
+// CA is a throwaway tunnel CA.
+type CA struct {
 	cert *x509.Certificate
 	key  *ecdsa.PrivateKey
 	der  []byte
 }
 
-func newCA() (*ca, error) {
+// NewCA makes a CA valid for a day.
+func NewCA() (*CA, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, fmt.Errorf("CA key: %w", err)
+		return nil, fmt.Errorf("syssim: CA key: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "mdfast demo CA"},
@@ -35,21 +36,21 @@ func newCA() (*ca, error) {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
-		return nil, fmt.Errorf("CA certificate: %w", err)
+		return nil, fmt.Errorf("syssim: CA certificate: %w", err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
-		return nil, fmt.Errorf("CA certificate: %w", err)
+		return nil, fmt.Errorf("syssim: CA certificate: %w", err)
 	}
-	return &ca{cert: cert, key: key, der: der}, nil
+	return &CA{cert: cert, key: key, der: der}, nil
 }
 
-// leaf writes name.crt and name.key (PEM) in dir, for a leaf certificate
-// with DNS name name and IP ip.
-func (c *ca) leaf(dir, name string, ip net.IP, serial int64) error {
+// WriteLeaf writes name.crt and name.key (PEM) in dir, for a leaf
+// certificate with DNS name name and IP ip, for TLS servers and clients.
+func (c *CA) WriteLeaf(dir, name string, ip net.IP, serial int64) error {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return fmt.Errorf("%s key: %w", name, err)
+		return fmt.Errorf("syssim: %s key: %w", name, err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
@@ -60,30 +61,35 @@ func (c *ca) leaf(dir, name string, ip net.IP, serial int64) error {
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.cert, &key.PublicKey, c.key)
 	if err != nil {
-		return fmt.Errorf("%s certificate: %w", name, err)
+		return fmt.Errorf("syssim: %s certificate: %w", name, err)
 	}
 	return writeKeyPair(dir, name, der, key)
+}
+
+// Write writes the CA certificate to dir/ca.crt.
+func (c *CA) Write(dir string) error {
+	if err := os.WriteFile(filepath.Join(dir, "ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.der}), 0o644); err != nil {
+		return fmt.Errorf("syssim: write CA certificate: %w", err)
+	}
+	return nil
+}
+
+// WriteTLSCert writes a tls.Certificate (e.g. the KD's DTLS certificate)
+// as dir/name.crt and dir/name.key.
+func WriteTLSCert(dir, name string, c tls.Certificate) error {
+	return writeKeyPair(dir, name, c.Certificate[0], c.PrivateKey)
 }
 
 func writeKeyPair(dir, name string, der []byte, key any) error {
 	kder, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return fmt.Errorf("%s key: %w", name, err)
+		return fmt.Errorf("syssim: %s key: %w", name, err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, name+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return fmt.Errorf("write %s certificate: %w", name, err)
+		return fmt.Errorf("syssim: write %s certificate: %w", name, err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, name+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		return fmt.Errorf("write %s key: %w", name, err)
+		return fmt.Errorf("syssim: write %s key: %w", name, err)
 	}
 	return nil
-}
-
-func (c *ca) write(dir string) error {
-	return os.WriteFile(filepath.Join(dir, "ca.crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.der}), 0o644)
-}
-
-// writeTLSCert writes a tls.Certificate (e.g. the KD's DTLS certificate).
-func writeTLSCert(dir, name string, c tls.Certificate) error {
-	return writeKeyPair(dir, name, c.Certificate[0], c.PrivateKey)
 }

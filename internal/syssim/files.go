@@ -1,0 +1,114 @@
+package syssim
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mdfast/mdfast/internal/endpointsim"
+	"github.com/mdfast/mdfast/internal/keydist"
+)
+
+// Files are the certificates, keys and token keydist and mdfast are
+// started with, in one directory: ca.crt, kd.{crt,key} and md.{crt,key}
+// (tunnel), kd-dtls.{crt,key} (the KD's DTLS certificate) and
+// control.token (mdfast's control API).
+type Files struct {
+	// Dir holds the files.
+	Dir string
+	// KDFingerprint is the fingerprint of the KD's DTLS certificate, the
+	// one endpoints check.
+	KDFingerprint keydist.Fingerprint
+}
+
+// WriteFiles makes a CA and writes the files into dir: the KD's tunnel
+// certificate for name "kd" at kdIP, the MD's for "md" at mdIP.
+func WriteFiles(dir string, kdIP, mdIP net.IP) (*Files, error) {
+	c, err := NewCA()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Write(dir); err != nil {
+		return nil, err
+	}
+	if err := c.WriteLeaf(dir, "kd", kdIP, 2); err != nil {
+		return nil, err
+	}
+	if err := c.WriteLeaf(dir, "md", mdIP, 3); err != nil {
+		return nil, err
+	}
+	kdCert, err := keydist.GenerateCertificate(24 * time.Hour)
+	if err != nil {
+		return nil, fmt.Errorf("syssim: KD DTLS certificate: %w", err)
+	}
+	if err := WriteTLSCert(dir, "kd-dtls", kdCert); err != nil {
+		return nil, err
+	}
+	f := &Files{Dir: dir, KDFingerprint: keydist.CertFingerprint(kdCert)}
+	if err := os.WriteFile(f.Path("control.token"), []byte("demo-control-token-0123456789\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("syssim: control token: %w", err)
+	}
+	return f, nil
+}
+
+// Path is the path of the file name in f.Dir.
+func (f *Files) Path(name string) string { return filepath.Join(f.Dir, name) }
+
+// RegistryFile is the registry's name in Dir.
+const RegistryFile = "registry.yaml"
+
+// WriteRegistry writes the KD's registry (Dir/registry.yaml): one
+// conference, conference, with ids as its endpoints.
+func (f *Files) WriteRegistry(conference string, ids []endpointsim.Identity) error {
+	var reg strings.Builder
+	fmt.Fprintf(&reg, "conferences:\n  - id: %s\n    endpoints:\n", conference)
+	for i := range ids {
+		fmt.Fprintf(&reg, "      - tls_id: %q\n        fingerprint: %q\n", ids[i].TLSID, "sha-256 "+ids[i].Fingerprint().String())
+	}
+	if err := os.WriteFile(f.Path(RegistryFile), []byte(reg.String()), 0o600); err != nil {
+		return fmt.Errorf("syssim: registry: %w", err)
+	}
+	return nil
+}
+
+// KeydistArgs are keydist's arguments: the tunnel listener at listen, the
+// files of f, the registry, Prometheus at metrics, no admin API, and
+// AEAD_AES_128_GCM as the only profile.
+func (f *Files) KeydistArgs(listen, metrics string) []string {
+	return []string{
+		"-listen", listen,
+		"-tunnel-cert", f.Path("kd.crt"), "-tunnel-key", f.Path("kd.key"), "-tunnel-ca", f.Path("ca.crt"),
+		"-dtls-cert", f.Path("kd-dtls.crt"), "-dtls-key", f.Path("kd-dtls.key"), "-registry", f.Path(RegistryFile),
+		"-admin-listen", "", "-metrics-listen", metrics, "-profiles", "0x0007",
+	}
+}
+
+// MD is how mdfast is started.
+type MD struct {
+	// Interface, Mode, Address and Port are its data plane: -interface,
+	// -mode, -address, -media-ports.
+	Interface, Mode, Address string
+	Port                     int
+	// KD is the Key Distributor's tunnel address.
+	KD string
+	// Metrics is the /metrics and /readyz listener.
+	Metrics string
+	// Extra are more arguments.
+	Extra []string
+}
+
+// MDFastArgs are the arguments of `mdfast run` with md's settings, the
+// tunnel files of f (the KD certificate named "kd") and a short reconnect
+// backoff.
+func (f *Files) MDFastArgs(md MD) []string {
+	args := []string{"run",
+		"-interface", md.Interface, "-mode", md.Mode, "-address", md.Address, "-media-ports", strconv.Itoa(md.Port),
+		"-kd", md.KD, "-kd-server-name", "kd",
+		"-tunnel-cert", f.Path("md.crt"), "-tunnel-key", f.Path("md.key"), "-tunnel-ca", f.Path("ca.crt"),
+		"-tunnel-backoff-max", "500ms", "-control-token-file", f.Path("control.token"), "-metrics-listen", md.Metrics}
+	return append(args, md.Extra...)
+}
