@@ -8,7 +8,7 @@ BPF_CFLAGS := -O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu
 PKGS  := ./...
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test unit lint vet staticcheck generate check-generate deps bench demo fuzz clean
+.PHONY: all build test unit lint vet staticcheck check-tidy generate check-generate deps bench demo fuzz clean
 
 all: build
 
@@ -21,7 +21,7 @@ build:
 
 ## test: what CI runs. vet, staticcheck, bpf2go reproducibility, race tests
 ## (privileged tests included when run as root).
-test: deps lint check-generate unit
+test: deps lint check-tidy check-generate unit
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
@@ -33,6 +33,9 @@ vet:
 
 staticcheck:
 	$(GO) tool staticcheck $(PKGS)
+
+check-tidy:
+	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit" >&2; exit 1; }
 
 generate:
 	cd bpf && BPF2GO_CC=$(CLANG) BPF2GO_CFLAGS="$(BPF_CFLAGS)" $(GO) generate ./...
