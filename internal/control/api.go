@@ -2,15 +2,13 @@ package control
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mdfast/mdfast/internal/httpserve"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -41,9 +39,8 @@ type Config struct {
 }
 
 type api struct {
-	cfg   Config
-	token [sha256.Size]byte
-	log   *slog.Logger
+	cfg Config
+	log *slog.Logger
 }
 
 // NewHandler returns the control API under /v1/:
@@ -72,7 +69,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &api{cfg: cfg, token: sha256.Sum256([]byte(cfg.Token)), log: cfg.Logger.With("component", "control")}
+	a := &api{cfg: cfg, log: cfg.Logger.With("component", "control")}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/associations", a.associations)
 	mux.HandleFunc("DELETE /v1/associations/{id}", a.disconnect)
@@ -84,26 +81,7 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/ice", a.listICE)
 	mux.HandleFunc("PUT /v1/ice/{ufrag}", a.putICE)
 	mux.HandleFunc("DELETE /v1/ice/{ufrag}", a.deleteICE)
-	return a.auth(mux), nil
-}
-
-func (a *api) auth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		sum := sha256.Sum256([]byte(got))
-		if !ok || subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="mdfast"`)
-			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "unauthorized"})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(v)
+	return httpserve.BearerAuth(cfg.Token, "mdfast", mux), nil
 }
 
 func writeErr(w http.ResponseWriter, err error) {
@@ -116,7 +94,7 @@ func writeErr(w http.ResponseWriter, err error) {
 	case errors.Is(err, mdslow.ErrClosed):
 		code = http.StatusServiceUnavailable
 	}
-	writeJSON(w, code, map[string]string{"error": err.Error()})
+	httpserve.WriteJSON(w, code, map[string]string{"error": err.Error()})
 }
 
 func decode(r *http.Request, v any) error {
@@ -149,7 +127,7 @@ func (a *api) associations(w http.ResponseWriter, r *http.Request) {
 	for i, x := range l {
 		out[i] = assocJSON{AssociationInfo: x, ConferenceName: a.cfg.Membership.ConferenceName(x.Conference)}
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpserve.WriteJSON(w, http.StatusOK, out)
 }
 
 func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {
@@ -166,14 +144,14 @@ func (a *api) disconnect(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !found {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such association"})
+		httpserve.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such association"})
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
 }
 
 func (a *api) mappings(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, a.cfg.Membership.Snapshot())
+	httpserve.WriteJSON(w, http.StatusOK, a.cfg.Membership.Snapshot())
 }
 
 type confReq struct {
@@ -206,7 +184,7 @@ func (a *api) putTLSID(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) deleteTLSID(w http.ResponseWriter, r *http.Request) {
 	if !a.cfg.Membership.UnmapTLSID(r.PathValue("key")) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such mapping"})
+		httpserve.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such mapping"})
 		return
 	}
 	a.changed(w, r, http.StatusNoContent)
@@ -233,14 +211,14 @@ func (a *api) deleteAddr(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !ok {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such mapping"})
+		httpserve.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such mapping"})
 		return
 	}
 	a.changed(w, r, http.StatusNoContent)
 }
 
 func (a *api) listICE(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string][]string{"ufrags": a.cfg.Membership.ICEUfrags()})
+	httpserve.WriteJSON(w, http.StatusOK, map[string][]string{"ufrags": a.cfg.Membership.ICEUfrags()})
 }
 
 func (a *api) putICE(w http.ResponseWriter, r *http.Request) {
@@ -260,7 +238,7 @@ func (a *api) putICE(w http.ResponseWriter, r *http.Request) {
 
 func (a *api) deleteICE(w http.ResponseWriter, r *http.Request) {
 	if !a.cfg.Membership.DeleteICE(r.PathValue("ufrag")) {
-		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such ufrag"})
+		httpserve.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such ufrag"})
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)

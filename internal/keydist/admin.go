@@ -1,15 +1,13 @@
 package keydist
 
 import (
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/mdfast/mdfast/internal/httpserve"
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 )
 
 // maxAdminBody bounds an admin API request body.
@@ -53,7 +51,7 @@ func NewAdminHandler(cfg AdminConfig) (http.Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	a := &admin{cfg: cfg, token: sha256.Sum256([]byte(cfg.Token))}
+	a := &admin{cfg: cfg}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/conferences", a.listConferences)
 	mux.HandleFunc("GET /v1/conferences/{conf}", a.getConference)
@@ -64,40 +62,15 @@ func NewAdminHandler(cfg AdminConfig) (http.Handler, error) {
 	mux.HandleFunc("DELETE /v1/conferences/{conf}/endpoints/{tlsid}", a.removeEndpoints)
 	mux.HandleFunc("GET /v1/associations", a.associations)
 	mux.HandleFunc("GET /v1/kd", a.kdInfo)
-	return a.auth(mux), nil
+	return httpserve.BearerAuth(cfg.Token, "keydist", mux), nil
 }
 
 type admin struct {
-	cfg   AdminConfig
-	token [sha256.Size]byte
-}
-
-func (a *admin) auth(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		given, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		// Hashing both sides makes the comparison constant-time in the
-		// token length too.
-		h := sha256.Sum256([]byte(given))
-		if !ok || subtle.ConstantTimeCompare(h[:], a.token[:]) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="keydist"`)
-			writeJSON(w, http.StatusUnauthorized, errorBody{Error: "unauthorized"})
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+	cfg AdminConfig
 }
 
 type errorBody struct {
 	Error string `json:"error"`
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
 }
 
 func writeErr(w http.ResponseWriter, err error) {
@@ -111,7 +84,7 @@ func writeErr(w http.ResponseWriter, err error) {
 		errors.Is(err, ErrInvalidConference), errors.Is(err, errBadRequest):
 		code = http.StatusBadRequest
 	}
-	writeJSON(w, code, errorBody{Error: err.Error()})
+	httpserve.WriteJSON(w, code, errorBody{Error: err.Error()})
 }
 
 var errBadRequest = errors.New("bad request")
@@ -130,7 +103,7 @@ func decodeBody(r *http.Request, v any) error {
 }
 
 func (a *admin) listConferences(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"conferences": a.cfg.Registry.Conferences()})
+	httpserve.WriteJSON(w, http.StatusOK, map[string]any{"conferences": a.cfg.Registry.Conferences()})
 }
 
 func (a *admin) getConference(w http.ResponseWriter, r *http.Request) {
@@ -139,7 +112,7 @@ func (a *admin) getConference(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, fmt.Errorf("conference %q: %w", r.PathValue("conf"), ErrNotFound))
 		return
 	}
-	writeJSON(w, http.StatusOK, c)
+	httpserve.WriteJSON(w, http.StatusOK, c)
 }
 
 // conferenceRequest is the body of PUT /v1/conferences/{conf}.
@@ -164,7 +137,7 @@ func (a *admin) putConference(w http.ResponseWriter, r *http.Request) {
 	}
 	a.cfg.Logger.Info("admin: conference set", "conference", conf, "allow_legacy", *req.AllowLegacy)
 	c, _ := a.cfg.Registry.Conference(conf)
-	writeJSON(w, http.StatusOK, c)
+	httpserve.WriteJSON(w, http.StatusOK, c)
 }
 
 func (a *admin) deleteConference(w http.ResponseWriter, r *http.Request) {
@@ -215,7 +188,7 @@ func (a *admin) addEndpoint(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.cfg.Logger.Info("admin: endpoint added", "conference", conf, "tls_id", out.TLSID, "fingerprint", out.Fingerprint)
-	writeJSON(w, http.StatusCreated, out)
+	httpserve.WriteJSON(w, http.StatusCreated, out)
 }
 
 func (a *admin) removeEndpoints(w http.ResponseWriter, r *http.Request) {
@@ -243,15 +216,15 @@ func (a *admin) removeEndpoints(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.cfg.Logger.Info("admin: endpoints removed", "conference", conf, "tls_id", tlsID, "removed", n)
-	writeJSON(w, http.StatusOK, map[string]int{"removed": n})
+	httpserve.WriteJSON(w, http.StatusOK, map[string]int{"removed": n})
 }
 
 func (a *admin) associations(w http.ResponseWriter, _ *http.Request) {
 	if a.cfg.KD == nil {
-		writeJSON(w, http.StatusOK, map[string]any{"associations": []AssociationInfo{}})
+		httpserve.WriteJSON(w, http.StatusOK, map[string]any{"associations": []AssociationInfo{}})
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"associations": a.cfg.KD.Associations()})
+	httpserve.WriteJSON(w, http.StatusOK, map[string]any{"associations": a.cfg.KD.Associations()})
 }
 
 func (a *admin) kdInfo(w http.ResponseWriter, _ *http.Request) {
@@ -260,5 +233,5 @@ func (a *admin) kdInfo(w http.ResponseWriter, _ *http.Request) {
 		out["fingerprint"] = "sha-256 " + a.cfg.KD.Fingerprint().String()
 		out["associations"] = a.cfg.KD.NumAssociations()
 	}
-	writeJSON(w, http.StatusOK, out)
+	httpserve.WriteJSON(w, http.StatusOK, out)
 }
