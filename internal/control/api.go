@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mdfast/mdfast/internal/httpserve"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/mdfast/mdfast/internal/httpserve"
 	"github.com/mdfast/mdfast/internal/mdslow"
 )
 

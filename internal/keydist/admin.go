@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/mdfast/mdfast/internal/httpserve"
 	"io"
 	"log/slog"
 	"net/http"
+
+	"github.com/mdfast/mdfast/internal/httpserve"
 )
 
 // maxAdminBody bounds an admin API request body.
