@@ -68,6 +68,9 @@ func run() error {
 	if err != nil {
 		return err
 	}
+	if kf.IsDouble() {
+		return fmt.Errorf("profile %s: pion/srtp v3 has no RFC 8723 double profile; the baseline runs single-layer SRTP only", kf.Profile)
+	}
 	peers := make(map[netip.AddrPort]*peer, len(kf.Endpoints))
 	members := make([]*peer, 0, len(kf.Endpoints))
 	for i := range kf.Endpoints {

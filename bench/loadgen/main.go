@@ -1,7 +1,9 @@
 // Command loadgen is the load generator: the endpoints of a bench key file
 // send SRTP (AEAD_AES_128_GCM) to the forwarder the file names, receive
 // what it forwards, decrypt it with their own keys (pion/srtp) and verify
-// it octet for octet; it prints one JSON object (gen.Result) with loss,
+// it octet for octet; with a double key file (-profile
+// DOUBLE_AEAD_AES_128_GCM_AEAD_AES_128_GCM) they seal and open both RFC
+// 8723 layers with bench/internal/double; it prints one JSON object (gen.Result) with loss,
 // latency percentiles, jitter and, given -md-pid, the forwarder's CPU time.
 // See package bench/internal/gen for how it sends and measures.
 //
@@ -46,6 +48,7 @@ func run() error {
 	flag.Float64Var(&cfg.Rate, "rate", 0, "packets per second per sender; 0 = as fast as possible")
 	flag.StringVar(&pattern, "pattern", "", "audio (50 pps, 160 B), video (1200 B in bursts of 8) or empty for -rate/-payload/-burst")
 	flag.IntVar(&cfg.Payload, "payload", 160, "RTP payload octets")
+	profile := flag.String("profile", "", "SRTP profile to send, checked against the key file's: "+benchkeys.Profile+" or "+benchkeys.ProfileDouble+" (RFC 8723 double; a double key file); empty: the key file's")
 	flag.IntVar(&cfg.Burst, "burst", 1, "packets per burst")
 	flag.IntVar(&cfg.Streams, "streams", 1, "SSRCs per sender, sent in turn")
 	flag.DurationVar(&cfg.Warmup, "warmup", 500*time.Millisecond, "warm-up phase")
@@ -78,6 +81,9 @@ func run() error {
 	kf, err := benchkeys.Load(keysPath)
 	if err != nil {
 		return err
+	}
+	if *profile != "" && *profile != kf.Profile {
+		return fmt.Errorf("-profile %s, but key file %s is %s", *profile, keysPath, kf.Profile)
 	}
 	cfg.Keys = kf
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)

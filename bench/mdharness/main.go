@@ -5,7 +5,10 @@
 // forwards until SIGTERM or SIGINT. It has no slow path: DTLS and STUN are
 // counted and dropped. It is the "keys: direct" configuration of `make
 // bench`; the path "mdfast-system" runs cmd/mdfast and keydist with real
-// handshakes instead.
+// handshakes instead. A double key file (RFC 8723, 0x0009) installs the
+// endpoints' hop-by-hop (outer) keys under the double profile: the data
+// plane opens and re-seals the outer layer and passes the inner one, whose
+// end-to-end key only the endpoints hold.
 //
 // It prints "ready <mode>" on stdout once forwarding and, on exit, one JSON
 // line with the data plane's non-zero counters.
@@ -63,11 +66,11 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	for i, e := range kf.Endpoints {
-		recv, err := e.ClientKeys()
+		recv, err := e.ClientKeys(kf.SRTPProfile())
 		if err != nil {
 			return fmt.Errorf("endpoint %d: %w", i, err)
 		}
-		send, err := e.ServerKeys()
+		send, err := e.ServerKeys(kf.SRTPProfile())
 		if err != nil {
 			return fmt.Errorf("endpoint %d: %w", i, err)
 		}

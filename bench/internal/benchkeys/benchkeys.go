@@ -4,6 +4,15 @@
 // the load generator, the mdfast harness and the baseline forwarder, so that
 // every forwarder under test gets the same keys the endpoints use.
 //
+// A double file (ProfileDouble, RFC 8723
+// DOUBLE_AEAD_AES_128_GCM_AEAD_AES_128_GCM, 0x0009) also carries the
+// conference's end-to-end key and salt (the inner halves of every double
+// master key); the endpoints' keys are then the hop-by-hop (outer) halves,
+// the only ones a forwarder gets. Only the load generator reads the
+// end-to-end key (package double); the baseline refuses double files
+// (pion/srtp has no double profile) and handshake files are never double
+// (pion/dtls cannot negotiate 0x0009).
+//
 // In a handshake file (GenerateHandshake, for the full-system path) the
 // endpoints carry a DTLS identity instead (tls-id, client certificate and
 // key) and the KD's fingerprint: the load generator gets the keys from real
@@ -27,13 +36,18 @@ import (
 	"github.com/google/uuid"
 	"github.com/pion/srtp/v3"
 
+	"github.com/mdfast/mdfast/bench/internal/double"
 	"github.com/mdfast/mdfast/internal/endpointsim"
 	"github.com/mdfast/mdfast/internal/keydist"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
-// Profile is the only SRTP protection profile the benchmark uses.
-const Profile = "AEAD_AES_128_GCM"
+// Profile is the benchmark's SRTP protection profile; ProfileDouble the
+// RFC 8723 one whose outer layer the data plane handles.
+const (
+	Profile       = "AEAD_AES_128_GCM"
+	ProfileDouble = "DOUBLE_AEAD_AES_128_GCM_AEAD_AES_128_GCM"
+)
 
 const (
 	keyLen  = 16
@@ -65,10 +79,14 @@ type Endpoint struct {
 
 // File is the benchmark's key file.
 type File struct {
-	// Profile is always Profile.
+	// Profile is Profile or ProfileDouble.
 	Profile string `json:"profile"`
 	// Conference is the one conference every endpoint is in.
 	Conference uint32 `json:"conference"`
+	// E2EKey and E2ESalt are the conference's end-to-end master key and
+	// salt (the inner halves), in a double file only.
+	E2EKey  []byte `json:"e2e_key,omitempty"`
+	E2ESalt []byte `json:"e2e_salt,omitempty"`
 	// MD is the forwarder's media address.
 	MD netip.AddrPort `json:"md"`
 	// Endpoints are the simulated endpoints.
@@ -83,10 +101,29 @@ type File struct {
 // Generate makes n endpoints at addr:basePort, addr:basePort+1, ... with
 // fresh random keys and distinct SSRCs.
 func Generate(n int, addr netip.Addr, basePort uint16, md netip.AddrPort) (*File, error) {
+	return GenerateProfile(Profile, n, addr, basePort, md)
+}
+
+// GenerateProfile is Generate for profile (Profile or ProfileDouble; a
+// double file gets a fresh end-to-end key and salt too).
+func GenerateProfile(profile string, n int, addr netip.Addr, basePort uint16, md netip.AddrPort) (*File, error) {
 	if n < 1 || int(basePort)+n > 65535 {
 		return nil, fmt.Errorf("benchkeys: %d endpoints from port %d", n, basePort)
 	}
-	f := &File{Profile: Profile, Conference: 1, MD: md}
+	f := &File{Profile: profile, Conference: 1, MD: md}
+	switch profile {
+	case Profile:
+	case ProfileDouble:
+		f.E2EKey, f.E2ESalt = make([]byte, keyLen), make([]byte, saltLen)
+		if _, err := rand.Read(f.E2EKey); err != nil {
+			return nil, fmt.Errorf("benchkeys: random keys: %w", err)
+		}
+		if _, err := rand.Read(f.E2ESalt); err != nil {
+			return nil, fmt.Errorf("benchkeys: random keys: %w", err)
+		}
+	default:
+		return nil, fmt.Errorf("benchkeys: profile %q, want %q or %q", profile, Profile, ProfileDouble)
+	}
 	for i := range n {
 		e := Endpoint{
 			ID:         uuid.New(),
@@ -184,8 +221,17 @@ func Load(path string) (*File, error) {
 }
 
 func (f *File) check() error {
-	if f.Profile != Profile {
-		return fmt.Errorf("profile %q, want %q", f.Profile, Profile)
+	switch f.Profile {
+	case Profile:
+	case ProfileDouble:
+		if f.Handshake {
+			return errors.New("a handshake file cannot be double (pion/dtls does not negotiate 0x0009)")
+		}
+		if len(f.E2EKey) != keyLen || len(f.E2ESalt) != saltLen {
+			return errors.New("double file: wrong end-to-end key or salt length")
+		}
+	default:
+		return fmt.Errorf("profile %q, want %q or %q", f.Profile, Profile, ProfileDouble)
 	}
 	if len(f.Endpoints) == 0 {
 		return errors.New("no endpoints")
@@ -215,15 +261,40 @@ func (f *File) check() error {
 	return nil
 }
 
-// ClientKeys returns the client_write keys as srtpfast.Keys: what the
-// forwarder opens, and what a fast sender seals with.
-func (e *Endpoint) ClientKeys() (*srtpfast.Keys, error) {
-	return srtpfast.NewKeys(srtpfast.ProfileAEADAES128GCM, e.ClientKey, e.ClientSalt, nil)
+// IsDouble says whether f is a double (RFC 8723) file.
+func (f *File) IsDouble() bool { return f.Profile == ProfileDouble }
+
+// SRTPProfile is f's profile as srtpfast numbers it.
+func (f *File) SRTPProfile() srtpfast.Profile {
+	if f.IsDouble() {
+		return srtpfast.ProfileDoubleAEADAES128GCM
+	}
+	return srtpfast.ProfileAEADAES128GCM
 }
 
-// ServerKeys returns the server_write keys as srtpfast.Keys.
-func (e *Endpoint) ServerKeys() (*srtpfast.Keys, error) {
-	return srtpfast.NewKeys(srtpfast.ProfileAEADAES128GCM, e.ServerKey, e.ServerSalt, nil)
+// ClientKeys returns the client_write keys as srtpfast.Keys for profile p
+// (File.SRTPProfile; for a double profile the outer halves): what the
+// forwarder opens, and what a fast sender seals with.
+func (e *Endpoint) ClientKeys(p srtpfast.Profile) (*srtpfast.Keys, error) {
+	return srtpfast.NewKeys(p, e.ClientKey, e.ClientSalt, nil)
+}
+
+// ServerKeys returns the server_write keys as srtpfast.Keys for profile p.
+func (e *Endpoint) ServerKeys(p srtpfast.Profile) (*srtpfast.Keys, error) {
+	return srtpfast.NewKeys(p, e.ServerKey, e.ServerSalt, nil)
+}
+
+// DoubleKeys returns endpoint i's keys of a double file as the endpoint
+// side of RFC 8723 (package double) holds them: the conference's
+// end-to-end key and the endpoint's own hop-by-hop keys.
+func (f *File) DoubleKeys(i int) (double.Keys, error) {
+	if !f.IsDouble() {
+		return double.Keys{}, fmt.Errorf("benchkeys: profile %q is not double", f.Profile)
+	}
+	e := &f.Endpoints[i]
+	return double.Keys{E2EKey: f.E2EKey, E2ESalt: f.E2ESalt,
+		ClientHBHKey: e.ClientKey, ClientHBHSalt: e.ClientSalt,
+		ServerHBHKey: e.ServerKey, ServerHBHSalt: e.ServerSalt}, nil
 }
 
 // keys are the endpoint's keys as endpointsim holds them.
@@ -232,7 +303,8 @@ func (e *Endpoint) keys() *endpointsim.Keys {
 		ClientKey: e.ClientKey, ClientSalt: e.ClientSalt, ServerKey: e.ServerKey, ServerSalt: e.ServerSalt}
 }
 
-// ClientContext returns a pion/srtp context for the client_write keys.
+// ClientContext returns a pion/srtp context for the client_write keys (of a
+// single-layer file: pion/srtp has no double profile).
 func (e *Endpoint) ClientContext(opts ...srtp.ContextOption) (*srtp.Context, error) {
 	return e.keys().SendContext(opts...)
 }

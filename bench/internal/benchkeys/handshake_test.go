@@ -9,6 +9,7 @@ import (
 
 	"github.com/mdfast/mdfast/internal/endpointsim"
 	"github.com/mdfast/mdfast/internal/keydist"
+	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
 func TestHandshakeFile(t *testing.T) {
@@ -49,7 +50,7 @@ func TestHandshakeFile(t *testing.T) {
 	if err := e.SetKeys(&k); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.ClientKeys(); err != nil {
+	if _, err := e.ClientKeys(srtpfast.ProfileAEADAES128GCM); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.ServerContext(); err != nil {

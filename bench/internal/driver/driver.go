@@ -114,6 +114,9 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 	for _, path := range cfg.Plan.Paths {
 		for gi := range cfg.Plan.Groups {
 			g := &cfg.Plan.Groups[gi]
+			if !g.RunsOn(path) {
+				continue
+			}
 			scs, err := runGroup(ctx, &cfg, topo, path, g, pr)
 			run.Scenarios = append(run.Scenarios, scs...)
 			if ctx.Err() != nil {
@@ -141,6 +144,7 @@ func method(cfg Config) []string {
 		"On veth the receive-side kernel work of a datagram runs on the sending core: the forwarder's input processing (XDP and AF_XDP copy, or the UDP stack) is charged to the generator's core, and the delivery of what the forwarder sends to the forwarder's core.",
 		"offered_pps = packets per second sent to the forwarder × fanout (what a lossless forwarder delivers); forwarded_pps = packets per second the endpoints received. Step \"sat\" sends as fast as the generator can (its own core may be the limit, see md_cpu); the percentage steps pace at that fraction of the input rate the forwarder sustained at \"sat\".",
 		"Endpoints seal with internal/srtpfast (client_write keys) just before sendmmsg and verify with pion/srtp (server_write keys): a sample of the received packets is decrypted and compared octet for octet; latency is receive time minus the send time in the payload (one clock).",
+		"Double (profile " + benchkeys.ProfileDouble + ", 0x0009, RFC 8723; groups named *-double): every endpoint seals both layers itself with bench/internal/double (crypto/cipher, independent of internal/srtpfast): the inner layer under the conference's end-to-end key, an empty OHB, the outer layer under its own hop-by-hop client_write key; the forwarder holds only the hop-by-hop (outer) keys, installed directly into its key table, and re-seals the outer layer per receiver; receivers remove the outer layer with their server_write key, then the inner one with the end-to-end key, and compare the payload octet for octet. Measured on " + strings.Join(DoublePaths, ", ") + " only: not on baseline (pion/srtp v3 has no double profile) nor on " + SystemPath + " (pion/dtls cannot negotiate 0x0009, so no handshake yields double keys).",
 	}
 }
 
@@ -233,14 +237,14 @@ func (f *forwarder) finish() (map[string]uint64, error) {
 }
 
 func runGroup(ctx context.Context, cfg *Config, topo *netns.Topology, path string, g *Group, pr *progress) ([]report.Scenario, error) {
-	keysPath := filepath.Join(cfg.Work, fmt.Sprintf("keys-%d.json", g.Participants))
+	keysPath := filepath.Join(cfg.Work, fmt.Sprintf("keys-%d-%s.json", g.Participants, g.KeyProfile()))
 	var files *syssim.Files
 	var err error
 	if path == SystemPath {
 		files, keysPath, err = writeSystemFiles(filepath.Join(cfg.Work, fmt.Sprintf("system-%s", g.Name)), topo, g)
 	} else {
 		var kf *benchkeys.File
-		kf, err = benchkeys.Generate(g.Participants, topo.GenAddr, genPort, netip.AddrPortFrom(topo.MDAddr, mediaPort))
+		kf, err = benchkeys.GenerateProfile(g.KeyProfile(), g.Participants, topo.GenAddr, genPort, netip.AddrPortFrom(topo.MDAddr, mediaPort))
 		if err == nil {
 			err = kf.Write(keysPath)
 		}
@@ -333,7 +337,7 @@ func base(path string, g *Group, step, errText string) report.Scenario {
 	return report.Scenario{
 		Name: g.Name + "@" + step, Group: g.Name, Step: step, Path: path, Payload: g.Payload,
 		Fanout: g.Fanout(), Participants: g.Participants, Senders: g.Senders, Pattern: g.Pattern,
-		Keys: keys, Error: errText, MDCPU: -1, CoreCPU: -1,
+		Keys: keys, Error: errText, MDCPU: -1, CoreCPU: -1, Profile: g.KeyProfile(),
 	}
 }
 
@@ -360,7 +364,7 @@ func runLoadgen(ctx context.Context, cfg *Config, topo *netns.Topology, mdPid in
 		"-keys", keys, "-senders", strconv.Itoa(g.Senders), "-rate", strconv.FormatFloat(rate, 'f', 3, 64),
 		"-payload", strconv.Itoa(g.Payload), "-burst", strconv.Itoa(max(g.Burst, 1)), "-streams", strconv.Itoa(max(g.Streams, 1)),
 		"-warmup", t.Warmup.String(), "-duration", t.Duration.String(), "-drain", t.Drain.String(),
-		"-sample", strconv.Itoa(sample), "-md-pid", strconv.Itoa(mdPid), "-md-core", strconv.Itoa(cfg.MDCore),
+		"-profile", g.KeyProfile(), "-sample", strconv.Itoa(sample), "-md-pid", strconv.Itoa(mdPid), "-md-core", strconv.Itoa(cfg.MDCore),
 	}
 	cmd := netns.Command(ctx, topo.GenNS, cfg.GenCore, filepath.Join(cfg.Bin, "loadgen"), args...)
 	cmd.WaitDelay = 5 * time.Second

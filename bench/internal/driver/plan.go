@@ -2,7 +2,10 @@ package driver
 
 import (
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/mdfast/mdfast/bench/internal/benchkeys"
 )
 
 // Group is one scenario group: a conference shape and a traffic pattern,
@@ -26,6 +29,30 @@ type Group struct {
 	// Steps are the fractions of the measured saturation to pace at
 	// after the saturation step (flood only).
 	Steps []float64
+	// Profile is the SRTP protection profile the endpoints send:
+	// benchkeys.Profile (also when empty) or benchkeys.ProfileDouble (RFC
+	// 8723, a real inner layer under the conference's end-to-end key),
+	// which runs on the DoublePaths only.
+	Profile string
+}
+
+// DoublePaths are the paths a double group runs on: mdfast with keys
+// installed directly. The baseline is left out (pion/srtp v3 has no double
+// profile), and so is SystemPath (pion/dtls cannot negotiate 0x0009, so no
+// handshake yields double keys).
+var DoublePaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket"}
+
+// KeyProfile is the group's profile, benchkeys.Profile when empty.
+func (g *Group) KeyProfile() string {
+	if g.Profile == "" {
+		return benchkeys.Profile
+	}
+	return g.Profile
+}
+
+// RunsOn says whether the group is measured on path.
+func (g *Group) RunsOn(path string) bool {
+	return g.KeyProfile() != benchkeys.ProfileDouble || slices.Contains(DoublePaths, path)
 }
 
 // Fanout is the receivers of each packet.
@@ -66,6 +93,14 @@ func fanoutGroup(fanout, payload int, steps []float64) Group {
 	}
 }
 
+// doubleGroup is fanoutGroup with RFC 8723 double encryption.
+func doubleGroup(fanout, payload int, steps []float64) Group {
+	g := fanoutGroup(fanout, payload, steps)
+	g.Name += "-double"
+	g.Profile = benchkeys.ProfileDouble
+	return g
+}
+
 func confGroup(n int, video bool) Group {
 	g := Group{Participants: n, Senders: n, Streams: 1, Burst: 1}
 	if video {
@@ -79,7 +114,8 @@ func confGroup(n int, video bool) Group {
 
 // FullPlan: 1→1, 1→4 and 1→16 at 160 and 1200 B swept from saturation
 // down to 25%; conferences of 2, 10 and 50 all sending audio, and all
-// sending video; on every path.
+// sending video; on every path. Then 1→4 at 160 B double (RFC 8723) swept
+// the same way, on the DoublePaths.
 func FullPlan() Plan {
 	p := Plan{Paths: AllPaths, Timing: Timing{Warmup: 300 * time.Millisecond, Duration: 3 * time.Second, Drain: 300 * time.Millisecond}}
 	steps := []float64{0.9, 0.7, 0.5, 0.25}
@@ -93,15 +129,17 @@ func FullPlan() Plan {
 			p.Groups = append(p.Groups, confGroup(n, video))
 		}
 	}
+	p.Groups = append(p.Groups, doubleGroup(4, 160, steps))
 	return p
 }
 
 // QuickPlan (BENCH_QUICK=1): 1→4 at 160 B (saturation, 70%, 50%) and a
-// conference of 10 sending audio, on every path.
+// conference of 10 sending audio, on every path; 1→4 at 160 B double
+// (saturation, 50%) on the DoublePaths.
 func QuickPlan() Plan {
 	return Plan{
 		Paths:  AllPaths,
-		Groups: []Group{fanoutGroup(4, 160, []float64{0.7, 0.5}), confGroup(10, false)},
+		Groups: []Group{fanoutGroup(4, 160, []float64{0.7, 0.5}), confGroup(10, false), doubleGroup(4, 160, []float64{0.5})},
 		Timing: Timing{Warmup: 300 * time.Millisecond, Duration: 2 * time.Second, Drain: 300 * time.Millisecond},
 	}
 }
@@ -109,8 +147,12 @@ func QuickPlan() Plan {
 // Steps returns the number of steps the plan measures.
 func (p *Plan) Steps() int {
 	n := 0
-	for i := range p.Groups {
-		n += len(p.Groups[i].steps())
+	for _, path := range p.Paths {
+		for i := range p.Groups {
+			if p.Groups[i].RunsOn(path) {
+				n += len(p.Groups[i].steps())
+			}
+		}
 	}
-	return n * len(p.Paths)
+	return n
 }

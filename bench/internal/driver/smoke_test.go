@@ -13,17 +13,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdfast/mdfast/bench/internal/benchkeys"
 	"github.com/mdfast/mdfast/bench/internal/report"
 )
 
 // TestSmoke runs a tiny plan (1→4 at 160 B: saturation and 50%) for
-// mdfast's socket mode and the baseline in network namespaces, and checks
-// that packets were forwarded, loss computed and the JSON complete.
+// mdfast's socket mode and the baseline in network namespaces, and the same
+// double (RFC 8723) on the socket mode only, and checks that packets were
+// forwarded and verified, loss computed and the JSON complete.
 func TestSmoke(t *testing.T) {
 	bin, mdCore, genCore := prepare(t)
 	plan := Plan{
 		Paths:  []string{"mdfast-socket", "baseline"},
-		Groups: []Group{fanoutGroup(4, 160, []float64{0.5})},
+		Groups: []Group{fanoutGroup(4, 160, []float64{0.5}), doubleGroup(4, 160, []float64{0.5})},
 		Timing: Timing{Warmup: 200 * time.Millisecond, Duration: 500 * time.Millisecond, Drain: 200 * time.Millisecond},
 	}
 	var prog bytes.Buffer
@@ -33,13 +35,20 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if !strings.Contains(prog.String(), "4/4") {
-		t.Errorf("progress never reached 4/4: %q", prog.String())
+	if !strings.Contains(prog.String(), "6/6") {
+		t.Errorf("progress never reached 6/6: %q", prog.String())
 	}
-	if len(r.Scenarios) != 4 {
-		t.Fatalf("%d scenarios, want 4", len(r.Scenarios))
+	if len(r.Scenarios) != 6 {
+		t.Fatalf("%d scenarios, want 6", len(r.Scenarios))
 	}
+	doubles := 0
 	for _, s := range r.Scenarios {
+		if s.Profile == benchkeys.ProfileDouble {
+			doubles++
+			if s.Path != "mdfast-socket" {
+				t.Fatalf("double scenario on %s", s.Path)
+			}
+		}
 		if s.Error != "" {
 			t.Fatalf("%s %s: %s", s.Path, s.Name, s.Error)
 		}
@@ -52,6 +61,9 @@ func TestSmoke(t *testing.T) {
 		if s.MDCPU < 0 {
 			t.Fatalf("%s %s: no forwarder CPU time", s.Path, s.Name)
 		}
+	}
+	if doubles != 2 {
+		t.Fatalf("%d double scenarios, want 2", doubles)
 	}
 	if m := r.Scenarios[0].Mode; m != "socket" {
 		t.Errorf("mdfast path ran in mode %q", m)

@@ -2,6 +2,17 @@
 // (AEAD_AES_128_GCM) to a forwarder at a set rate, payload size and
 // pattern, receive what it forwards, and measure loss, latency and jitter.
 //
+// # Double (RFC 8723)
+//
+// With a double key file (benchkeys.ProfileDouble, 0x0009) the endpoints
+// seal and open both layers themselves with package double (crypto/cipher,
+// independent of srtpfast): the inner layer under the conference's
+// end-to-end key, an empty OHB and the outer layer under their own
+// hop-by-hop client_write key; receivers remove the outer layer with their
+// server_write key and the inner one with the end-to-end key, and check the
+// original header and the payload like any other sample. The forwarder
+// only ever has the hop-by-hop keys.
+//
 // # How it sends
 //
 // Each sending endpoint has one goroutine and one UDP socket (the socket it

@@ -18,6 +18,7 @@ import (
 	"github.com/pion/srtp/v3"
 
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
+	"github.com/mdfast/mdfast/bench/internal/double"
 	"github.com/mdfast/mdfast/bench/internal/payload"
 	"github.com/mdfast/mdfast/bench/internal/procstat"
 	"github.com/mdfast/mdfast/bench/internal/stats"
@@ -87,8 +88,11 @@ type Config struct {
 
 // Result is what a Run measured.
 type Result struct {
-	Endpoints int `json:"endpoints"`
-	Senders   int `json:"senders"`
+	// Profile is the key file's SRTP protection profile
+	// (benchkeys.Profile or benchkeys.ProfileDouble).
+	Profile   string `json:"profile"`
+	Endpoints int    `json:"endpoints"`
+	Senders   int    `json:"senders"`
 	// Fanout is the receivers of each packet (everyone else).
 	Fanout int `json:"fanout"`
 	// Seconds is the measured phase's length.
@@ -218,7 +222,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	recvs := make([]*receiver, len(eps))
 	var rwg sync.WaitGroup
 	for i := range eps {
-		r, err := newReceiver(&eps[i], i, conns[i], ssrcs, len(eps)*cfg.Streams, cfg, clk)
+		r, err := newReceiver(cfg.Keys, i, conns[i], ssrcs, len(eps)*cfg.Streams, cfg, clk)
 		if err != nil {
 			return nil, err
 		}
@@ -231,7 +235,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	senders := make([]*sender, cfg.Senders)
 	for i := range senders {
-		s, err := newSender(&eps[i], conns[i], cfg.Keys.MD.String(), cfg, clk)
+		s, err := newSender(cfg.Keys, i, conns[i], cfg, clk)
 		if err != nil {
 			return nil, err
 		}
@@ -282,7 +286,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("gen: %w", err)
 	}
 
-	res := &Result{Endpoints: len(eps), Senders: cfg.Senders, Fanout: len(eps) - 1, Seconds: elapsed.Seconds()}
+	res := &Result{Profile: cfg.Keys.Profile, Endpoints: len(eps), Senders: cfg.Senders, Fanout: len(eps) - 1, Seconds: elapsed.Seconds()}
 	for _, s := range senders {
 		res.Sent += s.sent
 		res.SendErrors += s.errors
@@ -365,6 +369,7 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 type sender struct {
 	conn   *udpbatch.Conn
 	keys   *srtpfast.Keys
+	dbl    *double.Endpoint // a double file: seals both layers instead of keys
 	sc     srtpfast.Scratch
 	ssrcs  []uint32
 	seqs   []uint64 // per stream: packets sent so far, all phases (the payload's Seq)
@@ -379,24 +384,28 @@ type sender struct {
 	errors uint64
 }
 
-func newSender(e *benchkeys.Endpoint, c *udpbatch.Conn, md string, cfg Config, clk clock) (*sender, error) {
-	k, err := e.ClientKeys()
+func newSender(kf *benchkeys.File, i int, c *udpbatch.Conn, cfg Config, clk clock) (*sender, error) {
+	e := &kf.Endpoints[i]
+	var k *srtpfast.Keys
+	var dbl *double.Endpoint
+	var err error
+	if kf.IsDouble() {
+		dbl, err = newDouble(kf, i)
+	} else {
+		k, err = e.ClientKeys(kf.SRTPProfile())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("gen: endpoint %s: %w", e.Addr, err)
 	}
-	dst, err := netip.ParseAddrPort(md)
-	if err != nil {
-		return nil, fmt.Errorf("gen: forwarder address: %w", err)
-	}
 	s := &sender{
-		conn: c, keys: k, dst: dst, cfg: &cfg, clk: clk,
+		conn: c, keys: k, dbl: dbl, dst: kf.MD, cfg: &cfg, clk: clk,
 		ssrcs: make([]uint32, cfg.Streams), seqs: make([]uint64, cfg.Streams),
 		plain: make([]byte, rtpHeaderLen+cfg.Payload),
 		msgs:  make([]udpbatch.Message, cfg.Batch),
 		bufs:  make([][]byte, cfg.Batch),
 	}
 	for i := range s.bufs {
-		s.bufs[i] = make([]byte, 0, rtpHeaderLen+cfg.Payload+tagLen)
+		s.bufs[i] = make([]byte, 0, rtpHeaderLen+cfg.Payload+double.Overhead)
 	}
 	for k := range s.ssrcs {
 		s.ssrcs[k] = StreamSSRC(e.SSRC, k)
@@ -450,7 +459,13 @@ func (s *sender) sendBatch(pt uint8, n int) {
 		// Cannot fail: the size was checked in Config.check.
 		_ = payload.Fill(s.plain[rtpHeaderLen:], payload.Info{Stream: ssrc, Seq: seq, SendNanos: now})
 		roc := uint32((firstSeq + seq) >> 16)
-		out, err := s.keys.SealRTP(&s.sc, s.bufs[i][:0], s.plain, roc)
+		var out []byte
+		var err error
+		if s.dbl != nil {
+			out, err = s.dbl.Seal(s.bufs[i][:0], s.plain, roc)
+		} else {
+			out, err = s.keys.SealRTP(&s.sc, s.bufs[i][:0], s.plain, roc)
+		}
 		if err != nil {
 			s.errors++ // cannot happen with our own headers; counted anyway
 			out = nil
@@ -521,7 +536,8 @@ func (st *stream) mark(i uint64) { st.seen[(i/64)%uint64(len(st.seen))] |= 1 << 
 // receiver is one endpoint's receiving side.
 type receiver struct {
 	conn    *udpbatch.Conn
-	dec     *srtp.Context
+	dec     *srtp.Context    // single-layer files
+	dbl     *double.Endpoint // double files: opens both layers instead of dec
 	ssrcs   map[uint32]int
 	streams []stream
 	cfg     *Config
@@ -537,12 +553,20 @@ type receiver struct {
 	out                     []byte
 }
 
-func newReceiver(e *benchkeys.Endpoint, self int, c *udpbatch.Conn, ssrcs map[uint32]int, n int, cfg Config, clk clock) (*receiver, error) {
-	dec, err := e.ServerContext(srtp.SRTPNoReplayProtection())
+func newReceiver(kf *benchkeys.File, self int, c *udpbatch.Conn, ssrcs map[uint32]int, n int, cfg Config, clk clock) (*receiver, error) {
+	e := &kf.Endpoints[self]
+	var dec *srtp.Context
+	var dbl *double.Endpoint
+	var err error
+	if kf.IsDouble() {
+		dbl, err = newDouble(kf, self)
+	} else {
+		dec, err = e.ServerContext(srtp.SRTPNoReplayProtection())
+	}
 	if err != nil {
 		return nil, fmt.Errorf("gen: endpoint %s: %w", e.Addr, err)
 	}
-	r := &receiver{conn: c, dec: dec, ssrcs: ssrcs, streams: make([]stream, n), cfg: &cfg, clk: clk,
+	r := &receiver{conn: c, dec: dec, dbl: dbl, ssrcs: ssrcs, streams: make([]stream, n), cfg: &cfg, clk: clk,
 		self: self, out: make([]byte, 0, 2048)}
 	for i := range r.streams {
 		r.streams[i].seen = make([]uint64, dupWindow/64*2)
@@ -598,12 +622,8 @@ func (r *receiver) handle(b []byte, now int64) {
 	if r.n%uint64(r.cfg.Sample) != 0 {
 		return
 	}
-	// pion estimates the ROC from the packets it decrypts; with sampling
-	// it does not see them all, so tell it the ROC we tracked.
-	r.dec.SetROC(ssrc, uint32(idx>>16))
-	out, err := r.dec.DecryptRTP(r.out[:0], b, &r.hdr)
-	if err != nil {
-		r.fail(fmt.Sprintf("decrypt from SSRC %#x: %v", ssrc, err))
+	out, ok := r.decrypt(b, ssrc, idx)
+	if !ok {
 		return
 	}
 	info, err := payload.Check(out[len(out)-r.cfg.Payload:])
@@ -623,6 +643,43 @@ func (r *receiver) handle(b []byte, now int64) {
 	r.lat.Add(time.Duration(now - info.SendNanos))
 	st.jitter.Update(info.SendNanos, now)
 	st.jitterSamples++
+}
+
+// decrypt opens a received packet with the endpoint's keys, both layers of
+// a double one, and returns the plaintext header and payload (r.hdr set).
+func (r *receiver) decrypt(b []byte, ssrc uint32, idx uint64) ([]byte, bool) {
+	roc := uint32(idx >> 16)
+	if r.dbl != nil {
+		// No SEQ rewrites: the original ROC is the one we tracked.
+		o, err := r.dbl.Open(b, roc, roc)
+		if err != nil {
+			r.fail(fmt.Sprintf("double open from SSRC %#x: %v", ssrc, err))
+			return nil, false
+		}
+		// The original header and the payload, as pion's output is.
+		out := append(append(r.out[:0], o.Header...), o.Payload...)
+		r.hdr.PayloadType = o.Header[1] & 0x7f
+		r.hdr.SequenceNumber = binary.BigEndian.Uint16(o.Header[2:])
+		return out, true
+	}
+	// pion estimates the ROC from the packets it decrypts; with sampling
+	// it does not see them all, so tell it the ROC we tracked.
+	r.dec.SetROC(ssrc, roc)
+	out, err := r.dec.DecryptRTP(r.out[:0], b, &r.hdr)
+	if err != nil {
+		r.fail(fmt.Sprintf("decrypt from SSRC %#x: %v", ssrc, err))
+		return nil, false
+	}
+	return out, true
+}
+
+// newDouble is endpoint i's RFC 8723 endpoint side (package double).
+func newDouble(kf *benchkeys.File, i int) (*double.Endpoint, error) {
+	k, err := kf.DoubleKeys(i)
+	if err != nil {
+		return nil, err
+	}
+	return double.New(k)
 }
 
 func (r *receiver) fail(msg string) {

@@ -16,16 +16,16 @@ func (r *Run) Markdown(w io.Writer) error {
 	for _, m := range r.Method {
 		fmt.Fprintf(&b, "- %s\n", m)
 	}
-	b.WriteString("\n| scenario | path | payload | fanout | participants | offered pps | forwarded pps | loss | p50 µs | p99 µs | md_cpu | core_cpu | fwd pkt / MD CPU-s |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("\n| scenario | path | payload | fanout | participants | offered pps | forwarded pps | loss | p50 µs | p99 µs | md_cpu | core_cpu | fwd pkt / MD CPU-s | profile |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, s := range r.Scenarios {
 		if s.Error != "" {
-			fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | error: %s |||||||| \n", s.Name, s.Path, s.Payload, s.Fanout, s.Participants, mdEscape(s.Error))
+			fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | error: %s |||||||| %s |\n", s.Name, s.Path, s.Payload, s.Fanout, s.Participants, mdEscape(s.Error), ShortProfile(s.Profile))
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %.0f | %.0f | %s | %.0f | %.0f | %.2f | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %.0f | %.0f | %s | %.0f | %.0f | %.2f | %s | %s | %s |\n",
 			s.Name, s.Path, s.Payload, s.Fanout, s.Participants, s.OfferedPPS, s.ForwardedPPS,
-			pct(s.Loss), s.P50us, s.P99us, s.MDCPU, optional(s.CoreCPU), perCPU(s.ForwardedPerCPUSecond))
+			pct(s.Loss), s.P50us, s.P99us, s.MDCPU, optional(s.CoreCPU), perCPU(s.ForwardedPerCPUSecond), ShortProfile(s.Profile))
 	}
 	writeHandshakes(&b, r.Scenarios)
 	if len(r.Findings) > 0 {
@@ -42,6 +42,19 @@ func (r *Run) Markdown(w io.Writer) error {
 		return fmt.Errorf("report: write Markdown: %w", err)
 	}
 	return nil
+}
+
+// ShortProfile is the Markdown column of a profile: "gcm128" for
+// AEAD_AES_128_GCM, "double-gcm128 (0x0009)" for RFC 8723 double, else the
+// name itself.
+func ShortProfile(p string) string {
+	switch p {
+	case "AEAD_AES_128_GCM":
+		return "gcm128"
+	case "DOUBLE_AEAD_AES_128_GCM_AEAD_AES_128_GCM":
+		return "double-gcm128 (0x0009)"
+	}
+	return p
 }
 
 func pct(v float64) string {

@@ -74,6 +74,10 @@ type Scenario struct {
 	HandshakeP99ms   float64 `json:"handshake_p99_ms,omitempty"`
 	HandshakeMaxMs   float64 `json:"handshake_max_ms,omitempty"`
 	HandshakeTotalMs float64 `json:"handshake_total_ms,omitempty"`
+	// Profile is the SRTP protection profile the endpoints sent:
+	// "AEAD_AES_128_GCM" or, RFC 8723 double with a real inner layer,
+	// "DOUBLE_AEAD_AES_128_GCM_AEAD_AES_128_GCM".
+	Profile string `json:"profile"`
 	// Mode is the data plane mode the forwarder reported.
 	Mode string `json:"mode,omitempty"`
 	// Keys says how the forwarder got its keys.
