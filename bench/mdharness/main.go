@@ -25,7 +25,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
 	"github.com/mdfast/mdfast/internal/config"
@@ -80,22 +79,14 @@ func run() error {
 			return fmt.Errorf("install endpoint %d: %w", i, err)
 		}
 	}
-	xskMode, err := c.ParseXSKBind()
+	dpCfg, err := c.Dataplane(dataplane.KeyTable{T: table}, log)
 	if err != nil {
-		return fmt.Errorf("default xsk-bind: %w", err)
+		return fmt.Errorf("daemon defaults: %w", err)
 	}
-	busyUsec, busyBudget := 0, 0
-	if c.BusyPoll {
-		busyUsec, busyBudget = c.BusyPollUsec, c.BusyPollBudget
-	}
-	dp, err := dataplane.New(dataplane.Config{
-		Mode: mode, Interface: *iface, Ports: []uint16{kf.MD.Port()}, Address: kf.MD.Addr(),
-		Queues: c.Queues, BatchSize: c.BatchSize, BusyPoll: c.BusyPoll, CPUs: c.CPUs,
-		XSKMode: xskMode, RingSize: c.RingSize, NumFrames: c.UMEMFrames, FrameSize: c.FrameSize,
-		BusyPollUsec: busyUsec, BusyPollBudget: busyBudget, UDPChecksumIPv4: c.UDPChecksumIPv4,
-		SocketBuffer: *sockBuf, OpenerIdle: max(10*time.Minute, 2*c.IdleTimeout.D()),
-		Table: dataplane.KeyTable{T: table}, Logger: log,
-	})
+	dpCfg.Mode, dpCfg.Interface = mode, *iface
+	dpCfg.Ports, dpCfg.Address = []uint16{kf.MD.Port()}, kf.MD.Addr()
+	dpCfg.SocketBuffer = *sockBuf
+	dp, err := dataplane.New(dpCfg)
 	if err != nil {
 		return fmt.Errorf("data plane: %w", err)
 	}

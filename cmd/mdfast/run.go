@@ -9,7 +9,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/netip"
 	"os"
 	"os/signal"
 	"reflect"
@@ -139,7 +138,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 	profiles, _ := c.ParseProfiles()
-	mode, _ := c.ParseMode()
 	tp := make([]tunnel.ProtectionProfile, len(profiles))
 	for i, p := range profiles {
 		tp[i] = tunnel.ProtectionProfile(p)
@@ -154,23 +152,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := memb.Replace(c.Mappings); err != nil {
 		return &config.FieldError{Field: "mappings", Err: err}
 	}
-	var addr netip.Addr
-	if c.Address != "" {
-		addr, _ = netip.ParseAddr(c.Address)
+	dpCfg, err := c.Dataplane(dataplane.KeyTable{T: table}, log)
+	if err != nil {
+		return err
 	}
-	xskMode, _ := c.ParseXSKBind() // validated
-	busyUsec, busyBudget := 0, 0
-	if c.BusyPoll {
-		busyUsec, busyBudget = c.BusyPollUsec, c.BusyPollBudget
-	}
-	dp, err := dataplane.New(dataplane.Config{
-		Mode: mode, Interface: c.Interface, Ports: c.MediaPorts, Address: addr, Queues: c.Queues,
-		BatchSize: c.BatchSize, BusyPoll: c.BusyPoll, CPUs: c.CPUs, SocketBuffer: c.SockBuffer,
-		XSKMode: xskMode, RingSize: c.RingSize, NumFrames: c.UMEMFrames, FrameSize: c.FrameSize,
-		BusyPollUsec: busyUsec, BusyPollBudget: busyBudget, UDPChecksumIPv4: c.UDPChecksumIPv4,
-		OpenerIdle: max(10*time.Minute, 2*c.IdleTimeout.D()),
-		Table:      dataplane.KeyTable{T: table}, Logger: log,
-	})
+	dp, err := dataplane.New(dpCfg)
 	if err != nil {
 		return fmt.Errorf("data plane: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os"
@@ -381,6 +382,41 @@ func (c *Config) ParseMode() (dataplane.Mode, error) {
 		return 0, &FieldError{Field: "mode", Err: err}
 	}
 	return m, nil
+}
+
+// Dataplane returns the data-plane configuration these settings describe,
+// for the key table table. The daemon and the benchmark harness both build
+// their data plane with it, so the two cannot drift apart. Call Validate
+// first; Dataplane still reports a field that does not parse.
+func (c *Config) Dataplane(table dataplane.Table, log *slog.Logger) (dataplane.Config, error) {
+	mode, err := c.ParseMode()
+	if err != nil {
+		return dataplane.Config{}, err
+	}
+	xskMode, err := c.ParseXSKBind()
+	if err != nil {
+		return dataplane.Config{}, err
+	}
+	var addr netip.Addr
+	if c.Address != "" {
+		if addr, err = netip.ParseAddr(c.Address); err != nil {
+			return dataplane.Config{}, fieldErr("address", "%w", err)
+		}
+	}
+	busyUsec, busyBudget := 0, 0
+	if c.BusyPoll {
+		busyUsec, busyBudget = c.BusyPollUsec, c.BusyPollBudget
+	}
+	return dataplane.Config{
+		Mode: mode, Interface: c.Interface, Ports: c.MediaPorts, Address: addr, Queues: c.Queues,
+		BatchSize: c.BatchSize, BusyPoll: c.BusyPoll, CPUs: c.CPUs, SocketBuffer: c.SockBuffer,
+		XSKMode: xskMode, RingSize: c.RingSize, NumFrames: c.UMEMFrames, FrameSize: c.FrameSize,
+		BusyPollUsec: busyUsec, BusyPollBudget: busyBudget, UDPChecksumIPv4: c.UDPChecksumIPv4,
+		// An Opener outlives the association's idle expiry, so a live
+		// sender never loses its replay window to eviction.
+		OpenerIdle: max(10*time.Minute, 2*c.IdleTimeout.D()),
+		Table:      table, Logger: log,
+	}, nil
 }
 
 // Validate checks every field and returns all problems joined, each a

@@ -100,3 +100,38 @@ func TestLoadFileAndFlags(t *testing.T) {
 		t.Fatal("unknown key accepted")
 	}
 }
+
+func TestDataplaneConfig(t *testing.T) {
+	c := Defaults()
+	c.Mode, c.Interface, c.Address, c.Queues = "xdp-generic", "eth0", "198.18.0.1", 2
+	c.XSKBind, c.RingSize, c.UMEMFrames = "copy", 1024, 8192
+	c.BusyPollUsec, c.BusyPollBudget = 20, 16
+	d, err := c.Dataplane(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Mode.String() != "xdp-generic" || d.Interface != "eth0" || d.Address.String() != "198.18.0.1" || d.Queues != 2 ||
+		d.XSKMode.String() != "copy" || d.RingSize != 1024 || d.NumFrames != 8192 || !d.UDPChecksumIPv4 {
+		t.Fatalf("dataplane config %+v", d)
+	}
+	// Busy-poll settings reach the sockets only when busy-poll is on.
+	if d.BusyPoll || d.BusyPollUsec != 0 || d.BusyPollBudget != 0 {
+		t.Fatalf("busy-poll off, but usec=%d budget=%d", d.BusyPollUsec, d.BusyPollBudget)
+	}
+	c.BusyPoll = true
+	if d, _ = c.Dataplane(nil, nil); !d.BusyPoll || d.BusyPollUsec != 20 || d.BusyPollBudget != 16 {
+		t.Fatalf("busy-poll on: %+v", d)
+	}
+	for _, bad := range []func(*Config){
+		func(c *Config) { c.Mode = "turbo" },
+		func(c *Config) { c.XSKBind = "fast" },
+		func(c *Config) { c.Address = "not-an-ip" },
+	} {
+		b := Defaults()
+		bad(&b)
+		var fe *FieldError
+		if _, err := b.Dataplane(nil, nil); !errors.As(err, &fe) {
+			t.Fatalf("Dataplane of a bad config: %v, want a FieldError", err)
+		}
+	}
+}
