@@ -102,13 +102,13 @@ type DropReason uint8
 
 // Drop reasons.
 const (
-	DropMalformed     DropReason = iota + 1 // not a record or not a message
-	DropEpoch                               // wrong or unknown epoch for its content
-	DropAuth                                // failed AEAD authentication
-	DropReplay                              // seen before, or older than the window
-	DropWindow                              // handshake message beyond the reassembly window or budget
-	DropUnexpected                          // content not wanted now (application data, stray CCS, ...)
-	DropUnauthenticated                     // plaintext alert or handshake after the handshake
+	DropMalformed       DropReason = iota + 1 // not a record or not a message
+	DropEpoch                                 // wrong or unknown epoch for its content
+	DropAuth                                  // failed AEAD authentication
+	DropReplay                                // seen before, or older than the window
+	DropWindow                                // handshake message beyond the reassembly window or budget
+	DropUnexpected                            // content not wanted now (application data, stray CCS, ...)
+	DropUnauthenticated                       // plaintext alert or handshake after the handshake
 )
 
 func (r DropReason) String() string {

@@ -93,10 +93,10 @@ type handshake struct {
 	chain      [][]byte // peer chain, until VerifyPeer accepted it
 
 	// client
-	hello     clientHelloParams
-	hvrs      int
-	certReq   *certificateRequest
-	ske       *serverKeyExchange
+	hello   clientHelloParams
+	hvrs    int
+	certReq *certificateRequest
+	ske     *serverKeyExchange
 	// server
 	recSeqCH  uint64 // record sequence number of the ClientHello being answered
 	group     Group

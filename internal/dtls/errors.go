@@ -7,22 +7,22 @@ import (
 
 // Alert descriptions (RFC 5246 section 7.2, RFC 8446 section 6.2).
 const (
-	AlertCloseNotify           uint8 = 0
-	AlertUnexpectedMessage     uint8 = 10
-	AlertBadRecordMAC          uint8 = 20
-	AlertHandshakeFailure      uint8 = 40
-	AlertBadCertificate        uint8 = 42
+	AlertCloseNotify            uint8 = 0
+	AlertUnexpectedMessage      uint8 = 10
+	AlertBadRecordMAC           uint8 = 20
+	AlertHandshakeFailure       uint8 = 40
+	AlertBadCertificate         uint8 = 42
 	AlertUnsupportedCertificate uint8 = 43
-	AlertCertificateUnknown    uint8 = 46
-	AlertIllegalParameter      uint8 = 47
-	AlertAccessDenied          uint8 = 49
-	AlertDecodeError           uint8 = 50
-	AlertDecryptError          uint8 = 51
-	AlertProtocolVersion       uint8 = 70
-	AlertInsufficientSecurity  uint8 = 71
-	AlertInternalError         uint8 = 80
-	AlertNoRenegotiation       uint8 = 100
-	AlertUnsupportedExtension  uint8 = 110
+	AlertCertificateUnknown     uint8 = 46
+	AlertIllegalParameter       uint8 = 47
+	AlertAccessDenied           uint8 = 49
+	AlertDecodeError            uint8 = 50
+	AlertDecryptError           uint8 = 51
+	AlertProtocolVersion        uint8 = 70
+	AlertInsufficientSecurity   uint8 = 71
+	AlertInternalError          uint8 = 80
+	AlertNoRenegotiation        uint8 = 100
+	AlertUnsupportedExtension   uint8 = 110
 )
 
 // Alert levels.

@@ -36,11 +36,11 @@ type reassembler struct {
 type fragOutcome uint8
 
 const (
-	fragStored  fragOutcome = iota // stored (or a harmless repeat)
-	fragOld                        // belongs to a message already handed on: a retransmission
-	fragBeyond                     // past the window: dropped
-	fragNoRoom                     // the reassembly budget is spent: dropped
-	fragEpoch                      // same message_seq seen in another epoch: dropped
+	fragStored fragOutcome = iota // stored (or a harmless repeat)
+	fragOld                       // belongs to a message already handed on: a retransmission
+	fragBeyond                    // past the window: dropped
+	fragNoRoom                    // the reassembly budget is spent: dropped
+	fragEpoch                     // same message_seq seen in another epoch: dropped
 )
 
 // add stores one fragment received in epoch. A fragment that contradicts

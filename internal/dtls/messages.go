@@ -26,18 +26,18 @@ func decodeErr(what string) *AlertError {
 // package interprets, on top of what dtlsmsg parses (use_srtp,
 // external_session_id).
 type helloExtensions struct {
-	groups         []Group
-	hasGroups      bool
-	pointFormats   []byte
-	hasPointFmts   bool
-	schemes        []SignatureScheme
-	hasSchemes     bool
-	ems            bool
-	ektCiphers     []EKTCipher
-	hasEKT         bool
-	renegInfo      []byte
-	hasRenegInfo   bool
-	types          []uint16 // every type, in order
+	groups       []Group
+	hasGroups    bool
+	pointFormats []byte
+	hasPointFmts bool
+	schemes      []SignatureScheme
+	hasSchemes   bool
+	ems          bool
+	ektCiphers   []EKTCipher
+	hasEKT       bool
+	renegInfo    []byte
+	hasRenegInfo bool
+	types        []uint16 // every type, in order
 }
 
 // parseHelloExtensions interprets exts; server says whether they come from
