@@ -129,12 +129,6 @@ type outMessage struct {
 	body  []byte
 }
 
-// encoded returns the message with its DTLS handshake header as it enters
-// the transcript: unfragmented (RFC 6347 section 4.2.6).
-func (m *outMessage) encoded() []byte {
-	return appendHandshakeHeader(make([]byte, 0, handshakeHeaderLen+len(m.body)), m.typ, len(m.body), m.seq, 0, len(m.body))
-}
-
 func appendHandshakeHeader(dst []byte, typ uint8, length int, seq uint16, off, n int) []byte {
 	return append(dst, typ, byte(length>>16), byte(length>>8), byte(length),
 		byte(seq>>8), byte(seq), byte(off>>16), byte(off>>8), byte(off),
@@ -174,7 +168,7 @@ func (c *Conn) writeFlight(msgs []outMessage) []sentRecord {
 		if epoch > 0 {
 			over += gcmExplicitNonce + gcmTagLen
 		}
-		return mtu - len(dg) - over
+		return min(mtu-len(dg)-over, maxPlaintext-handshakeHeaderLen)
 	}
 	for i := range msgs {
 		m := &msgs[i]

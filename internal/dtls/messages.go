@@ -209,6 +209,7 @@ type serverHelloParams struct {
 	esid         []byte
 	ekt          EKTCipher
 	pointFormats bool // the client sent ec_point_formats
+	renegInfo    bool // the client signalled secure renegotiation
 }
 
 func marshalServerHello(p *serverHelloParams) ([]byte, error) {
@@ -220,7 +221,9 @@ func marshalServerHello(p *serverHelloParams) ([]byte, error) {
 	b.AddUint8(0)
 	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
 		addExtension(b, extExtendedMaster, nil)
-		addExtension(b, extRenegotiationInfo, func(b *cryptobyte.Builder) { b.AddUint8(0) })
+		if p.renegInfo {
+			addExtension(b, extRenegotiationInfo, func(b *cryptobyte.Builder) { b.AddUint8(0) })
+		}
 		if p.pointFormats {
 			addExtension(b, extECPointFormats, func(b *cryptobyte.Builder) {
 				b.AddUint8LengthPrefixed(func(b *cryptobyte.Builder) { b.AddUint8(0) })

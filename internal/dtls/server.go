@@ -88,7 +88,9 @@ func (c *Conn) serverClientHello(now time.Time, m *inMessage) error {
 	}
 
 	shp := serverHelloParams{random: c.serverRandom, suite: c.suite.id, profile: sel.SRTPProfile,
-		mki: ch.SRTPMKI, ekt: sel.EKTCipher, pointFormats: ext.hasPointFmts}
+		mki: ch.SRTPMKI, ekt: sel.EKTCipher, pointFormats: ext.hasPointFmts,
+		// RFC 5746 section 3.6: answered to the extension or to the SCSV.
+		renegInfo: ext.hasRenegInfo || slices.Contains(ch.CipherSuites, scsvRenegotiation)}
 	if ch.HasExternalSessionID {
 		shp.esid = sel.ExternalSessionID
 	}
