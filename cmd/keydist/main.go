@@ -127,7 +127,7 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.AdminListen, "admin-listen", c.AdminListen, "admin API listen address (empty: disabled)")
 	fs.StringVar(&c.AdminTokenFile, "admin-token-file", c.AdminTokenFile, "file holding the admin API bearer token (or set KEYDIST_ADMIN_TOKEN)")
 	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "Prometheus /metrics listen address (empty: on the admin listener)")
-	fs.Var(&c.Profiles, "profiles", "SRTP protection profiles the KD negotiates, e.g. 0x0007,0x0008 (default: 0x0007,0x0008,0x0001,0x0002)")
+	fs.Var(&c.Profiles, "profiles", "SRTP protection profiles the KD negotiates, e.g. 0x0007,0x0008 (default: 0x0009,0x000A,0x0007,0x0008,0x0001,0x0002)")
 	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", c.HandshakeTimeout, "DTLS handshake timeout")
 	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "end established associations idle this long (0: never)")
 	fs.DurationVar(&c.TunnelGrace, "tunnel-grace", c.TunnelGrace, "end associations whose MD has had no tunnel this long")
@@ -205,7 +205,7 @@ func parseProfiles(ss []string) ([]uint16, error) {
 			return nil, fmt.Errorf("profile %q: %w", s, err)
 		}
 		if !keydist.ProfileNegotiable(uint16(v)) {
-			return nil, fmt.Errorf("profile %q cannot be negotiated (double profiles are not supported by pion/dtls)", s)
+			return nil, fmt.Errorf("profile %q is not an SRTP protection profile the KD knows (0x0001, 0x0002, 0x0007, 0x0008, 0x0009, 0x000A)", s)
 		}
 		out = append(out, uint16(v))
 	}

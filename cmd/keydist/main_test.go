@@ -35,7 +35,8 @@ func TestLoadConfig(t *testing.T) {
 		ok bool
 	}{
 		{[]string{"0x0007", "8", "0x0001"}, true},
-		{[]string{"0x0009"}, false},
+		{[]string{"0x0009", "0x000A"}, true},
+		{[]string{"0x0003"}, false},
 		{[]string{"x"}, false},
 	} {
 		if _, err := parseProfiles(tc.in); (err == nil) != tc.ok {

@@ -286,6 +286,23 @@ func (c *Conn) Events() []Event {
 	return ev
 }
 
+// AwaitingHello reports whether a server Conn holds nothing of its client
+// yet: no ClientHello accepted and none being reassembled (a
+// HelloVerifyRequest leaves it so). Its owner may drop such a Conn and make
+// a new one for the client's next datagram: the cookie exchange is
+// stateless.
+func (c *Conn) AwaitingHello() bool {
+	if !c.server || c.state != stateHandshake || c.hs.step != sWaitClientHello {
+		return false
+	}
+	for _, m := range c.reasm.slots {
+		if m != nil {
+			return false
+		}
+	}
+	return true
+}
+
 // Err is why the Conn ended, nil while it runs.
 func (c *Conn) Err() error { return c.err }
 
@@ -301,6 +318,18 @@ func (c *Conn) Close(now time.Time) {
 	if c.state == stateEstablished || c.state == stateHeld {
 		c.sendAlert(alertLevelWarning, AlertCloseNotify)
 	}
+	c.state, c.err = stateClosed, ErrClosed
+	c.wipe()
+}
+
+// Abort ends the Conn with the fatal alert desc (its owner's decision:
+// the handshake took too long, the peer was revoked). Secrets are zeroed;
+// no event is reported.
+func (c *Conn) Abort(desc uint8) {
+	if c.state == stateClosed {
+		return
+	}
+	c.sendAlert(alertLevelFatal, desc)
 	c.state, c.err = stateClosed, ErrClosed
 	c.wipe()
 }

@@ -153,6 +153,13 @@ func (r *Runner) flush() {
 		_ = r.send(d) // a lost datagram is what DTLS retransmits for
 	}
 	for _, ev := range r.conn.Events() {
+		// onEvent runs first: when Handshake returns, the callback has
+		// seen EventHandshakeComplete.
+		if r.onEvent != nil {
+			r.onEvent(ev)
+		} else if ev.EKTKey != nil {
+			ev.EKTKey.Zero()
+		}
 		switch ev.Kind {
 		case EventHandshakeComplete:
 			r.endHandshake(nil)
@@ -161,11 +168,6 @@ func (r *Runner) flush() {
 			r.closed = ev.Err
 			r.mu.Unlock()
 			r.endHandshake(ev.Err)
-		}
-		if r.onEvent != nil {
-			r.onEvent(ev)
-		} else if ev.EKTKey != nil {
-			ev.EKTKey.Zero()
 		}
 	}
 }

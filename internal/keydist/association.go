@@ -3,7 +3,7 @@ package keydist
 import (
 	"bytes"
 	"context"
-	"crypto/x509"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,15 +12,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pion/dtls/v3"
-
-	"github.com/mdfast/mdfast/internal/dtlsmsg"
-	"github.com/mdfast/mdfast/internal/dtlsmsg/piondtls"
+	"github.com/mdfast/mdfast/internal/dtls"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
 
 // assocState is the life cycle of an association:
 // pending -> handshaking -> established -> ended (any state can end).
+// pending: no ClientHello accepted yet (cookie exchange, reassembly);
+// handshaking: the registry accepted the ClientHello.
 type assocState int32
 
 const (
@@ -42,12 +41,9 @@ func (s assocState) String() string {
 	return "ended"
 }
 
-// maxQueuedHelloDatagrams bounds the datagrams kept while a ClientHello is
-// being reassembled (they are replayed into the DTLS server once it starts).
-const maxQueuedHelloDatagrams = 16
-
 // association is one endpoint's DTLS association, identified by the MD's
-// identity and the association id.
+// identity and the association id. Its DTLS server (a dtls.Conn) runs on
+// the KD's workers: no goroutine of its own.
 type association struct {
 	k           *KeyDistributor
 	key         assocKey
@@ -64,37 +60,43 @@ type association struct {
 	match atomic.Pointer[Match] // set by verifyPeer
 	fail  atomic.Pointer[string]
 
-	mu          sync.Mutex
-	state       assocState
-	reasm       *dtlsmsg.Reassembler
-	queued      [][]byte
-	queuedBytes int
-	hasTLSID    bool
-	tlsID       []byte
-	pre         *Match // registry entry named by the ClientHello's tls-id
-	allowed     []uint16
-	conn        *dtls.Conn
-	dc          *dgramConn
-	hsCancel    context.CancelFunc
-	profile     uint16
-	fp          Fingerprint
-	hasFP       bool
+	mu       sync.Mutex
+	state    assocState
+	conn     *dtls.Conn
+	timer    *time.Timer
+	hasTLSID bool
+	tlsID    []byte
+	allowed  []uint16
+	profile  uint16
+	ekt      dtls.EKTCipher
+	fp       Fingerprint
+	hasFP    bool
 }
 
-func newAssociation(k *KeyDistributor, key assocKey, t tunnelConn) *association {
+func newAssociation(k *KeyDistributor, key assocKey, t tunnelConn) (*association, error) {
 	a := &association{
 		k:           k,
 		key:         key,
 		firstTunnel: t.ID(),
 		created:     time.Now(),
 		tun:         t,
-		reasm:       dtlsmsg.NewReassembler(k.cfg.MaxClientHello),
 	}
 	for _, p := range t.Profiles() {
 		a.mdProfiles = append(a.mdProfiles, uint16(p))
 	}
+	cfg := *k.dtlsConfig
+	cfg.ClientHello = a.clientHello
+	cfg.VerifyPeer = a.verifyPeer
+	// The cookie binds the MD's identity and the association id: the
+	// endpoint proves it receives what the MD relays to its 5-tuple.
+	binding := append([]byte(key.peer), key.id[:]...)
+	conn, err := dtls.NewServer(&cfg, binding)
+	if err != nil {
+		return nil, fmt.Errorf("keydist: DTLS server: %w", err)
+	}
+	a.conn = conn
 	a.lastRx.Store(a.created.UnixNano())
-	return a
+	return a, nil
 }
 
 func (a *association) getState() assocState { return assocState(a.stateNow.Load()) }
@@ -137,7 +139,7 @@ func (a *association) tunnel() tunnelConn {
 	return t
 }
 
-// sendDtls sends a datagram written by the DTLS server to the endpoint.
+// sendDtls sends a datagram of the DTLS server to the endpoint.
 func (a *association) sendDtls(b []byte) error {
 	for range 2 {
 		t := a.tunnel()
@@ -157,262 +159,245 @@ func (a *association) sendDtls(b []byte) error {
 	return ErrNoTunnel
 }
 
-// handleDatagram processes one TunneledDtls payload (b is only valid during
-// the call).
+// handleDatagram processes one TunneledDtls payload on a KD worker.
 func (a *association) handleDatagram(b []byte) {
-	a.lastRx.Store(time.Now().UnixNano())
+	now := time.Now()
+	a.lastRx.Store(now.UnixNano())
 	a.mu.Lock()
-	switch a.state {
-	case statePending:
-		a.handlePending(b) // unlocks
-	case stateHandshaking:
-		if a.reasm != nil {
-			// A second ClientHello (after HelloVerifyRequest) must name the
-			// same tls-id as the one the registry check was made on.
-			if ch, err := a.reasm.Feed(b); err == nil && ch != nil && !a.sameHello(ch) {
-				a.mu.Unlock()
-				a.k.drop(reasonHelloChanged, a.tunnel(), a.key.id, nil)
-				a.terminate(reasonHelloChanged, alertHandshakeFailure, true)
-				return
+	if a.state == stateEnded {
+		a.mu.Unlock()
+		return
+	}
+	_ = a.conn.HandleDatagram(now, b)
+	if a.state == statePending && a.conn.AwaitingHello() {
+		// A ClientHello without a valid cookie was answered with a
+		// HelloVerifyRequest (or nothing useful came): keep no state. The
+		// endpoint's next ClientHello makes a new association.
+		a.setState(stateEnded)
+		out := a.conn.Datagrams()
+		a.conn.Close(now)
+		a.mu.Unlock()
+		a.k.m.helloVerify.Inc()
+		a.k.forget(a, statePending)
+		for _, d := range out {
+			_ = a.sendDtls(d)
+		}
+		return
+	}
+	a.afterConn(now) // unlocks
+}
+
+// handleTimeout runs the DTLS retransmission timer on a KD worker.
+func (a *association) handleTimeout() {
+	now := time.Now()
+	a.mu.Lock()
+	if a.state == stateEnded {
+		a.mu.Unlock()
+		return
+	}
+	_ = a.conn.HandleTimeout(now)
+	a.afterConn(now) // unlocks
+}
+
+// afterConn sends what the DTLS server produced, re-arms its timer and acts
+// on its events. Called with a.mu held; returns with it released.
+func (a *association) afterConn(now time.Time) {
+	out := a.conn.Datagrams()
+	events := a.conn.Events()
+	a.armTimer()
+	a.mu.Unlock()
+	for _, d := range out {
+		// A datagram that cannot reach the MD is lost like a UDP one:
+		// retransmission copes, the lifecycle code ends the association
+		// if the MD stays unreachable.
+		_ = a.sendDtls(d)
+	}
+	for _, ev := range events {
+		a.handleEvent(ev)
+	}
+}
+
+// armTimer sets the association's timer to the DTLS server's deadline.
+// Called with a.mu held.
+func (a *association) armTimer() {
+	d := a.conn.Deadline()
+	if d.IsZero() {
+		if a.timer != nil {
+			a.timer.Stop()
+		}
+		return
+	}
+	wait := max(time.Until(d), 0)
+	if a.timer == nil {
+		a.timer = time.AfterFunc(wait, func() { a.k.enqueue(a, nil) })
+		return
+	}
+	a.timer.Reset(wait)
+}
+
+func (a *association) handleEvent(ev dtls.Event) {
+	switch ev.Kind {
+	case dtls.EventKeysReady:
+		// MediaKeys goes out on the tunnel before the endpoint can have
+		// the KD's Finished (draft section 5.4). The tunnel write may
+		// wait; it does so on a goroutine of its own that lives for
+		// that write only.
+		a.k.wg.Go(a.deliverKeys)
+	case dtls.EventHandshakeComplete:
+		a.sendEKTKey()
+	case dtls.EventEKTKeyAcked:
+		a.k.m.ektKeysAcked.Inc()
+	case dtls.EventClosed:
+		reason := reasonHandshakeFailed
+		var ae *dtls.AlertError
+		switch {
+		case a.fail.Load() != nil:
+			reason = *a.fail.Load()
+		case errors.Is(ev.Err, dtls.ErrPeerClosed):
+			reason = reasonPeerClosed
+		case errors.Is(ev.Err, dtls.ErrTimeout) && a.getState() == stateEstablished:
+			reason = reasonEKTNotAcked
+		case errors.As(ev.Err, &ae) && ae.Remote:
+			reason = reasonEndpointAlert
+		}
+		st := a.getState()
+		if st != stateEstablished {
+			a.k.m.handshakes.WithLabelValues(reason).Inc()
+			a.k.rl.Log(slog.LevelWarn, reason, "association failed", "md", a.key.peer, "association", a.key.id, "err", ev.Err)
+		}
+		a.terminate(reason, 0, true)
+	}
+}
+
+// clientHello is the DTLS server's ClientHello hook: the registry decides
+// from the tls-id (RFC 8844), the profile is the endpoint's first offered
+// one that the MD and the KD support, EKT comes from the KD's EKT source.
+// It runs on the association's worker, under a.mu.
+func (a *association) clientHello(info *dtls.ClientHelloInfo) (dtls.ServerSelection, error) {
+	k := a.k
+	snap := k.cfg.Registry.current()
+	a.hasTLSID = info.ExternalSessionID != nil
+	a.tlsID = bytes.Clone(info.ExternalSessionID)
+	var sel dtls.ServerSelection
+	reject := func(reason string, desc uint8, err error) (dtls.ServerSelection, error) {
+		a.fail.Store(&reason)
+		k.rl.Log(slog.LevelWarn, reason, "association rejected", "md", a.key.peer, "association", a.key.id,
+			"tls_id", printableTLSID(info.ExternalSessionID), "offered_profiles", info.SRTPProfiles, "md_profiles", a.mdProfiles)
+		return sel, dtls.Alert(desc, fmt.Errorf("%w: %s: %w", ErrRejected, reason, err))
+	}
+	if a.hasTLSID {
+		m, ok := snap.lookupTLSID(info.ExternalSessionID)
+		if !ok {
+			return reject(reasonUnknownTLSID, dtls.AlertAccessDenied, errors.New("tls-id not registered"))
+		}
+		sel.ExternalSessionID = []byte(m.Endpoint.KDTLSID)
+	} else if !snap.anyLegacy {
+		return reject(reasonMissingTLSID, dtls.AlertAccessDenied, errors.New("no external_session_id"))
+	}
+	a.allowed = intersectProfiles(info.SRTPProfiles, a.mdProfiles, k.profiles)
+	if len(a.allowed) == 0 {
+		return reject(reasonNoCommonProfile, dtls.AlertHandshakeFailure, errors.New("no common SRTP profile"))
+	}
+	sel.SRTPProfile = a.allowed[0]
+	if k.cfg.EKT != nil {
+		for _, c := range info.EKTCiphers {
+			if slices.Contains(k.cfg.EKT.EKTCiphers(), c) {
+				sel.EKTCipher = c
+				break
 			}
 		}
-		dc := a.dc
-		a.mu.Unlock()
-		dc.deliver(b)
-	case stateEstablished:
-		dc := a.dc
-		a.mu.Unlock()
-		dc.deliver(b)
-	default:
-		a.mu.Unlock()
-	}
-}
-
-func (a *association) sameHello(ch *dtlsmsg.ClientHello) bool {
-	return ch.HasExternalSessionID == a.hasTLSID && bytes.Equal(ch.ExternalSessionID, a.tlsID)
-}
-
-// handlePending feeds the ClientHello reassembler; once the ClientHello is
-// complete it either rejects the association or starts the DTLS server.
-// Called with a.mu held; returns with it released.
-func (a *association) handlePending(b []byte) {
-	k := a.k
-	ch, err := a.reasm.Feed(b)
-	if err != nil {
-		a.mu.Unlock()
-		k.drop(reasonBadClientHello, a.tunnel(), a.key.id, err)
-		a.terminate(reasonBadClientHello, 0, true)
-		return
-	}
-	if len(a.queued) >= maxQueuedHelloDatagrams || a.queuedBytes+len(b) > 2*k.cfg.MaxClientHello {
-		a.mu.Unlock()
-		k.drop(reasonBadClientHello, a.tunnel(), a.key.id, errors.New("too many ClientHello datagrams"))
-		a.terminate(reasonBadClientHello, 0, true)
-		return
-	}
-	a.queued = append(a.queued, bytes.Clone(b))
-	a.queuedBytes += len(b)
-	if ch == nil {
-		a.mu.Unlock()
-		return
-	}
-	reason, desc := a.decide(ch)
-	if reason == "" {
-		if err = a.startServer(ch); err != nil {
-			reason, desc = reasonHandshakeFailed, alertHandshakeFailure
+		if sel.EKTCipher == 0 && knownProfiles[sel.SRTPProfile].double {
+			// Without EKT the other members could never learn this
+			// endpoint's end-to-end key (RFC 8871 section 4.5.2).
+			return reject(reasonNoEKTCipher, dtls.AlertHandshakeFailure, errors.New("double profile without a common EKT cipher"))
 		}
 	}
-	if reason != "" {
-		a.mu.Unlock()
-		k.m.handshakes.WithLabelValues(reason).Inc()
-		k.rl.Log(slog.LevelWarn, reason, "association rejected", "md", a.key.peer, "association", a.key.id,
-			"tls_id", printableTLSID(ch), "offered_profiles", ch.SRTPProfiles, "md_profiles", a.mdProfiles, "err", err)
-		a.terminate(reason, desc, true)
-		return
-	}
-	queued := a.queued
-	a.queued, a.queuedBytes = nil, 0
-	dc := a.dc
-	a.mu.Unlock()
+	a.ekt = sel.EKTCipher
+	a.setState(stateHandshaking)
 	k.moved(statePending, stateHandshaking)
-	for _, d := range queued {
-		dc.deliver(d)
-	}
+	return sel, nil
 }
 
-func printableTLSID(ch *dtlsmsg.ClientHello) string {
-	if !ch.HasExternalSessionID {
+func printableTLSID(id []byte) string {
+	if id == nil {
 		return ""
 	}
-	if ValidateTLSID(string(ch.ExternalSessionID)) != nil {
-		return fmt.Sprintf("%x", ch.ExternalSessionID)
+	if ValidateTLSID(string(id)) != nil {
+		return fmt.Sprintf("%x", id)
 	}
-	return string(ch.ExternalSessionID)
+	return string(id)
 }
 
-// decide checks a complete ClientHello against the registry and the
-// profiles before any DTLS server state exists. Called with a.mu held.
-func (a *association) decide(ch *dtlsmsg.ClientHello) (reason string, alert uint8) {
-	snap := a.k.cfg.Registry.current()
-	a.hasTLSID = ch.HasExternalSessionID
-	a.tlsID = bytes.Clone(ch.ExternalSessionID)
-	if ch.HasExternalSessionID {
-		m, ok := snap.lookupTLSID(ch.ExternalSessionID)
-		if !ok {
-			return reasonUnknownTLSID, alertAccessDenied
-		}
-		a.pre = &m
-	} else if !snap.anyLegacy {
-		return reasonMissingTLSID, alertAccessDenied
-	}
-	if !ch.HasUseSRTP {
-		return reasonNoUseSRTP, alertHandshakeFailure
-	}
-	a.allowed = intersectProfiles(ch.SRTPProfiles, a.mdProfiles, a.k.profiles)
-	if len(a.allowed) == 0 {
-		return reasonNoCommonProfile, alertHandshakeFailure
-	}
-	return "", 0
-}
-
-// startServer creates the pion/dtls server and its goroutine. Called with
-// a.mu held.
-func (a *association) startServer(ch *dtlsmsg.ClientHello) error {
-	k := a.k
-	profiles := make([]dtls.SRTPProtectionProfile, len(a.allowed))
-	for i, p := range a.allowed {
-		profiles[i] = dtls.SRTPProtectionProfile(p)
-	}
-	opts := []dtls.ServerOption{
-		dtls.WithCertificates(k.cfg.Certificate),
-		dtls.WithClientAuth(dtls.RequireAnyClientCert),
-		dtls.WithSRTPProtectionProfiles(profiles...),
-		dtls.WithExtendedMasterSecret(dtls.RequestExtendedMasterSecret),
-		dtls.WithVerifyPeerCertificate(a.verifyPeer),
-		dtls.WithLoggerFactory(pionLoggerFactory{log: k.log}),
-	}
-	if len(ch.SRTPMKI) > 0 {
-		// pion echoes the client's MKI only if it equals its own.
-		opts = append(opts, dtls.WithSRTPMasterKeyIdentifier(bytes.Clone(ch.SRTPMKI)))
-	}
-	if k.cfg.MTU > 0 {
-		opts = append(opts, dtls.WithMTU(k.cfg.MTU))
-	}
-	if k.cfg.FlightInterval > 0 {
-		opts = append(opts, dtls.WithFlightInterval(k.cfg.FlightInterval))
-	}
-	if a.hasTLSID && a.pre != nil {
-		// RFC 8844: the server answers with its own external_session_id
-		// only when the client sent one (a legacy client would abort on an
-		// unsolicited extension).
-		hook, err := piondtls.ServerHelloHook([]byte(a.pre.Endpoint.KDTLSID))
-		if err != nil {
-			return fmt.Errorf("KD tls-id: %w", err)
-		}
-		opts = append(opts, dtls.WithServerHelloMessageHook(hook))
-	}
-	dc := newDgramConn(a.key.id, k.cfg.InboundQueueLength, a.sendDtls, func() {
-		k.m.drops.WithLabelValues(reasonQueueFull).Inc()
-	})
-	conn, err := dtls.ServerWithOptions(dc, dc.addr, opts...)
-	if err != nil {
-		return fmt.Errorf("start DTLS server: %w", err)
-	}
-	deadline := a.created.Add(k.cfg.HandshakeTimeout)
-	ctx, cancel := context.WithDeadline(k.ctx, deadline)
-	a.conn, a.dc, a.hsCancel = conn, dc, cancel
-	a.setState(stateHandshaking)
-	k.wg.Add(1)
-	go a.run(ctx, cancel)
-	return nil
-}
-
-// verifyPeer runs inside the DTLS handshake once the client's Certificate
-// and CertificateVerify are in, before the server's final flight exists:
+// verifyPeer runs inside the DTLS handshake once the client's
+// CertificateVerify is checked, before the server's final flight exists:
 // the tls-id AND the certificate fingerprint must match one registry entry.
-func (a *association) verifyPeer(rawCerts [][]byte, _ [][]*x509.Certificate) error {
-	if len(rawCerts) == 0 {
-		return a.failWith(reasonFingerprint, errors.New("no client certificate"))
-	}
-	fp := CertificateFingerprint(rawCerts[0])
-	a.mu.Lock()
+// It runs under a.mu.
+func (a *association) verifyPeer(chain [][]byte) error {
+	fp := CertificateFingerprint(chain[0])
 	a.fp, a.hasFP = fp, true
-	hasTLSID, tlsID := a.hasTLSID, a.tlsID
-	a.mu.Unlock()
 	snap := a.k.cfg.Registry.current()
 	var m Match
-	if hasTLSID {
+	if a.hasTLSID {
 		var ok bool
-		if m, ok = snap.lookupTLSID(tlsID); !ok {
-			return a.failWith(reasonUnknownTLSID, errors.New("tls-id no longer registered"))
+		if m, ok = snap.lookupTLSID(a.tlsID); !ok {
+			return a.failWith(reasonUnknownTLSID, dtls.AlertAccessDenied, errors.New("tls-id no longer registered"))
 		}
 		if m.Endpoint.Fingerprint != fp {
-			return a.failWith(reasonFingerprint, fmt.Errorf("certificate %s is not the one registered for this tls-id", fp))
+			return a.failWith(reasonFingerprint, dtls.AlertBadCertificate, fmt.Errorf("certificate %s is not the one registered for this tls-id", fp))
 		}
 	} else {
 		var ok bool
 		if m, ok = snap.lookupLegacy(fp); !ok {
-			return a.failWith(reasonUnknownLegacy, fmt.Errorf("certificate %s is not registered in a conference allowing legacy endpoints", fp))
+			return a.failWith(reasonUnknownLegacy, dtls.AlertAccessDenied, fmt.Errorf("certificate %s is not registered in a conference allowing legacy endpoints", fp))
 		}
 	}
 	a.match.Store(&m)
 	return nil
 }
 
-func (a *association) failWith(reason string, err error) error {
+func (a *association) failWith(reason string, desc uint8, err error) error {
 	a.fail.Store(&reason)
-	return fmt.Errorf("%w: %s: %w", ErrRejected, reason, err)
-}
-
-// run owns the DTLS server of the association: handshake, MediaKeys, then
-// reading until the association ends.
-func (a *association) run(ctx context.Context, cancel context.CancelFunc) {
-	k := a.k
-	defer k.wg.Done()
-	err := a.conn.HandshakeContext(ctx)
-	cancel()
-	if err == nil {
-		err = a.deliverKeys()
-	}
-	if err != nil {
-		reason := reasonHandshakeFailed
-		switch {
-		case a.fail.Load() != nil:
-			reason = *a.fail.Load()
-		case errors.Is(err, errMediaKeys):
-			reason = reasonMediaKeysFailed
-		case ctx.Err() != nil && errors.Is(context.Cause(ctx), context.DeadlineExceeded):
-			reason = reasonHandshakeTimeout
-		}
-		if a.getState() != stateEnded {
-			k.m.handshakes.WithLabelValues(reason).Inc()
-			k.rl.Log(slog.LevelWarn, reason, "association failed", "md", a.key.peer, "association", a.key.id, "err", err)
-		}
-		a.terminate(reason, 0, true)
-		a.closeConn()
-		return
-	}
-	// Established. Anything the endpoint sends now is alerts (handled by
-	// pion) or application data, which means nothing to a KD: discarded.
-	buf := make([]byte, 1500)
-	for {
-		if _, err = a.conn.Read(buf); err != nil {
-			var te *dtls.TemporaryError
-			if errors.As(err, &te) {
-				continue
-			}
-			break
-		}
-	}
-	a.terminate(reasonPeerClosed, 0, true)
-	a.closeConn()
+	return dtls.Alert(desc, fmt.Errorf("%w: %s: %w", ErrRejected, reason, err))
 }
 
 var errMediaKeys = errors.New("media keys not delivered")
 
 // deliverKeys exports the keying material, sends MediaKeys and only then
-// releases the held final flight.
-func (a *association) deliverKeys() error {
+// releases the DTLS server's held final flight.
+func (a *association) deliverKeys() {
+	if err := a.sendKeys(); err != nil {
+		reason := reasonMediaKeysFailed
+		if r := a.fail.Load(); r != nil {
+			reason = *r
+		}
+		a.k.m.handshakes.WithLabelValues(reason).Inc()
+		a.k.rl.Log(slog.LevelWarn, reason, "association failed", "md", a.key.peer, "association", a.key.id, "err", err)
+		a.terminate(reason, dtls.AlertInternalError, true)
+		return
+	}
+	k := a.k
+	now := time.Now()
+	a.mu.Lock()
+	if a.state != stateHandshaking {
+		a.mu.Unlock()
+		return
+	}
+	a.setState(stateEstablished)
+	_ = a.conn.ReleaseFinalFlight(now)
+	m := a.match.Load()
+	profile := a.profile
+	a.afterConn(now) // unlocks; sends the final flight, then the EKTKey
+	k.moved(stateHandshaking, stateEstablished)
+	k.m.handshakes.WithLabelValues("ok").Inc()
+	k.m.hsDuration.Observe(time.Since(a.created).Seconds())
+	k.log.Info("association established", "md", a.key.peer, "association", a.key.id,
+		"conference", m.Conference, "tls_id", m.Endpoint.TLSID, "legacy", m.Legacy,
+		"profile", tunnel.ProtectionProfile(profile).String(), "ekt", a.ekt != 0)
+}
+
+// sendKeys builds MediaKeys from the exported keying material (the outer
+// halves only for a double profile) and writes it to the tunnel.
+func (a *association) sendKeys() error {
 	k := a.k
 	m := a.match.Load()
 	if m == nil {
@@ -422,33 +407,36 @@ func (a *association) deliverKeys() error {
 		a.fail.Store(ptr(reasonRemoved))
 		return fmt.Errorf("%w: endpoint removed during the handshake", errMediaKeys)
 	}
-	sel, ok := a.conn.SelectedSRTPProtectionProfile()
-	profile := uint16(sel)
-	if !ok || !slices.Contains(a.allowed, profile) {
-		a.fail.Store(ptr(reasonNoCommonProfile))
-		return fmt.Errorf("%w: negotiated profile 0x%04x not allowed", errMediaKeys, profile)
+	a.mu.Lock()
+	st, ok := a.conn.State()
+	var material []byte
+	var err error
+	if ok {
+		kl, sl, _ := ProfileKeyLengths(st.SRTPProfile)
+		material, err = a.conn.ExportKeyingMaterial(exporterLabelDTLSSRTP, nil, 2*(kl+sl))
 	}
-	st, ok := a.conn.ConnectionState()
-	if !ok {
-		return fmt.Errorf("%w: no connection state", errMediaKeys)
-	}
-	kl, sl, _ := ProfileKeyLengths(profile)
-	material, err := st.ExportKeyingMaterial(exporterLabelDTLSSRTP, nil, 2*(kl+sl))
-	if err != nil {
+	a.profile = st.SRTPProfile
+	a.mu.Unlock()
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: association ended", errMediaKeys)
+	case err != nil:
 		return fmt.Errorf("%w: export keying material: %w", errMediaKeys, err)
+	case !slices.Contains(a.allowed, st.SRTPProfile):
+		clear(material)
+		return fmt.Errorf("%w: negotiated profile 0x%04x not allowed", errMediaKeys, st.SRTPProfile)
 	}
-	km, err := SplitKeyingMaterial(profile, material)
+	km, err := SplitKeyingMaterial(st.SRTPProfile, material)
 	if err != nil {
 		clear(material)
 		return fmt.Errorf("%w: %w", errMediaKeys, err)
 	}
 	defer km.Zero()
 	hbh := km.HopByHop()
-	mki, _ := a.conn.RemoteSRTPMasterKeyIdentifier()
 	mk := &tunnel.MediaKeys{
 		AssociationID:         a.key.id,
-		Profile:               tunnel.ProtectionProfile(profile),
-		MKI:                   bytes.Clone(mki),
+		Profile:               tunnel.ProtectionProfile(st.SRTPProfile),
+		MKI:                   st.SRTPMKI,
 		ClientWriteMasterKey:  hbh.ClientKey,
 		ServerWriteMasterKey:  hbh.ServerKey,
 		ClientWriteMasterSalt: hbh.ClientSalt,
@@ -460,23 +448,6 @@ func (a *association) deliverKeys() error {
 		return fmt.Errorf("%w: %w", errMediaKeys, err)
 	}
 	k.m.mediaKeys.Inc()
-	a.mu.Lock()
-	if a.state != stateHandshaking {
-		a.mu.Unlock()
-		return fmt.Errorf("%w: association ended while sending MediaKeys", errMediaKeys)
-	}
-	a.setState(stateEstablished)
-	a.profile = profile
-	// Release under a.mu: nothing the DTLS server writes can overtake the
-	// held flight, and terminate cannot interleave.
-	a.dc.release()
-	a.mu.Unlock()
-	k.moved(stateHandshaking, stateEstablished)
-	k.m.handshakes.WithLabelValues("ok").Inc()
-	k.m.hsDuration.Observe(time.Since(a.created).Seconds())
-	k.log.Info("association established", "md", a.key.peer, "association", a.key.id,
-		"conference", m.Conference, "tls_id", m.Endpoint.TLSID, "legacy", m.Legacy,
-		"profile", tunnel.ProtectionProfile(profile).String())
 	return nil
 }
 
@@ -502,23 +473,39 @@ func (a *association) sendMediaKeys(ctx context.Context, mk *tunnel.MediaKeys) e
 	return err
 }
 
-// closeConn closes the DTLS server and the adapter (run goroutine only).
-func (a *association) closeConn() {
+// sendEKTKey sends the conference's EKTKey (RFC 8870 section 5.2.2) once
+// the handshake is complete, when EKT was negotiated.
+func (a *association) sendEKTKey() {
+	m := a.match.Load()
+	if a.ekt == 0 || m == nil || a.k.cfg.EKT == nil {
+		return
+	}
+	key, err := a.k.cfg.EKT.EKTKey(m.Conference, a.ekt)
+	if err != nil {
+		a.k.rl.Log(slog.LevelError, "ekt_key", "no EKTKey for the conference", "conference", m.Conference, "err", err)
+		a.terminate(reasonEKTUnavailable, dtls.AlertInternalError, true)
+		return
+	}
+	defer key.Zero()
+	now := time.Now()
 	a.mu.Lock()
-	conn, dc := a.conn, a.dc
-	a.mu.Unlock()
-	if conn != nil {
-		_ = conn.Close()
+	if a.state == stateEnded {
+		a.mu.Unlock()
+		return
 	}
-	if dc != nil {
-		_ = dc.Close()
+	err = a.conn.SendEKTKey(now, key)
+	a.afterConn(now) // unlocks
+	if err != nil {
+		a.k.rl.Log(slog.LevelError, "ekt_key", "EKTKey not sent", "association", a.key.id, "err", err)
+		return
 	}
+	a.k.m.ektKeysSent.Inc()
 }
 
-// terminate ends the association once: it leaves the tables, sends a fatal
-// alert to the endpoint if alertDesc is not 0 and no epoch-1 state exists
-// yet, closes the DTLS server (close_notify if established), and tells the
-// MD with EndpointDisconnect if notifyMD. Safe from any goroutine.
+// terminate ends the association once: it leaves the tables, ends the
+// DTLS server (a fatal alert desc if not 0 and the handshake is not done;
+// close_notify if established), and tells the MD with EndpointDisconnect
+// if notifyMD. Safe from any goroutine.
 func (a *association) terminate(reason string, alertDesc uint8, notifyMD bool) {
 	k := a.k
 	a.mu.Lock()
@@ -528,34 +515,24 @@ func (a *association) terminate(reason string, alertDesc uint8, notifyMD bool) {
 	}
 	prev := a.state
 	a.setState(stateEnded)
-	conn, dc, cancel := a.conn, a.dc, a.hsCancel
-	for _, q := range a.queued {
-		clear(q)
+	if a.timer != nil {
+		a.timer.Stop()
 	}
-	a.queued, a.queuedBytes, a.reasm = nil, 0, nil
+	switch {
+	case prev == stateEstablished || alertDesc == 0:
+		a.conn.Close(time.Now())
+	default:
+		a.conn.Abort(alertDesc)
+	}
+	out := a.conn.Datagrams()
 	profile := a.profile
 	a.mu.Unlock()
 
 	k.forget(a, prev)
 	t := a.tunnel()
-	if alertDesc != 0 && prev != stateEstablished && t != nil {
-		seq := uint64(0)
-		if prev == stateHandshaking {
-			seq = 1 << 40 // past anything the DTLS server used in epoch 0
-		}
-		_ = t.SendTunneledDtls(a.key.id, appendAlert(nil, alertDesc, seq))
-	}
-	switch prev {
-	case stateHandshaking:
-		if dc != nil {
-			dc.discard()
-		}
-		if cancel != nil {
-			cancel()
-		}
-	case stateEstablished:
-		if conn != nil {
-			_ = conn.Close() // close_notify; the run goroutine then returns
+	if t != nil {
+		for _, d := range out {
+			_ = t.SendTunneledDtls(a.key.id, d)
 		}
 	}
 	if notifyMD && t != nil {
@@ -613,4 +590,24 @@ func (a *association) info() AssociationInfo {
 		in.Profile = tunnel.ProtectionProfile(a.profile).String()
 	}
 	return in
+}
+
+// DTLS record header fields the KD reads before any DTLS state exists.
+const (
+	recordHeaderLen          = 13
+	contentHandshake         = 22
+	handshakeTypeClientHello = 1
+	handshakeHeaderLen       = 12
+)
+
+// startsClientHello reports whether the first record of a datagram is an
+// epoch-0 handshake record whose fragment is a ClientHello: the only
+// datagram that may create state for an unknown association id.
+func startsClientHello(b []byte) bool {
+	if len(b) < recordHeaderLen+handshakeHeaderLen {
+		return false
+	}
+	return b[0] == contentHandshake && b[1] == 0xfe &&
+		binary.BigEndian.Uint16(b[3:5]) == 0 &&
+		b[recordHeaderLen] == handshakeTypeClientHello
 }

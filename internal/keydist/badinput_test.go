@@ -3,6 +3,7 @@ package keydist
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"runtime"
 	"sync"
@@ -13,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/mdfast/mdfast/internal/dtlsmsg"
+	"github.com/mdfast/mdfast/internal/dtls"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
 
@@ -58,47 +59,98 @@ func (f *fakeTunnel) count(kind string) int {
 	return n
 }
 
-// clientHello builds a ClientHello handshake message (header + body).
-func clientHello(t testing.TB, tlsID string, profiles []uint16) []byte {
-	t.Helper()
-	body := []byte{0xfe, 0xfd}
-	body = append(body, make([]byte, 32)...) // random
-	body = append(body, 0)                   // session id
-	body = append(body, 0)                   // cookie
-	body = append(body, 0, 2, 0xc0, 0x2b)    // cipher suites
-	body = append(body, 1, 0)                // compression
-	var ext []byte
-	if tlsID != "" {
-		d, _ := dtlsmsg.AppendExternalSessionID(nil, []byte(tlsID))
-		ext, _ = dtlsmsg.AppendExtension(ext, 56, d)
-	}
-	if profiles != nil {
-		d, _ := dtlsmsg.AppendUseSRTP(nil, profiles, nil)
-		ext, _ = dtlsmsg.AppendExtension(ext, 14, d)
-	}
-	body = append(body, byte(len(ext)>>8), byte(len(ext)))
-	body = append(body, ext...)
-	n := len(body)
-	h := []byte{1, 0, byte(n >> 8), byte(n), 0, 0, 0, 0, 0, 0, byte(n >> 8), byte(n)}
-	return append(h, body...)
+// record builds a DTLS 1.2 record.
+func record(ct byte, epoch uint16, body []byte) []byte {
+	b := []byte{ct, 0xfe, 0xfd, byte(epoch >> 8), byte(epoch), 0, 0, 0, 0, 0, 1, byte(len(body) >> 8), byte(len(body))}
+	return append(b, body...)
 }
 
-// fragments splits a handshake message into records of at most size body
-// octets each.
-func fragments(msg []byte, size int) [][]byte {
-	body := msg[12:]
-	var out [][]byte
-	for off := 0; off < len(body); off += size {
-		end := min(off+size, len(body))
-		h := bytes.Clone(msg[:12])
-		h[6], h[7], h[8] = 0, byte(off>>8), byte(off)
-		l := end - off
-		h[9], h[10], h[11] = 0, byte(l>>8), byte(l)
-		r := record(contentHandshake, 0, append(h, body[off:end]...))
-		r[10] = byte(len(out) + 1) // distinct record sequence numbers, as a real endpoint sends
-		out = append(out, r)
+const contentAlert = 21
+
+// simClient is an endpoint of our DTLS stack talking to a KD through a
+// fakeTunnel: the test steps it with drive.
+type simClient struct {
+	t    *testing.T
+	kd   *KeyDistributor
+	ft   *fakeTunnel
+	id   uuid.UUID
+	c    *dtls.Conn
+	seen int // fakeTunnel events already looked at
+	evs  []dtls.Event
+	// filter may rewrite or drop (nil) what the client sends.
+	filter func([]byte) []byte
+}
+
+func newSimClient(t *testing.T, kd *KeyDistributor, ft *fakeTunnel, cfg *dtls.Config) *simClient {
+	t.Helper()
+	cfg.RetransmitTimeout = 50 * time.Millisecond
+	c, err := dtls.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	return &simClient{t: t, kd: kd, ft: ft, id: uuid.New(), c: c}
+}
+
+// simClientConfig is a client with a fresh certificate offering profiles.
+func simClientConfig(t *testing.T, tlsID string, profiles ...uint16) (*dtls.Config, Fingerprint) {
+	t.Helper()
+	cert, err := GenerateCertificate(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := &dtls.Config{Certificate: cert, SRTPProfiles: profiles, VerifyPeer: func([][]byte) error { return nil }}
+	if tlsID != "" {
+		cfg.ExternalSessionID = []byte(tlsID)
+	}
+	return cfg, CertFingerprint(cert)
+}
+
+// drive runs the client until it is established or ended, or timeout.
+func (s *simClient) drive(timeout time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	if err := s.c.Start(time.Now()); err != nil {
+		s.t.Fatal(err)
+	}
+	for time.Now().Before(deadline) {
+		for _, d := range s.c.Datagrams() {
+			if s.filter != nil {
+				if d = s.filter(d); d == nil {
+					continue
+				}
+			}
+			s.kd.handleTunneledDtls(s.ft, s.id, d)
+		}
+		s.evs = append(s.evs, s.c.Events()...)
+		if s.c.Err() != nil || s.c.Established() {
+			return
+		}
+		s.ft.mu.Lock()
+		var in [][]byte
+		for ; s.seen < len(s.ft.sent); s.seen++ {
+			if e := s.ft.sent[s.seen]; e.id == s.id && e.kind == "dtls" {
+				in = append(in, e.dtls)
+			}
+		}
+		s.ft.mu.Unlock()
+		now := time.Now()
+		for _, d := range in {
+			_ = s.c.HandleDatagram(now, d)
+		}
+		_ = s.c.HandleTimeout(now)
+		if len(in) == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+}
+
+// alertReceived returns the alert that ended the client, 0 if none.
+func (s *simClient) alertReceived() uint8 {
+	var ae *dtls.AlertError
+	if errors.As(s.c.Err(), &ae) && ae.Remote {
+		return ae.Description
+	}
+	return 0
 }
 
 func newTestKD(t *testing.T, reg *Registry) (*KeyDistributor, *prometheus.Registry) {
@@ -117,96 +169,155 @@ func newTestKD(t *testing.T, reg *Registry) (*KeyDistributor, *prometheus.Regist
 	return kd, pr
 }
 
+// TestBadInput: datagrams that cannot start an association leave no
+// state; ClientHellos the registry or the profiles refuse end with the
+// right alert and EndpointDisconnect, without MediaKeys.
 func TestBadInput(t *testing.T) {
-	reg := NewRegistry()
+	t.Run("no association", func(t *testing.T) {
+		reg := NewRegistry()
+		for _, tc := range []struct {
+			name string
+			d    []byte
+		}{
+			{"garbage", bytes.Repeat([]byte{0xff}, 100)},
+			{"empty", nil},
+			{"not a client hello", record(contentHandshake, 0, append([]byte{2}, make([]byte, 40)...))},
+			{"epoch 1 record", record(contentHandshake, 1, append([]byte{1}, make([]byte, 40)...))},
+			{"alert", record(contentAlert, 0, []byte{2, 40})},
+		} {
+			t.Run(tc.name, func(t *testing.T) {
+				kd, _ := newTestKD(t, reg)
+				ft := &fakeTunnel{id: "t1", peer: "md1"}
+				kd.tunnelUp(ft)
+				kd.handleTunneledDtls(ft, uuid.New(), tc.d)
+				if got := counterValue(kd.m.drops.WithLabelValues(reasonUnknownAssociation)); got != 1 {
+					t.Fatalf("drop counter = %v", got)
+				}
+				if kd.NumAssociations() != 0 || len(ft.sent) != 0 {
+					t.Fatalf("state or answer: %d associations, %d messages", kd.NumAssociations(), len(ft.sent))
+				}
+			})
+		}
+	})
+	t.Run("malformed ClientHello: answered statelessly or not at all", func(t *testing.T) {
+		reg := NewRegistry()
+		kd, _ := newTestKD(t, reg)
+		ft := &fakeTunnel{id: "t1", peer: "md1"}
+		kd.tunnelUp(ft)
+		cfg, _ := simClientConfig(t, NewTLSID(), 7)
+		sc := newSimClient(t, kd, ft, cfg)
+		_ = sc.c.Start(time.Now())
+		ch := sc.c.Datagrams()[0]
+		for _, d := range [][]byte{ch[:30], append(bytes.Clone(ch[:len(ch)-1]), ch[len(ch)-1]^1)} {
+			kd.handleTunneledDtls(ft, uuid.New(), d)
+		}
+		waitNoAssociations(t, kd)
+		if ft.count("keys") != 0 || ft.count("disconnect") != 0 {
+			t.Fatalf("keys %d disconnects %d", ft.count("keys"), ft.count("disconnect"))
+		}
+	})
 	known := NewTLSID()
-	_, _ = reg.AddEndpoint("c", Endpoint{TLSID: known, Fingerprint: testFP(1)})
-	ch := clientHello(t, known, []uint16{7})
-	unknownCH := clientHello(t, NewTLSID(), []uint16{7})
-	frags := fragments(ch, 40)
+	legacyFree := NewRegistry()
+	knownCfg, knownFP := simClientConfig(t, known, 7)
+	_, _ = legacyFree.AddEndpoint("c", Endpoint{TLSID: known, Fingerprint: knownFP})
 	for _, tc := range []struct {
-		name        string
-		datagrams   [][]byte
-		dropReason  string
-		disconnects int
-		pion        bool // a DTLS server was started
+		name   string
+		cfg    func() *dtls.Config
+		reason string
+		alert  uint8
 	}{
-		{"garbage", [][]byte{bytes.Repeat([]byte{0xff}, 100)}, reasonUnknownAssociation, 0, false},
-		{"empty", [][]byte{{}}, reasonUnknownAssociation, 0, false},
-		{"truncated record", [][]byte{record(contentHandshake, 0, ch)[:30]}, reasonBadClientHello, 1, false},
-		{"not a client hello", [][]byte{record(contentHandshake, 0, append([]byte{2}, ch[1:]...))}, reasonUnknownAssociation, 0, false},
-		{"epoch 1 record", [][]byte{record(contentHandshake, 1, ch)}, reasonUnknownAssociation, 0, false},
-		{"alert", [][]byte{record(contentAlert, 0, []byte{2, 40})}, reasonUnknownAssociation, 0, false},
-		{"unknown tls-id", [][]byte{record(contentHandshake, 0, unknownCH)}, "", 1, false},
-		{"no tls-id, no legacy conference", [][]byte{record(contentHandshake, 0, clientHello(t, "", []uint16{7}))}, "", 1, false},
-		{"no use_srtp", [][]byte{record(contentHandshake, 0, clientHello(t, known, nil))}, "", 1, false},
-		{"no common profile", [][]byte{record(contentHandshake, 0, clientHello(t, known, []uint16{1}))}, "", 1, false},
-		{"bad fragment overlap", [][]byte{frags[0], func() []byte {
-			f := bytes.Clone(frags[0])
-			f[len(f)-1] ^= 1
-			return f
-		}()}, reasonBadClientHello, 1, false},
-		{"fragmented, replayed, reordered: accepted", append(append([][]byte{frags[2], frags[0]}, frags...), frags[1]), "", 0, true},
+		{"unknown tls-id", func() *dtls.Config { c, _ := simClientConfig(t, NewTLSID(), 7); return c }, reasonUnknownTLSID, dtls.AlertAccessDenied},
+		{"no tls-id, no legacy conference", func() *dtls.Config { c, _ := simClientConfig(t, "", 7); return c }, reasonMissingTLSID, dtls.AlertAccessDenied},
+		{"no common profile", func() *dtls.Config { c, _ := simClientConfig(t, known, 1); return c }, reasonNoCommonProfile, dtls.AlertHandshakeFailure},
+		{"right tls-id, wrong certificate", func() *dtls.Config { c, _ := simClientConfig(t, known, 7); return c }, reasonFingerprint, dtls.AlertBadCertificate},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			kd, pr := newTestKD(t, reg)
+			kd, _ := newTestKD(t, legacyFree)
 			ft := &fakeTunnel{id: "t1", peer: "md1"}
 			kd.tunnelUp(ft)
-			id := uuid.New()
-			for _, d := range tc.datagrams {
-				kd.handleTunneledDtls(ft, id, d)
+			sc := newSimClient(t, kd, ft, tc.cfg())
+			sc.drive(5 * time.Second)
+			if got := sc.alertReceived(); got != tc.alert {
+				t.Fatalf("client ended with %v, want alert %d", sc.c.Err(), tc.alert)
 			}
-			if tc.dropReason != "" {
-				if got := counterValue(kd.m.drops.WithLabelValues(tc.dropReason)); got < 1 {
-					t.Fatalf("drop counter %s = %v", tc.dropReason, got)
-				}
+			waitNoAssociations(t, kd)
+			if ft.count("keys") != 0 || ft.count("disconnect") != 1 {
+				t.Fatalf("keys %d disconnects %d", ft.count("keys"), ft.count("disconnect"))
 			}
-			if got := ft.count("disconnect"); got != tc.disconnects {
-				t.Fatalf("EndpointDisconnect sent %d times, want %d", got, tc.disconnects)
+			if got := counterValue(kd.m.handshakes.WithLabelValues(tc.reason)); got != 1 {
+				t.Fatalf("handshakes{result=%s} = %v", tc.reason, got)
 			}
-			if got := ft.count("keys"); got != 0 {
-				t.Fatal("MediaKeys sent")
-			}
-			if tc.pion {
-				if kd.NumAssociations() != 1 {
-					t.Fatal("no association for a valid ClientHello")
-				}
-				// The server answered (HelloVerifyRequest) through the tunnel;
-				// the handshake then times out and the state goes away.
-				waitNoAssociations(t, kd)
-				if ft.count("dtls") == 0 || ft.count("disconnect") != 1 {
-					t.Fatalf("dtls %d, disconnects %d", ft.count("dtls"), ft.count("disconnect"))
-				}
-				return
-			}
-			if kd.NumAssociations() != 0 {
-				t.Fatalf("state left behind: %+v", kd.Associations())
-			}
-			_ = pr
 		})
 	}
+	t.Run("fragmented, duplicated, reordered: accepted", func(t *testing.T) {
+		kd, _ := newTestKD(t, legacyFree)
+		ft := &fakeTunnel{id: "t1", peer: "md1"}
+		kd.tunnelUp(ft)
+		cfg := *knownCfg
+		cfg.MTU = dtls.MinMTU
+		sc := newSimClient(t, kd, ft, &cfg)
+		var held []byte
+		sc.filter = func(d []byte) []byte {
+			// Each datagram is delayed until the next one, which then
+			// arrives first; every datagram arrives twice.
+			prev := held
+			held = d
+			if prev != nil {
+				sc.kd.handleTunneledDtls(sc.ft, sc.id, d)
+				return prev
+			}
+			return nil
+		}
+		sc.drive(5 * time.Second)
+		if !sc.c.Established() {
+			t.Fatalf("client: %v", sc.c.Err())
+		}
+		if ft.count("keys") != 1 {
+			t.Fatalf("MediaKeys sent %d times", ft.count("keys"))
+		}
+	})
 }
 
-// TestClientHelloFlood sends complete ClientHellos for unknown conferences:
-// no DTLS server is started, no state remains, the limit of pending
-// (fragmented) ClientHellos holds.
+// TestClientHelloFlood: ClientHellos without cookies, for unknown
+// conferences, cost a HelloVerifyRequest each and leave no state; the
+// limit of pending (fragmented) ClientHellos holds.
 func TestClientHelloFlood(t *testing.T) {
 	reg := NewRegistry()
 	kd, _ := newTestKD(t, reg)
 	ft := &fakeTunnel{id: "t1", peer: "md1"}
 	kd.tunnelUp(ft)
 	before := runtime.NumGoroutine()
+	cfg, _ := simClientConfig(t, NewTLSID(), 7)
+	c, _ := dtls.NewClient(cfg)
+	_ = c.Start(time.Now())
+	ch := c.Datagrams()[0]
+	// Faster than the workers: each is answered, or refused at the
+	// pending limit (8) while the others are processed.
 	for range 1000 {
-		kd.handleTunneledDtls(ft, uuid.New(), record(contentHandshake, 0, clientHello(t, NewTLSID(), []uint16{7})))
+		kd.handleTunneledDtls(ft, uuid.New(), ch)
 	}
-	if n := kd.NumAssociations(); n != 0 {
-		t.Fatalf("%d associations after a flood of unknown tls-ids", n)
-	}
+	waitNoAssociations(t, kd)
 	if g := runtime.NumGoroutine(); g > before+2 {
-		t.Fatalf("goroutines %d -> %d: DTLS servers started for unknown tls-ids", before, g)
+		t.Fatalf("goroutines %d -> %d", before, g)
 	}
+	hvr, refused := counterValue(kd.m.helloVerify), counterValue(kd.m.drops.WithLabelValues(reasonLimitPending))
+	if hvr+refused != 1000 || float64(ft.count("dtls")) != hvr || hvr < 8 {
+		t.Fatalf("%v HelloVerifyRequests (%d sent) and %v refused for 1000 ClientHellos", hvr, ft.count("dtls"), refused)
+	}
+	// At the pace of the workers, every one is answered: a
+	// HelloVerifyRequest holds no pending slot.
+	for i := range 200 {
+		kd.handleTunneledDtls(ft, uuid.New(), ch)
+		for kd.NumAssociations() != 0 {
+			time.Sleep(100 * time.Microsecond)
+		}
+		if got := counterValue(kd.m.helloVerify); got != hvr+float64(i+1) {
+			t.Fatalf("ClientHello %d: %v stateless answers, want %v", i, got, hvr+float64(i+1))
+		}
+	}
+	kd.m.drops.Reset()
 	// Fragment floods: first fragments only, bounded by MaxPending (8).
-	frag := fragments(clientHello(t, NewTLSID(), []uint16{7}), 30)[0]
+	frag := fragment(ch, 30)
 	for range 100 {
 		kd.handleTunneledDtls(ft, uuid.New(), frag)
 	}
@@ -219,18 +330,31 @@ func TestClientHelloFlood(t *testing.T) {
 	waitNoAssociations(t, kd) // the janitor ends them at the handshake timeout
 }
 
+// fragment returns the first fragment (n octets of body) of the
+// single-record, single-message datagram d.
+func fragment(d []byte, n int) []byte {
+	h := bytes.Clone(d[13 : 13+12])
+	h[6], h[7], h[8] = 0, 0, 0
+	h[9], h[10], h[11] = 0, byte(n>>8), byte(n)
+	r := bytes.Clone(d[:13])
+	r[11], r[12] = byte((12+n)>>8), byte(12+n)
+	return append(append(r, h...), d[25:25+n]...)
+}
+
 // Another MD cannot reach an association by guessing its id.
 func TestAssociationIsolation(t *testing.T) {
 	reg := NewRegistry()
-	known := NewTLSID()
-	_, _ = reg.AddEndpoint("c", Endpoint{TLSID: known, Fingerprint: testFP(1)})
 	kd, _ := newTestKD(t, reg)
 	a, b := &fakeTunnel{id: "t1", peer: "md1"}, &fakeTunnel{id: "t2", peer: "md2"}
 	kd.tunnelUp(a)
 	kd.tunnelUp(b)
+	cfg, _ := simClientConfig(t, NewTLSID(), 7)
+	c, _ := dtls.NewClient(cfg)
+	_ = c.Start(time.Now())
 	id := uuid.New()
-	kd.handleTunneledDtls(a, id, record(contentHandshake, 0, clientHello(t, known, []uint16{7})))
+	kd.handleTunneledDtls(a, id, fragment(c.Datagrams()[0], 30)) // pending: reassembling
 	kd.handleEndpointDisconnect(b, id)
+	time.Sleep(20 * time.Millisecond)
 	if kd.NumAssociations() != 1 {
 		t.Fatal("another MD ended the association")
 	}

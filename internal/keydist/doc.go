@@ -11,31 +11,33 @@
 //  1. Look the association up by (MD identity, association id). An MD can
 //     never reach another MD's associations.
 //  2. Unknown id: only a record that starts a ClientHello creates state (a
-//     pending entry holding a dtlsmsg.Reassembler, bounded in number and in
-//     time); anything else is a counted drop.
-//  3. Complete ClientHello: read external_session_id (RFC 8844, type 56) and
-//     use_srtp; look the tls-id up in the Registry; intersect the offered
-//     profiles with the MD's SupportedProfiles and the KD's own. No match or
-//     no common profile ends the association here (fatal alert, EndpointDisconnect)
-//     without ever starting a DTLS server: a ClientHello flood costs a parse.
-//  4. Otherwise a pion/dtls server runs over a datagram adapter (adapter.go)
-//     whose writes go back to the MD as TunneledDtls on the tunnel the last
-//     message arrived on (or another live tunnel of the same MD).
-//  5. VerifyPeerCertificate matches the tls-id AND the SHA-256 fingerprint
-//     of the endpoint certificate against the registry before the server's
-//     final flight is built; a mismatch is a fatal alert.
-//  6. The adapter holds the final flight (ChangeCipherSpec, Finished) until
-//     the keys are exported and SendMediaKeys has returned, then releases it.
-//  7. When the association ends for any reason the KD sends EndpointDisconnect,
-//     zeroes the key buffers and forgets every byte of its state.
+//     pending association holding an internal/dtls server Conn, bounded in
+//     number and in time); anything else is a counted drop.
+//  3. The datagram goes to the KD worker the association hashes to (a few
+//     workers run every association's DTLS server: no goroutine per
+//     association). A ClientHello without a valid cookie gets a stateless
+//     HelloVerifyRequest and the association is forgotten at once: a
+//     ClientHello flood costs a parse and an HMAC.
+//  4. The ClientHello hook reads external_session_id (RFC 8844) and
+//     use_srtp: the tls-id must be in the Registry, the profile is the
+//     endpoint's first offered one that the MD's SupportedProfiles and the
+//     KD's own contain (double profiles included), EKT (RFC 8870) is
+//     negotiated when Config.EKT is set. A refusal is a fatal alert and
+//     EndpointDisconnect.
+//  5. VerifyPeer matches the tls-id AND the SHA-256 fingerprint of the
+//     endpoint certificate against the registry once its CertificateVerify
+//     checks, before the server's final flight exists.
+//  6. The DTLS server holds its final flight (ChangeCipherSpec, Finished)
+//     until the keys are exported and SendMediaKeys has returned; for a
+//     double profile MediaKeys carries only the outer (hop-by-hop) halves.
+//     Then the conference's EKTKey follows, retransmitted until the
+//     endpoint's ACK.
+//  7. When the association ends for any reason the KD sends
+//     EndpointDisconnect, zeroes the keys and forgets every byte of its
+//     state.
 //
 // The package owns the KD logic, the endpoint registry (file and admin API
 // sources) and its metrics. It must not parse the tunnel wire format (that
-// is internal/tunnel) nor DTLS records beyond the record headers it needs to
-// hold a flight (the ClientHello parsing is internal/dtlsmsg), and it never
-// logs key material.
-//
-// The double profiles of RFC 8723 (0x0009, 0x000A) cannot be negotiated with
-// pion/dtls; the key splitting for them is here (SplitDouble) so that the
-// MediaKeys layout is settled once a DTLS stack can negotiate them.
+// is internal/tunnel) nor DTLS (that is internal/dtls), and it never logs
+// key material.
 package keydist

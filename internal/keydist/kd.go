@@ -1,11 +1,14 @@
 package keydist
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -13,6 +16,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/mdfast/mdfast/internal/dtls"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
 
@@ -24,6 +28,7 @@ const (
 	DefaultMaxAssociationsPerTunnel = 10000
 	DefaultMaxPending               = 2048
 	DefaultMaxClientHello           = 8192
+	DefaultInboundQueueLength       = 4096
 )
 
 // Config configures a KeyDistributor. Zero values mean the defaults.
@@ -59,19 +64,38 @@ type Config struct {
 	// MaxClientHello is the largest ClientHello accepted, in octets
 	// (DefaultMaxClientHello).
 	MaxClientHello int
-	// InboundQueueLength is the number of datagrams queued per association
-	// (default 32).
+	// InboundQueueLength is the number of datagrams queued per KD worker
+	// (DefaultInboundQueueLength); more are dropped (DTLS retransmits).
 	InboundQueueLength int
-	// MTU is the DTLS MTU towards endpoints (pion's default, 1200).
+	// Workers is the number of goroutines that run the associations' DTLS
+	// servers (default GOMAXPROCS). An association always runs on the same
+	// worker, in the order its datagrams arrived.
+	Workers int
+	// MTU is the DTLS MTU towards endpoints (dtls.DefaultMTU, 1200).
 	MTU int
-	// FlightInterval is the first DTLS retransmission interval (pion's
-	// default, 1s).
+	// FlightInterval is the first DTLS retransmission interval
+	// (dtls.DefaultRetransmitTimeout, 1s).
 	FlightInterval time.Duration
+	// EKT, if set, makes the KD negotiate EKT (RFC 8870) with endpoints
+	// that offer a cipher it supports, and send each the EKTKey of its
+	// conference after the handshake. With EKT set, a double profile
+	// (RFC 8723) is refused to an endpoint that offers no common EKT
+	// cipher.
+	EKT EKTSource
 	// Logger receives logs (default slog.Default()). Key material is never
 	// logged.
 	Logger *slog.Logger
 	// Metrics, if not nil, receives the KD's Prometheus collectors.
 	Metrics prometheus.Registerer
+}
+
+// EKTSource gives the KD the EKT parameter set of a conference.
+type EKTSource interface {
+	// EKTCiphers lists the EKT ciphers supported, in preference order.
+	EKTCiphers() []dtls.EKTCipher
+	// EKTKey returns the current EKTKey of a conference for the cipher;
+	// the KD zeroes it once sent.
+	EKTKey(conference string, cipher dtls.EKTCipher) (dtls.EKTKey, error)
 }
 
 // tunnelConn is what the KD needs of a tunnel; *tunnel.KDTunnel implements
@@ -109,6 +133,9 @@ type KeyDistributor struct {
 	profiles []uint16
 	fp       Fingerprint
 
+	dtlsConfig *dtls.Config // settled once; each association copies it with its hooks
+	work       []chan job   // one queue per worker
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -138,7 +165,7 @@ func New(cfg Config) (*KeyDistributor, error) {
 	}
 	for _, p := range profiles {
 		if !ProfileNegotiable(p) {
-			return nil, fmt.Errorf("keydist: profile 0x%04x cannot be negotiated with pion/dtls: %w", p, ErrUnknownProfile)
+			return nil, fmt.Errorf("keydist: profile 0x%04x: %w", p, ErrUnknownProfile)
 		}
 	}
 	cfg.HandshakeTimeout = cmp0(cfg.HandshakeTimeout, DefaultHandshakeTimeout)
@@ -147,7 +174,8 @@ func New(cfg Config) (*KeyDistributor, error) {
 	cfg.MaxAssociationsPerTunnel = cmp0(cfg.MaxAssociationsPerTunnel, DefaultMaxAssociationsPerTunnel)
 	cfg.MaxPending = cmp0(cfg.MaxPending, DefaultMaxPending)
 	cfg.MaxClientHello = cmp0(cfg.MaxClientHello, DefaultMaxClientHello)
-	cfg.InboundQueueLength = cmp0(cfg.InboundQueueLength, defaultInboundQueueLength)
+	cfg.InboundQueueLength = cmp0(cfg.InboundQueueLength, DefaultInboundQueueLength)
+	cfg.Workers = cmp0(cfg.Workers, runtime.GOMAXPROCS(0))
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -157,6 +185,7 @@ func New(cfg Config) (*KeyDistributor, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	k := &KeyDistributor{
+		work:      make([]chan job, cfg.Workers),
 		cfg:       cfg,
 		log:       cfg.Logger,
 		rl:        newRateLog(cfg.Logger, 10*time.Second, 10),
@@ -169,10 +198,74 @@ func New(cfg Config) (*KeyDistributor, error) {
 		perTunnel: map[string]int{},
 		peers:     map[string]*peerState{},
 	}
+	// One DTLS configuration for every association; each adds its own
+	// hooks. Profiles are chosen by the ClientHello hook.
+	dc := &dtls.Config{
+		Certificate:         cfg.Certificate,
+		VerifyPeer:          func([][]byte) error { return errors.New("no association") },
+		ClientHello:         func(*dtls.ClientHelloInfo) (dtls.ServerSelection, error) { return dtls.ServerSelection{}, errors.New("no association") },
+		HoldFinalFlight:     true,
+		MTU:                 cfg.MTU,
+		RetransmitTimeout:   cfg.FlightInterval,
+		MaxHandshakeMessage: cfg.MaxClientHello,
+		CountDrop:           m.dtlsDrop,
+	}
+	if cfg.EKT != nil {
+		dc.EKTCiphers = cfg.EKT.EKTCiphers()
+	}
+	if k.dtlsConfig, err = dc.Settle(true); err != nil {
+		cancel()
+		return nil, fmt.Errorf("keydist: %w", err)
+	}
+	for i := range k.work {
+		k.work[i] = make(chan job, cfg.InboundQueueLength)
+		k.wg.Go(func() { k.worker(k.work[i]) })
+	}
 	cfg.Registry.Subscribe(k.revalidate)
 	k.wg.Add(1)
 	go k.janitor()
 	return k, nil
+}
+
+// job is one datagram for an association, or its timer (b nil).
+type job struct {
+	a *association
+	b []byte
+}
+
+// worker runs the DTLS servers of the associations hashed to it.
+func (k *KeyDistributor) worker(q chan job) {
+	for {
+		select {
+		case <-k.ctx.Done():
+			return
+		case j := <-q:
+			if j.b == nil {
+				j.a.handleTimeout()
+			} else {
+				j.a.handleDatagram(j.b)
+			}
+		}
+	}
+}
+
+// enqueue hands a datagram (b, copied by the caller) or a timer expiry
+// (b nil) to the association's worker. A full queue drops a datagram
+// (DTLS retransmits); a timer expiry waits for room.
+func (k *KeyDistributor) enqueue(a *association, b []byte) {
+	q := k.work[int(binary.BigEndian.Uint32(a.key.id[12:]))%len(k.work)]
+	if b == nil {
+		select {
+		case q <- job{a: a}:
+		case <-k.ctx.Done():
+		}
+		return
+	}
+	select {
+	case q <- job{a: a, b: b}:
+	default:
+		k.m.drops.WithLabelValues(reasonQueueFull).Inc()
+	}
 }
 
 func cmp0[T comparable](v, def T) T {
@@ -321,7 +414,12 @@ func (k *KeyDistributor) handleTunneledDtls(t tunnelConn, id uuid.UUID, b []byte
 			}
 			return
 		}
-		a = newAssociation(k, key, t)
+		var err error
+		if a, err = newAssociation(k, key, t); err != nil {
+			k.mu.Unlock()
+			k.drop(reasonHandshakeFailed, t, id, err)
+			return
+		}
 		k.assocs[key] = a
 		k.perTunnel[t.ID()]++
 		k.pending++
@@ -329,7 +427,7 @@ func (k *KeyDistributor) handleTunneledDtls(t tunnelConn, id uuid.UUID, b []byte
 	}
 	k.mu.Unlock()
 	a.setTunnel(t)
-	a.handleDatagram(b)
+	k.enqueue(a, bytes.Clone(b))
 }
 
 func (k *KeyDistributor) handleEndpointDisconnect(t tunnelConn, id uuid.UUID) {
@@ -393,15 +491,15 @@ func (k *KeyDistributor) moved(from, to assocState) {
 func (k *KeyDistributor) revalidate() {
 	snap := k.cfg.Registry.current()
 	k.mu.Lock()
-	var gone []*association
+	all := make([]*association, 0, len(k.assocs))
 	for _, a := range k.assocs {
-		if !a.stillRegistered(snap) {
-			gone = append(gone, a)
-		}
+		all = append(all, a)
 	}
 	k.mu.Unlock()
-	for _, a := range gone {
-		a.terminate(reasonRemoved, alertAccessDenied, true)
+	for _, a := range all {
+		if !a.stillRegistered(snap) {
+			a.terminate(reasonRemoved, dtls.AlertAccessDenied, true)
+		}
 	}
 }
 
@@ -451,7 +549,7 @@ func (k *KeyDistributor) sweep(now time.Time) {
 	for _, e := range ends {
 		desc := uint8(0)
 		if e.reason == reasonHandshakeTimeout {
-			desc = alertHandshakeFailure
+			desc = dtls.AlertHandshakeFailure
 		}
 		e.a.terminate(e.reason, desc, true)
 	}

@@ -2,6 +2,8 @@ package keydist
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/mdfast/mdfast/internal/dtls"
 )
 
 // Drop and end reasons, used as metric labels and in logs.
@@ -29,6 +31,10 @@ const (
 	reasonTunnelLost         = "tunnel_lost"
 	reasonShutdown           = "shutdown"
 	reasonClosedMD           = "md_closed_unknown"
+	reasonEndpointAlert      = "endpoint_alert"
+	reasonNoEKTCipher        = "no_common_ekt_cipher"
+	reasonEKTNotAcked        = "ekt_key_not_acknowledged"
+	reasonEKTUnavailable     = "ekt_key_unavailable"
 )
 
 // metrics are the KD's Prometheus collectors.
@@ -44,7 +50,14 @@ type metrics struct {
 	hsDuration     prometheus.Histogram
 	rxDatagrams    prometheus.Counter
 	txDatagrams    prometheus.Counter
+	ektKeysSent    prometheus.Counter
+	ektKeysAcked   prometheus.Counter
+	dtlsDrops      *prometheus.CounterVec
+	helloVerify    prometheus.Counter
 }
+
+// dtlsDrop counts a record or fragment the DTLS servers dropped.
+func (m *metrics) dtlsDrop(r dtls.DropReason) { m.dtlsDrops.WithLabelValues(r.String()).Inc() }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
@@ -93,10 +106,27 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "keydist", Name: "tunneled_dtls_sent_total",
 			Help: "TunneledDtls messages sent.",
 		}),
+		ektKeysSent: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "ekt_keys_sent_total",
+			Help: "EKTKey messages (RFC 8870) sent to endpoints.",
+		}),
+		ektKeysAcked: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "ekt_keys_acknowledged_total",
+			Help: "EKTKey messages acknowledged by endpoints.",
+		}),
+		helloVerify: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "hello_verify_requests_total",
+			Help: "ClientHellos answered statelessly (HelloVerifyRequest, or nothing usable): no association kept.",
+		}),
+		dtlsDrops: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "dtls_dropped_records_total",
+			Help: "DTLS records or handshake fragments the KD's DTLS servers dropped, by reason.",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.associations, m.handshakes, m.ended, m.drops, m.mediaKeys,
-			m.disconnectsOut, m.disconnectsIn, m.tunnels, m.hsDuration, m.rxDatagrams, m.txDatagrams} {
+			m.disconnectsOut, m.disconnectsIn, m.tunnels, m.hsDuration, m.rxDatagrams, m.txDatagrams,
+			m.ektKeysSent, m.ektKeysAcked, m.dtlsDrops, m.helloVerify} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

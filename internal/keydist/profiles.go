@@ -18,26 +18,26 @@ const (
 )
 
 // profileInfo is what the KD needs to know about a profile: the master key
-// and salt lengths exported per direction, and whether pion/dtls can
-// negotiate it.
+// and salt lengths exported per direction, and whether it is double.
 type profileInfo struct {
 	keyLen, saltLen int
-	negotiable      bool
 	double          bool
 }
 
 var knownProfiles = map[uint16]profileInfo{
-	ProfileAES128CMSHA180:  {keyLen: 16, saltLen: 14, negotiable: true},
-	ProfileAES128CMSHA132:  {keyLen: 16, saltLen: 14, negotiable: true},
-	ProfileAEADAES128GCM:   {keyLen: 16, saltLen: 12, negotiable: true},
-	ProfileAEADAES256GCM:   {keyLen: 32, saltLen: 12, negotiable: true},
+	ProfileAES128CMSHA180:  {keyLen: 16, saltLen: 14},
+	ProfileAES128CMSHA132:  {keyLen: 16, saltLen: 14},
+	ProfileAEADAES128GCM:   {keyLen: 16, saltLen: 12},
+	ProfileAEADAES256GCM:   {keyLen: 32, saltLen: 12},
 	ProfileDoubleAES128GCM: {keyLen: 32, saltLen: 24, double: true},
 	ProfileDoubleAES256GCM: {keyLen: 64, saltLen: 24, double: true},
 }
 
-// DefaultProfiles is the KD's default preference-free set of profiles it
-// offers to negotiate: the ones pion/dtls can negotiate.
-var DefaultProfiles = []uint16{ProfileAEADAES128GCM, ProfileAEADAES256GCM, ProfileAES128CMSHA180, ProfileAES128CMSHA132}
+// DefaultProfiles is the KD's default set of profiles (no preference: the
+// endpoint's offer order decides): all it knows, the RFC 8723 double
+// profiles included.
+var DefaultProfiles = []uint16{ProfileDoubleAES128GCM, ProfileDoubleAES256GCM, ProfileAEADAES128GCM, ProfileAEADAES256GCM,
+	ProfileAES128CMSHA180, ProfileAES128CMSHA132}
 
 // ProfileKeyLengths returns the master key and master salt lengths, in
 // octets and per direction, of an SRTP protection profile.
@@ -46,10 +46,11 @@ func ProfileKeyLengths(profile uint16) (keyLen, saltLen int, ok bool) {
 	return p.keyLen, p.saltLen, ok
 }
 
-// ProfileNegotiable reports whether the KD's DTLS stack can negotiate the
-// profile.
+// ProfileNegotiable reports whether the KD's DTLS stack (internal/dtls)
+// can negotiate the profile: every profile it knows.
 func ProfileNegotiable(profile uint16) bool {
-	return knownProfiles[profile].negotiable
+	_, ok := knownProfiles[profile]
+	return ok
 }
 
 // intersectProfiles returns the profiles of offer (in the offer's order,

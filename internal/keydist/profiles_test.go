@@ -120,7 +120,8 @@ func TestIntersectProfiles(t *testing.T) {
 	}{
 		{"endpoint order kept", []uint16{8, 7, 1}, []uint16{1, 7, 8}, DefaultProfiles, []uint16{8, 7, 1}},
 		{"md restricts", []uint16{8, 7, 1}, []uint16{7}, DefaultProfiles, []uint16{7}},
-		{"double not negotiable", []uint16{9, 7}, []uint16{9, 7}, DefaultProfiles, []uint16{7}},
+		{"double negotiable", []uint16{9, 7}, []uint16{9, 7}, DefaultProfiles, []uint16{9, 7}},
+		{"double not offered by the MD", []uint16{9, 7}, []uint16{7}, DefaultProfiles, []uint16{7}},
 		{"empty", []uint16{1}, []uint16{7, 8}, DefaultProfiles, nil},
 		{"duplicates", []uint16{7, 7, 8}, []uint16{7, 8}, DefaultProfiles, []uint16{7, 8}},
 		{"unknown offered", []uint16{0xFFFF, 3}, []uint16{7}, DefaultProfiles, nil},
