@@ -1,6 +1,6 @@
 // Command mdfast-demo runs the whole system in network namespaces: a Key
 // Distributor (keydist), a Media Distributor (mdfast) and simulated
-// endpoints (package internal/endpointsim: pion/dtls clients sending
+// endpoints (package internal/endpointsim: internal/dtls clients sending
 // external_session_id, pion/srtp media), joined by a bridge on
 // 198.18.0.0/24; the daemons' certificates, registry and processes come
 // from internal/syssim. Every endpoint runs a real

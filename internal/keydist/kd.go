@@ -39,7 +39,7 @@ type Config struct {
 	// Registry lists the endpoints allowed to join conferences. Required.
 	Registry *Registry
 	// Profiles are the SRTP protection profiles the KD negotiates
-	// (DefaultProfiles). Profiles pion/dtls cannot negotiate are refused.
+	// (DefaultProfiles). Unknown profiles are refused.
 	Profiles []uint16
 	// HandshakeTimeout bounds an association from its first datagram to
 	// MediaKeys (DefaultHandshakeTimeout).
@@ -201,9 +201,11 @@ func New(cfg Config) (*KeyDistributor, error) {
 	// One DTLS configuration for every association; each adds its own
 	// hooks. Profiles are chosen by the ClientHello hook.
 	dc := &dtls.Config{
-		Certificate:         cfg.Certificate,
-		VerifyPeer:          func([][]byte) error { return errors.New("no association") },
-		ClientHello:         func(*dtls.ClientHelloInfo) (dtls.ServerSelection, error) { return dtls.ServerSelection{}, errors.New("no association") },
+		Certificate: cfg.Certificate,
+		VerifyPeer:  func([][]byte) error { return errors.New("no association") },
+		ClientHello: func(*dtls.ClientHelloInfo) (dtls.ServerSelection, error) {
+			return dtls.ServerSelection{}, errors.New("no association")
+		},
 		HoldFinalFlight:     true,
 		MTU:                 cfg.MTU,
 		RetransmitTimeout:   cfg.FlightInterval,

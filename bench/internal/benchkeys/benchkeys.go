@@ -11,7 +11,7 @@
 // the only ones a forwarder gets. Only the load generator reads the
 // end-to-end key (package double); the baseline refuses double files
 // (pion/srtp has no double profile) and handshake files are never double
-// (pion/dtls cannot negotiate 0x0009).
+// (their endpoints negotiate AEAD_AES_128_GCM).
 //
 // In a handshake file (GenerateHandshake, for the full-system path) the
 // endpoints carry a DTLS identity instead (tls-id, client certificate and
@@ -225,7 +225,7 @@ func (f *File) check() error {
 	case Profile:
 	case ProfileDouble:
 		if f.Handshake {
-			return errors.New("a handshake file cannot be double (pion/dtls does not negotiate 0x0009)")
+			return errors.New("a handshake file cannot be double (handshake endpoints negotiate AEAD_AES_128_GCM)")
 		}
 		if len(f.E2EKey) != keyLen || len(f.E2ESalt) != saltLen {
 			return errors.New("double file: wrong end-to-end key or salt length")

@@ -144,7 +144,7 @@ func method(cfg Config) []string {
 		"On veth the receive-side kernel work of a datagram runs on the sending core: the forwarder's input processing (XDP and AF_XDP copy, or the UDP stack) is charged to the generator's core, and the delivery of what the forwarder sends to the forwarder's core.",
 		"offered_pps = packets per second sent to the forwarder × fanout (what a lossless forwarder delivers); forwarded_pps = packets per second the endpoints received. Step \"sat\" sends as fast as the generator can (its own core may be the limit, see md_cpu); the percentage steps pace at that fraction of the input rate the forwarder sustained at \"sat\".",
 		"Endpoints seal with internal/srtpfast (client_write keys) just before sendmmsg and verify with pion/srtp (server_write keys): a sample of the received packets is decrypted and compared octet for octet; latency is receive time minus the send time in the payload (one clock).",
-		"Double (profile " + benchkeys.ProfileDouble + ", 0x0009, RFC 8723; groups named *-double): every endpoint seals both layers itself with bench/internal/double (crypto/cipher, independent of internal/srtpfast): the inner layer under the conference's end-to-end key, an empty OHB, the outer layer under its own hop-by-hop client_write key; the forwarder holds only the hop-by-hop (outer) keys, installed directly into its key table, and re-seals the outer layer per receiver; receivers remove the outer layer with their server_write key, then the inner one with the end-to-end key, and compare the payload octet for octet. Measured on " + strings.Join(DoublePaths, ", ") + " only: not on baseline (pion/srtp v3 has no double profile) nor on " + SystemPath + " (pion/dtls cannot negotiate 0x0009, so no handshake yields double keys).",
+		"Double (profile " + benchkeys.ProfileDouble + ", 0x0009, RFC 8723; groups named *-double): every endpoint seals both layers itself with bench/internal/double (crypto/cipher, independent of internal/srtpfast): the inner layer under the conference's end-to-end key, an empty OHB, the outer layer under its own hop-by-hop client_write key; the forwarder holds only the hop-by-hop (outer) keys, installed directly into its key table, and re-seals the outer layer per receiver; receivers remove the outer layer with their server_write key, then the inner one with the end-to-end key, and compare the payload octet for octet. Measured on " + strings.Join(DoublePaths, ", ") + " only: not on baseline (pion/srtp v3 has no double profile) nor on " + SystemPath + " (its endpoints negotiate AEAD_AES_128_GCM; the end-to-end layer needs EKT between the endpoints, which the system path does not carry yet).",
 	}
 }
 
@@ -351,6 +351,9 @@ func fill(s *report.Scenario, r *gen.Result) {
 	s.Sent, s.Received, s.Verified, s.VerifyErrors = r.Sent, r.Received, r.Verified, r.VerifyErrors
 	if h := r.Handshake; h != nil {
 		s.Handshakes, s.HandshakesOK, s.HandshakeTotalMs = h.Endpoints, h.OK, h.TotalMs
+		if h.TotalMs > 0 {
+			s.SetupsPerSecond = float64(h.OK) / (h.TotalMs / 1000)
+		}
 		s.HandshakeP50ms, s.HandshakeP99ms, s.HandshakeMaxMs = h.Duration.P50/1e3, h.Duration.P99/1e3, h.Duration.Max/1e3
 	}
 	if r.VerifyErrors > 0 {

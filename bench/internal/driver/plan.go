@@ -38,7 +38,7 @@ type Group struct {
 
 // DoublePaths are the paths a double group runs on: mdfast with keys
 // installed directly. The baseline is left out (pion/srtp v3 has no double
-// profile), and so is SystemPath (pion/dtls cannot negotiate 0x0009, so no
+// profile), and so is SystemPath (its endpoints negotiate AEAD_AES_128_GCM, so no
 // handshake yields double keys).
 var DoublePaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket"}
 

@@ -30,7 +30,7 @@ const (
 )
 
 // KeysHandshake says how the system path gets its keys.
-const KeysHandshake = "handshake: every endpoint runs a DTLS-SRTP handshake (pion/dtls, external_session_id, internal/endpointsim) " +
+const KeysHandshake = "handshake: every endpoint runs a DTLS-SRTP handshake (internal/dtls client, external_session_id, internal/endpointsim; the KD on internal/dtls) " +
 	"through `mdfast run` to keydist, all at once, before the step; the loadgen sends with the exported keys"
 
 const (

@@ -74,6 +74,9 @@ type Scenario struct {
 	HandshakeP99ms   float64 `json:"handshake_p99_ms,omitempty"`
 	HandshakeMaxMs   float64 `json:"handshake_max_ms,omitempty"`
 	HandshakeTotalMs float64 `json:"handshake_total_ms,omitempty"`
+	// SetupsPerSecond is the KD's association set-up rate through the
+	// tunnel: HandshakesOK over HandshakeTotalMs.
+	SetupsPerSecond float64 `json:"association_setups_per_second,omitempty"`
 	// Profile is the SRTP protection profile the endpoints sent:
 	// "AEAD_AES_128_GCM" or, RFC 8723 double with a real inner layer,
 	// "DOUBLE_AEAD_AES_128_GCM_AEAD_AES_128_GCM".

@@ -183,12 +183,12 @@ func TestMarkdownHandshakes(t *testing.T) {
 	}
 	r.Scenarios = append(r.Scenarios, Scenario{Name: "conf10-audio-160B@fixed", Path: "mdfast-system", Payload: 160,
 		Fanout: 9, Participants: 10, Mode: "xdp-native", Handshakes: 10, HandshakesOK: 10,
-		HandshakeP50ms: 12.34, HandshakeP99ms: 20, HandshakeMaxMs: 21, HandshakeTotalMs: 22.5})
+		HandshakeP50ms: 12.34, HandshakeP99ms: 20, HandshakeMaxMs: 21, HandshakeTotalMs: 22.5, SetupsPerSecond: 444.4})
 	b.Reset()
 	if err := r.Markdown(&b); err != nil {
 		t.Fatal(err)
 	}
-	want := "| conf10-audio-160B@fixed | mdfast-system | xdp-native | 10/10 | 12.3 | 20.0 | 21.0 | 22.5 |"
+	want := "| conf10-audio-160B@fixed | mdfast-system | xdp-native | 10/10 | 12.3 | 20.0 | 21.0 | 22.5 | 444 |"
 	if !strings.Contains(b.String(), want) {
 		t.Fatalf("Markdown lacks %q:\n%s", want, b.String())
 	}
@@ -196,7 +196,7 @@ func TestMarkdownHandshakes(t *testing.T) {
 	if err := r.WriteJSON(&j); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{`"handshakes": 10`, `"handshake_p50_ms": 12.34`, `"handshake_p99_ms": 20`, `"handshake_total_ms": 22.5`} {
+	for _, k := range []string{`"handshakes": 10`, `"handshake_p50_ms": 12.34`, `"handshake_p99_ms": 20`, `"handshake_total_ms": 22.5`, `"association_setups_per_second": 444.4`} {
 		if !strings.Contains(j.String(), k) {
 			t.Errorf("JSON lacks %s", k)
 		}
