@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing mdfast needs on a fresh Debian 12 host.
 # Idempotent: it installs only what is missing, so `make test` can call it
-# every time. Go modules come through the module proxy via `go mod download`.
+# every time. Go modules come through the module proxy via `go mod download
+
+# OpenSSL 3.5 (Debian 13) in a private directory: the independent peer of the
+# RFC 8723 double-profile DTLS interop tests (internal/dtls).
+./scripts/openssl35.sh >/dev/null`.
 set -euo pipefail
 
 need=()
@@ -24,3 +28,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 go mod download
+
+# OpenSSL 3.5 (Debian 13) in a private directory: the independent peer of the
+# RFC 8723 double-profile DTLS interop tests (internal/dtls).
+./scripts/openssl35.sh >/dev/null

@@ -9,11 +9,13 @@
 # writes a wrapper that runs the binary through trixie's own dynamic loader:
 # trixie's libcrypto needs __isoc23_strtol@GLIBC_2.38, bookworm has glibc 2.36.
 #
-# Prints the wrapper's path ($MDFAST_OPENSSL35_DIR/openssl) on stdout; exits
+# Prints the wrapper's path ($MDFAST_OPENSSL35_DIR/openssl; by default under
+# /var/cache/mdfast as root, ~/.cache/mdfast otherwise) on stdout; exits
 # non-zero with a one-line reason on failure. Idempotent.
 set -euo pipefail
 
-DIR=${MDFAST_OPENSSL35_DIR:-/var/cache/mdfast/openssl35}
+if [ "$(id -u)" -eq 0 ]; then def=/var/cache/mdfast/openssl35; else def=${XDG_CACHE_HOME:-$HOME/.cache}/mdfast/openssl35; fi
+DIR=${MDFAST_OPENSSL35_DIR:-$def}
 WRAP=$DIR/openssl
 SUITE=${MDFAST_OPENSSL35_SUITE:-trixie}
 MIRROR=${MDFAST_OPENSSL35_MIRROR:-http://deb.debian.org/debian}

@@ -29,12 +29,12 @@ import (
 
 // benchConfigs are our settled client and server Configs for the
 // comparison; one pair serves every association.
-func benchConfigs(tb testing.TB) (client, server *Config) {
+func benchConfigs(tb testing.TB, g Group) (client, server *Config) {
 	tb.Helper()
 	cc, sc := testCert(tb, "p256"), testCert(tb, "p256b")
 	common := Config{
 		CipherSuites: []uint16{TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256},
-		Groups:       []Group{GroupX25519},
+		Groups:       []Group{g},
 		SRTPProfiles: []uint16{SRTPAEADAES128GCM},
 	}
 	ccfg, scfg := common, common
@@ -157,14 +157,14 @@ type pionStack struct {
 	client []pion.ClientOption
 }
 
-func newPionStack(tb testing.TB) *pionStack {
+func newPionStack(tb testing.TB, curve elliptic.Curve) *pionStack {
 	tb.Helper()
 	cc, sc := testCert(tb, "p256"), testCert(tb, "p256b")
 	common := func(cert, peer tls.Certificate) []pion.Option {
 		opts := pionShared(cert, pinned(peer), SRTPAEADAES128GCM)
 		return append(opts,
 			pion.WithCipherSuites(pion.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256),
-			pion.WithEllipticCurves(elliptic.X25519),
+			pion.WithEllipticCurves(curve),
 		)
 	}
 	ml := &memListener{conns: make(chan net.PacketConn, 1), closed: make(chan struct{})}
@@ -211,35 +211,41 @@ func (p *pionStack) close() { _ = p.ln.Close() }
 // server run on goroutines of their own and may use two cores; ours are
 // stepped by one goroutine (compare with -cpu 1 too).
 func BenchmarkHandshake(b *testing.B) {
-	b.Run("ours", func(b *testing.B) {
-		ccfg, scfg := benchConfigs(b)
-		b.ReportAllocs()
-		n := 0
-		for b.Loop() {
-			l := ourAssociation(b, ccfg, scfg)
-			l.c.Close(l.now)
-			l.s.Close(l.now)
-			n++
-		}
-		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "handshakes/s")
-	})
-	b.Run("pion", func(b *testing.B) {
-		p := newPionStack(b)
-		defer p.close()
-		ctx := context.Background()
-		b.ReportAllocs()
-		n := 0
-		for b.Loop() {
-			cli, srv, _, err := p.associate(ctx)
-			if err != nil {
-				b.Fatal(err)
+	for _, g := range []struct {
+		name string
+		ours Group
+		pion elliptic.Curve
+	}{{"x25519", GroupX25519, elliptic.X25519}, {"p256", GroupP256, elliptic.P256}} {
+		b.Run(g.name+"/ours", func(b *testing.B) {
+			ccfg, scfg := benchConfigs(b, g.ours)
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				l := ourAssociation(b, ccfg, scfg)
+				l.c.Close(l.now)
+				l.s.Close(l.now)
+				n++
 			}
-			_ = cli.Close()
-			_ = srv.Close()
-			n++
-		}
-		b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "handshakes/s")
-	})
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "handshakes/s")
+		})
+		b.Run(g.name+"/pion", func(b *testing.B) {
+			p := newPionStack(b, g.pion)
+			defer p.close()
+			ctx := context.Background()
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				cli, srv, _, err := p.associate(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = cli.Close()
+				_ = srv.Close()
+				n++
+			}
+			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "handshakes/s")
+		})
+	}
 }
 
 // memory is the live heap and the goroutine stacks after a full
@@ -306,7 +312,7 @@ func TestMemoryPerAssociation(t *testing.T) {
 const memAssociations = 10_000
 
 func oursPerAssociation(t *testing.T, n int) perAssociation {
-	ccfg, scfg := benchConfigs(t)
+	ccfg, scfg := benchConfigs(t, GroupX25519)
 	servers := make([]*Conn, 0, n)
 	g0 := settledGoroutines()
 	h0, s0 := memory()
@@ -333,7 +339,7 @@ func pionPerAssociation(t *testing.T, n int) perAssociation {
 	runtime.KeepAlive(ends)
 	ends = nil
 
-	p := newPionStack(t)
+	p := newPionStack(t, elliptic.X25519)
 	defer p.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
