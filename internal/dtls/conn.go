@@ -161,8 +161,9 @@ type Conn struct {
 	ektRecords []uint64 // epoch-1 records that carried ektQueue[0]
 	ackPending []recordNumber
 
-	out    [][]byte
-	events []Event
+	out     [][]byte
+	events  []Event
+	hvrSent bool // a HelloVerifyRequest answered this datagram already
 }
 
 // NewClient returns a client Conn; Start sends its first flight.
@@ -221,6 +222,7 @@ func (c *Conn) HandleDatagram(now time.Time, b []byte) error {
 		c.drop(DropUnexpected) // a client not started yet
 		return nil
 	}
+	c.hvrSent = false
 	for len(b) > 0 && c.state != stateClosed {
 		rec, rest, err := dtlsmsg.NextRecord(b)
 		if err != nil {
@@ -753,6 +755,9 @@ func (c *Conn) flushACK() {
 		c.ackPending = c.ackPending[:0]
 		return
 	}
-	c.out = append(c.out, c.appendRecord(nil, contentACK, 1, marshalACK(c.ackPending)))
+	// One record within the MTU; what does not fit is acknowledged when
+	// the server sends it again.
+	recs := c.ackPending[:min(len(c.ackPending), (c.cfg.MTU-recordOverhead-2)/16)]
+	c.out = append(c.out, c.appendRecord(nil, contentACK, 1, marshalACK(recs)))
 	c.ackPending = c.ackPending[:0]
 }

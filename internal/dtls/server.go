@@ -57,7 +57,15 @@ func (c *Conn) serverClientHello(now time.Time, m *inMessage) error {
 		return alertf(AlertProtocolVersion, "client offers DTLS %#04x only", ch.Version)
 	}
 	if !c.cfg.DisableHelloVerify && !c.cfg.Cookies.valid(now, c.binding, ch) {
-		c.sendHelloVerifyRequest(now, m.seq, ch)
+		// At most one answer per datagram: a datagram packed with
+		// ClientHellos must not buy one HelloVerifyRequest each.
+		if !c.hvrSent {
+			c.hvrSent = true
+			c.sendHelloVerifyRequest(now, m.seq, ch)
+		} else {
+			c.reasm.reset(m.seq + 1)
+			c.drop(DropUnexpected)
+		}
 		return nil
 	}
 	ext, aerr := parseHelloExtensions(ch.Extensions, false)
