@@ -244,7 +244,7 @@ func (a *association) handleEvent(ev dtls.Event) {
 		// that write only.
 		a.k.wg.Go(a.deliverKeys)
 	case dtls.EventHandshakeComplete:
-		a.sendEKTKey()
+		a.joinEKT()
 	case dtls.EventEKTKeyAcked:
 		a.k.m.ektKeysAcked.Inc()
 	case dtls.EventClosed:
@@ -298,19 +298,23 @@ func (a *association) clientHello(info *dtls.ClientHelloInfo) (dtls.ServerSelect
 	if len(a.allowed) == 0 {
 		return reject(reasonNoCommonProfile, dtls.AlertHandshakeFailure, errors.New("no common SRTP profile"))
 	}
-	sel.SRTPProfile = a.allowed[0]
-	if k.cfg.EKT != nil {
-		for _, c := range info.EKTCiphers {
-			if slices.Contains(k.cfg.EKT.EKTCiphers(), c) {
-				sel.EKTCipher = c
-				break
-			}
+	// A double profile needs EKT: without the conference's EKTKey the
+	// other members could never learn this endpoint's end-to-end key
+	// (RFC 8871 section 4.5.2). An endpoint that does not offer the KD's
+	// EKT cipher gets its first single profile, if any.
+	ekt := k.cfg.EKT.Cipher()
+	hasEKT := slices.Contains(info.EKTCiphers, ekt)
+	for _, p := range a.allowed {
+		if !knownProfiles[p].double || hasEKT {
+			sel.SRTPProfile = p
+			break
 		}
-		if sel.EKTCipher == 0 && knownProfiles[sel.SRTPProfile].double {
-			// Without EKT the other members could never learn this
-			// endpoint's end-to-end key (RFC 8871 section 4.5.2).
-			return reject(reasonNoEKTCipher, dtls.AlertHandshakeFailure, errors.New("double profile without a common EKT cipher"))
-		}
+	}
+	switch {
+	case sel.SRTPProfile == 0:
+		return reject(reasonNoEKTCipher, dtls.AlertHandshakeFailure, fmt.Errorf("double profile without the EKT cipher %v", ekt))
+	case knownProfiles[sel.SRTPProfile].double:
+		sel.EKTCipher = ekt
 	}
 	a.ekt = sel.EKTCipher
 	a.setState(stateHandshaking)
@@ -473,33 +477,123 @@ func (a *association) sendMediaKeys(ctx context.Context, mk *tunnel.MediaKeys) e
 	return err
 }
 
-// sendEKTKey sends the conference's EKTKey (RFC 8870 section 5.2.2) once
-// the handshake is complete, when EKT was negotiated.
-func (a *association) sendEKTKey() {
+// joinEKT runs once the handshake is complete: a member that negotiated
+// EKT joins its conference's EKT members and gets the conference's EKTKey
+// (RFC 8870 section 5.2.2); with RekeyOnJoin the conference first gets a
+// new parameter set, which every member receives.
+func (a *association) joinEKT() {
+	k := a.k
 	m := a.match.Load()
-	if a.ekt == 0 || m == nil || a.k.cfg.EKT == nil {
+	if a.ekt == 0 || m == nil {
 		return
 	}
-	key, err := a.k.cfg.EKT.EKTKey(m.Conference, a.ekt)
+	params, err := k.cfg.EKT.Current(m.Conference)
+	if err == nil && k.cfg.RekeyOnJoin && k.ektMembers(m.Conference) > 0 {
+		spi := params.SPI
+		params.zero()
+		params, err = k.cfg.EKT.Rekey(m.Conference, spi)
+	}
 	if err != nil {
-		a.k.rl.Log(slog.LevelError, "ekt_key", "no EKTKey for the conference", "conference", m.Conference, "err", err)
+		k.rl.Log(slog.LevelError, "ekt_key", "no EKT parameter set for the conference", "conference", m.Conference, "err", err)
 		a.terminate(reasonEKTUnavailable, dtls.AlertInternalError, true)
 		return
 	}
+	defer params.zero()
+	k.mu.Lock()
+	set := k.members[m.Conference]
+	if set == nil {
+		set = map[*association]struct{}{}
+		k.members[m.Conference] = set
+	}
+	set[a] = struct{}{}
+	others := make([]*association, 0, len(set))
+	for o := range set {
+		others = append(others, o)
+	}
+	k.mu.Unlock()
+	if !k.cfg.RekeyOnJoin {
+		others = []*association{a}
+	}
+	for _, o := range others {
+		o.sendEKTKey(&params)
+	}
+}
+
+// sendEKTKey queues an EKTKey for the endpoint; the DTLS server
+// retransmits it until the ACK.
+func (a *association) sendEKTKey(p *EKTParams) {
+	key := p.EKTKey()
 	defer key.Zero()
 	now := time.Now()
 	a.mu.Lock()
-	if a.state == stateEnded {
+	if a.state != stateEstablished {
 		a.mu.Unlock()
 		return
 	}
-	err = a.conn.SendEKTKey(now, key)
+	err := a.conn.SendEKTKey(now, key)
 	a.afterConn(now) // unlocks
 	if err != nil {
-		a.k.rl.Log(slog.LevelError, "ekt_key", "EKTKey not sent", "association", a.key.id, "err", err)
+		a.k.rl.Log(slog.LevelWarn, "ekt_key", "EKTKey not sent", "association", a.key.id, "spi", p.SPI, "err", err)
 		return
 	}
 	a.k.m.ektKeysSent.Inc()
+}
+
+// leaveEKT removes a leaving member from its conference's EKT members:
+// the last one takes the parameter set with it, otherwise the conference
+// gets a new one, sent to everyone who stays (RFC 8871 section 4.5.2).
+func (k *KeyDistributor) leaveEKT(a *association) {
+	m := a.match.Load()
+	if m == nil {
+		return
+	}
+	k.mu.Lock()
+	set := k.members[m.Conference]
+	if _, ok := set[a]; !ok {
+		k.mu.Unlock()
+		return
+	}
+	delete(set, a)
+	stay := make([]*association, 0, len(set))
+	for o := range set {
+		stay = append(stay, o)
+	}
+	if len(set) == 0 {
+		delete(k.members, m.Conference)
+	}
+	k.mu.Unlock()
+	if len(stay) == 0 {
+		k.cfg.EKT.Forget(m.Conference)
+		return
+	}
+	k.rekey(m.Conference, stay)
+}
+
+// rekey gives conference a new EKT parameter set and sends it to members.
+func (k *KeyDistributor) rekey(conference string, members []*association) {
+	cur, err := k.cfg.EKT.Current(conference)
+	if err == nil {
+		spi := cur.SPI
+		cur.zero()
+		cur, err = k.cfg.EKT.Rekey(conference, spi)
+	}
+	if err != nil {
+		k.rl.Log(slog.LevelError, "ekt_rekey", "EKT re-key failed", "conference", conference, "err", err)
+		return
+	}
+	defer cur.zero()
+	k.m.ektRekeys.Inc()
+	k.log.Info("EKT re-key", "conference", conference, "spi", cur.SPI, "members", len(members))
+	for _, o := range members {
+		o.sendEKTKey(&cur)
+	}
+}
+
+// ektMembers returns the number of EKT members of a conference.
+func (k *KeyDistributor) ektMembers(conference string) int {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return len(k.members[conference])
 }
 
 // terminate ends the association once: it leaves the tables, ends the
@@ -529,6 +623,9 @@ func (a *association) terminate(reason string, alertDesc uint8, notifyMD bool) {
 	a.mu.Unlock()
 
 	k.forget(a, prev)
+	if prev == stateEstablished {
+		k.leaveEKT(a)
+	}
 	t := a.tunnel()
 	if t != nil {
 		for _, d := range out {

@@ -76,26 +76,21 @@ type Config struct {
 	// FlightInterval is the first DTLS retransmission interval
 	// (dtls.DefaultRetransmitTimeout, 1s).
 	FlightInterval time.Duration
-	// EKT, if set, makes the KD negotiate EKT (RFC 8870) with endpoints
-	// that offer a cipher it supports, and send each the EKTKey of its
-	// conference after the handshake. With EKT set, a double profile
-	// (RFC 8723) is refused to an endpoint that offers no common EKT
-	// cipher.
+	// EKT keeps each conference's EKT parameter set (RFC 8870): every
+	// endpoint that negotiates a double profile (RFC 8723) must offer its
+	// cipher and gets the conference's EKTKey after the handshake. Default:
+	// a MemoryEKT with its defaults.
 	EKT EKTSource
+	// RekeyOnJoin makes the KD give a conference a new EKT parameter set
+	// when a member joins, as it always does when one leaves (RFC 8871
+	// section 4.5.2), so that a newcomer cannot read what was sent before
+	// it joined.
+	RekeyOnJoin bool
 	// Logger receives logs (default slog.Default()). Key material is never
 	// logged.
 	Logger *slog.Logger
 	// Metrics, if not nil, receives the KD's Prometheus collectors.
 	Metrics prometheus.Registerer
-}
-
-// EKTSource gives the KD the EKT parameter set of a conference.
-type EKTSource interface {
-	// EKTCiphers lists the EKT ciphers supported, in preference order.
-	EKTCiphers() []dtls.EKTCipher
-	// EKTKey returns the current EKTKey of a conference for the cipher;
-	// the KD zeroes it once sent.
-	EKTKey(conference string, cipher dtls.EKTCipher) (dtls.EKTKey, error)
 }
 
 // tunnelConn is what the KD needs of a tunnel; *tunnel.KDTunnel implements
@@ -134,6 +129,7 @@ type KeyDistributor struct {
 	fp       Fingerprint
 
 	dtlsConfig *dtls.Config // settled once; each association copies it with its hooks
+	ttlCheck   time.Time    // janitor: next look at the EKT parameter sets' age
 	work       []chan job   // one queue per worker
 
 	ctx    context.Context
@@ -142,6 +138,7 @@ type KeyDistributor struct {
 
 	mu        sync.Mutex
 	closed    bool
+	members   map[string]map[*association]struct{} // conference -> members holding its EKTKey
 	assocs    map[assocKey]*association
 	perTunnel map[string]int
 	pending   int
@@ -179,6 +176,13 @@ func New(cfg Config) (*KeyDistributor, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.EKT == nil {
+		m, err := NewMemoryEKT(MemoryEKTConfig{})
+		if err != nil {
+			return nil, err
+		}
+		cfg.EKT = m
+	}
 	m, err := newMetrics(cfg.Metrics)
 	if err != nil {
 		return nil, fmt.Errorf("keydist: register metrics: %w", err)
@@ -195,6 +199,7 @@ func New(cfg Config) (*KeyDistributor, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 		assocs:    map[assocKey]*association{},
+		members:   map[string]map[*association]struct{}{},
 		perTunnel: map[string]int{},
 		peers:     map[string]*peerState{},
 	}
@@ -212,9 +217,7 @@ func New(cfg Config) (*KeyDistributor, error) {
 		MaxHandshakeMessage: cfg.MaxClientHello,
 		CountDrop:           m.dtlsDrop,
 	}
-	if cfg.EKT != nil {
-		dc.EKTCiphers = cfg.EKT.EKTCiphers()
-	}
+	dc.EKTCiphers = []dtls.EKTCipher{cfg.EKT.Cipher()}
 	if k.dtlsConfig, err = dc.Settle(true); err != nil {
 		cancel()
 		return nil, fmt.Errorf("keydist: %w", err)
@@ -554,6 +557,39 @@ func (k *KeyDistributor) sweep(now time.Time) {
 			desc = dtls.AlertHandshakeFailure
 		}
 		e.a.terminate(e.reason, desc, true)
+	}
+	if now.After(k.ttlCheck) {
+		k.ttlCheck = now.Add(ttlCheckInterval)
+		k.renewEKT(now)
+	}
+}
+
+// ttlCheckInterval is how often the janitor looks for EKT parameter sets
+// near the end of their lifetime.
+const ttlCheckInterval = 10 * time.Second
+
+// renewEKT re-keys every conference whose EKT parameter set has used three
+// quarters of its TTL: an EKTKey must not be used past it (RFC 8870
+// section 5.2.2).
+func (k *KeyDistributor) renewEKT(now time.Time) {
+	k.mu.Lock()
+	confs := make(map[string][]*association, len(k.members))
+	for c, set := range k.members {
+		for a := range set {
+			confs[c] = append(confs[c], a)
+		}
+	}
+	k.mu.Unlock()
+	for c, members := range confs {
+		p, err := k.cfg.EKT.Current(c)
+		if err != nil {
+			continue
+		}
+		due := now.Sub(p.Created) > p.TTL*3/4
+		p.zero()
+		if due {
+			k.rekey(c, members)
+		}
 	}
 }
 

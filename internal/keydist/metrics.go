@@ -54,6 +54,7 @@ type metrics struct {
 	ektKeysAcked   prometheus.Counter
 	dtlsDrops      *prometheus.CounterVec
 	helloVerify    prometheus.Counter
+	ektRekeys      prometheus.Counter
 }
 
 // dtlsDrop counts a record or fragment the DTLS servers dropped.
@@ -114,6 +115,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "keydist", Name: "ekt_keys_acknowledged_total",
 			Help: "EKTKey messages acknowledged by endpoints.",
 		}),
+		ektRekeys: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "ekt_rekeys_total",
+			Help: "New EKT parameter sets given to conferences (a member left or joined, or the key's TTL ran low).",
+		}),
 		helloVerify: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "keydist", Name: "hello_verify_requests_total",
 			Help: "ClientHellos answered statelessly (HelloVerifyRequest, or nothing usable): no association kept.",
@@ -126,7 +131,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.associations, m.handshakes, m.ended, m.drops, m.mediaKeys,
 			m.disconnectsOut, m.disconnectsIn, m.tunnels, m.hsDuration, m.rxDatagrams, m.txDatagrams,
-			m.ektKeysSent, m.ektKeysAcked, m.dtlsDrops, m.helloVerify} {
+			m.ektKeysSent, m.ektKeysAcked, m.dtlsDrops, m.helloVerify, m.ektRekeys} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
