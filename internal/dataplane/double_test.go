@@ -13,6 +13,7 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/srtp/v3"
 
+	"github.com/mdfast/mdfast/internal/ekt"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
@@ -113,6 +114,7 @@ type doubleEndpoint struct {
 	ssrc             uint32
 	seq              uint16
 	roc              uint32
+	ektField         []byte // appended by seal; nil: a ShortEKTField
 }
 
 // newDoubleConference makes n endpoints of profile p in one conference of
@@ -227,7 +229,32 @@ func (e *doubleEndpoint) seal(t testing.TB, pkt []byte, roc uint32, tamperInner 
 	}
 	plain := append(append([]byte(nil), inner...), 0x00) // OHB: nothing changed
 	wire = e.up.aead.Seal(append([]byte(nil), pkt[:full]...), e.up.nonce(ssrc, roc, seq), plain, pkt[:full])
-	return wire, inner
+	// RFC 8870 section 4.1: every double-profile SRTP packet ends in an
+	// EKTField (ShortEKTField unless the test chose another).
+	field := e.ektField
+	if field == nil {
+		field = ekt.AppendShort(nil)
+	}
+	return append(wire, field...), inner
+}
+
+// ektFields are the EKTFields the test sends, one per kind: Short, Full,
+// and an extension (type 64) the MD must skip by its length.
+func ektFields(t testing.TB) [][]byte {
+	full, err := ekt.AppendFull(nil, ekt.Full{Ciphertext: bytes.Repeat([]byte{0xE7}, 40), SPI: 0x0102, Epoch: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return [][]byte{ekt.AppendShort(nil), full, append(bytes.Repeat([]byte{0x45}, 9), 0, 12, 64)}
+}
+
+// splitEKT takes the EKTField off a received packet.
+func splitEKT(pkt []byte) (srtp, field []byte, err error) {
+	n, _, err := ekt.FieldLen(pkt)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pkt[:len(pkt)-n], pkt[len(pkt)-n:], nil
 }
 
 var errInner = errors.New("inner (end-to-end) authentication failed")
@@ -239,6 +266,10 @@ var errInner = errors.New("inner (end-to-end) authentication failed")
 // and tag as received, the rebuilt synthetic header and the payload; err is
 // errInner when only the inner layer failed.
 func (e *doubleEndpoint) open(pkt []byte, roc, origROC uint32) (inner, synth, payload []byte, err error) {
+	pkt, _, err = splitEKT(pkt)
+	if err != nil {
+		return nil, nil, nil, err
+	}
 	fixed, full, ok := rtpHeaderLens(pkt)
 	if !ok || pkt[0]>>6 != 2 {
 		return nil, nil, nil, errors.New("bad RTP header")
@@ -330,13 +361,20 @@ func testForwardDouble(t *testing.T, p srtpfast.Profile) {
 	}
 
 	var forwarded uint64
+	fields := ektFields(t)
 	for k := range 12 { // each sender's SEQ wraps: ROC 0 -> 1
 		for s, snd := range eps {
 			orig, roc := snd.nextRTP(k, 30+17*k)
+			snd.ektField = fields[k%len(fields)]
 			wire, inner := snd.seal(t, orig, roc, -1)
 			got := relay(s, wire)
 			if len(got) != len(eps)-1 {
 				t.Fatalf("packet %d from %d: %d copies, want %d", k, s, len(got), len(eps)-1)
+			}
+			for r, b := range got {
+				if _, field, err := splitEKT(b); err != nil || !bytes.Equal(field, snd.ektField) {
+					t.Fatalf("packet %d from %d at %d: EKTField %x, sent %x (%v)", k, s, r, field, snd.ektField, err)
+				}
 			}
 			forwarded++
 			_, full, _ := rtpHeaderLens(orig)
@@ -418,9 +456,10 @@ func testForwardDouble(t *testing.T, p srtpfast.Profile) {
 	// The same packet intact is then forwarded: the bad one used up nothing.
 	orig, roc := snd.nextRTP(1, 40)
 	_, full, _ := rtpHeaderLens(orig)
+	snd.ektField = nil
 	wire, _ := snd.seal(t, orig, roc, -1)
 	bad := append([]byte(nil), wire...)
-	bad[len(bad)-5] ^= 0x10
+	bad[len(bad)-1-5] ^= 0x10 // in the outer tag, before the ShortEKTField
 	if got := relay(0, bad); len(got) != 0 {
 		t.Fatalf("outer tag flipped: %d copies sent", len(got))
 	}
@@ -438,9 +477,75 @@ func testForwardDouble(t *testing.T, p srtpfast.Profile) {
 		}
 	}
 
+	// A packet without a valid EKTField: no field (it ends in the outer
+	// tag), a reserved type, a Full field whose length runs past the
+	// packet. Dropped and counted, nothing sent.
+	for name, mangle := range map[string]func([]byte) []byte{
+		"no EKTField":     func(w []byte) []byte { return w[:len(w)-1] },
+		"reserved type 1": func(w []byte) []byte { w[len(w)-1] = 1; return w },
+		"length past the packet": func(w []byte) []byte {
+			return append(w[:len(w)-1], 0xFF, 0xF0, ekt.TypeFull)
+		},
+	} {
+		orig, roc := snd.nextRTP(1, 40)
+		wire, _ := snd.seal(t, orig, roc, -1)
+		if got := relay(0, mangle(wire)); len(got) != 0 {
+			t.Fatalf("%s: %d copies sent", name, len(got))
+		}
+	}
 	st := w.Stats()
-	if st[Forwarded] != forwarded || st[TxPackets] != 2*forwarded || st.Drops() != 1 {
-		t.Fatalf("forwarded %d tx %d drops %d, want %d, %d, 1: %s",
+	if st[DropEKTField] != 3 {
+		t.Fatalf("drop_ekt_field %d, want 3: %s", st[DropEKTField], nonZero(&st))
+	}
+	if st[Forwarded] != forwarded || st[TxPackets] != 2*forwarded || st.Drops() != 4 {
+		t.Fatalf("forwarded %d tx %d drops %d, want %d, %d, 4: %s",
 			st[Forwarded], st[TxPackets], st.Drops(), forwarded, 2*forwarded, nonZero(&st))
 	}
+}
+
+// TestForwardDoubleEKTAllocs: forwarding a double packet with a
+// FullEKTField allocates nothing.
+func TestForwardDoubleEKTAllocs(t *testing.T) {
+	tbl := newMemTable()
+	eps := newDoubleConference(t, srtpfast.ProfileDoubleAEADAES128GCM, tbl, 3)
+	port := newFakePort(64, 64)
+	w := NewWorker(0, port, tbl.NewReader(), WorkerConfig{})
+	eps[0].ektField = ektFields(t)[1]
+	const runs = 200
+	pkts := make([][]byte, runs+2) // AllocsPerRun calls once more to warm up
+	for i := range pkts {
+		orig, roc := eps[0].nextRTP(i, 160)
+		pkts[i], _ = eps[0].seal(t, orig, roc, -1)
+	}
+	port.push(pkts[0], eps[0].peer.Addr)
+	_ = w.poll()
+	i := 1
+	allocs := testing.AllocsPerRun(runs, func() {
+		port.reset()
+		port.push(pkts[i], eps[0].peer.Addr)
+		i++
+		_ = w.poll()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per packet", allocs)
+	}
+	if st := w.Stats(); st[Forwarded] != runs+2 || st.Drops() != 0 {
+		t.Fatalf("forwarded %d drops %d: %s", st[Forwarded], st.Drops(), nonZero(&st))
+	}
+}
+
+// outerAuthentic reports whether pkt (without its EKTField) opens under
+// the endpoint's client_write outer key with ROC 0 or 1.
+func (e *doubleEndpoint) outerAuthentic(pkt []byte) bool {
+	_, full, ok := rtpHeaderLens(pkt)
+	if !ok {
+		return false
+	}
+	ssrc, seq := binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:])
+	for roc := range uint32(2) {
+		if _, err := e.up.aead.Open(nil, e.up.nonce(ssrc, roc, seq), pkt[full:], pkt[:full]); err == nil {
+			return true
+		}
+	}
+	return false
 }

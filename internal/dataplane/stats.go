@@ -70,6 +70,9 @@ const (
 	DropSSRCLimit
 	// DropBadOHB: a malformed RFC 8723 Original Header Block.
 	DropBadOHB
+	// DropEKTField: an SRTP packet of a double-profile sender whose
+	// trailing EKTField (RFC 8870 section 4.1) is missing or malformed.
+	DropEKTField
 	// DropIndexExhausted: the SRTP/SRTCP index space is used up.
 	DropIndexExhausted
 	// DropSSRCCollision: the SSRC is claimed by another association.
@@ -108,7 +111,7 @@ var counterNames = [NumCounters]string{
 	DropEmpty: "drop_empty", DropJunk: "drop_junk", DropUnknownSource: "drop_unknown_source",
 	DropNoKeys: "drop_no_keys", DropMalformed: "drop_malformed", DropAuth: "drop_auth",
 	DropReplay: "drop_replay", DropTooOld: "drop_too_old", DropUnknownMKI: "drop_unknown_mki",
-	DropSSRCLimit: "drop_ssrc_limit", DropBadOHB: "drop_bad_ohb",
+	DropSSRCLimit: "drop_ssrc_limit", DropBadOHB: "drop_bad_ohb", DropEKTField: "drop_ekt_field",
 	DropIndexExhausted: "drop_index_exhausted", DropSSRCCollision: "drop_ssrc_collision",
 	DropNoReceivers: "drop_no_receivers", DropNoNeighbour: "drop_no_neighbour",
 	DropNoSource: "drop_no_source", DropTooBig: "drop_too_big", DropSeal: "drop_seal",

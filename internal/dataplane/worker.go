@@ -23,7 +23,9 @@ package dataplane
 //     member's Send keys under the sender's ROC (SRTP) or SRTCP index, and
 //     commit it; the port writes the Ethernet/IP/UDP headers (AF_XDP) or
 //     queues a sendmmsg message. For the double profiles (RFC 8723) only
-//     the outer layer is opened and sealed; the inner one is copied as is.
+//     the outer layer is opened and sealed; the inner one is copied as is,
+//     and so is the EKTField (RFC 8870) that ends every double-profile
+//     SRTP packet: taken off before the open, appended after each seal.
 //  7. Flush the TX batch, release the RX buffers, reap completions, and
 //     publish the batch's counters.
 //
@@ -40,6 +42,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mdfast/mdfast/internal/ekt"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
@@ -238,7 +241,19 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		plain []byte
 		ssrc  uint32
 		ctr   uint32 // ROC for SRTP, index for SRTCP
+		tail  []byte // the EKTField, carried to every receiver untouched
 	)
+	if !rtcp && e.keys.Profile().IsDouble() {
+		// RFC 8723 section 5.1 with RFC 8870 section 4.1: a double-profile
+		// SRTP packet ends in an EKTField after the outer tag. The MD holds
+		// no EKTKey: it carries the field as it came.
+		n, _, err := ekt.FieldLen(b)
+		if err != nil {
+			c[DropEKTField]++
+			return
+		}
+		b, tail = b[:len(b)-n], b[len(b)-n:]
+	}
 	if rtcp {
 		info, err := e.o.OpenRTCP(b)
 		if err != nil {
@@ -273,7 +288,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 			c[reason]++
 			continue
 		}
-		overhead := r.Send.RTPOverhead()
+		overhead := r.Send.RTPOverhead() + len(tail)
 		if rtcp {
 			overhead = r.Send.RTCPOverhead()
 		}
@@ -293,6 +308,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 			c[DropSeal]++
 			continue
 		}
+		out = append(out, tail...) // within cap: checked above
 		w.port.Commit(len(out))
 		sent++
 	}

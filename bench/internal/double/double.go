@@ -22,14 +22,17 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/mdfast/mdfast/internal/ekt"
 )
 
 // TagLen is the GCM tag of either layer.
 const TagLen = 16
 
 // Overhead is what Seal adds to a plaintext RTP packet: the inner tag, the
-// one-octet empty OHB and the outer tag.
-const Overhead = TagLen + 1 + TagLen
+// one-octet empty OHB, the outer tag and a ShortEKTField (RFC 8870 section
+// 4.1: every double-profile SRTP packet ends in an EKTField).
+const Overhead = TagLen + 1 + TagLen + 1
 
 // saltLen is the RFC 7714 master salt of one layer.
 const saltLen = 12
@@ -40,6 +43,7 @@ var (
 	ErrOuter  = errors.New("double: outer (hop-by-hop) authentication failed")
 	ErrOHB    = errors.New("double: bad original header block")
 	ErrInner  = errors.New("double: inner (end-to-end) authentication failed")
+	ErrEKT    = errors.New("double: missing or malformed EKTField")
 )
 
 // session is one RFC 7714 AES-GCM session: the session key and salt
@@ -181,7 +185,7 @@ func (e *Endpoint) Seal(dst, pkt []byte, roc uint32) ([]byte, error) {
 	dst = e.e2e.aead.Seal(dst, e.e2e.nonce(&e.iv, ssrc, roc, seq), pkt[full:], synth)
 	dst = append(dst, 0x00) // OHB: nothing changed
 	out := e.up.aead.Seal(dst[hdr:hdr], e.up.nonce(&e.iv, ssrc, roc, seq), dst[hdr:], dst[start:hdr])
-	return dst[:hdr+len(out)], nil
+	return ekt.AppendShort(dst[:hdr+len(out)]), nil
 }
 
 // Opened describes a packet Open recovered.
@@ -202,8 +206,13 @@ type Opened struct {
 // Media Distributor rewrote SEQ). It does not allocate. The errors are
 // ErrHeader, ErrOuter, ErrOHB and ErrInner.
 func (e *Endpoint) Open(pkt []byte, roc, origROC uint32) (Opened, error) {
+	n, _, err := ekt.FieldLen(pkt)
+	if err != nil {
+		return Opened{}, ErrEKT
+	}
+	pkt = pkt[:len(pkt)-n]
 	fixed, full, ok := headerLens(pkt)
-	if !ok || len(pkt) < full+Overhead {
+	if !ok || len(pkt) < full+Overhead-1 {
 		return Opened{}, ErrHeader
 	}
 	ssrc, seq := binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:])

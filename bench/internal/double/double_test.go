@@ -94,7 +94,10 @@ func TestSealAgainstPion(t *testing.T) {
 			if len(wire) != len(pkt)+Overhead {
 				t.Fatalf("sealed %d octets, want %d", len(wire), len(pkt)+Overhead)
 			}
-			mid, err := outer.DecryptRTP(nil, wire, nil)
+			if wire[len(wire)-1] != 0x00 {
+				t.Fatalf("kl %d seq %d: no ShortEKTField at the end", kl, seq)
+			}
+			mid, err := outer.DecryptRTP(nil, wire[:len(wire)-1], nil)
 			if err != nil {
 				t.Fatalf("kl %d seq %d: outer: %v", kl, seq, err)
 			}
@@ -148,6 +151,7 @@ func TestThroughMD(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			wire = wire[:len(wire)-1] // the MD takes the ShortEKTField off, and puts it back
 			info, err := op.OpenRTP(wire)
 			if err != nil {
 				t.Fatalf("kl %d seq %d: MD open: %v", kl, seq, err)
@@ -164,20 +168,22 @@ func TestThroughMD(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, flip := range []int{-1, len(out) - 3, len(out) - TagLen - 4} { // none, outer tag, inner layer
+			out = append(out, 0x00)
+			for _, flip := range []int{-1, len(out) - 4, len(out) - TagLen - 5} { // none, outer tag, inner layer
 				b := append([]byte(nil), out...)
 				want := error(nil)
 				if flip >= 0 {
 					b[flip] ^= 0x20
 					want = ErrOuter
 				}
-				if flip == len(out)-TagLen-4 {
+				if flip == len(out)-TagLen-5 {
 					// Inside the inner tag: re-seal the outer layer
 					// over the flipped inner layer, as a bad E2E
 					// sender would.
 					m := append([]byte(nil), mid...)
 					m[len(m)-4] ^= 0x20
 					b, _ = send.SealRTP(&sc, nil, m, info.ROC)
+					b = append(b, 0x00)
 					want = ErrInner
 				}
 				got, err := e.Open(b, roc, roc)

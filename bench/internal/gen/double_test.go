@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
+	"github.com/mdfast/mdfast/internal/ekt"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
@@ -58,7 +59,17 @@ func fakeMD(t *testing.T, kf *benchkeys.File) {
 			if p == nil {
 				continue
 			}
-			info, err := p.op.OpenRTP(buf[:n])
+			pkt, tail := buf[:n], []byte(nil)
+			if kf.Profile == benchkeys.ProfileDouble {
+				// The EKTField that ends a double packet is carried as
+				// is, as the MD does.
+				f, _, err := ekt.FieldLen(pkt)
+				if err != nil {
+					continue
+				}
+				pkt, tail = pkt[:n-f], pkt[n-f:]
+			}
+			info, err := p.op.OpenRTP(pkt)
 			if err != nil {
 				continue
 			}
@@ -66,8 +77,8 @@ func fakeMD(t *testing.T, kf *benchkeys.File) {
 				if a == from {
 					continue
 				}
-				if out, err = q.send.SealRTP(&sc, out[:0], buf[:info.Len], info.ROC); err == nil {
-					_, _ = conn.WriteToUDPAddrPort(out, a)
+				if out, err = q.send.SealRTP(&sc, out[:0], pkt[:info.Len], info.ROC); err == nil {
+					_, _ = conn.WriteToUDPAddrPort(append(out, tail...), a)
 				}
 			}
 		}
