@@ -149,7 +149,9 @@ func (c *Conn) clientServerHello(m *inMessage) error {
 	c.suite = s
 	c.serverRandom = sh.Random
 	c.profile = sh.SRTPProfiles[0]
-	c.mki = slices.Clone(c.cfg.SRTPMKI)
+	// An empty srtp_mki from the server means it will not use the MKI
+	// (RFC 5764 section 4.1.1): then neither side does.
+	c.mki = slices.Clone(sh.SRTPMKI)
 	if ext.hasEKT {
 		c.ekt = ext.ektCiphers[0]
 	}

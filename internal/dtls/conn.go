@@ -110,7 +110,7 @@ const (
 	maxEarlyRecords = 8
 	maxEarlyBytes   = 16 << 10
 	maxHVRs         = 3
-	maxEKTQueue     = 8
+	maxEKTQueue     = 2 // the EKTKey in flight and the newest behind it
 )
 
 // Conn is one DTLS association, client or server. See the package
@@ -161,10 +161,15 @@ type Conn struct {
 	ektRecords []uint64 // epoch-1 records that carried ektQueue[0]
 	ackPending []recordNumber
 
-	out     [][]byte
-	events  []Event
-	hvrSent bool // a HelloVerifyRequest answered this datagram already
+	out           [][]byte
+	events        []Event
+	hvrSent       bool   // a HelloVerifyRequest answered this datagram already
+	authenticated uint64 // epoch-1 records that authenticated
 }
+
+// Authenticated returns the number of records received that authenticated
+// (epoch 1): its owner can tell a live peer from forged traffic.
+func (c *Conn) Authenticated() uint64 { return c.authenticated }
 
 // NewClient returns a client Conn; Start sends its first flight.
 func NewClient(cfg *Config) (*Conn, error) {
@@ -406,7 +411,13 @@ func (c *Conn) handleRecord(now time.Time, rec dtlsmsg.Record) {
 			return
 		}
 		c.replay.mark(rec.Sequence)
+		c.authenticated++
+		if len(pt) > maxPlaintext {
+			c.fail(alertf(AlertRecordOverflow, "record of %d octets of plaintext", len(pt)))
+			return
+		}
 		c.handleProtected(now, rec.ContentType, rec.Sequence, pt)
+		clear(pt) // it may hold an EKTKey
 	case rec.Epoch == 1 && c.state == stateHandshake:
 		n := recordHeaderLen + len(rec.Fragment)
 		if len(c.early) >= maxEarlyRecords || c.earlyBytes+n > maxEarlyBytes {
@@ -426,23 +437,10 @@ func (c *Conn) handlePlaintext(now time.Time, rec dtlsmsg.Record) {
 	switch rec.ContentType {
 	case contentHandshake:
 		if c.state != stateHandshake {
-			// After the handshake nothing unauthenticated changes state: a
-			// repeat of the peer's last flight asks for ours again, the
-			// rest is dropped.
-			old := false
-			for frag := rec.Fragment; len(frag) > 0; {
-				h, _, rest, err := dtlsmsg.NextHandshake(frag)
-				if err != nil {
-					break
-				}
-				frag = rest
-				old = old || h.MessageSeq-c.reasm.next >= 0x8000
-			}
-			if old {
-				c.peerRetransmitted(now)
-			} else {
-				c.drop(DropUnauthenticated)
-			}
+			// After the handshake nothing unauthenticated changes state or
+			// draws an answer: a client repeating its last flight repeats
+			// its Finished too, in epoch 1, and that asks for ours again.
+			c.drop(DropUnauthenticated)
 			return
 		}
 		c.handleHandshakeRecord(now, 0, rec.Sequence, rec.Fragment)
@@ -501,7 +499,7 @@ func (c *Conn) handleHandshakeRecord(now time.Time, epoch uint16, recSeq uint64,
 			// The cookie exchange leaves no state: whichever ClientHello
 			// comes (a repeat of the first, or the one with the cookie)
 			// is reassembled from scratch when nothing else is pending.
-			if c.reasm.slots[0] == nil && h.MessageSeq != c.reasm.next {
+			if h.MessageSeq != c.reasm.next {
 				c.reasm.reset(h.MessageSeq)
 			}
 			c.hs.recSeqCH = recSeq
@@ -511,6 +509,15 @@ func (c *Conn) handleHandshakeRecord(now time.Time, epoch uint16, recSeq uint64,
 		}
 		out, aerr := c.reasm.add(epoch, h, part)
 		if aerr != nil {
+			if c.server && c.hs != nil && c.hs.step == sWaitClientHello {
+				// Before the cookie exchange nothing is known of the
+				// client: a bad fragment is dropped, not a reason to
+				// answer (RFC 6347 section 4.1.2.7), and the next
+				// ClientHello starts afresh.
+				c.reasm.reset(h.MessageSeq + 1)
+				c.drop(DropMalformed)
+				continue
+			}
 			c.fail(aerr)
 			return
 		}

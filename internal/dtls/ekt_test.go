@@ -81,6 +81,9 @@ func TestDoubleWithEKT(t *testing.T) {
 					if !l.s.Deadline().IsZero() {
 						t.Fatal("a timer still runs after the ACK")
 					}
+					if l.s.ektMsg.body != nil || len(l.s.ektQueue) != 0 {
+						t.Fatal("the acknowledged EKTKey is still held")
+					}
 				}
 			})
 		}
@@ -160,5 +163,38 @@ func TestEKTKeyNeverAcked(t *testing.T) {
 	}
 	if _, err := l.s.ExportKeyingMaterial("EXTRACTOR-dtls_srtp", nil, 112); err == nil {
 		t.Fatal("keys exportable after the association ended")
+	}
+}
+
+// TestEKTKeySuperseded: keys queued behind the one in flight are replaced
+// by the newest: a slow client ends up with the newest key, never an older
+// one after it.
+func TestEKTKeySuperseded(t *testing.T) {
+	cc, sc := doubleConfigs(t, SRTPDoubleAES128GCM, EKTCipherAESKW128)
+	l := newLink(t, cc, sc)
+	l.start()
+	held := true
+	l.filter = func(fc bool, d []byte) [][]byte {
+		if held {
+			return nil // the client hears nothing for now
+		}
+		return [][]byte{d}
+	}
+	for spi := uint16(1); spi <= 5; spi++ {
+		if err := l.s.SendEKTKey(l.now, ektKey(EKTCipherAESKW128, spi)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	l.run()
+	held = false
+	for i := 0; i < 6 && len(ackedSPIs(l.sev)) < 2; i++ {
+		l.advance()
+	}
+	var spis []uint16
+	for _, k := range receivedEKT(l.cev) {
+		spis = append(spis, k.SPI)
+	}
+	if fmt.Sprint(spis) != "[1 5]" || fmt.Sprint(ackedSPIs(l.sev)) != "[1 5]" {
+		t.Fatalf("client received %v, server saw ACKs for %v; want the first (in flight) and the newest", spis, ackedSPIs(l.sev))
 	}
 }

@@ -10,6 +10,7 @@ const (
 	AlertCloseNotify            uint8 = 0
 	AlertUnexpectedMessage      uint8 = 10
 	AlertBadRecordMAC           uint8 = 20
+	AlertRecordOverflow         uint8 = 22
 	AlertHandshakeFailure       uint8 = 40
 	AlertBadCertificate         uint8 = 42
 	AlertUnsupportedCertificate uint8 = 43
@@ -70,6 +71,8 @@ func alertName(d uint8) string {
 		return "unexpected_message"
 	case AlertBadRecordMAC:
 		return "bad_record_mac"
+	case AlertRecordOverflow:
+		return "record_overflow"
 	case AlertHandshakeFailure:
 		return "handshake_failure"
 	case AlertBadCertificate:
@@ -113,8 +116,6 @@ var (
 	ErrNotEstablished = errors.New("dtls: handshake not complete")
 	// ErrNoEKT: SendEKTKey on a connection that negotiated no EKT cipher.
 	ErrNoEKT = errors.New("dtls: no EKT cipher negotiated")
-	// ErrEKTQueueFull: too many EKTKey messages waiting for their ACK.
-	ErrEKTQueueFull = errors.New("dtls: too many unacknowledged EKTKey messages")
 	// ErrConfig: an invalid Config.
 	ErrConfig = errors.New("dtls: invalid configuration")
 )

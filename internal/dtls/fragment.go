@@ -68,6 +68,13 @@ func (r *reassembler) add(epoch uint16, h dtlsmsg.HandshakeHeader, frag []byte) 
 		r.slots[d] = m
 	}
 	switch {
+	case m.epoch != epoch && epoch > m.epoch && !m.complete():
+		// An authenticated (epoch 1) fragment outranks unauthenticated
+		// ones of the same message_seq: a forged plaintext fragment must
+		// not block the real Finished.
+		r.buffered -= len(m.body) + len(m.have)
+		r.slots[d] = nil
+		return r.add(epoch, h, frag)
 	case m.epoch != epoch:
 		return fragEpoch, nil
 	case m.typ != h.Type || len(m.body) != int(h.Length):
@@ -194,6 +201,9 @@ func (c *Conn) writeFlight(msgs []outMessage) []sentRecord {
 			pt = append(pt, m.body[off:off+n]...)
 			seq := c.writeSeq[m.epoch]
 			dg = c.appendRecord(dg, contentHandshake, m.epoch, pt)
+			if m.epoch > 0 {
+				clear(pt) // it may hold an EKTKey
+			}
 			sent = append(sent, sentRecord{epoch: m.epoch, seq: seq, msg: m.seq})
 			off += n
 		}

@@ -1021,7 +1021,7 @@ func (d *fuzzConn) owner(spi uint8) {
 		k.SPI += uint16(spi)
 		k.Key = slices.Repeat([]byte{spi}, c.ekt.KeyLen())
 		d.do("SendEKTKey", false, func() error {
-			if err := c.SendEKTKey(d.now, k); err != nil && err != ErrEKTQueueFull && err != c.Err() {
+			if err := c.SendEKTKey(d.now, k); err != nil && err != c.Err() {
 				d.t.Fatalf("SendEKTKey: %v", err)
 			}
 			return c.Err()

@@ -146,8 +146,11 @@ func verify(pub crypto.PublicKey, scheme SignatureScheme, sig []byte, parts ...[
 	return nil
 }
 
-// minRSABits is the smallest RSA modulus accepted from a peer.
-const minRSABits = 2048
+// minRSABits and maxRSABits bound the RSA modulus accepted from a peer.
+const (
+	minRSABits = 2048
+	maxRSABits = 8192
+)
 
 // peerLeafKey parses the leaf of a peer chain and returns its public key,
 // refusing key types and sizes the package does not accept.
@@ -162,8 +165,14 @@ func peerLeafKey(chain [][]byte) (crypto.PublicKey, *AlertError) {
 			return nil, alertf(AlertUnsupportedCertificate, "peer ECDSA key on %s", k.Curve.Params().Name)
 		}
 	case *rsa.PublicKey:
-		if k.N.BitLen() < minRSABits {
+		switch {
+		case k.N.BitLen() < minRSABits:
 			return nil, alertf(AlertInsufficientSecurity, "peer RSA key of %d bits", k.N.BitLen())
+		case k.N.BitLen() > maxRSABits || k.E != 65537:
+			// An unchecked self-signed certificate may carry any modulus:
+			// bound the cost of verifying with it before VerifyPeer can
+			// refuse it (as crypto/tls does since CVE-2023-29409).
+			return nil, alertf(AlertUnsupportedCertificate, "peer RSA key of %d bits, exponent %d", k.N.BitLen(), k.E)
 		}
 	default:
 		return nil, alertf(AlertUnsupportedCertificate, "peer key of type %T", leaf.PublicKey)

@@ -455,7 +455,9 @@ func (k *EKTKey) check(c EKTCipher) error {
 // ekt_key_value<1..256> and srtp_master_salt<1..256> take a two-octet
 // length: 256 does not fit in one (RFC 8446 section 3.4).
 func marshalEKTKey(k *EKTKey) ([]byte, error) {
-	var b cryptobyte.Builder
+	// A buffer of the final size: a growing builder would leave copies of
+	// the key behind.
+	b := cryptobyte.NewFixedBuilder(make([]byte, 0, 2+len(k.Key)+2+len(k.MasterSalt)+2+3))
 	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(k.Key) })
 	b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(k.MasterSalt) })
 	b.AddUint16(k.SPI)

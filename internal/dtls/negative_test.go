@@ -2,8 +2,12 @@ package dtls
 
 import (
 	"bytes"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
 	"encoding/binary"
 	"errors"
+	"math/big"
 	"testing"
 	"time"
 
@@ -418,22 +422,20 @@ func TestNegativeHandshakes(t *testing.T) {
 		name:  "oversized handshake message",
 		setup: func(cc, sc *Config) { sc.MaxHandshakeMessage = 1024 },
 		filter: func(*link) func(bool, []byte) [][]byte {
-			return onMessage(true, typeClientHello, func(b []byte) []byte {
-				return editExtensions(b, true, replaceExt(0xFAFA, make([]byte, 1100)))
-			})
+			return onMessage(true, typeCertificate, func(b []byte) []byte { return append(b, make([]byte, 1100)...) })
 		},
 		serverFails: true, alert: AlertIllegalParameter,
 	}, {
 		name: "overlapping fragments that disagree",
 		filter: func(*link) func(bool, []byte) [][]byte {
 			return func(fc bool, d []byte) [][]byte {
-				if !fc || d[recordHeaderLen] != typeClientHello {
+				rec, _, _ := dtlsmsg.NextRecord(d)
+				h, body, _, err := dtlsmsg.NextHandshake(rec.Fragment)
+				if !fc || rec.Epoch != 0 || err != nil || h.Type != typeCertificate {
 					return [][]byte{d}
 				}
-				// The ClientHello again as two fragments: 0..40 with one
+				// The Certificate again as two fragments: 0..40 with one
 				// octet changed, then the whole message.
-				rec, _, _ := dtlsmsg.NextRecord(d)
-				h, body, _, _ := dtlsmsg.NextHandshake(rec.Fragment)
 				bad := bytes.Clone(body[:40])
 				bad[20] ^= 1
 				f1 := appendHandshakeHeader(nil, h.Type, int(h.Length), h.MessageSeq, 0, 40)
@@ -757,5 +759,109 @@ func TestHelloVerify(t *testing.T) {
 	_ = s.HandleDatagram(now, second[0])
 	if d := s.Datagrams(); len(d) == 0 || d[0][recordHeaderLen] != typeServerHello {
 		t.Fatal("the cookie was not accepted")
+	}
+}
+
+// TestStatelessHelloIgnoresForgery: before the cookie exchange nothing is
+// known of the client, so forged fragments (another message_seq, a
+// contradiction, a message above the limit) are dropped without an answer
+// and the genuine ClientHello that follows is answered.
+func TestStatelessHelloIgnoresForgery(t *testing.T) {
+	sc := serverConfig(t, "p256", "p256b")
+	sc.MaxHandshakeMessage = 4096
+	s, err := NewServer(sc, []byte("198.18.0.9:5004"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := NewClient(clientConfig(t, "p256b", "p256"))
+	now := time.Now()
+	_ = c.Start(now)
+	ch := c.Datagrams()[0]
+	rec, _, _ := dtlsmsg.NextRecord(ch)
+	h, body, _, _ := dtlsmsg.NextHandshake(rec.Fragment)
+	frag := func(seq uint16, length, off int, b []byte) []byte {
+		pt := appendHandshakeHeader(nil, typeClientHello, length, seq, off, len(b))
+		return append(appendRecordHeader(nil, contentHandshake, versionDTLS12, 0, 7, len(pt)+len(b)), append(pt, b...)...)
+	}
+	contradicting := bytes.Clone(body[:30])
+	contradicting[5] ^= 1
+	for name, forged := range map[string][]byte{
+		"partial of another message_seq": frag(5, 100, 0, []byte{0xFE}),
+		"oversized":                      frag(0, 5000, 0, []byte{0xFE}),
+		"contradicting":                  frag(h.MessageSeq, int(h.Length), 0, contradicting),
+	} {
+		// A first fragment of the genuine message, then the forgery, then
+		// the whole genuine ClientHello.
+		_ = s.HandleDatagram(now, frag(h.MessageSeq, int(h.Length), 0, body[:30]))
+		if err := s.HandleDatagram(now, forged); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if out := s.Datagrams(); len(out) != 0 {
+			t.Fatalf("%s: answered with %d datagrams", name, len(out))
+		}
+		_ = s.HandleDatagram(now, ch)
+		out := s.Datagrams()
+		if len(out) != 1 || out[0][recordHeaderLen] != typeHelloVerifyRequest {
+			t.Fatalf("%s: the genuine ClientHello got %d datagrams", name, len(out))
+		}
+		if !s.AwaitingHello() {
+			t.Fatalf("%s: state left behind", name)
+		}
+	}
+}
+
+// TestForgedPlaintextDoesNotBlockFinished: a plaintext fragment forged at
+// the Finished's message_seq does not keep the real (epoch 1) Finished
+// out.
+func TestForgedPlaintextDoesNotBlockFinished(t *testing.T) {
+	l := newLink(t, clientConfig(t, "p256b", "p256"), serverConfig(t, "p256", "p256b"))
+	injected := false
+	l.filter = func(fc bool, d []byte) [][]byte {
+		if !fc || injected || l.c.writeCipher == nil {
+			return [][]byte{d}
+		}
+		injected = true
+		// The client's flight 5 is out: its Finished has the last
+		// message_seq the client used.
+		seq := l.c.sendSeq - 1
+		pt := appendHandshakeHeader(nil, typeFinished, 12, seq, 0, 4)
+		pt = append(pt, 1, 2, 3, 4)
+		forged := append(appendRecordHeader(nil, contentHandshake, versionDTLS12, 0, 900, len(pt)), pt...)
+		return [][]byte{forged, d}
+	}
+	l.start()
+	if !injected || !l.c.Established() || !l.s.Established() {
+		t.Fatalf("a forged plaintext fragment blocked the handshake: %v %v", closedErr(l.cev), closedErr(l.sev))
+	}
+}
+
+// TestPeerRSAKeyBounds: a peer certificate with an RSA key above 8192 bits
+// or an exponent other than 65537 is refused before any signature is
+// verified with it.
+func TestPeerRSAKeyBounds(t *testing.T) {
+	// Nobody verifies a self-signed peer certificate's own signature: any
+	// public key can be put in one, no private key needed.
+	cert := func(pub *rsa.PublicKey) []byte {
+		tmpl := &x509.Certificate{SerialNumber: big.NewInt(3), NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, pub, testCert(t, "p256").PrivateKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return der
+	}
+	n := make([]byte, (8192+1024)/8)
+	_, _ = rand.Read(n)
+	n[0] |= 0x80
+	n[len(n)-1] |= 1
+	if _, aerr := peerLeafKey([][]byte{cert(&rsa.PublicKey{N: new(big.Int).SetBytes(n), E: 65537})}); aerr == nil || aerr.Description != AlertUnsupportedCertificate {
+		t.Fatalf("9216-bit RSA key: %v", aerr)
+	}
+	e3 := testCert(t, "rsa").PrivateKey.(*rsa.PrivateKey).PublicKey
+	e3.E = 3
+	if _, aerr := peerLeafKey([][]byte{cert(&e3)}); aerr == nil || aerr.Description != AlertUnsupportedCertificate {
+		t.Fatalf("exponent 3: %v", aerr)
+	}
+	if _, aerr := peerLeafKey([][]byte{testCert(t, "rsa").Certificate[0]}); aerr != nil {
+		t.Fatalf("2048-bit key, exponent 65537: %v", aerr)
 	}
 }

@@ -388,13 +388,19 @@ func (c *Conn) SendEKTKey(now time.Time, k EKTKey) error {
 		return ErrNotEstablished
 	case c.ekt == 0:
 		return ErrNoEKT
-	case len(c.ektQueue) >= maxEKTQueue:
-		return ErrEKTQueueFull
 	}
 	if err := k.check(c.ekt); err != nil {
 		return fmt.Errorf("%w: %w", ErrConfig, err)
 	}
 	own := &EKTKey{Key: slices.Clone(k.Key), MasterSalt: slices.Clone(k.MasterSalt), SPI: k.SPI, TTL: k.TTL}
+	// The key in flight (its message_seq is taken) goes on until its ACK;
+	// one still waiting behind it is superseded by the newer one.
+	if len(c.ektQueue) > 1 {
+		for _, old := range c.ektQueue[1:] {
+			old.Zero()
+		}
+		c.ektQueue = c.ektQueue[:1]
+	}
 	c.ektQueue = append(c.ektQueue, own)
 	if len(c.ektQueue) == 1 {
 		c.startEKT(now)
@@ -450,6 +456,8 @@ func (c *Conn) handleACK(now time.Time, b []byte) {
 			done.Zero()
 			c.ektQueue = c.ektQueue[1:]
 			c.deadline = time.Time{}
+			clear(c.ektMsg.body)
+			c.ektMsg.body = nil
 			if len(c.ektQueue) > 0 {
 				c.startEKT(now)
 			}

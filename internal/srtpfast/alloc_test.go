@@ -72,3 +72,40 @@ func TestZeroAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenRTPAt: the stateless open recovers what SealRTP sealed under the
+// same ROC, refuses another ROC or a changed octet, and allocates nothing.
+func TestOpenRTPAt(t *testing.T) {
+	k, err := NewKeys(ProfileAEADAES128GCM, make([]byte, 16), make([]byte, 12), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sc Scratch
+	pkt := append([]byte{0x80, 96, 0x12, 0x34, 0, 0, 0, 1, 0xca, 0xfe, 0, 1}, []byte("payload")...)
+	sealed, err := k.SealRTP(&sc, nil, pkt, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, roc := range []uint32{2, 4} {
+		if _, err := k.OpenRTPAt(&sc, append([]byte(nil), sealed...), roc); err != ErrAuth {
+			t.Fatalf("opened under ROC %d: %v", roc, err)
+		}
+	}
+	b := append([]byte(nil), sealed...)
+	info, err := k.OpenRTPAt(&sc, b, 3)
+	if err != nil || string(b[:info.Len]) != string(pkt) || info.ROC != 3 {
+		t.Fatalf("OpenRTPAt = %+v, %v", info, err)
+	}
+	bad := append([]byte(nil), sealed...)
+	bad[len(bad)-1] ^= 1
+	if _, err := k.OpenRTPAt(&sc, bad, 3); err != ErrAuth {
+		t.Fatalf("changed tag: %v", err)
+	}
+	buf := make([]byte, len(sealed))
+	if a := testing.AllocsPerRun(100, func() {
+		copy(buf, sealed)
+		_, _ = k.OpenRTPAt(&sc, buf, 3)
+	}); a != 0 {
+		t.Fatalf("%v allocations", a)
+	}
+}
