@@ -162,13 +162,18 @@ func (a *association) sendDtls(b []byte) error {
 // handleDatagram processes one TunneledDtls payload on a KD worker.
 func (a *association) handleDatagram(b []byte) {
 	now := time.Now()
-	a.lastRx.Store(now.UnixNano())
 	a.mu.Lock()
 	if a.state == stateEnded {
 		a.mu.Unlock()
 		return
 	}
+	auth := a.conn.Authenticated()
 	_ = a.conn.HandleDatagram(now, b)
+	if a.state != stateEstablished || a.conn.Authenticated() != auth {
+		// Once established, only records that authenticate prove the
+		// endpoint alive: forged ones must not hold off IdleTimeout.
+		a.lastRx.Store(now.UnixNano())
+	}
 	if a.state == statePending && a.conn.AwaitingHello() {
 		// A ClientHello without a valid cookie was answered with a
 		// HelloVerifyRequest (or nothing useful came): keep no state. The
@@ -477,6 +482,50 @@ func (a *association) sendMediaKeys(ctx context.Context, mk *tunnel.MediaKeys) e
 	return err
 }
 
+// ektConference serialises everything that changes a conference's EKT
+// state: reading or replacing its parameter set, its membership, and
+// queueing EKTKeys to its members. Under its lock every member is sent the
+// sets in the order they were made, and nobody joins between a re-key and
+// its sending.
+type ektConference struct {
+	mu      sync.Mutex
+	members map[*association]struct{}
+}
+
+// lockEKTConf returns conference's EKT state, made when absent, locked.
+func (k *KeyDistributor) lockEKTConf(conference string) *ektConference {
+	for {
+		k.mu.Lock()
+		c := k.members[conference]
+		if c == nil {
+			c = &ektConference{members: map[*association]struct{}{}}
+			k.members[conference] = c
+		}
+		k.mu.Unlock()
+		c.mu.Lock()
+		k.mu.Lock()
+		current := k.members[conference] == c
+		k.mu.Unlock()
+		if current {
+			return c
+		}
+		c.mu.Unlock() // emptied and dropped meanwhile: take the new one
+	}
+}
+
+// dropIfEmpty forgets a conference's EKT state once it has no members.
+// Called with conf.mu held.
+func (k *KeyDistributor) dropIfEmpty(conference string, conf *ektConference) {
+	if len(conf.members) != 0 {
+		return
+	}
+	k.mu.Lock()
+	if k.members[conference] == conf {
+		delete(k.members, conference)
+	}
+	k.mu.Unlock()
+}
+
 // joinEKT runs once the handshake is complete: a member that negotiated
 // EKT joins its conference's EKT members and gets the conference's EKTKey
 // (RFC 8870 section 5.2.2); with RekeyOnJoin the conference first gets a
@@ -487,56 +536,78 @@ func (a *association) joinEKT() {
 	if a.ekt == 0 || m == nil {
 		return
 	}
+	conf := k.lockEKTConf(m.Conference)
+	if a.getState() != stateEstablished {
+		// Ended in the meantime: terminate has run leaveEKT already.
+		k.dropIfEmpty(m.Conference, conf)
+		conf.mu.Unlock()
+		return
+	}
 	params, err := k.cfg.EKT.Current(m.Conference)
-	if err == nil && k.cfg.RekeyOnJoin && k.ektMembers(m.Conference) > 0 {
+	if err == nil && k.cfg.RekeyOnJoin && len(conf.members) > 0 {
 		spi := params.SPI
 		params.zero()
-		params, err = k.cfg.EKT.Rekey(m.Conference, spi)
+		if params, err = k.cfg.EKT.Rekey(m.Conference, spi); err == nil {
+			k.m.ektRekeys.Inc()
+		}
 	}
 	if err != nil {
+		k.dropIfEmpty(m.Conference, conf)
+		conf.mu.Unlock()
 		k.rl.Log(slog.LevelError, "ekt_key", "no EKT parameter set for the conference", "conference", m.Conference, "err", err)
 		a.terminate(reasonEKTUnavailable, dtls.AlertInternalError, true)
 		return
 	}
-	defer params.zero()
-	k.mu.Lock()
-	set := k.members[m.Conference]
-	if set == nil {
-		set = map[*association]struct{}{}
-		k.members[m.Conference] = set
+	conf.members[a] = struct{}{}
+	targets := []*association{a}
+	if k.cfg.RekeyOnJoin {
+		targets = conf.memberList()
 	}
-	set[a] = struct{}{}
-	others := make([]*association, 0, len(set))
-	for o := range set {
-		others = append(others, o)
+	for _, o := range targets {
+		o.queueEKTKey(&params)
 	}
-	k.mu.Unlock()
-	if !k.cfg.RekeyOnJoin {
-		others = []*association{a}
-	}
-	for _, o := range others {
-		o.sendEKTKey(&params)
+	conf.mu.Unlock()
+	params.zero()
+	for _, o := range targets {
+		o.flush()
 	}
 }
 
-// sendEKTKey queues an EKTKey for the endpoint; the DTLS server
-// retransmits it until the ACK.
-func (a *association) sendEKTKey(p *EKTParams) {
+func (c *ektConference) memberList() []*association {
+	out := make([]*association, 0, len(c.members))
+	for o := range c.members {
+		out = append(out, o)
+	}
+	return out
+}
+
+// queueEKTKey queues an EKTKey in the member's DTLS server, which
+// retransmits it until the ACK; flush sends it. Called with the
+// conference's lock held.
+func (a *association) queueEKTKey(p *EKTParams) {
 	key := p.EKTKey()
 	defer key.Zero()
-	now := time.Now()
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	if a.state != stateEstablished {
-		a.mu.Unlock()
 		return
 	}
-	err := a.conn.SendEKTKey(now, key)
-	a.afterConn(now) // unlocks
-	if err != nil {
+	if err := a.conn.SendEKTKey(time.Now(), key); err != nil {
 		a.k.rl.Log(slog.LevelWarn, "ekt_key", "EKTKey not sent", "association", a.key.id, "spi", p.SPI, "err", err)
 		return
 	}
 	a.k.m.ektKeysSent.Inc()
+}
+
+// flush sends what the association's DTLS server has queued and acts on
+// its events.
+func (a *association) flush() {
+	a.mu.Lock()
+	if a.state == stateEnded {
+		a.mu.Unlock()
+		return
+	}
+	a.afterConn(time.Now()) // unlocks
 }
 
 // leaveEKT removes a leaving member from its conference's EKT members:
@@ -548,29 +619,33 @@ func (k *KeyDistributor) leaveEKT(a *association) {
 		return
 	}
 	k.mu.Lock()
-	set := k.members[m.Conference]
-	if _, ok := set[a]; !ok {
-		k.mu.Unlock()
-		return
-	}
-	delete(set, a)
-	stay := make([]*association, 0, len(set))
-	for o := range set {
-		stay = append(stay, o)
-	}
-	if len(set) == 0 {
-		delete(k.members, m.Conference)
-	}
+	conf := k.members[m.Conference]
 	k.mu.Unlock()
-	if len(stay) == 0 {
-		k.cfg.EKT.Forget(m.Conference)
+	if conf == nil {
 		return
 	}
-	k.rekey(m.Conference, stay)
+	conf.mu.Lock()
+	if _, ok := conf.members[a]; !ok {
+		conf.mu.Unlock()
+		return
+	}
+	delete(conf.members, a)
+	if len(conf.members) == 0 {
+		k.cfg.EKT.Forget(m.Conference)
+		k.dropIfEmpty(m.Conference, conf)
+		conf.mu.Unlock()
+		return
+	}
+	stay := k.rekeyLocked(m.Conference, conf)
+	conf.mu.Unlock()
+	for _, o := range stay {
+		o.flush()
+	}
 }
 
-// rekey gives conference a new EKT parameter set and sends it to members.
-func (k *KeyDistributor) rekey(conference string, members []*association) {
+// rekeyLocked gives the conference a new EKT parameter set and queues it
+// to every member, whom it returns for flushing. Called with conf.mu held.
+func (k *KeyDistributor) rekeyLocked(conference string, conf *ektConference) []*association {
 	cur, err := k.cfg.EKT.Current(conference)
 	if err == nil {
 		spi := cur.SPI
@@ -579,21 +654,16 @@ func (k *KeyDistributor) rekey(conference string, members []*association) {
 	}
 	if err != nil {
 		k.rl.Log(slog.LevelError, "ekt_rekey", "EKT re-key failed", "conference", conference, "err", err)
-		return
+		return nil
 	}
 	defer cur.zero()
+	members := conf.memberList()
 	k.m.ektRekeys.Inc()
 	k.log.Info("EKT re-key", "conference", conference, "spi", cur.SPI, "members", len(members))
 	for _, o := range members {
-		o.sendEKTKey(&cur)
+		o.queueEKTKey(&cur)
 	}
-}
-
-// ektMembers returns the number of EKT members of a conference.
-func (k *KeyDistributor) ektMembers(conference string) int {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	return len(k.members[conference])
+	return members
 }
 
 // terminate ends the association once: it leaves the tables, ends the

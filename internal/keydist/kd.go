@@ -138,7 +138,7 @@ type KeyDistributor struct {
 
 	mu        sync.Mutex
 	closed    bool
-	members   map[string]map[*association]struct{} // conference -> members holding its EKTKey
+	members   map[string]*ektConference // conference -> members holding its EKTKey
 	assocs    map[assocKey]*association
 	perTunnel map[string]int
 	pending   int
@@ -199,7 +199,7 @@ func New(cfg Config) (*KeyDistributor, error) {
 		ctx:       ctx,
 		cancel:    cancel,
 		assocs:    map[assocKey]*association{},
-		members:   map[string]map[*association]struct{}{},
+		members:   map[string]*ektConference{},
 		perTunnel: map[string]int{},
 		peers:     map[string]*peerState{},
 	}
@@ -573,22 +573,26 @@ const ttlCheckInterval = 10 * time.Second
 // section 5.2.2).
 func (k *KeyDistributor) renewEKT(now time.Time) {
 	k.mu.Lock()
-	confs := make(map[string][]*association, len(k.members))
-	for c, set := range k.members {
-		for a := range set {
-			confs[c] = append(confs[c], a)
-		}
+	confs := make(map[string]*ektConference, len(k.members))
+	for c, conf := range k.members {
+		confs[c] = conf
 	}
 	k.mu.Unlock()
-	for c, members := range confs {
-		p, err := k.cfg.EKT.Current(c)
-		if err != nil {
-			continue
+	for c, conf := range confs {
+		conf.mu.Lock()
+		var flush []*association
+		if len(conf.members) > 0 {
+			if p, err := k.cfg.EKT.Current(c); err == nil {
+				due := now.Sub(p.Created) > p.TTL*3/4
+				p.zero()
+				if due {
+					flush = k.rekeyLocked(c, conf)
+				}
+			}
 		}
-		due := now.Sub(p.Created) > p.TTL*3/4
-		p.zero()
-		if due {
-			k.rekey(c, members)
+		conf.mu.Unlock()
+		for _, o := range flush {
+			o.flush()
 		}
 	}
 }
