@@ -182,12 +182,12 @@ func (m *curiousMD) drop() {
 
 // conference is a KD, a tunnel and a curious MD on loopback.
 type conference struct {
-	t     testing.TB
-	reg   *keydist.Registry
-	kd    *keydist.KeyDistributor
-	kdFP  [32]byte
-	md    *curiousMD
-	addr  netip.AddrPort
+	t      testing.TB
+	reg    *keydist.Registry
+	kd     *keydist.KeyDistributor
+	kdFP   [32]byte
+	md     *curiousMD
+	addr   netip.AddrPort
 	ektSrc *keydist.MemoryEKT
 }
 

@@ -153,7 +153,6 @@ type Session struct {
 // ektSet is one EKT parameter set from the Key Distributor.
 type ektSet struct {
 	spi     uint16
-	cipher  dtls.EKTCipher
 	key     []byte
 	salt    []byte // truncated to the inner layer's 12 octets
 	expires time.Time
