@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,10 +21,12 @@ import (
 
 	"github.com/mdfast/mdfast/internal/endpointsim"
 	"github.com/mdfast/mdfast/internal/syssim"
+	"github.com/mdfast/mdfast/perc"
 )
 
 type opts struct {
 	seconds, endpoints int
+	legacy             bool // DEMO_PROFILE=legacy
 	path, bin          string
 	kdRestart          bool
 	keepLogs           bool
@@ -32,6 +36,7 @@ const (
 	mediaPort  = 5004
 	tunnelPort = 5740
 	metricsMD  = "127.0.0.1:9542"
+	controlMD  = "127.0.0.1:5742"      // mdfast's default control listener
 	packetGap  = 20 * time.Millisecond // 50 packets/s per endpoint
 )
 
@@ -210,7 +215,7 @@ func (d *demo) join(ctx context.Context, idx []int) (int, error) {
 	var wg sync.WaitGroup
 	errs := make([]error, len(idx))
 	for k, i := range idx {
-		wg.Go(func() { errs[k] = d.eps[i].handshake(ctx, md, d.files.KDFingerprint) })
+		wg.Go(func() { errs[k] = d.eps[i].handshake(ctx, md, d.files.KDFingerprint, d.profiles()) })
 	}
 	wg.Wait()
 	ok := 0
@@ -321,8 +326,12 @@ loop:
 			fmt.Fprintln(os.Stderr, "demo: mdfast drops:", strings.Join(drops, " "))
 		}
 	}
-	fmt.Printf("demo: endpoints=%d handshakes_ok=%d forwarded=%.0f delivered_ok=%d lost=%d auth_failures=%d path=%s\n",
-		len(d.eps), hsOK.Load(), fwd, delivered, lost, authFail, d.path)
+	profile, mdKeys, ektOK, perr := d.privacy()
+	if perr != nil {
+		return 1, d.fail(perr)
+	}
+	fmt.Printf("demo: endpoints=%d handshakes_ok=%d forwarded=%.0f delivered_ok=%d lost=%d auth_failures=%d path=%s profile=%s ekt_ok=%d md_e2e_keys=%d\n",
+		len(d.eps), hsOK.Load(), fwd, delivered, lost, authFail, d.path, profile, ektOK, mdKeys)
 	select {
 	case err := <-sendErrs:
 		return 1, d.fail(err)
@@ -365,9 +374,55 @@ func (d *demo) account() (delivered, lost, authFail uint64) {
 		}
 	}
 	for _, e := range d.eps {
-		authFail += e.authErr.Load()
+		authFail += e.authFailures()
 	}
 	return
+}
+
+// profiles is what the endpoints offer: the double profile with EKT, or
+// with DEMO_PROFILE=legacy (and with DEMO_KD_RESTART, whose restarted KD
+// would not know the conference's EKT parameter set) AEAD_AES_128_GCM,
+// whose whole key the MD holds.
+func (d *demo) profiles() []uint16 {
+	if d.o.legacy || d.o.kdRestart {
+		return []uint16{perc.ProfileAES128GCM}
+	}
+	return []uint16{perc.ProfileDoubleAES128GCM}
+}
+
+// privacy reads from the MD's control API the profile of every association
+// and how many of them give the MD the whole media key, and counts the
+// endpoints that received an EKTKey.
+func (d *demo) privacy() (profile string, mdMediaKeys, ektOK int, err error) {
+	code, body, err := syssim.GetAuth(d.http, "http://"+controlMD+"/v1/associations", d.files.ControlToken())
+	if err != nil || code != http.StatusOK {
+		return "", 0, 0, fmt.Errorf("control API associations: status %d: %v", code, err)
+	}
+	var assocs []struct {
+		ProfileID       uint16 `json:"profile_id"`
+		MDHoldsMediaKey bool   `json:"md_holds_media_key"`
+	}
+	if err := json.Unmarshal([]byte(body), &assocs); err != nil {
+		return "", 0, 0, fmt.Errorf("control API associations: %w", err)
+	}
+	ids := map[uint16]bool{}
+	for _, a := range assocs {
+		ids[a.ProfileID] = true
+		if a.MDHoldsMediaKey {
+			mdMediaKeys++
+		}
+	}
+	var names []string
+	for id := range ids {
+		names = append(names, fmt.Sprintf("%#04x", id))
+	}
+	sort.Strings(names)
+	for _, e := range d.eps {
+		if s := e.s.Load(); s != nil && s.Stats().EKTKeys > 0 {
+			ektOK++
+		}
+	}
+	return strings.Join(names, ","), mdMediaKeys, ektOK, nil
 }
 
 // restartKD kills keydist a third into the run, checks that the tunnel goes

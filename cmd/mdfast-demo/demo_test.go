@@ -9,7 +9,7 @@ import (
 	"testing"
 )
 
-var summaryRE = regexp.MustCompile(`(?m)^demo: endpoints=(\d+) handshakes_ok=(\d+) forwarded=(\d+) delivered_ok=(\d+) lost=(\d+) auth_failures=(\d+) path=(xdp-native|xdp-generic|socket)$`)
+var summaryRE = regexp.MustCompile(`(?m)^demo: endpoints=(\d+) handshakes_ok=(\d+) forwarded=(\d+) delivered_ok=(\d+) lost=(\d+) auth_failures=(\d+) path=(xdp-native|xdp-generic|socket) profile=(0x[0-9a-f,x]+) ekt_ok=(\d+) md_e2e_keys=(\d+)$`)
 
 // runDemo builds mdfast, keydist and the demo, runs the demo with env and
 // returns its summary fields.
@@ -63,10 +63,25 @@ func checkSummary(t *testing.T, m []string, endpoints int) {
 }
 
 // TestDemo runs the demo topology for 5 s: every handshake completes, every
-// packet sent is delivered and decrypts, no authentication failure.
+// packet sent is delivered and decrypts, no authentication failure; the
+// conference runs the double profile with EKT and the MD holds no
+// participant's whole media key.
 func TestDemo(t *testing.T) {
 	m := runDemo(t, "DEMO_SECONDS=5")
 	checkSummary(t, m, 3)
+	if m[8] != "0x0009" || num(t, m[9]) != 3 || num(t, m[10]) != 0 {
+		t.Errorf("profile=%s ekt_ok=%s md_e2e_keys=%s, want 0x0009, 3, 0", m[8], m[9], m[10])
+	}
+}
+
+// TestDemoLegacy runs the legacy profile: the MD holds every whole key,
+// and the summary says so.
+func TestDemoLegacy(t *testing.T) {
+	m := runDemo(t, "DEMO_SECONDS=3", "DEMO_PROFILE=legacy")
+	checkSummary(t, m, 3)
+	if m[8] != "0x0007" || num(t, m[9]) != 0 || num(t, m[10]) != 3 {
+		t.Errorf("profile=%s ekt_ok=%s md_e2e_keys=%s, want 0x0007, 0, 3", m[8], m[9], m[10])
+	}
 }
 
 // TestDemoKDRestart kills keydist mid-conference and restarts it:

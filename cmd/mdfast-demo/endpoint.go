@@ -11,27 +11,23 @@ import (
 	"time"
 
 	"github.com/pion/rtp"
-	"github.com/pion/srtp/v3"
 
 	"github.com/mdfast/mdfast/internal/endpointsim"
 	"github.com/mdfast/mdfast/internal/keydist"
 	"github.com/mdfast/mdfast/internal/syssim"
+	"github.com/mdfast/mdfast/perc"
 )
 
-// endpoint is one simulated conference participant (package endpointsim)
-// that records what it receives.
+// endpoint is one simulated conference participant (a perc.Session) that
+// records what it receives.
 type endpoint struct {
 	idx  int
 	ns   string
 	id   endpointsim.Identity
 	ssrc uint32
 
-	udp  *net.UDPConn
-	sim  *endpointsim.Conn
-	tx   *srtp.Context
-	rxMu sync.Mutex
-	rx   *srtp.Context
-	dec  []byte // the reader's scratch
+	udp *net.UDPConn
+	s   atomic.Pointer[perc.Session]
 
 	joined  atomic.Int64 // UnixNano when its keys were ready (0: not joined)
 	sent    atomic.Uint64
@@ -63,59 +59,52 @@ func (e *endpoint) open(local string) error {
 	})
 }
 
-// handshake runs the DTLS-SRTP handshake with the KD through the MD and
-// builds the SRTP contexts. The socket reader runs until close.
-func (e *endpoint) handshake(ctx context.Context, md netip.AddrPort, kdFP keydist.Fingerprint) error {
-	e.sim = endpointsim.Dial(e.udp, md, e.onMedia)
-	s, err := e.sim.Handshake(ctx, endpointsim.HandshakeConfig{Identity: e.id, KDFingerprint: kdFP})
+// handshake joins the conference: the DTLS-SRTP handshake with the KD
+// through the MD and, in double mode, the conference's EKTKey.
+func (e *endpoint) handshake(ctx context.Context, md netip.AddrPort, kdFP keydist.Fingerprint, profiles []uint16) error {
+	s, err := perc.Dial(ctx, e.udp, md, perc.Config{
+		Certificate:   e.id.Cert,
+		TLSID:         e.id.TLSID,
+		KDFingerprint: kdFP,
+		Profiles:      profiles,
+		OnRTP:         e.onRTP,
+	})
 	if err != nil {
 		return fmt.Errorf("endpoint %d: %w", e.idx, err)
 	}
-	if e.tx, err = s.Keys.SendContext(); err != nil {
-		return fmt.Errorf("endpoint %d: %w", e.idx, err)
-	}
-	rx, err := s.Keys.ReceiveContext()
-	if err != nil {
-		return fmt.Errorf("endpoint %d: %w", e.idx, err)
-	}
-	e.rxMu.Lock()
-	e.rx = rx
-	e.rxMu.Unlock()
+	e.s.Store(s)
 	e.joined.Store(time.Now().UnixNano())
 	return nil
 }
 
-// onMedia decrypts and records an SRTP packet (on the socket's reader).
-func (e *endpoint) onMedia(b []byte) {
-	e.rxMu.Lock()
-	rx := e.rx
-	e.rxMu.Unlock()
-	if rx == nil {
-		return // before our keys: not counted
-	}
-	var h rtp.Header
-	out, err := rx.DecryptRTP(e.dec[:0], b, &h)
-	if err != nil {
-		e.authErr.Add(1)
-		return
-	}
-	e.dec = out[:0]
-	pl := out[h.MarshalSize():]
-	if len(pl) < 8 || binary.BigEndian.Uint32(pl) != h.SSRC {
-		e.authErr.Add(1) // decrypted but not what was sent
+// onRTP records a packet that opened (on the session's reader).
+func (e *endpoint) onRTP(p perc.RTPPacket) {
+	if len(p.Payload) < 8 || binary.BigEndian.Uint32(p.Payload) != p.SSRC {
+		e.authErr.Add(1) // opened but not what was sent
 		return
 	}
 	e.gotMu.Lock()
-	m := e.got[h.SSRC]
+	m := e.got[p.SSRC]
 	if m == nil {
 		m = map[uint16]bool{}
-		e.got[h.SSRC] = m
+		e.got[p.SSRC] = m
 	}
-	if m[h.SequenceNumber] {
+	if m[p.Seq] {
 		e.dup.Add(1)
 	}
-	m[h.SequenceNumber] = true
+	m[p.Seq] = true
 	e.gotMu.Unlock()
+}
+
+// authFailures are the packets that reached the endpoint and did not open
+// (either layer), or opened to something that was not sent.
+func (e *endpoint) authFailures() uint64 {
+	n := e.authErr.Load()
+	if s := e.s.Load(); s != nil {
+		st := s.Stats()
+		n += st.DropOuter + st.DropInner + st.DropEKTAuth
+	}
+	return n
 }
 
 // sendLog is what a sender sent: seq -> send time.
@@ -124,7 +113,7 @@ type sendLog struct {
 	times []int64
 }
 
-// send sends one SRTP packet with sequence number seq.
+// send sends one RTP packet with sequence number seq.
 func (e *endpoint) send(seq uint16, log *sendLog) error {
 	pl := make([]byte, 160)
 	binary.BigEndian.PutUint32(pl, e.ssrc)
@@ -135,14 +124,10 @@ func (e *endpoint) send(seq uint16, log *sendLog) error {
 	if err != nil {
 		return err
 	}
-	enc, err := e.tx.EncryptRTP(nil, raw, nil)
-	if err != nil {
-		return err
-	}
 	log.mu.Lock()
 	log.times = append(log.times, time.Now().UnixNano())
 	log.mu.Unlock()
-	if err := e.sim.WriteMedia(enc); err != nil {
+	if err := e.s.Load().WriteRTP(raw); err != nil {
 		return err
 	}
 	e.sent.Add(1)
@@ -155,11 +140,10 @@ func (e *endpoint) received(ssrc uint32, seq uint16) bool {
 	return e.got[ssrc][seq]
 }
 
-// close closes the socket without a close_notify: the MD must not see the
-// endpoints leave before the summary.
+// close leaves the conference.
 func (e *endpoint) close() {
-	if e.sim != nil {
-		_ = e.sim.Close()
+	if s := e.s.Load(); s != nil {
+		_ = s.Close()
 	} else if e.udp != nil {
 		_ = e.udp.Close()
 	}

@@ -1,16 +1,21 @@
 // Command mdfast-demo runs the whole system in network namespaces: a Key
 // Distributor (keydist), a Media Distributor (mdfast) and simulated
-// endpoints (package internal/endpointsim: internal/dtls clients sending
-// external_session_id, pion/srtp media), joined by a bridge on
-// 198.18.0.0/24; the daemons' certificates, registry and processes come
-// from internal/syssim. Every endpoint runs a real
-// DTLS-SRTP handshake through the MD to the KD, then sends SRTP that the MD
-// re-encrypts hop by hop to every other endpoint, which decrypts it.
+// endpoints (package perc: a DTLS-SRTP client sending external_session_id,
+// RFC 8723 double media with EKT), joined by a bridge on 198.18.0.0/24; the
+// daemons' certificates, registry and processes come from internal/syssim.
+// Every endpoint runs a real DTLS-SRTP handshake through the MD to the KD,
+// gets the conference's EKTKey, then sends media that the MD re-encrypts
+// hop by hop to every other endpoint without being able to read it.
 //
 // It prints a live progress line on stderr and ends with one summary line
 // on stdout:
 //
-//	demo: endpoints=N handshakes_ok=N forwarded=X delivered_ok=Y lost=Z auth_failures=W path=P
+//	demo: endpoints=N handshakes_ok=N forwarded=X delivered_ok=Y lost=Z auth_failures=W path=P profile=0x0009 ekt_ok=N md_e2e_keys=0
+//
+// where profile is what the MD's control API reports for the
+// associations, ekt_ok the endpoints that received an EKTKey, and
+// md_e2e_keys the associations for which the MD holds the whole media key
+// (0 with the double profile: it holds only the hop-by-hop halves).
 //
 // and exits 0 only if every handshake completed, nothing was lost and
 // nothing failed to authenticate. Namespaces and processes are removed on
@@ -20,7 +25,10 @@
 // xdp-generic, socket; default auto), DEMO_ENDPOINTS (default 3), DEMO_BIN
 // (directory of the mdfast and keydist binaries, default ./bin),
 // DEMO_KD_RESTART=1 (kill keydist mid-conference, restart it, then add a
-// late endpoint), DEMO_KEEP_LOGS=1 (keep the work directory).
+// late endpoint; runs the legacy profile, since a restarted KD has lost the
+// conference's EKT parameter set), DEMO_PROFILE=double|legacy (legacy:
+// AEAD_AES_128_GCM, the MD holds the whole keys), DEMO_KEEP_LOGS=1 (keep
+// the work directory).
 package main
 
 import (
@@ -80,6 +88,13 @@ func options() (opts, error) {
 		o.bin = "bin"
 	}
 	o.kdRestart = os.Getenv("DEMO_KD_RESTART") == "1"
+	switch p := os.Getenv("DEMO_PROFILE"); p {
+	case "", "double":
+	case "legacy":
+		o.legacy = true
+	default:
+		return o, fmt.Errorf("DEMO_PROFILE=%q: want double or legacy", p)
+	}
 	o.keepLogs = os.Getenv("DEMO_KEEP_LOGS") == "1"
 	return o, nil
 }

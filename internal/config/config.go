@@ -84,7 +84,7 @@ func Defaults() Config {
 		MediaPorts:        []uint16{5004},
 		Queues:            1,
 		BatchSize:         64,
-		Profiles:          StringList{"0x0007", "0x0008"},
+		Profiles:          StringList{"0x0009", "0x000A", "0x0007", "0x0008"},
 		XSKBind:           "auto",
 		RingSize:          afxdp.DefaultRingSize,
 		UMEMFrames:        afxdp.DefaultNumFrames,
@@ -231,7 +231,7 @@ func FlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.BusyPollUsec, "busy-poll-usec", c.BusyPollUsec, "SO_BUSY_POLL microseconds when busy-poll is on")
 	fs.IntVar(&c.BusyPollBudget, "busy-poll-budget", c.BusyPollBudget, "SO_BUSY_POLL_BUDGET packets when busy-poll is on")
 	fs.BoolVar(&c.UDPChecksumIPv4, "udp-checksum-ipv4", c.UDPChecksumIPv4, "compute UDP checksums on IPv4 frames sent through AF_XDP (IPv6 always has them)")
-	fs.Var(&c.Profiles, "profiles", "SRTP protection profiles advertised to the KD, e.g. 0x0007,0x0008")
+	fs.Var(&c.Profiles, "profiles", "SRTP protection profiles advertised to the KD (default 0x0009,0x000A,0x0007,0x0008: the RFC 8723 double profiles first)")
 	fs.Var(&c.KD, "kd", "key distributor tunnel address host:port (repeatable)")
 	fs.StringVar(&c.TunnelListen, "tunnel-listen", c.TunnelListen, "reverse mode: accept tunnels dialed by KDs on this address")
 	fs.IntVar(&c.TunnelsPerKD, "tunnels-per-kd", c.TunnelsPerKD, "tunnels kept to each KD")

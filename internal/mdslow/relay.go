@@ -164,6 +164,14 @@ type AssociationInfo struct {
 	Conference keytable.ConferenceID `json:"conference"`
 	State      string                `json:"state"` // "handshake" or "established"
 	Since      time.Time             `json:"since"`
+	// Profile and ProfileID are the SRTP protection profile of the
+	// installed keys, by name and code point.
+	Profile   string `json:"profile,omitempty"`
+	ProfileID uint16 `json:"profile_id,omitempty"`
+	// MDHoldsMediaKey reports whether the keys the MD holds are the whole
+	// media key (a single-layer profile: the MD could read the media), as
+	// opposed to the hop-by-hop half of a double profile (RFC 8723).
+	MDHoldsMediaKey bool `json:"md_holds_media_key"`
 }
 
 // association is the relay's state of one endpoint DTLS association.
@@ -176,7 +184,8 @@ type association struct {
 	reasm       *dtlsmsg.Reassembler // until the first ClientHello is complete
 	started     time.Time
 	established bool
-	inTable     bool // false once ExpireIdle took it out
+	inTable     bool             // false once ExpireIdle took it out
+	profile     srtpfast.Profile // of the installed keys
 	conf        keytable.ConferenceID
 }
 
@@ -358,7 +367,12 @@ func (r *Relay) Associations(ctx context.Context) ([]AssociationInfo, error) {
 			if a.established {
 				st = "established"
 			}
-			out = append(out, AssociationInfo{ID: a.id, Addr: a.addr, TLSID: a.tlsID, Conference: a.conf, State: st, Since: a.started})
+			in := AssociationInfo{ID: a.id, Addr: a.addr, TLSID: a.tlsID, Conference: a.conf, State: st, Since: a.started}
+			if a.profile != 0 {
+				in.Profile, in.ProfileID = a.profile.String(), uint16(a.profile)
+				in.MDHoldsMediaKey = !a.profile.IsDouble()
+			}
+			out = append(out, in)
 		}
 	})
 	sort.Slice(out, func(i, j int) bool { return out[i].Since.Before(out[j].Since) })
@@ -620,6 +634,7 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 		if err == nil {
 			a.conf = conf
 			a.inTable = true
+			a.profile = p
 			if r.cfg.Neighbours != nil {
 				r.cfg.Neighbours.Resolve(a.addr.Addr())
 			}

@@ -58,6 +58,9 @@ func WriteFiles(dir string, kdIP, mdIP net.IP) (*Files, error) {
 // Path is the path of the file name in f.Dir.
 func (f *Files) Path(name string) string { return filepath.Join(f.Dir, name) }
 
+// ControlToken is the bearer token of mdfast's control API (control.token).
+func (f *Files) ControlToken() string { return "demo-control-token-0123456789" }
+
 // RegistryFile is the registry's name in Dir.
 const RegistryFile = "registry.yaml"
 
@@ -76,14 +79,14 @@ func (f *Files) WriteRegistry(conference string, ids []endpointsim.Identity) err
 }
 
 // KeydistArgs are keydist's arguments: the tunnel listener at listen, the
-// files of f, the registry, Prometheus at metrics, no admin API, and
-// AEAD_AES_128_GCM as the only profile.
+// files of f, the registry, Prometheus at metrics, no admin API, and the
+// KD's default profiles (the double ones with EKT, and the single ones).
 func (f *Files) KeydistArgs(listen, metrics string) []string {
 	return []string{
 		"-listen", listen,
 		"-tunnel-cert", f.Path("kd.crt"), "-tunnel-key", f.Path("kd.key"), "-tunnel-ca", f.Path("ca.crt"),
 		"-dtls-cert", f.Path("kd-dtls.crt"), "-dtls-key", f.Path("kd-dtls.key"), "-registry", f.Path(RegistryFile),
-		"-admin-listen", "", "-metrics-listen", metrics, "-profiles", "0x0007",
+		"-admin-listen", "", "-metrics-listen", metrics,
 	}
 }
 
@@ -109,6 +112,7 @@ func (f *Files) MDFastArgs(md MD) []string {
 		"-interface", md.Interface, "-mode", md.Mode, "-address", md.Address, "-media-ports", strconv.Itoa(md.Port),
 		"-kd", md.KD, "-kd-server-name", "kd",
 		"-tunnel-cert", f.Path("md.crt"), "-tunnel-key", f.Path("md.key"), "-tunnel-ca", f.Path("ca.crt"),
-		"-tunnel-backoff-max", "500ms", "-control-token-file", f.Path("control.token"), "-metrics-listen", md.Metrics}
+		"-tunnel-backoff-max", "500ms", "-control-token-file", f.Path("control.token"), "-metrics-listen", md.Metrics,
+		"-profiles", "0x0009,0x000A,0x0007,0x0008"}
 	return append(args, md.Extra...)
 }

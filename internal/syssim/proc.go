@@ -121,6 +121,23 @@ func Get(c *http.Client, url string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
+// GetAuth is Get with an Authorization: Bearer token (mdfast's control
+// API, keydist's admin API).
+func GetAuth(c *http.Client, url, token string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	return resp.StatusCode, string(b), err
+}
+
 // WaitReady polls url (mdfast's /readyz: tunnel up, data plane running)
 // until it answers 200, one of procs exits, ctx ends or timeout passes.
 func WaitReady(ctx context.Context, c *http.Client, url string, timeout time.Duration, procs ...*Proc) error {
