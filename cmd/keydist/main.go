@@ -36,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"gopkg.in/yaml.v3"
 
+	"github.com/mdfast/mdfast/internal/dtls"
 	"github.com/mdfast/mdfast/internal/httpserve"
 	"github.com/mdfast/mdfast/internal/keydist"
 	"github.com/mdfast/mdfast/internal/tunnel"
@@ -76,6 +77,9 @@ type config struct {
 	MaxAssociations  int           `yaml:"max-associations"`
 	MaxPerTunnel     int           `yaml:"max-associations-per-tunnel"`
 	MaxPending       int           `yaml:"max-pending"`
+	EKTCipher        string        `yaml:"ekt-cipher"`
+	EKTTTL           time.Duration `yaml:"ekt-ttl"`
+	RekeyOnJoin      bool          `yaml:"rekey-on-join"`
 	LogLevel         string        `yaml:"log-level"`
 	LogFormat        string        `yaml:"log-format"`
 }
@@ -90,6 +94,8 @@ func defaults() config {
 		MaxAssociations:  keydist.DefaultMaxAssociations,
 		MaxPerTunnel:     keydist.DefaultMaxAssociationsPerTunnel,
 		MaxPending:       keydist.DefaultMaxPending,
+		EKTCipher:        "aeskw128",
+		EKTTTL:           keydist.DefaultEKTTTL,
 		LogLevel:         "info",
 		LogFormat:        "text",
 	}
@@ -134,6 +140,9 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&c.MaxAssociations, "max-associations", c.MaxAssociations, "maximum associations in total")
 	fs.IntVar(&c.MaxPerTunnel, "max-associations-per-tunnel", c.MaxPerTunnel, "maximum associations started per tunnel")
 	fs.IntVar(&c.MaxPending, "max-pending", c.MaxPending, "maximum associations with a ClientHello in reassembly")
+	fs.StringVar(&c.EKTCipher, "ekt-cipher", c.EKTCipher, "EKT cipher of every conference (RFC 8870): aeskw128 or aeskw256")
+	fs.DurationVar(&c.EKTTTL, "ekt-ttl", c.EKTTTL, "lifetime of a conference's EKTKey; re-keyed at three quarters of it")
+	fs.BoolVar(&c.RekeyOnJoin, "rekey-on-join", c.RekeyOnJoin, "give a conference a new EKTKey when a member joins (always done when one leaves)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	return fs
@@ -311,9 +320,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		watcher.Poll() // record the file state; no-op reload of the same content
 	}
 
+	var cipher dtls.EKTCipher
+	switch c.EKTCipher {
+	case "aeskw128":
+		cipher = dtls.EKTCipherAESKW128
+	case "aeskw256":
+		cipher = dtls.EKTCipherAESKW256
+	default:
+		return fmt.Errorf("ekt-cipher %q: want aeskw128 or aeskw256", c.EKTCipher)
+	}
+	ekt, err := keydist.NewMemoryEKT(keydist.MemoryEKTConfig{Cipher: cipher, TTL: c.EKTTTL})
+	if err != nil {
+		return err
+	}
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), reloads)
 	kd, err := keydist.New(keydist.Config{
+		EKT:                      ekt,
+		RekeyOnJoin:              c.RekeyOnJoin,
 		Certificate:              dtlsCert,
 		Registry:                 reg,
 		Profiles:                 profiles,
