@@ -55,14 +55,21 @@ type HandshakeConfig struct {
 	FlightInterval time.Duration
 	// Timeout bounds the handshake (DefaultHandshakeTimeout).
 	Timeout time.Duration
+	// Double offers the RFC 8723 double profile (0x0009) with EKT instead
+	// of AEAD_AES_128_GCM: the handshake then also waits for the
+	// conference's EKTKey, and Keys are the hop-by-hop (outer) halves.
+	Double bool
 }
 
 // Session is a completed handshake.
 type Session struct {
-	// Keys are the exported SRTP keys.
+	// Keys are the exported SRTP keys (for Double, the outer halves: the
+	// keys the Media Distributor also holds).
 	Keys Keys
+	// EKTKey is the conference's EKTKey (Double only).
+	EKTKey *dtls.EKTKey
 	// Duration is from the start of the handshake (the first ClientHello)
-	// to the exported keys.
+	// to the exported keys (and, for Double, the EKTKey).
 	Duration time.Duration
 }
 
@@ -78,7 +85,7 @@ func (c *Conn) Handshake(ctx context.Context, cfg HandshakeConfig) (*Session, er
 		cfg.Timeout = DefaultHandshakeTimeout
 	}
 	kdFP := cfg.KDFingerprint
-	conn, err := dtls.NewClient(&dtls.Config{
+	dc := &dtls.Config{
 		Certificate: cfg.Identity.Cert,
 		// Checked by fingerprint, as DTLS-SRTP does.
 		VerifyPeer: func(chain [][]byte) error {
@@ -90,22 +97,34 @@ func (c *Conn) Handshake(ctx context.Context, cfg HandshakeConfig) (*Session, er
 		SRTPProfiles:      []uint16{uint16(ProfileAEADAES128GCM)},
 		ExternalSessionID: []byte(cfg.Identity.TLSID),
 		RetransmitTimeout: cfg.FlightInterval,
-	})
+	}
+	exportLen := 2 * (KeyLen + SaltLen)
+	if cfg.Double {
+		dc.SRTPProfiles = []uint16{uint16(ProfileDoubleAEADAES128GCM)}
+		dc.EKTCiphers = []dtls.EKTCipher{dtls.EKTCipherAESKW128, dtls.EKTCipherAESKW256}
+		exportLen *= 2
+	}
+	conn, err := dtls.NewClient(dc)
 	if err != nil {
 		return nil, fmt.Errorf("endpointsim: DTLS client: %w", err)
 	}
 	start := time.Now()
 	var material []byte
 	var exportErr error
+	ekt := make(chan *dtls.EKTKey, 1)
 	r := dtls.NewRunner(conn, func(b []byte) error {
 		_, err := c.udp.WriteTo(b, c.md)
 		return err
 	}, func(ev dtls.Event) {
 		if ev.Kind == dtls.EventHandshakeComplete {
-			material, exportErr = conn.ExportKeyingMaterial("EXTRACTOR-dtls_srtp", nil, 2*(KeyLen+SaltLen))
+			material, exportErr = conn.ExportKeyingMaterial("EXTRACTOR-dtls_srtp", nil, exportLen)
 		}
 		if ev.EKTKey != nil {
-			ev.EKTKey.Zero()
+			select {
+			case ekt <- ev.EKTKey:
+			default:
+				ev.EKTKey.Zero() // a re-key: the benchmark keeps the first
+			}
 		}
 	})
 	c.mu.Lock()
@@ -119,7 +138,17 @@ func (c *Conn) Handshake(ctx context.Context, cfg HandshakeConfig) (*Session, er
 	if exportErr != nil {
 		return nil, fmt.Errorf("endpointsim: export keying material: %w", exportErr)
 	}
-	return &Session{Keys: splitKeys(material), Duration: time.Since(start)}, nil
+	if !cfg.Double {
+		return &Session{Keys: splitKeys(material), Duration: time.Since(start)}, nil
+	}
+	s := &Session{Keys: splitDouble(material)}
+	select {
+	case s.EKTKey = <-ekt:
+	case <-hctx.Done():
+		return nil, fmt.Errorf("endpointsim: no EKTKey: %w", context.Cause(hctx))
+	}
+	s.Duration = time.Since(start)
+	return s, nil
 }
 
 // WriteMedia sends an SRTP or SRTCP datagram to the Media Distributor.

@@ -10,6 +10,11 @@ import (
 // (RFC 7714, 0x0007), the one the key length constants below describe.
 const ProfileAEADAES128GCM = srtp.ProtectionProfileAeadAes128Gcm
 
+// ProfileDoubleAEADAES128GCM is the RFC 8723 double profile (0x0009) a
+// Double handshake offers; its keys are twice KeyLen and SaltLen, each
+// half a layer.
+const ProfileDoubleAEADAES128GCM = srtp.ProtectionProfile(0x0009)
+
 // Key and salt lengths of AEAD_AES_128_GCM.
 const (
 	KeyLen  = 16
@@ -36,6 +41,20 @@ func splitKeys(m []byte) Keys {
 		ServerKey:  m[KeyLen : 2*KeyLen],
 		ClientSalt: m[2*KeyLen : 2*KeyLen+SaltLen],
 		ServerSalt: m[2*KeyLen+SaltLen : 2*(KeyLen+SaltLen)],
+	}
+}
+
+// splitDouble splits the EXTRACTOR-dtls_srtp output of the double profile
+// (keys of 2*KeyLen, salts of 2*SaltLen) and keeps the outer (hop-by-hop)
+// halves (RFC 8723 section 5.2).
+func splitDouble(m []byte) Keys {
+	const kl, sl = 2 * KeyLen, 2 * SaltLen
+	return Keys{
+		Profile:    ProfileDoubleAEADAES128GCM,
+		ClientKey:  m[KeyLen:kl],
+		ServerKey:  m[kl+KeyLen : 2*kl],
+		ClientSalt: m[2*kl+SaltLen : 2*kl+sl],
+		ServerSalt: m[2*kl+sl+SaltLen : 2*(kl+sl)],
 	}
 }
 

@@ -10,8 +10,10 @@
 // master key); the endpoints' keys are then the hop-by-hop (outer) halves,
 // the only ones a forwarder gets. Only the load generator reads the
 // end-to-end key (package double); the baseline refuses double files
-// (pion/srtp has no double profile) and handshake files are never double
-// (their endpoints negotiate AEAD_AES_128_GCM).
+// (pion/srtp has no double profile). A double handshake file gets its
+// end-to-end salt from the KD: it is the salt of the conference's EKTKey
+// (RFC 8870), which the handshakes deliver; the end-to-end key stays the
+// file's (one key for every simulated endpoint: the forwarder cannot tell).
 //
 // In a handshake file (GenerateHandshake, for the full-system path) the
 // endpoints carry a DTLS identity instead (tls-id, client certificate and
@@ -144,15 +146,16 @@ func GenerateProfile(profile string, n int, addr netip.Addr, basePort uint16, md
 	return f, nil
 }
 
-// GenerateHandshake makes n endpoints like Generate, but with a fresh DTLS
-// identity each and no keys, for a run whose keys come from handshakes with
-// the KD whose DTLS certificate has fingerprint kd.
-func GenerateHandshake(n int, addr netip.Addr, basePort uint16, md netip.AddrPort, kd keydist.Fingerprint) (*File, error) {
-	f, err := Generate(n, addr, basePort, md)
+// GenerateHandshake makes n endpoints like GenerateProfile, but with a
+// fresh DTLS identity each and no keys, for a run whose keys come from
+// handshakes with the KD whose DTLS certificate has fingerprint kd.
+func GenerateHandshake(profile string, n int, addr netip.Addr, basePort uint16, md netip.AddrPort, kd keydist.Fingerprint) (*File, error) {
+	f, err := GenerateProfile(profile, n, addr, basePort, md)
 	if err != nil {
 		return nil, err
 	}
 	f.Handshake, f.KDFingerprint = true, "sha-256 "+kd.String()
+	f.E2ESalt = nil // the conference's, from the KD's EKTKey
 	for i := range f.Endpoints {
 		e := &f.Endpoints[i]
 		e.ClientKey, e.ClientSalt, e.ServerKey, e.ServerSalt = nil, nil, nil, nil
@@ -183,12 +186,28 @@ func (f *File) Identities() ([]endpointsim.Identity, error) {
 	return out, nil
 }
 
-// SetKeys stores the keys a handshake exported as the endpoint's keys.
-func (e *Endpoint) SetKeys(k *endpointsim.Keys) error {
-	if k.Profile != endpointsim.ProfileAEADAES128GCM {
-		return fmt.Errorf("benchkeys: negotiated profile %v, want %s", k.Profile, Profile)
+// SetKeys stores the keys a handshake exported (for a double file, the
+// hop-by-hop halves) as endpoint i's keys.
+func (f *File) SetKeys(i int, k *endpointsim.Keys) error {
+	want := endpointsim.ProfileAEADAES128GCM
+	if f.IsDouble() {
+		want = endpointsim.ProfileDoubleAEADAES128GCM
 	}
+	if k.Profile != want {
+		return fmt.Errorf("benchkeys: negotiated profile %#04x, want %s", uint16(k.Profile), f.Profile)
+	}
+	e := &f.Endpoints[i]
 	e.ClientKey, e.ClientSalt, e.ServerKey, e.ServerSalt = k.ClientKey, k.ClientSalt, k.ServerKey, k.ServerSalt
+	return nil
+}
+
+// SetE2ESalt stores the conference's end-to-end master salt (from the
+// KD's EKTKey) in a double file.
+func (f *File) SetE2ESalt(salt []byte) error {
+	if !f.IsDouble() || len(salt) < saltLen {
+		return fmt.Errorf("benchkeys: end-to-end salt of %d octets for a %s file", len(salt), f.Profile)
+	}
+	f.E2ESalt = append([]byte(nil), salt[:saltLen]...)
 	return nil
 }
 
@@ -224,10 +243,7 @@ func (f *File) check() error {
 	switch f.Profile {
 	case Profile:
 	case ProfileDouble:
-		if f.Handshake {
-			return errors.New("a handshake file cannot be double (handshake endpoints negotiate AEAD_AES_128_GCM)")
-		}
-		if len(f.E2EKey) != keyLen || len(f.E2ESalt) != saltLen {
+		if len(f.E2EKey) != keyLen || (!f.Handshake || len(f.E2ESalt) != 0) && len(f.E2ESalt) != saltLen {
 			return errors.New("double file: wrong end-to-end key or salt length")
 		}
 	default:

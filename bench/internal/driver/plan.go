@@ -37,10 +37,9 @@ type Group struct {
 }
 
 // DoublePaths are the paths a double group runs on: mdfast with keys
-// installed directly. The baseline is left out (pion/srtp v3 has no double
-// profile), and so is SystemPath (its endpoints negotiate AEAD_AES_128_GCM, so no
-// handshake yields double keys).
-var DoublePaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket"}
+// installed directly, and SystemPath, whose handshakes negotiate 0x0009
+// with EKT. The baseline is left out (pion/srtp v3 has no double profile).
+var DoublePaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket", SystemPath}
 
 // KeyProfile is the group's profile, benchkeys.Profile when empty.
 func (g *Group) KeyProfile() string {

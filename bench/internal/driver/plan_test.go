@@ -8,7 +8,8 @@ import (
 )
 
 // TestPlanDouble: both plans have the double 1→4 group, it runs on the
-// mdfast direct-keys paths only, and Steps counts accordingly.
+// mdfast direct-keys paths and the system path (handshakes with EKT), not
+// on the baseline, and Steps counts accordingly.
 func TestPlanDouble(t *testing.T) {
 	for name, p := range map[string]Plan{"quick": QuickPlan(), "full": FullPlan()} {
 		i := slices.IndexFunc(p.Groups, func(g Group) bool { return g.Name == "fanout1to4-160B-double" })
@@ -20,7 +21,7 @@ func TestPlanDouble(t *testing.T) {
 			t.Fatalf("%s plan: double group %+v", name, g)
 		}
 		for _, path := range AllPaths {
-			want := path != "baseline" && path != SystemPath
+			want := path != "baseline"
 			if g.RunsOn(path) != want {
 				t.Errorf("%s plan: double group runs on %s: %v", name, path, !want)
 			}

@@ -31,7 +31,7 @@ const (
 
 // KeysHandshake says how the system path gets its keys.
 const KeysHandshake = "handshake: every endpoint runs a DTLS-SRTP handshake (internal/dtls client, external_session_id, internal/endpointsim; the KD on internal/dtls) " +
-	"through `mdfast run` to keydist, all at once, before the step; the loadgen sends with the exported keys"
+	"through `mdfast run` to keydist, all at once, before the step; the loadgen sends with the exported keys (double groups: 0x0009 with EKT, the hop-by-hop halves, the end-to-end salt from the conference's EKTKey)"
 
 const (
 	kdTunnel  = "127.0.0.1:5740"
@@ -53,7 +53,7 @@ func writeSystemFiles(dir string, topo *netns.Topology, g *Group) (*syssim.Files
 	if err != nil {
 		return nil, "", err
 	}
-	kf, err := benchkeys.GenerateHandshake(g.Participants, topo.GenAddr, genPort, netip.AddrPortFrom(topo.MDAddr, mediaPort), files.KDFingerprint)
+	kf, err := benchkeys.GenerateHandshake(g.KeyProfile(), g.Participants, topo.GenAddr, genPort, netip.AddrPortFrom(topo.MDAddr, mediaPort), files.KDFingerprint)
 	if err != nil {
 		return nil, "", err
 	}

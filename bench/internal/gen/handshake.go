@@ -1,6 +1,7 @@
 package gen
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,7 +70,7 @@ func Handshake(ctx context.Context, kf *benchkeys.File, timeout time.Duration) (
 	for i, c := range conns {
 		wg.Go(func() {
 			sessions[i], errs[i] = c.Handshake(ctx, endpointsim.HandshakeConfig{
-				Identity: ids[i], KDFingerprint: kdFP, Timeout: timeout})
+				Identity: ids[i], KDFingerprint: kdFP, Timeout: timeout, Double: kf.IsDouble()})
 		})
 	}
 	wg.Wait()
@@ -77,7 +78,15 @@ func Handshake(ctx context.Context, kf *benchkeys.File, timeout time.Duration) (
 	var lat stats.Latency
 	for i, s := range sessions {
 		if errs[i] == nil {
-			errs[i] = kf.Endpoints[i].SetKeys(&s.Keys)
+			errs[i] = kf.SetKeys(i, &s.Keys)
+		}
+		if errs[i] == nil && kf.IsDouble() {
+			// Every member got the conference's EKTKey: one salt.
+			if kf.E2ESalt == nil {
+				errs[i] = kf.SetE2ESalt(s.EKTKey.MasterSalt)
+			} else if !bytes.Equal(kf.E2ESalt, s.EKTKey.MasterSalt[:len(kf.E2ESalt)]) {
+				errs[i] = errors.New("members of one conference got different EKT parameter sets")
+			}
 		}
 		if errs[i] != nil {
 			if res.FirstError == "" {
