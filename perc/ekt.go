@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/mdfast/mdfast/internal/dtls"
-	"github.com/mdfast/mdfast/internal/srtpfast"
+	"github.com/mdfast/mdfast/internal/double"
 )
 
 // maxEKTSets bounds the EKT parameter sets kept: the current one and those
@@ -22,7 +22,7 @@ const innerSaltLen = 12
 type sendKeys struct {
 	set    *ektSet
 	master []byte
-	inner  *srtpfast.Keys
+	inner  *double.Session
 	gen    uint64
 }
 
@@ -41,7 +41,7 @@ func (s *Session) addEKTKey(k *dtls.EKTKey) {
 	set := &ektSet{spi: k.SPI, key: slices.Clone(k.Key), salt: slices.Clone(k.MasterSalt[:innerSaltLen])}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closed || s.inner == 0 {
+	if s.closed || s.keyLen == 0 {
 		set.zero()
 		return
 	}
@@ -87,11 +87,11 @@ func (s *Session) failLocked(err error) {
 // newSendKeys picks a fresh end-to-end master key for set (RFC 8870
 // section 4.5: a new EKTKey means a new SRTP master key).
 func (s *Session) newSendKeys(set *ektSet) (*sendKeys, error) {
-	master := make([]byte, s.inner.HBHKeyLen())
+	master := make([]byte, s.keyLen)
 	if _, err := rand.Read(master); err != nil {
 		return nil, fmt.Errorf("perc: end-to-end key: %w", err)
 	}
-	inner, err := srtpfast.NewKeys(s.inner, master, set.salt, nil)
+	inner, err := double.NewSession(master, set.salt)
 	if err != nil {
 		clear(master)
 		return nil, fmt.Errorf("perc: end-to-end key: %w", err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdfast/mdfast/internal/double"
 	"github.com/mdfast/mdfast/internal/ekt"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
@@ -46,7 +47,11 @@ func pair(t testing.TB) (snd, rcv *Session, pc *capturePC, got *[]RTPPacket) {
 	}
 	cfg := Config{RekeyDelay: DefaultRekeyDelay, KeyGrace: DefaultKeyGrace, FullEKTInterval: DefaultFullEKTInterval, MaxSenders: 4}
 	pc = &capturePC{}
-	snd = &Session{cfg: cfg, pc: pc, double: true, inner: srtpfast.ProfileAEADAES128GCM, out: hbh,
+	dout, err := double.NewSession(bytes.Repeat([]byte{1}, 16), bytes.Repeat([]byte{2}, 12))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snd = &Session{cfg: cfg, pc: pc, double: true, keyLen: 16, dout: dout,
 		sets: map[uint16]*ektSet{7: set()}, ready: make(chan struct{})}
 	snd.w.streams = map[uint32]*outStream{}
 	snd.send, err = snd.newSendKeys(snd.sets[7])
@@ -58,7 +63,7 @@ func pair(t testing.TB) (snd, rcv *Session, pc *capturePC, got *[]RTPPacket) {
 	rcfg.OnRTP = func(p RTPPacket) {
 		*got = append(*got, RTPPacket{Header: bytes.Clone(p.Header), Payload: bytes.Clone(p.Payload), SSRC: p.SSRC, Seq: p.Seq})
 	}
-	rcv = &Session{cfg: rcfg, double: true, inner: srtpfast.ProfileAEADAES128GCM, in: srtpfast.NewOpener(hbh, 8),
+	rcv = &Session{cfg: rcfg, double: true, keyLen: 16, in: srtpfast.NewOpener(hbh, 8),
 		sets: map[uint16]*ektSet{7: set()}, ready: make(chan struct{})}
 	rcv.rx.senders = map[uint32]*inSender{}
 	return snd, rcv, pc, got

@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdfast/mdfast/internal/double"
 	"github.com/mdfast/mdfast/internal/ekt"
 	"github.com/mdfast/mdfast/internal/srtpfast"
+	"github.com/mdfast/mdfast/internal/tunnel"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -105,6 +107,27 @@ func TestPrivateConference(t *testing.T) {
 	}
 }
 
+// outerOff removes the outer layer of b with the client_write keys of k
+// (what the MD does) and returns the original header, the inner
+// ciphertext and the ROC; ok false if those keys do not open b.
+func outerOff(k tunnel.MediaKeys, b []byte) (synth, ct []byte, roc uint32, ok bool) {
+	recv, err := srtpfast.NewKeys(srtpfast.Profile(k.Profile), k.ClientWriteMasterKey, k.ClientWriteMasterSalt, nil)
+	if err != nil {
+		return nil, nil, 0, false
+	}
+	buf := bytes.Clone(b)
+	info, err := srtpfast.NewOpener(recv, 4).OpenRTP(buf)
+	if err != nil {
+		return nil, nil, 0, false
+	}
+	o, end, err := double.ParseOHB(buf[info.HeaderLen:info.Len])
+	if err != nil {
+		return nil, nil, 0, false
+	}
+	var sc double.Scratch
+	return bytes.Clone(double.OriginalHeader(&sc, buf, o)), buf[info.HeaderLen : info.HeaderLen+end], info.ROC, true
+}
+
 // curious tries, with every key the MD received, to read the packets it
 // forwarded: the outer layer with the sender's hop-by-hop keys (it can),
 // then the inner layer and the EKT tags with every key and salt it holds,
@@ -123,19 +146,17 @@ func (m *curiousMD) curious(t *testing.T) (opened, inner int) {
 		}
 		mats = append(mats, k.ClientWriteMasterKey, k.ServerWriteMasterKey, k.ClientWriteMasterSalt, k.ServerWriteMasterSalt)
 	}
-	var candidates []*srtpfast.Keys
+	var candidates []*double.Session
 	for _, key := range mats {
 		for _, salt := range mats {
-			for _, prof := range []srtpfast.Profile{srtpfast.ProfileAEADAES128GCM, srtpfast.ProfileAEADAES256GCM} {
-				if len(key) == prof.HBHKeyLen() && len(salt) == 12 {
-					if k, err := srtpfast.NewKeys(prof, key, salt, nil); err == nil {
-						candidates = append(candidates, k)
-					}
+			if (len(key) == 16 || len(key) == 32) && len(salt) == double.SaltLen {
+				if k, err := double.NewSession(key, salt); err == nil {
+					candidates = append(candidates, k)
 				}
 			}
 		}
 	}
-	var sc srtpfast.Scratch
+	var sc double.Scratch
 	for _, pkt := range seen {
 		n, _, err := ekt.FieldLen(pkt)
 		if err != nil {
@@ -152,20 +173,13 @@ func (m *curiousMD) curious(t *testing.T) (opened, inner int) {
 			}
 		}
 		for _, k := range keys {
-			recv, _ := srtpfast.NewKeys(srtpfast.Profile(k.Profile), k.ClientWriteMasterKey, k.ClientWriteMasterSalt, nil)
-			op := srtpfast.NewOpener(recv, 4)
-			buf := bytes.Clone(b)
-			info, err := op.OpenRTP(buf)
-			if err != nil {
+			synth, ct, roc, ok := outerOff(k, b)
+			if !ok {
 				continue
 			}
 			opened++
-			fixed := 12 + 4*int(buf[0]&0x0f)
-			synth := append(bytes.Clone(buf[:fixed]), buf[info.HeaderLen:info.Len-info.OHBLen]...)
-			synth[0] &^= 0x10
 			for _, ck := range candidates {
-				try := bytes.Clone(synth)
-				if _, err := ck.OpenRTPAt(&sc, try, info.ROC); err == nil {
+				if _, err := double.OpenInner(&sc, ck, synth, bytes.Clone(ct), roc); err == nil {
 					inner++
 				}
 			}
@@ -202,7 +216,7 @@ func TestRekeyOnLeave(t *testing.T) {
 	b.s.mu.Unlock()
 	// b's reader goroutine owns rx: stop it first by closing.
 	_ = b.s.r.Close()
-	var bE2E []*srtpfast.Keys
+	var bE2E []*double.Session
 	for _, snd := range b.s.rx.senders {
 		for _, k := range snd.keys {
 			bE2E = append(bE2E, k.keys)
@@ -238,7 +252,7 @@ func TestRekeyOnLeave(t *testing.T) {
 	after := append([][]byte(nil), c.md.seen[from:]...)
 	keys := append(c.md.keys[:0:0], c.md.keys...)
 	c.md.mu.Unlock()
-	var sc srtpfast.Scratch
+	var sc double.Scratch
 	fullTags, opened := 0, 0
 	for _, pkt := range after {
 		n, _, _ := ekt.FieldLen(pkt)
@@ -253,17 +267,12 @@ func TestRekeyOnLeave(t *testing.T) {
 		// The outer layer off with the MD's keys (a stronger attacker than
 		// b), then b's end-to-end keys on the inner layer.
 		for _, k := range keys {
-			recv, _ := srtpfast.NewKeys(srtpfast.Profile(k.Profile), k.ClientWriteMasterKey, k.ClientWriteMasterSalt, nil)
-			buf := bytes.Clone(pkt[:len(pkt)-n])
-			info, err := srtpfast.NewOpener(recv, 4).OpenRTP(buf)
-			if err != nil {
+			synth, ct, roc, ok := outerOff(k, pkt[:len(pkt)-n])
+			if !ok {
 				continue
 			}
-			fixed := 12 + 4*int(buf[0]&0x0f)
-			synth := append(bytes.Clone(buf[:fixed]), buf[info.HeaderLen:info.Len-info.OHBLen]...)
-			synth[0] &^= 0x10
 			for _, ek := range bE2E {
-				if _, err := ek.OpenRTPAt(&sc, bytes.Clone(synth), info.ROC); err == nil {
+				if _, err := double.OpenInner(&sc, ek, synth, bytes.Clone(ct), roc); err == nil {
 					opened++
 				}
 			}

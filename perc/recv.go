@@ -2,18 +2,17 @@ package perc
 
 import (
 	"bytes"
-	"encoding/binary"
 	"time"
 
+	"github.com/mdfast/mdfast/internal/double"
 	"github.com/mdfast/mdfast/internal/ekt"
-	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
 // receiver is the receiving side, owned by the reader goroutine: per
 // sender SSRC the end-to-end keys learnt from its EKT tags.
 type receiver struct {
 	senders map[uint32]*inSender
-	sc      srtpfast.Scratch
+	dsc     double.Scratch
 	synth   []byte
 	buf     []byte
 	hdr     []byte
@@ -35,7 +34,7 @@ type inSender struct {
 type inKey struct {
 	spi     uint16
 	master  []byte
-	keys    *srtpfast.Keys
+	keys    *double.Session
 	expires time.Time // zero while it is the newest
 }
 
@@ -99,39 +98,28 @@ func (s *Session) receiveDouble(b []byte, now time.Time) {
 		c.dropNoKey.Add(1)
 		return
 	}
-	// The original header: fixed part and CSRCs with X cleared, and the
-	// PT, SEQ and marker the sender had (RFC 8723 section 4).
-	fixed := 12 + 4*int(pkt[0]&0x0f)
-	plain := pkt[:info.Len]
-	cfg := plain[len(plain)-1]
-	rx.synth = append(rx.synth[:0], pkt[:fixed]...)
-	rx.synth[0] &^= 0x10
-	end := len(plain) - info.OHBLen
-	o := end
+	// The original header the sender sealed (RFC 8723 section 4), then
+	// the inner layer under one of the sender's end-to-end keys.
+	plain := pkt[info.HeaderLen:info.Len]
+	o, end, err := double.ParseOHB(plain)
+	if err != nil {
+		c.dropOuter.Add(1)
+		return
+	}
+	synth := double.OriginalHeader(&rx.dsc, pkt, o)
 	origSeq := info.Seq
-	if cfg&0x02 != 0 { // P
-		rx.synth[1] = rx.synth[1]&0x80 | plain[o]&0x7f
-		o++
-	}
-	if cfg&0x01 != 0 { // Q
-		origSeq = binary.BigEndian.Uint16(plain[o:])
-		binary.BigEndian.PutUint16(rx.synth[2:], origSeq)
-	}
-	if cfg&0x04 != 0 { // M: B holds the original marker
-		rx.synth[1] = rx.synth[1]&0x7f | (cfg&0x08)<<4
+	if o.HasSeq {
+		origSeq = o.Seq
 	}
 	origROC := originalROC(info.ROC, info.Seq, origSeq)
-	inner := plain[info.HeaderLen:end]
-	hdrLen := len(rx.synth)
+	rx.synth = append(rx.synth[:0], synth...)
 	for i, k := range snd.keys {
 		if !k.expires.IsZero() && now.After(k.expires) {
 			continue
 		}
-		// Each attempt opens a fresh copy: a failed open leaves the
-		// buffer unspecified.
-		rx.buf = append(append(rx.buf[:0], rx.synth[:hdrLen]...), inner...)
-		buf := rx.buf
-		in, err := k.keys.OpenRTPAt(&rx.sc, buf, origROC)
+		// Each attempt opens a copy: a failed open leaves it unspecified.
+		rx.buf = append(rx.buf[:0], plain[:end]...)
+		payload, err := double.OpenInner(&rx.dsc, k.keys, rx.synth, rx.buf, origROC)
 		if err != nil {
 			continue
 		}
@@ -143,8 +131,8 @@ func (s *Session) receiveDouble(b []byte, now time.Time) {
 			// The header as sent: the received header with the original
 			// PT, SEQ and marker.
 			rx.hdr = append(rx.hdr[:0], pkt[:info.HeaderLen]...)
-			rx.hdr[1], rx.hdr[2], rx.hdr[3] = buf[1], buf[2], buf[3]
-			s.cfg.OnRTP(RTPPacket{Header: rx.hdr, Payload: buf[in.HeaderLen:in.Len], SSRC: info.SSRC, Seq: origSeq, ROC: origROC})
+			rx.hdr[1], rx.hdr[2], rx.hdr[3] = rx.synth[1], rx.synth[2], rx.synth[3]
+			s.cfg.OnRTP(RTPPacket{Header: rx.hdr, Payload: payload, SSRC: info.SSRC, Seq: origSeq, ROC: origROC})
 		}
 		return
 	}
@@ -200,7 +188,7 @@ func (s *Session) learnKey(snd *inSender, ssrc uint32, field []byte, now time.Ti
 		c.ektWrongSSRC.Add(1)
 		return snd, true
 	}
-	if len(master) != s.inner.HBHKeyLen() {
+	if len(master) != s.keyLen {
 		c.dropEKTAuth.Add(1)
 		return snd, false
 	}
@@ -233,7 +221,7 @@ func (s *Session) learnKey(snd *inSender, ssrc uint32, field []byte, now time.Ti
 			return snd, true
 		}
 	}
-	keys, err := srtpfast.NewKeys(s.inner, master, set.salt, nil)
+	keys, err := double.NewSession(master, set.salt)
 	if err != nil {
 		c.dropEKTAuth.Add(1)
 		return snd, false

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/mdfast/mdfast/internal/double"
 	"github.com/mdfast/mdfast/internal/ekt"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
@@ -17,8 +18,7 @@ type writer struct {
 	mu      sync.Mutex
 	streams map[uint32]*outStream
 	sc      srtpfast.Scratch
-	synth   []byte
-	plain   []byte
+	dsc     double.Scratch
 	out     []byte
 	rtcpIdx map[uint32]uint32
 }
@@ -45,23 +45,6 @@ var (
 	// ErrNotRTP: what was given to write is not an RTP (or RTCP) packet.
 	ErrNotRTP = errors.New("perc: not an RTP packet")
 )
-
-// rtpHeader returns the length of the fixed header with its CSRCs and of
-// the whole header, or ok false for what is not an RTP version 2 header.
-func rtpHeader(pkt []byte) (fixed, full int, ok bool) {
-	if len(pkt) < 12 || pkt[0]>>6 != 2 {
-		return 0, 0, false
-	}
-	fixed = 12 + 4*int(pkt[0]&0x0f)
-	full = fixed
-	if pkt[0]&0x10 != 0 {
-		if len(pkt) < fixed+4 {
-			return 0, 0, false
-		}
-		full += 4 + 4*int(binary.BigEndian.Uint16(pkt[fixed+2:]))
-	}
-	return fixed, full, full <= len(pkt)
-}
 
 // nextROC is the rollover counter for seq on a stream that sends its
 // packets in order, give or take reordering (RFC 3711 section 3.3.1).
@@ -92,8 +75,7 @@ func (st *outStream) nextROC(seq uint16) uint32 {
 // packets after a key change and every FullEKTInterval, a ShortEKTField
 // otherwise. Safe for concurrent use.
 func (s *Session) WriteRTP(pkt []byte) error {
-	fixed, full, ok := rtpHeader(pkt)
-	if !ok {
+	if _, _, ok := double.HeaderLens(pkt); !ok {
 		return ErrNotRTP
 	}
 	ssrc, seq := binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:])
@@ -128,19 +110,11 @@ func (s *Session) WriteRTP(pkt []byte) error {
 	if st.gen != sk.gen {
 		st.gen, st.fullLeft, st.tag = sk.gen, fullEKTPackets, nil
 	}
-	// Inner: the synthetic packet, original fixed header and CSRCs with X
-	// cleared, then the payload.
-	w.synth = append(append(w.synth[:0], pkt[:fixed]...), pkt[full:]...)
-	w.synth[0] &^= 0x10
-	sealed, err := sk.inner.SealRTP(&w.sc, w.synth[:0], w.synth, roc)
+	// RFC 8723 section 5.1: inner layer under our end-to-end key, an
+	// empty OHB, outer layer under our hop-by-hop key (internal/double).
+	w.out, err = double.Seal(&w.dsc, sk.inner, s.dout, w.out[:0], pkt, roc)
 	if err != nil {
-		return fmt.Errorf("perc: inner seal: %w", err)
-	}
-	// Outer: the whole original header, inner ciphertext and tag, OHB.
-	w.plain = append(append(append(w.plain[:0], pkt[:full]...), sealed[fixed:]...), 0x00)
-	w.out, err = s.out.SealRTP(&w.sc, w.out[:0], w.plain, roc)
-	if err != nil {
-		return fmt.Errorf("perc: outer seal: %w", err)
+		return fmt.Errorf("perc: seal: %w", err)
 	}
 	if st.fullLeft > 0 || now.Sub(st.lastFull) >= s.cfg.FullEKTInterval {
 		if st.tag == nil || st.tagROC != roc {

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/mdfast/mdfast/internal/double"
 	"github.com/mdfast/mdfast/internal/dtls"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
@@ -125,14 +126,16 @@ type Session struct {
 	r       *dtls.Runner
 	profile srtpfast.Profile
 	double  bool
-	inner   srtpfast.Profile // the single AEAD profile of the inner layer
+	keyLen  int // master key length of either layer (double)
 	c       counters
 	wg      sync.WaitGroup
 
-	// Hop-by-hop keys (legacy mode: the whole keys). out is immutable;
+	// Hop-by-hop keys (legacy mode: the whole keys). out (legacy) and
+	// dout (double, the endpoint side of internal/double) are immutable;
 	// in belongs to the reader goroutine.
-	out *srtpfast.Keys
-	in  *srtpfast.Opener
+	out  *srtpfast.Keys
+	dout *double.Session
+	in   *srtpfast.Opener
 
 	ready   chan struct{} // closed when the keys (and the first EKTKey) are in
 	readyMu sync.Once
@@ -293,10 +296,13 @@ func (s *Session) setupKeys() error {
 		// end-to-end key, which EKT replaces by our own (RFC 8870
 		// section 4.3).
 		ck, sk, cs, ss = ck[kl/2:], sk[kl/2:], cs[sl/2:], ss[sl/2:]
-		s.inner = srtpfast.ProfileAEADAES128GCM
-		if p == srtpfast.ProfileDoubleAEADAES256GCM {
-			s.inner = srtpfast.ProfileAEADAES256GCM
+		dout, err := double.NewSession(ck, cs)
+		if err != nil {
+			return fmt.Errorf("perc: send keys: %w", err)
 		}
+		s.mu.Lock()
+		s.dout, s.keyLen = dout, kl/2
+		s.mu.Unlock()
 	}
 	out, err := srtpfast.NewKeys(p, ck, cs, nil)
 	if err != nil {

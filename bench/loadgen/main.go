@@ -3,7 +3,7 @@
 // what it forwards, decrypt it with their own keys (pion/srtp) and verify
 // it octet for octet; with a double key file (-profile
 // DOUBLE_AEAD_AES_128_GCM_AEAD_AES_128_GCM) they seal and open both RFC
-// 8723 layers with bench/internal/double; it prints one JSON object (gen.Result) with loss,
+// 8723 layers with internal/double; it prints one JSON object (gen.Result) with loss,
 // latency percentiles, jitter and, given -md-pid, the forwarder's CPU time.
 // See package bench/internal/gen for how it sends and measures.
 //

@@ -2,8 +2,6 @@ package dataplane
 
 import (
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
@@ -13,67 +11,23 @@ import (
 	"github.com/pion/rtcp"
 	"github.com/pion/srtp/v3"
 
+	"github.com/mdfast/mdfast/internal/double"
 	"github.com/mdfast/mdfast/internal/ekt"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
-// The endpoint side of RFC 8723 for the worker tests, written with
-// crypto/cipher directly: neither layer an endpoint applies or removes goes
-// through srtpfast. Only the key table (the MD's side) holds srtpfast Keys,
-// and only the outer (HBH) halves.
+// The endpoint side of RFC 8723 for the worker tests is internal/double,
+// written with crypto/cipher directly: neither layer an endpoint applies or
+// removes goes through srtpfast. Only the key table (the MD's side) holds
+// srtpfast Keys, and only the outer (HBH) halves.
 
-// gcmSession is one RFC 7714 AES-GCM session: the session key and salt
-// derived from a master key and salt.
-type gcmSession struct {
-	aead cipher.AEAD
-	salt [12]byte
-}
-
-// deriveGCM is the RFC 3711 section 4.3 AES-CM KDF (key derivation rate 0;
-// AES-256 as the PRF for a 32-octet master key) with the 12-octet master
-// salt of RFC 7714 section 11 in the first 12 octets of the PRF input, for
-// the SRTP labels (0x00 key, 0x02 salt).
-func deriveGCM(t testing.TB, masterKey, masterSalt []byte) gcmSession {
+func deriveGCM(t testing.TB, masterKey, masterSalt []byte) *double.Session {
 	t.Helper()
-	prf, err := aes.NewCipher(masterKey)
+	s, err := double.NewSession(masterKey, masterSalt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen := func(label byte, n int) []byte {
-		var out []byte
-		for i := 0; len(out) < n; i++ {
-			var x, b [16]byte
-			copy(x[:], masterSalt)
-			x[7] ^= label
-			binary.BigEndian.PutUint16(x[14:], uint16(i))
-			prf.Encrypt(b[:], x[:])
-			out = append(out, b[:]...)
-		}
-		return out[:n]
-	}
-	blk, err := aes.NewCipher(gen(0x00, len(masterKey)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := cipher.NewGCM(blk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := gcmSession{aead: a}
-	copy(s.salt[:], gen(0x02, 12))
 	return s
-}
-
-// nonce is the RFC 7714 section 8.1 IV: (00 00 | SSRC | ROC | SEQ) XOR salt.
-func (s *gcmSession) nonce(ssrc, roc uint32, seq uint16) []byte {
-	iv := make([]byte, 12)
-	binary.BigEndian.PutUint32(iv[2:], ssrc)
-	binary.BigEndian.PutUint32(iv[6:], roc)
-	binary.BigEndian.PutUint16(iv[10:], seq)
-	for i := range iv {
-		iv[i] ^= s.salt[i]
-	}
-	return iv
 }
 
 // rtpHeaderLens returns the length of the fixed header with its CSRCs and
@@ -105,9 +59,9 @@ func synthHeader(pkt []byte) []byte {
 // doubleEndpoint is one endpoint of a double (RFC 8723) conference.
 type doubleEndpoint struct {
 	peer *Peer
-	e2e  gcmSession // inner: the conference's end-to-end key
-	up   gcmSession // outer client_write: endpoint -> MD
-	down gcmSession // outer server_write: MD -> endpoint
+	e2e  *double.Session // inner: the conference's end-to-end key
+	up   *double.Session // outer client_write: endpoint -> MD
+	down *double.Session // outer server_write: MD -> endpoint
 	// RTCP is outer-only, plain RFC 7714 SRTCP: pion/srtp with the outer
 	// halves.
 	rtcpUp, rtcpDown *srtp.Context
@@ -222,13 +176,16 @@ func (e *doubleEndpoint) seal(t testing.TB, pkt []byte, roc uint32, tamperInner 
 	if !ok {
 		t.Fatal("bad test packet")
 	}
-	ssrc, seq := binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:])
-	inner = e.e2e.aead.Seal(nil, e.e2e.nonce(ssrc, roc, seq), pkt[full:], synthHeader(pkt))
+	var sc double.Scratch
+	inner, err := double.SealInner(&sc, e.e2e, nil, pkt, roc)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if tamperInner >= 0 {
 		inner[tamperInner/8] ^= 1 << (tamperInner % 8)
 	}
-	plain := append(append([]byte(nil), inner...), 0x00) // OHB: nothing changed
-	wire = e.up.aead.Seal(append([]byte(nil), pkt[:full]...), e.up.nonce(ssrc, roc, seq), plain, pkt[:full])
+	plain := append(bytes.Clone(inner), 0x00) // OHB: nothing changed
+	wire = double.SealOuter(&sc, e.up, nil, pkt[:full], plain, roc)
 	// RFC 8870 section 4.1: every double-profile SRTP packet ends in an
 	// EKTField (ShortEKTField unless the test chose another).
 	field := e.ektField
@@ -257,7 +214,7 @@ func splitEKT(pkt []byte) (srtp, field []byte, err error) {
 	return pkt[:len(pkt)-n], pkt[len(pkt)-n:], nil
 }
 
-var errInner = errors.New("inner (end-to-end) authentication failed")
+var errInner = double.ErrInner
 
 // open is RFC 8723 section 5.3 at the receiving endpoint: the outer
 // transform with its own server_write HBH key (roc is the ROC of the SEQ it
@@ -270,40 +227,18 @@ func (e *doubleEndpoint) open(pkt []byte, roc, origROC uint32) (inner, synth, pa
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	fixed, full, ok := rtpHeaderLens(pkt)
-	if !ok || pkt[0]>>6 != 2 {
-		return nil, nil, nil, errors.New("bad RTP header")
-	}
-	ssrc, seq := binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:])
-	plain, err := e.down.aead.Open(nil, e.down.nonce(ssrc, roc, seq), pkt[full:], pkt[:full])
+	var sc double.Scratch
+	_, plain, err := double.OpenOuter(&sc, e.down, bytes.Clone(pkt), roc)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if len(plain) < 17 || plain[len(plain)-1]&0xf0 != 0 {
-		return nil, nil, nil, errors.New("bad OHB")
+	o, end, err := double.ParseOHB(plain)
+	if err != nil {
+		return nil, nil, nil, err
 	}
-	cfg, end := plain[len(plain)-1], len(plain)-1
-	synth = append([]byte(nil), pkt[:fixed]...)
-	synth[0] &^= 0x10
-	if cfg&0x01 != 0 { // Q: original SEQ
-		end -= 2
-		if end < 16 {
-			return nil, nil, nil, errors.New("short OHB")
-		}
-		copy(synth[2:4], plain[end:end+2])
-	}
-	if cfg&0x02 != 0 { // P: original PT
-		end--
-		if end < 16 {
-			return nil, nil, nil, errors.New("short OHB")
-		}
-		synth[1] = synth[1]&0x80 | plain[end]&0x7f
-	}
-	if cfg&0x04 != 0 { // M: original marker B
-		synth[1] = synth[1]&0x7f | (cfg&0x08)<<4
-	}
-	inner = plain[:end]
-	payload, err = e.e2e.aead.Open(nil, e.e2e.nonce(ssrc, origROC, binary.BigEndian.Uint16(synth[2:])), inner, synth)
+	inner = bytes.Clone(plain[:end])
+	synth = bytes.Clone(double.OriginalHeader(&sc, pkt, o))
+	payload, err = double.OpenInner(&sc, e.e2e, synth, plain[:end], origROC)
 	if err != nil {
 		return inner, synth, nil, errInner
 	}
@@ -537,13 +472,9 @@ func TestForwardDoubleEKTAllocs(t *testing.T) {
 // outerAuthentic reports whether pkt (without its EKTField) opens under
 // the endpoint's client_write outer key with ROC 0 or 1.
 func (e *doubleEndpoint) outerAuthentic(pkt []byte) bool {
-	_, full, ok := rtpHeaderLens(pkt)
-	if !ok {
-		return false
-	}
-	ssrc, seq := binary.BigEndian.Uint32(pkt[8:]), binary.BigEndian.Uint16(pkt[2:])
+	var sc double.Scratch
 	for roc := range uint32(2) {
-		if _, err := e.up.aead.Open(nil, e.up.nonce(ssrc, roc, seq), pkt[full:], pkt[:full]); err == nil {
+		if _, _, err := double.OpenOuter(&sc, e.up, bytes.Clone(pkt), roc); err == nil {
 			return true
 		}
 	}

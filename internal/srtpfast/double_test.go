@@ -2,66 +2,29 @@ package srtpfast
 
 import (
 	"bytes"
-	"crypto/aes"
-	"crypto/cipher"
 	"encoding/binary"
-	"errors"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/mdfast/mdfast/internal/double"
 )
 
-// The endpoint side of RFC 8723, written with crypto/cipher directly so that
-// it shares no packet code with srtpfast.
+// The endpoint side of RFC 8723 is internal/double, written with
+// crypto/cipher directly: it shares no packet code with srtpfast.
 
-type e2eSession struct {
-	aead cipher.AEAD
-	salt [12]byte
-}
+type e2eSession = *double.Session
 
-// testDerive is an independent RFC 3711 AES-CM KDF for the test endpoints.
-func testDerive(t testing.TB, masterKey, masterSalt []byte, keyLabel, saltLabel byte) e2eSession {
+func testDerive(t testing.TB, masterKey, masterSalt []byte) e2eSession {
 	t.Helper()
-	prf, err := aes.NewCipher(masterKey)
+	s, err := double.NewSession(masterKey, masterSalt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	gen := func(label byte, n int) []byte {
-		var out []byte
-		for i := 0; len(out) < n; i++ {
-			x := make([]byte, 16)
-			copy(x, masterSalt)
-			x[7] ^= label
-			x[14], x[15] = byte(i>>8), byte(i)
-			b := make([]byte, 16)
-			prf.Encrypt(b, x)
-			out = append(out, b...)
-		}
-		return out[:n]
-	}
-	blk, err := aes.NewCipher(gen(keyLabel, len(masterKey)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := cipher.NewGCM(blk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := e2eSession{aead: a}
-	copy(s.salt[:], gen(saltLabel, 12))
 	return s
 }
 
-func (s e2eSession) nonce(ssrc, roc uint32, seq uint16) []byte {
-	iv := make([]byte, 12)
-	binary.BigEndian.PutUint32(iv[2:], ssrc)
-	binary.BigEndian.PutUint32(iv[6:], roc)
-	binary.BigEndian.PutUint16(iv[10:], seq)
-	for i := range iv {
-		iv[i] ^= s.salt[i]
-	}
-	return iv
-}
-
+// testHdrLen reads the header length even of a header whose version the
+// tamper test broke.
 func testHdrLen(p []byte) (fixed, full int) {
 	fixed = 12 + 4*int(p[0]&0x0f)
 	full = fixed
@@ -73,14 +36,12 @@ func testHdrLen(p []byte) (fixed, full int) {
 
 // doubleSeal is RFC 8723 section 5.1 at a sending endpoint.
 func doubleSeal(inner, outer e2eSession, pkt []byte, roc uint32) []byte {
-	fixed, full := testHdrLen(pkt)
-	ssrc := binary.BigEndian.Uint32(pkt[8:])
-	seq := binary.BigEndian.Uint16(pkt[2:])
-	synth := append([]byte(nil), pkt[:fixed]...)
-	synth[0] &^= 0x10 // X = 0, extensions removed
-	innerCT := inner.aead.Seal(nil, inner.nonce(ssrc, roc, seq), pkt[full:], synth)
-	plain := append(innerCT, 0x00) // empty OHB
-	return outer.aead.Seal(append([]byte(nil), pkt[:full]...), outer.nonce(ssrc, roc, seq), plain, pkt[:full])
+	var sc double.Scratch
+	out, err := double.Seal(&sc, inner, outer, nil, pkt, roc)
+	if err != nil {
+		panic(err)
+	}
+	return out
 }
 
 // doubleOpen is RFC 8723 section 5.3 at a receiving endpoint: it returns the
@@ -88,52 +49,12 @@ func doubleSeal(inner, outer e2eSession, pkt []byte, roc uint32) []byte {
 // extensions) and its payload, given the outer ROC the receiver estimated
 // and the original ROC for the inner transform.
 func doubleOpen(inner, outer e2eSession, pkt []byte, outerROC, innerROC uint32) (synth, payload []byte, err error) {
-	if len(pkt) < 12 || pkt[0]>>6 != 2 {
-		return nil, nil, errors.New("bad header")
-	}
-	fixed, full := testHdrLen(pkt)
-	if full > len(pkt) {
-		return nil, nil, errors.New("bad header length")
-	}
-	ssrc := binary.BigEndian.Uint32(pkt[8:])
-	seq := binary.BigEndian.Uint16(pkt[2:])
-	plain, err := outer.aead.Open(nil, outer.nonce(ssrc, outerROC, seq), pkt[full:], pkt[:full])
+	var sc double.Scratch
+	o, err := double.Open(&sc, inner, outer, bytes.Clone(pkt), outerROC, innerROC)
 	if err != nil {
 		return nil, nil, err
 	}
-	if len(plain) < 17 {
-		return nil, nil, errors.New("short")
-	}
-	cfg := plain[len(plain)-1]
-	if cfg&0xf0 != 0 {
-		return nil, nil, errors.New("reserved OHB bits")
-	}
-	end := len(plain) - 1
-	synth = append([]byte(nil), pkt[:fixed]...)
-	synth[0] &^= 0x10
-	if cfg&ohbSeq != 0 {
-		end -= 2
-		if end < 16 {
-			return nil, nil, errors.New("short OHB")
-		}
-		copy(synth[2:4], plain[end:end+2])
-	}
-	if cfg&ohbPT != 0 {
-		end--
-		if end < 16 {
-			return nil, nil, errors.New("short OHB")
-		}
-		synth[1] = synth[1]&0x80 | plain[end]&0x7f
-	}
-	if cfg&ohbMarker != 0 {
-		synth[1] &^= 0x80
-		if cfg&ohbMarkerB != 0 {
-			synth[1] |= 0x80
-		}
-	}
-	origSeq := binary.BigEndian.Uint16(synth[2:])
-	payload, err = inner.aead.Open(nil, inner.nonce(ssrc, innerROC, origSeq), plain[:end], synth)
-	return synth, payload, err
+	return bytes.Clone(o.Header), o.Payload, nil
 }
 
 type doubleParties struct {
@@ -153,9 +74,9 @@ func newDoubleParties(t testing.TB, r *rand.Rand, p Profile) doubleParties {
 	rKey, rSalt := randBytes(r, 2*n), randBytes(r, 24)
 	copy(rKey[:n], sKey[:n]) // the E2E half is the same for everyone
 	copy(rSalt[:12], sSalt[:12])
-	d.inner = testDerive(t, sKey[:n], sSalt[:12], 0x00, 0x02)
-	d.senderOuter = testDerive(t, sKey[n:], sSalt[12:], 0x00, 0x02)
-	d.receiverOuter = testDerive(t, rKey[n:], rSalt[12:], 0x00, 0x02)
+	d.inner = testDerive(t, sKey[:n], sSalt[:12])
+	d.senderOuter = testDerive(t, sKey[n:], sSalt[12:])
+	d.receiverOuter = testDerive(t, rKey[n:], rSalt[12:])
 	var err error
 	if d.senderKeys, err = NewKeys(p, sKey[n:], sSalt[12:], nil); err != nil {
 		t.Fatal(err)
@@ -327,8 +248,8 @@ func TestDoubleTamper(t *testing.T) {
 		if hl > len(b) {
 			continue // the receiver cannot even parse the header
 		}
-		ssrc, seq := binary.BigEndian.Uint32(b[8:]), binary.BigEndian.Uint16(b[2:])
-		out := d.receiverOuter.aead.Seal(append([]byte(nil), b[:hl]...), d.receiverOuter.nonce(ssrc, 0, seq), b[hl:], b[:hl])
+		var sc double.Scratch
+		out := double.SealOuter(&sc, d.receiverOuter, nil, b[:hl], b[hl:], 0)
 		synth, payload, err := doubleOpen(d.inner, d.receiverOuter, out, 0, 0)
 		if err == nil {
 			// Accepted only if the receiver still reconstructs the exact

@@ -225,32 +225,3 @@ func (k *Keys) SealRTP(s *Scratch, dst, pkt []byte, roc uint32) ([]byte, error) 
 	}
 	return ret, nil
 }
-
-// OpenRTPAt authenticates and decrypts pkt in place under k with the
-// rollover counter roc, keeping no state: no ROC estimate, no replay
-// window. It is for the inner (end-to-end) layer of the double profiles at
-// an endpoint (RFC 8723 section 5.3), whose packets were already checked
-// against replay when the outer layer was opened by an Opener; everything
-// else must use an Opener. On success the plaintext is pkt[:info.Len].
-// The errors are those of OpenRTP, never ErrReplay or ErrTooOld.
-func (k *Keys) OpenRTPAt(s *Scratch, pkt []byte, roc uint32) (info RTPInfo, err error) {
-	hdr, e := rtpHeaderLen(pkt)
-	if e != 0 {
-		return RTPInfo{}, e
-	}
-	end := len(pkt) - len(k.mki)
-	if end-hdr < tagLen {
-		return RTPInfo{}, ErrShort
-	}
-	if len(k.mki) != 0 && subtle.ConstantTimeCompare(pkt[end:], k.mki) != 1 {
-		return RTPInfo{}, ErrUnknownMKI
-	}
-	ssrc := binary.BigEndian.Uint32(pkt[8:])
-	seq := binary.BigEndian.Uint16(pkt[2:])
-	k.rtpSalt.iv(&s.iv, ssrc, roc, uint32(seq))
-	if _, err := k.rtp.Open(pkt[hdr:hdr], s.iv[:], pkt[hdr:end], pkt[:hdr]); err != nil {
-		return RTPInfo{}, ErrAuth
-	}
-	return RTPInfo{SSRC: ssrc, Seq: seq, ROC: roc, PT: pkt[1] & 0x7f, Marker: pkt[1]&0x80 != 0,
-		HeaderLen: hdr, Len: end - tagLen}, nil
-}

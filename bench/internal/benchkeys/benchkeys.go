@@ -38,7 +38,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/pion/srtp/v3"
 
-	"github.com/mdfast/mdfast/bench/internal/double"
+	"github.com/mdfast/mdfast/internal/double"
 	"github.com/mdfast/mdfast/internal/endpointsim"
 	"github.com/mdfast/mdfast/internal/keydist"
 	"github.com/mdfast/mdfast/internal/srtpfast"

@@ -18,7 +18,7 @@ import (
 	"github.com/pion/srtp/v3"
 
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
-	"github.com/mdfast/mdfast/bench/internal/double"
+	"github.com/mdfast/mdfast/internal/double"
 	"github.com/mdfast/mdfast/bench/internal/payload"
 	"github.com/mdfast/mdfast/bench/internal/procstat"
 	"github.com/mdfast/mdfast/bench/internal/stats"
@@ -405,7 +405,7 @@ func newSender(kf *benchkeys.File, i int, c *udpbatch.Conn, cfg Config, clk cloc
 		bufs:  make([][]byte, cfg.Batch),
 	}
 	for i := range s.bufs {
-		s.bufs[i] = make([]byte, 0, rtpHeaderLen+cfg.Payload+double.Overhead)
+		s.bufs[i] = make([]byte, 0, rtpHeaderLen+cfg.Payload+double.EndpointOverhead)
 	}
 	for k := range s.ssrcs {
 		s.ssrcs[k] = StreamSSRC(e.SSRC, k)

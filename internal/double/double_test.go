@@ -91,8 +91,8 @@ func TestSealAgainstPion(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(wire) != len(pkt)+Overhead {
-				t.Fatalf("sealed %d octets, want %d", len(wire), len(pkt)+Overhead)
+			if len(wire) != len(pkt)+EndpointOverhead {
+				t.Fatalf("sealed %d octets, want %d", len(wire), len(pkt)+EndpointOverhead)
 			}
 			if wire[len(wire)-1] != 0x00 {
 				t.Fatalf("kl %d seq %d: no ShortEKTField at the end", kl, seq)
@@ -101,7 +101,7 @@ func TestSealAgainstPion(t *testing.T) {
 			if err != nil {
 				t.Fatalf("kl %d seq %d: outer: %v", kl, seq, err)
 			}
-			fixed, full, _ := headerLens(pkt)
+			fixed, full, _ := HeaderLens(pkt)
 			if !bytes.Equal(mid[:full], pkt[:full]) || mid[len(mid)-1] != 0x00 {
 				t.Fatalf("kl %d seq %d: outer plaintext header or OHB wrong", kl, seq)
 			}
@@ -193,7 +193,7 @@ func TestThroughMD(t *testing.T) {
 				if want != nil {
 					continue
 				}
-				fixed, full, _ := headerLens(pkt)
+				fixed, full, _ := HeaderLens(pkt)
 				syn := append([]byte(nil), pkt[:fixed]...)
 				syn[0] &^= 0x10
 				if !bytes.Equal(got.Header, syn) || !bytes.Equal(got.Payload, pkt[full:]) {
