@@ -43,7 +43,7 @@ func pair(t testing.TB) (snd, rcv *Session, pc *capturePC, got *[]RTPPacket) {
 		t.Fatal(err)
 	}
 	set := func() *ektSet {
-		return &ektSet{spi: 7, key: bytes.Repeat([]byte{3}, 16), salt: bytes.Repeat([]byte{4}, 12)}
+		return &ektSet{spi: 7, seq: 1, key: bytes.Repeat([]byte{3}, 16), salt: bytes.Repeat([]byte{4}, 12), ttl: time.Now().Add(time.Hour)}
 	}
 	cfg := Config{RekeyDelay: DefaultRekeyDelay, KeyGrace: DefaultKeyGrace, FullEKTInterval: DefaultFullEKTInterval, MaxSenders: 4}
 	pc = &capturePC{}
@@ -52,7 +52,7 @@ func pair(t testing.TB) (snd, rcv *Session, pc *capturePC, got *[]RTPPacket) {
 		t.Fatal(err)
 	}
 	snd = &Session{cfg: cfg, pc: pc, double: true, keyLen: 16, dout: dout,
-		sets: map[uint16]*ektSet{7: set()}, ready: make(chan struct{})}
+		sets: map[uint16]*ektSet{7: set()}, setSeq: 1, ready: make(chan struct{})}
 	snd.w.streams = map[uint32]*outStream{}
 	snd.send, err = snd.newSendKeys(snd.sets[7])
 	if err != nil {
@@ -61,10 +61,10 @@ func pair(t testing.TB) (snd, rcv *Session, pc *capturePC, got *[]RTPPacket) {
 	got = &[]RTPPacket{}
 	rcfg := cfg
 	rcfg.OnRTP = func(p RTPPacket) {
-		*got = append(*got, RTPPacket{Header: bytes.Clone(p.Header), Payload: bytes.Clone(p.Payload), SSRC: p.SSRC, Seq: p.Seq})
+		*got = append(*got, RTPPacket{Header: bytes.Clone(p.Header), Payload: bytes.Clone(p.Payload), SSRC: p.SSRC, Seq: p.Seq, ROC: p.ROC})
 	}
 	rcv = &Session{cfg: rcfg, double: true, keyLen: 16, in: srtpfast.NewOpener(hbh, 8),
-		sets: map[uint16]*ektSet{7: set()}, ready: make(chan struct{})}
+		sets: map[uint16]*ektSet{7: set()}, setSeq: 1, ready: make(chan struct{})}
 	rcv.rx.senders = map[uint32]*inSender{}
 	return snd, rcv, pc, got
 }

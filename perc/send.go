@@ -26,8 +26,7 @@ type writer struct {
 // outStream is one SSRC this endpoint sends.
 type outStream struct {
 	started  bool
-	lastSeq  uint16
-	roc      uint32
+	top      uint64 // highest index sent (ROC << 16 | SEQ)
 	gen      uint64 // sendKeys generation the counters below refer to
 	fullLeft int
 	lastFull time.Time
@@ -44,27 +43,30 @@ var (
 	ErrTooManyStreams = errors.New("perc: too many SSRCs")
 	// ErrNotRTP: what was given to write is not an RTP (or RTCP) packet.
 	ErrNotRTP = errors.New("perc: not an RTP packet")
+	// ErrSeqNotIncreasing: an RTP packet whose SEQ is not ahead of the
+	// stream's highest by 1 to 2^15-1 (a repeat, an older packet, or a
+	// jump that would make its ROC ambiguous).
+	ErrSeqNotIncreasing = errors.New("perc: RTP sequence number not increasing")
 )
 
-// nextROC is the rollover counter for seq on a stream that sends its
-// packets in order, give or take reordering (RFC 3711 section 3.3.1).
-func (st *outStream) nextROC(seq uint16) uint32 {
+// index returns the 48-bit SRTP index (ROC and SEQ) of the next packet
+// of the stream. SEQ must move forward by less than 2^15 from the highest
+// sent so far: a repeated or older SEQ would seal a second plaintext under
+// an (SSRC, ROC, SEQ) already used, which GCM cannot survive.
+func (st *outStream) index(seq uint16) (uint64, error) {
 	if !st.started {
-		st.started, st.lastSeq = true, seq
-		return st.roc
+		st.started, st.top = true, uint64(seq)
+		return st.top, nil
 	}
-	d := int32(int16(seq - st.lastSeq))
-	switch {
-	case d > 0:
-		if seq < st.lastSeq {
-			st.roc++ // wrapped
-		}
-		st.lastSeq = seq
-		return st.roc
-	case seq > st.lastSeq && st.roc > 0:
-		return st.roc - 1 // a late packet from before the wrap
+	d := seq - uint16(st.top) // forward distance, mod 2^16
+	if d == 0 || d >= 0x8000 {
+		return 0, ErrSeqNotIncreasing
 	}
-	return st.roc
+	if st.top+uint64(d) >= 1<<48 {
+		return 0, fmt.Errorf("perc: write: %w", srtpfast.ErrIndexExhausted)
+	}
+	st.top += uint64(d)
+	return st.top, nil
 }
 
 // WriteRTP sends one RTP packet (header and payload, in plaintext). In
@@ -83,7 +85,7 @@ func (s *Session) WriteRTP(pkt []byte) error {
 	w := &s.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.streams == nil {
+	if w.streams == nil || s.failed.Load() != nil {
 		return ErrClosed
 	}
 	st := w.streams[ssrc]
@@ -94,8 +96,11 @@ func (s *Session) WriteRTP(pkt []byte) error {
 		st = &outStream{}
 		w.streams[ssrc] = st
 	}
-	roc := st.nextROC(seq)
-	var err error
+	idx, err := st.index(seq)
+	if err != nil {
+		return err
+	}
+	roc := uint32(idx >> 16)
 	if !s.double {
 		w.out, err = s.out.SealRTP(&w.sc, w.out[:0], pkt, roc)
 		if err != nil {
@@ -103,9 +108,9 @@ func (s *Session) WriteRTP(pkt []byte) error {
 		}
 		return s.send1(w.out)
 	}
-	sk := s.sendKeysNow(now)
-	if sk == nil {
-		return ErrNoEKTKey
+	sk, err := s.sendKeysNow(now)
+	if err != nil {
+		return err
 	}
 	if st.gen != sk.gen {
 		st.gen, st.fullLeft, st.tag = sk.gen, fullEKTPackets, nil
@@ -118,14 +123,14 @@ func (s *Session) WriteRTP(pkt []byte) error {
 	}
 	if st.fullLeft > 0 || now.Sub(st.lastFull) >= s.cfg.FullEKTInterval {
 		if st.tag == nil || st.tagROC != roc {
-			if st.tag, err = ekt.SealKey(sk.set.key, sk.master, ssrc, roc); err != nil {
+			if st.tag, err = ekt.SealKey(sk.kek, sk.master, ssrc, roc); err != nil {
 				return fmt.Errorf("perc: EKT tag: %w", err)
 			}
 			st.tagROC = roc
 		}
 		// Epoch 0: this endpoint changes its key only with a new EKTKey
 		// (a new SPI), which resets the epoch (RFC 8870 section 4.1).
-		if w.out, err = ekt.AppendFull(w.out, ekt.Full{Ciphertext: st.tag, SPI: sk.set.spi}); err != nil {
+		if w.out, err = ekt.AppendFull(w.out, ekt.Full{Ciphertext: st.tag, SPI: sk.spi}); err != nil {
 			return fmt.Errorf("perc: EKT tag: %w", err)
 		}
 		st.fullLeft = max(st.fullLeft-1, 0)
@@ -156,7 +161,7 @@ func (s *Session) WriteRTCP(pkt []byte) error {
 	w := &s.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.streams == nil {
+	if w.streams == nil || s.failed.Load() != nil {
 		return ErrClosed
 	}
 	if w.rtcpIdx == nil {

@@ -34,6 +34,9 @@ const (
 	DefaultFullEKTInterval  = 100 * time.Millisecond // RFC 8870 section 4.7, audio
 	DefaultMaxSenders       = 256
 	fullEKTPackets          = 3 // RFC 8870 section 4.7: three consecutive packets
+	// maxOuterSSRCs is the hop-by-hop receive state: as many SSRCs as
+	// the Media Distributor lets one conference claim.
+	maxOuterSSRCs = 4096
 )
 
 // Config configures a Session.
@@ -95,6 +98,7 @@ type RTPPacket struct {
 // Stats counts what a Session did.
 type Stats struct {
 	Sent, Received                      uint64
+	DropReplay                          uint64 // end-to-end replays (an inner ciphertext opened before)
 	FullEKTSent                         uint64
 	DropOuter, DropInner, DropNoKey     uint64 // failed layers; no end-to-end key for the sender yet
 	DropEKTField, DropUnknownSPI        uint64 // malformed EKTField; a FullEKTField naming an SPI we lack
@@ -103,7 +107,7 @@ type Stats struct {
 }
 
 type counters struct {
-	sent, received, fullEKT                            atomic.Uint64
+	sent, received, fullEKT, dropReplay                atomic.Uint64
 	dropOuter, dropInner, dropNoKey                    atomic.Uint64
 	dropEKTField, dropUnknownSPI                       atomic.Uint64
 	dropEKTAuth, ektWrongSSRC, ektEpoch, ektKeys, reks atomic.Uint64
@@ -147,18 +151,11 @@ type Session struct {
 	pending *sendKeys          // the next, from switchAt
 	switch_ time.Time
 	gen     uint64 // sendKeys made so far
+	setSeq  uint64 // EKT parameter sets received so far
 	closed  bool
 
 	w  writer   // WriteRTP/WriteRTCP state, under w.mu
 	rx receiver // reader goroutine only
-}
-
-// ektSet is one EKT parameter set from the Key Distributor.
-type ektSet struct {
-	spi     uint16
-	key     []byte
-	salt    []byte // truncated to the inner layer's 12 octets
-	expires time.Time
 }
 
 // Dial joins a conference through the Media Distributor at md over pc (a
@@ -314,7 +311,7 @@ func (s *Session) setupKeys() error {
 	}
 	s.mu.Lock()
 	s.profile, s.double, s.out = p, p.IsDouble(), out
-	s.in = srtpfast.NewOpener(in, s.cfg.MaxSenders)
+	s.in = srtpfast.NewOpener(in, maxOuterSSRCs)
 	s.mu.Unlock()
 	return nil
 }
@@ -325,7 +322,7 @@ func (s *Session) Profile() uint16 { return uint16(s.profile) }
 // Stats returns the Session's counters.
 func (s *Session) Stats() Stats {
 	c := &s.c
-	return Stats{Sent: c.sent.Load(), Received: c.received.Load(), FullEKTSent: c.fullEKT.Load(),
+	return Stats{Sent: c.sent.Load(), Received: c.received.Load(), FullEKTSent: c.fullEKT.Load(), DropReplay: c.dropReplay.Load(),
 		DropOuter: c.dropOuter.Load(), DropInner: c.dropInner.Load(), DropNoKey: c.dropNoKey.Load(),
 		DropEKTField: c.dropEKTField.Load(), DropUnknownSPI: c.dropUnknownSPI.Load(),
 		DropEKTAuth: c.dropEKTAuth.Load(), EKTWrongSSRC: c.ektWrongSSRC.Load(), EKTEpoch: c.ektEpoch.Load(),
@@ -356,6 +353,12 @@ func (s *Session) Close() error {
 	}
 	s.sets, s.send, s.pending = nil, nil, nil
 	s.mu.Unlock()
+	for _, snd := range s.rx.senders { // the reader has stopped
+		for _, k := range snd.keys {
+			k.zero()
+		}
+	}
+	s.rx.senders = nil
 	s.w.mu.Lock()
 	s.w.streams = nil
 	s.w.mu.Unlock()
@@ -363,11 +366,6 @@ func (s *Session) Close() error {
 		err = nil
 	}
 	return err
-}
-
-func (e *ektSet) zero() {
-	clear(e.key)
-	clear(e.salt)
 }
 
 // readLoop demultiplexes the socket (RFC 7983) until it is closed: DTLS to

@@ -47,10 +47,12 @@ type EKTParams struct {
 }
 
 // EKTKey is the DTLS EKTKey message for the parameter set (its slices are
-// copies the caller may zero).
+// copies the caller may zero). Its ekt_ttl is what is left of the set's
+// lifetime, at least a second.
 func (p *EKTParams) EKTKey() dtls.EKTKey {
+	left := time.Until(p.Created.Add(p.TTL))
 	return dtls.EKTKey{Key: slices.Clone(p.Key), MasterSalt: slices.Clone(p.Salt), SPI: p.SPI,
-		TTL: uint32(min(p.TTL/time.Second, 1<<24-1))}
+		TTL: uint32(min(max(left/time.Second, 1), 1<<24-1))}
 }
 
 func (p *EKTParams) zero() {

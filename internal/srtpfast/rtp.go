@@ -121,6 +121,26 @@ func estimateIndex(top uint64, seq uint16) (uint64, Error) {
 // For the double profiles this opens the outer (hop-by-hop) layer: the
 // payload is then inner ciphertext | inner tag | OHB, which is validated.
 func (o *Opener) OpenRTP(pkt []byte) (info RTPInfo, err error) {
+	return o.openRTP(pkt, 0)
+}
+
+// OpenRTPFrom is OpenRTP where the caller knows the rollover counter of an
+// SSRC that o holds no state for yet (an endpoint joining a stream late
+// learns it from the sender's EKT tag, RFC 8870 section 4.1): the packet's
+// index is then (firstROC, SEQ) rather than (0, SEQ). For an SSRC o knows
+// it is OpenRTP. The MD never needs it: it sees every stream from its
+// start.
+func (o *Opener) OpenRTPFrom(pkt []byte, firstROC uint32) (info RTPInfo, err error) {
+	return o.openRTP(pkt, firstROC)
+}
+
+// Knows reports whether o holds SRTP state for ssrc.
+func (o *Opener) Knows(ssrc uint32) bool {
+	st := o.table.lookup(ssrc)
+	return st != nil && st.hasRTP
+}
+
+func (o *Opener) openRTP(pkt []byte, firstROC uint32) (info RTPInfo, err error) {
 	hdr, e := rtpHeaderLen(pkt)
 	if e != 0 {
 		return RTPInfo{}, e
@@ -136,7 +156,9 @@ func (o *Opener) OpenRTP(pkt []byte) (info RTPInfo, err error) {
 	seq := binary.BigEndian.Uint16(pkt[2:])
 
 	st := o.table.lookup(ssrc)
-	idx := uint64(seq) // a new SSRC starts with ROC 0 (RFC 3711 section 3.3.1)
+	// A new SSRC starts with ROC 0 (RFC 3711 section 3.3.1), unless the
+	// caller knows better (OpenRTPFrom).
+	idx := uint64(firstROC)<<16 | uint64(seq)
 	switch {
 	case st == nil && o.table.full():
 		return RTPInfo{}, ErrSSRCLimit
