@@ -2,10 +2,12 @@ package dtls
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
@@ -333,6 +335,58 @@ func FuzzParseServerKeyExchange(f *testing.F) {
 		}
 		if re := mustBytes(marshalServerKeyExchange(ske)); !bytes.Equal(re, b) {
 			t.Fatalf("marshal(parse(%x)) = %x", b, re)
+		}
+	})
+}
+
+// FuzzPeerLeafKey feeds peerLeafKey arbitrary leaf certificates. Whatever
+// it accepts is a key of a kind and size the package allows, and wherever
+// crypto/x509 parses the whole certificate, the key peerLeafKey finds is
+// the one x509 finds.
+func FuzzPeerLeafKey(f *testing.F) {
+	for _, kind := range []string{"p256", "p384", "p521", "rsa", "rsa1024"} {
+		der := testCert(f, kind).Certificate[0]
+		f.Add(der)
+		f.Add(der[:len(der)/3])
+	}
+	f.Add([]byte{0x30, 0x00})
+	f.Fuzz(func(t *testing.T, der []byte) {
+		in := slices.Clone(der)
+		pub, aerr := peerLeafKey([][]byte{in})
+		cert, xerr := x509.ParseCertificate(der)
+		if aerr != nil {
+			if pub != nil {
+				t.Fatal("key with an alert")
+			}
+			switch aerr.Description {
+			case AlertBadCertificate:
+				if xerr == nil {
+					if _, perr := x509.ParsePKIXPublicKey(cert.RawSubjectPublicKeyInfo); perr == nil {
+						t.Fatalf("x509 parses the certificate and its key, peerLeafKey does not: %v", aerr)
+					}
+				}
+			case AlertUnsupportedCertificate, AlertInsufficientSecurity:
+			default:
+				t.Fatalf("unexpected alert %v", aerr)
+			}
+			return
+		}
+		switch k := pub.(type) {
+		case *ecdsa.PublicKey:
+			if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
+				t.Fatalf("accepted a key on %s", k.Curve.Params().Name)
+			}
+		case *rsa.PublicKey:
+			if b := k.N.BitLen(); b < minRSABits || b > maxRSABits || k.E != 65537 {
+				t.Fatalf("accepted an RSA key of %d bits, exponent %d", b, k.E)
+			}
+		default:
+			t.Fatalf("accepted a key of type %T", pub)
+		}
+		if xerr == nil {
+			if eq, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool }); !ok || !eq.Equal(pub) {
+				t.Fatal("peerLeafKey and x509 disagree on the key")
+			}
 		}
 	})
 }

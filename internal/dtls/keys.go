@@ -11,6 +11,9 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"golang.org/x/crypto/cryptobyte"
+	casn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // curveOf returns the crypto/ecdh curve of a group.
@@ -152,14 +155,50 @@ const (
 	maxRSABits = 8192
 )
 
-// peerLeafKey parses the leaf of a peer chain and returns its public key,
-// refusing key types and sizes the package does not accept.
+// errCertificateDER is a leaf certificate whose DER does not reach a
+// subjectPublicKeyInfo.
+var errCertificateDER = errors.New("malformed certificate DER")
+
+// leafSPKI returns the subjectPublicKeyInfo element of a DER X.509
+// certificate (RFC 5280 section 4.1): Certificate is a SEQUENCE whose first
+// element, tbsCertificate, is a SEQUENCE of an optional [0] version, the
+// serialNumber INTEGER, then the signature, issuer, validity and subject
+// SEQUENCEs, then subjectPublicKeyInfo. DTLS-SRTP authenticates a
+// certificate by its fingerprint (RFC 8842), never by its chain, so the key
+// is all the handshake needs of it; walking to it instead of parsing every
+// name and extension keeps the parser of a peer's bytes small.
+func leafSPKI(der []byte) ([]byte, error) {
+	in := cryptobyte.String(der)
+	var cert, tbs, spki cryptobyte.String
+	if !in.ReadASN1(&cert, casn1.SEQUENCE) || !in.Empty() ||
+		!cert.ReadASN1(&tbs, casn1.SEQUENCE) ||
+		!tbs.SkipOptionalASN1(casn1.Tag(0).Constructed().ContextSpecific()) ||
+		!tbs.SkipASN1(casn1.INTEGER) {
+		return nil, errCertificateDER
+	}
+	for range 4 { // signature, issuer, validity, subject
+		if !tbs.SkipASN1(casn1.SEQUENCE) {
+			return nil, errCertificateDER
+		}
+	}
+	if !tbs.ReadASN1Element(&spki, casn1.SEQUENCE) {
+		return nil, errCertificateDER
+	}
+	return spki, nil
+}
+
+// peerLeafKey parses the public key of the leaf of a peer chain, refusing
+// key types and sizes the package does not accept.
 func peerLeafKey(chain [][]byte) (crypto.PublicKey, *AlertError) {
-	leaf, err := x509.ParseCertificate(chain[0])
+	spki, err := leafSPKI(chain[0])
 	if err != nil {
 		return nil, &AlertError{Description: AlertBadCertificate, Err: fmt.Errorf("peer certificate: %w", err)}
 	}
-	switch k := leaf.PublicKey.(type) {
+	pub, err := x509.ParsePKIXPublicKey(spki)
+	if err != nil {
+		return nil, &AlertError{Description: AlertBadCertificate, Err: fmt.Errorf("peer certificate: %w", err)}
+	}
+	switch k := pub.(type) {
 	case *ecdsa.PublicKey:
 		if k.Curve != elliptic.P256() && k.Curve != elliptic.P384() {
 			return nil, alertf(AlertUnsupportedCertificate, "peer ECDSA key on %s", k.Curve.Params().Name)
@@ -175,7 +214,7 @@ func peerLeafKey(chain [][]byte) (crypto.PublicKey, *AlertError) {
 			return nil, alertf(AlertUnsupportedCertificate, "peer RSA key of %d bits, exponent %d", k.N.BitLen(), k.E)
 		}
 	default:
-		return nil, alertf(AlertUnsupportedCertificate, "peer key of type %T", leaf.PublicKey)
+		return nil, alertf(AlertUnsupportedCertificate, "peer key of type %T", pub)
 	}
-	return leaf.PublicKey, nil
+	return pub, nil
 }

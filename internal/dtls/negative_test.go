@@ -2,16 +2,19 @@ package dtls
 
 import (
 	"bytes"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"math/big"
+	"slices"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/cryptobyte"
+	casn1 "golang.org/x/crypto/cryptobyte/asn1"
 
 	"github.com/mdfast/mdfast/internal/dtlsmsg"
 )
@@ -863,5 +866,65 @@ func TestPeerRSAKeyBounds(t *testing.T) {
 	}
 	if _, aerr := peerLeafKey([][]byte{testCert(t, "rsa").Certificate[0]}); aerr != nil {
 		t.Fatalf("2048-bit key, exponent 65537: %v", aerr)
+	}
+}
+
+// TestPeerLeafKeyBadDER feeds peerLeafKey leaf certificates whose DER does
+// not lead to an acceptable key: each is refused with bad_certificate (or
+// unsupported_certificate for a well-formed key of a refused kind), never
+// a panic.
+func TestPeerLeafKeyBadDER(t *testing.T) {
+	good := testCert(t, "p256").Certificate[0]
+	var b cryptobyte.Builder
+	b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1Int64(1) // serial, then nothing
+		})
+	})
+	shortTBS := b.BytesOrPanic()
+	b = cryptobyte.Builder{}
+	b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+		b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) {
+			b.AddASN1Int64(1)
+			for range 4 {
+				b.AddASN1(casn1.SEQUENCE, func(*cryptobyte.Builder) {})
+			}
+			b.AddASN1(casn1.SEQUENCE, func(b *cryptobyte.Builder) { b.AddASN1Int64(7) }) // not an SPKI
+		})
+	})
+	notSPKI := b.BytesOrPanic()
+	ed, _, _ := ed25519.GenerateKey(rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(5), NotBefore: time.Now(), NotAfter: time.Now().Add(time.Hour)}
+	edCert, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, ed, testCert(t, "p256").PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		der  []byte
+		want uint8
+	}{
+		{"empty", nil, AlertBadCertificate},
+		{"not a SEQUENCE", []byte{0x02, 0x01, 0x00}, AlertBadCertificate},
+		{"truncated", good[:len(good)/2], AlertBadCertificate},
+		{"one octet short", good[:len(good)-1], AlertBadCertificate},
+		{"trailing octet", append(slices.Clone(good), 0), AlertBadCertificate},
+		{"indefinite length", []byte{0x30, 0x80, 0x00, 0x00}, AlertBadCertificate},
+		{"length beyond input", []byte{0x30, 0x84, 0x7f, 0xff, 0xff, 0xff}, AlertBadCertificate},
+		{"tbs ends after serial", shortTBS, AlertBadCertificate},
+		{"subjectPublicKeyInfo not one", notSPKI, AlertBadCertificate},
+		{"Ed25519 key", edCert, AlertUnsupportedCertificate},
+		{"P-521 key", testCert(t, "p521").Certificate[0], AlertUnsupportedCertificate},
+		{"1024-bit RSA key", testCert(t, "rsa1024").Certificate[0], AlertInsufficientSecurity},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			pub, aerr := peerLeafKey([][]byte{tc.der})
+			if aerr == nil || aerr.Description != tc.want {
+				t.Fatalf("got key %T, alert %v; want alert %v", pub, aerr, tc.want)
+			}
+			if pub != nil {
+				t.Fatalf("key %T with an alert", pub)
+			}
+		})
 	}
 }
