@@ -30,27 +30,10 @@ func deriveGCM(t testing.TB, masterKey, masterSalt []byte) *double.Session {
 	return s
 }
 
-// rtpHeaderLens returns the length of the fixed header with its CSRCs and
-// of the whole header with the extension, or ok false when pkt is too short.
-func rtpHeaderLens(pkt []byte) (fixed, full int, ok bool) {
-	if len(pkt) < 12 {
-		return 0, 0, false
-	}
-	fixed = 12 + 4*int(pkt[0]&0x0f)
-	full = fixed
-	if pkt[0]&0x10 != 0 {
-		if len(pkt) < fixed+4 {
-			return 0, 0, false
-		}
-		full += 4 + 4*int(binary.BigEndian.Uint16(pkt[fixed+2:]))
-	}
-	return fixed, full, full <= len(pkt)
-}
-
 // synthHeader is the header the inner transform authenticates (RFC 8723
 // section 5.1): the fixed header with its CSRCs, X = 0, no extension.
 func synthHeader(pkt []byte) []byte {
-	fixed, _, _ := rtpHeaderLens(pkt)
+	fixed, _, _ := double.HeaderLens(pkt)
 	s := append([]byte(nil), pkt[:fixed]...)
 	s[0] &^= 0x10
 	return s
@@ -172,7 +155,7 @@ func (e *doubleEndpoint) nextRTP(k, n int) (pkt []byte, roc uint32) {
 // returns the packet and the inner ciphertext and tag.
 func (e *doubleEndpoint) seal(t testing.TB, pkt []byte, roc uint32, tamperInner int) (wire, inner []byte) {
 	t.Helper()
-	_, full, ok := rtpHeaderLens(pkt)
+	_, full, ok := double.HeaderLens(pkt)
 	if !ok {
 		t.Fatal("bad test packet")
 	}
@@ -312,7 +295,7 @@ func testForwardDouble(t *testing.T, p srtpfast.Profile) {
 				}
 			}
 			forwarded++
-			_, full, _ := rtpHeaderLens(orig)
+			_, full, _ := double.HeaderLens(orig)
 			for r, b := range got {
 				if bytes.Equal(b, wire) {
 					t.Fatalf("packet %d from %d: sent to %d without a new outer layer", k, s, r)
@@ -365,7 +348,7 @@ func testForwardDouble(t *testing.T, p srtpfast.Profile) {
 	snd := eps[0]
 	for _, where := range []string{"inner ciphertext", "inner tag"} {
 		orig, roc := snd.nextRTP(0, 40)
-		_, full, _ := rtpHeaderLens(orig)
+		_, full, _ := double.HeaderLens(orig)
 		bit := 8*5 + 3 // payload octet 5
 		if where == "inner tag" {
 			bit = 8*(len(orig)-full) + 8*7 + 1 // tag octet 7
@@ -390,7 +373,7 @@ func testForwardDouble(t *testing.T, p srtpfast.Profile) {
 	// A bit flipped in the outer tag: dropped and counted, nothing sent.
 	// The same packet intact is then forwarded: the bad one used up nothing.
 	orig, roc := snd.nextRTP(1, 40)
-	_, full, _ := rtpHeaderLens(orig)
+	_, full, _ := double.HeaderLens(orig)
 	snd.ektField = nil
 	wire, _ := snd.seal(t, orig, roc, -1)
 	bad := append([]byte(nil), wire...)
