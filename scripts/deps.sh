@@ -1,11 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building and testing mdfast needs on a fresh Debian 12 host.
 # Idempotent: it installs only what is missing, so `make test` can call it
-# every time. Go modules come through the module proxy via `go mod download
-
-# OpenSSL 3.5 (Debian 13) in a private directory: the independent peer of the
-# RFC 8723 double-profile DTLS interop tests (internal/dtls).
-./scripts/openssl35.sh >/dev/null`.
+# every time. Go modules come through the module proxy via `go mod download`.
 set -euo pipefail
 
 need=()
@@ -15,6 +11,7 @@ command -v llvm-strip-14 >/dev/null 2>&1 || need+=(llvm-14)
 command -v ip      >/dev/null 2>&1 || need+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v make    >/dev/null 2>&1 || need+=(make)
+[ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring) # for scripts/openssl35.sh
 
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -ne 0 ]; then
