@@ -18,10 +18,10 @@ import (
 	"github.com/pion/srtp/v3"
 
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
-	"github.com/mdfast/mdfast/internal/double"
 	"github.com/mdfast/mdfast/bench/internal/payload"
 	"github.com/mdfast/mdfast/bench/internal/procstat"
 	"github.com/mdfast/mdfast/bench/internal/stats"
+	"github.com/mdfast/mdfast/internal/double"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 	"github.com/mdfast/mdfast/internal/udpbatch"
 )
