@@ -2,8 +2,6 @@ package perc
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -184,16 +182,9 @@ func Dial(ctx context.Context, pc net.PacketConn, md netip.AddrPort, cfg Config)
 			return nil, fmt.Errorf("perc: profile %#04x not supported", p)
 		}
 	}
-	kdFP := cfg.KDFingerprint
 	dc := &dtls.Config{
-		Certificate: cfg.Certificate,
-		VerifyPeer: func(chain [][]byte) error {
-			fp := sha256.Sum256(chain[0])
-			if subtle.ConstantTimeCompare(fp[:], kdFP[:]) != 1 {
-				return errors.New("perc: the Key Distributor's certificate is not the one in the SDP answer")
-			}
-			return nil
-		},
+		Certificate:       cfg.Certificate,
+		VerifyPeer:        dtls.PinSHA256(cfg.KDFingerprint), // the SDP answer's a=fingerprint
 		SRTPProfiles:      cfg.Profiles,
 		ExternalSessionID: []byte(cfg.TLSID),
 		RetransmitTimeout: cfg.RetransmitTimeout,

@@ -5,7 +5,10 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/subtle"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -38,6 +41,7 @@ type Config struct {
 	// CertificateVerify does, before its final flight is built. A non-nil
 	// error fails the handshake with bad_certificate, or with the alert of
 	// an error made by Alert. Required: without it anybody is accepted.
+	// PinSHA256 builds the usual one, a certificate fingerprint.
 	VerifyPeer func(chain [][]byte) error
 
 	// CipherSuites, in preference order (DefaultCipherSuites).
@@ -284,4 +288,25 @@ func roleOf(server bool) uint8 {
 		return 2
 	}
 	return 1
+}
+
+// ErrFingerprint is the error of a VerifyPeer made by PinSHA256 for a peer
+// whose certificate is not the pinned one.
+var ErrFingerprint = errors.New("dtls: the peer's certificate does not have the pinned SHA-256 fingerprint")
+
+// PinSHA256 returns a VerifyPeer that accepts exactly the leaf certificate
+// whose SHA-256 digest is want: DTLS-SRTP authenticates a peer by the
+// fingerprint its signalling carries (RFC 8122 a=fingerprint, RFC 8842),
+// not by a chain.
+func PinSHA256(want [sha256.Size]byte) func(chain [][]byte) error {
+	return func(chain [][]byte) error {
+		if len(chain) == 0 {
+			return ErrFingerprint
+		}
+		got := sha256.Sum256(chain[0])
+		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			return ErrFingerprint
+		}
+		return nil
+	}
 }

@@ -928,3 +928,28 @@ func TestPeerLeafKeyBadDER(t *testing.T) {
 		})
 	}
 }
+
+// TestPinSHA256 checks the fingerprint VerifyPeer on its own: the pinned
+// leaf passes; another certificate, an empty chain, and the pinned
+// certificate in second place do not.
+func TestPinSHA256(t *testing.T) {
+	a, b := testCert(t, "p256").Certificate[0], testCert(t, "p256b").Certificate[0]
+	verify := PinSHA256(fingerprint(a))
+	for _, tc := range []struct {
+		name  string
+		chain [][]byte
+		ok    bool
+	}{
+		{"pinned leaf", [][]byte{a}, true},
+		{"pinned leaf with a chain", [][]byte{a, b}, true},
+		{"other certificate", [][]byte{b}, false},
+		{"pinned certificate not the leaf", [][]byte{b, a}, false},
+		{"empty chain", nil, false},
+		{"empty leaf", [][]byte{{}}, false},
+	} {
+		err := verify(tc.chain)
+		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrFingerprint)) {
+			t.Errorf("%s: %v", tc.name, err)
+		}
+	}
+}

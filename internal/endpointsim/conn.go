@@ -84,16 +84,9 @@ func (c *Conn) Handshake(ctx context.Context, cfg HandshakeConfig) (*Session, er
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = DefaultHandshakeTimeout
 	}
-	kdFP := cfg.KDFingerprint
 	dc := &dtls.Config{
-		Certificate: cfg.Identity.Cert,
-		// Checked by fingerprint, as DTLS-SRTP does.
-		VerifyPeer: func(chain [][]byte) error {
-			if keydist.CertificateFingerprint(chain[0]) != kdFP {
-				return errors.New("KD certificate fingerprint mismatch")
-			}
-			return nil
-		},
+		Certificate:       cfg.Identity.Cert,
+		VerifyPeer:        dtls.PinSHA256(cfg.KDFingerprint),
 		SRTPProfiles:      []uint16{uint16(ProfileAEADAES128GCM)},
 		ExternalSessionID: []byte(cfg.Identity.TLSID),
 		RetransmitTimeout: cfg.FlightInterval,

@@ -57,13 +57,7 @@ func joinDouble(t *testing.T, e *env, conference string, profile uint16, ciphers
 	tlsID := NewTLSID()
 	cfg, fp := simClientConfig(t, tlsID, profile, ProfileAEADAES128GCM)
 	cfg.EKTCiphers = ciphers
-	kdFP := e.kdFP
-	cfg.VerifyPeer = func(chain [][]byte) error {
-		if CertificateFingerprint(chain[0]) != kdFP {
-			return errors.New("KD fingerprint mismatch")
-		}
-		return nil
-	}
+	cfg.VerifyPeer = dtls.PinSHA256(e.kdFP)
 	if _, err := e.reg.AddEndpoint(conference, Endpoint{TLSID: tlsID, Fingerprint: fp}); err != nil {
 		t.Fatal(err)
 	}
