@@ -78,6 +78,13 @@ type Config struct {
 	// DisableHelloVerify (server) skips the cookie exchange. Only for a
 	// transport that already proved the client's address.
 	DisableHelloVerify bool
+	// RelayVerifiesCookies (server): the relay that carries the datagrams
+	// (a PERC Media Distributor) runs the cookie exchange itself and
+	// forwards only ClientHellos whose cookie it verified, so a
+	// ClientHello with a non-empty cookie this server did not make is
+	// taken as proof of the client's address. One without a cookie still
+	// gets this server's HelloVerifyRequest.
+	RelayVerifiesCookies bool
 
 	// MTU is the largest datagram sent (DefaultMTU, at least MinMTU).
 	MTU int

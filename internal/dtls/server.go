@@ -56,7 +56,8 @@ func (c *Conn) serverClientHello(now time.Time, m *inMessage) error {
 	if ch.Version > versionDTLS12 {
 		return alertf(AlertProtocolVersion, "client offers DTLS %#04x only", ch.Version)
 	}
-	if !c.cfg.DisableHelloVerify && !c.cfg.Cookies.valid(now, c.binding, ch) {
+	relayed := c.cfg.RelayVerifiesCookies && len(ch.Cookie) > 0
+	if !c.cfg.DisableHelloVerify && !relayed && !c.cfg.Cookies.valid(now, c.binding, ch) {
 		// At most one answer per datagram: a datagram packed with
 		// ClientHellos must not buy one HelloVerifyRequest each.
 		if !c.hvrSent {

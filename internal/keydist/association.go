@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/mdfast/mdfast/internal/dtls"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
@@ -48,6 +50,7 @@ type association struct {
 	k           *KeyDistributor
 	key         assocKey
 	firstTunnel string
+	instance    uuid.UUID // of the MD process that relays it (uuid.Nil: not announced)
 	created     time.Time
 	mdProfiles  []uint16
 
@@ -78,6 +81,7 @@ func newAssociation(k *KeyDistributor, key assocKey, t tunnelConn) (*association
 		k:           k,
 		key:         key,
 		firstTunnel: t.ID(),
+		instance:    t.Instance(),
 		created:     time.Now(),
 		tun:         t,
 	}
@@ -87,6 +91,9 @@ func newAssociation(k *KeyDistributor, key assocKey, t tunnelConn) (*association
 	cfg := *k.dtlsConfig
 	cfg.ClientHello = a.clientHello
 	cfg.VerifyPeer = a.verifyPeer
+	// An MD that announces its instance is one of ours: it runs the cookie
+	// exchange itself and relays only ClientHellos that passed it.
+	cfg.RelayVerifiesCookies = a.instance != uuid.Nil
 	// The cookie binds the MD's identity and the association id: the
 	// endpoint proves it receives what the MD relays to its 5-tuple.
 	binding := append([]byte(key.peer), key.id[:]...)
@@ -114,6 +121,13 @@ func (a *association) setTunnel(t tunnelConn) {
 	a.tunMu.Unlock()
 }
 
+// onTunnel reports whether the association sends on t.
+func (a *association) onTunnel(t tunnelConn) bool {
+	a.tunMu.Lock()
+	defer a.tunMu.Unlock()
+	return a.tun == t
+}
+
 // replaceTunnel moves the association off a tunnel that went down.
 func (a *association) replaceTunnel(old, next tunnelConn) {
 	a.tunMu.Lock()
@@ -132,7 +146,7 @@ func (a *association) tunnel() tunnelConn {
 	if t != nil {
 		return t
 	}
-	t = a.k.liveTunnel(a.key.peer)
+	t = a.k.liveTunnel(a.key.peer, a.instance)
 	if t != nil {
 		a.setTunnel(t)
 	}
@@ -154,7 +168,7 @@ func (a *association) sendDtls(b []byte) error {
 		if !errors.Is(err, tunnel.ErrClosed) {
 			return err
 		}
-		a.replaceTunnel(t, a.k.liveTunnel(a.key.peer))
+		a.replaceTunnel(t, a.k.liveTunnel(a.key.peer, a.instance))
 	}
 	return ErrNoTunnel
 }
@@ -477,7 +491,7 @@ func (a *association) sendMediaKeys(ctx context.Context, mk *tunnel.MediaKeys) e
 		if !errors.Is(err, tunnel.ErrClosed) {
 			return err
 		}
-		a.replaceTunnel(t, a.k.liveTunnel(a.key.peer))
+		a.replaceTunnel(t, a.k.liveTunnel(a.key.peer, a.instance))
 	}
 	return err
 }

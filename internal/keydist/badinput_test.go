@@ -21,12 +21,14 @@ import (
 // fakeTunnel records what the KD sends, in order.
 type fakeTunnel struct {
 	id, peer string
+	instance uuid.UUID
 	mu       sync.Mutex
 	sent     []event
 }
 
-func (f *fakeTunnel) ID() string   { return f.id }
-func (f *fakeTunnel) Peer() string { return f.peer }
+func (f *fakeTunnel) ID() string          { return f.id }
+func (f *fakeTunnel) Peer() string        { return f.peer }
+func (f *fakeTunnel) Instance() uuid.UUID { return f.instance }
 func (f *fakeTunnel) Profiles() []tunnel.ProtectionProfile {
 	return []tunnel.ProtectionProfile{tunnel.ProfileAEADAES128GCM}
 }

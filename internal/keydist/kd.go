@@ -99,6 +99,9 @@ type tunnelConn interface {
 	ID() string
 	Peer() string
 	Profiles() []tunnel.ProtectionProfile
+	// Instance is the MD instance announced on the tunnel (uuid.Nil if
+	// none: an MD without that extension).
+	Instance() uuid.UUID
 	SendTunneledDtls(id uuid.UUID, dtls []byte) error
 	SendEndpointDisconnect(id uuid.UUID) error
 	SendMediaKeys(ctx context.Context, mk *tunnel.MediaKeys) error
@@ -115,6 +118,32 @@ type assocKey struct {
 type peerState struct {
 	tunnels   []tunnelConn
 	downSince time.Time
+	// instDown records when the last tunnel of an announced MD instance
+	// went down; an instance that announces again is removed.
+	instDown map[uuid.UUID]time.Time
+}
+
+// instanceLive reports whether a live tunnel of p carries instance inst.
+func (p *peerState) instanceLive(inst uuid.UUID) bool {
+	for _, t := range p.tunnels {
+		if t.Instance() == inst {
+			return true
+		}
+	}
+	return false
+}
+
+// tunnelFor returns a live tunnel of p for an association of MD instance
+// inst, preferring the newest: one of the same instance, or any when the
+// instance is unknown (uuid.Nil). The tunnels of another instance lead to
+// another process, which does not know the association.
+func (p *peerState) tunnelFor(inst uuid.UUID) tunnelConn {
+	for i := len(p.tunnels) - 1; i >= 0; i-- {
+		if t := p.tunnels[i]; inst == uuid.Nil || t.Instance() == inst {
+			return t
+		}
+	}
+	return nil
 }
 
 // KeyDistributor runs the DTLS server side of every association relayed by
@@ -314,6 +343,35 @@ func (k *KeyDistributor) TunnelUp(t *tunnel.KDTunnel) { k.tunnelUp(t) }
 // TunnelDown implements tunnel.KDHandler.
 func (k *KeyDistributor) TunnelDown(t *tunnel.KDTunnel, err error) { k.tunnelDown(t, err) }
 
+// TunnelAnnounced implements tunnel.InstanceHandler: an MD instance
+// announced itself on t. The associations of this MD identity that belong
+// to another instance with no live tunnel left are those of a process that
+// is gone (it restarted): they end now, instead of living on until
+// TunnelGrace (which a quick restart would keep resetting) or forever.
+func (k *KeyDistributor) TunnelAnnounced(t *tunnel.KDTunnel) { k.tunnelAnnounced(t) }
+
+func (k *KeyDistributor) tunnelAnnounced(t tunnelConn) {
+	inst := t.Instance()
+	var dead []*association
+	k.mu.Lock()
+	if p := k.peers[t.Peer()]; p != nil {
+		delete(p.instDown, inst)
+		for key, a := range k.assocs {
+			if key.peer == t.Peer() && a.instance != uuid.Nil && a.instance != inst && !p.instanceLive(a.instance) {
+				dead = append(dead, a)
+			}
+		}
+	}
+	k.mu.Unlock()
+	if len(dead) > 0 {
+		k.log.Info("media distributor restarted: ending the associations of its previous instance",
+			"md", t.Peer(), "instance", inst, "associations", len(dead))
+	}
+	for _, a := range dead {
+		a.terminate(reasonMDRestarted, 0, false)
+	}
+}
+
 // HandleTunneledDtls implements tunnel.KDHandler.
 func (k *KeyDistributor) HandleTunneledDtls(t *tunnel.KDTunnel, m *tunnel.TunneledDtls) {
 	k.handleTunneledDtls(t, m.AssociationID, m.Message)
@@ -339,40 +397,57 @@ func (k *KeyDistributor) tunnelUp(t tunnelConn) {
 }
 
 func (k *KeyDistributor) tunnelDown(t tunnelConn, err error) {
+	type move struct {
+		a    *association
+		next tunnelConn
+	}
+	var moves []move
 	k.mu.Lock()
 	p := k.peers[t.Peer()]
-	var next tunnelConn
 	if p != nil {
 		p.tunnels = slices.DeleteFunc(p.tunnels, func(x tunnelConn) bool { return x == t })
 		if len(p.tunnels) == 0 {
 			p.downSince = time.Now()
-		} else {
-			next = p.tunnels[len(p.tunnels)-1]
+		}
+		if inst := t.Instance(); inst != uuid.Nil && !p.instanceLive(inst) {
+			if p.instDown == nil {
+				p.instDown = make(map[uuid.UUID]time.Time)
+			}
+			p.instDown[inst] = time.Now()
 		}
 	}
-	var moved []*association
+	peerHasAssocs := false
 	for key, a := range k.assocs {
-		if key.peer == t.Peer() {
-			moved = append(moved, a)
+		if key.peer != t.Peer() {
+			continue
+		}
+		peerHasAssocs = true
+		if a.onTunnel(t) {
+			var next tunnelConn
+			if p != nil {
+				next = p.tunnelFor(a.instance)
+			}
+			moves = append(moves, move{a, next})
 		}
 	}
-	if p != nil && len(p.tunnels) == 0 && !p.downSince.IsZero() && len(moved) == 0 {
+	if p != nil && len(p.tunnels) == 0 && !peerHasAssocs {
 		delete(k.peers, t.Peer())
 	}
 	k.mu.Unlock()
-	for _, a := range moved {
-		a.replaceTunnel(t, next)
+	for _, m := range moves {
+		m.a.replaceTunnel(t, m.next)
 	}
 	k.m.tunnels.Dec()
-	k.log.Info("tunnel down", "tunnel", t.ID(), "md", t.Peer(), "err", err, "associations_moved", len(moved))
+	k.log.Info("tunnel down", "tunnel", t.ID(), "md", t.Peer(), "err", err, "associations_moved", len(moves))
 }
 
-// liveTunnel returns a live tunnel of MD peer, preferring the newest.
-func (k *KeyDistributor) liveTunnel(peer string) tunnelConn {
+// liveTunnel returns a live tunnel of MD peer for an association of MD
+// instance inst (see peerState.tunnelFor).
+func (k *KeyDistributor) liveTunnel(peer string, inst uuid.UUID) tunnelConn {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if p := k.peers[peer]; p != nil && len(p.tunnels) > 0 {
-		return p.tunnels[len(p.tunnels)-1]
+	if p := k.peers[peer]; p != nil {
+		return p.tunnelFor(inst)
 	}
 	return nil
 }
@@ -545,7 +620,16 @@ func (k *KeyDistributor) sweep(now time.Time) {
 		case st == stateEstablished && k.cfg.IdleTimeout > 0 && now.Sub(a.lastActivity()) > k.cfg.IdleTimeout:
 			ends = append(ends, sweepItem{a, reasonIdleTimeout})
 		default:
-			if p := k.peers[key.peer]; p != nil && len(p.tunnels) == 0 && now.Sub(p.downSince) > k.cfg.TunnelGrace {
+			p := k.peers[key.peer]
+			if p == nil {
+				break
+			}
+			if a.instance != uuid.Nil {
+				// Its MD instance has had no tunnel for TunnelGrace.
+				if since, down := p.instDown[a.instance]; down && now.Sub(since) > k.cfg.TunnelGrace {
+					ends = append(ends, sweepItem{a, reasonTunnelLost})
+				}
+			} else if len(p.tunnels) == 0 && now.Sub(p.downSince) > k.cfg.TunnelGrace {
 				ends = append(ends, sweepItem{a, reasonTunnelLost})
 			}
 		}

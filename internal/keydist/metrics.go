@@ -29,6 +29,7 @@ const (
 	reasonRemoved            = "removed_from_registry"
 	reasonMediaKeysFailed    = "media_keys_failed"
 	reasonTunnelLost         = "tunnel_lost"
+	reasonMDRestarted        = "md_restarted"
 	reasonShutdown           = "shutdown"
 	reasonClosedMD           = "md_closed_unknown"
 	reasonEndpointAlert      = "endpoint_alert"

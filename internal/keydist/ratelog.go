@@ -1,64 +1,37 @@
 package keydist
 
 import (
-	"context"
 	"log/slog"
-	"sync"
+	"slices"
 	"time"
+
+	"github.com/mdfast/mdfast/internal/ratelog"
 )
 
-// rateLog lets at most burst lines per key through per interval and
-// reports how many were suppressed on the next line that passes, so that a
-// flood of bad input cannot flood the log.
-type rateLog struct {
-	log      *slog.Logger
-	interval time.Duration
-	burst    int
-
-	mu   sync.Mutex
-	keys map[string]*rateState
-}
-
-type rateState struct {
-	start      time.Time
-	n          int
-	suppressed int
-}
+// rateLog lets at most burst lines per reason through per interval (see
+// package ratelog), so that a flood of bad input cannot flood the log. Each
+// line carries the reason once.
+type rateLog struct{ l *ratelog.Logger }
 
 func newRateLog(log *slog.Logger, interval time.Duration, burst int) *rateLog {
-	return &rateLog{log: log, interval: interval, burst: burst, keys: map[string]*rateState{}}
+	return &rateLog{l: ratelog.New(log, interval, burst)}
 }
 
 // Log logs msg at level under key (the reason), unless the key is over its
-// budget.
+// budget. The line gets "reason" = key unless args already name one.
 func (r *rateLog) Log(level slog.Level, key, msg string, args ...any) {
-	if !r.log.Enabled(context.Background(), level) {
-		return
+	if !hasKey(args, "reason") {
+		args = append(slices.Clip(args), "reason", key)
 	}
-	now := time.Now()
-	r.mu.Lock()
-	s := r.keys[key]
-	if s == nil {
-		if len(r.keys) > 1024 { // keys are a fixed set of reasons; be safe anyway
-			clear(r.keys)
+	r.l.Log(level, key, msg, args...)
+}
+
+// hasKey reports whether slog key-value args contain key.
+func hasKey(args []any, key string) bool {
+	for i := 0; i+1 < len(args); i += 2 {
+		if s, ok := args[i].(string); ok && s == key {
+			return true
 		}
-		s = &rateState{start: now}
-		r.keys[key] = s
 	}
-	if now.Sub(s.start) >= r.interval {
-		s.start, s.n = now, 0
-	}
-	if s.n >= r.burst {
-		s.suppressed++
-		r.mu.Unlock()
-		return
-	}
-	s.n++
-	suppressed := s.suppressed
-	s.suppressed = 0
-	r.mu.Unlock()
-	if suppressed > 0 {
-		args = append(args, "suppressed_since_last", suppressed)
-	}
-	r.log.Log(context.Background(), level, msg, append(args, "reason", key)...)
+	return false
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"github.com/mdfast/mdfast/internal/dataplane"
 	"github.com/mdfast/mdfast/internal/dtlsmsg"
 	"github.com/mdfast/mdfast/internal/keytable"
+	"github.com/mdfast/mdfast/internal/ratelog"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
@@ -28,6 +30,9 @@ const (
 	DefaultMaxPending       = 1024
 	DefaultNewPerSecond     = 10
 	DefaultNewBurst         = 20
+	// DefaultMaxPendingPerPrefix bounds the associations without keys
+	// from one source prefix (an IPv4 /24, an IPv6 /64).
+	DefaultMaxPendingPerPrefix = 64
 	// maxRateSources bounds the per-source rate limiter's memory.
 	maxRateSources = 65536
 	// tableOpTimeout bounds a key table write.
@@ -85,6 +90,9 @@ type Limits struct {
 	// disables the limit.
 	NewPerSecond float64
 	NewBurst     int
+	// MaxPendingPerPrefix bounds associations without keys per source
+	// prefix, an IPv4 /24 or an IPv6 /64 (DefaultMaxPendingPerPrefix).
+	MaxPendingPerPrefix int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -103,6 +111,10 @@ func (l Limits) withDefaults() Limits {
 	if l.NewBurst <= 0 {
 		l.NewBurst = DefaultNewBurst
 	}
+	if l.MaxPendingPerPrefix <= 0 {
+		l.MaxPendingPerPrefix = DefaultMaxPendingPerPrefix
+	}
+	l.MaxPendingPerPrefix = min(l.MaxPendingPerPrefix, l.MaxPending)
 	return l
 }
 
@@ -131,7 +143,11 @@ type Stats struct {
 	Associations, Pending           int64  // current
 	Started, Established, Ended     uint64 // associations
 	Expired, HandshakeTimeouts      uint64 // ended by the MD for idleness
-	ClosedByEndpoint, ClosedByKD    uint64 // ended by an alert, by the KD
+	ClosedByKD                      uint64 // ended by the KD (EndpointDisconnect)
+	Replaced                        uint64 // ended by a new association of the same endpoint
+	Evicted                         uint64 // pending, ended to admit another prefix's
+	HelloVerify                     uint64 // HelloVerifyRequests sent (no state kept)
+	DropBadHello                    uint64 // a ClientHello fragment too short to hold its cookie
 	DTLSToKD, DTLSToEndpoint        uint64 // datagrams relayed
 	DropNoAssociation               uint64 // DTLS from an unknown 5-tuple, not a ClientHello
 	DropRateLimited, DropPendingMax uint64 // new associations refused
@@ -141,6 +157,7 @@ type Stats struct {
 	InstallErrors                   uint64 // keys refused by the key table
 	STUNAnswered, STUNRejected      uint64 // Binding responses sent
 	STUNIgnored                     uint64 // malformed or not a request
+	STUNRateLimited                 uint64 // requests over their source's budget
 	DropEventQueue                  uint64 // tunnel messages dropped: relay too busy
 }
 
@@ -148,7 +165,8 @@ type counters struct {
 	associations, pending                          atomic.Int64
 	started, established, ended                    atomic.Uint64
 	expired, handshakeTimeouts                     atomic.Uint64
-	closedByEndpoint, closedByKD                   atomic.Uint64
+	closedByKD, replaced, evicted                  atomic.Uint64
+	helloVerify, dropBadHello, stunRateLimited     atomic.Uint64
 	dtlsToKD, dtlsToEndpoint                       atomic.Uint64
 	dropNoAssoc, dropRate, dropPending, dropTunnel atomic.Uint64
 	dropSend, dropUnknownID, installErrors         atomic.Uint64
@@ -180,13 +198,20 @@ type association struct {
 	id          uuid.UUID
 	addr        netip.AddrPort
 	port        uint16 // the media port it talks to
+	prefix      netip.Prefix
 	tlsID       string
+	random      [32]byte             // of its ClientHello: a retransmission repeats it
 	reasm       *dtlsmsg.Reassembler // until the first ClientHello is complete
 	started     time.Time
 	established bool
 	inTable     bool             // false once ExpireIdle took it out
 	profile     srtpfast.Profile // of the installed keys
 	conf        keytable.ConferenceID
+	// next is the new association the endpoint is negotiating on the same
+	// 5-tuple while this one is established (a restart of its DTLS): it
+	// replaces this one when its MediaKeys arrive, not before, so that a
+	// forged ClientHello costs nothing. prev is the reverse link.
+	next, prev *association
 }
 
 // event is a message from the tunnel, handed to the Run goroutine.
@@ -220,9 +245,14 @@ type Relay struct {
 	done   chan struct{}
 	once   sync.Once
 
-	byAddr  map[netip.AddrPort]*association
-	byID    map[uuid.UUID]*association
-	limiter *limiter
+	byAddr   map[netip.AddrPort]*association // the established one, else the pending one
+	byID     map[uuid.UUID]*association
+	limiter  *limiter
+	stunLim  *limiter
+	cookies  *cookieJar
+	prefixes map[netip.Prefix]*prefixState // pending associations per source prefix
+	rl       *ratelog.Logger
+	scratch  []byte
 
 	c counters
 }
@@ -249,6 +279,13 @@ func New(cfg Config) (*Relay, error) {
 	l := cfg.Limits.withDefaults()
 	r.limits.Store(&l)
 	r.limiter = newLimiter(l.NewPerSecond, l.NewBurst, maxRateSources)
+	r.stunLim = newLimiter(stunPerSecond, stunBurst, maxRateSources)
+	r.prefixes = make(map[netip.Prefix]*prefixState)
+	r.rl = ratelog.New(r.log, 10*time.Second, 100)
+	var err error
+	if r.cookies, err = newCookieJar(cfg.Now()); err != nil {
+		return nil, err
+	}
 	if cfg.Tunnel != nil {
 		r.SetTunnel(cfg.Tunnel)
 	}
@@ -282,7 +319,8 @@ func (r *Relay) Stats() Stats {
 		Associations: c.associations.Load(), Pending: c.pending.Load(),
 		Started: c.started.Load(), Established: c.established.Load(), Ended: c.ended.Load(),
 		Expired: c.expired.Load(), HandshakeTimeouts: c.handshakeTimeouts.Load(),
-		ClosedByEndpoint: c.closedByEndpoint.Load(), ClosedByKD: c.closedByKD.Load(),
+		ClosedByKD: c.closedByKD.Load(), Replaced: c.replaced.Load(), Evicted: c.evicted.Load(),
+		HelloVerify: c.helloVerify.Load(), DropBadHello: c.dropBadHello.Load(), STUNRateLimited: c.stunRateLimited.Load(),
 		DTLSToKD: c.dtlsToKD.Load(), DTLSToEndpoint: c.dtlsToEndpoint.Load(),
 		DropNoAssociation: c.dropNoAssoc.Load(), DropRateLimited: c.dropRate.Load(),
 		DropPendingMax: c.dropPending.Load(), DropTunnel: c.dropTunnel.Load(),
@@ -461,7 +499,20 @@ func (r *Relay) handlePacket(p dataplane.SlowPacket) {
 	}
 }
 
+// The STUN responder's per-source budget: ICE checks come a few per
+// candidate pair and second at most, consent checks every few seconds.
+const (
+	stunPerSecond = 20
+	stunBurst     = 40
+)
+
 func (r *Relay) handleSTUN(p dataplane.SlowPacket) {
+	if !r.stunLim.allow(p.From.Addr(), r.now()) {
+		// Answers are never sent over a source's budget, so the MD cannot
+		// be used to reflect traffic at an address faster than that.
+		r.c.stunRateLimited.Add(1)
+		return
+	}
 	resp, res, err := AnswerSTUN(p.Data, p.From, r.cfg.Credentials)
 	switch res {
 	case STUNIgnored:
@@ -479,75 +530,65 @@ func (r *Relay) handleSTUN(p dataplane.SlowPacket) {
 	}
 }
 
-// inspect reads the records of a datagram from an endpoint: whether it
-// starts a new handshake (an epoch-0 ClientHello with message_seq 0) and
-// whether it carries an alert that ends the association (close_notify or a
-// fatal alert; an encrypted alert, whose level the MD cannot read, counts
-// as one: DTLS peers send only those two after the handshake).
-func inspect(b []byte) (newHello, closing bool) {
-	first := true
+// epochs reports whether a datagram holds plaintext (epoch 0) records and
+// whether it holds protected ones (epoch > 0). The MD cannot authenticate
+// either: it only routes them.
+func epochs(b []byte) (plain, protected bool) {
 	for len(b) > 0 {
 		rec, rest, err := dtlsmsg.NextRecord(b)
 		if err != nil {
 			return
 		}
-		switch rec.ContentType {
-		case dtlsmsg.ContentTypeHandshake:
-			if first && rec.Epoch == 0 {
-				if h, _, _, err := dtlsmsg.NextHandshake(rec.Fragment); err == nil &&
-					h.Type == dtlsmsg.HandshakeTypeClientHello && h.MessageSeq == 0 {
-					newHello = true
-				}
-			}
-		case dtlsmsg.ContentTypeAlert:
-			if rec.Epoch > 0 {
-				closing = true
-			} else if len(rec.Fragment) >= 2 && (rec.Fragment[0] == 2 || rec.Fragment[1] == 0) {
-				closing = true
-			}
+		if rec.Epoch == 0 {
+			plain = true
+		} else {
+			protected = true
 		}
-		first = false
 		b = rest
 	}
 	return
 }
 
+// handleDTLS routes a DTLS datagram from an endpoint. The MD never ends an
+// association on what it receives here: it cannot authenticate a DTLS
+// record, so an alert, a protected record or a new ClientHello from an
+// established 5-tuple may be forged by anyone who can spoof that address.
+// It forwards them to the KD, which can, and which ends the association
+// (EndpointDisconnect) when an authenticated record says so.
+//
+//   - A ClientHello without a valid cookie is answered with a
+//     HelloVerifyRequest and forgotten (cookie.go).
+//   - A ClientHello with a valid cookie from a new 5-tuple starts an
+//     association (admission: rate per source address, pending budget per
+//     source prefix and in total, see admit).
+//   - A ClientHello with a valid cookie and a new random from an
+//     established 5-tuple starts a successor association beside the
+//     established one (the endpoint restarted its DTLS); the established
+//     one keeps its keys until the successor's MediaKeys arrive.
+//   - Anything else goes to the association of its 5-tuple: while a
+//     successor negotiates, plaintext records go to the successor and
+//     protected ones to both (each KD association discards what does not
+//     authenticate under its own keys).
 func (r *Relay) handleDTLS(p dataplane.SlowPacket) {
 	now := r.now()
-	lim := r.limits.Load()
-	newHello, closing := inspect(p.Data)
 	a := r.byAddr[p.From]
-	if a != nil && a.established && newHello {
-		// The endpoint restarted its DTLS on the same 5-tuple: a new
-		// association.
-		r.end(a, true, "new ClientHello")
-		a = nil
-	}
-	if a == nil {
-		if !newHello {
-			r.c.dropNoAssoc.Add(1)
+	h, herr := parseHelloHead(p.Data)
+	switch {
+	case errors.Is(herr, errShortHello):
+		r.c.dropBadHello.Add(1)
+		return
+	case herr == nil:
+		if !r.cookies.valid(now, p.From, p.To.Port(), &h) {
+			r.helloVerify(now, p, &h)
 			return
 		}
-		if r.c.pending.Load() >= int64(lim.MaxPending) {
-			r.c.dropPending.Add(1)
+		var ok bool
+		if a, ok = r.helloTarget(now, p, a, &h); !ok {
 			return
 		}
-		r.limiter.set(lim.NewPerSecond, lim.NewBurst)
-		if lim.NewPerSecond > 0 && !r.limiter.allow(p.From.Addr(), now) {
-			r.c.dropRate.Add(1)
-			return
-		}
-		id, err := tunnel.NewAssociationID()
-		if err != nil {
-			r.log.Error("new association", "err", err)
-			return
-		}
-		a = &association{id: id, addr: p.From, port: p.To.Port(), reasm: dtlsmsg.NewReassembler(0), started: now}
-		r.byAddr[p.From] = a
-		r.byID[id] = a
-		r.c.pending.Add(1)
-		r.c.started.Add(1)
-		r.log.Debug("association started", "association", id, "addr", p.From)
+	case a == nil:
+		r.c.dropNoAssoc.Add(1)
+		return
 	}
 	if a.reasm != nil {
 		if ch, err := a.reasm.Feed(p.Data); ch != nil {
@@ -559,18 +600,176 @@ func (r *Relay) handleDTLS(p dataplane.SlowPacket) {
 			r.log.Debug("ClientHello", "association", a.id, "err", err)
 		}
 	}
+	if s := a.next; s != nil && herr != nil {
+		plain, protected := epochs(p.Data)
+		if plain || protected {
+			r.toKD(s, p.Data)
+		}
+		if !protected {
+			return
+		}
+	}
+	r.toKD(a, p.Data)
+}
+
+// helloTarget returns the association a ClientHello with a valid cookie
+// belongs to, creating it when it starts a new handshake. cur is the
+// association of its 5-tuple (nil if none).
+func (r *Relay) helloTarget(now time.Time, p dataplane.SlowPacket, cur *association, h *helloHead) (*association, bool) {
+	switch {
+	case cur == nil:
+		a := r.admit(now, p, h)
+		return a, a != nil
+	case !cur.established:
+		if bytes.Equal(cur.random[:], h.random) {
+			return cur, true // a retransmission
+		}
+		// The endpoint started over before its handshake completed (or
+		// someone who can see its traffic did): a pending association has
+		// no keys to lose.
+		r.end(cur, true, "new ClientHello before keys")
+		a := r.admit(now, p, h)
+		return a, a != nil
+	}
+	if s := cur.next; s != nil {
+		if bytes.Equal(s.random[:], h.random) {
+			return s, true
+		}
+		r.end(s, true, "superseded by a newer ClientHello")
+	}
+	s := r.admit(now, p, h)
+	if s == nil {
+		return nil, false
+	}
+	// admit indexed s by address; the established association stays
+	// there until s has keys.
+	r.byAddr[p.From] = cur
+	cur.next, s.prev = s, cur
+	return s, true
+}
+
+// helloVerify answers a ClientHello that carries no valid cookie.
+func (r *Relay) helloVerify(now time.Time, p dataplane.SlowPacket, h *helloHead) {
+	lim := r.limits.Load()
+	r.limiter.set(lim.NewPerSecond, lim.NewBurst)
+	// The answer is smaller than the ClientHello; the per-source budget
+	// still bounds what a spoofed source can make the MD send.
+	if !r.stunLim.allow(p.From.Addr(), now) {
+		r.c.dropRate.Add(1)
+		return
+	}
+	cookie := r.cookies.make(now, p.From, p.To.Port(), h)
+	r.scratch = appendHelloVerifyRequest(r.scratch[:0], h, cookie)
+	if err := r.cfg.Sender.SendSlow(p.To.Port(), r.scratch, p.From); err != nil {
+		r.c.dropSend.Add(1)
+		return
+	}
+	r.c.helloVerify.Add(1)
+}
+
+// prefixState counts the pending associations of one source prefix, oldest
+// first.
+type prefixState struct {
+	pending []*association
+}
+
+func prefixOf(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	bits := 64
+	if a.Is4() {
+		bits = 24
+	}
+	p, _ := a.Prefix(bits)
+	return p
+}
+
+// admit starts an association for a ClientHello with a valid cookie, or
+// refuses it. The sender has proved it receives at its address, so the
+// budgets below hold against spoofed sources. New associations are limited
+// per source address (a token bucket); associations without keys are
+// bounded per source prefix and in total. At either bound the oldest
+// pending association of the prefix holding the most is ended to make room
+// (the newcomer's own prefix if it is that one): a flood from some
+// prefixes cannot keep another prefix's endpoints out.
+func (r *Relay) admit(now time.Time, p dataplane.SlowPacket, h *helloHead) *association {
+	lim := r.limits.Load()
+	r.limiter.set(lim.NewPerSecond, lim.NewBurst)
+	if lim.NewPerSecond > 0 && !r.limiter.allow(p.From.Addr(), now) {
+		r.c.dropRate.Add(1)
+		return nil
+	}
+	pfx := prefixOf(p.From.Addr())
+	ps := r.prefixes[pfx]
+	if ps != nil && len(ps.pending) >= lim.MaxPendingPerPrefix {
+		r.evict(ps)
+	}
+	if r.c.pending.Load() >= int64(lim.MaxPending) {
+		// The prefix holding the most pays, the newcomer's own on a tie.
+		big := ps
+		for _, o := range r.prefixes {
+			if big == nil || len(o.pending) > len(big.pending) {
+				big = o
+			}
+		}
+		if big == nil || len(big.pending) == 0 {
+			r.c.dropPending.Add(1)
+			return nil
+		}
+		r.evict(big)
+	}
+	id, err := tunnel.NewAssociationID()
+	if err != nil {
+		r.rl.Log(slog.LevelError, "association id", "new association", "err", err)
+		return nil
+	}
+	a := &association{id: id, addr: p.From, port: p.To.Port(), prefix: pfx, reasm: dtlsmsg.NewReassembler(0), started: now}
+	copy(a.random[:], h.random)
+	r.byAddr[p.From] = a
+	r.byID[id] = a
+	if ps = r.prefixes[pfx]; ps == nil {
+		ps = &prefixState{}
+		r.prefixes[pfx] = ps
+	}
+	ps.pending = append(ps.pending, a)
+	r.c.pending.Add(1)
+	r.c.started.Add(1)
+	r.log.Debug("association started", "association", id, "addr", p.From)
+	return a
+}
+
+// evict ends the oldest pending association of ps.
+func (r *Relay) evict(ps *prefixState) {
+	if len(ps.pending) == 0 {
+		return
+	}
+	r.c.evicted.Add(1)
+	r.end(ps.pending[0], true, "pending budget: oldest of its prefix")
+}
+
+// unpend takes a out of its prefix's pending list.
+func (r *Relay) unpend(a *association) {
+	ps := r.prefixes[a.prefix]
+	if ps == nil {
+		return
+	}
+	if i := slices.Index(ps.pending, a); i >= 0 {
+		ps.pending = slices.Delete(ps.pending, i, i+1)
+	}
+	if len(ps.pending) == 0 {
+		delete(r.prefixes, a.prefix)
+	}
+}
+
+// toKD sends a datagram of association a to the KD.
+func (r *Relay) toKD(a *association, b []byte) {
 	t := r.tunnel()
 	if t == nil {
 		r.c.dropTunnel.Add(1)
-	} else if err := t.SendTunneledDtls(a.id, p.Data); err != nil {
+	} else if err := t.SendTunneledDtls(a.id, b); err != nil {
 		r.c.dropTunnel.Add(1)
 		r.log.Debug("DTLS to KD dropped", "association", a.id, "err", err)
 	} else {
 		r.c.dtlsToKD.Add(1)
-	}
-	if closing {
-		r.c.closedByEndpoint.Add(1)
-		r.end(a, true, "DTLS alert from the endpoint")
 	}
 }
 
@@ -623,6 +822,15 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 	if err == nil {
 		send, err = srtpfast.NewKeys(p, mk.ServerWriteMasterKey, mk.ServerWriteMasterSalt, mk.MKI)
 	}
+	if err == nil && a.prev != nil {
+		// A successor's keys: the endpoint has proved (to the KD) that it
+		// restarted its DTLS; the association it replaces ends now, and
+		// its address goes to the successor.
+		old := a.prev
+		r.c.replaced.Add(1)
+		r.end(old, true, "replaced by the endpoint's new association")
+		r.byAddr[a.addr] = a
+	}
 	if err == nil {
 		conf := r.cfg.Membership.Conference(a.tlsID, a.addr)
 		ctx, cancel := context.WithTimeout(context.Background(), tableOpTimeout)
@@ -649,6 +857,7 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 	if !a.established {
 		a.established = true
 		a.reasm = nil
+		r.unpend(a)
 		r.c.pending.Add(-1)
 		r.c.associations.Add(1)
 		r.c.established.Add(1)
@@ -656,7 +865,7 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 		if r.cfg.OnHandshake != nil {
 			r.cfg.OnHandshake(d)
 		}
-		r.log.Info("association established", "association", a.id, "addr", a.addr, "tls_id", a.tlsID,
+		r.rl.Log(slog.LevelInfo, "established", "association established", "association", a.id, "addr", a.addr, "tls_id", a.tlsID,
 			"conference", a.conf, "profile", mk.Profile, "handshake", d)
 	}
 }
@@ -665,12 +874,23 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 // notify, tells the KD.
 func (r *Relay) end(a *association, notify bool, why string) {
 	delete(r.byID, a.id)
+	if s := a.next; s != nil {
+		// Its successor, still negotiating, now owns the address.
+		s.prev, a.next = nil, nil
+		if r.byAddr[a.addr] == a {
+			r.byAddr[a.addr] = s
+		}
+	}
+	if p := a.prev; p != nil {
+		p.next, a.prev = nil, nil
+	}
 	if r.byAddr[a.addr] == a {
 		delete(r.byAddr, a.addr)
 	}
 	if a.established {
 		r.c.associations.Add(-1)
 	} else {
+		r.unpend(a)
 		r.c.pending.Add(-1)
 	}
 	if a.inTable {
@@ -692,7 +912,11 @@ func (r *Relay) end(a *association, notify bool, why string) {
 			}
 		}
 	}
-	r.log.Info("association ended", "association", a.id, "addr", a.addr, "reason", why)
+	key := "ended pending" // outsiders with a cookie can cause these
+	if a.established {
+		key = "ended established"
+	}
+	r.rl.Log(slog.LevelInfo, key, "association ended", "association", a.id, "addr", a.addr, "reason", why)
 }
 
 // ipInTable reports whether an association with keys installed still uses

@@ -1,6 +1,7 @@
 package mdslow
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"io"
@@ -45,13 +46,24 @@ func (f *fakeTunnel) SendEndpointDisconnect(id uuid.UUID) error {
 type fakeSender struct {
 	mu   sync.Mutex
 	sent []netip.AddrPort
+	data [][]byte
 }
 
-func (f *fakeSender) SendSlow(_ uint16, _ []byte, dst netip.AddrPort) error {
+func (f *fakeSender) SendSlow(_ uint16, b []byte, dst netip.AddrPort) error {
 	f.mu.Lock()
 	f.sent = append(f.sent, dst)
+	f.data = append(f.data, bytes.Clone(b))
 	f.mu.Unlock()
 	return nil
+}
+
+// last returns the last datagram sent and forgets everything sent.
+func (f *fakeSender) take() (dst []netip.AddrPort, data [][]byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	dst, data = f.sent, f.data
+	f.sent, f.data = nil, nil
+	return dst, data
 }
 
 // fakeNeighbours records Resolve and Forget calls.
@@ -91,8 +103,14 @@ func (o oneConf) Conference(tlsID string, _ netip.AddrPort) keytable.ConferenceI
 }
 
 // clientHello builds a one-record epoch-0 ClientHello with
-// external_session_id tlsID.
+// external_session_id tlsID, an all-zero random and no cookie.
 func clientHello(t *testing.T, tlsID string) []byte {
+	return clientHelloWith(t, tlsID, 0, [32]byte{}, nil)
+}
+
+// clientHelloWith builds a one-record epoch-0 ClientHello: message_seq and
+// record sequence seq, random, cookie.
+func clientHelloWith(t *testing.T, tlsID string, seq int, random [32]byte, cookie []byte) []byte {
 	t.Helper()
 	data, err := dtlsmsg.AppendExternalSessionID(nil, []byte(tlsID))
 	if err != nil {
@@ -104,18 +122,19 @@ func clientHello(t *testing.T, tlsID string) []byte {
 	}
 	var body []byte
 	body = append(body, 0xFE, 0xFD)
-	body = append(body, make([]byte, 32)...) // random
-	body = append(body, 0)                   // session id
-	body = append(body, 0)                   // cookie
-	body = append(body, 0, 2, 0xC0, 0x2B)    // cipher suites
-	body = append(body, 1, 0)                // compression
+	body = append(body, random[:]...)
+	body = append(body, 0) // session id
+	body = append(body, byte(len(cookie)))
+	body = append(body, cookie...)
+	body = append(body, 0, 2, 0xC0, 0x2B) // cipher suites
+	body = append(body, 1, 0)             // compression
 	body = binary.BigEndian.AppendUint16(body, uint16(len(ext)))
 	body = append(body, ext...)
-	hs := []byte{1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	hs := []byte{1, 0, 0, 0, 0, byte(seq), 0, 0, 0, 0, 0, 0}
 	hs[1], hs[2], hs[3] = byte(len(body)>>16), byte(len(body)>>8), byte(len(body))
 	hs[9], hs[10], hs[11] = hs[1], hs[2], hs[3]
 	hs = append(hs, body...)
-	rec := []byte{22, 0xFE, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
+	rec := []byte{22, 0xFE, 0xFF, 0, 0, 0, 0, 0, 0, 0, byte(seq), 0, 0}
 	binary.BigEndian.PutUint16(rec[11:], uint16(len(hs)))
 	return append(rec, hs...)
 }
@@ -179,6 +198,46 @@ func (e *env) sync(t *testing.T) {
 	}
 }
 
+// join runs the cookie exchange a DTLS client does: a ClientHello without
+// cookie must get a HelloVerifyRequest back (and leave no state); the
+// ClientHello repeating its cookie is sent next. random tells handshakes
+// of one endpoint apart.
+func (e *env) join(t *testing.T, from, tlsID string, random byte) {
+	t.Helper()
+	var r [32]byte
+	r[0] = random
+	before := e.r.Stats()
+	e.snd.take()
+	e.send(t, from, clientHelloWith(t, tlsID, 0, r, nil))
+	dst, data := e.snd.take()
+	after := e.r.Stats()
+	if len(dst) != 1 || dst[0].String() != from || after.HelloVerify != before.HelloVerify+1 {
+		t.Fatalf("cookie-less ClientHello from %s: sent %v, stats %+v", from, dst, after)
+	}
+	if after.Pending != before.Pending || after.Started != before.Started {
+		t.Fatalf("cookie-less ClientHello left state: %+v", after)
+	}
+	cookie := hvrCookie(t, data[0])
+	e.send(t, from, clientHelloWith(t, tlsID, 1, r, cookie))
+}
+
+// hvrCookie checks a HelloVerifyRequest datagram and returns its cookie.
+func hvrCookie(t *testing.T, b []byte) []byte {
+	t.Helper()
+	rec, rest, err := dtlsmsg.NextRecord(b)
+	if err != nil || len(rest) != 0 || rec.ContentType != dtlsmsg.ContentTypeHandshake || rec.Epoch != 0 || rec.Version != 0xFEFF {
+		t.Fatalf("HelloVerifyRequest record %+v %v", rec, err)
+	}
+	h, body, rest, err := dtlsmsg.NextHandshake(rec.Fragment)
+	if err != nil || len(rest) != 0 || h.Type != dtlsmsg.HandshakeTypeHelloVerifyRequest || h.FragmentLength != h.Length {
+		t.Fatalf("HelloVerifyRequest message %+v %v", h, err)
+	}
+	if len(body) < 3 || body[0] != 0xFE || body[1] != 0xFF || int(body[2]) != len(body)-3 {
+		t.Fatalf("HelloVerifyRequest body %x", body)
+	}
+	return body[3:]
+}
+
 func (e *env) send(t *testing.T, from string, b []byte) {
 	t.Helper()
 	e.slow <- dataplane.SlowPacket{Data: b, From: netip.MustParseAddrPort(from), To: netip.MustParseAddrPort("198.18.0.1:5004")}
@@ -194,7 +253,7 @@ func keys(id uuid.UUID) *tunnel.MediaKeys {
 func TestRelayLifecycle(t *testing.T) {
 	e := newEnv(t, Limits{IdleTimeout: 5 * time.Second})
 	ep := "198.18.0.11:4000"
-	e.send(t, ep, clientHello(t, "tls-id-mapped-to-conference-7"))
+	e.join(t, ep, "tls-id-mapped-to-conference-7", 1)
 	l, _ := e.r.Associations(context.Background())
 	if len(l) != 1 || l[0].TLSID != "tls-id-mapped-to-conference-7" || l[0].State != "handshake" {
 		t.Fatalf("associations %+v", l)
@@ -206,8 +265,8 @@ func TestRelayLifecycle(t *testing.T) {
 	// DTLS from the KD goes back to the endpoint.
 	e.r.HandleTunneledDtls(id, []byte{22, 0xFE, 0xFD})
 	e.sync(t)
-	if len(e.snd.sent) != 1 || e.snd.sent[0].String() != ep {
-		t.Fatalf("sent %v", e.snd.sent)
+	if sent, _ := e.snd.take(); len(sent) != 1 || sent[0].String() != ep {
+		t.Fatalf("sent %v", sent)
 	}
 	// MediaKeys install the endpoint in the mapped conference.
 	e.r.HandleMediaKeys(keys(id))
@@ -240,7 +299,7 @@ func TestRelayResolvesNextHops(t *testing.T) {
 	e := newEnv(t, Limits{})
 	var ids []uuid.UUID
 	for _, ep := range []string{"198.18.0.11:4000", "198.18.0.11:4002"} { // two endpoints behind one NAT address
-		e.send(t, ep, clientHello(t, "tls-id-mapped-to-conference-7"))
+		e.join(t, ep, "tls-id-mapped-to-conference-7", 1)
 		l, _ := e.r.Associations(context.Background())
 		for _, a := range l {
 			if a.Addr.String() == ep {
@@ -273,38 +332,205 @@ func TestRelayResolvesNextHops(t *testing.T) {
 	}
 }
 
-func TestRelayEnds(t *testing.T) {
+// established returns an env with one established association from ep.
+func established(t *testing.T, ep string, lim ...Limits) (*env, uuid.UUID) {
+	t.Helper()
+	e := newEnv(t, append(lim, Limits{})[0])
+	e.join(t, ep, "some-tls-id-of-twenty-octets", 1)
+	l, _ := e.r.Associations(context.Background())
+	if len(l) != 1 {
+		t.Fatalf("associations %+v", l)
+	}
+	e.r.HandleMediaKeys(keys(l[0].ID))
+	e.sync(t)
+	if _, ok := e.table.Get(l[0].ID); !ok {
+		t.Fatal("keys not installed")
+	}
+	e.snd.take()
+	return e, l[0].ID
+}
+
+// TestRelayIgnoresUnauthenticated: nothing the MD cannot authenticate ends
+// an established association. Alerts and protected records go to the KD
+// (which can authenticate them); ClientHellos without a valid cookie get a
+// HelloVerifyRequest; only the KD's EndpointDisconnect (or idleness) ends.
+func TestRelayIgnoresUnauthenticated(t *testing.T) {
+	const ep = "198.18.0.11:4000"
+	epoch1 := func(ct byte, n int) []byte {
+		b := []byte{ct, 0xFE, 0xFD, 0, 1, 0, 0, 0, 0, 0, 9, byte(n >> 8), byte(n)}
+		for i := range n {
+			b = append(b, byte(i*7+3))
+		}
+		return b
+	}
 	for _, tc := range []struct {
-		name   string
-		end    func(e *env, id uuid.UUID)
-		notify bool
+		name  string
+		b     []byte
+		toKD  bool // forwarded to the KD
+		reply bool // the MD answers (HelloVerifyRequest)
 	}{
-		{"close_notify", func(e *env, _ uuid.UUID) { e.slow <- pkt(alert(1, 0)) }, true},
-		{"fatal alert", func(e *env, _ uuid.UUID) { e.slow <- pkt(alert(2, 40)) }, true},
-		{"encrypted alert", func(e *env, _ uuid.UUID) {
-			a := alert(1, 0)
-			a[4] = 1 // epoch 1
-			e.slow <- pkt(a)
-		}, true},
-		{"KD disconnect", func(e *env, id uuid.UUID) { e.r.HandleEndpointDisconnect(id) }, false},
+		{"plaintext close_notify", alert(1, 0), true, false},
+		{"plaintext fatal alert", alert(2, 40), true, false},
+		{"epoch-1 alert", epoch1(21, 26), true, false},
+		{"epoch-1 random application data", epoch1(23, 100), true, false},
+		{"epoch-1 random handshake", epoch1(22, 60), true, false},
+		{"fresh ClientHello without cookie", clientHelloWith(t, "some-tls-id-of-twenty-octets", 0, [32]byte{9}, nil), false, true},
+		{"ClientHello with a forged cookie", clientHelloWith(t, "some-tls-id-of-twenty-octets", 1, [32]byte{9}, make([]byte, cookieLen)), false, true},
+		{"ClientHello with a short cookie", clientHelloWith(t, "some-tls-id-of-twenty-octets", 1, [32]byte{9}, []byte{1, 2, 3}), false, true},
+		{"truncated datagram", clientHello(t, "some-tls-id-of-twenty-octets")[:13+12+20], true, false},
+		{"ClientHello fragment ending before its cookie", shortHelloFragment(), false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, Limits{})
-			e.send(t, "198.18.0.11:4000", clientHello(t, "some-tls-id-of-twenty-octets"))
-			l, _ := e.r.Associations(context.Background())
-			id := l[0].ID
-			e.r.HandleMediaKeys(keys(id))
-			e.sync(t)
-			tc.end(e, id)
-			e.sync(t)
-			if _, ok := e.table.Get(id); ok {
-				t.Fatal("still installed")
+			e, id := established(t, ep)
+			before := e.tun.dtls[id]
+			for range 3 {
+				e.send(t, ep, tc.b)
 			}
-			if got := len(e.tun.disc) == 1; got != tc.notify {
-				t.Fatalf("disconnects %v, want notify=%v", e.tun.disc, tc.notify)
+			if _, ok := e.table.Get(id); !ok {
+				t.Fatal("association removed")
+			}
+			if len(e.tun.disc) != 0 {
+				t.Fatalf("EndpointDisconnect sent: %v", e.tun.disc)
+			}
+			if l, _ := e.r.Associations(context.Background()); len(l) != 1 || l[0].ID != id || l[0].State != "established" {
+				t.Fatalf("associations %+v", l)
+			}
+			e.tun.mu.Lock()
+			got := e.tun.dtls[id] - before
+			e.tun.mu.Unlock()
+			if (got == 3) != tc.toKD || (got != 0 && got != 3) {
+				t.Fatalf("forwarded %d of 3 to the KD, want toKD=%v", got, tc.toKD)
+			}
+			if sent, _ := e.snd.take(); (len(sent) == 3) != tc.reply || (len(sent) != 0 && len(sent) != 3) {
+				t.Fatalf("answers %v, want reply=%v", sent, tc.reply)
 			}
 		})
 	}
+	t.Run("KD disconnect ends it", func(t *testing.T) {
+		e, id := established(t, ep)
+		e.r.HandleEndpointDisconnect(id)
+		e.sync(t)
+		if _, ok := e.table.Get(id); ok {
+			t.Fatal("still installed")
+		}
+		if len(e.tun.disc) != 0 {
+			t.Fatalf("EndpointDisconnect echoed to the KD: %v", e.tun.disc)
+		}
+	})
+}
+
+// TestRelayRestartedEndpoint: a new handshake from an established 5-tuple
+// runs as a successor association; the established one keeps its keys
+// until the successor's MediaKeys arrive, and survives a successor that
+// never completes.
+func TestRelayRestartedEndpoint(t *testing.T) {
+	const ep = "198.18.0.11:4000"
+	succ := func(t *testing.T, e *env, old uuid.UUID) uuid.UUID {
+		t.Helper()
+		e.join(t, ep, "some-tls-id-of-twenty-octets", 2)
+		l, _ := e.r.Associations(context.Background())
+		if len(l) != 2 {
+			t.Fatalf("associations %+v", l)
+		}
+		for _, a := range l {
+			if a.ID != old {
+				if a.State != "handshake" {
+					t.Fatalf("successor %+v", a)
+				}
+				return a.ID
+			}
+		}
+		t.Fatal("no successor")
+		return uuid.Nil
+	}
+	t.Run("completes", func(t *testing.T) {
+		e, old := established(t, ep)
+		s := succ(t, e, old)
+		if _, ok := e.table.Get(old); !ok {
+			t.Fatal("old association removed before the successor has keys")
+		}
+		// The KD's flight for the successor reaches the endpoint.
+		e.r.HandleTunneledDtls(s, []byte{22, 0xFE, 0xFD})
+		e.sync(t)
+		if sent, _ := e.snd.take(); len(sent) != 1 || sent[0].String() != ep {
+			t.Fatalf("sent %v", sent)
+		}
+		// Plaintext handshake records go to the successor only, protected
+		// ones to both.
+		e.tun.mu.Lock()
+		oldN, sN := e.tun.dtls[old], e.tun.dtls[s]
+		e.tun.mu.Unlock()
+		e.send(t, ep, []byte{22, 0xFE, 0xFD, 0, 0, 0, 0, 0, 0, 0, 2, 0, 1, 0})
+		e.send(t, ep, []byte{22, 0xFE, 0xFD, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0})
+		e.tun.mu.Lock()
+		dOld, dS := e.tun.dtls[old]-oldN, e.tun.dtls[s]-sN
+		e.tun.mu.Unlock()
+		if dOld != 1 || dS != 2 {
+			t.Fatalf("routed old=%d successor=%d, want 1 and 2", dOld, dS)
+		}
+		e.r.HandleMediaKeys(keys(s))
+		e.sync(t)
+		if _, ok := e.table.Get(old); ok {
+			t.Fatal("old association still installed")
+		}
+		if got, ok := e.table.Get(s); !ok || got.Addr().String() != ep {
+			t.Fatal("successor not installed at the endpoint's address")
+		}
+		if len(e.tun.disc) != 1 || e.tun.disc[0] != old {
+			t.Fatalf("disconnects %v, want the old association's", e.tun.disc)
+		}
+		if st := e.r.Stats(); st.Replaced != 1 || st.Associations != 1 || st.Pending != 0 {
+			t.Fatalf("stats %+v", st)
+		}
+		// Later datagrams go to the successor.
+		e.send(t, ep, alert(1, 0))
+		e.tun.mu.Lock()
+		defer e.tun.mu.Unlock()
+		if e.tun.dtls[s]-sN != 3 {
+			t.Fatalf("successor got %d", e.tun.dtls[s]-sN)
+		}
+	})
+	t.Run("never completes", func(t *testing.T) {
+		e, old := established(t, ep, Limits{HandshakeTimeout: 5 * time.Second, IdleTimeout: time.Hour})
+		s := succ(t, e, old)
+		e.mu.Lock()
+		*e.now = e.now.Add(6 * time.Second)
+		e.mu.Unlock()
+		_ = e.r.do(context.Background(), func() { e.r.housekeeping() })
+		if l, _ := e.r.Associations(context.Background()); len(l) != 1 || l[0].ID != old {
+			t.Fatalf("associations %+v", l)
+		}
+		if len(e.tun.disc) != 1 || e.tun.disc[0] != s {
+			t.Fatalf("disconnects %v, want the successor's", e.tun.disc)
+		}
+		// The established one still gets its datagrams.
+		e.send(t, ep, alert(1, 0))
+		if e.tun.dtls[old] < 2 {
+			t.Fatalf("old association got %d datagrams", e.tun.dtls[old])
+		}
+	})
+	t.Run("KD refuses the successor", func(t *testing.T) {
+		e, old := established(t, ep)
+		s := succ(t, e, old)
+		e.r.HandleEndpointDisconnect(s)
+		e.sync(t)
+		if _, ok := e.table.Get(old); !ok {
+			t.Fatal("old association removed")
+		}
+		if l, _ := e.r.Associations(context.Background()); len(l) != 1 || l[0].ID != old {
+			t.Fatalf("associations %+v", l)
+		}
+	})
+}
+
+// shortHelloFragment is a well-formed record holding the first 20 octets of
+// a 200-octet ClientHello: too short to show a cookie.
+func shortHelloFragment() []byte {
+	hs := []byte{1, 0, 0, 200, 0, 0, 0, 0, 0, 0, 0, 20}
+	hs = append(hs, 0xFE, 0xFD)
+	hs = append(hs, make([]byte, 18)...)
+	rec := []byte{22, 0xFE, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(hs))}
+	return append(rec, hs...)
 }
 
 func pkt(b []byte) dataplane.SlowPacket {
@@ -315,15 +541,14 @@ func TestRelayBounds(t *testing.T) {
 	e := newEnv(t, Limits{MaxPending: 3, NewPerSecond: 1, NewBurst: 2, HandshakeTimeout: 2 * time.Second})
 	// Not a ClientHello from an unknown address: dropped.
 	e.send(t, "198.18.0.20:1", alert(1, 0))
-	// Rate limit per source address: burst 2.
+	// Rate limit per source address: burst 2 (the third and fourth are
+	// refused after their cookie exchange).
 	for p := range 4 {
-		e.send(t, netip.AddrPortFrom(netip.MustParseAddr("198.18.0.21"), uint16(100+p)).String(), clientHello(t, "some-tls-id-of-twenty-octets"))
+		from := netip.AddrPortFrom(netip.MustParseAddr("198.18.0.21"), uint16(100+p)).String()
+		e.join(t, from, "some-tls-id-of-twenty-octets", byte(p))
 	}
-	// MaxPending 3: one more from another source passes, the next does not.
-	e.send(t, "198.18.0.22:1", clientHello(t, "some-tls-id-of-twenty-octets"))
-	e.send(t, "198.18.0.23:1", clientHello(t, "some-tls-id-of-twenty-octets"))
 	s := e.r.Stats()
-	if s.DropNoAssociation != 1 || s.DropRateLimited != 2 || s.DropPendingMax != 1 || s.Pending != 3 {
+	if s.DropNoAssociation != 1 || s.DropRateLimited != 2 || s.Pending != 2 {
 		t.Fatalf("stats %+v", s)
 	}
 	// Handshake timeout ends the pending ones with EndpointDisconnect.
@@ -331,7 +556,78 @@ func TestRelayBounds(t *testing.T) {
 	*e.now = e.now.Add(time.Minute)
 	e.mu.Unlock()
 	_ = e.r.do(context.Background(), e.r.housekeeping)
-	if s := e.r.Stats(); s.Pending != 0 || s.HandshakeTimeouts != 3 || len(e.tun.disc) != 3 {
+	if s := e.r.Stats(); s.Pending != 0 || s.HandshakeTimeouts != 2 || len(e.tun.disc) != 2 {
 		t.Fatalf("after timeout: %+v disc=%d", s, len(e.tun.disc))
+	}
+}
+
+// TestRelayPendingFairness: pending associations are bounded per source
+// prefix and in total, and at either bound the prefix holding the most
+// pays: a flood from a few prefixes cannot keep another prefix out.
+func TestRelayPendingFairness(t *testing.T) {
+	e := newEnv(t, Limits{MaxPending: 8, MaxPendingPerPrefix: 4, NewPerSecond: -1})
+	pending := func() map[string]int {
+		l, _ := e.r.Associations(context.Background())
+		m := map[string]int{}
+		for _, a := range l {
+			if a.State == "handshake" {
+				m[prefixOf(a.Addr.Addr()).String()]++
+			}
+		}
+		return m
+	}
+	// One prefix floods: it never holds more than 4.
+	for i := range 10 {
+		e.join(t, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(10 + i)}), 1000).String(), "some-tls-id-of-twenty-octets", byte(i))
+	}
+	if p := pending(); p["198.18.1.0/24"] != 4 || e.r.Stats().Evicted != 6 {
+		t.Fatalf("pending %v stats %+v", p, e.r.Stats())
+	}
+	// A second prefix fills the rest.
+	for i := range 4 {
+		e.join(t, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 2, byte(10 + i)}), 1000).String(), "some-tls-id-of-twenty-octets", byte(i))
+	}
+	// The total is reached: a newcomer from a third prefix still gets in,
+	// at the cost of a larger prefix.
+	e.join(t, "198.18.3.10:1000", "some-tls-id-of-twenty-octets", 1)
+	p := pending()
+	if p["198.18.3.0/24"] != 1 || p["198.18.1.0/24"]+p["198.18.2.0/24"] != 7 {
+		t.Fatalf("pending %v", p)
+	}
+	if s := e.r.Stats(); s.Pending != 8 || s.DropPendingMax != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+	// Flooding prefixes evict each other, never the small one.
+	for i := range 20 {
+		e.join(t, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(100 + i)}), 1000).String(), "some-tls-id-of-twenty-octets", byte(i))
+	}
+	if p := pending(); p["198.18.3.0/24"] != 1 {
+		t.Fatalf("newcomer evicted: %v", p)
+	}
+	// IPv6 prefixes are /64s.
+	if got := prefixOf(netip.MustParseAddr("2001:db8::1:2:3:4")).String(); got != "2001:db8::/64" {
+		t.Fatalf("prefix %s", got)
+	}
+	if got := prefixOf(netip.MustParseAddr("::ffff:198.18.5.6")).String(); got != "198.18.5.0/24" {
+		t.Fatalf("prefix %s", got)
+	}
+}
+
+// TestRelaySTUNBudget: STUN requests are answered within a per-source
+// budget only.
+func TestRelaySTUNBudget(t *testing.T) {
+	e := newEnv(t, Limits{})
+	req := request("mdufrag:epufrag", "md-password-0123456789")
+	for range stunBurst + 10 {
+		e.send(t, "198.18.0.30:5000", req)
+	}
+	st := e.r.Stats()
+	if st.STUNRateLimited != 10 || st.STUNRejected+st.STUNAnswered+st.STUNIgnored != stunBurst {
+		t.Fatalf("stats %+v", st)
+	}
+	// Another source has its own budget.
+	e.send(t, "198.18.0.31:5000", req)
+	if st2 := e.r.Stats(); st2.STUNRateLimited != 10 {
+		t.Fatalf("stats %+v", st2)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -385,6 +386,20 @@ func (k *KD) dispatch(t *KDTunnel, frame []byte, log *slog.Logger) error {
 	case *TunneledDtls:
 		k.h.HandleTunneledDtls(t, msg)
 	case *EndpointDisconnect:
+		if IsInstanceID(msg.AssociationID) {
+			// An MD instance announcement (instance.go), once per tunnel.
+			if !t.instance.CompareAndSwap(nil, &msg.AssociationID) {
+				if *t.instance.Load() != msg.AssociationID {
+					return fmt.Errorf("%w: media distributor instance changed on an established tunnel", ErrProtocol)
+				}
+				return nil
+			}
+			log.Debug("media distributor announced its instance", "instance", msg.AssociationID)
+			if h, ok := k.h.(InstanceHandler); ok {
+				h.TunnelAnnounced(t)
+			}
+			return nil
+		}
 		k.h.HandleEndpointDisconnect(t, msg.AssociationID)
 	case *SupportedProfiles:
 		// The MD must keep the same profiles for the life of the tunnel
@@ -411,6 +426,24 @@ type KDTunnel struct {
 	profiles []ProtectionProfile
 	version  uint8
 	c        *tconn
+	instance atomic.Pointer[uuid.UUID]
+}
+
+// InstanceHandler is implemented by a KDHandler that wants to know the MD
+// instance announced on a tunnel (instance.go). TunnelAnnounced is called
+// once per tunnel that announces, after TunnelUp, before any later message
+// of that tunnel is delivered.
+type InstanceHandler interface {
+	TunnelAnnounced(t *KDTunnel)
+}
+
+// Instance returns the MD instance announced on this tunnel, uuid.Nil if
+// none was (an MD without the extension, or not yet).
+func (t *KDTunnel) Instance() uuid.UUID {
+	if p := t.instance.Load(); p != nil {
+		return *p
+	}
+	return uuid.Nil
 }
 
 // ID returns a random identifier of this tunnel (unique per connection).

@@ -87,6 +87,9 @@ type MDConfig struct {
 	MaxFrame int
 	// Logger receives lifecycle logs (default slog.Default()).
 	Logger *slog.Logger
+	// Instance is announced on every tunnel (see instance.go); NewMD makes
+	// one when it is uuid.Nil. It must come from NewInstanceID.
+	Instance uuid.UUID
 }
 
 // MD is the media distributor side of the tunnel: a pool of tunnels to one
@@ -139,6 +142,15 @@ func NewMD(cfg MDConfig, h MDHandler) (*MD, error) {
 	}
 	if cfg.TunnelsPerPeer < 0 {
 		return nil, fmt.Errorf("%w: negative TunnelsPerPeer", ErrInvalidConfig)
+	}
+	if cfg.Instance == uuid.Nil {
+		id, err := NewInstanceID()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Instance = id
+	} else if !IsInstanceID(cfg.Instance) {
+		return nil, fmt.Errorf("%w: Instance %v is not an instance id", ErrInvalidConfig, cfg.Instance)
 	}
 	cfg.TunnelsPerPeer = cmpOr(cfg.TunnelsPerPeer, 1)
 	cfg.Profiles = slices.Clone(cfg.Profiles)
@@ -219,6 +231,9 @@ func (m *MD) Up() int {
 	defer m.mu.RUnlock()
 	return len(m.live)
 }
+
+// Instance returns the instance id announced on every tunnel.
+func (m *MD) Instance() uuid.UUID { return m.cfg.Instance }
 
 // Version returns the protocol version the MD sends on its next connection.
 func (m *MD) Version() uint8 { return uint8(m.version.Load()) }
@@ -443,6 +458,9 @@ func (m *MD) session(ctx context.Context, raw net.Conn, tc *tls.Conn, peer strin
 
 	sent := m.Version()
 	first, err := AppendMessage(nil, &SupportedProfiles{Version: sent, Profiles: m.cfg.Profiles})
+	if err == nil {
+		first, err = AppendMessage(first, &EndpointDisconnect{AssociationID: m.cfg.Instance})
+	}
 	if err != nil {
 		c.close(err)
 		return 0, err
@@ -501,6 +519,10 @@ func (m *MD) dispatch(c *tconn, sent uint8, frame []byte, log *slog.Logger) erro
 		}
 		m.h.HandleMediaKeys(msg)
 	case *EndpointDisconnect:
+		if IsInstanceID(msg.AssociationID) {
+			log.Debug("key distributor announced its instance", "instance", msg.AssociationID)
+			return nil
+		}
 		m.unpin(msg.AssociationID)
 		m.h.HandleEndpointDisconnect(msg.AssociationID)
 	default:

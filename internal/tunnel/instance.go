@@ -1,0 +1,46 @@
+package tunnel
+
+import (
+	"crypto/rand"
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+// Instance announcements: an extension of ours, compatible with any peer
+// that follows the protocol.
+//
+// The protocol does not say which process is at the other end of a tunnel,
+// so a KD cannot tell a Media Distributor that reconnects after a network
+// fault (its associations are alive) from one that restarted (they are
+// all dead, yet nothing ever ends them). Our MD therefore sends, right after
+// SupportedProfiles on every tunnel, an EndpointDisconnect whose
+// association id is its instance id: a version 8 UUID (RFC 9562 section
+// 5.8, the version for vendor-specific layouts) starting with the octets
+// "mdfast", random in the rest and fixed for the life of the process.
+// Association ids are version 4 UUIDs (section 5.3), so no association can
+// carry that id, and a KD that does not know the extension ignores an
+// EndpointDisconnect for an association it does not have. Our KD uses it to
+// end the associations of an MD instance at once when a new instance of
+// the same MD identity announces itself while the old one has no tunnel
+// left, and to trust the MD's stateless cookie exchange (package mdslow).
+
+var instanceMagic = [6]byte{'m', 'd', 'f', 'a', 's', 't'}
+
+// NewInstanceID returns a fresh instance id.
+func NewInstanceID() (uuid.UUID, error) {
+	var id uuid.UUID
+	if _, err := rand.Read(id[len(instanceMagic):]); err != nil {
+		return uuid.Nil, fmt.Errorf("tunnel: instance id: %w", err)
+	}
+	copy(id[:], instanceMagic[:])
+	id[6] = 0x80 | id[6]&0x0F // version 8
+	id[8] = 0x80 | id[8]&0x3F // RFC 9562 variant
+	return id, nil
+}
+
+// IsInstanceID reports whether id is an instance announcement rather than
+// an association id.
+func IsInstanceID(id uuid.UUID) bool {
+	return [6]byte(id[:6]) == instanceMagic && id[6]>>4 == 8 && id[8]>>6 == 2
+}
