@@ -173,6 +173,24 @@ func (a *association) sendDtls(b []byte) error {
 	return ErrNoTunnel
 }
 
+// sendDisconnect sends EndpointDisconnect on the association's tunnel, or
+// another live one of its MD instance if that one has closed. The tunnel
+// never refuses it for congestion (it has a lane of its own).
+func (a *association) sendDisconnect() error {
+	for range 3 {
+		t := a.tunnel()
+		if t == nil {
+			return ErrNoTunnel
+		}
+		err := t.SendEndpointDisconnect(a.key.id)
+		if err == nil || !errors.Is(err, tunnel.ErrClosed) {
+			return err
+		}
+		a.replaceTunnel(t, a.k.liveTunnel(a.key.peer, a.instance))
+	}
+	return ErrNoTunnel
+}
+
 // handleDatagram processes one TunneledDtls payload on a KD worker.
 func (a *association) handleDatagram(b []byte) {
 	now := time.Now()
@@ -716,9 +734,12 @@ func (a *association) terminate(reason string, alertDesc uint8, notifyMD bool) {
 			_ = t.SendTunneledDtls(a.key.id, d)
 		}
 	}
-	if notifyMD && t != nil {
-		if err := t.SendEndpointDisconnect(a.key.id); err == nil {
+	if notifyMD {
+		if err := a.sendDisconnect(); err == nil {
 			k.m.disconnectsOut.Inc()
+		} else {
+			k.m.disconnectsLost.Inc()
+			k.rl.Log(slog.LevelWarn, "disconnect_lost", "EndpointDisconnect not sent", "md", a.key.peer, "association", a.key.id, "err", err)
 		}
 	}
 	k.m.ended.WithLabelValues(reason).Inc()

@@ -40,22 +40,23 @@ const (
 
 // metrics are the KD's Prometheus collectors.
 type metrics struct {
-	associations   *prometheus.GaugeVec
-	handshakes     *prometheus.CounterVec
-	ended          *prometheus.CounterVec
-	drops          *prometheus.CounterVec
-	mediaKeys      prometheus.Counter
-	disconnectsOut prometheus.Counter
-	disconnectsIn  prometheus.Counter
-	tunnels        prometheus.Gauge
-	hsDuration     prometheus.Histogram
-	rxDatagrams    prometheus.Counter
-	txDatagrams    prometheus.Counter
-	ektKeysSent    prometheus.Counter
-	ektKeysAcked   prometheus.Counter
-	dtlsDrops      *prometheus.CounterVec
-	helloVerify    prometheus.Counter
-	ektRekeys      prometheus.Counter
+	associations    *prometheus.GaugeVec
+	handshakes      *prometheus.CounterVec
+	ended           *prometheus.CounterVec
+	drops           *prometheus.CounterVec
+	mediaKeys       prometheus.Counter
+	disconnectsOut  prometheus.Counter
+	disconnectsIn   prometheus.Counter
+	disconnectsLost prometheus.Counter
+	tunnels         prometheus.Gauge
+	hsDuration      prometheus.Histogram
+	rxDatagrams     prometheus.Counter
+	txDatagrams     prometheus.Counter
+	ektKeysSent     prometheus.Counter
+	ektKeysAcked    prometheus.Counter
+	dtlsDrops       *prometheus.CounterVec
+	helloVerify     prometheus.Counter
+	ektRekeys       prometheus.Counter
 }
 
 // dtlsDrop counts a record or fragment the DTLS servers dropped.
@@ -90,6 +91,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		disconnectsIn: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "keydist", Name: "endpoint_disconnects_received_total",
 			Help: "EndpointDisconnect messages received from media distributors.",
+		}),
+		disconnectsLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "endpoint_disconnects_lost_total",
+			Help: "EndpointDisconnect messages that could not be sent: no live tunnel to the MD instance (the MD also ends the association after its idle timeout).",
 		}),
 		tunnels: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "keydist", Name: "tunnels",
@@ -131,7 +136,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.associations, m.handshakes, m.ended, m.drops, m.mediaKeys,
-			m.disconnectsOut, m.disconnectsIn, m.tunnels, m.hsDuration, m.rxDatagrams, m.txDatagrams,
+			m.disconnectsOut, m.disconnectsIn, m.disconnectsLost, m.tunnels, m.hsDuration, m.rxDatagrams, m.txDatagrams,
 			m.ektKeysSent, m.ektKeysAcked, m.dtlsDrops, m.helloVerify, m.ektRekeys} {
 			if err := reg.Register(c); err != nil {
 				return nil, err

@@ -23,3 +23,6 @@ func (e *STUNError) Error() string { return fmt.Sprintf("mdslow: STUN %s: %s", e
 func (e *STUNError) Unwrap() error { return ErrSTUN }
 
 func stunErr(field, reason string) error { return &STUNError{Field: field, Reason: reason} }
+
+// ErrNoTunnel: no tunnel to a key distributor was set.
+var ErrNoTunnel = errors.New("mdslow: no tunnel to a key distributor")

@@ -159,6 +159,7 @@ type Stats struct {
 	STUNIgnored                     uint64 // malformed or not a request
 	STUNRateLimited                 uint64 // requests over their source's budget
 	DropEventQueue                  uint64 // tunnel messages dropped: relay too busy
+	DisconnectsLost                 uint64 // EndpointDisconnects that could not be sent
 }
 
 type counters struct {
@@ -171,7 +172,7 @@ type counters struct {
 	dropNoAssoc, dropRate, dropPending, dropTunnel atomic.Uint64
 	dropSend, dropUnknownID, installErrors         atomic.Uint64
 	stunAnswered, stunRejected, stunIgnored        atomic.Uint64
-	dropEvents                                     atomic.Uint64
+	dropEvents, disconnectsLost                    atomic.Uint64
 }
 
 // AssociationInfo describes one association (for the control API).
@@ -327,7 +328,7 @@ func (r *Relay) Stats() Stats {
 		DropSend: c.dropSend.Load(), DropUnknownID: c.dropUnknownID.Load(),
 		InstallErrors: c.installErrors.Load(),
 		STUNAnswered:  c.stunAnswered.Load(), STUNRejected: c.stunRejected.Load(),
-		STUNIgnored: c.stunIgnored.Load(), DropEventQueue: c.dropEvents.Load(),
+		STUNIgnored: c.stunIgnored.Load(), DropEventQueue: c.dropEvents.Load(), DisconnectsLost: c.disconnectsLost.Load(),
 	}
 }
 
@@ -906,10 +907,16 @@ func (r *Relay) end(a *association, notify bool, why string) {
 	}
 	r.c.ended.Add(1)
 	if notify {
+		// The tunnel never refuses an EndpointDisconnect for congestion;
+		// without a live tunnel it is lost, counted, and the KD ends the
+		// association itself when this MD instance's tunnels stay gone.
+		err := ErrNoTunnel
 		if t := r.tunnel(); t != nil {
-			if err := t.SendEndpointDisconnect(a.id); err != nil {
-				r.log.Debug("EndpointDisconnect not sent", "association", a.id, "err", err)
-			}
+			err = t.SendEndpointDisconnect(a.id)
+		}
+		if err != nil {
+			r.c.disconnectsLost.Add(1)
+			r.rl.Log(slog.LevelWarn, "disconnect lost", "EndpointDisconnect not sent", "association", a.id, "err", err)
 		}
 	}
 	key := "ended pending" // outsiders with a cookie can cause these

@@ -145,7 +145,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			{"drop_pending_max", s.DropPendingMax}, {"drop_tunnel", s.DropTunnel}, {"drop_send", s.DropSend},
 			{"drop_unknown_id", s.DropUnknownID}, {"install_error", s.InstallErrors},
 			{"stun_answered", s.STUNAnswered}, {"stun_rejected", s.STUNRejected}, {"stun_ignored", s.STUNIgnored},
-			{"drop_event_queue", s.DropEventQueue}} {
+			{"drop_event_queue", s.DropEventQueue}, {"endpoint_disconnect_lost", s.DisconnectsLost}} {
 			counter(ch, dSlow, e.v, e.n)
 		}
 	}

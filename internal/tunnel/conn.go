@@ -197,6 +197,9 @@ type tconn struct {
 	dec  Decoder
 
 	q          chan *outMsg
+	ctlMu      sync.Mutex
+	ctl        []byte        // control messages (EndpointDisconnect), written before q
+	ctlReady   chan struct{} // buffered(1): ctl is not empty
 	done       chan struct{} // closed by close
 	writerDone chan struct{} // closed when the writer goroutine has ended
 	once       sync.Once
@@ -211,6 +214,7 @@ func newConn(tc *tls.Conn, raw net.Conn, opts *connOptions) *tconn {
 		opts:       opts,
 		fr:         NewFrameReader(tc, opts.MaxFrame),
 		q:          make(chan *outMsg, opts.QueueLen),
+		ctlReady:   make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
 	}
@@ -304,6 +308,50 @@ func (c *tconn) enqueue(m *outMsg) error {
 	}
 }
 
+// maxControlBacklog bounds the control messages waiting for the writer:
+// about 50,000 EndpointDisconnects, more than the associations a tunnel
+// carries, so that only a writer stuck for good can fill it.
+const maxControlBacklog = 1 << 20
+
+// enqueueControl queues an encoded control message (EndpointDisconnect).
+// Control messages have their own lane, written ahead of the queue, so a
+// queue full of DTLS datagrams never drops one: ErrQueueFull only past
+// maxControlBacklog, ErrClosed when the connection is closed.
+func (c *tconn) enqueueControl(buf []byte) error {
+	if c.closed() {
+		return ErrClosed
+	}
+	c.ctlMu.Lock()
+	if len(c.ctl)+len(buf) > maxControlBacklog {
+		c.ctlMu.Unlock()
+		return ErrQueueFull
+	}
+	c.ctl = append(c.ctl, buf...)
+	c.ctlMu.Unlock()
+	select {
+	case c.ctlReady <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// takeControl appends the queued control messages to dst and empties the
+// lane.
+func (c *tconn) takeControl(dst []byte) []byte {
+	c.ctlMu.Lock()
+	dst = append(dst, c.ctl...)
+	c.ctl = c.ctl[:0]
+	c.ctlMu.Unlock()
+	return dst
+}
+
+// ControlBacklog returns the octets of control messages not yet written.
+func (c *tconn) controlBacklog() int {
+	c.ctlMu.Lock()
+	defer c.ctlMu.Unlock()
+	return len(c.ctl)
+}
+
 // await waits for the outcome of a message queued with a done channel. If ctx
 // ends or the connection closes before the writer took the message, the
 // message is cancelled (and zeroed if sensitive); once taken, the write is
@@ -339,8 +387,10 @@ func (c *tconn) writeLoop() {
 		case <-c.done:
 			return
 		case m = <-c.q:
+		case <-c.ctlReady:
 		}
-		batch, taken = batch[:0], taken[:0]
+		batch, taken = c.takeControl(batch[:0]), taken[:0]
+		ctlLen := len(batch)
 		sensitive := false
 		for m != nil {
 			if m.state.CompareAndSwap(msgQueued, msgTaken) {
@@ -356,7 +406,7 @@ func (c *tconn) writeLoop() {
 				}
 			}
 		}
-		if len(taken) == 0 {
+		if len(taken) == 0 && ctlLen == 0 {
 			continue
 		}
 		err := c.tc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))

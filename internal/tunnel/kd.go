@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/mdfast/mdfast/internal/ratelog"
 )
 
 // KDHandler receives what media distributors send to the key distributor.
@@ -100,6 +102,8 @@ type KD struct {
 	mu      sync.Mutex
 	closed  bool
 	tunnels map[*KDTunnel]struct{}
+	// rl rate-limits what unauthenticated connections can make us log.
+	rl *ratelog.Logger
 }
 
 // NewKD checks cfg and returns a KD.
@@ -133,6 +137,7 @@ func NewKD(cfg KDConfig, h KDHandler) (*KD, error) {
 		highest: slices.Max(cfg.SupportedVersions),
 		tunnels: make(map[*KDTunnel]struct{}),
 	}
+	k.rl = ratelog.New(k.log, 10*time.Second, 10)
 	if err := k.opts.fill(); err != nil {
 		return nil, err
 	}
@@ -285,7 +290,7 @@ func (k *KD) session(ctx context.Context, raw net.Conn, tc *tls.Conn) (time.Dura
 	cs, err := handshake(ctx, tc, k.opts.HandshakeTimeout, &k.cfg.AllowList)
 	if err != nil {
 		_ = raw.Close()
-		log.Warn("refused media distributor", "err", err)
+		k.rl.Log(slog.LevelWarn, "refused", "refused media distributor", "remote", remote, "err", err)
 		return 0, err
 	}
 	c := newConn(tc, raw, &k.opts)
@@ -296,7 +301,7 @@ func (k *KD) session(ctx context.Context, raw net.Conn, tc *tls.Conn) (time.Dura
 	//    support (sections 5.3, 5.5).
 	sp, err := k.firstMessage(c)
 	if err != nil {
-		log.Warn("closing tunnel before it was up", "err", err)
+		k.rl.Log(slog.LevelWarn, "not up", "closing tunnel before it was up", "remote", remote, "err", err)
 		c.close(err)
 		return 0, err
 	}
@@ -491,13 +496,15 @@ func (t *KDTunnel) SendTunneledDtls(id uuid.UUID, dtls []byte) error {
 	return nil
 }
 
-// SendEndpointDisconnect tells the MD that association id has ended.
+// SendEndpointDisconnect tells the MD that association id has ended. It
+// goes out ahead of queued DTLS datagrams and is not refused because the
+// queue is full (see enqueueControl); it fails only on a closed tunnel.
 func (t *KDTunnel) SendEndpointDisconnect(id uuid.UUID) error {
 	buf, err := AppendMessage(nil, &EndpointDisconnect{AssociationID: id})
 	if err != nil {
 		return err
 	}
-	if err := t.c.enqueue(&outMsg{buf: buf}); err != nil {
+	if err := t.c.enqueueControl(buf); err != nil {
 		return fmt.Errorf("tunnel: send %s on tunnel %s: %w", MsgType(buf[0]), t.id, err)
 	}
 	return nil

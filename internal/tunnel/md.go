@@ -264,6 +264,10 @@ func (m *MD) SendEndpointDisconnect(id uuid.UUID) error {
 	return m.sendOn(id, buf, false, "EndpointDisconnect")
 }
 
+// sendControl reports whether buf goes on the control lane (see
+// enqueueControl): EndpointDisconnect must not be lost to a full queue.
+func sendControl(buf []byte) bool { return MsgType(buf[0]) == MsgEndpointDisconnect }
+
 // sendOn enqueues the encoded message buf on the tunnel association id is
 // pinned to (pinning it first when pin is true). When that tunnel dies
 // under the send, the association is unpinned and the send retried on
@@ -274,7 +278,11 @@ func (m *MD) sendOn(id uuid.UUID, buf []byte, pin bool, what string) error {
 		if err != nil {
 			return err
 		}
-		err = t.c.enqueue(&outMsg{buf: buf})
+		if sendControl(buf) {
+			err = t.c.enqueueControl(buf)
+		} else {
+			err = t.c.enqueue(&outMsg{buf: buf})
+		}
 		if err == nil {
 			return nil
 		}
