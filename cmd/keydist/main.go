@@ -24,6 +24,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"os/signal"
 	"strconv"
 	"strings"
@@ -80,8 +81,18 @@ type config struct {
 	EKTCipher        string        `yaml:"ekt-cipher"`
 	EKTTTL           time.Duration `yaml:"ekt-ttl"`
 	RekeyOnJoin      bool          `yaml:"rekey-on-join"`
+	Journal          string        `yaml:"journal"`
 	LogLevel         string        `yaml:"log-level"`
 	LogFormat        string        `yaml:"log-format"`
+}
+
+// defaultJournal is the association journal in systemd's StateDirectory
+// when there is one, else none.
+func defaultJournal() string {
+	if d := os.Getenv("STATE_DIRECTORY"); d != "" {
+		return filepath.Join(strings.Split(d, ":")[0], "associations.journal")
+	}
+	return ""
 }
 
 func defaults() config {
@@ -98,6 +109,7 @@ func defaults() config {
 		EKTTTL:           keydist.DefaultEKTTTL,
 		LogLevel:         "info",
 		LogFormat:        "text",
+		Journal:          defaultJournal(),
 	}
 }
 
@@ -143,6 +155,7 @@ func flagSet(c *config, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&c.EKTCipher, "ekt-cipher", c.EKTCipher, "EKT cipher of every conference (RFC 8870): aeskw128 or aeskw256")
 	fs.DurationVar(&c.EKTTTL, "ekt-ttl", c.EKTTTL, "lifetime of a conference's EKTKey; re-keyed at three quarters of it")
 	fs.BoolVar(&c.RekeyOnJoin, "rekey-on-join", c.RekeyOnJoin, "give a conference a new EKTKey when a member joins (always done when one leaves)")
+	fs.StringVar(&c.Journal, "journal", c.Journal, "association journal file, so that a restarted keydist can still end (revoke) what it keyed before (empty: none; default $STATE_DIRECTORY/associations.journal under systemd)")
 	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
 	return fs
@@ -349,11 +362,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		MaxPending:               c.MaxPending,
 		Logger:                   log,
 		Metrics:                  promReg,
+		Journal:                  c.Journal,
 	})
 	if err != nil {
 		return err
 	}
 	defer kd.Close()
+	if c.Journal == "" {
+		log.Warn("no association journal (-journal): after a restart, removing an endpoint does not end media it is already sending")
+	}
 	tk, err := tunnel.NewKD(tunnel.KDConfig{TLS: tlsCfg, Logger: log}, kd)
 	if err != nil {
 		return err

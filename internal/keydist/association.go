@@ -429,6 +429,7 @@ func (a *association) deliverKeys() {
 	profile := a.profile
 	a.afterConn(now) // unlocks; sends the final flight, then the EKTKey
 	k.moved(stateHandshaking, stateEstablished)
+	k.journalAdd(a, m)
 	k.m.handshakes.WithLabelValues("ok").Inc()
 	k.m.hsDuration.Observe(time.Since(a.created).Seconds())
 	k.log.Info("association established", "md", a.key.peer, "association", a.key.id,
@@ -727,6 +728,7 @@ func (a *association) terminate(reason string, alertDesc uint8, notifyMD bool) {
 	k.forget(a, prev)
 	if prev == stateEstablished {
 		k.leaveEKT(a)
+		k.journalRemove(a.key)
 	}
 	t := a.tunnel()
 	if t != nil {

@@ -91,6 +91,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, if not nil, receives the KD's Prometheus collectors.
 	Metrics prometheus.Registerer
+	// Journal is the path of the association journal (journal.go): with
+	// it, the endpoints a previous run of the KD keyed can still be
+	// revoked after a restart. Empty disables it.
+	Journal string
+}
+
+// restored is an association of a previous run of the KD, read back from
+// the journal: no DTLS state, only what is needed to end it at its MD.
+type restored struct {
+	e        journalEntry
+	lastLive time.Time // when its MD instance last had a live tunnel (or the KD started)
+	revoked  bool      // its endpoint left the registry; EndpointDisconnect not sent yet
 }
 
 // tunnelConn is what the KD needs of a tunnel; *tunnel.KDTunnel implements
@@ -172,6 +184,8 @@ type KeyDistributor struct {
 	perTunnel map[string]int
 	pending   int
 	peers     map[string]*peerState
+	restored  map[assocKey]*restored
+	journal   *journal // nil without Config.Journal
 }
 
 var _ tunnel.KDHandler = (*KeyDistributor)(nil)
@@ -231,6 +245,22 @@ func New(cfg Config) (*KeyDistributor, error) {
 		members:   map[string]*ektConference{},
 		perTunnel: map[string]int{},
 		peers:     map[string]*peerState{},
+		restored:  map[assocKey]*restored{},
+	}
+	if cfg.Journal != "" {
+		j, entries, err := openJournal(cfg.Journal)
+		if err != nil {
+			cancel()
+			return nil, err
+		}
+		k.journal = j
+		now := time.Now()
+		for _, e := range entries {
+			k.restored[assocKey{peer: e.MD, id: e.ID}] = &restored{e: e, lastLive: now}
+		}
+		if len(entries) > 0 {
+			k.log.Info("restored the associations of the previous run from the journal", "associations", len(entries), "journal", cfg.Journal)
+		}
 	}
 	// One DTLS configuration for every association; each adds its own
 	// hooks. Profiles are chosen by the ClientHello hook.
@@ -334,7 +364,72 @@ func (k *KeyDistributor) Close() error {
 	}
 	k.cancel()
 	k.wg.Wait()
+	if k.journal != nil {
+		// Restored associations stay in the journal: the next run still
+		// answers for them.
+		if err := k.journal.close(); err != nil {
+			k.log.Warn("closing the association journal", "err", err)
+		}
+	}
 	return nil
+}
+
+// --- restored associations (journal.go)
+
+func (k *KeyDistributor) journalAdd(a *association, m *Match) {
+	if k.journal == nil {
+		return
+	}
+	err := k.journal.add(journalEntry{MD: a.key.peer, ID: a.key.id, Instance: a.instance, Conference: m.Conference,
+		TLSID: m.Endpoint.TLSID, FP: m.Endpoint.Fingerprint, Legacy: m.Legacy, Since: a.created})
+	if err != nil {
+		k.rl.Log(slog.LevelError, "journal", "association journal", "err", err)
+	}
+}
+
+func (k *KeyDistributor) journalRemove(key assocKey) {
+	if k.journal == nil {
+		return
+	}
+	if err := k.journal.remove(key.peer, key.id); err != nil {
+		k.rl.Log(slog.LevelError, "journal", "association journal", "err", err)
+	}
+}
+
+// dropRestored forgets a restored association. Called with k.mu held.
+func (k *KeyDistributor) dropRestoredLocked(key assocKey, reason string) {
+	if _, ok := k.restored[key]; !ok {
+		return
+	}
+	delete(k.restored, key)
+	k.m.ended.WithLabelValues(reason).Inc()
+	k.journalRemove(key)
+}
+
+// sendRestoredDisconnects ends, at their MDs, the revoked restored
+// associations whose MD instance has a live tunnel. Called with k.mu held;
+// sending does not block (the tunnel's control lane).
+func (k *KeyDistributor) sendRestoredDisconnectsLocked() {
+	for key, r := range k.restored {
+		if !r.revoked {
+			continue
+		}
+		p := k.peers[key.peer]
+		if p == nil {
+			continue
+		}
+		t := p.tunnelFor(r.e.Instance)
+		if t == nil {
+			continue
+		}
+		if err := t.SendEndpointDisconnect(key.id); err != nil {
+			continue
+		}
+		k.m.disconnectsOut.Inc()
+		k.log.Info("association of a previous run ended: endpoint no longer registered",
+			"md", key.peer, "association", key.id, "conference", r.e.Conference, "tls_id", r.e.TLSID)
+		k.dropRestoredLocked(key, reasonRemoved)
+	}
 }
 
 // TunnelUp implements tunnel.KDHandler.
@@ -361,6 +456,17 @@ func (k *KeyDistributor) tunnelAnnounced(t tunnelConn) {
 				dead = append(dead, a)
 			}
 		}
+		now := time.Now()
+		for key, r := range k.restored {
+			switch {
+			case key.peer != t.Peer():
+			case r.e.Instance == inst:
+				r.lastLive = now
+			case r.e.Instance != uuid.Nil && !p.instanceLive(r.e.Instance):
+				k.dropRestoredLocked(key, reasonMDRestarted)
+			}
+		}
+		k.sendRestoredDisconnectsLocked()
 	}
 	k.mu.Unlock()
 	if len(dead) > 0 {
@@ -513,7 +619,15 @@ func (k *KeyDistributor) handleTunneledDtls(t tunnelConn, id uuid.UUID, b []byte
 func (k *KeyDistributor) handleEndpointDisconnect(t tunnelConn, id uuid.UUID) {
 	k.m.disconnectsIn.Inc()
 	k.mu.Lock()
-	a := k.assocs[assocKey{peer: t.Peer(), id: id}]
+	key := assocKey{peer: t.Peer(), id: id}
+	a := k.assocs[key]
+	if a == nil {
+		if _, ok := k.restored[key]; ok {
+			k.dropRestoredLocked(key, reasonMDDisconnect)
+			k.mu.Unlock()
+			return
+		}
+	}
 	k.mu.Unlock()
 	if a == nil {
 		k.m.drops.WithLabelValues(reasonClosedMD).Inc()
@@ -575,6 +689,13 @@ func (k *KeyDistributor) revalidate() {
 	for _, a := range k.assocs {
 		all = append(all, a)
 	}
+	for _, r := range k.restored {
+		m := Match{Conference: r.e.Conference, Endpoint: Endpoint{TLSID: r.e.TLSID, Fingerprint: r.e.FP}, Legacy: r.e.Legacy}
+		if !snap.stillValid(&m) {
+			r.revoked = true
+		}
+	}
+	k.sendRestoredDisconnectsLocked()
 	k.mu.Unlock()
 	for _, a := range all {
 		if !a.stillRegistered(snap) {
@@ -634,6 +755,14 @@ func (k *KeyDistributor) sweep(now time.Time) {
 			}
 		}
 	}
+	for key, r := range k.restored {
+		if p := k.peers[key.peer]; p != nil && p.instanceLive(r.e.Instance) {
+			r.lastLive = now
+		} else if now.Sub(r.lastLive) > k.cfg.TunnelGrace {
+			k.dropRestoredLocked(key, reasonTunnelLost)
+		}
+	}
+	k.sendRestoredDisconnectsLocked()
 	k.mu.Unlock()
 	for _, e := range ends {
 		desc := uint8(0)
@@ -687,7 +816,9 @@ type AssociationInfo struct {
 	MD string `json:"md"`
 	// ID is the association id.
 	ID uuid.UUID `json:"association_id"`
-	// State is pending, handshaking or established.
+	// State is pending, handshaking or established, or restored: an
+	// association of a previous run of the KD read back from the journal
+	// (no DTLS state; the KD can still end it at its MD).
 	State string `json:"state"`
 	// Conference is the matched conference ("" before the match).
 	Conference string `json:"conference,omitempty"`
@@ -708,8 +839,13 @@ func (k *KeyDistributor) Associations() []AssociationInfo {
 	for _, a := range k.assocs {
 		all = append(all, a)
 	}
+	out := make([]AssociationInfo, 0, len(all)+len(k.restored))
+	for _, r := range k.restored {
+		in := AssociationInfo{MD: r.e.MD, ID: r.e.ID, State: "restored", Conference: r.e.Conference,
+			TLSID: r.e.TLSID, Fingerprint: r.e.FP.String(), Since: r.e.Since}
+		out = append(out, in)
+	}
 	k.mu.Unlock()
-	out := make([]AssociationInfo, 0, len(all))
 	for _, a := range all {
 		out = append(out, a.info())
 	}

@@ -86,7 +86,7 @@ func (f *Files) KeydistArgs(listen, metrics string) []string {
 		"-listen", listen,
 		"-tunnel-cert", f.Path("kd.crt"), "-tunnel-key", f.Path("kd.key"), "-tunnel-ca", f.Path("ca.crt"),
 		"-dtls-cert", f.Path("kd-dtls.crt"), "-dtls-key", f.Path("kd-dtls.key"), "-registry", f.Path(RegistryFile),
-		"-admin-listen", "", "-metrics-listen", metrics,
+		"-admin-listen", "", "-metrics-listen", metrics, "-journal", f.Path("kd-associations.journal"),
 	}
 }
 
