@@ -192,14 +192,14 @@ func nsFd(t *testing.T, ns *netnstest.NS) int {
 	return int(f.Fd())
 }
 
-// neigh gives self a permanent neighbour entry for each of other's
+// neigh gives n a permanent neighbour entry for each of other's
 // addresses (the AF_XDP path needs the MACs before the first packet).
-func (self *node) neigh(t *testing.T, other *node) {
+func (n *node) neigh(t *testing.T, other *node) {
 	t.Helper()
 	for _, a := range other.addrs {
-		n := &netlink.Neigh{LinkIndex: self.link.Attrs().Index, State: netlink.NUD_PERMANENT, IP: a.AsSlice(), HardwareAddr: other.mac}
-		if err := self.ns.Netlink().NeighSet(n); err != nil {
-			t.Fatalf("neighbour %s in %s: %v", a, self.ns.Name, err)
+		ne := &netlink.Neigh{LinkIndex: n.link.Attrs().Index, State: netlink.NUD_PERMANENT, IP: a.AsSlice(), HardwareAddr: other.mac}
+		if err := n.ns.Netlink().NeighSet(ne); err != nil {
+			t.Fatalf("neighbour %s in %s: %v", a, n.ns.Name, err)
 		}
 	}
 }
@@ -570,4 +570,5 @@ func eventually(timeout time.Duration, cond func() bool) (time.Duration, bool) {
 	}
 }
 
+// errNotJoined: send before join.
 var errNotJoined = errors.New("endpoint not joined")
