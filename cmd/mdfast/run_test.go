@@ -195,6 +195,8 @@ func TestRunEndToEnd(t *testing.T) {
 		fmt.Sprintf(`mdfast_tunnel_up{kd=%q} 1`, kdAddr),
 		"# TYPE mdfast_handshake_duration_seconds histogram",
 		`mdfast_dataplane_mode{mode="socket"} 1`,
+		`mdfast_ready{check="tunnel"} 1`,
+		`mdfast_ready{check="workers"} 1`,
 		"go_goroutines ",
 	} {
 		if !strings.Contains(body, want) {

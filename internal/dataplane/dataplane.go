@@ -12,6 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
 	"github.com/mdfast/mdfast/bpf"
 	"github.com/mdfast/mdfast/internal/afxdp"
 	"github.com/mdfast/mdfast/internal/frame"
@@ -153,6 +156,9 @@ type Dataplane struct {
 
 	cl  *bpf.Classifier
 	att *bpf.Attachment
+	// nl is a netlink handle in the namespace the XDP mode was opened in,
+	// for CheckXDP.
+	nl  *netlink.Handle
 	nb  *neigh.Table
 	nbc context.CancelFunc
 	nbw chan struct{}
@@ -167,6 +173,7 @@ type Dataplane struct {
 
 	slow   chan SlowPacket
 	stop   atomic.Bool
+	exited atomic.Pointer[workerExit]
 	wg     sync.WaitGroup
 	slowWG sync.WaitGroup
 
@@ -292,6 +299,9 @@ func openXDP(cfg Config, m Mode) (_ *Dataplane, err error) {
 	if d.att, err = d.cl.Attach(ifi.Index, bm); err != nil {
 		return nil, fmt.Errorf("dataplane: %s: %w", m, err)
 	}
+	if d.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		return nil, fmt.Errorf("dataplane: %s: netlink: %w", m, err)
+	}
 	// The kernel sockets DTLS and STUN are passed to.
 	for _, port := range cfg.Ports {
 		network, addr := cfg.listenAddr(port)
@@ -360,7 +370,9 @@ func (d *Dataplane) start() {
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			if err := w.Run(&d.stop); err != nil {
+			err := w.Run(&d.stop)
+			d.exited.CompareAndSwap(nil, &workerExit{id: w.id, err: err})
+			if err != nil {
 				d.log.Error("dataplane: worker stopped", "worker", w.id, "err", err)
 			}
 		}()
@@ -550,6 +562,9 @@ func (d *Dataplane) teardown() error {
 		if err := d.cl.Close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if d.nl != nil {
+		d.nl.Close()
 	}
 	if d.nb != nil {
 		if d.nbc != nil {
