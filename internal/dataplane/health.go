@@ -53,13 +53,6 @@ func (d *Dataplane) CheckXDP() error {
 		return ErrClosed
 	}
 	name, want := d.cfg.Interface, d.att.Ifindex()
-	at, err := d.att.AttachedIfindex()
-	if err != nil {
-		return fmt.Errorf("XDP program state unknown: %w", err)
-	}
-	if at == 0 {
-		return fmt.Errorf("XDP program detached from %s (ifindex %d): interface deleted or link detached", name, want)
-	}
 	l, err := d.nl.LinkByName(name)
 	if err != nil {
 		var nf netlink.LinkNotFoundError
@@ -69,7 +62,14 @@ func (d *Dataplane) CheckXDP() error {
 		return fmt.Errorf("XDP program state unknown: look up interface %s: %w", name, err)
 	}
 	if got := l.Attrs().Index; got != want {
-		return fmt.Errorf("XDP program not attached: interface %s was recreated (ifindex %d; the program is on %d)", name, got, want)
+		return fmt.Errorf("XDP program not attached: interface %s was recreated (ifindex %d; the program was on %d)", name, got, want)
+	}
+	at, err := d.att.AttachedIfindex()
+	if err != nil {
+		return fmt.Errorf("XDP program state unknown: %w", err)
+	}
+	if at != want {
+		return fmt.Errorf("XDP program detached from %s (ifindex %d)", name, want)
 	}
 	return nil
 }

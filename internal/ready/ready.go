@@ -100,8 +100,8 @@ func (c *Checker) Update() {
 		if c.cfg.OnChange != nil {
 			c.cfg.OnChange(ch.Name, ok)
 		}
-		if first && ok {
-			continue // nothing worth a line
+		if first {
+			continue // the starting state (a tunnel not up yet) is no news
 		}
 		if !st.loggedAt.IsZero() && now.Sub(st.loggedAt) < logEvery {
 			st.suppressed++
