@@ -41,6 +41,9 @@ func TestAttach(t *testing.T) {
 				wantAttach = nl.XDP_ATTACHED_SKB
 			}
 			checkXDP(t, pair.MD, true, wantAttach)
+			if got, err := a.AttachedIfindex(); err != nil || got != pair.MD.Index {
+				t.Errorf("AttachedIfindex = %d, %v; want %d", got, err, pair.MD.Index)
+			}
 
 			md, err := pair.MD.NS.ListenUDP(pair.MD.Addr, mediaPort)
 			if err != nil {
@@ -135,6 +138,38 @@ func TestAttach(t *testing.T) {
 			}
 			checkXDP(t, pair.MD, false, 0)
 		})
+	}
+}
+
+// TestAttachedIfindexAfterDelete deletes the interface the classifier is
+// attached to: the kernel detaches the bpf_link and AttachedIfindex says so
+// (0), which is what the MD's readiness check relies on.
+func TestAttachedIfindexAfterDelete(t *testing.T) {
+	requireRoot(t)
+	pair := netnstest.NewPair(t)
+	c := loadTest(t)
+	var a *Attachment
+	if err := pair.MD.NS.Do(func() (err error) {
+		a, err = c.Attach(pair.MD.Index, ModeGeneric)
+		return err
+	}); err != nil {
+		t.Fatalf("Attach: %v", err)
+	}
+	if got, err := a.AttachedIfindex(); err != nil || got != pair.MD.Index {
+		t.Fatalf("AttachedIfindex before delete = %d, %v; want %d", got, err, pair.MD.Index)
+	}
+	l, err := pair.MD.NS.Netlink().LinkByIndex(pair.MD.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pair.MD.NS.Netlink().LinkDel(l); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.AttachedIfindex(); err != nil || got != 0 {
+		t.Errorf("AttachedIfindex after delete = %d, %v; want 0", got, err)
+	}
+	if err := a.Close(); err != nil {
+		t.Errorf("Close of a link whose interface is gone: %v", err)
 	}
 }
 

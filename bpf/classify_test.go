@@ -453,3 +453,118 @@ func TestCounterMirror(t *testing.T) {
 		seen[s] = true
 	}
 }
+
+// fragment builds the IP fragments of one UDP datagram to mediaPort whose
+// payload is payload: each fragment carries at most chunk octets of the
+// UDP datagram (chunk a multiple of 8), IPv4 or IPv6 (fragment header).
+func fragment(v6 bool, payload []byte, chunk int) [][]byte {
+	l4 := binary.BigEndian.AppendUint16(nil, 40000)
+	l4 = binary.BigEndian.AppendUint16(l4, mediaPort)
+	l4 = binary.BigEndian.AppendUint16(l4, uint16(8+len(payload)))
+	l4 = append(l4, 0, 0)
+	l4 = append(l4, payload...)
+	var out [][]byte
+	for off := 0; off < len(l4); off += chunk {
+		piece := l4[off:min(off+chunk, len(l4))]
+		more := off+chunk < len(l4)
+		b := []byte{0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2}
+		if v6 {
+			b = binary.BigEndian.AppendUint16(b, 0x86dd)
+			b = append(b, 6<<4, 0, 0, 0)
+			b = binary.BigEndian.AppendUint16(b, uint16(8+len(piece)))
+			b = append(b, 44, 64)
+			b = append(b, make([]byte, 32)...)
+			fo := uint16(off/8) << 3
+			if more {
+				fo |= 1
+			}
+			b = append(b, 17, 0)
+			b = binary.BigEndian.AppendUint16(b, fo)
+			b = append(b, 0, 0, 0x12, 0x34) // identification
+		} else {
+			b = binary.BigEndian.AppendUint16(b, 0x0800)
+			b = append(b, 0x45, 0)
+			b = binary.BigEndian.AppendUint16(b, uint16(20+len(piece)))
+			b = append(b, 0x12, 0x34)
+			fo := uint16(off / 8)
+			if more {
+				fo |= 0x2000
+			}
+			b = binary.BigEndian.AppendUint16(b, fo)
+			b = append(b, 64, 17, 0, 0, 198, 18, 0, 2, 198, 18, 0, 1)
+		}
+		out = append(out, append(b, piece...))
+	}
+	return out
+}
+
+// TestClassifyFragments runs the classifier on the fragments of real UDP
+// datagrams to a media port: first, middle and last, IPv4 and IPv6 (and an
+// IPv6 atomic fragment). Every one is passed to the kernel and counted as a
+// fragment, whatever its payload looks like: the first fragment's UDP
+// length exceeds the fragment (it must not be dropped as malformed), and
+// the middle fragment is crafted so that its data reads like a UDP header
+// to the media port followed by RTP (it must not be redirected or dropped
+// by a parser that ignored the offset). The kernel reassembles them; what
+// the MD does with the datagram then is the data plane's rule for
+// fragmented media (dataplane.DropFrameFragment), the same in every mode.
+func TestClassifyFragments(t *testing.T) {
+	c := loadTest(t)
+	const chunk = 600
+	media := make([]byte, 1600)
+	media[0], media[1] = 0x80, 0x60
+	// Data at datagram offset chunk (payload offset chunk-8): a fake UDP
+	// header to the media port, length 20, then an RTP first octet.
+	fake := media[chunk-8:]
+	binary.BigEndian.PutUint16(fake[0:], 40000)
+	binary.BigEndian.PutUint16(fake[2:], mediaPort)
+	binary.BigEndian.PutUint16(fake[4:], 20)
+	fake[8] = 0x80
+	dtls := append([]byte{22, 0xfe, 0xfd}, make([]byte, 1600)...)
+	junk := append([]byte{0x42}, make([]byte, 1600)...)
+	for _, v6 := range []bool{false, true} {
+		ip := "ipv4"
+		if v6 {
+			ip = "ipv6"
+		}
+		for _, p := range []struct {
+			name    string
+			payload []byte
+		}{{"media", media}, {"dtls", dtls}, {"junk", junk}} {
+			frags := fragment(v6, p.payload, chunk)
+			if len(frags) < 3 {
+				t.Fatalf("%d fragments, want first, middle(s) and last", len(frags))
+			}
+			for i, f := range frags {
+				pos := "middle"
+				switch i {
+				case 0:
+					pos = "first"
+				case len(frags) - 1:
+					pos = "last"
+				}
+				t.Run(ip+" "+p.name+" "+pos, func(t *testing.T) {
+					verdict, counter := run(t, c, f)
+					if verdict != xdpPass || counter != CounterPassFragment {
+						t.Errorf("verdict %d counter %s, want XDP_PASS %s", verdict, counter, CounterPassFragment)
+					}
+				})
+			}
+		}
+	}
+	t.Run("ipv6 atomic fragment", func(t *testing.T) {
+		f := fragment(true, rtp, 2048) // one fragment: offset 0, M clear
+		if len(f) != 1 {
+			t.Fatalf("%d fragments", len(f))
+		}
+		if verdict, counter := run(t, c, f[0]); verdict != xdpPass || counter != CounterPassFragment {
+			t.Errorf("verdict %d counter %s, want XDP_PASS %s", verdict, counter, CounterPassFragment)
+		}
+	})
+	t.Run("ipv4 datagram with DF, not a fragment", func(t *testing.T) {
+		f := frame{fragOff: 0x4000, payload: rtp}.build()
+		if verdict, counter := run(t, c, f); verdict != xdpPass || counter != CounterPassNoSocket {
+			t.Errorf("verdict %d counter %s, want XDP_PASS %s", verdict, counter, CounterPassNoSocket)
+		}
+	})
+}

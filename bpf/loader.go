@@ -333,6 +333,23 @@ func (a *Attachment) Mode() Mode { return a.mode }
 // Ifindex returns the interface the program is attached to.
 func (a *Attachment) Ifindex() int { return a.ifindex }
 
+// AttachedIfindex asks the kernel which interface the bpf_link is attached
+// to now: a.Ifindex() while it is, 0 once the link was detached (the
+// interface was deleted, or the link detached from outside, e.g. with
+// `bpftool link detach`). It is one bpf(2) call, cheap enough for a
+// periodic readiness check.
+func (a *Attachment) AttachedIfindex() (int, error) {
+	info, err := a.link.Info()
+	if err != nil {
+		return 0, fmt.Errorf("bpf: XDP link info: %w", err)
+	}
+	x := info.XDP()
+	if x == nil {
+		return 0, fmt.Errorf("bpf: link %d is no XDP link", info.ID)
+	}
+	return int(x.Ifindex), nil
+}
+
 // Close detaches the program from the interface. It is idempotent.
 func (a *Attachment) Close() error {
 	a.c.mu.Lock()

@@ -28,6 +28,7 @@ import (
 	"github.com/mdfast/mdfast/internal/keytable"
 	"github.com/mdfast/mdfast/internal/mdslow"
 	"github.com/mdfast/mdfast/internal/metrics"
+	"github.com/mdfast/mdfast/internal/ready"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
 
@@ -115,8 +116,33 @@ type daemon struct {
 	relay  *mdslow.Relay
 	memb   *control.Membership
 	events *metrics.Events
-	dpUp   func() bool
 }
+
+// readyPeriod is how often the readiness checks run (/readyz serves the
+// last results): a deleted interface, a detached XDP program or a stopped
+// worker shows within this; a tunnel to a blackholed KD within the
+// tunnel's TCP_USER_TIMEOUT (tunnel.DefaultTCPUserTimeout) plus this.
+const readyPeriod = 250 * time.Millisecond
+
+// readiness builds the checks behind /readyz and mdfast_ready{check}:
+// workers (every data-plane worker runs), xdp_program (XDP modes: the
+// classifier is still attached to the interface of that name) and tunnel
+// (at least one tunnel to a KD is up).
+func readiness(dp *dataplane.Dataplane, md *tunnel.MD, events *metrics.Events, log *slog.Logger) *ready.Checker {
+	checks := []ready.Check{{Name: "workers", Func: dp.CheckWorkers}}
+	if dp.Mode() != dataplane.ModeSocket {
+		checks = append(checks, ready.Check{Name: "xdp_program", Func: dp.CheckXDP})
+	}
+	checks = append(checks, ready.Check{Name: "tunnel", Func: func() error {
+		if md.Up() == 0 {
+			return errNoTunnel
+		}
+		return nil
+	}})
+	return ready.New(ready.Config{Checks: checks, OnChange: events.SetReady, Logger: log})
+}
+
+var errNoTunnel = errors.New("no tunnel to a key distributor is up")
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c, _, err := loadValid(args, stderr)
@@ -192,13 +218,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("tunnel: %w", err)
 	}
 	relay.SetTunnel(md)
-	dpRunning := func() bool { return true }
 	promReg.MustRegister(metrics.NewCollector(metrics.Source{
 		Dataplane: func() *dataplane.Dataplane { return dp },
 		Table:     table.Stats,
 		Slow:      relay.Stats,
 	}))
-	d := &daemon{log: log, level: level, cfg: c, args: args, dp: dp, table: table, relay: relay, memb: memb, events: events, dpUp: dpRunning}
+	d := &daemon{log: log, level: level, cfg: c, args: args, dp: dp, table: table, relay: relay, memb: memb, events: events}
+	checker := readiness(dp, md, events, log)
+	checker.Update()
+	readyCtx, stopReady := context.WithCancel(context.Background())
+	var readyWG sync.WaitGroup
+	readyWG.Go(func() { checker.Run(readyCtx, readyPeriod) })
+	stopChecker := func() {
+		stopReady()
+		readyWG.Wait()
+	}
+	defer stopChecker() // before closeDP (deferred earlier)
 
 	// Lifecycle: the relay stops first (it sends EndpointDisconnect for
 	// every association while the tunnels are up), then the tunnels, then
@@ -239,7 +274,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(promReg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
-		mux.HandleFunc("GET /readyz", d.readyz(md))
+		mux.Handle("GET /readyz", checker)
 		if err := web.Serve(c.MetricsListen, mux, "metrics"); err != nil {
 			return err
 		}
@@ -274,26 +309,10 @@ loop:
 	time.Sleep(100 * time.Millisecond) // let the tunnel writers flush the EndpointDisconnects
 	stopTun()
 	tunWG.Wait()
+	stopChecker()
 	closeDP()
 	log.Info("stopped")
 	return runErr
-}
-
-func (d *daemon) readyz(md *tunnel.MD) http.HandlerFunc {
-	return func(w http.ResponseWriter, _ *http.Request) {
-		var why []string
-		if md.Up() == 0 {
-			why = append(why, "no tunnel to a key distributor")
-		}
-		if !d.dpUp() {
-			why = append(why, "data plane not running")
-		}
-		if len(why) > 0 {
-			http.Error(w, strings.Join(why, "; "), http.StatusServiceUnavailable)
-			return
-		}
-		fmt.Fprintln(w, "ready")
-	}
 }
 
 // reload re-reads the configuration (same flags, file re-read) and applies

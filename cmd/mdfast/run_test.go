@@ -25,6 +25,17 @@ import (
 // loopback port and returns its address.
 func startKD(t *testing.T, p *pki) string {
 	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return serveKD(t, p, ln)
+}
+
+// serveKD runs a Key Distributor on ln (closed at cleanup) and returns its
+// address.
+func serveKD(t *testing.T, p *pki, ln net.Listener) string {
+	t.Helper()
 	dtlsCert, err := keydist.GenerateCertificate(time.Hour)
 	if err != nil {
 		t.Fatal(err)
@@ -40,10 +51,7 @@ func startKD(t *testing.T, p *pki) string {
 	}
 	kt, err := tunnel.NewKD(tunnel.KDConfig{TLS: tlsCfg, Logger: discard}, kd)
 	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
+		ln.Close()
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -195,6 +203,8 @@ func TestRunEndToEnd(t *testing.T) {
 		fmt.Sprintf(`mdfast_tunnel_up{kd=%q} 1`, kdAddr),
 		"# TYPE mdfast_handshake_duration_seconds histogram",
 		`mdfast_dataplane_mode{mode="socket"} 1`,
+		`mdfast_ready{check="tunnel"} 1`,
+		`mdfast_ready{check="workers"} 1`,
 		"go_goroutines ",
 	} {
 		if !strings.Contains(body, want) {

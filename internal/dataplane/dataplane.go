@@ -10,7 +10,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/mdfast/mdfast/bpf"
 	"github.com/mdfast/mdfast/internal/afxdp"
@@ -153,6 +157,9 @@ type Dataplane struct {
 
 	cl  *bpf.Classifier
 	att *bpf.Attachment
+	// nl is a netlink handle in the namespace the XDP mode was opened in,
+	// for CheckXDP.
+	nl  *netlink.Handle
 	nb  *neigh.Table
 	nbc context.CancelFunc
 	nbw chan struct{}
@@ -167,6 +174,7 @@ type Dataplane struct {
 
 	slow   chan SlowPacket
 	stop   atomic.Bool
+	exited atomic.Pointer[workerExit]
 	wg     sync.WaitGroup
 	slowWG sync.WaitGroup
 
@@ -243,7 +251,7 @@ func openSocket(cfg Config) (*Dataplane, error) {
 			conn, err := udpbatch.Listen(context.Background(), network, addr, udpbatch.Options{
 				BatchSize: cfg.BatchSize, ReusePort: true,
 				RecvBuffer: cfg.SocketBuffer, SendBuffer: cfg.SocketBuffer,
-				BusyPollMicros: cfg.BusyPollUsec,
+				BusyPollMicros: cfg.BusyPollUsec, ReportFragmented: true,
 			})
 			if err != nil {
 				d.teardown()
@@ -292,10 +300,19 @@ func openXDP(cfg Config, m Mode) (_ *Dataplane, err error) {
 	if d.att, err = d.cl.Attach(ifi.Index, bm); err != nil {
 		return nil, fmt.Errorf("dataplane: %s: %w", m, err)
 	}
+	if d.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
+		return nil, fmt.Errorf("dataplane: %s: netlink: %w", m, err)
+	}
 	// The kernel sockets DTLS and STUN are passed to.
 	for _, port := range cfg.Ports {
 		network, addr := cfg.listenAddr(port)
-		lc := net.ListenConfig{}
+		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+			var serr error
+			if err := c.Control(func(fd uintptr) { serr = udpbatch.EnableFragSize(int(fd)) }); err != nil {
+				return err
+			}
+			return serr
+		}}
 		pc, err := lc.ListenPacket(context.Background(), network, addr)
 		if err != nil {
 			return nil, fmt.Errorf("dataplane: %s: slow-path socket: %w", m, err)
@@ -360,7 +377,9 @@ func (d *Dataplane) start() {
 		d.wg.Add(1)
 		go func() {
 			defer d.wg.Done()
-			if err := w.Run(&d.stop); err != nil {
+			err := w.Run(&d.stop)
+			d.exited.CompareAndSwap(nil, &workerExit{id: w.id, err: err})
+			if err != nil {
 				d.log.Error("dataplane: worker stopped", "worker", w.id, "err", err)
 			}
 		}()
@@ -383,12 +402,15 @@ func (d *Dataplane) start() {
 }
 
 // readSlow reads an XDP mode's kernel socket: DTLS and STUN go to the slow
-// path; RTP/RTCP (on a queue without AF_XDP socket) and junk are counted.
+// path; RTP/RTCP reassembled from IP fragments is dropped as in socket mode
+// (see fragmentedMedia); other RTP/RTCP (on a queue without AF_XDP socket)
+// and junk are counted.
 func (d *Dataplane) readSlow(c *net.UDPConn) {
 	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
 	buf := make([]byte, 65536)
+	oob := make([]byte, 64)
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
+		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -402,7 +424,9 @@ func (d *Dataplane) readSlow(c *net.UDPConn) {
 		switch {
 		case n == 0:
 			d.slowStats[DropEmpty].Add(1)
-		case buf[0] >= 128 && buf[0] <= 191:
+		case isMedia(buf[:n]) && udpbatch.Fragmented(oob[:oobn]):
+			d.slowStats[fragmentedMedia].Add(1)
+		case isMedia(buf[:n]):
 			d.slowStats[SlowMedia].Add(1)
 		case buf[0] <= 3 || (buf[0] >= 20 && buf[0] <= 63):
 			select {
@@ -416,6 +440,33 @@ func (d *Dataplane) readSlow(c *net.UDPConn) {
 		}
 	}
 }
+
+// fragmentedMedia documents the one rule for IP-fragmented media, the same
+// in every mode: RTP or RTCP that reached the MD in IP fragments is dropped
+// and counted as DropFrameFragment; fragmented DTLS and STUN go to the slow
+// path like any other.
+//
+// How each mode gets there: the XDP classifier passes every fragment to
+// the kernel (it cannot tell a later fragment's port, and fragments of
+// other traffic and of DTLS must reassemble); the kernel reassembles and
+// delivers the datagram to the slow-path socket, which sees that it was
+// reassembled (IP_RECVFRAGSIZE/IPV6_RECVFRAGSIZE, udpbatch.Fragmented). In
+// socket mode the worker's socket sees the same. Why drop rather than
+// forward: a reassembled datagram cannot take the AF_XDP path (it arrives
+// on a kernel socket, beside the queue that owns the sender's Opener), so
+// forwarding it would need a second Opener for the sender, whose replay
+// window would accept again every packet the first one accepted - a
+// replayed packet, sent in fragments, would be forwarded twice. Nor can it
+// be sent as one AF_XDP frame larger than the MTU. And RTP senders size
+// packets to the path MTU (RFC 8085 section 3.2: applications SHOULD NOT
+// send datagrams that get fragmented), so fragmented media is an error or
+// an attack, never normal traffic. Socket mode used to forward it; now
+// both modes drop it and the counter says so.
+const fragmentedMedia = DropFrameFragment
+
+// isMedia reports whether a UDP payload is RTP or RTCP by its first octet
+// (RFC 7983: 128..191).
+func isMedia(b []byte) bool { return len(b) > 0 && b[0] >= 128 && b[0] <= 191 }
 
 // Mode returns the mode in use (never ModeAuto).
 func (d *Dataplane) Mode() Mode { return d.mode }
@@ -550,6 +601,9 @@ func (d *Dataplane) teardown() error {
 		if err := d.cl.Close(); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if d.nl != nil {
+		d.nl.Close()
 	}
 	if d.nb != nil {
 		if d.nbc != nil {

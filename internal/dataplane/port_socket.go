@@ -73,8 +73,11 @@ func (p *SocketPort) Receive(rx []RxPacket) (int, error) {
 	}
 	for i := range m[:n] {
 		rx[i] = RxPacket{Payload: m[i].Buf, Src: m[i].Addr, Dst: p.local}
-		if m[i].Truncated {
+		switch {
+		case m[i].Truncated:
 			rx[i].Drop = DropTruncated
+		case m[i].Fragmented && isMedia(m[i].Buf):
+			rx[i].Drop = fragmentedMedia
 		}
 	}
 	return n, nil

@@ -41,6 +41,10 @@ const (
 	DropFrameNotIP
 	DropFrameNotUDP
 	DropFrameBadIP
+	// DropFrameFragment: IP-fragmented media, dropped in every mode (see
+	// fragmentedMedia): an IP fragment frame (AF_XDP, which the classifier
+	// never redirects) or RTP/RTCP the kernel reassembled (socket mode's
+	// workers, the XDP modes' slow-path socket).
 	DropFrameFragment
 	DropFrameBadUDP
 	// DropFrameBad: a descriptor outside the UMEM (should not happen).

@@ -157,6 +157,9 @@ type Events struct {
 	TunnelUp *prometheus.GaugeVec
 	// Handshake is mdfast_handshake_duration_seconds.
 	Handshake prometheus.Histogram
+	// Ready is mdfast_ready{check}: 1 while the readiness check passes,
+	// 0 while it fails (the reason is in the /readyz body).
+	Ready *prometheus.GaugeVec
 
 	mu  sync.Mutex
 	ups map[string]bool
@@ -170,9 +173,11 @@ func NewEvents(reg prometheus.Registerer) *Events {
 		Handshake: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "handshake_duration_seconds",
 			Help:    "Time from an endpoint's first ClientHello to its MediaKeys.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
+		Ready: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: Namespace, Name: "ready",
+			Help: "1 while the readiness check passes, 0 while it fails (/readyz says why): workers, xdp_program, tunnel."}, []string{"check"}),
 		ups: map[string]bool{},
 	}
-	reg.MustRegister(e.TunnelUp, e.Handshake)
+	reg.MustRegister(e.TunnelUp, e.Handshake, e.Ready)
 	return e
 }
 
@@ -186,6 +191,15 @@ func (e *Events) SetTunnel(kd string, up bool) {
 		v = 1
 	}
 	e.TunnelUp.WithLabelValues(kd).Set(v)
+}
+
+// SetReady records the state of readiness check name.
+func (e *Events) SetReady(check string, ok bool) {
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	e.Ready.WithLabelValues(check).Set(v)
 }
 
 // AnyUp reports whether a tunnel to some KD is up.

@@ -181,8 +181,16 @@ func TestIssue7Families(t *testing.T) {
 	ev.SetTunnel("198.18.0.2:5740", false)
 	ev.SetTunnel("198.18.0.3:5740", true)
 	ev.ObserveHandshake(30 * time.Millisecond)
+	ev.SetReady("workers", true)
+	ev.SetReady("tunnel", true)
+	ev.SetReady("tunnel", false)
 
 	fams := gather(t, reg)
+	for check, want := range map[string]float64{"workers": 1, "tunnel": 0} {
+		if v := sum(family(t, fams, "mdfast_ready"), map[string]string{"check": check}); v != want {
+			t.Errorf("mdfast_ready{check=%q} = %v, want %v", check, v, want)
+		}
+	}
 	for _, tc := range []struct {
 		name   string
 		typ    dto.MetricType
@@ -198,6 +206,7 @@ func TestIssue7Families(t *testing.T) {
 		{"mdfast_tunnel_up", dto.MetricType_GAUGE, "kd"},
 		{"mdfast_handshake_duration_seconds", dto.MetricType_HISTOGRAM, ""},
 		{"mdfast_dataplane_mode", dto.MetricType_GAUGE, "mode"},
+		{"mdfast_ready", dto.MetricType_GAUGE, "check"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := family(t, fams, tc.name)

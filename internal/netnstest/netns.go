@@ -152,15 +152,31 @@ func NewPair(t testing.TB) *Pair {
 		Peer: End{NS: peer, Name: "mdf-peer", MAC: net.HardwareAddr{2, 0, 0xc6, 0x12, 0, 2},
 			Addr: netip.MustParseAddr("198.18.0.2")},
 	}
+	p.link(t)
+	return p
+}
+
+// Relink creates the veth pair again, with the same names, addresses, MACs
+// and neighbour entries as NewPair, after a test deleted it (deleting
+// either end deletes both). The ends' Index fields are updated: the new
+// interfaces have new indexes.
+func (p *Pair) Relink(t testing.TB) {
+	t.Helper()
+	p.link(t)
+}
+
+// link creates the veth pair, addresses it and brings it up.
+func (p *Pair) link(t testing.TB) {
+	t.Helper()
 	veth := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{
 			Name: p.MD.Name, HardwareAddr: p.MD.MAC, NumTxQueues: 1, NumRxQueues: 1,
 		},
 		PeerName:         p.Peer.Name,
 		PeerHardwareAddr: p.Peer.MAC,
-		PeerNamespace:    netlink.NsFd(int(peer.handle)),
+		PeerNamespace:    netlink.NsFd(int(p.Peer.NS.handle)),
 	}
-	if err := md.nl.LinkAdd(veth); err != nil {
+	if err := p.MD.NS.nl.LinkAdd(veth); err != nil {
 		t.Fatalf("netnstest: add veth %s/%s: %v", p.MD.Name, p.Peer.Name, err)
 	}
 	for _, e := range []*End{&p.MD, &p.Peer} {
@@ -189,7 +205,6 @@ func NewPair(t testing.TB) *Pair {
 			t.Fatalf("netnstest: neighbour %s on %s: %v", other.Addr, self.Name, err)
 		}
 	}
-	return p
 }
 
 // ListenUDP opens a kernel UDP socket inside the namespace, bound to

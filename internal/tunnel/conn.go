@@ -13,8 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // Defaults shared by MDConfig and KDConfig.
@@ -29,15 +27,20 @@ const (
 	// that does not read for this long loses its tunnel.
 	DefaultWriteTimeout = 10 * time.Second
 	// DefaultTCPUserTimeout is the TCP_USER_TIMEOUT set on every tunnel
-	// socket: how long transmitted data may stay unacknowledged before the
-	// kernel aborts the connection.
-	DefaultTCPUserTimeout = 30 * time.Second
+	// socket (Linux): how long transmitted data, or keepalive probes, may
+	// stay unacknowledged before the kernel aborts the connection. It is
+	// short so that a blackholed peer is found in seconds: the MD's
+	// /readyz turns 503 once no tunnel is left, and established calls do
+	// not depend on the tunnel (their keys stay installed).
+	DefaultTCPUserTimeout = 5 * time.Second
 	// DefaultKeepAliveIdle, DefaultKeepAliveInterval and
-	// DefaultKeepAliveCount configure TCP keepalive on every tunnel socket:
-	// an idle peer that has vanished is detected after about
-	// Idle + Interval*Count (30 s).
-	DefaultKeepAliveIdle     = 15 * time.Second
-	DefaultKeepAliveInterval = 5 * time.Second
+	// DefaultKeepAliveCount configure TCP keepalive on every tunnel socket.
+	// The protocol has no ping message, so keepalive probes are what an
+	// idle tunnel sends: a peer that vanished is detected after about
+	// Idle + Interval*Count (5 s), or when TCP_USER_TIMEOUT is set (Linux),
+	// once nothing was received for that long while a probe is out.
+	DefaultKeepAliveIdle     = 2 * time.Second
+	DefaultKeepAliveInterval = 1 * time.Second
 	DefaultKeepAliveCount    = 3
 	// DefaultBackoffMin and DefaultBackoffMax bound the reconnect delay.
 	DefaultBackoffMin = 100 * time.Millisecond
@@ -147,18 +150,8 @@ func tuneTCP(c net.Conn, userTimeout time.Duration) error {
 	if userTimeout <= 0 {
 		return nil
 	}
-	rc, err := tc.SyscallConn()
-	if err != nil {
-		return fmt.Errorf("tunnel: raw conn for TCP_USER_TIMEOUT: %w", err)
-	}
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(userTimeout.Milliseconds()))
-	}); err != nil {
+	if err := setUserTimeout(tc, userTimeout); err != nil {
 		return fmt.Errorf("tunnel: set TCP_USER_TIMEOUT: %w", err)
-	}
-	if serr != nil {
-		return fmt.Errorf("tunnel: set TCP_USER_TIMEOUT: %w", serr)
 	}
 	return nil
 }

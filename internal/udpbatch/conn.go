@@ -29,6 +29,9 @@ type Options struct {
 	RecvBuffer, SendBuffer int
 	// BusyPollMicros sets SO_BUSY_POLL when non-zero.
 	BusyPollMicros int
+	// ReportFragmented turns on EnableFragSize so that ReadBatch sets
+	// Message.Fragmented.
+	ReportFragmented bool
 }
 
 // Message is one datagram of a batch.
@@ -43,6 +46,9 @@ type Message struct {
 	// Truncated reports that the datagram was larger than cap(Buf) and
 	// was cut (ReadBatch only; MSG_TRUNC).
 	Truncated bool
+	// Fragmented reports that the kernel reassembled the datagram from IP
+	// fragments (ReadBatch only, with Options.ReportFragmented).
+	Fragmented bool
 }
 
 // Conn is a UDP socket read and written in batches. See the package
@@ -51,6 +57,9 @@ type Conn struct {
 	uc  *net.UDPConn
 	raw syscall.RawConn
 	v6  bool // the socket is AF_INET6 (dual-stack); else AF_INET
+	// oob holds one control buffer per read message when the socket
+	// reports fragmentation (EnableFragSize); nil otherwise.
+	oob []byte
 
 	rd, wr direction
 }
@@ -87,6 +96,9 @@ func Listen(ctx context.Context, network, addr string, opts Options) (*Conn, err
 		pc.Close()
 		return nil, err
 	}
+	if opts.ReportFragmented {
+		c.oob = make([]byte, len(c.rd.hdrs)*fragOOBSize)
+	}
 	return c, nil
 }
 
@@ -114,6 +126,9 @@ func setSockopts(fd int, opts Options) error {
 		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_BUSY_POLL, opts.BusyPollMicros); err != nil {
 			return fmt.Errorf("udpbatch: SO_BUSY_POLL: %w", err)
 		}
+	}
+	if opts.ReportFragmented {
+		return EnableFragSize(fd)
 	}
 	return nil
 }
@@ -194,6 +209,10 @@ func (c *Conn) ReadBatch(ms []Message) (int, error) {
 		d.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
 		d.hdrs[i].Hdr.Flags = 0
 		d.hdrs[i].Len = 0
+		if c.oob != nil {
+			d.hdrs[i].Hdr.Control = &c.oob[i*fragOOBSize]
+			d.hdrs[i].Hdr.SetControllen(fragOOBSize)
+		}
 	}
 	d.off, d.n = 0, len(ms)
 	if err := c.raw.Read(d.fn); err != nil {
@@ -211,6 +230,11 @@ func (c *Conn) ReadBatch(ms []Message) (int, error) {
 		}
 		m.Buf = m.Buf[:m.N]
 		m.Addr = sockaddrToAddrPort(&d.names[i])
+		m.Fragmented = false
+		if c.oob != nil {
+			o := i * fragOOBSize
+			m.Fragmented = Fragmented(c.oob[o : o+int(min(d.hdrs[i].Hdr.Controllen, fragOOBSize))])
+		}
 	}
 	return d.got, nil
 }

@@ -168,7 +168,7 @@ func TestReusePortSpreadsFlows(t *testing.T) {
 
 func TestZeroAllocs(t *testing.T) {
 	a := listenT(t, "udp4", "127.0.0.1:0", Options{BatchSize: 8})
-	b := listenT(t, "udp4", "127.0.0.1:0", Options{BatchSize: 8, RecvBuffer: 4 << 20})
+	b := listenT(t, "udp4", "127.0.0.1:0", Options{BatchSize: 8, RecvBuffer: 4 << 20, ReportFragmented: true})
 	out := make([]Message, 8)
 	for i := range out {
 		out[i] = Message{Buf: make([]byte, 200), Addr: b.LocalAddr()}
