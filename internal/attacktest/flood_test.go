@@ -292,6 +292,11 @@ func TestSpoofedSourceFlood(t *testing.T) {
 	stun1, lines := sumMatching(mdBody1, "stun")
 	t.Logf("mdfast metrics naming stun: %.0f -> %.0f %s", stun0, stun1, strings.Join(lines, " "))
 	t.Logf("established call during the flood: %v", l)
+	for _, ln := range strings.Split(mdBody1, "\n") {
+		if (strings.Contains(ln, "slow") || strings.Contains(ln, "drop")) && !strings.HasPrefix(ln, "#") && !strings.HasSuffix(ln, " 0") {
+			t.Logf("M %s", ln)
+		}
+	}
 
 	checkJoins(t, lat, errs, time.Second)
 	if l.lost != 0 || l.expected == 0 {

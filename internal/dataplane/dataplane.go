@@ -259,6 +259,7 @@ func openSocket(cfg Config) (*Dataplane, error) {
 			}
 			if q == 0 {
 				d.sendConns[port] = conn.UDPConn()
+				growSendBuffer(conn.UDPConn())
 			}
 			d.addWorker(NewSocketPort(conn, cfg.BatchSize))
 		}
@@ -321,6 +322,7 @@ func openXDP(cfg Config, m Mode) (_ *Dataplane, err error) {
 		if cfg.SocketBuffer > 0 {
 			_ = conn.SetReadBuffer(cfg.SocketBuffer)
 		}
+		growSendBuffer(conn)
 		d.kernConns = append(d.kernConns, conn)
 		d.sendConns[port] = conn
 	}
@@ -476,7 +478,8 @@ func (d *Dataplane) Mode() Mode { return d.mode }
 func (d *Dataplane) Slow() <-chan SlowPacket { return d.slow }
 
 // SendSlow sends a slow-path datagram (e.g. a DTLS record) from the media
-// port to dst.
+// port to dst. It never waits for room in the socket's send buffer
+// (ErrSendWouldBlock; see sendNoWait).
 func (d *Dataplane) SendSlow(port uint16, b []byte, dst netip.AddrPort) error {
 	d.mu.Lock()
 	closed := d.closed
@@ -488,10 +491,7 @@ func (d *Dataplane) SendSlow(port uint16, b []byte, dst netip.AddrPort) error {
 	if !ok {
 		return fmt.Errorf("dataplane: send from port %d: %w", port, ErrNoSlowSocket)
 	}
-	if _, err := c.WriteToUDPAddrPort(b, dst); err != nil {
-		return fmt.Errorf("dataplane: send slow-path datagram to %s: %w", dst, err)
-	}
-	return nil
+	return sendNoWait(c, b, dst)
 }
 
 // Resolve asks for the next hop towards addr to be resolved now, so that

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"net/netip"
 	"time"
 
@@ -99,10 +100,11 @@ func parseHelloHead(b []byte) (helloHead, error) {
 // cookieJar makes and checks the MD's cookies. It is owned by the Run
 // goroutine (no lock).
 type cookieJar struct {
-	rotate    time.Duration
-	cur, prev [32]byte
-	since     time.Time
-	mac       [sha256.Size]byte // scratch
+	rotate          time.Duration
+	cur, prev       [32]byte
+	curMAC, prevMAC hash.Hash // HMAC-SHA256 keyed with cur, prev
+	since           time.Time
+	mac             [sha256.Size]byte // scratch
 }
 
 func newCookieJar(now time.Time) (*cookieJar, error) {
@@ -113,6 +115,7 @@ func newCookieJar(now time.Time) (*cookieJar, error) {
 	if _, err := rand.Read(j.prev[:]); err != nil {
 		return nil, fmt.Errorf("mdslow: cookie secret: %w", err)
 	}
+	j.curMAC, j.prevMAC = hmac.New(sha256.New, j.cur[:]), hmac.New(sha256.New, j.prev[:])
 	return j, nil
 }
 
@@ -120,17 +123,18 @@ func (j *cookieJar) maybeRotate(now time.Time) {
 	if now.Sub(j.since) < j.rotate {
 		return
 	}
-	j.prev = j.cur
+	j.prev, j.prevMAC = j.cur, j.curMAC
 	if _, err := rand.Read(j.cur[:]); err != nil {
 		j.cur = j.prev // crypto/rand does not fail on Linux; never a predictable secret
 	}
+	j.curMAC = hmac.New(sha256.New, j.cur[:])
 	j.since = now
 }
 
-// compute writes HMAC-SHA256(secret, endpoint address, endpoint port, MD
+// compute writes HMAC-SHA256(m's secret, endpoint address, endpoint port, MD
 // port, client_version, random, session_id) into j.mac.
-func (j *cookieJar) compute(secret []byte, from netip.AddrPort, port uint16, h *helloHead) []byte {
-	m := hmac.New(sha256.New, secret)
+func (j *cookieJar) compute(m hash.Hash, from netip.AddrPort, port uint16, h *helloHead) []byte {
+	m.Reset()
 	var b [16 + 2 + 2 + 2 + 1]byte
 	a := from.Addr().Unmap().As16()
 	copy(b[:16], a[:])
@@ -147,7 +151,7 @@ func (j *cookieJar) compute(secret []byte, from netip.AddrPort, port uint16, h *
 // make returns the cookie for a ClientHello from from to the MD's port.
 func (j *cookieJar) make(now time.Time, from netip.AddrPort, port uint16, h *helloHead) []byte {
 	j.maybeRotate(now)
-	return j.compute(j.cur[:], from, port, h)[:cookieLen]
+	return j.compute(j.curMAC, from, port, h)[:cookieLen]
 }
 
 // valid reports, in constant time, whether the ClientHello carries a cookie
@@ -157,8 +161,8 @@ func (j *cookieJar) valid(now time.Time, from netip.AddrPort, port uint16, h *he
 		return false
 	}
 	j.maybeRotate(now)
-	ok := hmac.Equal(h.cookie, j.compute(j.cur[:], from, port, h)[:cookieLen])
-	return hmac.Equal(h.cookie, j.compute(j.prev[:], from, port, h)[:cookieLen]) || ok
+	ok := hmac.Equal(h.cookie, j.compute(j.curMAC, from, port, h)[:cookieLen])
+	return hmac.Equal(h.cookie, j.compute(j.prevMAC, from, port, h)[:cookieLen]) || ok
 }
 
 // appendHelloVerifyRequest appends the datagram answering h with cookie: a

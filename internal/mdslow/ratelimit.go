@@ -5,13 +5,13 @@ import (
 	"time"
 )
 
-// limiter is a token bucket per source address for new associations. It
-// holds at most max sources; when full, unknown sources are refused until a
-// sweep forgets the sources whose bucket has refilled.
+// limiter is a token bucket per source address. It holds at most max
+// sources (see allow for what happens when it is full).
 type limiter struct {
 	rate, burst float64
 	max         int
 	buckets     map[netip.Addr]*bucket
+	resets      int // times it was full and forgot every source
 }
 
 type bucket struct {
@@ -34,7 +34,17 @@ func (l *limiter) allow(src netip.Addr, now time.Time) bool {
 	b := l.buckets[src]
 	if b == nil {
 		if len(l.buckets) >= l.max {
-			return false
+			// Full (a flood from many, likely spoofed, sources): forget
+			// the sources back at a full bucket, and if that is not
+			// enough, all of them. Refusing unknown sources instead would
+			// let such a flood lock every newcomer out. Memory stays
+			// bounded; a source's budget is at most reset once per max
+			// new sources.
+			l.sweep(now)
+			if len(l.buckets) >= l.max {
+				clear(l.buckets)
+				l.resets++
+			}
 		}
 		b = &bucket{tokens: l.burst, last: now}
 		l.buckets[src] = b
