@@ -123,7 +123,7 @@ var counterNames = [NumCounters]string{
 	DropReplay: "drop_replay", DropTooOld: "drop_too_old", DropUnknownMKI: "drop_unknown_mki",
 	DropSSRCLimit: "drop_ssrc_limit", DropBadOHB: "drop_bad_ohb", DropEKTField: "drop_ekt_field",
 	DropIndexExhausted: "drop_index_exhausted", DropSSRCCollision: "drop_ssrc_collision",
-	DropSSRCIndex: "drop_ssrc_index",
+	DropSSRCIndex:   "drop_ssrc_index",
 	DropNoReceivers: "drop_no_receivers", DropNoNeighbour: "drop_no_neighbour",
 	DropNoSource: "drop_no_source", DropTooBig: "drop_too_big", DropSeal: "drop_seal",
 	DropTxFull: "drop_tx_full", DropTxError: "drop_tx_error", DropRxError: "drop_rx_error",

@@ -69,7 +69,7 @@ func TestRejoinSameSSRC(t *testing.T) {
 	tb := newTable(t, Config{})
 	a, _ := tb.Install(ctx, assocOf(0, 1, p))
 	b, _ := tb.Install(ctx, assocOf(1, 1, p)) // receives a's SSRC 10
-	const top = 3<<16 | 500                  // a sent for a while: ROC 3
+	const top = 3<<16 | 500                   // a sent for a while: ROC 3
 	for i := uint64(top - 10); i <= top; i++ {
 		if _, ok := send(t, tb, a, 10, i); !ok {
 			t.Fatalf("packet %d refused", i)
@@ -81,7 +81,7 @@ func TestRejoinSameSSRC(t *testing.T) {
 	if tb.ClaimSSRC(a, 11) {
 		t.Errorf("removed endpoint claimed an SSRC")
 	}
-	c, _ := tb.Install(ctx, assocOf(2, 1, p)) // joined after a left
+	c, _ := tb.Install(ctx, assocOf(2, 1, p))  // joined after a left
 	a2, _ := tb.Install(ctx, assocOf(3, 1, p)) // a rejoins: new association, same SSRC
 	var last uint64
 	for i := range uint64(100) {
