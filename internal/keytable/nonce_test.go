@@ -20,9 +20,9 @@ import (
 type nonceModel struct {
 	tb     testing.TB
 	t      *Table
-	next   int              // next association number
-	live   map[int]int      // association number → key number
-	keys   int              // key pairs made
+	next   int         // next association number
+	live   map[int]int // association number → key number
+	keys   int         // key pairs made
 	opener map[[2]uint64]*modelOpener
 	sealed map[[4]uint64]bool
 	now    int64
