@@ -42,6 +42,31 @@ type inKey struct {
 	keys    *double.Session
 	expires time.Time // zero while it is the newest
 	replay  replayWindow
+	// roc is the sender's rollover counter in the FullEKTField that
+	// installed the key (RFC 8870 section 4.1): the inner layer's ROC
+	// until the key opened a packet.
+	roc uint32
+}
+
+// innerIndex is the sender's original SRTP index (inner ROC << 16 | the
+// original SEQ from the OHB) as this key sees it. RFC 8723 section 3 keeps
+// the inner and outer SEQ and ROC independent: a Media Distributor that
+// rewrote SEQ (for example to give a re-used SSRC indices above an earlier
+// sender's) leaves the outer ROC unrelated to the sender's, so the inner
+// ROC is estimated from what this key opened (RFC 3711 appendix A), or,
+// before that, taken from the FullEKTField that carried the key.
+func (k *inKey) innerIndex(seq uint16) uint64 {
+	if !k.replay.seen {
+		return uint64(k.roc)<<16 | uint64(seq)
+	}
+	roc, top := k.replay.top>>16, uint16(k.replay.top)
+	switch d := int32(seq) - int32(top); {
+	case d > 32768 && roc > 0:
+		roc--
+	case d < -32768 && roc < 0xffffffff:
+		roc++
+	}
+	return roc<<16 | uint64(seq)
 }
 
 func (k *inKey) zero() { clear(k.master) }
@@ -177,14 +202,14 @@ func (s *Session) receiveDouble(b []byte, now time.Time) {
 	if o.HasSeq {
 		origSeq = o.Seq
 	}
-	origROC := originalROC(info.ROC, info.Seq, origSeq)
-	idx := uint64(origROC)<<16 | uint64(origSeq)
 	rx.synth = append(rx.synth[:0], double.OriginalHeader(&rx.dsc, pkt, o)...)
 	replayed := false
 	for i, k := range snd.keys {
 		if !k.expires.IsZero() && now.After(k.expires) || !s.setUsable(k.spi, now) {
 			continue
 		}
+		idx := k.innerIndex(origSeq)
+		origROC := uint32(idx >> 16)
 		if !k.replay.check(idx) {
 			replayed = true
 			continue
@@ -216,22 +241,6 @@ func (s *Session) receiveDouble(b []byte, now time.Time) {
 	c.dropInner.Add(1)
 }
 
-// originalROC is the rollover counter of the sender's original SEQ, given
-// the ROC and SEQ of the packet as received (equal unless the Media
-// Distributor rewrote SEQ): the one that puts the original index nearest.
-func originalROC(roc uint32, seq, orig uint16) uint32 {
-	if seq == orig {
-		return roc
-	}
-	d := int32(int16(orig - seq)) // signed distance, mod 2^16
-	idx := int64(roc)<<16 | int64(seq)
-	o := idx + int64(d)
-	if o < 0 {
-		return 0
-	}
-	return uint32(o >> 16)
-}
-
 // learnKey processes a FullEKTField (RFC 8870 section 4.3): find the
 // parameter set by SPI, unwrap the sender's master key, check the SSRC,
 // the epoch and that the set is not older than one the sender already
@@ -250,7 +259,7 @@ func (s *Session) learnKey(snd *inSender, ssrc uint32, f ekt.Full, now time.Time
 		return snd, false
 	}
 	defer clear(set.key)
-	master, tagSSRC, _, err := ekt.OpenKey(set.key, f.Ciphertext)
+	master, tagSSRC, tagROC, err := ekt.OpenKey(set.key, f.Ciphertext)
 	if err != nil {
 		c.dropEKTAuth.Add(1)
 		return snd, false
@@ -331,7 +340,7 @@ func (s *Session) learnKey(snd *inSender, ssrc uint32, f ekt.Full, now time.Time
 			k.expires = now.Add(s.cfg.KeyGrace)
 		}
 	}
-	nk := &inKey{spi: f.SPI, setSeq: set.seq, master: bytes.Clone(master), keys: keys}
+	nk := &inKey{spi: f.SPI, setSeq: set.seq, master: bytes.Clone(master), keys: keys, roc: tagROC}
 	snd.keys = append([]*inKey{nk}, snd.keys...)
 	for len(snd.keys) > maxKeysPerSender {
 		snd.keys[len(snd.keys)-1].zero()

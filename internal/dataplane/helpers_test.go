@@ -42,7 +42,10 @@ func (t *memTable) add(p *Peer) {
 
 func (t *memTable) NewReader() Reader { return &memReader{t: t} }
 
-type memReader struct{ t *memTable }
+type memReader struct {
+	t   *memTable
+	idx uint64
+}
 
 func (r *memReader) Begin() { r.t.mu.Lock() }
 func (r *memReader) End()   { r.t.mu.Unlock() }
@@ -50,7 +53,8 @@ func (r *memReader) Route(src netip.AddrPort) (*Peer, []*Peer, bool) {
 	p, ok := r.t.byAddr[src]
 	return p, r.t.members, ok
 }
-func (r *memReader) ClaimSSRC(sender *Peer, ssrc uint32) bool {
+func (r *memReader) Admit(sender *Peer, ssrc uint32, _ bool, index uint64, _ int64) bool {
+	r.idx = index
 	owner, ok := r.t.ssrcs[ssrc]
 	if !ok {
 		r.t.ssrcs[ssrc] = sender.ID
@@ -58,6 +62,8 @@ func (r *memReader) ClaimSSRC(sender *Peer, ssrc uint32) bool {
 	}
 	return owner == sender.ID
 }
+
+func (r *memReader) OutIndex(*Peer) (uint64, bool) { return r.idx, true }
 
 type seen struct{ v atomic.Int64 }
 

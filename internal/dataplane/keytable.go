@@ -23,6 +23,8 @@ type ktReader struct {
 	snap    *keytable.Snapshot
 	peers   map[*keytable.Endpoint]*Peer
 	members []*Peer
+	maxJoin uint64         // of the members Route returned
+	claim   keytable.Claim // what Admit admitted last
 }
 
 func (k *ktReader) Begin() {
@@ -61,14 +63,33 @@ func (k *ktReader) Route(src netip.AddrPort) (*Peer, []*Peer, bool) {
 		return nil, nil, false
 	}
 	k.members = k.members[:0]
+	k.maxJoin = 0
 	for _, m := range k.snap.Receivers(ep) {
 		k.members = append(k.members, k.peer(m))
+		k.maxJoin = max(k.maxJoin, m.JoinSeq())
 	}
 	return k.peer(ep), k.members, true
 }
 
-// ClaimSSRC implements Reader.
-func (k *ktReader) ClaimSSRC(sender *Peer, ssrc uint32) bool {
+// Admit implements Reader with keytable.Table.Admit.
+func (k *ktReader) Admit(sender *Peer, ssrc uint32, rtcp bool, index uint64, now int64) bool {
 	ep, ok := sender.Ref.(*keytable.Endpoint)
-	return ok && k.t.ClaimSSRC(ep, ssrc)
+	if !ok {
+		return false
+	}
+	kind := keytable.KindRTP
+	if rtcp {
+		kind = keytable.KindRTCP
+	}
+	k.claim, ok = k.t.Admit(ep, ssrc, kind, index, k.maxJoin, now)
+	return ok
+}
+
+// OutIndex implements Reader with keytable.Claim.Out.
+func (k *ktReader) OutIndex(r *Peer) (uint64, bool) {
+	ep, ok := r.Ref.(*keytable.Endpoint)
+	if !ok {
+		return 0, false
+	}
+	return k.claim.Out(ep)
 }

@@ -27,6 +27,10 @@ const (
 	// SlowMedia counts RTP/RTCP that reached the slow-path kernel socket in
 	// an XDP mode (no AF_XDP socket on the packet's queue); dropped.
 	SlowMedia
+	// Rebased counts copies sealed under a re-based index (SEQ rewritten,
+	// the original kept in the OHB for the double profiles): the SSRC was
+	// sent to that receiver under an earlier owner. Counted per receiver.
+	Rebased
 	numTotals
 )
 
@@ -79,8 +83,14 @@ const (
 	DropEKTField
 	// DropIndexExhausted: the SRTP/SRTCP index space is used up.
 	DropIndexExhausted
-	// DropSSRCCollision: the SSRC is claimed by another association.
+	// DropSSRCCollision: the packet was refused by the key table's SSRC
+	// claims: the SSRC is claimed by another association, the sender holds
+	// its budget of SSRCs, or the index is too old for a re-based SSRC
+	// (keytable.Stats says which).
 	DropSSRCCollision
+	// DropSSRCIndex: a copy whose re-based index would leave the SRTP or
+	// SRTCP index space. Counted per receiver.
+	DropSSRCIndex
 	// DropNoReceivers: the sender's conference has nobody else.
 	DropNoReceivers
 	// DropNoNeighbour: no next-hop MAC for a receiver yet (AF_XDP); a
@@ -107,7 +117,7 @@ const (
 
 var counterNames = [NumCounters]string{
 	RxPackets: "rx_packets", RxBytes: "rx_bytes", TxPackets: "tx_packets", TxBytes: "tx_bytes",
-	Forwarded: "forwarded", SlowPath: "slow_path", SlowMedia: "slow_media",
+	Forwarded: "forwarded", SlowPath: "slow_path", SlowMedia: "slow_media", Rebased: "rebased",
 	DropFrameTruncated: "drop_frame_truncated", DropFrameNotIP: "drop_frame_not_ip",
 	DropFrameNotUDP: "drop_frame_not_udp", DropFrameBadIP: "drop_frame_bad_ip",
 	DropFrameFragment: "drop_frame_fragment", DropFrameBadUDP: "drop_frame_bad_udp",
@@ -117,6 +127,7 @@ var counterNames = [NumCounters]string{
 	DropReplay: "drop_replay", DropTooOld: "drop_too_old", DropUnknownMKI: "drop_unknown_mki",
 	DropSSRCLimit: "drop_ssrc_limit", DropBadOHB: "drop_bad_ohb", DropEKTField: "drop_ekt_field",
 	DropIndexExhausted: "drop_index_exhausted", DropSSRCCollision: "drop_ssrc_collision",
+	DropSSRCIndex:   "drop_ssrc_index",
 	DropNoReceivers: "drop_no_receivers", DropNoNeighbour: "drop_no_neighbour",
 	DropNoSource: "drop_no_source", DropTooBig: "drop_too_big", DropSeal: "drop_seal",
 	DropTxFull: "drop_tx_full", DropTxError: "drop_tx_error", DropRxError: "drop_rx_error",

@@ -33,7 +33,7 @@ type Peer struct {
 // Reader is what a worker needs from the key table: a per-worker read
 // view, used between Begin and End once per batch (the table publishes
 // snapshots; what Route returns stays valid until End). A Reader is used by
-// one goroutine and must not allocate in Route or ClaimSSRC.
+// one goroutine and must not allocate in Route, Admit or OutIndex.
 type Reader interface {
 	// Begin takes the snapshot the next lookups read.
 	Begin()
@@ -42,10 +42,19 @@ type Reader interface {
 	// Route returns the endpoint sending from src and the members of its
 	// conference (the sender may be among them; the worker skips it).
 	Route(src netip.AddrPort) (sender *Peer, members []*Peer, ok bool)
-	// ClaimSSRC reports whether sender may use ssrc in its conference:
-	// true when the SSRC is free (it is then claimed) or already the
-	// sender's, false on a collision with another association.
-	ClaimSSRC(sender *Peer, ssrc uint32) bool
+	// Admit claims ssrc for sender in its conference (if it is not the
+	// sender's already) and admits one authenticated packet under it:
+	// index is its SRTP index (ROC << 16 | SEQ), or its SRTCP index when
+	// rtcp; now the batch time in nanoseconds. false (a collision, a
+	// sender over its SSRC budget, an index the SSRC's re-basing cannot
+	// place) means drop the packet.
+	Admit(sender *Peer, ssrc uint32, rtcp bool, index uint64, now int64) bool
+	// OutIndex returns the index under which the packet Admit last
+	// admitted must be sealed for receiver r: its own index, or a
+	// re-based one when r was sent the SSRC under an earlier owner (the
+	// caller then rewrites SEQ and seals under the new ROC, or uses it as
+	// the SRTCP index). false means drop this copy.
+	OutIndex(r *Peer) (uint64, bool)
 }
 
 // Table hands out one Reader per worker.

@@ -16,11 +16,16 @@ package dataplane
 //     created on the sender's first packet and replaced when its keys
 //     change (Peer.Gen). Openers are never shared between workers: the
 //     flow hash (RSS queue or SO_REUSEPORT) keeps an endpoint on one.
-//  5. Claim the SSRC for the sender (a collision drops the packet) and
-//     update the sender's last-seen time.
+//  5. Admit the packet under the sender's claim on its SSRC (a collision,
+//     an SSRC over the sender's budget or an index a re-based SSRC cannot
+//     place drops it) and update the sender's last-seen time.
 //  6. For each member of the conference except the sender: take a TX
 //     buffer from the port, copy the plaintext into it, seal it with the
-//     member's Send keys under the sender's ROC (SRTP) or SRTCP index, and
+//     member's Send keys under the index the key table gives for that
+//     member (the sender's own, or, when the member was sent the SSRC
+//     under an earlier owner, a re-based one: SEQ rewritten, with the
+//     original kept in the OHB for the double profiles, and the new ROC;
+//     for SRTCP the new index), and
 //     commit it; the port writes the Ethernet/IP/UDP headers (AF_XDP) or
 //     queues a sendmmsg message. For the double profiles (RFC 8723) only
 //     the outer layer is opened and sealed; the inner one is copied as is,
@@ -34,6 +39,7 @@ package dataplane
 // the worker, and counters are plain words published atomically per batch.
 
 import (
+	"encoding/binary"
 	"log/slog"
 	"net/netip"
 	"runtime"
@@ -240,10 +246,11 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	var (
 		plain []byte
 		ssrc  uint32
-		ctr   uint32 // ROC for SRTP, index for SRTCP
+		idx   uint64 // SRTP index (ROC << 16 | SEQ) or SRTCP index
 		tail  []byte // the EKTField, carried to every receiver untouched
 	)
-	if !rtcp && e.keys.Profile().IsDouble() {
+	double := e.keys.Profile().IsDouble()
+	if !rtcp && double {
 		// RFC 8723 section 5.1 with RFC 8870 section 4.1: a double-profile
 		// SRTP packet ends in an EKTField after the outer tag. The MD holds
 		// no EKTKey: it carries the field as it came.
@@ -260,16 +267,16 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 			c[openReason(err)]++
 			return
 		}
-		plain, ssrc, ctr = b[:info.Len], info.SSRC, info.Index
+		plain, ssrc, idx = b[:info.Len], info.SSRC, uint64(info.Index)
 	} else {
 		info, err := e.o.OpenRTP(b)
 		if err != nil {
 			c[openReason(err)]++
 			return
 		}
-		plain, ssrc, ctr = b[:info.Len], info.SSRC, info.ROC
+		plain, ssrc, idx = b[:info.Len], info.SSRC, info.Index()
 	}
-	if !w.table.ClaimSSRC(sender, ssrc) {
+	if !w.table.Admit(sender, ssrc, rtcp, idx, now) {
 		c[DropSSRCCollision]++
 		return
 	}
@@ -288,9 +295,16 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 			c[reason]++
 			continue
 		}
+		oi, ok := w.table.OutIndex(r)
+		if !ok {
+			c[DropSSRCIndex]++
+			continue
+		}
 		overhead := r.Send.RTPOverhead() + len(tail)
 		if rtcp {
 			overhead = r.Send.RTCPOverhead()
+		} else if oi != idx && double {
+			overhead += srtpfast.MaxOHBLen - 1 // the OHB may grow
 		}
 		if cap(buf) < len(plain)+overhead {
 			c[DropTooBig]++
@@ -300,9 +314,15 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		copy(out, plain)
 		var err error
 		if rtcp {
-			out, err = r.Send.SealRTCP(&w.sc, out[:0], out, ctr)
+			out, err = r.Send.SealRTCP(&w.sc, out[:0], out, uint32(oi))
 		} else {
-			out, err = r.Send.SealRTP(&w.sc, out[:0], out, ctr)
+			if oi != idx {
+				out, err = rebase(out, double, uint16(oi))
+				c[Rebased]++
+			}
+			if err == nil {
+				out, err = r.Send.SealRTP(&w.sc, out[:0], out, uint32(oi>>16))
+			}
 		}
 		if err != nil {
 			c[DropSeal]++
@@ -317,6 +337,18 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	} else if len(members) <= 1 {
 		c[DropNoReceivers]++
 	}
+}
+
+// rebase gives the plaintext RTP packet pkt (with room for the OHB to
+// grow) the sequence number seq: in the header, and, for the double
+// profiles, with the original recorded in the OHB (RFC 8723 section 5.2).
+func rebase(pkt []byte, double bool, seq uint16) ([]byte, error) {
+	if !double {
+		binary.BigEndian.PutUint16(pkt[2:], seq)
+		return pkt, nil
+	}
+	n, err := srtpfast.RewriteDouble(pkt, srtpfast.Rewrite{SetSeq: true, Seq: seq})
+	return pkt[:n], err
 }
 
 // opener returns this worker's Opener for the sender's current keys,

@@ -1,6 +1,7 @@
 package keytable
 
 import (
+	"context"
 	"runtime"
 	"testing"
 )
@@ -15,6 +16,21 @@ func TestHotPathAllocs(t *testing.T) {
 		t.Fatal("claim refused")
 	}
 	intruder, _ := tb.Get(idOf(6)) // same conference
+	// A re-based claim: rb re-uses an SSRC that old was sent by a sender
+	// that left.
+	gone, _ := tb.Get(idOf(7))
+	old, _ := tb.Get(idOf(8))
+	rb, _ := tb.Get(idOf(9))
+	if _, ok := tb.Admit(gone, 0xfeed, KindRTP, 5000, 1<<40, 1); !ok {
+		t.Fatal("packet refused")
+	}
+	if err := tb.Remove(context.Background(), gone.ID()); err != nil {
+		t.Fatal(err)
+	}
+	idx := uint64(10)
+	if c, ok := tb.Admit(rb, 0xfeed, KindRTP, idx, 1<<40, 1); !ok || !c.Rebased() {
+		t.Fatal("re-based claim refused")
+	}
 	r := tb.NewReader()
 	defer r.Close()
 	k := KeyOf(ep.Addr())
@@ -48,6 +64,13 @@ func TestHotPathAllocs(t *testing.T) {
 		}},
 		{"ClaimSSRC collision", func() {
 			if !tb.ClaimSSRC(intruder, 0xdeadbeef) {
+				sink++
+			}
+		}},
+		{"Admit+Out re-based", func() {
+			idx++
+			c, ok := tb.Admit(rb, 0xfeed, KindRTP, idx, 1<<40, 1)
+			if out, ok2 := c.Out(old); ok && ok2 && out > idx {
 				sink++
 			}
 		}},

@@ -192,3 +192,49 @@ func BenchmarkReaderLatency(b *testing.B) {
 		b.ReportMetric(float64(installs)/time.Since(start).Seconds(), "installs/s")
 	})
 }
+
+// BenchmarkAdmit is the per-packet claim cost of a worker: Admit on an
+// SSRC the sender owns plus Claim.Out for 4 receivers, for a fresh SSRC
+// and for one re-based after its earlier owner left (ClaimSSRC is the
+// cost of the claim check alone, the whole of it before re-basing).
+func BenchmarkAdmit(b *testing.B) {
+	p := newPair(b, 0)
+	tb := newTable(b, Config{})
+	bulkInstall(b, tb, 0, 10, 10, p)
+	s := tb.snap.Load()
+	ep := s.LookupAddr(addrOf(1))
+	gone := s.LookupAddr(addrOf(2))
+	rcv := s.Receivers(ep)[:5]
+	admitAt(tb, gone, 2, KindRTP, 1000, 1)
+	if err := tb.Remove(context.Background(), gone.ID()); err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		ssrc uint32
+	}{{"fresh", 1}, {"rebased", 2}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			idx := uint64(10)
+			var sink uint64
+			for b.Loop() {
+				idx++
+				c, ok := tb.Admit(ep, bc.ssrc, KindRTP, idx, 100, 1)
+				if !ok {
+					b.Fatal("refused")
+				}
+				for _, r := range rcv {
+					out, _ := c.Out(r)
+					sink += out
+				}
+			}
+			_ = sink
+		})
+	}
+	b.Run("ClaimSSRC", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			tb.ClaimSSRC(ep, 1)
+		}
+	})
+}

@@ -28,13 +28,15 @@
 // to the sender's *Endpoint, and Snapshot.Receivers returns the
 // conference's member list. Both are a shift-and-mask to a shard plus a
 // linear probe in a flat slot array: O(1), no lock, no allocation
-// (testing.AllocsPerRun asserts it, for ClaimSSRC on a claimed SSRC too).
+// (testing.AllocsPerRun asserts it, for Admit and Claim.Out too).
 //
 // Per packet the worker does: Lookup (drop unknown sources) → Own (drop if
 // another worker owns the endpoint's receive state) → open with its Opener
-// for ep.Gen() → ClaimSSRC(ep, ssrc) (drop on false) → Touch → for each
-// receiver r ≠ ep in Receivers(ep): seal with r.Send() and send to
-// r.Addr().
+// for ep.Gen() → Admit(ep, ssrc, kind, index, max JoinSeq of the
+// receivers, now) (drop on false) → Touch → for each receiver r ≠ ep in
+// Receivers(ep): seal with r.Send() under index Claim.Out(r) (rewriting
+// SEQ, and recording the original in the OHB for the double profiles, when
+// it is not the packet's own) and send to r.Addr().
 //
 // # Writing: sharded copy-on-write, chosen by measurement
 //
@@ -95,37 +97,114 @@
 // owner hands its Opener over and calls Release; a fresh Opener for the
 // same keys would reset the replay window.
 //
-// # Why no (key, IV) pair repeats for a receiver
+// # Why no (receiver key, SSRC, index) repeats
 //
 // The MD re-seals a packet for each receiver with that receiver's own Send
-// key (never the sender's), and the AES-GCM IV is built from the sender's
-// SSRC, ROC and SEQ (RFC 7714). Under one receiver key the IV repeats only
-// if (SSRC, ROC, SEQ) repeats:
+// key (never the sender's), and the AES-GCM IV is built from the SSRC and
+// the packet index: ROC||SEQ for SRTP, the SRTCP index for SRTCP, each
+// under its own session key (RFC 7714, RFC 3711 section 4.3). Under one
+// receiver key the IV repeats only if (SSRC, kind, index) repeats. The
+// table hands out, per receiver key r (Endpoint.Gen) and SSRC s, the
+// indices of a sequence of claims on s: a claim is one sender key
+// generation owning s in the conference, from its first packet until that
+// sender leaves, re-keys or loses s to a takeover. Then:
 //
-//   - (ROC, SEQ) is unique per SSRC because one worker sees the whole stream
-//     (above) and its replay window opens each packet index once;
-//   - the SSRC identifies one sender towards that receiver because
-//     ClaimSSRC gives each SSRC of a conference to the first sender that
-//     claims it; another sender of the conference claiming it is refused,
-//     its packets dropped and counted (Stats.SSRCCollisions,
-//     Endpoint.Collisions);
-//   - claims are not simply freed: when the owner leaves (Remove,
-//     ExpireIdle, SetConference), its SSRCs are retired, blocked until every
-//     member that may have received them has left (join sequence numbers);
-//     a member moving to another conference reserves there what it has
-//     received, and the move is refused (ErrSSRCConflict) if another sender
-//     there already uses one of them.
+//  1. Within one claim, r gets each input index at most once: one worker,
+//     one Opener per sender key generation, and the Opener accepts each
+//     index once (see "One sender stream, one worker"); Claim.Out is
+//     injective (in, or in plus a per-receiver constant).
+//  2. A claim that ends is closed first: Admit raises the claim's served
+//     mark (the largest JoinSeq among the packet's receivers) and then
+//     checks the closed bit while raising the claim's highest index;
+//     closing sets that bit and then reads both (sequentially consistent
+//     atomics, a Dekker pair). So every packet sealed under the claim is
+//     seen by the closer, or was refused. The closer records, per receiver
+//     key that was a member (or is moving out), one past the highest index
+//     the claim may have given it: hist[s][r] exceeds every index r was
+//     sent under s.
+//  3. The next claim copies hist[s] as its lanes. A receiver with a lane
+//     gets out = lane + RebaseMargin + (in - anchor), where anchor is the
+//     claim's first admitted index; Admit drops a packet with in +
+//     RebaseMargin <= anchor, so out >= lane: above everything r was ever
+//     sent under s. A receiver without a lane gets in: its key was never
+//     sent s. Every closing claim that may have reached a receiver records
+//     it: it is in the closer's member list (loaded after the close; a
+//     member published later got nothing under the closed claim) with a
+//     lane or a JoinSeq at most the served mark (a member that joined
+//     after the last packet forwarded got nothing), or it is moving out
+//     (confState.away).
+//  4. A moving receiver takes hist[.][r] (live claims included, read after
+//     the grace period of its leaving, when it no longer receives there)
+//     to the new conference, where it becomes hist there; if a live claim
+//     there already uses one of those SSRCs, the move is refused
+//     (ErrSSRCConflict). A re-keyed receiver's new key starts with no
+//     history (a new Gen); a removed receiver's key is gone.
+//  5. hist[s][r] is forgotten only when r's key leaves the conference
+//     (Remove, re-key, move); an SSRC is forgotten when no present
+//     receiver was sent it and nobody claims it.
 //
-// ClaimSSRC is race-free across workers: the conference's claims are an
-// immutable map behind an atomic pointer; a claimed SSRC is one load and
-// one map read, and a new SSRC is added by copying the map under a
-// per-conference mutex that also serializes with the writer (once per new
-// SSRC, never per packet).
+// So across leave, rejoin, re-key, move and takeover, each (receiver key,
+// SSRC, kind, index) is sealed at most once. TestNonceNeverRepeats and
+// FuzzNonceNeverRepeats collect every one the table hands out over random
+// such sequences, with senders that start their indices over, and fail on
+// a repeat.
+//
+// Continuity: a receiver with a lane sees the SSRC go on a little above
+// its last index (RebaseMargin plus reordering), well inside the 2^15 its
+// ROC estimate (RFC 3711 appendix A) follows, so a rejoined sender is
+// delivered at once. For the double profiles the OHB keeps the sender's
+// SEQ, and the endpoint tracks the inner ROC per end-to-end key,
+// independently of the outer one (RFC 8723 section 3; perc learns it from
+// the FullEKTField). A receiver without a lane gets the sender's indices
+// unchanged, so a late joiner can still take the ROC from the
+// FullEKTField.
+//
+// Admit is race-free across workers: the conference's live claims are an
+// immutable map behind an atomic pointer; an SSRC the sender owns costs one
+// load, one map read and a few atomics on the claim (written by the
+// owner's worker only). A new claim copies the map under a per-conference
+// mutex that also serializes with the writer (once per claim, never per
+// packet). Claim.Out is one map read per receiver, only for a re-based
+// claim.
+//
+// # SSRC budget, collisions and takeovers
+//
+// A sender holds at most Config.MaxSSRCsPerSender live claims (default 16;
+// its Opener tracks at most 64 SSRCs anyway): its packets under one more
+// SSRC are dropped and counted (Stats.SSRCOverBudget,
+// Endpoint.OverBudget), so one participant cannot fill the conference's
+// Config.MaxSSRCsPerConference.
+//
+// A packet under an SSRC another sender of the conference owns is a
+// collision: dropped, counted (Stats.SSRCCollisions, Endpoint.Collisions)
+// and counted against the claim. The SSRC belongs to whoever uses it:
+//
+//   - an owner that has sent nothing under it for Config.ClaimContest
+//     (default 1 s) loses it to the next sender that collides;
+//   - otherwise a collision starts a contest of ClaimContest; at its end,
+//     if the colliding senders sent more than twice what the owner sent,
+//     the owner loses it to the next one, else a new contest begins.
+//
+// A squatter that claimed a joiner's SSRC (learnt from signalling) and
+// went quiet loses it within a second of the joiner's first packet; to
+// keep it, it must go on sending more than half of the joiner's rate under
+// it, per SSRC and within its budget, all of it forwarded and counted
+// (Endpoint.LostClaims counts what it lost, Stats.SSRCTakeovers). A
+// newcomer cannot take an SSRC from an owner that is actually sending
+// unless it outsends it two to one. A takeover starts a new claim, so the
+// re-basing above applies: the squatter's packets and the joiner's never
+// share an index towards any receiver. The MD cannot tell the participant
+// entitled to an SSRC (RFC 8871 gives it no SSRC binding), so this rule is
+// about cost, not identity.
 //
 // # Limits and memory
 //
 // Config.MaxAssociations bounds the table (Install returns ErrTableFull);
-// Config.MaxSSRCsPerConference bounds the claims of a conference.
+// Config.MaxSSRCsPerConference bounds the SSRCs a conference holds state
+// for (live claims and SSRCs with history); the history of an SSRC is one
+// lane (24 bytes plus map overhead) per receiver key that was sent it,
+// dropped when that receiver leaves; a claim costs about 200 bytes and a
+// copy of its SSRC's lanes.
 // Beside the AEAD state (the two srtpfast.Keys), an association costs about
 // 460 bytes of heap (TestMemoryPerAssociation: 20,000 associations in
 // conferences of 10 with two SSRCs each): the Endpoint and association

@@ -34,6 +34,7 @@ type Endpoint struct {
 	send *srtpfast.Keys
 	a    *assoc
 	cs   *confState // nil while the endpoint is being moved between conferences
+	join uint64     // join sequence number in conf (see JoinSeq)
 }
 
 // ID returns the association ID.
@@ -72,6 +73,20 @@ func (e *Endpoint) Touch(now int64) {
 // LastSeen returns the last time given to Touch (or the install time).
 func (e *Endpoint) LastSeen() int64 { return e.a.lastSeen.Load() }
 
+// JoinSeq returns the endpoint's join sequence number in its conference:
+// it increases with every join, so it orders the members by the time they
+// joined. A worker passes the largest JoinSeq of the receivers of a packet
+// to Table.Admit.
+func (e *Endpoint) JoinSeq() uint64 { return e.join }
+
+// OverBudget returns how many of this association's packets were refused
+// because it holds Config.MaxSSRCsPerSender claims.
+func (e *Endpoint) OverBudget() uint64 { return e.a.overBudget.Load() }
+
+// LostClaims returns how many of this association's SSRC claims other
+// senders took over (it was silent or outsent under them).
+func (e *Endpoint) LostClaims() uint64 { return e.a.lost.Load() }
+
 // Collisions returns how many of this association's packets were refused by
 // ClaimSSRC because another sender of its conference owns the SSRC.
 func (e *Endpoint) Collisions() uint64 { return e.a.collisions.Load() }
@@ -87,9 +102,15 @@ type assoc struct {
 	// cs is the conference the association is a member of, nil while it is
 	// being moved or after removal; claimers read it under cs.mu.
 	cs atomic.Pointer[confState]
+	// away is the conference it is moving out of (SetConference).
+	away *confState
+	// nclaims is the number of its live claims (changed under cs.mu).
+	nclaims atomic.Int64
 	// owner is gen<<16 | reader ID of the Reader that owns the receive
 	// side of generation gen (Reader.Own).
 	owner      atomic.Uint64
 	lastSeen   atomic.Int64
 	collisions atomic.Uint64
+	overBudget atomic.Uint64
+	lost       atomic.Uint64
 }

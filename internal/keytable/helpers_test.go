@@ -74,3 +74,25 @@ func bulkInstall(tb testing.TB, t *Table, first, n, confSize int, p keyPair) {
 	}
 	t.publish(x)
 }
+
+// send admits one packet of ep under ssrc with SRTP index idx, as a worker
+// does, for every member of ep's conference, at the table's clock.
+func send(tb testing.TB, t *Table, ep *Endpoint, ssrc uint32, idx uint64) (Claim, bool) {
+	tb.Helper()
+	return admitAt(t, ep, ssrc, KindRTP, idx, t.cfg.Now().UnixNano())
+}
+
+// sendAt sends *idx at now and advances *idx.
+func sendAt(tb testing.TB, t *Table, ep *Endpoint, ssrc uint32, idx *uint64, now int64) (Claim, bool) {
+	tb.Helper()
+	*idx++
+	return admitAt(t, ep, ssrc, KindRTP, *idx-1, now)
+}
+
+func admitAt(t *Table, ep *Endpoint, ssrc uint32, kind Kind, idx uint64, now int64) (Claim, bool) {
+	var maxJoin uint64
+	for _, m := range t.snap.Load().Conference(ep.Conference()) {
+		maxJoin = max(maxJoin, m.JoinSeq())
+	}
+	return t.Admit(ep, ssrc, kind, idx, maxJoin, now)
+}

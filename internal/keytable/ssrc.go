@@ -2,214 +2,561 @@ package keytable
 
 import (
 	"maps"
-	"math"
 	"sync"
 	"sync/atomic"
 )
 
-// confState is the state of one conference shared by all snapshots: the
-// SSRC claims. It lives as long as the conference has members.
+// Kind tells which index space a packet uses: the 48-bit SRTP packet index
+// (ROC << 16 | SEQ) or the 31-bit SRTCP index. They are kept apart because
+// SRTP and SRTCP use different session keys (RFC 3711 section 4.3).
+type Kind uint8
+
+// Index kinds.
+const (
+	KindRTP  Kind = 0
+	KindRTCP Kind = 1
+)
+
+const (
+	// RebaseMargin is the gap left between the highest index a receiver
+	// was sent under an SSRC and the first index of the SSRC's next claim
+	// towards it. It exceeds srtpfast.ReplayWindow, so that every packet
+	// the new owner's Opener can still accept (at most ReplayWindow behind
+	// the first one) maps above the old range; older ones are dropped and
+	// counted (Stats.IndexDrops).
+	RebaseMargin = 512
+
+	rtpLimit  = 1 << 48 // SRTP index space
+	rtcpLimit = 1 << 31 // SRTCP index space
+
+	idxMask   = 1<<48 - 1
+	setBit    = 1 << 62 // the word holds an index
+	closedBit = 1 << 63 // the claim is closed: nothing more is admitted
+
+	// DefaultMaxSSRCsPerSender bounds the live claims of one association.
+	DefaultMaxSSRCsPerSender = 16
+	// DefaultClaimContest is how long an SSRC's owner must be silent, or
+	// outsent, before a contender takes the SSRC over (see doc.go).
+	DefaultClaimContest = 1_000_000_000 // 1 s in nanoseconds
+)
+
+// confState is the state of one conference shared by all snapshots: its
+// SSRCs. It lives as long as the conference has members.
 //
-// Claims are an immutable map behind an atomic pointer: the hot path (an
-// SSRC already claimed) is one atomic load and one map read. A new claim
-// copies the map under mu; that happens once per new SSRC in the
-// conference, never per packet, and mu serializes claimers (workers) with
-// the table writer, which makes "check, then claim" race-free.
-//
-// An SSRC whose owner left (or which a moved-in receiver has already
-// received elsewhere) is not freed but retired: it stays blocked until
-// every member that may have received packets under it has left, because a
-// second sender reusing it could make the MD seal two different packets
-// with the same (receiver key, IV). Join sequence numbers track that: a
-// retired claim records the sequence number current at retirement and is
-// reclaimable once the oldest member joined after it.
+// Live claims are an immutable map behind an atomic pointer: the hot path
+// (an SSRC already claimed by the sender) is one atomic load and one map
+// read. Everything else changes under mu, which serializes claimers
+// (workers, on a new SSRC, a takeover or a re-key) with the table writer.
 type confState struct {
 	id ConferenceID
+	t  *Table
 
-	// Written only under Table.mu.
-	seq      uint64 // last join sequence number given out
-	nmembers int
+	// seq is the last join sequence number given out (written under
+	// Table.mu, read by claimers).
+	seq      atomic.Uint64
+	nmembers int // under Table.mu
 
-	// oldest is the smallest join sequence number of the members; it is
-	// raised only after the grace period of the removal that allows it.
-	oldest atomic.Uint64
-
-	mu     sync.Mutex // serializes claim-map writers
-	claims atomic.Pointer[map[uint32]claim]
+	mu     sync.Mutex
+	claims atomic.Pointer[map[uint32]*claim] // live claims; replaced under mu
+	// hist is, per SSRC, what each receiver key (by Endpoint.Gen) may
+	// have been sent under it: one past the highest index, per Kind. An
+	// entry exists while that receiver is a member (or moving out); an
+	// SSRC with no entries and no live claim is forgotten. Under mu.
+	hist map[uint32]map[uint64]lane
+	// away holds the members moving out of the conference (SetConference
+	// between its two steps), by association serial: a claim closed
+	// meanwhile must still record what it sent them. Under mu.
+	away map[uint64]member
 }
 
-// claim is one SSRC of a conference: its live owner, or (owner nil) a
-// retired SSRC, blocked until the oldest member joined after retiredAt, or
-// a reservation for the member that moved in having received it, dropped
-// when that member leaves.
+// lane is what one receiver key was sent under one SSRC: per Kind, one
+// past the highest index (0: nothing); serial is the receiver's
+// association.
+type lane struct {
+	next   [2]uint64
+	serial uint64
+}
+
+// member is a receiver as claims see it.
+type member struct {
+	a    *assoc
+	gen  uint64 // its Send key generation
+	join uint64 // its join sequence number in the conference
+}
+
+// claim is one live claim: an SSRC of the conference, owned by one sender
+// key generation, from the moment it is (re)claimed until that owner
+// leaves, re-keys or loses it. Receivers that were sent the SSRC before
+// the claim began get its packets under rebased indices (lanes); the
+// others get the sender's own indices.
 type claim struct {
-	owner     *assoc
-	retiredAt uint64
-	from      uint64 // serial of the former owner, or of the member reserved for
-	reserved  bool
+	owner *assoc
+	gen   uint64
+	ssrc  uint32
+	// lanes is, per receiver key generation, what it had been sent under
+	// the SSRC when the claim began. Immutable; nil when nobody had.
+	lanes map[uint64]lane
+
+	// Written by the owner's worker, read by closers and contenders.
+	hi     [2]atomic.Uint64 // closedBit | setBit | highest index admitted
+	anchor [2]atomic.Uint64 // setBit | first index admitted
+	served atomic.Uint64    // highest join sequence number of a receiver
+	used   atomic.Int64     // time of the last packet admitted
+	pkts   atomic.Uint64    // packets admitted
+
+	// The contest (see doc.go): collisions by other senders since
+	// contestAt, and pkts when it began.
+	contestAt   atomic.Int64
+	contested   atomic.Uint64
+	pktsAtStart atomic.Uint64
 }
 
-func newConfState(id ConferenceID) *confState {
-	cs := &confState{id: id}
-	m := map[uint32]claim{}
+func newConfState(t *Table, id ConferenceID) *confState {
+	cs := &confState{id: id, t: t, hist: map[uint32]map[uint64]lane{}, away: map[uint64]member{}}
+	m := map[uint32]*claim{}
 	cs.claims.Store(&m)
-	cs.oldest.Store(math.MaxUint64)
 	return cs
 }
 
-// ClaimSSRC records that ep sends under ssrc and reports whether ep may:
-// true if ep's association owns ssrc in its conference (now or from an
-// earlier claim), false if another sender of the conference owns it (a
-// collision: the packet must be dropped; it is counted in
-// Stats.SSRCCollisions and Endpoint.Collisions), if the SSRC is retired, if
-// the conference holds Config.MaxSSRCsPerConference claims, or if ep is a
-// stale version (its association was removed or moved to another
-// conference).
+// Claim is the admission of one packet under a live claim, returned by
+// Table.Admit. Out gives, per receiver, the index to seal the packet
+// with. The zero Claim is not valid.
+type Claim struct {
+	c      *claim
+	in     uint64
+	anchor uint64
+	kind   Kind
+}
+
+// Rebased reports whether some receiver may get this packet under an index
+// other than its own (the SSRC was sent to it before the current claim).
+func (c Claim) Rebased() bool { return c.c != nil && len(c.c.lanes) != 0 }
+
+// Out returns the index under which to seal the admitted packet for
+// receiver r: the packet's own index unless r's current Send key was sent
+// the SSRC before this claim began; then one that continues, with a gap of
+// RebaseMargin, above everything r was sent under it. ok is false (drop
+// this copy; count it) when that index would leave the index space. It
+// neither locks nor allocates.
+func (c Claim) Out(r *Endpoint) (out uint64, ok bool) {
+	if len(c.c.lanes) == 0 {
+		return c.in, true
+	}
+	l, found := c.c.lanes[r.gen]
+	if !found || l.next[c.kind] == 0 {
+		return c.in, true
+	}
+	// Admit guaranteed c.in+RebaseMargin > c.anchor.
+	out = l.next[c.kind] + (c.in + RebaseMargin - c.anchor)
+	limit := uint64(rtpLimit)
+	if c.kind == KindRTCP {
+		limit = rtcpLimit
+	}
+	return out, out < limit
+}
+
+// ClaimSSRC claims ssrc for ep without admitting a packet (for the control
+// plane and tests; workers use Admit): true if ep's association owns ssrc
+// in its conference afterwards.
+func (t *Table) ClaimSSRC(ep *Endpoint, ssrc uint32) bool {
+	return t.claimFor(ep, ssrc, t.cfg.Now().UnixNano()) != nil
+}
+
+// Admit claims ssrc for ep (if it is not ep's already) and admits one
+// authenticated packet from ep under it: index is the packet's SRTP index
+// (ROC << 16 | SEQ) or SRTCP index, by kind; maxJoin is the highest
+// Endpoint.JoinSeq among the receivers the packet is about to be sealed for
+// (the conference's members in the worker's snapshot); now is the batch
+// time in nanoseconds. On false the packet must be dropped; the reason is
+// counted (Stats.SSRCCollisions, SSRCOverBudget, ClaimsFull, StaleClaims,
+// IndexDrops and Endpoint.Collisions).
 //
-// A worker calls it for every packet, with the SSRC of a packet that
-// authenticated (after the Opener accepted it, before forwarding), from ep
-// in its current batch. For an SSRC already claimed it takes no lock and
-// does not allocate; the first claim of an SSRC copies the conference's
-// claim map under a mutex. Claims are safe across workers: of two senders
-// claiming one SSRC, exactly one wins, and it keeps the SSRC until its
-// association leaves the conference.
-func (t *Table) ClaimSSRC(ep *Endpoint, ssrc uint32) (ok bool) {
+// A worker calls it for every packet, after its Opener accepted it, from
+// ep in its current batch, and seals the packet for receiver r under
+// Claim.Out(r). For an SSRC ep already owns it takes no lock and does not
+// allocate. See doc.go for why no (receiver key, SSRC, index) repeats.
+func (t *Table) Admit(ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) (Claim, bool) {
+	c := t.claimFor(ep, ssrc, now)
+	if c == nil {
+		return Claim{}, false
+	}
+	// Receivers first, then the index: a closer that sets closedBit and
+	// then reads served sees this packet's receivers whenever the index
+	// check below passes (all atomics here are sequentially consistent).
+	for {
+		s := c.served.Load()
+		if maxJoin <= s || c.served.CompareAndSwap(s, maxJoin) {
+			break
+		}
+	}
+	anchor := c.anchor[kind].Load()
+	if anchor == 0 {
+		c.anchor[kind].CompareAndSwap(0, setBit|index)
+		anchor = c.anchor[kind].Load()
+	}
+	anchor &= idxMask
+	if len(c.lanes) != 0 && index+RebaseMargin <= anchor {
+		t.stats.indexDrops.Add(1)
+		return Claim{}, false
+	}
+	for {
+		v := c.hi[kind].Load()
+		if v&closedBit != 0 {
+			t.stats.staleClaims.Add(1)
+			return Claim{}, false
+		}
+		if v&setBit != 0 && index <= v&idxMask {
+			break
+		}
+		if c.hi[kind].CompareAndSwap(v, setBit|index) {
+			break
+		}
+	}
+	if c.used.Load() < now {
+		c.used.Store(now)
+	}
+	c.pkts.Add(1)
+	return Claim{c: c, in: index, anchor: anchor, kind: kind}, true
+}
+
+// claimFor returns ep's live claim on ssrc, taking or re-basing it when
+// the rules allow, or nil (counted).
+func (t *Table) claimFor(ep *Endpoint, ssrc uint32, now int64) *claim {
 	cs := ep.cs
 	if cs == nil {
 		t.stats.staleClaims.Add(1)
-		return false
+		return nil
 	}
-	if c, found := (*cs.claims.Load())[ssrc]; found {
-		if c.owner == ep.a {
-			return true
-		}
-		if c.owner != nil || cs.oldest.Load() <= c.retiredAt {
-			t.stats.collisions.Add(1)
-			ep.a.collisions.Add(1)
-			return false
-		}
+	c := (*cs.claims.Load())[ssrc]
+	switch {
+	case c == nil:
+	case c.owner == ep.a && c.gen == ep.gen:
+		return c
+	case c.owner != ep.a && !t.contestDue(c, now):
+		c.contested.Add(1)
+		t.collision(ep)
+		return nil
 	}
-	return t.claimSlow(ep, cs, ssrc)
+	return t.claimSlow(ep, cs, ssrc, now)
 }
 
-func (t *Table) claimSlow(ep *Endpoint, cs *confState, ssrc uint32) bool {
+func (t *Table) collision(ep *Endpoint) {
+	t.stats.collisions.Add(1)
+	ep.a.collisions.Add(1)
+}
+
+// contestDue reports whether a collision with c must be judged under the
+// lock: the owner has been silent for a contest period, or no contest is
+// running, or the running one has lasted a period.
+func (t *Table) contestDue(c *claim, now int64) bool {
+	p := t.cfg.ClaimContest.Nanoseconds()
+	at := c.contestAt.Load()
+	return now-c.used.Load() >= p || at == 0 || now-at >= p
+}
+
+func (t *Table) claimSlow(ep *Endpoint, cs *confState, ssrc uint32, now int64) *claim {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	m := *cs.claims.Load()
-	c, found := m[ssrc]
-	if found {
-		if c.owner == ep.a {
-			return true
-		}
-		if c.owner != nil || cs.oldest.Load() <= c.retiredAt {
-			t.stats.collisions.Add(1)
-			ep.a.collisions.Add(1)
-			return false
-		}
-	}
 	if ep.a.cs.Load() != cs {
 		t.stats.staleClaims.Add(1)
-		return false
+		return nil
 	}
-	if !found && len(m) >= t.cfg.MaxSSRCsPerConference {
+	m := *cs.claims.Load()
+	c := m[ssrc]
+	if c != nil {
+		switch {
+		case c.owner == ep.a && c.gen == ep.gen:
+			return c
+		case c.owner == ep.a && c.gen > ep.gen:
+			t.stats.staleClaims.Add(1) // an older key generation
+			return nil
+		case c.owner == ep.a:
+			// The sender was re-keyed: a new Opener, so its indices
+			// may start over. A new claim, re-based for everyone
+			// who was sent the old one.
+			t.stats.rebases.Add(1)
+			return t.replace(cs, m, c, ep, ssrc, now)
+		case !t.contestWon(c, now):
+			c.contested.Add(1)
+			t.collision(ep)
+			return nil
+		}
+		// Taken over: the owner was silent or outsent.
+		if ep.a.nclaims.Load() >= int64(t.cfg.MaxSSRCsPerSender) {
+			t.stats.overBudget.Add(1)
+			ep.a.overBudget.Add(1)
+			return nil
+		}
+		c.owner.nclaims.Add(-1)
+		c.owner.lost.Add(1)
+		ep.a.nclaims.Add(1)
+		t.stats.takeovers.Add(1)
+		return t.replace(cs, m, c, ep, ssrc, now)
+	}
+	if ep.a.nclaims.Load() >= int64(t.cfg.MaxSSRCsPerSender) {
+		t.stats.overBudget.Add(1)
+		ep.a.overBudget.Add(1)
+		return nil
+	}
+	if _, known := cs.hist[ssrc]; !known && cs.records() >= t.cfg.MaxSSRCsPerConference {
 		t.stats.claimsFull.Add(1)
-		return false
+		return nil
 	}
-	nm := make(map[uint32]claim, len(m)+1)
-	maps.Copy(nm, m)
-	nm[ssrc] = claim{owner: ep.a}
-	cs.claims.Store(&nm)
+	ep.a.nclaims.Add(1)
 	t.stats.claims.Add(1)
-	return true
+	return t.replace(cs, m, nil, ep, ssrc, now)
 }
 
-// retire turns a's claims in cs into retired ones, blocked until every
-// current member has left, and drops retired claims that are reclaimable.
-// Called under Table.mu.
-func (cs *confState) retire(a *assoc) {
+// contestWon judges a collision with c under cs.mu: true if the owner has
+// been silent for a contest period, or a contest period has passed in
+// which other senders sent more than twice what the owner sent. A contest
+// the owner wins starts over.
+func (t *Table) contestWon(c *claim, now int64) bool {
+	p := t.cfg.ClaimContest.Nanoseconds()
+	if now-c.used.Load() >= p {
+		return true
+	}
+	at := c.contestAt.Load()
+	if at == 0 {
+		c.pktsAtStart.Store(c.pkts.Load())
+		c.contested.Store(0)
+		c.contestAt.Store(now)
+		return false
+	}
+	if now-at < p {
+		return false
+	}
+	owner := c.pkts.Load() - c.pktsAtStart.Load()
+	if c.contested.Load() > 2*owner {
+		return true
+	}
+	c.pktsAtStart.Store(c.pkts.Load())
+	c.contested.Store(0)
+	c.contestAt.Store(now)
+	return false
+}
+
+// records is the number of SSRCs the conference holds state for. Under mu.
+func (cs *confState) records() int {
+	n := len(cs.hist)
+	for s := range *cs.claims.Load() {
+		if _, ok := cs.hist[s]; !ok {
+			n++
+		}
+	}
+	return n
+}
+
+// replace closes old (if not nil) and publishes a new claim on ssrc for
+// ep, re-based on everything the SSRC was sent under. Under cs.mu.
+func (t *Table) replace(cs *confState, m map[uint32]*claim, old *claim, ep *Endpoint, ssrc uint32, now int64) *claim {
+	if old != nil {
+		cs.close(old)
+	}
+	nc := &claim{owner: ep.a, gen: ep.gen, ssrc: ssrc}
+	nc.used.Store(now)
+	if h := cs.hist[ssrc]; len(h) != 0 {
+		nc.lanes = maps.Clone(h)
+	}
+	nm := make(map[uint32]*claim, len(m)+1)
+	maps.Copy(nm, m)
+	nm[ssrc] = nc
+	cs.claims.Store(&nm)
+	return nc
+}
+
+// close ends claim c: nothing more is admitted under it (closedBit, set
+// before record reads the receivers), and what it may have sent each
+// receiver is added to hist. Under cs.mu.
+func (cs *confState) close(c *claim) {
+	for k := range c.hi {
+		c.hi[k].Or(closedBit)
+	}
+	cs.record(c, nil)
+}
+
+// record adds to hist what c has sent (or, if only is not nil, what it
+// has sent to that one member). It reads the members after c was closed
+// (or, for a live c, after the member stopped receiving). Under cs.mu.
+func (cs *confState) record(c *claim, only *member) {
+	var hi, anchor [2]uint64
+	var sent [2]bool
+	for k := range c.hi {
+		v := c.hi[k].Load()
+		sent[k], hi[k] = v&setBit != 0, v&idxMask
+		anchor[k] = c.anchor[k].Load() & idxMask
+	}
+	if !sent[KindRTP] && !sent[KindRTCP] {
+		return
+	}
+	served := c.served.Load()
+	h := cs.hist[c.ssrc]
+	add := func(mb member) {
+		if mb.a == c.owner {
+			return
+		}
+		l := c.lanes[mb.gen]
+		nl, had := h[mb.gen]
+		changed := false
+		for k := range sent {
+			if !sent[k] {
+				continue
+			}
+			var next uint64
+			switch {
+			case l.next[k] != 0:
+				next = l.next[k] + (hi[k] + RebaseMargin - anchor[k]) + 1
+			case mb.join <= served:
+				next = hi[k] + 1
+			default:
+				continue
+			}
+			if next > nl.next[k] {
+				nl.next[k], changed = next, true
+			}
+		}
+		if changed || had {
+			if h == nil {
+				h = map[uint64]lane{}
+				cs.hist[c.ssrc] = h
+			}
+			nl.serial = mb.a.serial
+			h[mb.gen] = nl
+		}
+	}
+	if only != nil {
+		add(*only)
+		return
+	}
+	// The current members, loaded after c was closed: one that is not
+	// among them was published after the close, so no packet admitted
+	// under c reached it (see doc.go).
+	for _, e := range cs.snapMembers() {
+		add(member{a: e.a, gen: e.gen, join: e.join})
+	}
+	for _, mb := range cs.away {
+		add(mb)
+	}
+}
+
+// snapMembers returns the conference's members in the current snapshot.
+func (cs *confState) snapMembers() []*Endpoint {
+	return cs.t.snap.Load().Conference(cs.id)
+}
+
+// retire closes a's claims in cs (a is leaving) and records what they
+// sent; if a is removed (not moving), it also forgets what a was sent.
+// Called under Table.mu, before the change is published.
+func (cs *confState) retire(a *assoc, gen uint64, moving bool) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	m := *cs.claims.Load()
-	oldest := cs.oldest.Load()
-	nm := make(map[uint32]claim, len(m))
+	nm := make(map[uint32]*claim, len(m))
 	for s, c := range m {
-		switch {
-		case c.owner == a:
-			nm[s] = claim{retiredAt: cs.seq, from: a.serial}
-		case c.owner == nil && c.reserved && c.from == a.serial:
-			// a reservation for a: a has left, nobody else here
-			// received the SSRC (it was blocked). Forget it.
-		case c.owner == nil && oldest > c.retiredAt:
-			// reclaimable: forget it
-		default:
-			nm[s] = c
+		if c.owner == a {
+			cs.close(c)
+			a.nclaims.Add(-1)
+			continue
 		}
+		nm[s] = c
 	}
 	cs.claims.Store(&nm)
+	if moving {
+		cs.away[a.serial] = member{a: a, gen: gen, join: a.joinSeq}
+	} else {
+		cs.forget(a.serial, 0)
+	}
 }
 
-// received adds to out the SSRCs that member a may have received in cs
-// under its current send key: those owned by another member, those another
-// member gave up after a joined, and those reserved for a (received in a
-// conference before). Called under Table.mu.
-func (cs *confState) received(a *assoc, out map[uint32]bool) {
-	for s, c := range *cs.claims.Load() {
-		switch {
-		case c.owner != nil:
-			if c.owner != a {
-				out[s] = true
+// forget drops what the Send keys of association serial other than
+// keepGen (0: all of them) were sent, and SSRCs nobody needs any more.
+// Under mu.
+func (cs *confState) forget(serial, keepGen uint64) {
+	for s, h := range cs.hist {
+		for g, l := range h {
+			if l.serial == serial && g != keepGen {
+				delete(h, g)
 			}
-		case c.reserved:
-			if c.from == a.serial {
-				out[s] = true
-			}
-		case c.from != a.serial && c.retiredAt >= a.joinSeq:
-			out[s] = true
+		}
+		if len(h) == 0 {
+			delete(cs.hist, s)
 		}
 	}
 }
 
-// conflicts reports whether one of ssrcs is owned in cs by a live sender
+// received returns, per SSRC, what member mb was sent in cs under its
+// current key. Unless peek, mb is moving out and no longer receives
+// anything in cs (Table.mu held, after the grace period of its leaving):
+// what live claims sent it is recorded first, and afterwards cs forgets
+// it.
+func (cs *confState) received(mb member, peek bool) map[uint32]lane {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if !peek {
+		for _, c := range *cs.claims.Load() {
+			cs.record(c, &mb)
+		}
+	}
+	out := map[uint32]lane{}
+	for s, h := range cs.hist {
+		if l, ok := h[mb.gen]; ok {
+			out[s] = l
+		}
+	}
+	for s, c := range *cs.claims.Load() {
+		if _, ok := out[s]; !ok && c.owner != mb.a && mb.join != 0 && mb.join <= c.served.Load() {
+			out[s] = lane{} // sent something under a live claim
+		}
+	}
+	if !peek {
+		delete(cs.away, mb.a.serial)
+		cs.forget(mb.a.serial, 0)
+	}
+	return out
+}
+
+// conflicts reports whether one of ssrcs is live-claimed in cs by a sender
 // other than a. Called under Table.mu.
-func (cs *confState) conflicts(a *assoc, ssrcs map[uint32]bool) bool {
+func (cs *confState) conflicts(a *assoc, ssrcs map[uint32]lane) bool {
 	m := *cs.claims.Load()
 	for s := range ssrcs {
-		if c, ok := m[s]; ok && c.owner != nil && c.owner != a {
+		if c, ok := m[s]; ok && c.owner != a {
 			return true
 		}
 	}
 	return false
 }
 
-// reserve blocks ssrcs in cs until a (which joined with a.joinSeq) has
-// left; it fails, changing nothing, if one of them is owned by another
-// live sender. Called under Table.mu, after a joined.
-func (cs *confState) reserve(a *assoc, ssrcs map[uint32]bool) bool {
-	if len(ssrcs) == 0 {
-		return true
-	}
+// reserve records in cs what receiver gen was sent under ssrcs elsewhere,
+// so that claims in cs continue above it; it fails, changing nothing, if
+// one of them is live-claimed by another sender (that claim's indices
+// towards the newcomer could repeat). Called under Table.mu.
+func (cs *confState) reserve(a *assoc, gen uint64, ssrcs map[uint32]lane) bool {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	m := *cs.claims.Load()
-	nm := make(map[uint32]claim, len(m)+len(ssrcs))
-	maps.Copy(nm, m)
-	for s := range ssrcs {
-		c, ok := m[s]
-		switch {
-		case !ok:
-			nm[s] = claim{retiredAt: a.joinSeq, from: a.serial, reserved: true}
-		case c.owner != nil:
-			if c.owner != a {
-				return false
-			}
-		default:
-			// Already retired or reserved here: block it until every
-			// member up to a (included) has left. Whoever it came from,
-			// every member that joined before retiredAt (a too) counts
-			// it as received.
-			nm[s] = claim{retiredAt: max(c.retiredAt, a.joinSeq)}
-		}
+	if cs.conflicts(a, ssrcs) {
+		return false
 	}
-	cs.claims.Store(&nm)
+	for s, l := range ssrcs {
+		h := cs.hist[s]
+		if h == nil {
+			h = map[uint64]lane{}
+			cs.hist[s] = h
+		}
+		cur := h[gen]
+		cur.serial = a.serial
+		for k := range l.next {
+			cur.next[k] = max(cur.next[k], l.next[k])
+		}
+		h[gen] = cur
+	}
 	return true
+}
+
+// rekeyed forgets what the older Send keys of association a were sent:
+// its new key gen has been sent nothing. Called under Table.mu.
+func (cs *confState) rekeyed(a *assoc, gen uint64) {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	cs.forget(a.serial, gen)
 }

@@ -36,9 +36,20 @@ type Config struct {
 	// One shard is a plain copy-on-write map (install cost grows with the
 	// table).
 	Shards int
-	// MaxSSRCsPerConference bounds the SSRC claims (live and retired) of a
-	// conference. Zero means DefaultMaxSSRCsPerConference.
+	// MaxSSRCsPerConference bounds the SSRCs a conference holds state for:
+	// live claims and SSRCs a present member was sent under an earlier
+	// claim. Zero means DefaultMaxSSRCsPerConference.
 	MaxSSRCsPerConference int
+	// MaxSSRCsPerSender bounds the live claims of one association; its
+	// packets under one more SSRC are dropped and counted
+	// (Stats.SSRCOverBudget, Endpoint.OverBudget). Zero means
+	// DefaultMaxSSRCsPerSender.
+	MaxSSRCsPerSender int
+	// ClaimContest is the contest period of SSRC takeovers: an owner that
+	// sent nothing under its SSRC for this long, or less than half of what
+	// colliding senders sent over a period, loses it to the next one (see
+	// doc.go). Zero means DefaultClaimContest.
+	ClaimContest time.Duration
 	// GraceTimeout is how long a write waits for Readers still inside an
 	// older batch when its context has no deadline. Zero means
 	// DefaultGraceTimeout.
@@ -77,10 +88,16 @@ type Stats struct {
 	Expired      uint64 // associations removed by ExpireIdle
 	TableFull    uint64 // Installs refused with ErrTableFull
 	// SSRCClaims counts SSRCs claimed; SSRCCollisions packets refused
-	// because another sender owns (or a departed one retired) the SSRC;
-	// StaleClaims claims by a removed or moving endpoint version;
-	// ClaimsFull claims refused at MaxSSRCsPerConference.
+	// because another sender owns the SSRC; StaleClaims packets of a
+	// removed, moving or re-keyed endpoint version (or admitted as its
+	// claim closed); ClaimsFull claims refused at MaxSSRCsPerConference.
 	SSRCClaims, SSRCCollisions, StaleClaims, ClaimsFull uint64
+	// SSRCOverBudget counts packets refused because their sender holds
+	// MaxSSRCsPerSender claims; SSRCTakeovers claims lost to a contender
+	// (the owner was silent or outsent); SSRCRebases claims renewed for a
+	// re-keyed sender; IndexDrops packets too far behind a re-based
+	// claim's first packet to be given an index above the old range.
+	SSRCOverBudget, SSRCTakeovers, SSRCRebases, IndexDrops uint64
 	// Misrouted counts Reader.Own refusals: a packet on a worker that
 	// does not own the endpoint's receive state.
 	Misrouted uint64
@@ -91,6 +108,7 @@ type Stats struct {
 type counters struct {
 	installs, rekeys, removes, expired, tableFull atomic.Uint64
 	claims, collisions, staleClaims, claimsFull   atomic.Uint64
+	overBudget, takeovers, rebases, indexDrops    atomic.Uint64
 	misrouted, graceTimeouts                      atomic.Uint64
 }
 
@@ -117,7 +135,8 @@ type Table struct {
 
 // New returns an empty Table.
 func New(cfg Config) (*Table, error) {
-	if cfg.MaxAssociations < 0 || cfg.Shards < 0 || cfg.MaxSSRCsPerConference < 0 || cfg.GraceTimeout < 0 {
+	if cfg.MaxAssociations < 0 || cfg.Shards < 0 || cfg.MaxSSRCsPerConference < 0 || cfg.GraceTimeout < 0 ||
+		cfg.MaxSSRCsPerSender < 0 || cfg.ClaimContest < 0 {
 		return nil, fmt.Errorf("keytable: new table: %w: negative limit in %+v", ErrInvalid, cfg)
 	}
 	if cfg.MaxAssociations == 0 {
@@ -135,6 +154,12 @@ func New(cfg Config) (*Table, error) {
 	}
 	if cfg.GraceTimeout == 0 {
 		cfg.GraceTimeout = DefaultGraceTimeout
+	}
+	if cfg.MaxSSRCsPerSender == 0 {
+		cfg.MaxSSRCsPerSender = DefaultMaxSSRCsPerSender
+	}
+	if cfg.ClaimContest == 0 {
+		cfg.ClaimContest = DefaultClaimContest
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -173,6 +198,10 @@ func (t *Table) Stats() Stats {
 		SSRCCollisions: c.collisions.Load(),
 		StaleClaims:    c.staleClaims.Load(),
 		ClaimsFull:     c.claimsFull.Load(),
+		SSRCOverBudget: c.overBudget.Load(),
+		SSRCTakeovers:  c.takeovers.Load(),
+		SSRCRebases:    c.rebases.Load(),
+		IndexDrops:     c.indexDrops.Load(),
 		Misrouted:      c.misrouted.Load(),
 		GraceTimeouts:  c.graceTimeouts.Load(),
 	}
@@ -274,11 +303,11 @@ func (t *Table) joinLocked(x *txn, ep *Endpoint) {
 func (t *Table) joinPrepare(ep *Endpoint) *confState {
 	cs := t.confs[ep.conf]
 	if cs == nil {
-		cs = newConfState(ep.conf)
+		cs = newConfState(t, ep.conf)
 		t.confs[ep.conf] = cs
 	}
-	cs.seq++
-	ep.a.joinSeq = cs.seq
+	ep.a.joinSeq = cs.seq.Add(1)
+	ep.join = ep.a.joinSeq
 	return cs
 }
 
@@ -286,23 +315,21 @@ func (t *Table) joinCommit(x *txn, ep *Endpoint) {
 	cs := t.confs[ep.conf]
 	ep.cs = cs
 	cs.nmembers++
-	if cs.nmembers == 1 {
-		cs.oldest.Store(ep.a.joinSeq)
-	}
 	ep.a.cs.Store(cs)
 	x.addMember(ep)
 }
 
 // leaveLocked removes as from its conference in x: no more claims, its
-// SSRCs retired, out of the member list. It returns the conference (nil if
-// as was not a member).
-func (t *Table) leaveLocked(x *txn, as *assoc) *confState {
+// claims closed, out of the member list; unless it is moving, what it was
+// sent is forgotten. It returns the conference (nil if as was not a
+// member).
+func (t *Table) leaveLocked(x *txn, as *assoc, moving bool) *confState {
 	cs := as.cs.Load()
 	if cs == nil {
 		return nil
 	}
 	as.cs.Store(nil) // before retire: a claim that follows sees it
-	cs.retire(as)
+	cs.retire(as, as.cur.gen, moving)
 	x.delMember(cs.id, as)
 	cs.nmembers--
 	if cs.nmembers == 0 && t.confs[cs.id] == cs {
@@ -313,31 +340,14 @@ func (t *Table) leaveLocked(x *txn, as *assoc) *confState {
 
 // removeLocked removes as entirely in x.
 func (t *Table) removeLocked(x *txn, as *assoc) *confState {
-	cs := t.leaveLocked(x, as)
+	if as.away != nil { // removed while moving
+		as.away.received(member{a: as, gen: as.cur.gen}, false)
+		as.away = nil
+	}
+	cs := t.leaveLocked(x, as, false)
 	x.delAddr(as.cur.addr)
 	delete(t.byID, as.id)
 	return cs
-}
-
-// raiseOldest, after the grace period of a removal from conferences css,
-// lets their retired SSRCs become reclaimable once no member that may have
-// received them is left.
-func (t *Table) raiseOldest(css ...*confState) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	snap := t.snap.Load()
-	for _, cs := range css {
-		if cs == nil || t.confs[cs.id] != cs {
-			continue
-		}
-		oldest := cs.seq + 1
-		for _, e := range snap.Conference(cs.id) {
-			oldest = min(oldest, e.a.joinSeq)
-		}
-		if oldest > cs.oldest.Load() {
-			cs.oldest.Store(oldest)
-		}
-	}
 }
 
 // replaceLocked publishes nep as the new version of its association,
@@ -370,6 +380,9 @@ func (t *Table) rekey(ctx context.Context, as *assoc, a Association) (*Endpoint,
 	nep.gen, nep.addr, nep.recv, nep.send = t.gen, a.Addr, a.Recv, a.Send
 	x := newTxn(t.snap.Load())
 	t.replaceLocked(x, &nep)
+	if cs := as.cs.Load(); cs != nil {
+		cs.rekeyed(as, nep.gen)
+	}
 	epoch := t.publish(x)
 	t.mu.Unlock()
 	t.stats.rekeys.Add(1)
@@ -395,14 +408,13 @@ func (t *Table) Remove(ctx context.Context, id uuid.UUID) error {
 		return fmt.Errorf("keytable: remove %v: %w", id, ErrNotFound)
 	}
 	x := newTxn(t.snap.Load())
-	cs := t.removeLocked(x, as)
+	t.removeLocked(x, as)
 	epoch := t.publish(x)
 	t.mu.Unlock()
 	t.stats.removes.Add(1)
 	if err := t.waitGrace(ctx, epoch); err != nil {
 		return fmt.Errorf("keytable: remove %v: %w", id, err)
 	}
-	t.raiseOldest(cs)
 	return nil
 }
 
@@ -443,11 +455,11 @@ func (t *Table) SetAddr(ctx context.Context, id uuid.UUID, addr netip.AddrPort) 
 
 // SetConference moves association id to conference conf. It runs in two
 // published steps with a grace period after each: the endpoint first leaves
-// its conference (its SSRCs retired there; its packets are dropped by
-// ClaimSSRC meanwhile), then joins conf. The SSRCs it may have received in
-// the old conference are reserved in conf until it leaves conf, because its
-// send key has already sealed packets under them; if another sender of conf
-// owns one of them, SetConference returns ErrSSRCConflict and changes
+// its conference (its claims closed there; its packets are dropped by
+// Admit meanwhile), then joins conf. What its Send key was sent under each
+// SSRC in the old conference is carried to conf, so that claims there
+// continue above it (see doc.go); if another sender of conf has a live
+// claim on one of those SSRCs, SetConference returns ErrSSRCConflict and changes
 // nothing (or, if that sender claimed it while the move was under way,
 // removes the association and says so). When it returns nil, no worker
 // forwards the old conference's packets to it or its packets to the old
@@ -469,10 +481,9 @@ func (t *Table) SetConference(ctx context.Context, id uuid.UUID, conf Conference
 		t.mu.Unlock()
 		return as.cur, nil
 	}
-	// What it received in old, including what is reserved for it there
-	// (dropped when it leaves).
-	rcv := make(map[uint32]bool)
-	old.received(as, rcv)
+	// What it was sent in old (so far: a pre-check).
+	mb := member{a: as, gen: as.cur.gen, join: as.joinSeq}
+	rcv := old.received(mb, true)
 	if cs := t.confs[conf]; cs != nil && cs.conflicts(as, rcv) {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("keytable: move %v to conference %d: %w", id, conf, ErrSSRCConflict)
@@ -481,16 +492,16 @@ func (t *Table) SetConference(ctx context.Context, id uuid.UUID, conf Conference
 	// that its packets resolve and are dropped by ClaimSSRC, not
 	// misrouted) but is in no conference.
 	x := newTxn(t.snap.Load())
-	t.leaveLocked(x, as)
+	t.leaveLocked(x, as, true)
+	as.away = old
 	limbo := *as.cur
 	limbo.conf, limbo.cs = conf, nil
 	t.replaceLocked(x, &limbo)
 	epoch := t.publish(x)
 	t.mu.Unlock()
 	graceErr := t.waitGrace(ctx, epoch)
-	t.raiseOldest(old)
 
-	// Step 2: join, reserving what it received in old (complete now that
+	// Step 2: join, carrying what it was sent in old (complete now that
 	// no batch that could forward old's packets to it is running).
 	t.mu.Lock()
 	if t.byID[id] != as || as.cs.Load() != nil || as.cur.conf != conf {
@@ -500,8 +511,9 @@ func (t *Table) SetConference(ctx context.Context, id uuid.UUID, conf Conference
 	nep := *as.cur
 	cs := t.joinPrepare(&nep)
 	x = newTxn(t.snap.Load())
-	old.received(as, rcv) // claims made by batches that were running in step 1
-	if !cs.reserve(as, rcv) {
+	rcv = old.received(mb, false)
+	as.away = nil
+	if !cs.reserve(as, mb.gen, rcv) {
 		if cs.nmembers == 0 {
 			delete(t.confs, conf)
 		}
@@ -545,7 +557,6 @@ func (t *Table) ExpireIdle(ctx context.Context, idle time.Duration) ([]uuid.UUID
 	cutoff := t.cfg.Now().UnixNano() - idle.Nanoseconds()
 	t.mu.Lock()
 	var ids []uuid.UUID
-	var css []*confState
 	var x *txn
 	for id, as := range t.byID {
 		if as.lastSeen.Load() >= cutoff {
@@ -555,9 +566,7 @@ func (t *Table) ExpireIdle(ctx context.Context, idle time.Duration) ([]uuid.UUID
 			x = newTxn(t.snap.Load())
 		}
 		ids = append(ids, id)
-		if cs := t.removeLocked(x, as); cs != nil {
-			css = append(css, cs)
-		}
+		t.removeLocked(x, as)
 	}
 	if x == nil {
 		t.mu.Unlock()
@@ -569,6 +578,5 @@ func (t *Table) ExpireIdle(ctx context.Context, idle time.Duration) ([]uuid.UUID
 	if err := t.waitGrace(ctx, epoch); err != nil {
 		return ids, fmt.Errorf("keytable: expire idle: %w", err)
 	}
-	t.raiseOldest(css...)
 	return ids, nil
 }

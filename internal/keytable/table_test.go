@@ -260,8 +260,8 @@ func TestSetConference(t *testing.T) {
 		{name: "not found", id: idOf(9), conf: 2, wantErr: ErrNotFound},
 		{name: "received SSRC in use in target", id: idOf(0), conf: 2,
 			claims: func(tb *Table, eps []*Endpoint) {
-				tb.ClaimSSRC(eps[1], 1234) // 0 received 1234 from 1 in conference 1
-				tb.ClaimSSRC(eps[2], 1234) // and 2 sends 1234 in conference 2
+				send(t, tb, eps[1], 1234, 5) // 0 received 1234 from 1 in conference 1
+				send(t, tb, eps[2], 1234, 5) // and 2 sends 1234 in conference 2
 			}, wantErr: ErrSSRCConflict},
 		{name: "own SSRC in use in target is fine", id: idOf(0), conf: 2,
 			claims: func(tb *Table, eps []*Endpoint) {
@@ -299,24 +299,30 @@ func TestSetConference(t *testing.T) {
 	}
 }
 
-func TestSetConferenceReservesReceivedSSRCs(t *testing.T) {
+// A moved member carries what it was sent: a sender of the new conference
+// that uses the same SSRC is re-based above it.
+func TestSetConferenceCarriesReceivedSSRCs(t *testing.T) {
 	ctx := context.Background()
 	p := newPair(t, 0)
 	tb := newTable(t, Config{})
 	r, _ := tb.Install(ctx, assocOf(0, 1, p))
 	s, _ := tb.Install(ctx, assocOf(1, 1, p))
 	x, _ := tb.Install(ctx, assocOf(2, 2, p))
-	if !tb.ClaimSSRC(s, 77) {
-		t.Fatal("claim refused")
+	const top = 70_000
+	if _, ok := send(t, tb, s, 77, top); !ok {
+		t.Fatal("packet refused")
 	}
-	// r has received 77 from s; after the move a sender of conference 2
-	// must not use 77 towards r.
 	r2, err := tb.SetConference(ctx, r.ID(), 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tb.ClaimSSRC(x, 77) {
-		t.Errorf("SSRC received by a moved-in member was claimable")
+	// x now sends 77 from index 3: r2 must get it above top.
+	c, ok := send(t, tb, x, 77, 3)
+	if !ok {
+		t.Fatal("claim of an SSRC a moved-in member was sent refused")
+	}
+	if out, ok := c.Out(r2); !ok || out <= top || out > top+RebaseMargin+1 {
+		t.Errorf("moved member gets index %d (ok %v), want just above %d", out, ok, top)
 	}
 	if !tb.ClaimSSRC(x, 78) || !tb.ClaimSSRC(r2, 99) {
 		t.Errorf("unrelated claims refused")
@@ -324,13 +330,6 @@ func TestSetConferenceReservesReceivedSSRCs(t *testing.T) {
 	// The stale version of r (conference 1) may not claim anything.
 	if tb.ClaimSSRC(r, 5) {
 		t.Errorf("stale version claimed")
-	}
-	// Once r has left conference 2 the reservation lapses.
-	if err := tb.Remove(ctx, r.ID()); err != nil {
-		t.Fatal(err)
-	}
-	if !tb.ClaimSSRC(x, 77) {
-		t.Errorf("reservation outlived its member")
 	}
 }
 

@@ -126,6 +126,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			v uint64
 		}{{"install", t.Installs}, {"rekey", t.Rekeys}, {"remove", t.Removes}, {"expire", t.Expired},
 			{"table_full", t.TableFull}, {"ssrc_claim", t.SSRCClaims}, {"ssrc_collision", t.SSRCCollisions},
+			{"ssrc_stale_claim", t.StaleClaims}, {"ssrc_claims_full", t.ClaimsFull},
+			{"ssrc_over_budget", t.SSRCOverBudget}, {"ssrc_takeover", t.SSRCTakeovers},
+			{"ssrc_rebase", t.SSRCRebases}, {"ssrc_index_drop", t.IndexDrops},
 			{"misrouted", t.Misrouted}, {"grace_timeout", t.GraceTimeouts}} {
 			counter(ch, dTable, e.v, e.n)
 		}

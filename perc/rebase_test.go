@@ -1,0 +1,90 @@
+package perc
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/mdfast/mdfast/internal/double"
+	"github.com/mdfast/mdfast/internal/ekt"
+	"github.com/mdfast/mdfast/internal/srtpfast"
+)
+
+// TestRebasedSSRC: a receiver heard a sender under SSRC 0x5555 up to outer
+// ROC 3; the sender leaves and another (a rejoin: a new end-to-end key)
+// starts the same SSRC over at ROC 0. The Media Distributor gives the
+// receiver the new stream above the old one (outer SEQ rewritten, ROC 3,
+// the original SEQ in the OHB, as mdfast's worker does with
+// srtpfast.RewriteDouble). The receiver must open the inner layer under
+// the sender's own ROC 0, learnt from the FullEKTField, not the outer one.
+func TestRebasedSSRC(t *testing.T) {
+	old, rcv, pc, got := pair(t)
+	old.cfg.FullEKTInterval = time.Nanosecond
+	now := time.Now()
+	seq := uint16(0)
+	for range 8 { // 7 jumps of 30,000: ROC 3
+		if err := old.WriteRTP(rtpPacket(0x5555, seq, []byte("old"))); err != nil {
+			t.Fatal(err)
+		}
+		rcv.receiveDouble(bytes.Clone(pc.last()), now)
+		seq += 30000
+	}
+	if n := len(*got); n != 8 || (*got)[7].ROC != 3 {
+		t.Fatalf("old stream: %d delivered, stats %+v", n, rcv.Stats())
+	}
+	top := uint64(3)<<16 | uint64(seq-30000)
+
+	// The rejoin: same hop-by-hop keys, a new end-to-end key under the
+	// conference's next EKTKey (the KD re-keys when members change).
+	snd, _, spc, _ := pair(t)
+	snd.cfg.FullEKTInterval = time.Nanosecond
+	next := func() *ektSet {
+		return &ektSet{spi: 8, seq: 2, key: bytes.Repeat([]byte{9}, 16), salt: bytes.Repeat([]byte{4}, 12), ttl: time.Now().Add(time.Hour)}
+	}
+	snd.sets, snd.setSeq = map[uint16]*ektSet{8: next()}, 2
+	var err error
+	if snd.send, err = snd.newSendKeys(snd.sets[8]); err != nil {
+		t.Fatal(err)
+	}
+	rcv.sets[8], rcv.setSeq = next(), 2
+	var sc double.Scratch
+	base := top + 512 - 100
+	for i := range uint16(20) {
+		if err := snd.WriteRTP(rtpPacket(0x5555, 100+i, []byte("rejoined"))); err != nil {
+			t.Fatal(err)
+		}
+		pkt := bytes.Clone(spc.last())
+		n, _, err := ekt.FieldLen(pkt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		field, b := pkt[len(pkt)-n:], pkt[:len(pkt)-n]
+		// The MD: open the outer layer, rewrite SEQ (OHB records the
+		// original), seal the outer layer under the new index.
+		full, plain, err := double.OpenOuter(&sc, snd.dout, b, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open := append(bytes.Clone(b[:full]), plain...)
+		out := uint64(100+i) + base
+		ln, err := srtpfast.RewriteDouble(append(open, 0, 0, 0)[:len(open)], srtpfast.Rewrite{SetSeq: true, Seq: uint16(out)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = open[:ln]
+		if binary.BigEndian.Uint16(open[2:]) == 100+i {
+			t.Fatal("SEQ not rewritten")
+		}
+		wire := double.SealOuter(&sc, old.dout, nil, open[:full], open[full:], uint32(out>>16))
+		rcv.receiveDouble(append(wire, field...), now)
+	}
+	if n := len(*got); n != 28 {
+		t.Fatalf("rejoined stream: %d of 20 delivered, stats %+v", n-8, rcv.Stats())
+	}
+	for i, p := range (*got)[8:] {
+		if p.Seq != 100+uint16(i) || p.ROC != 0 || string(p.Payload) != "rejoined" {
+			t.Fatalf("packet %d: seq %d roc %d payload %q", i, p.Seq, p.ROC, p.Payload)
+		}
+	}
+}
