@@ -205,7 +205,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	relay, err := mdslow.New(mdslow.Config{
 		Sender: dp, Neighbours: dp, Table: table, Membership: memb, Credentials: memb, Limits: c.Limits(),
-		OnHandshake: events.ObserveHandshake, OnTunnelState: events.SetTunnel, Logger: log,
+		SlowPriority: dp.SlowPriority(),
+		OnHandshake:  events.ObserveHandshake, OnTunnelState: events.SetTunnel, Logger: log,
 	})
 	if err != nil {
 		return err
@@ -218,6 +219,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("tunnel: %w", err)
 	}
 	relay.SetTunnel(md)
+	dp.SetSlowTriage(relay.Triage)
+	dp.SetSlowAnswer(relay.AnswerStateless)
 	promReg.MustRegister(metrics.NewCollector(metrics.Source{
 		Dataplane: func() *dataplane.Dataplane { return dp },
 		Table:     table.Stats,

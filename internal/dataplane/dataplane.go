@@ -172,11 +172,16 @@ type Dataplane struct {
 	kernConns []*net.UDPConn
 	slowStats [NumCounters]atomic.Uint64
 
-	slow   chan SlowPacket
-	stop   atomic.Bool
-	exited atomic.Pointer[workerExit]
-	wg     sync.WaitGroup
-	slowWG sync.WaitGroup
+	slow chan SlowPacket
+	// slowPrio is the slow path's priority lane; triage picks what goes
+	// there (SetSlowTriage).
+	slowPrio chan SlowPacket
+	triage   atomic.Pointer[func(b []byte, from netip.AddrPort) bool]
+	answer   atomic.Pointer[func(b []byte, from, to netip.AddrPort) bool]
+	stop     atomic.Bool
+	exited   atomic.Pointer[workerExit]
+	wg       sync.WaitGroup
+	slowWG   sync.WaitGroup
 
 	mu     sync.Mutex
 	closed bool
@@ -224,6 +229,7 @@ func newDataplane(cfg Config, m Mode) *Dataplane {
 		cfg: cfg, mode: m, log: cfg.Logger,
 		sendConns: make(map[uint16]*net.UDPConn),
 		slow:      make(chan SlowPacket, cfg.SlowQueue),
+		slowPrio:  make(chan SlowPacket, cfg.SlowQueue),
 	}
 }
 
@@ -362,14 +368,14 @@ func (d *Dataplane) addWorker(p Port) {
 	if pin {
 		cpu = d.cfg.CPUs[i%len(d.cfg.CPUs)]
 	}
-	var slow chan<- SlowPacket
+	var slow, prio chan<- SlowPacket
 	if d.mode == ModeSocket {
-		slow = d.slow
+		slow, prio = d.slow, d.slowPrio
 	}
 	d.ports = append(d.ports, p)
 	d.workers = append(d.workers, NewWorker(i, p, d.cfg.Table.NewReader(), WorkerConfig{
 		BatchSize: d.cfg.BatchSize, MaxSSRCs: d.cfg.MaxSSRCs, OpenerIdle: d.cfg.OpenerIdle,
-		Slow: slow, Pin: pin, CPU: cpu, Logger: d.log,
+		Slow: slow, SlowPriority: prio, Triage: d.prioritized, Answer: d.answered, Pin: pin, CPU: cpu, Logger: d.log,
 	}))
 }
 
@@ -431,8 +437,20 @@ func (d *Dataplane) readSlow(c *net.UDPConn) {
 		case isMedia(buf[:n]):
 			d.slowStats[SlowMedia].Add(1)
 		case buf[0] <= 3 || (buf[0] >= 20 && buf[0] <= 63):
+			if d.answered(buf[:n], from, local) {
+				d.slowStats[SlowPath].Add(1)
+				continue
+			}
+			ch := d.slow
+			if d.prioritized(buf[:n], from) {
+				ch = d.slowPrio
+			}
+			if len(ch) == cap(ch) {
+				d.slowStats[DropSlowFull].Add(1)
+				continue
+			}
 			select {
-			case d.slow <- SlowPacket{Data: append([]byte(nil), buf[:n]...), From: from, To: local}:
+			case ch <- SlowPacket{Data: append([]byte(nil), buf[:n]...), From: from, To: local}:
 				d.slowStats[SlowPath].Add(1)
 			default:
 				d.slowStats[DropSlowFull].Add(1)
@@ -476,6 +494,40 @@ func (d *Dataplane) Mode() Mode { return d.mode }
 // Slow returns the channel of DTLS and STUN datagrams for the slow path.
 // It is closed by Close.
 func (d *Dataplane) Slow() <-chan SlowPacket { return d.slow }
+
+// SlowPriority returns the slow path's priority lane: the datagrams the
+// triage function (SetSlowTriage) picks. The slow path serves it first, so
+// that a flood of datagrams the triage does not pick (new ClientHellos,
+// STUN from unknown sources) cannot crowd out the endpoints it does (those
+// with an association, handshakes that passed the cookie exchange). Its
+// queue is as long as Slow's; it is closed by Close.
+func (d *Dataplane) SlowPriority() <-chan SlowPacket { return d.slowPrio }
+
+// SetSlowTriage sets the function that picks the priority lane's datagrams.
+// It runs on the data plane's goroutines for every slow-path datagram,
+// before the copy: it must be cheap, not allocate and not keep b.
+func (d *Dataplane) SetSlowTriage(f func(b []byte, from netip.AddrPort) bool) { d.triage.Store(&f) }
+
+// SetSlowAnswer sets a function that may answer a slow-path datagram on
+// the data plane goroutine that received it, before it is queued: for
+// datagrams that need no state (a stateless cookie exchange). It reports
+// whether it consumed the datagram. It must be safe for concurrent use and
+// not keep b.
+func (d *Dataplane) SetSlowAnswer(f func(b []byte, from, to netip.AddrPort) bool) { d.answer.Store(&f) }
+
+func (d *Dataplane) answered(b []byte, from, to netip.AddrPort) bool {
+	if f := d.answer.Load(); f != nil {
+		return (*f)(b, from, to)
+	}
+	return false
+}
+
+func (d *Dataplane) prioritized(b []byte, from netip.AddrPort) bool {
+	if f := d.triage.Load(); f != nil {
+		return (*f)(b, from)
+	}
+	return false
+}
 
 // SendSlow sends a slow-path datagram (e.g. a DTLS record) from the media
 // port to dst. It never waits for room in the socket's send buffer
@@ -613,5 +665,6 @@ func (d *Dataplane) teardown() error {
 		d.nb.Close()
 	}
 	close(d.slow)
+	close(d.slowPrio)
 	return errors.Join(errs...)
 }

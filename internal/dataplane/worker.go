@@ -75,6 +75,13 @@ type WorkerConfig struct {
 	OpenerIdle time.Duration
 	// Slow receives DTLS and STUN copies (socket mode); nil drops them.
 	Slow chan<- SlowPacket
+	// SlowPriority, with Triage, is the slow path's priority lane: the
+	// datagrams Triage picks go there (see Dataplane.SetSlowTriage).
+	SlowPriority chan<- SlowPacket
+	Triage       func(b []byte, from netip.AddrPort) bool
+	// Answer, if set, may consume a slow-path datagram on the worker's
+	// goroutine (Dataplane.SetSlowAnswer).
+	Answer func(b []byte, from, to netip.AddrPort) bool
 	// Pin pins the worker's thread to CPU.
 	Pin bool
 	CPU int
@@ -387,7 +394,14 @@ func (w *Worker) sweep(now int64) {
 // slow hands a copy of a DTLS or STUN datagram to the slow path, dropping
 // it when the queue is full.
 func (w *Worker) slow(p *RxPacket) {
+	if w.cfg.Slow != nil && w.cfg.Answer != nil && w.cfg.Answer(p.Payload, p.Src, p.Dst) {
+		w.counts[SlowPath]++
+		return
+	}
 	ch := w.cfg.Slow
+	if w.cfg.SlowPriority != nil && w.cfg.Triage != nil && w.cfg.Triage(p.Payload, p.Src) {
+		ch = w.cfg.SlowPriority
+	}
 	if ch == nil || len(ch) == cap(ch) {
 		w.counts[DropSlowFull]++
 		return

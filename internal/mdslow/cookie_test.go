@@ -65,7 +65,7 @@ func TestCookie(t *testing.T) {
 		}
 		return &h
 	}
-	c := bytes.Clone(j.make(now, from, 5004, hello(1, nil)))
+	c := bytes.Clone(j.make(nil, now, from, 5004, hello(1, nil)))
 	if len(c) != cookieLen {
 		t.Fatalf("cookie of %d octets", len(c))
 	}
@@ -139,7 +139,7 @@ func FuzzHelloHead(f *testing.F) {
 			t.Fatalf("head %+v", h)
 		}
 		// Every accepted head can be answered and its answer parses.
-		out := appendHelloVerifyRequest(nil, &h, j.make(time.Unix(0, 0), from, 5004, &h))
+		out := appendHelloVerifyRequest(nil, &h, j.make(nil, time.Unix(0, 0), from, 5004, &h))
 		if _, err := parseHelloHead(out); !errors.Is(err, errNotHello) {
 			t.Fatalf("HelloVerifyRequest read as a ClientHello: %v", err)
 		}

@@ -127,6 +127,9 @@ type Config struct {
 	Credentials Credentials // ICE credentials; nil answers every check 401
 	Neighbours  Neighbours  // optional (socket mode needs none)
 	Limits      Limits
+	// SlowPriority is the data plane's priority lane (optional), filled
+	// with the datagrams Triage picks; Run serves it first.
+	SlowPriority <-chan dataplane.SlowPacket
 	// OnHandshake is told how long each association took from its first
 	// ClientHello to its MediaKeys.
 	OnHandshake func(time.Duration)
@@ -247,13 +250,13 @@ type Relay struct {
 	once   sync.Once
 
 	byAddr   map[netip.AddrPort]*association // the established one, else the pending one
+	known    sync.Map                        // byAddr's keys, for Triage on the data plane's goroutines
 	byID     map[uuid.UUID]*association
 	limiter  *limiter
 	stunLim  *limiter
 	cookies  *cookieJar
 	prefixes map[netip.Prefix]*prefixState // pending associations per source prefix
 	rl       *ratelog.Logger
-	scratch  []byte
 
 	c counters
 }
@@ -469,10 +472,28 @@ func (r *Relay) Run(ctx context.Context, slow <-chan dataplane.SlowPacket) error
 	}()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	prio := r.cfg.SlowPriority
 	for {
+		// The priority lane first (see Triage).
+		select {
+		case p, ok := <-prio:
+			if !ok {
+				prio = nil
+				continue
+			}
+			r.handlePacket(p)
+			continue
+		default:
+		}
 		select {
 		case <-ctx.Done():
 			return nil
+		case p, ok := <-prio:
+			if !ok {
+				prio = nil
+				continue
+			}
+			r.handlePacket(p)
 		case p, ok := <-slow:
 			if !ok {
 				return nil
@@ -486,6 +507,36 @@ func (r *Relay) Run(ctx context.Context, slow <-chan dataplane.SlowPacket) error
 			r.housekeeping()
 		}
 	}
+}
+
+// Triage tells the data plane which slow-path datagrams go to the priority
+// lane (dataplane.SetSlowTriage): those from a 5-tuple that has an
+// association (its handshake's later flights, its alerts, its ICE consent
+// checks), and ClientHellos that carry a cookie (checked by the Run
+// goroutine, not here). ClientHellos without a cookie and STUN from
+// anywhere else, what a flood from spoofed sources is made of, wait in the
+// other lane. Safe for concurrent use; it does not allocate.
+func (r *Relay) Triage(b []byte, from netip.AddrPort) bool {
+	if _, ok := r.known.Load(from); ok {
+		return true
+	}
+	if len(b) == 0 || !dtlsmsg.IsDTLS(b[0]) {
+		return false
+	}
+	h, err := parseHelloHead(b)
+	return err == nil && len(h.cookie) > 0
+}
+
+// setAddr indexes a by its 5-tuple.
+func (r *Relay) setAddr(addr netip.AddrPort, a *association) {
+	r.byAddr[addr] = a
+	r.known.Store(addr, struct{}{})
+}
+
+// delAddr removes the 5-tuple's index entry.
+func (r *Relay) delAddr(addr netip.AddrPort) {
+	delete(r.byAddr, addr)
+	r.known.Delete(addr)
 }
 
 func (r *Relay) handlePacket(p dataplane.SlowPacket) {
@@ -650,23 +701,48 @@ func (r *Relay) helloTarget(now time.Time, p dataplane.SlowPacket, cur *associat
 	}
 	// admit indexed s by address; the established association stays
 	// there until s has keys.
-	r.byAddr[p.From] = cur
+	r.setAddr(p.From, cur)
 	cur.next, s.prev = s, cur
 	return s, true
 }
 
-// helloVerify answers a ClientHello that carries no valid cookie.
+// helloVerify answers a ClientHello that carries no valid cookie. It runs
+// on the Run goroutine or, through AnswerStateless, on the data plane's.
 func (r *Relay) helloVerify(now time.Time, p dataplane.SlowPacket, h *helloHead) {
 	// No budget here: the answer is smaller than the ClientHello it
 	// answers (no amplification, TestHelloVerifyRequest), costs no state,
 	// and a legitimate endpoint's first ClientHello looks like any other.
-	cookie := r.cookies.make(now, p.From, p.To.Port(), h)
-	r.scratch = appendHelloVerifyRequest(r.scratch[:0], h, cookie)
-	if err := r.cfg.Sender.SendSlow(p.To.Port(), r.scratch, p.From); err != nil {
+	var buf [dtlsmsg.RecordHeaderLen + dtlsmsg.HandshakeHeaderLen + 3 + cookieLen]byte
+	var cookie [cookieLen]byte
+	out := appendHelloVerifyRequest(buf[:0], h, r.cookies.make(cookie[:0], now, p.From, p.To.Port(), h))
+	if err := r.cfg.Sender.SendSlow(p.To.Port(), out, p.From); err != nil {
 		r.c.dropSend.Add(1)
 		return
 	}
 	r.c.helloVerify.Add(1)
+}
+
+// AnswerStateless answers, on the data plane's goroutine that received it,
+// a datagram that needs no association state: a ClientHello without a
+// cookie gets its HelloVerifyRequest there (or is dropped if its first
+// fragment is too short to show a cookie), so that a flood of them from
+// spoofed sources costs a parse, an HMAC and a send each and never queues
+// in front of the slow path. It reports whether it consumed the datagram;
+// the others go to the slow path as usual. Safe for concurrent use.
+func (r *Relay) AnswerStateless(b []byte, from, to netip.AddrPort) bool {
+	if len(b) == 0 || !dtlsmsg.IsDTLS(b[0]) {
+		return false
+	}
+	h, err := parseHelloHead(b)
+	switch {
+	case errors.Is(err, errShortHello):
+		r.c.dropBadHello.Add(1)
+		return true
+	case err != nil || len(h.cookie) > 0:
+		return false
+	}
+	r.helloVerify(r.now(), dataplane.SlowPacket{Data: b, From: from, To: to}, &h)
+	return true
 }
 
 // prefixState counts the pending associations of one source prefix, oldest
@@ -726,7 +802,7 @@ func (r *Relay) admit(now time.Time, p dataplane.SlowPacket, h *helloHead) *asso
 	}
 	a := &association{id: id, addr: p.From, port: p.To.Port(), prefix: pfx, reasm: dtlsmsg.NewReassembler(0), started: now}
 	copy(a.random[:], h.random)
-	r.byAddr[p.From] = a
+	r.setAddr(p.From, a)
 	r.byID[id] = a
 	if ps = r.prefixes[pfx]; ps == nil {
 		ps = &prefixState{}
@@ -831,7 +907,7 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 		old := a.prev
 		r.c.replaced.Add(1)
 		r.end(old, true, "replaced by the endpoint's new association")
-		r.byAddr[a.addr] = a
+		r.setAddr(a.addr, a)
 	}
 	if err == nil {
 		conf := r.cfg.Membership.Conference(a.tlsID, a.addr)
@@ -880,14 +956,14 @@ func (r *Relay) end(a *association, notify bool, why string) {
 		// Its successor, still negotiating, now owns the address.
 		s.prev, a.next = nil, nil
 		if r.byAddr[a.addr] == a {
-			r.byAddr[a.addr] = s
+			r.setAddr(a.addr, s)
 		}
 	}
 	if p := a.prev; p != nil {
 		p.next, a.prev = nil, nil
 	}
 	if r.byAddr[a.addr] == a {
-		delete(r.byAddr, a.addr)
+		r.delAddr(a.addr)
 	}
 	if a.established {
 		r.c.associations.Add(-1)

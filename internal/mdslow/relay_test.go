@@ -631,3 +631,87 @@ func TestRelaySTUNBudget(t *testing.T) {
 		t.Fatalf("stats %+v", st2)
 	}
 }
+
+// TestRelayTriage: the priority lane gets what comes from a 5-tuple with an
+// association and ClientHellos carrying a cookie; a flood of cookie-less
+// ClientHellos and STUN from unknown sources does not.
+func TestRelayTriage(t *testing.T) {
+	const ep = "198.18.0.11:4000"
+	e, _ := established(t, ep)
+	known, unknown := netip.MustParseAddrPort(ep), netip.MustParseAddrPort("198.19.3.4:5000")
+	stun := request("mdufrag:epufrag", "md-password-0123456789")
+	for _, tc := range []struct {
+		name string
+		b    []byte
+		from netip.AddrPort
+		want bool
+	}{
+		{"alert from an association", alert(2, 40), known, true},
+		{"STUN consent check from an association", stun, known, true},
+		{"cookie-less ClientHello from an association", clientHello(t, "some-tls-id-of-twenty-octets"), known, true},
+		{"cookie-less ClientHello from elsewhere", clientHello(t, "some-tls-id-of-twenty-octets"), unknown, false},
+		{"ClientHello with a cookie from elsewhere", clientHelloWith(t, "some-tls-id-of-twenty-octets", 1, [32]byte{1}, []byte{1, 2, 3}), unknown, true},
+		{"STUN from elsewhere", stun, unknown, false},
+		{"alert from elsewhere", alert(2, 40), unknown, false},
+		{"empty", nil, unknown, false},
+	} {
+		if got := e.r.Triage(tc.b, tc.from); got != tc.want {
+			t.Errorf("%s: Triage = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { e.r.Triage(alert(2, 40)[:0:0], unknown) }); n != 0 {
+		t.Errorf("Triage allocates %v times", n)
+	}
+	// Once the association ends, its 5-tuple is no longer known.
+	l, _ := e.r.Associations(context.Background())
+	e.r.HandleEndpointDisconnect(l[0].ID)
+	e.sync(t)
+	if e.r.Triage(alert(2, 40), known) {
+		t.Error("an ended association's 5-tuple still has priority")
+	}
+}
+
+// TestAnswerStateless: a ClientHello without a cookie is answered on the
+// caller's goroutine (concurrently with the relay and with other callers)
+// and never reaches the relay; everything else is left to the relay. The
+// cookie it hands out is accepted by the relay.
+func TestAnswerStateless(t *testing.T) {
+	e := newEnv(t, Limits{})
+	to := netip.MustParseAddrPort("198.18.0.1:5004")
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, byte(g), byte(i)}), 4000)
+				if !e.r.AnswerStateless(clientHello(t, "some-tls-id-of-twenty-octets"), from, to) {
+					t.Error("cookie-less ClientHello not answered")
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	e.join(t, "198.18.0.12:4000", "some-tls-id-of-twenty-octets", 1)
+	if st := e.r.Stats(); st.HelloVerify != 801 || st.Started != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	from := netip.MustParseAddrPort("198.18.0.13:4000")
+	e.snd.take()
+	if !e.r.AnswerStateless(clientHelloWith(t, "some-tls-id-of-twenty-octets", 0, [32]byte{3}, nil), from, to) {
+		t.Fatal("not answered")
+	}
+	_, data := e.snd.take()
+	withCookie := clientHelloWith(t, "some-tls-id-of-twenty-octets", 1, [32]byte{3}, hvrCookie(t, data[0]))
+	for _, b := range [][]byte{withCookie, alert(2, 40), request("mdufrag:x", "pw"), nil} {
+		if e.r.AnswerStateless(b, from, to) {
+			t.Fatalf("%x consumed", b)
+		}
+	}
+	if !e.r.AnswerStateless(shortHelloFragment(), from, to) || e.r.Stats().DropBadHello != 1 {
+		t.Fatal("short ClientHello fragment not dropped")
+	}
+	e.send(t, from.String(), withCookie)
+	if st := e.r.Stats(); st.Started != 2 {
+		t.Fatalf("the stateless cookie was not accepted: %+v", st)
+	}
+}
