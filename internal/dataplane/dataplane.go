@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -169,7 +168,7 @@ type Dataplane struct {
 	// sendConns send slow-path replies, by media port.
 	sendConns map[uint16]*net.UDPConn
 	// kernConns are the XDP modes' slow-path sockets.
-	kernConns []*net.UDPConn
+	kernConns []*udpbatch.Conn
 	slowStats [NumCounters]atomic.Uint64
 
 	slow chan SlowPacket
@@ -310,27 +309,18 @@ func openXDP(cfg Config, m Mode) (_ *Dataplane, err error) {
 	if d.nl, err = netlink.NewHandle(unix.NETLINK_ROUTE); err != nil {
 		return nil, fmt.Errorf("dataplane: %s: netlink: %w", m, err)
 	}
-	// The kernel sockets DTLS and STUN are passed to.
+	// The kernel sockets DTLS and STUN are passed to, read in batches.
 	for _, port := range cfg.Ports {
 		network, addr := cfg.listenAddr(port)
-		lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) { serr = udpbatch.EnableFragSize(int(fd)) }); err != nil {
-				return err
-			}
-			return serr
-		}}
-		pc, err := lc.ListenPacket(context.Background(), network, addr)
+		conn, err := udpbatch.Listen(context.Background(), network, addr, udpbatch.Options{
+			BatchSize: slowBatch, RecvBuffer: cfg.SocketBuffer, ReportFragmented: true,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("dataplane: %s: slow-path socket: %w", m, err)
 		}
-		conn := pc.(*net.UDPConn)
-		if cfg.SocketBuffer > 0 {
-			_ = conn.SetReadBuffer(cfg.SocketBuffer)
-		}
-		growSendBuffer(conn)
+		growSendBuffer(conn.UDPConn())
 		d.kernConns = append(d.kernConns, conn)
-		d.sendConns[port] = conn
+		d.sendConns[port] = conn.UDPConn()
 	}
 	nb := cfg.Neighbours
 	if nb == nil {
@@ -413,12 +403,14 @@ func (d *Dataplane) start() {
 // path; RTP/RTCP reassembled from IP fragments is dropped as in socket mode
 // (see fragmentedMedia); other RTP/RTCP (on a queue without AF_XDP socket)
 // and junk are counted.
-func (d *Dataplane) readSlow(c *net.UDPConn) {
-	local := c.LocalAddr().(*net.UDPAddr).AddrPort()
-	buf := make([]byte, 65536)
-	oob := make([]byte, 64)
+func (d *Dataplane) readSlow(c *udpbatch.Conn) {
+	local := c.UDPConn().LocalAddr().(*net.UDPAddr).AddrPort()
+	ms := make([]udpbatch.Message, slowBatch)
+	for i := range ms {
+		ms[i].Buf = make([]byte, slowBufSize)
+	}
 	for {
-		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
+		n, err := c.ReadBatch(ms)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
@@ -426,38 +418,56 @@ func (d *Dataplane) readSlow(c *net.UDPConn) {
 			d.slowStats[DropRxError].Add(1)
 			continue
 		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		d.slowStats[RxPackets].Add(1)
-		d.slowStats[RxBytes].Add(uint64(n))
-		switch {
-		case n == 0:
-			d.slowStats[DropEmpty].Add(1)
-		case isMedia(buf[:n]) && udpbatch.Fragmented(oob[:oobn]):
-			d.slowStats[fragmentedMedia].Add(1)
-		case isMedia(buf[:n]):
-			d.slowStats[SlowMedia].Add(1)
-		case buf[0] <= 3 || (buf[0] >= 20 && buf[0] <= 63):
-			if d.answered(buf[:n], from, local) {
-				d.slowStats[SlowPath].Add(1)
-				continue
-			}
-			ch := d.slow
-			if d.prioritized(buf[:n], from) {
-				ch = d.slowPrio
-			}
-			if len(ch) == cap(ch) {
-				d.slowStats[DropSlowFull].Add(1)
-				continue
-			}
-			select {
-			case ch <- SlowPacket{Data: append([]byte(nil), buf[:n]...), From: from, To: local}:
-				d.slowStats[SlowPath].Add(1)
-			default:
-				d.slowStats[DropSlowFull].Add(1)
-			}
-		default:
-			d.slowStats[DropJunk].Add(1)
+		for i := range ms[:n] {
+			d.slowOne(&ms[i], local)
 		}
+	}
+}
+
+// Slow-path socket reads: datagrams per batch, and the largest accepted
+// (DTLS flights are sent in datagrams up to the path MTU; a larger one was
+// reassembled from IP fragments).
+const (
+	slowBatch   = 32
+	slowBufSize = 9216
+)
+
+// slowOne sorts one datagram of an XDP mode's slow-path socket.
+func (d *Dataplane) slowOne(m *udpbatch.Message, local netip.AddrPort) {
+	b := m.Buf[:m.N]
+	from := netip.AddrPortFrom(m.Addr.Addr().Unmap(), m.Addr.Port())
+	d.slowStats[RxPackets].Add(1)
+	d.slowStats[RxBytes].Add(uint64(m.N))
+	switch {
+	case m.Truncated:
+		d.slowStats[DropRxError].Add(1)
+	case len(b) == 0:
+		d.slowStats[DropEmpty].Add(1)
+	case isMedia(b) && m.Fragmented:
+		d.slowStats[fragmentedMedia].Add(1)
+	case isMedia(b):
+		d.slowStats[SlowMedia].Add(1)
+	case b[0] <= 3 || (b[0] >= 20 && b[0] <= 63):
+		if d.answered(b, from, local) {
+			d.slowStats[SlowPath].Add(1)
+			return
+		}
+		ch := d.slow
+		if d.prioritized(b, from) {
+			ch = d.slowPrio
+		}
+		if len(ch) == cap(ch) {
+			d.slowStats[DropSlowFull].Add(1)
+			return
+		}
+		select {
+		case ch <- SlowPacket{Data: append([]byte(nil), b...), From: from, To: local}:
+			d.slowStats[SlowPath].Add(1)
+		default:
+			d.slowStats[DropSlowFull].Add(1)
+		}
+	default:
+		d.slowStats[DropJunk].Add(1)
 	}
 }
 
@@ -641,7 +651,7 @@ func (d *Dataplane) teardown() error {
 		}
 	}
 	for _, c := range d.kernConns {
-		c.Close()
+		c.UDPConn().Close()
 	}
 	d.slowWG.Wait()
 	if d.att != nil {

@@ -1039,4 +1039,5 @@ func (r *Relay) housekeeping() {
 		}
 	}
 	r.limiter.sweep(now)
+	r.stunLim.sweep(now)
 }
