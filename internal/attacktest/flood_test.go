@@ -1,10 +1,10 @@
 package attacktest
 
 import (
-	"os"
 	"context"
 	"math/rand/v2"
 	"net/netip"
+	"os"
 	"os/exec"
 	"strings"
 	"sync"
