@@ -64,6 +64,7 @@ type Config struct {
 	IdleTimeout      Duration `yaml:"idle-timeout"`
 	HandshakeTimeout Duration `yaml:"handshake-timeout"`
 	MaxPending       int      `yaml:"max-pending"`
+	MaxPendingPrefix int      `yaml:"max-pending-per-prefix"`
 	NewPerSecond     float64  `yaml:"new-associations-per-second"`
 	NewBurst         int      `yaml:"new-associations-burst"`
 
@@ -97,6 +98,7 @@ func Defaults() Config {
 		IdleTimeout:       Duration(mdslow.DefaultIdleTimeout),
 		HandshakeTimeout:  Duration(mdslow.DefaultHandshakeTimeout),
 		MaxPending:        mdslow.DefaultMaxPending,
+		MaxPendingPrefix:  mdslow.DefaultMaxPendingPerPrefix,
 		NewPerSecond:      mdslow.DefaultNewPerSecond,
 		NewBurst:          mdslow.DefaultNewBurst,
 		MaxAssociation:    65536,
@@ -245,6 +247,7 @@ func FlagSet(name string, c *Config, out io.Writer) *flag.FlagSet {
 	fs.Var(durationFlag{&c.IdleTimeout}, "idle-timeout", "end an association with no RTP/RTCP for this long")
 	fs.Var(durationFlag{&c.HandshakeTimeout}, "handshake-timeout", "end an association without keys this long after its ClientHello")
 	fs.IntVar(&c.MaxPending, "max-pending", c.MaxPending, "most associations in handshake")
+	fs.IntVar(&c.MaxPendingPrefix, "max-pending-per-prefix", c.MaxPendingPrefix, "most associations in handshake from one source prefix (IPv4 /24, IPv6 /64)")
 	fs.Float64Var(&c.NewPerSecond, "new-associations-per-second", c.NewPerSecond, "new associations per second per source IP (negative: unlimited)")
 	fs.IntVar(&c.NewBurst, "new-associations-burst", c.NewBurst, "burst of new associations per source IP")
 	fs.StringVar(&c.DefaultConference, "default-conference", c.DefaultConference, "conference of endpoints with no mapping")
@@ -534,6 +537,9 @@ func (c *Config) Validate() error {
 	if c.MaxPending < 1 {
 		add(fieldErr("max-pending", "must be positive"))
 	}
+	if c.MaxPendingPrefix < 1 {
+		add(fieldErr("max-pending-per-prefix", "must be positive"))
+	}
 	if c.NewPerSecond == 0 {
 		add(fieldErr("new-associations-per-second", "0 would refuse every endpoint (negative disables the limit)"))
 	}
@@ -569,5 +575,6 @@ func (c *Config) Limits() mdslow.Limits {
 	return mdslow.Limits{
 		IdleTimeout: c.IdleTimeout.D(), HandshakeTimeout: c.HandshakeTimeout.D(),
 		MaxPending: c.MaxPending, NewPerSecond: c.NewPerSecond, NewBurst: c.NewBurst,
+		MaxPendingPerPrefix: c.MaxPendingPrefix,
 	}
 }

@@ -533,10 +533,6 @@ func shortHelloFragment() []byte {
 	return append(rec, hs...)
 }
 
-func pkt(b []byte) dataplane.SlowPacket {
-	return dataplane.SlowPacket{Data: b, From: netip.MustParseAddrPort("198.18.0.11:4000"), To: netip.MustParseAddrPort("198.18.0.1:5004")}
-}
-
 func TestRelayBounds(t *testing.T) {
 	e := newEnv(t, Limits{MaxPending: 3, NewPerSecond: 1, NewBurst: 2, HandshakeTimeout: 2 * time.Second})
 	// Not a ClientHello from an unknown address: dropped.
