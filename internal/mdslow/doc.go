@@ -3,20 +3,26 @@
 //
 // # What it owns
 //
-//   - Relay (relay.go): the DTLS associations of endpoints. A DTLS
-//     ClientHello from a new 5-tuple starts an association (a random v4
-//     UUID, the tls-id read from the ClientHello's external_session_id for
-//     conference mapping); its datagrams go to the Key Distributor as
-//     TunneledDtls and the KD's TunneledDtls go back to the endpoint's
-//     address. MediaKeys become srtpfast.Keys (client_write opens what the
-//     endpoint sends, server_write seals what the MD sends to it) installed
-//     in the key table in the conference the Membership names.
-//     EndpointDisconnect from the KD removes the endpoint; an endpoint
-//     silent for Limits.IdleTimeout, a handshake that takes longer than
-//     Limits.HandshakeTimeout, or a close_notify/fatal alert from the
-//     endpoint ends the association with an EndpointDisconnect to the KD.
-//     New associations are bounded (MaxPending) and rate-limited per source
-//     address.
+//   - Relay (relay.go): the DTLS associations of endpoints. The MD runs
+//     the stateless cookie exchange itself (cookie.go): a ClientHello
+//     without a valid cookie gets a HelloVerifyRequest and leaves no state;
+//     one that returns a cookie made for its 5-tuple starts an association
+//     (a random v4 UUID, the tls-id read from the ClientHello's
+//     external_session_id for conference mapping). Its datagrams go to the
+//     Key Distributor as TunneledDtls and the KD's TunneledDtls go back to
+//     the endpoint's address. MediaKeys become srtpfast.Keys (client_write
+//     opens what the endpoint sends, server_write seals what the MD sends
+//     to it) installed in the key table in the conference the Membership
+//     names. Only the KD (EndpointDisconnect) or the MD's own timers
+//     (Limits.IdleTimeout, Limits.HandshakeTimeout) end an association:
+//     nothing the MD cannot authenticate does (alerts and protected records
+//     go to the KD; a new handshake from an established 5-tuple runs beside
+//     the established association and replaces it when its keys arrive).
+//     New associations are rate-limited per source address and bounded per
+//     source prefix and in total, with fair eviction (admit).
+//   - The data plane's hooks: AnswerStateless (HelloVerifyRequests on the
+//     reading goroutine) and Triage (the priority lane for known 5-tuples
+//     and cookie-bearing ClientHellos).
 //   - The STUN responder (stun.go): ICE-lite answers to Binding requests
 //     (RFC 8445 section 7.3, RFC 5389): USERNAME and MESSAGE-INTEGRITY
 //     checked with the short-term password from Credentials,
