@@ -81,3 +81,27 @@ func TestRelayVerifiesCookies(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayVerifiesCookiesStillAsksForOne: a server trusting its relay's
+// cookies still answers a ClientHello that carries none with its own
+// HelloVerifyRequest (a relay that does not run the exchange).
+func TestRelayVerifiesCookiesStillAsksForOne(t *testing.T) {
+	scfg := serverConfig(t, "p256", "p256b")
+	scfg.RelayVerifiesCookies = true
+	l := newLink(t, clientConfig(t, "p256b", "p256"), scfg)
+	hvrs := 0
+	l.filter = func(fromClient bool, d []byte) [][]byte {
+		if !fromClient {
+			if rec, _, err := dtlsmsg.NextRecord(d); err == nil && rec.Epoch == 0 {
+				if h, _, _, err := dtlsmsg.NextHandshake(rec.Fragment); err == nil && h.Type == dtlsmsg.HandshakeTypeHelloVerifyRequest {
+					hvrs++
+				}
+			}
+		}
+		return [][]byte{d}
+	}
+	l.start()
+	if hvrs != 1 || !hasEvent(l.sev, EventHandshakeComplete) {
+		t.Fatalf("server HelloVerifyRequests %d, server events %v", hvrs, l.sev)
+	}
+}
