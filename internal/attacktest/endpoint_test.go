@@ -117,8 +117,11 @@ func (s *sys) joinAll(ctx context.Context, eps []*endpoint, par int) error {
 	return nil
 }
 
+// onRTP records a packet that opened, if it is octet for octet what
+// some sender's send (or sendAs) sealed: 160 octets, the SSRC, the SEQ,
+// zeros. Anything else is counted in bad.
 func (e *endpoint) onRTP(p perc.RTPPacket) {
-	if len(p.Payload) < 8 || binary.BigEndian.Uint32(p.Payload) != p.SSRC {
+	if !validPayload(p.Payload, p.SSRC, p.Seq) {
 		e.bad.Add(1)
 		return
 	}
@@ -134,6 +137,31 @@ func (e *endpoint) onRTP(p perc.RTPPacket) {
 	e.mu.Unlock()
 }
 
+// payloadLen is the size of every test packet's payload.
+const payloadLen = 160
+
+// testPayload is the payload of the packet (ssrc, seq): the SSRC, the
+// SEQ (32 bits), zeros.
+func testPayload(ssrc uint32, seq uint16) []byte {
+	pl := make([]byte, payloadLen)
+	binary.BigEndian.PutUint32(pl, ssrc)
+	binary.BigEndian.PutUint32(pl[4:], uint32(seq))
+	return pl
+}
+
+// validPayload reports whether pl is testPayload(ssrc, seq).
+func validPayload(pl []byte, ssrc uint32, seq uint16) bool {
+	if len(pl) != payloadLen || binary.BigEndian.Uint32(pl) != ssrc || binary.BigEndian.Uint32(pl[4:]) != uint32(seq) {
+		return false
+	}
+	for _, b := range pl[8:] {
+		if b != 0 {
+			return false
+		}
+	}
+	return true
+}
+
 // send sends the next RTP packet (160 bytes of payload).
 func (e *endpoint) send() error {
 	sess := e.sess.Load()
@@ -144,19 +172,57 @@ func (e *endpoint) send() error {
 	seq := uint16(len(e.sent))
 	e.sent = append(e.sent, time.Now().UnixNano())
 	e.sendMu.Unlock()
-	pl := make([]byte, 160)
-	binary.BigEndian.PutUint32(pl, e.ssrc)
-	binary.BigEndian.PutUint32(pl[4:], uint32(seq))
-	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq,
-		Timestamp: uint32(seq) * 960, SSRC: e.ssrc}, Payload: pl}
-	raw, err := p.Marshal()
-	if err != nil {
-		return fmt.Errorf("endpoint %s: marshal RTP: %w", e.name, err)
-	}
-	if err := sess.WriteRTP(raw); err != nil {
+	if err := e.sendAs(sess, e.ssrc, seq); err != nil {
 		return fmt.Errorf("endpoint %s: send: %w", e.name, err)
 	}
 	return nil
+}
+
+// sendAs seals and sends the test packet (ssrc, seq) on sess, whatever
+// SSRC e normally sends (perc takes the SSRC from the RTP header, up to 64
+// per session). It does not record the packet in e.sent.
+func (e *endpoint) sendAs(sess *perc.Session, ssrc uint32, seq uint16) error {
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq,
+		Timestamp: uint32(seq) * 960, SSRC: ssrc}, Payload: testPayload(ssrc, seq)}
+	raw, err := p.Marshal()
+	if err != nil {
+		return fmt.Errorf("marshal RTP: %w", err)
+	}
+	return sess.WriteRTP(raw)
+}
+
+// forget drops what e received under ssrc (for an SSRC that a new sender
+// starts over at SEQ 0, once the previous one is gone and drained).
+func (e *endpoint) forget(ssrc uint32) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	delete(e.got, ssrc)
+	delete(e.last, ssrc)
+}
+
+// arrivals returns the SEQs e received under ssrc and their arrival times.
+func (e *endpoint) arrivals(ssrc uint32) map[uint16]time.Time {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make(map[uint16]time.Time, len(e.got[ssrc]))
+	for seq, at := range e.got[ssrc] {
+		out[seq] = time.Unix(0, at)
+	}
+	return out
+}
+
+// ssrcs are the SSRCs e received anything under.
+func (e *endpoint) ssrcs() []uint32 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var out []uint32
+	for s, m := range e.got {
+		if len(m) > 0 {
+			out = append(out, s)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // lastFrom is when e last received a packet from snd (zero: never).

@@ -226,6 +226,7 @@ type sys struct {
 	mdHTTP, kdHTTP *http.Client
 	starts         int
 	nextEP         int
+	kdArgs         []string
 }
 
 // sysConfig describes a system.
@@ -235,6 +236,8 @@ type sysConfig struct {
 	// attackerAddrs is how many own addresses the attacker namespace has
 	// (-1: no attacker namespace).
 	attackerAddrs int
+	// kdArgs are extra keydist flags (for example -rekey-on-join).
+	kdArgs []string
 }
 
 type confSize struct {
@@ -246,7 +249,7 @@ type confSize struct {
 // mdfast (waiting for /readyz).
 func newSys(t *testing.T, cfg sysConfig) *sys {
 	t.Helper()
-	s := &sys{t: t, dir: t.TempDir()}
+	s := &sys{t: t, dir: t.TempDir(), kdArgs: cfg.kdArgs}
 	total := 0
 	for _, c := range cfg.conferences {
 		total += c.n
@@ -362,6 +365,7 @@ func (s *sys) start(n *node, name string, argv ...string) (*syssim.Proc, error) 
 func (s *sys) startKD() error {
 	args := append(s.files.KeydistArgs(netip.AddrPortFrom(kdIP, tunnelPort).String(), kdMetrics),
 		"-admin-listen", kdAdmin, "-admin-token-file", s.files.Path("admin.token"))
+	args = append(args, s.kdArgs...)
 	p, err := s.start(s.kd, "keydist", args...)
 	if err != nil {
 		return fmt.Errorf("start keydist: %w", err)
