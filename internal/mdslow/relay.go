@@ -689,6 +689,11 @@ func (r *Relay) helloTarget(now time.Time, p dataplane.SlowPacket, cur *associat
 		a := r.admit(now, p, h)
 		return a, a != nil
 	}
+	if bytes.Equal(cur.random[:], h.random) {
+		// A late retransmission of the established association's own
+		// ClientHello: its KD association answers it.
+		return cur, true
+	}
 	if s := cur.next; s != nil {
 		if bytes.Equal(s.random[:], h.random) {
 			return s, true

@@ -509,6 +509,13 @@ func TestRelayRestartedEndpoint(t *testing.T) {
 			t.Fatalf("old association got %d datagrams", e.tun.dtls[old])
 		}
 	})
+	t.Run("late retransmission of the established ClientHello", func(t *testing.T) {
+		e, old := established(t, ep)
+		e.join(t, ep, "some-tls-id-of-twenty-octets", 1) // the random of established()
+		if l, _ := e.r.Associations(context.Background()); len(l) != 1 || l[0].ID != old {
+			t.Fatalf("associations %+v", l)
+		}
+	})
 	t.Run("KD refuses the successor", func(t *testing.T) {
 		e, old := established(t, ep)
 		s := succ(t, e, old)
