@@ -8,7 +8,9 @@
 //
 //   RTP/RTCP (128..191) to a media port -> the AF_XDP socket of the RX queue
 //                                          (XDP_PASS when none is registered)
-//   DTLS (20..63) or STUN (0..3)        -> XDP_PASS (kernel UDP socket)
+//   DTLS (20..63) or STUN (0..3)        -> XDP_PASS (kernel UDP socket), or
+//                                          with slow_to_xsk the AF_XDP socket
+//                                          of the RX queue (XDP_PASS when none)
 //   anything else to a media port       -> XDP_DROP (empty payload included)
 //   IP fragments                        -> XDP_PASS (the kernel reassembles)
 //   every other frame                   -> XDP_PASS, untouched
@@ -51,8 +53,17 @@ enum counter {
 	COUNTER_DROP_JUNK,         // media port, first octet of no known class
 	COUNTER_DROP_EMPTY,        // media port, empty UDP payload
 	COUNTER_DROP_MALFORMED,    // media port, UDP length inconsistent
+	COUNTER_REDIRECT_SLOW,     // DTLS or STUN redirected into the XSKMAP (slow_to_xsk)
 	COUNTER_MAX,
 };
+
+// slow_to_xsk is set by the loader (bpf.Options.SlowToXSK). When set, DTLS
+// and STUN go to the AF_XDP socket of the RX queue like RTP/RTCP, and the
+// Media Distributor's workers hand them to its slow path: a flood of them
+// then meets the MD's own triage (stateless answers, a priority lane for
+// known endpoints) instead of overflowing one kernel socket's receive queue
+// in front of it. IP fragments still go to the kernel, which reassembles.
+volatile const __u32 slow_to_xsk = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -249,10 +260,16 @@ int classify(struct xdp_md *ctx)
 			return count(COUNTER_REDIRECT, XDP_REDIRECT);
 		return count(COUNTER_PASS_NO_SOCKET, (int)verdict);
 	}
-	if (first >= 20 && first <= 63)
+	if ((first >= 20 && first <= 63) || first <= 3) {
+		if (slow_to_xsk) {
+			verdict = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+			if (verdict == XDP_REDIRECT)
+				return count(COUNTER_REDIRECT_SLOW, XDP_REDIRECT);
+		}
+		if (first <= 3)
+			return count(COUNTER_PASS_STUN, XDP_PASS);
 		return count(COUNTER_PASS_DTLS, XDP_PASS);
-	if (first <= 3)
-		return count(COUNTER_PASS_STUN, XDP_PASS);
+	}
 	return count(COUNTER_DROP_JUNK, XDP_DROP);
 }
 

@@ -25,7 +25,8 @@ const (
 	classifyCounterCOUNTER_DROP_JUNK      classifyCounter = 7
 	classifyCounterCOUNTER_DROP_EMPTY     classifyCounter = 8
 	classifyCounterCOUNTER_DROP_MALFORMED classifyCounter = 9
-	classifyCounterCOUNTER_MAX            classifyCounter = 10
+	classifyCounterCOUNTER_REDIRECT_SLOW  classifyCounter = 10
+	classifyCounterCOUNTER_MAX            classifyCounter = 11
 )
 
 // Names of all BPF objects in the ELF.
@@ -36,6 +37,7 @@ const (
 	classifyMapMediaPorts = "media_ports"
 	classifyMapXsks       = "xsks"
 	classifyProgClassify  = "classify"
+	classifyVarSlowToXsk  = "slow_to_xsk"
 )
 
 // loadClassify returns the embedded CollectionSpec for classify.
@@ -96,6 +98,7 @@ type classifyMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type classifyVariableSpecs struct {
+	SlowToXsk *ebpf.VariableSpec `ebpf:"slow_to_xsk"`
 }
 
 // classifyObjects contains all objects after they have been loaded into the kernel.
@@ -135,6 +138,7 @@ func (m *classifyMaps) Close() error {
 //
 // It can be passed to loadClassifyObjects or ebpf.CollectionSpec.LoadAndAssign.
 type classifyVariables struct {
+	SlowToXsk *ebpf.Variable `ebpf:"slow_to_xsk"`
 }
 
 // classifyPrograms contains all programs after they have been loaded into the kernel.

@@ -427,6 +427,7 @@ func TestCounterMirror(t *testing.T) {
 		CounterDropJunk:      classifyCounterCOUNTER_DROP_JUNK,
 		CounterDropEmpty:     classifyCounterCOUNTER_DROP_EMPTY,
 		CounterDropMalformed: classifyCounterCOUNTER_DROP_MALFORMED,
+		CounterRedirectSlow:  classifyCounterCOUNTER_REDIRECT_SLOW,
 		NumCounters:          classifyCounterCOUNTER_MAX,
 	}
 	for g, c := range want {

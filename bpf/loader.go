@@ -47,6 +47,10 @@ const (
 	// CounterDropMalformed counts datagrams to a media port whose UDP length
 	// is below 8 octets or beyond the IP payload or the frame.
 	CounterDropMalformed
+	// CounterRedirectSlow counts DTLS and STUN redirected into an AF_XDP
+	// socket (Options.SlowToXSK); without a socket on the RX queue they
+	// are passed and counted as CounterPassDTLS or CounterPassSTUN.
+	CounterRedirectSlow
 	// NumCounters is the number of counters.
 	NumCounters
 )
@@ -54,6 +58,7 @@ const (
 var counterNames = [NumCounters]string{
 	"redirect", "pass_no_socket", "pass_dtls", "pass_stun", "pass_fragment",
 	"pass_truncated", "pass_other", "drop_junk", "drop_empty", "drop_malformed",
+	"redirect_slow",
 }
 
 // String returns the counter's metric-style name, e.g. "drop_junk".
@@ -103,6 +108,10 @@ type Options struct {
 	// Ports is the initial media port set; it can be changed at run time
 	// with SetPorts, AddPort and RemovePort.
 	Ports []uint16
+	// SlowToXSK sends DTLS and STUN to the AF_XDP socket of the RX queue
+	// too (counted as CounterRedirectSlow), instead of to the kernel; see
+	// slow_to_xsk in classify.c.
+	SlowToXSK bool
 }
 
 // Classifier is the loaded XDP program and its maps. Its methods are safe
@@ -127,6 +136,15 @@ func Load(opts Options) (*Classifier, error) {
 		slots = DefaultQueueSlots
 	}
 	spec.Maps[classifyMapXsks].MaxEntries = slots
+	if opts.SlowToXSK {
+		v, ok := spec.Variables["slow_to_xsk"]
+		if !ok {
+			return nil, errors.New("bpf: classifier has no slow_to_xsk variable")
+		}
+		if err := v.Set(uint32(1)); err != nil {
+			return nil, fmt.Errorf("bpf: set slow_to_xsk: %w", err)
+		}
+	}
 
 	c := &Classifier{queueSlots: slots, attachments: make(map[*Attachment]struct{})}
 	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {

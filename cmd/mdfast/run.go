@@ -220,7 +220,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	relay.SetTunnel(md)
 	dp.SetSlowTriage(relay.Triage)
-	dp.SetSlowAnswer(relay.AnswerStateless)
 	promReg.MustRegister(metrics.NewCollector(metrics.Source{
 		Dataplane: func() *dataplane.Dataplane { return dp },
 		Table:     table.Stats,

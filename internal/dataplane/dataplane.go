@@ -17,6 +17,7 @@ import (
 
 	"github.com/mdfast/mdfast/bpf"
 	"github.com/mdfast/mdfast/internal/afxdp"
+	"github.com/mdfast/mdfast/internal/fairq"
 	"github.com/mdfast/mdfast/internal/frame"
 	"github.com/mdfast/mdfast/internal/neigh"
 	"github.com/mdfast/mdfast/internal/udpbatch"
@@ -100,7 +101,9 @@ type Config struct {
 	UDPChecksumIPv4 bool
 	// SocketBuffer sets SO_RCVBUF/SO_SNDBUF of the sockets when non-zero.
 	SocketBuffer int
-	// SlowQueue is the capacity of the slow-path channel (default 1024).
+	// SlowQueue is the capacity of the slow path's priority lane (default
+	// 1024); the other lane is a fair queue of 16 datagrams for each of
+	// at most 4,096 source prefixes.
 	SlowQueue int
 	// Poll is how long an idle AF_XDP worker sleeps in poll (default 50 ms;
 	// it bounds how long Close waits).
@@ -176,11 +179,15 @@ type Dataplane struct {
 	// there (SetSlowTriage).
 	slowPrio chan SlowPacket
 	triage   atomic.Pointer[func(b []byte, from netip.AddrPort) bool]
-	answer   atomic.Pointer[func(b []byte, from, to netip.AddrPort) bool]
-	stop     atomic.Bool
-	exited   atomic.Pointer[workerExit]
-	wg       sync.WaitGroup
-	slowWG   sync.WaitGroup
+	// bulk is the slow path's other lane: served fairly across source
+	// prefixes (see pumpBulk).
+	bulk               *fairq.Queue[netip.Prefix, SlowPacket]
+	pumpStop, pumpDone chan struct{}
+	started            bool // start ran: the pump runs
+	stop               atomic.Bool
+	exited             atomic.Pointer[workerExit]
+	wg                 sync.WaitGroup
+	slowWG             sync.WaitGroup
 
 	mu     sync.Mutex
 	closed bool
@@ -227,10 +234,17 @@ func newDataplane(cfg Config, m Mode) *Dataplane {
 	return &Dataplane{
 		cfg: cfg, mode: m, log: cfg.Logger,
 		sendConns: make(map[uint16]*net.UDPConn),
-		slow:      make(chan SlowPacket, cfg.SlowQueue),
+		slow:      make(chan SlowPacket, slowBulkFIFO),
 		slowPrio:  make(chan SlowPacket, cfg.SlowQueue),
+		bulk:      fairq.New[netip.Prefix, SlowPacket](bulkPerPrefix, bulkPrefixes),
+		pumpStop:  make(chan struct{}),
+		pumpDone:  make(chan struct{}),
 	}
 }
+
+// slowBulkFIFO is the Slow channel's capacity: the fair queue in front of
+// it (pumpBulk) decides the order, this only smooths the hand-over.
+const slowBulkFIFO = 64
 
 func (c *Config) listenAddr(port uint16) (network, addr string) {
 	network = "udp"
@@ -296,7 +310,12 @@ func openXDP(cfg Config, m Mode) (_ *Dataplane, err error) {
 	if cfg.Queues > int(slots) {
 		slots = uint32(cfg.Queues)
 	}
-	if d.cl, err = bpf.Load(bpf.Options{QueueSlots: slots, Ports: cfg.Ports}); err != nil {
+	// DTLS and STUN come through the AF_XDP sockets too (the workers hand
+	// them to the slow path, see Worker.slow): under a flood they meet the
+	// slow path's triage rather than overflowing the kernel socket, which
+	// still receives IP fragments and what arrives on a queue without a
+	// socket.
+	if d.cl, err = bpf.Load(bpf.Options{QueueSlots: slots, Ports: cfg.Ports, SlowToXSK: true}); err != nil {
 		return nil, fmt.Errorf("dataplane: %s: %w", m, err)
 	}
 	bm := bpf.ModeNative
@@ -358,19 +377,17 @@ func (d *Dataplane) addWorker(p Port) {
 	if pin {
 		cpu = d.cfg.CPUs[i%len(d.cfg.CPUs)]
 	}
-	var slow, prio chan<- SlowPacket
-	if d.mode == ModeSocket {
-		slow, prio = d.slow, d.slowPrio
-	}
+	slow, prio := d.slow, d.slowPrio
 	d.ports = append(d.ports, p)
 	d.workers = append(d.workers, NewWorker(i, p, d.cfg.Table.NewReader(), WorkerConfig{
 		BatchSize: d.cfg.BatchSize, MaxSSRCs: d.cfg.MaxSSRCs, OpenerIdle: d.cfg.OpenerIdle,
-		Slow: slow, SlowPriority: prio, Triage: d.prioritized, Answer: d.answered, Pin: pin, CPU: cpu, Logger: d.log,
+		Slow: slow, SlowPriority: prio, Triage: d.prioritized, Bulk: d.pushBulk, Pin: pin, CPU: cpu, Logger: d.log,
 	}))
 }
 
 // start runs the workers, the slow-path readers and the neighbour table.
 func (d *Dataplane) start() {
+	d.started = true
 	for _, w := range d.workers {
 		d.wg.Add(1)
 		go func() {
@@ -389,6 +406,10 @@ func (d *Dataplane) start() {
 			d.readSlow(c)
 		}()
 	}
+	go func() {
+		defer close(d.pumpDone)
+		d.pumpBulk(d.pumpStop)
+	}()
 	if d.nb != nil {
 		ctx, cancel := context.WithCancel(context.Background())
 		d.nbc, d.nbw = cancel, make(chan struct{})
@@ -448,14 +469,15 @@ func (d *Dataplane) slowOne(m *udpbatch.Message, local netip.AddrPort) {
 	case isMedia(b):
 		d.slowStats[SlowMedia].Add(1)
 	case b[0] <= 3 || (b[0] >= 20 && b[0] <= 63):
-		if d.answered(b, from, local) {
-			d.slowStats[SlowPath].Add(1)
+		if !d.prioritized(b, from) {
+			if d.pushBulk(SlowPacket{Data: append([]byte(nil), b...), From: from, To: local}) {
+				d.slowStats[SlowPath].Add(1)
+			} else {
+				d.slowStats[DropSlowFull].Add(1)
+			}
 			return
 		}
-		ch := d.slow
-		if d.prioritized(b, from) {
-			ch = d.slowPrio
-		}
+		ch := d.slowPrio
 		if len(ch) == cap(ch) {
 			d.slowStats[DropSlowFull].Add(1)
 			return
@@ -518,18 +540,53 @@ func (d *Dataplane) SlowPriority() <-chan SlowPacket { return d.slowPrio }
 // before the copy: it must be cheap, not allocate and not keep b.
 func (d *Dataplane) SetSlowTriage(f func(b []byte, from netip.AddrPort) bool) { d.triage.Store(&f) }
 
-// SetSlowAnswer sets a function that may answer a slow-path datagram on
-// the data plane goroutine that received it, before it is queued: for
-// datagrams that need no state (a stateless cookie exchange). It reports
-// whether it consumed the datagram. It must be safe for concurrent use and
-// not keep b.
-func (d *Dataplane) SetSlowAnswer(f func(b []byte, from, to netip.AddrPort) bool) { d.answer.Store(&f) }
+// Bulk-lane bounds: datagrams waiting per source prefix, and prefixes.
+const (
+	bulkPerPrefix = 16
+	bulkPrefixes  = 4096
+)
 
-func (d *Dataplane) answered(b []byte, from, to netip.AddrPort) bool {
-	if f := d.answer.Load(); f != nil {
-		return (*f)(b, from, to)
+// pushBulk queues a slow-path datagram the triage did not pick, under its
+// source prefix (an IPv4 /24, an IPv6 /64).
+func (d *Dataplane) pushBulk(sp SlowPacket) bool {
+	return d.bulk.Push(SourcePrefix(sp.From.Addr()), sp)
+}
+
+// SourcePrefix is the unit of fairness of the slow path: an IPv4 /24 or an
+// IPv6 /64.
+func SourcePrefix(a netip.Addr) netip.Prefix {
+	a = a.Unmap()
+	bits := 64
+	if a.Is4() {
+		bits = 24
 	}
-	return false
+	p, _ := a.Prefix(bits)
+	return p
+}
+
+// pumpBulk moves the bulk lane into the Slow channel, one datagram per
+// source prefix in turn: a flood from some prefixes fills their own queues
+// (and is dropped there) while a datagram from another prefix waits at
+// most one turn. It returns when stop is closed.
+func (d *Dataplane) pumpBulk(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-d.bulk.Ready():
+		}
+		for {
+			sp, ok := d.bulk.Pop()
+			if !ok {
+				break
+			}
+			select {
+			case d.slow <- sp:
+			case <-stop:
+				return
+			}
+		}
+	}
 }
 
 func (d *Dataplane) prioritized(b []byte, from netip.AddrPort) bool {
@@ -673,6 +730,13 @@ func (d *Dataplane) teardown() error {
 			<-d.nbw
 		}
 		d.nb.Close()
+	}
+	// The producers (workers, readers) have stopped: stop the pump, then
+	// close the lanes.
+	d.bulk.Close()
+	close(d.pumpStop)
+	if d.started {
+		<-d.pumpDone
 	}
 	close(d.slow)
 	close(d.slowPrio)

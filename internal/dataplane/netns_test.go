@@ -190,6 +190,16 @@ func testNetns(t *testing.T, mode Mode) {
 			t.Fatalf("slow path: nothing received")
 		}
 	}
+	if mode != ModeSocket {
+		// They came through the AF_XDP socket, not the kernel's.
+		cc, err := dp.ClassifierCounters()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cc[bpf.CounterRedirectSlow] < 2 || cc[bpf.CounterPassDTLS]+cc[bpf.CounterPassSTUN] != 0 {
+			t.Fatalf("classifier: redirect_slow %d pass_dtls %d pass_stun %d", cc[bpf.CounterRedirectSlow], cc[bpf.CounterPassDTLS], cc[bpf.CounterPassSTUN])
+		}
+	}
 	if err := dp.SendSlow(mediaPort, []byte{22, 1, 2}, as[2]); err != nil {
 		t.Fatal(err)
 	}

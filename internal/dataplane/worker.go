@@ -79,9 +79,9 @@ type WorkerConfig struct {
 	// datagrams Triage picks go there (see Dataplane.SetSlowTriage).
 	SlowPriority chan<- SlowPacket
 	Triage       func(b []byte, from netip.AddrPort) bool
-	// Answer, if set, may consume a slow-path datagram on the worker's
-	// goroutine (Dataplane.SetSlowAnswer).
-	Answer func(b []byte, from, to netip.AddrPort) bool
+	// Bulk, if set, takes the slow-path datagrams Triage does not pick, in
+	// place of Slow (the Dataplane's fair queue); false means dropped.
+	Bulk func(SlowPacket) bool
 	// Pin pins the worker's thread to CPU.
 	Pin bool
 	CPU int
@@ -394,12 +394,17 @@ func (w *Worker) sweep(now int64) {
 // slow hands a copy of a DTLS or STUN datagram to the slow path, dropping
 // it when the queue is full.
 func (w *Worker) slow(p *RxPacket) {
-	if w.cfg.Slow != nil && w.cfg.Answer != nil && w.cfg.Answer(p.Payload, p.Src, p.Dst) {
-		w.counts[SlowPath]++
+	prio := w.cfg.SlowPriority != nil && w.cfg.Triage != nil && w.cfg.Triage(p.Payload, p.Src)
+	if !prio && w.cfg.Bulk != nil {
+		if w.cfg.Bulk(SlowPacket{Data: append([]byte(nil), p.Payload...), From: p.Src, To: p.Dst}) {
+			w.counts[SlowPath]++
+		} else {
+			w.counts[DropSlowFull]++
+		}
 		return
 	}
 	ch := w.cfg.Slow
-	if w.cfg.SlowPriority != nil && w.cfg.Triage != nil && w.cfg.Triage(p.Payload, p.Src) {
+	if prio {
 		ch = w.cfg.SlowPriority
 	}
 	if ch == nil || len(ch) == cap(ch) {

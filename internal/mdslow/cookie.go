@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/mdfast/mdfast/internal/dtlsmsg"
@@ -98,11 +97,9 @@ func parseHelloHead(b []byte) (helloHead, error) {
 	return h, nil
 }
 
-// cookieJar makes and checks the MD's cookies. It is safe for concurrent
-// use: the data plane's readers answer ClientHellos without a cookie
-// (Relay.AnswerStateless) while the Run goroutine checks cookies.
+// cookieJar makes and checks the MD's cookies. It is owned by the Run
+// goroutine (no lock).
 type cookieJar struct {
-	mu              sync.Mutex
 	rotate          time.Duration
 	cur, prev       [32]byte
 	curMAC, prevMAC hash.Hash // HMAC-SHA256 keyed with cur, prev
@@ -154,8 +151,6 @@ func (j *cookieJar) compute(m hash.Hash, from netip.AddrPort, port uint16, h *he
 // make appends the cookie for a ClientHello from from to the MD's port.
 // The result is copied to dst.
 func (j *cookieJar) make(dst []byte, now time.Time, from netip.AddrPort, port uint16, h *helloHead) []byte {
-	j.mu.Lock()
-	defer j.mu.Unlock()
 	j.maybeRotate(now)
 	return append(dst, j.compute(j.curMAC, from, port, h)[:cookieLen]...)
 }
@@ -166,8 +161,6 @@ func (j *cookieJar) valid(now time.Time, from netip.AddrPort, port uint16, h *he
 	if len(h.cookie) != cookieLen {
 		return false
 	}
-	j.mu.Lock()
-	defer j.mu.Unlock()
 	j.maybeRotate(now)
 	ok := hmac.Equal(h.cookie, j.compute(j.curMAC, from, port, h)[:cookieLen])
 	return hmac.Equal(h.cookie, j.compute(j.prevMAC, from, port, h)[:cookieLen]) || ok

@@ -20,9 +20,9 @@
 //     the established association and replaces it when its keys arrive).
 //     New associations are rate-limited per source address and bounded per
 //     source prefix and in total, with fair eviction (admit).
-//   - The data plane's hooks: AnswerStateless (HelloVerifyRequests on the
-//     reading goroutine) and Triage (the priority lane for known 5-tuples
-//     and cookie-bearing ClientHellos).
+//   - Triage, the data plane's hook that picks the priority lane: known
+//     5-tuples and cookie-bearing ClientHellos; the rest is served fairly
+//     across source prefixes by the data plane.
 //   - The STUN responder (stun.go): ICE-lite answers to Binding requests
 //     (RFC 8445 section 7.3, RFC 5389): USERNAME and MESSAGE-INTEGRITY
 //     checked with the short-term password from Credentials,

@@ -151,6 +151,7 @@ type Stats struct {
 	Evicted                         uint64 // pending, ended to admit another prefix's
 	HelloVerify                     uint64 // HelloVerifyRequests sent (no state kept)
 	DropBadHello                    uint64 // a ClientHello fragment too short to hold its cookie
+	DropHelloVerifyBudget           uint64 // ClientHellos not answered: their prefix's (or the total) budget is spent
 	DTLSToKD, DTLSToEndpoint        uint64 // datagrams relayed
 	DropNoAssociation               uint64 // DTLS from an unknown 5-tuple, not a ClientHello
 	DropRateLimited, DropPendingMax uint64 // new associations refused
@@ -171,6 +172,7 @@ type counters struct {
 	expired, handshakeTimeouts                     atomic.Uint64
 	closedByKD, replaced, evicted                  atomic.Uint64
 	helloVerify, dropBadHello, stunRateLimited     atomic.Uint64
+	dropHVRBudget                                  atomic.Uint64
 	dtlsToKD, dtlsToEndpoint                       atomic.Uint64
 	dropNoAssoc, dropRate, dropPending, dropTunnel atomic.Uint64
 	dropSend, dropUnknownID, installErrors         atomic.Uint64
@@ -249,14 +251,16 @@ type Relay struct {
 	done   chan struct{}
 	once   sync.Once
 
-	byAddr   map[netip.AddrPort]*association // the established one, else the pending one
-	known    sync.Map                        // byAddr's keys, for Triage on the data plane's goroutines
-	byID     map[uuid.UUID]*association
-	limiter  *limiter
-	stunLim  *limiter
-	cookies  *cookieJar
-	prefixes map[netip.Prefix]*prefixState // pending associations per source prefix
-	rl       *ratelog.Logger
+	byAddr  map[netip.AddrPort]*association // the established one, else the pending one
+	known   sync.Map                        // byAddr's keys, for Triage on the data plane's goroutines
+	byID    map[uuid.UUID]*association
+	limiter *limiter
+	stunLim *limiter
+	// hvrBudget limits HelloVerifyRequests per source prefix and in total.
+	hvrBudget *prefixBudget
+	cookies   *cookieJar
+	prefixes  map[netip.Prefix]*prefixState // pending associations per source prefix
+	rl        *ratelog.Logger
 
 	c counters
 }
@@ -284,6 +288,7 @@ func New(cfg Config) (*Relay, error) {
 	r.limits.Store(&l)
 	r.limiter = newLimiter(l.NewPerSecond, l.NewBurst, maxRateSources)
 	r.stunLim = newLimiter(stunPerSecond, stunBurst, maxRateSources)
+	r.hvrBudget = newPrefixBudget(hvrPerPrefixPerSecond, hvrPerPrefixBurst, hvrPerSecond, maxRateSources)
 	r.prefixes = make(map[netip.Prefix]*prefixState)
 	r.rl = ratelog.New(r.log, 10*time.Second, 100)
 	var err error
@@ -324,7 +329,7 @@ func (r *Relay) Stats() Stats {
 		Started: c.started.Load(), Established: c.established.Load(), Ended: c.ended.Load(),
 		Expired: c.expired.Load(), HandshakeTimeouts: c.handshakeTimeouts.Load(),
 		ClosedByKD: c.closedByKD.Load(), Replaced: c.replaced.Load(), Evicted: c.evicted.Load(),
-		HelloVerify: c.helloVerify.Load(), DropBadHello: c.dropBadHello.Load(), STUNRateLimited: c.stunRateLimited.Load(),
+		HelloVerify: c.helloVerify.Load(), DropBadHello: c.dropBadHello.Load(), DropHelloVerifyBudget: c.dropHVRBudget.Load(), STUNRateLimited: c.stunRateLimited.Load(),
 		DTLSToKD: c.dtlsToKD.Load(), DTLSToEndpoint: c.dtlsToEndpoint.Load(),
 		DropNoAssociation: c.dropNoAssoc.Load(), DropRateLimited: c.dropRate.Load(),
 		DropPendingMax: c.dropPending.Load(), DropTunnel: c.dropTunnel.Load(),
@@ -558,6 +563,14 @@ const (
 	stunBurst     = 40
 )
 
+// The HelloVerifyRequest budgets: per source prefix (an IPv4 /24, an IPv6
+// /64; a whole office joining at once is well within it), and in total.
+const (
+	hvrPerPrefixPerSecond = 50
+	hvrPerPrefixBurst     = 100
+	hvrPerSecond          = 20000
+)
+
 func (r *Relay) handleSTUN(p dataplane.SlowPacket) {
 	if !r.stunLim.allow(p.From.Addr(), r.now()) {
 		// Answers are never sent over a source's budget, so the MD cannot
@@ -711,12 +724,19 @@ func (r *Relay) helloTarget(now time.Time, p dataplane.SlowPacket, cur *associat
 	return s, true
 }
 
-// helloVerify answers a ClientHello that carries no valid cookie. It runs
-// on the Run goroutine or, through AnswerStateless, on the data plane's.
+// helloVerify answers a ClientHello that carries no valid cookie.
 func (r *Relay) helloVerify(now time.Time, p dataplane.SlowPacket, h *helloHead) {
-	// No budget here: the answer is smaller than the ClientHello it
-	// answers (no amplification, TestHelloVerifyRequest), costs no state,
-	// and a legitimate endpoint's first ClientHello looks like any other.
+	// The answer is smaller than the ClientHello it answers (no
+	// amplification, TestHelloVerifyRequest) and costs no state, but
+	// sending it is the costliest step of the slow path (an answer to an
+	// address nobody resolves costs the kernel a neighbour entry and its
+	// probes): a budget per source prefix keeps a flood from some prefixes
+	// from using up what the others get, and a global one bounds what a
+	// flood from everywhere can take.
+	if !r.hvrBudget.allow(prefixOf(p.From.Addr()).Addr(), now) {
+		r.c.dropHVRBudget.Add(1)
+		return
+	}
 	var buf [dtlsmsg.RecordHeaderLen + dtlsmsg.HandshakeHeaderLen + 3 + cookieLen]byte
 	var cookie [cookieLen]byte
 	out := appendHelloVerifyRequest(buf[:0], h, r.cookies.make(cookie[:0], now, p.From, p.To.Port(), h))
@@ -727,44 +747,15 @@ func (r *Relay) helloVerify(now time.Time, p dataplane.SlowPacket, h *helloHead)
 	r.c.helloVerify.Add(1)
 }
 
-// AnswerStateless answers, on the data plane's goroutine that received it,
-// a datagram that needs no association state: a ClientHello without a
-// cookie gets its HelloVerifyRequest there (or is dropped if its first
-// fragment is too short to show a cookie), so that a flood of them from
-// spoofed sources costs a parse, an HMAC and a send each and never queues
-// in front of the slow path. It reports whether it consumed the datagram;
-// the others go to the slow path as usual. Safe for concurrent use.
-func (r *Relay) AnswerStateless(b []byte, from, to netip.AddrPort) bool {
-	if len(b) == 0 || !dtlsmsg.IsDTLS(b[0]) {
-		return false
-	}
-	h, err := parseHelloHead(b)
-	switch {
-	case errors.Is(err, errShortHello):
-		r.c.dropBadHello.Add(1)
-		return true
-	case err != nil || len(h.cookie) > 0:
-		return false
-	}
-	r.helloVerify(r.now(), dataplane.SlowPacket{Data: b, From: from, To: to}, &h)
-	return true
-}
-
 // prefixState counts the pending associations of one source prefix, oldest
 // first.
 type prefixState struct {
 	pending []*association
 }
 
-func prefixOf(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := 64
-	if a.Is4() {
-		bits = 24
-	}
-	p, _ := a.Prefix(bits)
-	return p
-}
+// prefixOf is the unit of the pending budget and of fairness: the data
+// plane's (an IPv4 /24, an IPv6 /64).
+func prefixOf(a netip.Addr) netip.Prefix { return dataplane.SourcePrefix(a) }
 
 // admit starts an association for a ClientHello with a valid cookie, or
 // refuses it. The sender has proved it receives at its address, so the
@@ -1045,4 +1036,5 @@ func (r *Relay) housekeeping() {
 	}
 	r.limiter.sweep(now)
 	r.stunLim.sweep(now)
+	r.hvrBudget.sweep(now)
 }

@@ -674,47 +674,29 @@ func TestRelayTriage(t *testing.T) {
 	}
 }
 
-// TestAnswerStateless: a ClientHello without a cookie is answered on the
-// caller's goroutine (concurrently with the relay and with other callers)
-// and never reaches the relay; everything else is left to the relay. The
-// cookie it hands out is accepted by the relay.
-func TestAnswerStateless(t *testing.T) {
+// TestHelloVerifyBudget: HelloVerifyRequests are answered within a budget
+// per source prefix: a flood from one prefix is cut at its burst, another
+// prefix is still answered.
+func TestHelloVerifyBudget(t *testing.T) {
 	e := newEnv(t, Limits{})
-	to := netip.MustParseAddrPort("198.18.0.1:5004")
-	var wg sync.WaitGroup
-	for g := range 4 {
-		wg.Go(func() {
-			for i := range 200 {
-				from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, byte(g), byte(i)}), 4000)
-				if !e.r.AnswerStateless(clientHello(t, "some-tls-id-of-twenty-octets"), from, to) {
-					t.Error("cookie-less ClientHello not answered")
-					return
-				}
-			}
-		})
+	ch := clientHello(t, "some-tls-id-of-twenty-octets")
+	for i := range hvrPerPrefixBurst + 50 {
+		e.send(t, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, 7, byte(i)}), uint16(1000+i)).String(), ch)
 	}
-	wg.Wait()
-	e.join(t, "198.18.0.12:4000", "some-tls-id-of-twenty-octets", 1)
-	if st := e.r.Stats(); st.HelloVerify != 801 || st.Started != 1 {
+	st := e.r.Stats()
+	if st.HelloVerify != hvrPerPrefixBurst || st.DropHelloVerifyBudget != 50 {
 		t.Fatalf("stats %+v", st)
 	}
-	from := netip.MustParseAddrPort("198.18.0.13:4000")
-	e.snd.take()
-	if !e.r.AnswerStateless(clientHelloWith(t, "some-tls-id-of-twenty-octets", 0, [32]byte{3}, nil), from, to) {
-		t.Fatal("not answered")
+	e.send(t, "198.18.4.2:4000", ch)
+	if st := e.r.Stats(); st.HelloVerify != hvrPerPrefixBurst+1 {
+		t.Fatalf("another prefix not answered: %+v", st)
 	}
-	_, data := e.snd.take()
-	withCookie := clientHelloWith(t, "some-tls-id-of-twenty-octets", 1, [32]byte{3}, hvrCookie(t, data[0]))
-	for _, b := range [][]byte{withCookie, alert(2, 40), request("mdufrag:x", "pw"), nil} {
-		if e.r.AnswerStateless(b, from, to) {
-			t.Fatalf("%x consumed", b)
-		}
-	}
-	if !e.r.AnswerStateless(shortHelloFragment(), from, to) || e.r.Stats().DropBadHello != 1 {
-		t.Fatal("short ClientHello fragment not dropped")
-	}
-	e.send(t, from.String(), withCookie)
-	if st := e.r.Stats(); st.Started != 2 {
-		t.Fatalf("the stateless cookie was not accepted: %+v", st)
+	// The prefix's budget refills with time.
+	e.mu.Lock()
+	*e.now = e.now.Add(time.Second)
+	e.mu.Unlock()
+	e.send(t, "198.19.7.200:4000", ch)
+	if st := e.r.Stats(); st.HelloVerify != hvrPerPrefixBurst+2 {
+		t.Fatalf("budget did not refill: %+v", st)
 	}
 }
