@@ -23,6 +23,14 @@
 //
 // RTCP is protected by the hop-by-hop layer only (RFC 8723 section 5.4).
 //
+// SSRC collisions (RFC 3550 section 8.2): a packet from another participant
+// under an SSRC this endpoint sends is dropped and reported once
+// (Config.OnSSRCCollision); writes under that SSRC fail with
+// ErrSSRCCollision from then on, and the application continues under a new
+// random SSRC. With EKT this is what lets a joiner be heard when someone
+// else already used its SSRC: the other members keep the first end-to-end
+// key they learnt for it under the current EKTKey (RFC 8870 section 4.3.2).
+//
 // A Session needs a UDP socket, the Media Distributor's address, the
 // endpoint's certificate and tls-id (RFC 8844), and the Key Distributor's
 // certificate fingerprint from the SDP answer; see Dial and the example.

@@ -3,6 +3,7 @@ package perc
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"testing"
 	"time"
 
@@ -87,4 +88,63 @@ func TestRebasedSSRC(t *testing.T) {
 			t.Fatalf("packet %d: seq %d roc %d payload %q", i, p.Seq, p.ROC, p.Payload)
 		}
 	}
+}
+
+// TestSSRCCollision: a packet from another participant under an SSRC this
+// Session sends is a collision (RFC 3550 section 8.2): dropped, reported
+// once, and the SSRC refused for writing from then on; other SSRCs are
+// unaffected.
+func TestSSRCCollision(t *testing.T) {
+	other, me, pc, got := pair(t)
+	var collided []uint32
+	me.cfg.OnSSRCCollision = func(ssrc uint32) { collided = append(collided, ssrc) }
+	me.pc = &capturePC{}
+	me.dout = other.dout
+	me.sets, me.setSeq = other.sets, other.setSeq
+	me.w.streams = map[uint32]*outStream{}
+	var err error
+	if me.send, err = me.newSendKeys(me.sets[7]); err != nil {
+		t.Fatal(err)
+	}
+	if err := me.WriteRTP(rtpPacket(0x7777, 1, []byte("mine"))); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	// Another sender's stream: delivered.
+	if err := other.WriteRTP(rtpPacket(0x1111, 1, []byte("theirs"))); err != nil {
+		t.Fatal(err)
+	}
+	me.receiveDouble(bytes.Clone(pc.last()), now)
+	if len(*got) != 1 || len(collided) != 0 {
+		t.Fatalf("delivered %d, collisions %v", len(*got), collided)
+	}
+	if n := testing.AllocsPerRun(100, func() { me.checkCollision(0x1111) }); n != 0 {
+		t.Fatalf("checkCollision allocates %v times", n)
+	}
+	// The other sender uses our SSRC: a collision, reported once.
+	for seq := range uint16(3) {
+		if err := other.WriteRTP(rtpPacket(0x7777, 10+seq, []byte("squat"))); err != nil {
+			t.Fatal(err)
+		}
+		me.receiveDouble(bytes.Clone(pc.last()), now)
+	}
+	if len(*got) != 1 || len(collided) != 1 || collided[0] != 0x7777 || me.Stats().SSRCCollisions != 1 {
+		t.Fatalf("delivered %d, collisions %v, stats %+v", len(*got), collided, me.Stats())
+	}
+	if err := me.WriteRTP(rtpPacket(0x7777, 2, []byte("mine"))); !errors.Is(err, ErrSSRCCollision) {
+		t.Fatalf("WriteRTP under the collided SSRC: %v", err)
+	}
+	if err := me.WriteRTCP(rtcpPacket(0x7777)); !errors.Is(err, ErrSSRCCollision) {
+		t.Fatalf("WriteRTCP under the collided SSRC: %v", err)
+	}
+	if err := me.WriteRTP(rtpPacket(0x7778, 2, []byte("moved"))); err != nil {
+		t.Fatalf("WriteRTP under a new SSRC: %v", err)
+	}
+}
+
+// rtcpPacket is a minimal RTCP receiver report from ssrc.
+func rtcpPacket(ssrc uint32) []byte {
+	b := []byte{0x80, 201, 0, 1, 0, 0, 0, 0}
+	binary.BigEndian.PutUint32(b[4:], ssrc)
+	return b
 }

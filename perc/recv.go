@@ -125,6 +125,9 @@ func (s *Session) receive(b []byte) {
 			c.dropOuter.Add(1)
 			return
 		}
+		if s.checkCollision(info.SSRC) {
+			return
+		}
 		c.received.Add(1)
 		if s.cfg.OnRTP != nil {
 			s.cfg.OnRTP(RTPPacket{Header: b[:info.HeaderLen], Payload: b[info.HeaderLen : info.Len-info.PaddingLen],
@@ -176,6 +179,9 @@ func (s *Session) receiveDouble(b []byte, now time.Time) {
 	info, err := s.in.OpenRTPFrom(pkt, firstROC)
 	if err != nil {
 		c.dropOuter.Add(1)
+		return
+	}
+	if s.checkCollision(info.SSRC) {
 		return
 	}
 	snd := rx.senders[info.SSRC]

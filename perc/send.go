@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mdfast/mdfast/internal/double"
@@ -17,10 +18,15 @@ import (
 type writer struct {
 	mu      sync.Mutex
 	streams map[uint32]*outStream
-	sc      srtpfast.Scratch
-	dsc     double.Scratch
-	out     []byte
-	rtcpIdx map[uint32]uint32
+	// own is the set of SSRCs this Session sends (the keys of streams and
+	// rtcpIdx), copied on write for the reader goroutine; collided are
+	// those another participant turned out to use as well.
+	own      atomic.Pointer[map[uint32]struct{}]
+	collided map[uint32]bool
+	sc       srtpfast.Scratch
+	dsc      double.Scratch
+	out      []byte
+	rtcpIdx  map[uint32]uint32
 }
 
 // outStream is one SSRC this endpoint sends.
@@ -43,6 +49,9 @@ var (
 	ErrTooManyStreams = errors.New("perc: too many SSRCs")
 	// ErrNotRTP: what was given to write is not an RTP (or RTCP) packet.
 	ErrNotRTP = errors.New("perc: not an RTP packet")
+	// ErrSSRCCollision: another participant sends under this SSRC (RFC
+	// 3550 section 8.2); continue under a new random one.
+	ErrSSRCCollision = errors.New("perc: SSRC collision: choose another SSRC")
 	// ErrSeqNotIncreasing: an RTP packet whose SEQ is not ahead of the
 	// stream's highest by 1 to 2^15-1 (a repeat, an older packet, or a
 	// jump that would make its ROC ambiguous).
@@ -88,6 +97,9 @@ func (s *Session) WriteRTP(pkt []byte) error {
 	if w.streams == nil || s.failed.Load() != nil {
 		return ErrClosed
 	}
+	if w.collided[ssrc] {
+		return ErrSSRCCollision
+	}
 	st := w.streams[ssrc]
 	if st == nil {
 		if len(w.streams) >= maxStreams {
@@ -95,6 +107,7 @@ func (s *Session) WriteRTP(pkt []byte) error {
 		}
 		st = &outStream{}
 		w.streams[ssrc] = st
+		w.addOwn(ssrc)
 	}
 	idx, err := st.index(seq)
 	if err != nil {
@@ -167,9 +180,15 @@ func (s *Session) WriteRTCP(pkt []byte) error {
 	if w.rtcpIdx == nil {
 		w.rtcpIdx = map[uint32]uint32{}
 	}
+	if w.collided[ssrc] {
+		return ErrSSRCCollision
+	}
 	idx, ok := w.rtcpIdx[ssrc]
 	if !ok && len(w.rtcpIdx) >= maxStreams {
 		return ErrTooManyStreams
+	}
+	if !ok {
+		w.addOwn(ssrc)
 	}
 	if idx >= 1<<31 {
 		return fmt.Errorf("perc: write RTCP: %w", srtpfast.ErrIndexExhausted)
@@ -180,4 +199,53 @@ func (s *Session) WriteRTCP(pkt []byte) error {
 		return fmt.Errorf("perc: seal RTCP: %w", err)
 	}
 	return s.send1(w.out)
+}
+
+// addOwn records that this Session sends under ssrc. Called with w.mu held.
+func (w *writer) addOwn(ssrc uint32) {
+	old := w.own.Load()
+	m := make(map[uint32]struct{}, 1+len(ownOrNil(old)))
+	for k := range ownOrNil(old) {
+		m[k] = struct{}{}
+	}
+	m[ssrc] = struct{}{}
+	w.own.Store(&m)
+}
+
+func ownOrNil(p *map[uint32]struct{}) map[uint32]struct{} {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// checkCollision handles a packet received under ssrc (RFC 3550 section
+// 8.2): if this Session sends under ssrc too, another participant uses it.
+// The packet is dropped (it reports true); the first time, the SSRC is
+// retired for writing and the application told. A sender must not keep an
+// SSRC someone else uses: with EKT, receivers keep the first end-to-end
+// key they learn for an (SPI, SSRC) and refuse any other (RFC 8870
+// section 4.3.2), so one of the two would not be heard; moving is what
+// resolves it. It does not allocate when there is no collision.
+func (s *Session) checkCollision(ssrc uint32) bool {
+	if _, mine := ownOrNil(s.w.own.Load())[ssrc]; !mine {
+		return false
+	}
+	w := &s.w
+	w.mu.Lock()
+	first := !w.collided[ssrc]
+	if first {
+		if w.collided == nil {
+			w.collided = map[uint32]bool{}
+		}
+		w.collided[ssrc] = true
+	}
+	w.mu.Unlock()
+	if first {
+		s.c.collisions.Add(1)
+		if s.cfg.OnSSRCCollision != nil {
+			s.cfg.OnSSRCCollision(ssrc)
+		}
+	}
+	return true
 }

@@ -79,6 +79,12 @@ type Config struct {
 	OnRTP func(RTPPacket)
 	// OnRTCP receives every RTCP packet that opened (plaintext), likewise.
 	OnRTCP func([]byte)
+	// OnSSRCCollision is told, once per SSRC, that another participant
+	// sends under an SSRC this Session sends (RFC 3550 section 8.2): from
+	// then on WriteRTP and WriteRTCP refuse that SSRC
+	// (ErrSSRCCollision) and the application continues under a new random
+	// one. Called on the reader goroutine.
+	OnSSRCCollision func(ssrc uint32)
 }
 
 // RTPPacket is a received RTP packet.
@@ -102,6 +108,7 @@ type Stats struct {
 	DropEKTField, DropUnknownSPI        uint64 // malformed EKTField; a FullEKTField naming an SPI we lack
 	DropEKTAuth, EKTWrongSSRC, EKTEpoch uint64 // EKT tags refused (counted, never a key replaced)
 	EKTKeys, Rekeys                     uint64 // EKTKeys from the KD; own end-to-end key changes
+	SSRCCollisions                      uint64 // own SSRCs found in use by another participant
 }
 
 type counters struct {
@@ -109,6 +116,7 @@ type counters struct {
 	dropOuter, dropInner, dropNoKey                    atomic.Uint64
 	dropEKTField, dropUnknownSPI                       atomic.Uint64
 	dropEKTAuth, ektWrongSSRC, ektEpoch, ektKeys, reks atomic.Uint64
+	collisions                                         atomic.Uint64
 }
 
 // Errors.
@@ -317,7 +325,7 @@ func (s *Session) Stats() Stats {
 		DropOuter: c.dropOuter.Load(), DropInner: c.dropInner.Load(), DropNoKey: c.dropNoKey.Load(),
 		DropEKTField: c.dropEKTField.Load(), DropUnknownSPI: c.dropUnknownSPI.Load(),
 		DropEKTAuth: c.dropEKTAuth.Load(), EKTWrongSSRC: c.ektWrongSSRC.Load(), EKTEpoch: c.ektEpoch.Load(),
-		EKTKeys: c.ektKeys.Load(), Rekeys: c.reks.Load()}
+		EKTKeys: c.ektKeys.Load(), Rekeys: c.reks.Load(), SSRCCollisions: c.collisions.Load()}
 }
 
 // Close leaves the conference (close_notify to the Key Distributor),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	mrand "math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
@@ -28,7 +29,8 @@ type endpoint struct {
 	addr netip.Addr
 	// local is the socket's address and port.
 	local netip.AddrPort
-	ssrc  uint32
+	ssrc  uint32        // the SSRC it was given
+	cur   atomic.Uint32 // the SSRC it sends under now (it moves on a collision)
 	pc    *net.UDPConn
 	sess  atomic.Pointer[perc.Session]
 
@@ -52,6 +54,7 @@ func (s *sys) newEndpoint(ci, k int) (*endpoint, error) {
 	s.nextEP++
 	e := &endpoint{name: fmt.Sprintf("%s/%d", c.name, k), id: c.ids[k], conf: c.name, addr: epAddr(i),
 		ssrc: 0x5eed0000 + uint32(i), got: map[uint32]map[uint16]int64{}, last: map[uint32]int64{}}
+	e.cur.Store(e.ssrc)
 	var err error
 	if e.pc, err = s.ep.ns.ListenUDP(e.addr, 0); err != nil {
 		return nil, fmt.Errorf("endpoint %s: %w", e.name, err)
@@ -86,6 +89,13 @@ func (e *endpoint) join(ctx context.Context, kdFP [32]byte) error {
 		KDFingerprint:    kdFP,
 		HandshakeTimeout: 10 * time.Second,
 		OnRTP:            e.onRTP,
+		// RFC 3550 section 8.2, as an application does: another
+		// participant uses our SSRC, so we move to a new random one.
+		OnSSRCCollision: func(x uint32) {
+			if e.cur.Load() == x {
+				e.cur.Store(x ^ uint32(mrand.Uint32()|1))
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("endpoint %s join: %w", e.name, err)
@@ -162,6 +172,12 @@ func validPayload(pl []byte, ssrc uint32, seq uint16) bool {
 	return true
 }
 
+// setSSRC gives e SSRC x (before it sends).
+func (e *endpoint) setSSRC(x uint32) {
+	e.ssrc = x
+	e.cur.Store(x)
+}
+
 // send sends the next RTP packet (160 bytes of payload).
 func (e *endpoint) send() error {
 	sess := e.sess.Load()
@@ -172,7 +188,7 @@ func (e *endpoint) send() error {
 	seq := uint16(len(e.sent))
 	e.sent = append(e.sent, time.Now().UnixNano())
 	e.sendMu.Unlock()
-	if err := e.sendAs(sess, e.ssrc, seq); err != nil {
+	if err := e.sendAs(sess, e.cur.Load(), seq); err != nil {
 		return fmt.Errorf("endpoint %s: send: %w", e.name, err)
 	}
 	return nil
@@ -229,7 +245,7 @@ func (e *endpoint) ssrcs() []uint32 {
 func (e *endpoint) lastFrom(snd *endpoint) time.Time {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if t := e.last[snd.ssrc]; t != 0 {
+	if t := e.last[snd.cur.Load()]; t != 0 {
 		return time.Unix(0, t)
 	}
 	return time.Time{}
@@ -238,7 +254,7 @@ func (e *endpoint) lastFrom(snd *endpoint) time.Time {
 func (e *endpoint) received(snd *endpoint, seq uint16) bool {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	_, ok := e.got[snd.ssrc][seq]
+	_, ok := e.got[snd.cur.Load()][seq]
 	return ok
 }
 
