@@ -582,7 +582,7 @@ func (r *Relay) handleSTUN(p dataplane.SlowPacket) {
 	switch res {
 	case STUNIgnored:
 		r.c.stunIgnored.Add(1)
-		r.log.Debug("STUN ignored", "from", p.From, "err", err)
+		r.rl.Log(slog.LevelDebug, "stun ignored", "STUN ignored", "from", p.From, "err", err)
 		return
 	case STUNRejected:
 		if len(resp) > len(p.Data) {
@@ -592,7 +592,7 @@ func (r *Relay) handleSTUN(p dataplane.SlowPacket) {
 			return
 		}
 		r.c.stunRejected.Add(1)
-		r.log.Debug("STUN check rejected", "from", p.From, "err", err)
+		r.rl.Log(slog.LevelDebug, "stun rejected", "STUN check rejected", "from", p.From, "err", err)
 	case STUNAnswered:
 		r.c.stunAnswered.Add(1)
 	}
@@ -668,7 +668,7 @@ func (r *Relay) handleDTLS(p dataplane.SlowPacket) {
 			}
 			a.reasm = nil
 		} else if err != nil {
-			r.log.Debug("ClientHello", "association", a.id, "err", err)
+			r.rl.Log(slog.LevelDebug, "client hello", "ClientHello", "association", a.id, "err", err)
 		}
 	}
 	if s := a.next; s != nil && herr != nil {
@@ -807,7 +807,7 @@ func (r *Relay) admit(now time.Time, p dataplane.SlowPacket, h *helloHead) *asso
 	ps.pending = append(ps.pending, a)
 	r.c.pending.Add(1)
 	r.c.started.Add(1)
-	r.log.Debug("association started", "association", id, "addr", p.From)
+	r.rl.Log(slog.LevelDebug, "started", "association started", "association", id, "addr", p.From)
 	return a
 }
 
@@ -841,7 +841,7 @@ func (r *Relay) toKD(a *association, b []byte) {
 		r.c.dropTunnel.Add(1)
 	} else if err := t.SendTunneledDtls(a.id, b); err != nil {
 		r.c.dropTunnel.Add(1)
-		r.log.Debug("DTLS to KD dropped", "association", a.id, "err", err)
+		r.rl.Log(slog.LevelDebug, "to kd dropped", "DTLS to KD dropped", "association", a.id, "err", err)
 	} else {
 		r.c.dtlsToKD.Add(1)
 	}
@@ -857,7 +857,7 @@ func (r *Relay) handleEvent(e event) {
 		}
 		if err := r.cfg.Sender.SendSlow(a.port, e.data, a.addr); err != nil {
 			r.c.dropSend.Add(1)
-			r.log.Debug("DTLS to endpoint not sent", "association", a.id, "err", err)
+			r.rl.Log(slog.LevelDebug, "to endpoint dropped", "DTLS to endpoint not sent", "association", a.id, "err", err)
 			return
 		}
 		r.c.dtlsToEndpoint.Add(1)
@@ -924,7 +924,7 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 	}
 	if err != nil {
 		r.c.installErrors.Add(1)
-		r.log.Error("install keys", "association", a.id, "addr", a.addr, "profile", mk.Profile, "err", err)
+		r.rl.Log(slog.LevelError, "install", "install keys", "association", a.id, "addr", a.addr, "profile", mk.Profile, "err", err)
 		r.end(a, true, "keys not installed")
 		return
 	}
