@@ -181,9 +181,6 @@ func (s *Session) receiveDouble(b []byte, now time.Time) {
 		c.dropOuter.Add(1)
 		return
 	}
-	if s.checkCollision(info.SSRC) {
-		return
-	}
 	snd := rx.senders[info.SSRC]
 	if typ == ekt.TypeFull {
 		var ok bool
@@ -229,6 +226,11 @@ func (s *Session) receiveDouble(b []byte, now time.Time) {
 		k.replay.mark(idx)
 		if i > 0 && k.expires.IsZero() {
 			k.expires = now.Add(s.cfg.KeyGrace)
+		}
+		// Checked once the inner layer authenticated a member's packet:
+		// the Media Distributor alone cannot make us give up an SSRC.
+		if s.checkCollision(info.SSRC) {
+			return
 		}
 		c.received.Add(1)
 		if s.cfg.OnRTP != nil {

@@ -220,7 +220,9 @@ func ownOrNil(p *map[uint32]struct{}) map[uint32]struct{} {
 }
 
 // checkCollision handles a packet received under ssrc (RFC 3550 section
-// 8.2): if this Session sends under ssrc too, another participant uses it.
+// 8.2), once it authenticated (in double mode, its inner layer: a member
+// sent it): if this Session sends under ssrc too, another participant
+// uses it.
 // The packet is dropped (it reports true); the first time, the SSRC is
 // retired for writing and the application told. A sender must not keep an
 // SSRC someone else uses: with EKT, receivers keep the first end-to-end

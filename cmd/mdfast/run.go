@@ -214,11 +214,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	md, err := tunnel.NewMD(tunnel.MDConfig{
 		Peers: c.KD, TunnelsPerPeer: c.TunnelsPerKD, Listen: c.TunnelListen, TLS: tlsCfg, Profiles: tp,
 		BackoffMin: 100 * time.Millisecond, BackoffMax: c.TunnelBackoff.D(), Logger: log,
+		// The slow path answers the DTLS cookie exchange (mdslow).
+		InstanceCaps: tunnel.CapVerifiesCookies,
 	}, relay)
 	if err != nil {
 		return fmt.Errorf("tunnel: %w", err)
 	}
 	relay.SetTunnel(md)
+	promReg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Namespace: "mdfast", Name: "tunnel_endpoint_disconnects_lost_total",
+		Help: "EndpointDisconnects accepted by a tunnel that closed before writing them, with no other tunnel up to resend them on.",
+	}, func() float64 { return float64(md.LostDisconnects()) }))
 	dp.SetSlowTriage(relay.Triage)
 	promReg.MustRegister(metrics.NewCollector(metrics.Source{
 		Dataplane: func() *dataplane.Dataplane { return dp },

@@ -178,7 +178,7 @@ type Dataplane struct {
 	// slowPrio is the slow path's priority lane; triage picks what goes
 	// there (SetSlowTriage).
 	slowPrio chan SlowPacket
-	triage   atomic.Pointer[func(b []byte, from netip.AddrPort) bool]
+	triage   atomic.Pointer[func(b []byte, from, to netip.AddrPort) bool]
 	// bulk is the slow path's other lane: served fairly across source
 	// prefixes (see pumpBulk).
 	bulk               *fairq.Queue[netip.Prefix, SlowPacket]
@@ -381,7 +381,7 @@ func (d *Dataplane) addWorker(p Port) {
 	d.ports = append(d.ports, p)
 	d.workers = append(d.workers, NewWorker(i, p, d.cfg.Table.NewReader(), WorkerConfig{
 		BatchSize: d.cfg.BatchSize, MaxSSRCs: d.cfg.MaxSSRCs, OpenerIdle: d.cfg.OpenerIdle,
-		Slow: slow, SlowPriority: prio, Triage: d.prioritized, Bulk: d.pushBulk, Pin: pin, CPU: cpu, Logger: d.log,
+		Slow: slow, SlowPriority: prio, Triage: d.prioritized, Bulk: d.pushBulk, BulkRoom: d.bulkRoom, Pin: pin, CPU: cpu, Logger: d.log,
 	}))
 }
 
@@ -469,8 +469,8 @@ func (d *Dataplane) slowOne(m *udpbatch.Message, local netip.AddrPort) {
 	case isMedia(b):
 		d.slowStats[SlowMedia].Add(1)
 	case b[0] <= 3 || (b[0] >= 20 && b[0] <= 63):
-		if !d.prioritized(b, from) {
-			if d.pushBulk(SlowPacket{Data: append([]byte(nil), b...), From: from, To: local}) {
+		if !d.prioritized(b, from, local) {
+			if d.bulkRoom(from.Addr()) && d.pushBulk(SlowPacket{Data: append([]byte(nil), b...), From: from, To: local}) {
 				d.slowStats[SlowPath].Add(1)
 			} else {
 				d.slowStats[DropSlowFull].Add(1)
@@ -538,7 +538,7 @@ func (d *Dataplane) SlowPriority() <-chan SlowPacket { return d.slowPrio }
 // SetSlowTriage sets the function that picks the priority lane's datagrams.
 // It runs on the data plane's goroutines for every slow-path datagram,
 // before the copy: it must be cheap, not allocate and not keep b.
-func (d *Dataplane) SetSlowTriage(f func(b []byte, from netip.AddrPort) bool) { d.triage.Store(&f) }
+func (d *Dataplane) SetSlowTriage(f func(b []byte, from, to netip.AddrPort) bool) { d.triage.Store(&f) }
 
 // Bulk-lane bounds: datagrams waiting per source prefix, and prefixes.
 const (
@@ -547,16 +547,19 @@ const (
 )
 
 // pushBulk queues a slow-path datagram the triage did not pick, under its
-// source prefix (an IPv4 /24, an IPv6 /64).
+// source prefix (an IPv4 /24, an IPv6 /48).
 func (d *Dataplane) pushBulk(sp SlowPacket) bool {
 	return d.bulk.Push(SourcePrefix(sp.From.Addr()), sp)
 }
 
+// bulkRoom reports whether the fair lane may take a datagram from a.
+func (d *Dataplane) bulkRoom(a netip.Addr) bool { return d.bulk.Room(SourcePrefix(a)) }
+
 // SourcePrefix is the unit of fairness of the slow path: an IPv4 /24 or an
-// IPv6 /64.
+// IPv6 /48 (a site: one holder of a /48 can use 65,536 /64s).
 func SourcePrefix(a netip.Addr) netip.Prefix {
 	a = a.Unmap()
-	bits := 64
+	bits := 48
 	if a.Is4() {
 		bits = 24
 	}
@@ -589,9 +592,9 @@ func (d *Dataplane) pumpBulk(stop <-chan struct{}) {
 	}
 }
 
-func (d *Dataplane) prioritized(b []byte, from netip.AddrPort) bool {
+func (d *Dataplane) prioritized(b []byte, from, to netip.AddrPort) bool {
 	if f := d.triage.Load(); f != nil {
-		return (*f)(b, from)
+		return (*f)(b, from, to)
 	}
 	return false
 }

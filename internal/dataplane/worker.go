@@ -78,10 +78,13 @@ type WorkerConfig struct {
 	// SlowPriority, with Triage, is the slow path's priority lane: the
 	// datagrams Triage picks go there (see Dataplane.SetSlowTriage).
 	SlowPriority chan<- SlowPacket
-	Triage       func(b []byte, from netip.AddrPort) bool
+	Triage       func(b []byte, from, to netip.AddrPort) bool
 	// Bulk, if set, takes the slow-path datagrams Triage does not pick, in
 	// place of Slow (the Dataplane's fair queue); false means dropped.
-	Bulk func(SlowPacket) bool
+	// BulkRoom, if set, says beforehand whether Bulk may take a datagram
+	// from a source (so that a flood is not copied only to be dropped).
+	Bulk     func(SlowPacket) bool
+	BulkRoom func(from netip.Addr) bool
 	// Pin pins the worker's thread to CPU.
 	Pin bool
 	CPU int
@@ -394,8 +397,12 @@ func (w *Worker) sweep(now int64) {
 // slow hands a copy of a DTLS or STUN datagram to the slow path, dropping
 // it when the queue is full.
 func (w *Worker) slow(p *RxPacket) {
-	prio := w.cfg.SlowPriority != nil && w.cfg.Triage != nil && w.cfg.Triage(p.Payload, p.Src)
+	prio := w.cfg.SlowPriority != nil && w.cfg.Triage != nil && w.cfg.Triage(p.Payload, p.Src, p.Dst)
 	if !prio && w.cfg.Bulk != nil {
+		if w.cfg.BulkRoom != nil && !w.cfg.BulkRoom(p.Src.Addr()) {
+			w.counts[DropSlowFull]++
+			return
+		}
 		if w.cfg.Bulk(SlowPacket{Data: append([]byte(nil), p.Payload...), From: p.Src, To: p.Dst}) {
 			w.counts[SlowPath]++
 		} else {

@@ -792,7 +792,9 @@ var fuzzBinding = []byte("203.0.113.7:5004")
 type fuzzFixture struct {
 	serverCert, clientCert tls.Certificate
 	jar                    *CookieJar
-	// server[i]: i&1 DisableHelloVerify, i&2 HoldFinalFlight.
+	// server[i]: i&1 DisableHelloVerify, i&2 HoldFinalFlight; server[2]
+	// also trusts a relay's cookies (RelayVerifiesCookies, as the KD does
+	// behind an mdfast MD).
 	server [4]*Config
 	client *Config
 	ekt    EKTKey
@@ -854,15 +856,16 @@ func fuzzFixtures(tb testing.TB) *fuzzFixture {
 		copy(fx.jar.prev[:], "mdfast dtls fuzz cookie secret 0")
 		for i := range fx.server {
 			cfg := &Config{
-				Certificate:        fx.serverCert,
-				VerifyPeer:         pinned(fx.clientCert),
-				SRTPProfiles:       []uint16{SRTPAEADAES128GCM, SRTPAEADAES256GCM, SRTPDoubleAES128GCM, SRTPDoubleAES256GCM},
-				ExternalSessionID:  testKDTLSID,
-				EKTCiphers:         []EKTCipher{EKTCipherAESKW128, EKTCipherAESKW256},
-				Cookies:            fx.jar,
-				DisableHelloVerify: i&1 != 0,
-				HoldFinalFlight:    i&2 != 0,
-				MTU:                MinMTU, // flights 4 and 5 are fragmented
+				Certificate:          fx.serverCert,
+				VerifyPeer:           pinned(fx.clientCert),
+				SRTPProfiles:         []uint16{SRTPAEADAES128GCM, SRTPAEADAES256GCM, SRTPDoubleAES128GCM, SRTPDoubleAES256GCM},
+				ExternalSessionID:    testKDTLSID,
+				EKTCiphers:           []EKTCipher{EKTCipherAESKW128, EKTCipherAESKW256},
+				Cookies:              fx.jar,
+				DisableHelloVerify:   i&1 != 0,
+				HoldFinalFlight:      i&2 != 0,
+				RelayVerifiesCookies: i == 2,
+				MTU:                  MinMTU, // flights 4 and 5 are fragmented
 			}
 			if fx.server[i], fuzzFixErr = cfg.Settle(true); fuzzFixErr != nil {
 				return

@@ -75,6 +75,20 @@ func (q *Queue[K, T]) Push(key K, v T) bool {
 	return true
 }
 
+// Room reports whether a Push under key would be taken now (a hint: other
+// producers may take the room first).
+func (q *Queue[K, T]) Room(key K) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return false
+	}
+	if r := q.keys[key]; r != nil {
+		return r.size < len(r.items)
+	}
+	return len(q.keys) < q.maxKeys
+}
+
 // Pop takes the next item in round-robin order of keys. ok is false when
 // the queue is empty.
 func (q *Queue[K, T]) Pop() (v T, ok bool) {

@@ -46,8 +46,8 @@ func TestBounds(t *testing.T) {
 			t.Fatal("a key took more than perKey items")
 		}
 	}
-	if q.Push(99, 1) {
-		t.Fatal("more than maxKeys keys")
+	if q.Push(99, 1) || q.Room(99) || q.Room(0) {
+		t.Fatal("more than maxKeys keys, or more than perKey items")
 	}
 	if q.Len() != 6 {
 		t.Fatalf("len %d", q.Len())
@@ -55,7 +55,7 @@ func TestBounds(t *testing.T) {
 	for q.Len() > 0 {
 		q.Pop()
 	}
-	if !q.Push(99, 1) {
+	if !q.Room(99) || !q.Push(99, 1) {
 		t.Fatal("a new key refused once the queue drained")
 	}
 	q.Close()

@@ -91,9 +91,9 @@ func newAssociation(k *KeyDistributor, key assocKey, t tunnelConn) (*association
 	cfg := *k.dtlsConfig
 	cfg.ClientHello = a.clientHello
 	cfg.VerifyPeer = a.verifyPeer
-	// An MD that announces its instance is one of ours: it runs the cookie
-	// exchange itself and relays only ClientHellos that passed it.
-	cfg.RelayVerifiesCookies = a.instance != uuid.Nil
+	// An MD whose instance announcement says so runs the cookie exchange
+	// itself and relays only ClientHellos that passed it.
+	cfg.RelayVerifiesCookies = tunnel.InstanceCaps(a.instance)&tunnel.CapVerifiesCookies != 0
 	// The cookie binds the MD's identity and the association id: the
 	// endpoint proves it receives what the MD relays to its 5-tuple.
 	binding := append([]byte(key.peer), key.id[:]...)
@@ -427,9 +427,10 @@ func (a *association) deliverKeys() {
 	_ = a.conn.ReleaseFinalFlight(now)
 	m := a.match.Load()
 	profile := a.profile
+	// Under a.mu: a terminate that follows removes the record after it.
+	k.journalAdd(a, m)
 	a.afterConn(now) // unlocks; sends the final flight, then the EKTKey
 	k.moved(stateHandshaking, stateEstablished)
-	k.journalAdd(a, m)
 	k.m.handshakes.WithLabelValues("ok").Inc()
 	k.m.hsDuration.Observe(time.Since(a.created).Seconds())
 	k.log.Info("association established", "md", a.key.peer, "association", a.key.id,

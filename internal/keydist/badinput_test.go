@@ -22,6 +22,7 @@ import (
 type fakeTunnel struct {
 	id, peer string
 	instance uuid.UUID
+	unsent   []uuid.UUID
 	mu       sync.Mutex
 	sent     []event
 }
@@ -29,6 +30,8 @@ type fakeTunnel struct {
 func (f *fakeTunnel) ID() string          { return f.id }
 func (f *fakeTunnel) Peer() string        { return f.peer }
 func (f *fakeTunnel) Instance() uuid.UUID { return f.instance }
+
+func (f *fakeTunnel) UnsentDisconnects() []uuid.UUID { return f.unsent }
 func (f *fakeTunnel) Profiles() []tunnel.ProtectionProfile {
 	return []tunnel.ProtectionProfile{tunnel.ProfileAEADAES128GCM}
 }

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
 
@@ -15,7 +17,7 @@ import (
 // of the same identity is connected.
 func TestMDInstances(t *testing.T) {
 	newInst := func() *fakeTunnel {
-		id, err := tunnel.NewInstanceID()
+		id, err := tunnel.NewInstanceID(0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -99,4 +101,33 @@ func TestMDInstances(t *testing.T) {
 			t.Fatalf("%d associations of a vanished instance left", n)
 		}
 	})
+}
+
+// TestUnsentDisconnectsResent: EndpointDisconnects a closing tunnel did not
+// write go out on another tunnel of the same MD instance, or are counted
+// lost when there is none.
+func TestUnsentDisconnectsResent(t *testing.T) {
+	inst, _ := tunnel.NewInstanceID(0)
+	cert, err := GenerateCertificate(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := New(Config{Certificate: cert, Registry: NewRegistry(), Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kd.Close()
+	id1, id2 := uuid.New(), uuid.New()
+	t1 := &fakeTunnel{id: "t1", peer: "md1", instance: inst, unsent: []uuid.UUID{id1}}
+	t2 := &fakeTunnel{id: "t2", peer: "md1", instance: inst, unsent: []uuid.UUID{id2}}
+	kd.tunnelUp(t1)
+	kd.tunnelUp(t2)
+	kd.tunnelDown(t1, nil)
+	if t2.count("disconnect") != 1 {
+		t.Fatalf("resent %d on the other tunnel", t2.count("disconnect"))
+	}
+	kd.tunnelDown(t2, nil)
+	if got := counterValue(kd.m.disconnectsLost); got != 1 {
+		t.Fatalf("lost %v, want 1", got)
+	}
 }

@@ -114,6 +114,9 @@ type tunnelConn interface {
 	// Instance is the MD instance announced on the tunnel (uuid.Nil if
 	// none: an MD without that extension).
 	Instance() uuid.UUID
+	// UnsentDisconnects are the EndpointDisconnects accepted but not
+	// written when the tunnel closed (valid from TunnelDown on).
+	UnsentDisconnects() []uuid.UUID
 	SendTunneledDtls(id uuid.UUID, dtls []byte) error
 	SendEndpointDisconnect(id uuid.UUID) error
 	SendMediaKeys(ctx context.Context, mk *tunnel.MediaKeys) error
@@ -456,14 +459,14 @@ func (k *KeyDistributor) tunnelAnnounced(t tunnelConn) {
 				dead = append(dead, a)
 			}
 		}
+		// Restored associations are not ended by another instance's
+		// announcement: after a KD restart no instance has announced yet,
+		// and the one that owns them may simply come later. sweep ends
+		// those whose instance stays away for TunnelGrace.
 		now := time.Now()
 		for key, r := range k.restored {
-			switch {
-			case key.peer != t.Peer():
-			case r.e.Instance == inst:
+			if key.peer == t.Peer() && r.e.Instance == inst {
 				r.lastLive = now
-			case r.e.Instance != uuid.Nil && !p.instanceLive(r.e.Instance):
-				k.dropRestoredLocked(key, reasonMDRestarted)
 			}
 		}
 		k.sendRestoredDisconnectsLocked()
@@ -542,6 +545,14 @@ func (k *KeyDistributor) tunnelDown(t tunnelConn, err error) {
 	k.mu.Unlock()
 	for _, m := range moves {
 		m.a.replaceTunnel(t, m.next)
+	}
+	// EndpointDisconnects the tunnel took and did not write: on another
+	// tunnel of the same MD instance, or counted lost.
+	for _, id := range t.UnsentDisconnects() {
+		if nt := k.liveTunnel(t.Peer(), t.Instance()); nt != nil && nt.SendEndpointDisconnect(id) == nil {
+			continue
+		}
+		k.m.disconnectsLost.Inc()
 	}
 	k.m.tunnels.Dec()
 	k.log.Info("tunnel down", "tunnel", t.ID(), "md", t.Peer(), "err", err, "associations_moved", len(moves))
@@ -759,6 +770,10 @@ func (k *KeyDistributor) sweep(now time.Time) {
 		if p := k.peers[key.peer]; p != nil && p.instanceLive(r.e.Instance) {
 			r.lastLive = now
 		} else if now.Sub(r.lastLive) > k.cfg.TunnelGrace {
+			if r.revoked {
+				// Its MD never came back to hear it: counted, not silent.
+				k.m.disconnectsLost.Inc()
+			}
 			k.dropRestoredLocked(key, reasonTunnelLost)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/mdfast/mdfast/internal/dtlsmsg"
@@ -97,14 +98,17 @@ func parseHelloHead(b []byte) (helloHead, error) {
 	return h, nil
 }
 
-// cookieJar makes and checks the MD's cookies. It is owned by the Run
-// goroutine (no lock).
+// cookieJar makes and checks the MD's cookies. It is safe for concurrent
+// use: the Run goroutine makes and checks cookies, the data plane's
+// goroutines check them (Relay.Triage).
 type cookieJar struct {
+	mu              sync.Mutex
 	rotate          time.Duration
 	cur, prev       [32]byte
 	curMAC, prevMAC hash.Hash // HMAC-SHA256 keyed with cur, prev
 	since           time.Time
 	mac             [sha256.Size]byte // scratch
+	in              [16 + 2 + 2 + 2 + 1]byte
 }
 
 func newCookieJar(now time.Time) (*cookieJar, error) {
@@ -123,6 +127,13 @@ func (j *cookieJar) maybeRotate(now time.Time) {
 	if now.Sub(j.since) < j.rotate {
 		return
 	}
+	if now.Sub(j.since) >= 2*j.rotate {
+		// Idle for two periods or more: a cookie made with the current
+		// secret is already too old to accept, so both secrets go.
+		if _, err := rand.Read(j.cur[:]); err == nil {
+			j.curMAC = hmac.New(sha256.New, j.cur[:])
+		}
+	}
 	j.prev, j.prevMAC = j.cur, j.curMAC
 	if _, err := rand.Read(j.cur[:]); err != nil {
 		j.cur = j.prev // crypto/rand does not fail on Linux; never a predictable secret
@@ -135,7 +146,7 @@ func (j *cookieJar) maybeRotate(now time.Time) {
 // port, client_version, random, session_id) into j.mac.
 func (j *cookieJar) compute(m hash.Hash, from netip.AddrPort, port uint16, h *helloHead) []byte {
 	m.Reset()
-	var b [16 + 2 + 2 + 2 + 1]byte
+	b := &j.in // not a local: m.Write would move it to the heap
 	a := from.Addr().Unmap().As16()
 	copy(b[:16], a[:])
 	binary.BigEndian.PutUint16(b[16:], from.Port())
@@ -151,6 +162,8 @@ func (j *cookieJar) compute(m hash.Hash, from netip.AddrPort, port uint16, h *he
 // make appends the cookie for a ClientHello from from to the MD's port.
 // The result is copied to dst.
 func (j *cookieJar) make(dst []byte, now time.Time, from netip.AddrPort, port uint16, h *helloHead) []byte {
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	j.maybeRotate(now)
 	return append(dst, j.compute(j.curMAC, from, port, h)[:cookieLen]...)
 }
@@ -161,6 +174,8 @@ func (j *cookieJar) valid(now time.Time, from netip.AddrPort, port uint16, h *he
 	if len(h.cookie) != cookieLen {
 		return false
 	}
+	j.mu.Lock()
+	defer j.mu.Unlock()
 	j.maybeRotate(now)
 	ok := hmac.Equal(h.cookie, j.compute(j.curMAC, from, port, h)[:cookieLen])
 	return hmac.Equal(h.cookie, j.compute(j.prevMAC, from, port, h)[:cookieLen]) || ok

@@ -85,6 +85,11 @@ func TestCookie(t *testing.T) {
 		{"one bit flipped", false, func() bool { x := bytes.Clone(c); x[5] ^= 1; return j.valid(now, from, 5004, hello(1, x)) }},
 		{"after one rotation", true, func() bool { return j.valid(now.Add(cookieRotation), from, 5004, hello(1, c)) }},
 		{"after two rotations", false, func() bool { return j.valid(now.Add(2*cookieRotation), from, 5004, hello(1, c)) }},
+		{"after an hour of silence", false, func() bool {
+			k, _ := newCookieJar(now)
+			ck := bytes.Clone(k.make(nil, now, from, 5004, hello(1, nil)))
+			return k.valid(now.Add(time.Hour), from, 5004, hello(1, ck))
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.f(); got != tc.ok {

@@ -2,7 +2,6 @@ package mdslow
 
 import (
 	"net/netip"
-	"sync"
 	"time"
 )
 
@@ -68,38 +67,17 @@ func (l *limiter) sweep(now time.Time) {
 	}
 }
 
-// prefixBudget is a token bucket per source prefix under a global one. It
-// is safe for concurrent use.
-type prefixBudget struct {
-	mu     sync.Mutex
-	per    *limiter
-	global bucket
-	rate   float64 // of the global bucket
-}
-
-func newPrefixBudget(rate float64, burst int, globalRate float64, max int) *prefixBudget {
-	return &prefixBudget{per: newLimiter(rate, burst, max), rate: globalRate, global: bucket{tokens: globalRate}}
-}
-
-// allow takes a token from the prefix's bucket and from the global one.
-func (b *prefixBudget) allow(prefix netip.Addr, now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	g := &b.global
-	if g.last.IsZero() {
-		g.last = now
+// take takes a token from b, which refills at rate per second up to
+// burst (a new bucket starts full).
+func (b *bucket) take(now time.Time, rate, burst float64) bool {
+	if b.last.IsZero() {
+		b.tokens, b.last = burst, now
 	}
-	g.tokens = min(b.rate, g.tokens+now.Sub(g.last).Seconds()*b.rate)
-	g.last = now
-	if g.tokens < 1 || !b.per.allow(prefix, now) {
+	b.tokens = min(burst, b.tokens+now.Sub(b.last).Seconds()*rate)
+	b.last = now
+	if b.tokens < 1 {
 		return false
 	}
-	g.tokens--
+	b.tokens--
 	return true
-}
-
-func (b *prefixBudget) sweep(now time.Time) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.per.sweep(now)
 }

@@ -151,7 +151,7 @@ type Stats struct {
 	Evicted                         uint64 // pending, ended to admit another prefix's
 	HelloVerify                     uint64 // HelloVerifyRequests sent (no state kept)
 	DropBadHello                    uint64 // a ClientHello fragment too short to hold its cookie
-	DropHelloVerifyBudget           uint64 // ClientHellos not answered: their prefix's (or the total) budget is spent
+	DropAssocBudget                 uint64 // datagrams not relayed to the KD: over their association's budget
 	DTLSToKD, DTLSToEndpoint        uint64 // datagrams relayed
 	DropNoAssociation               uint64 // DTLS from an unknown 5-tuple, not a ClientHello
 	DropRateLimited, DropPendingMax uint64 // new associations refused
@@ -172,7 +172,7 @@ type counters struct {
 	expired, handshakeTimeouts                     atomic.Uint64
 	closedByKD, replaced, evicted                  atomic.Uint64
 	helloVerify, dropBadHello, stunRateLimited     atomic.Uint64
-	dropHVRBudget                                  atomic.Uint64
+	dropAssocBudget                                atomic.Uint64
 	dtlsToKD, dtlsToEndpoint                       atomic.Uint64
 	dropNoAssoc, dropRate, dropPending, dropTunnel atomic.Uint64
 	dropSend, dropUnknownID, installErrors         atomic.Uint64
@@ -213,6 +213,10 @@ type association struct {
 	inTable     bool             // false once ExpireIdle took it out
 	profile     srtpfast.Profile // of the installed keys
 	conf        keytable.ConferenceID
+	// toKD limits the datagrams relayed to the KD: an outsider that
+	// passed the cookie exchange from its own address must not flood the
+	// tunnel that every association shares.
+	toKD bucket
 	// next is the new association the endpoint is negotiating on the same
 	// 5-tuple while this one is established (a restart of its DTLS): it
 	// replaces this one when its MediaKeys arrive, not before, so that a
@@ -251,16 +255,15 @@ type Relay struct {
 	done   chan struct{}
 	once   sync.Once
 
-	byAddr  map[netip.AddrPort]*association // the established one, else the pending one
-	known   sync.Map                        // byAddr's keys, for Triage on the data plane's goroutines
-	byID    map[uuid.UUID]*association
-	limiter *limiter
-	stunLim *limiter
-	// hvrBudget limits HelloVerifyRequests per source prefix and in total.
-	hvrBudget *prefixBudget
-	cookies   *cookieJar
-	prefixes  map[netip.Prefix]*prefixState // pending associations per source prefix
-	rl        *ratelog.Logger
+	byAddr   map[netip.AddrPort]*association // the established one, else the pending one
+	knownMu  sync.RWMutex
+	known    map[netip.AddrPort]struct{} // byAddr's keys, for Triage on the data plane's goroutines
+	byID     map[uuid.UUID]*association
+	limiter  *limiter
+	stunLim  *limiter
+	cookies  *cookieJar
+	prefixes map[netip.Prefix]*prefixState // pending associations per source prefix
+	rl       *ratelog.Logger
 
 	c counters
 }
@@ -282,13 +285,13 @@ func New(cfg Config) (*Relay, error) {
 		ctl:    make(chan func()),
 		done:   make(chan struct{}),
 		byAddr: make(map[netip.AddrPort]*association),
+		known:  make(map[netip.AddrPort]struct{}),
 		byID:   make(map[uuid.UUID]*association),
 	}
 	l := cfg.Limits.withDefaults()
 	r.limits.Store(&l)
 	r.limiter = newLimiter(l.NewPerSecond, l.NewBurst, maxRateSources)
 	r.stunLim = newLimiter(stunPerSecond, stunBurst, maxRateSources)
-	r.hvrBudget = newPrefixBudget(hvrPerPrefixPerSecond, hvrPerPrefixBurst, hvrPerSecond, maxRateSources)
 	r.prefixes = make(map[netip.Prefix]*prefixState)
 	r.rl = ratelog.New(r.log, 10*time.Second, 100)
 	var err error
@@ -329,7 +332,7 @@ func (r *Relay) Stats() Stats {
 		Started: c.started.Load(), Established: c.established.Load(), Ended: c.ended.Load(),
 		Expired: c.expired.Load(), HandshakeTimeouts: c.handshakeTimeouts.Load(),
 		ClosedByKD: c.closedByKD.Load(), Replaced: c.replaced.Load(), Evicted: c.evicted.Load(),
-		HelloVerify: c.helloVerify.Load(), DropBadHello: c.dropBadHello.Load(), DropHelloVerifyBudget: c.dropHVRBudget.Load(), STUNRateLimited: c.stunRateLimited.Load(),
+		HelloVerify: c.helloVerify.Load(), DropBadHello: c.dropBadHello.Load(), DropAssocBudget: c.dropAssocBudget.Load(), STUNRateLimited: c.stunRateLimited.Load(),
 		DTLSToKD: c.dtlsToKD.Load(), DTLSToEndpoint: c.dtlsToEndpoint.Load(),
 		DropNoAssociation: c.dropNoAssoc.Load(), DropRateLimited: c.dropRate.Load(),
 		DropPendingMax: c.dropPending.Load(), DropTunnel: c.dropTunnel.Load(),
@@ -517,31 +520,38 @@ func (r *Relay) Run(ctx context.Context, slow <-chan dataplane.SlowPacket) error
 // Triage tells the data plane which slow-path datagrams go to the priority
 // lane (dataplane.SetSlowTriage): those from a 5-tuple that has an
 // association (its handshake's later flights, its alerts, its ICE consent
-// checks), and ClientHellos that carry a cookie (checked by the Run
-// goroutine, not here). ClientHellos without a cookie and STUN from
-// anywhere else, what a flood from spoofed sources is made of, wait in the
-// other lane. Safe for concurrent use; it does not allocate.
-func (r *Relay) Triage(b []byte, from netip.AddrPort) bool {
-	if _, ok := r.known.Load(from); ok {
+// checks), and ClientHellos that return a valid cookie (checked here: a
+// forged one must not jump the queue). ClientHellos without a cookie and
+// STUN from anywhere else, what a flood from spoofed sources is made of, go
+// to the fair lane. Safe for concurrent use; it does not allocate.
+func (r *Relay) Triage(b []byte, from, to netip.AddrPort) bool {
+	r.knownMu.RLock()
+	_, ok := r.known[from]
+	r.knownMu.RUnlock()
+	if ok {
 		return true
 	}
 	if len(b) == 0 || !dtlsmsg.IsDTLS(b[0]) {
 		return false
 	}
 	h, err := parseHelloHead(b)
-	return err == nil && len(h.cookie) > 0
+	return err == nil && len(h.cookie) > 0 && r.cookies.valid(r.now(), from, to.Port(), &h)
 }
 
 // setAddr indexes a by its 5-tuple.
 func (r *Relay) setAddr(addr netip.AddrPort, a *association) {
 	r.byAddr[addr] = a
-	r.known.Store(addr, struct{}{})
+	r.knownMu.Lock()
+	r.known[addr] = struct{}{}
+	r.knownMu.Unlock()
 }
 
 // delAddr removes the 5-tuple's index entry.
 func (r *Relay) delAddr(addr netip.AddrPort) {
 	delete(r.byAddr, addr)
-	r.known.Delete(addr)
+	r.knownMu.Lock()
+	delete(r.known, addr)
+	r.knownMu.Unlock()
 }
 
 func (r *Relay) handlePacket(p dataplane.SlowPacket) {
@@ -563,21 +573,7 @@ const (
 	stunBurst     = 40
 )
 
-// The HelloVerifyRequest budgets: per source prefix (an IPv4 /24, an IPv6
-// /64; a whole office joining at once is well within it), and in total.
-const (
-	hvrPerPrefixPerSecond = 50
-	hvrPerPrefixBurst     = 100
-	hvrPerSecond          = 20000
-)
-
 func (r *Relay) handleSTUN(p dataplane.SlowPacket) {
-	if !r.stunLim.allow(p.From.Addr(), r.now()) {
-		// Answers are never sent over a source's budget, so the MD cannot
-		// be used to reflect traffic at an address faster than that.
-		r.c.stunRateLimited.Add(1)
-		return
-	}
 	resp, res, err := AnswerSTUN(p.Data, p.From, r.cfg.Credentials)
 	switch res {
 	case STUNIgnored:
@@ -585,15 +581,24 @@ func (r *Relay) handleSTUN(p dataplane.SlowPacket) {
 		r.rl.Log(slog.LevelDebug, "stun ignored", "STUN ignored", "from", p.From, "err", err)
 		return
 	case STUNRejected:
+		// Only unauthenticated requests spend their source's budget, so
+		// that spoofed junk from an endpoint's address cannot use up what
+		// its own consent checks need (RFC 7675); answers are never sent
+		// over it, nor larger than the request (a bare header, say): the
+		// MD cannot be used to reflect traffic at an address.
 		if len(resp) > len(p.Data) {
-			// An error answer larger than the request (a bare header,
-			// say) would amplify a reflection attack: no answer.
 			r.c.stunIgnored.Add(1)
+			return
+		}
+		if !r.stunLim.allow(p.From.Addr(), r.now()) {
+			r.c.stunRateLimited.Add(1)
 			return
 		}
 		r.c.stunRejected.Add(1)
 		r.rl.Log(slog.LevelDebug, "stun rejected", "STUN check rejected", "from", p.From, "err", err)
 	case STUNAnswered:
+		// MESSAGE-INTEGRITY verified with the ICE password the signalling
+		// gave: whoever can do that can be answered.
 		r.c.stunAnswered.Add(1)
 	}
 	if err := r.cfg.Sender.SendSlow(p.To.Port(), resp, p.From); err != nil {
@@ -661,7 +666,12 @@ func (r *Relay) handleDTLS(p dataplane.SlowPacket) {
 		r.c.dropNoAssoc.Add(1)
 		return
 	}
-	if a.reasm != nil {
+	feed := a
+	if s := a.next; s != nil && herr != nil {
+		// The later fragments of a successor's ClientHello.
+		feed = s
+	}
+	if a := feed; a.reasm != nil {
 		if ch, err := a.reasm.Feed(p.Data); ch != nil {
 			if ch.HasExternalSessionID {
 				a.tlsID = string(ch.ExternalSessionID)
@@ -726,17 +736,10 @@ func (r *Relay) helloTarget(now time.Time, p dataplane.SlowPacket, cur *associat
 
 // helloVerify answers a ClientHello that carries no valid cookie.
 func (r *Relay) helloVerify(now time.Time, p dataplane.SlowPacket, h *helloHead) {
-	// The answer is smaller than the ClientHello it answers (no
-	// amplification, TestHelloVerifyRequest) and costs no state, but
-	// sending it is the costliest step of the slow path (an answer to an
-	// address nobody resolves costs the kernel a neighbour entry and its
-	// probes): a budget per source prefix keeps a flood from some prefixes
-	// from using up what the others get, and a global one bounds what a
-	// flood from everywhere can take.
-	if !r.hvrBudget.allow(prefixOf(p.From.Addr()).Addr(), now) {
-		r.c.dropHVRBudget.Add(1)
-		return
-	}
+	// No budget: the answer is smaller than the ClientHello it answers
+	// (no amplification, TestHelloVerifyRequest) and costs no state; the
+	// fair lane shares the slow path's time between source prefixes, and
+	// a budget per prefix would let a spoofer starve a prefix it chooses.
 	var buf [dtlsmsg.RecordHeaderLen + dtlsmsg.HandshakeHeaderLen + 3 + cookieLen]byte
 	var cookie [cookieLen]byte
 	out := appendHelloVerifyRequest(buf[:0], h, r.cookies.make(cookie[:0], now, p.From, p.To.Port(), h))
@@ -834,8 +837,20 @@ func (r *Relay) unpend(a *association) {
 	}
 }
 
+// The per-association budget of datagrams relayed to the KD: a handshake
+// with retransmissions takes a few dozen, an established association only
+// an alert or a re-handshake.
+const (
+	toKDPerSecond = 50
+	toKDBurst     = 100
+)
+
 // toKD sends a datagram of association a to the KD.
 func (r *Relay) toKD(a *association, b []byte) {
+	if !a.toKD.take(r.now(), toKDPerSecond, toKDBurst) {
+		r.c.dropAssocBudget.Add(1)
+		return
+	}
 	t := r.tunnel()
 	if t == nil {
 		r.c.dropTunnel.Add(1)
@@ -1036,5 +1051,4 @@ func (r *Relay) housekeeping() {
 	}
 	r.limiter.sweep(now)
 	r.stunLim.sweep(now)
-	r.hvrBudget.sweep(now)
 }

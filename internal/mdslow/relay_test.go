@@ -608,7 +608,7 @@ func TestRelayPendingFairness(t *testing.T) {
 		t.Fatalf("newcomer evicted: %v", p)
 	}
 	// IPv6 prefixes are /64s.
-	if got := prefixOf(netip.MustParseAddr("2001:db8::1:2:3:4")).String(); got != "2001:db8::/64" {
+	if got := prefixOf(netip.MustParseAddr("2001:db8:0:7:1:2:3:4")).String(); got != "2001:db8::/48" {
 		t.Fatalf("prefix %s", got)
 	}
 	if got := prefixOf(netip.MustParseAddr("::ffff:198.18.5.6")).String(); got != "198.18.5.0/24" {
@@ -620,18 +620,29 @@ func TestRelayPendingFairness(t *testing.T) {
 // budget only.
 func TestRelaySTUNBudget(t *testing.T) {
 	e := newEnv(t, Limits{})
-	req := request("mdufrag:epufrag", "md-password-0123456789")
+	e.r.cfg.Credentials = creds{"mdufrag": "md-password-0123456789"}
+	bad := request("mdufrag:epufrag", "not-the-password-00000")
+	good := request("mdufrag:epufrag", "md-password-0123456789")
+	// Spoofed junk from the endpoint's address: answered within the
+	// source's budget only.
 	for range stunBurst + 10 {
-		e.send(t, "198.18.0.30:5000", req)
+		e.send(t, "198.18.0.30:6000", bad)
 	}
 	st := e.r.Stats()
-	if st.STUNRateLimited != 10 || st.STUNRejected+st.STUNAnswered+st.STUNIgnored != stunBurst {
+	if st.STUNRateLimited != 10 || st.STUNRejected != stunBurst {
 		t.Fatalf("stats %+v", st)
 	}
+	// The endpoint's own checks are still answered: they authenticate.
+	for range stunBurst + 10 {
+		e.send(t, "198.18.0.30:5000", good)
+	}
+	if st := e.r.Stats(); st.STUNAnswered != stunBurst+10 || st.STUNRateLimited != 10 {
+		t.Fatalf("authenticated checks refused: %+v", st)
+	}
 	// Another source has its own budget.
-	e.send(t, "198.18.0.31:5000", req)
-	if st2 := e.r.Stats(); st2.STUNRateLimited != 10 {
-		t.Fatalf("stats %+v", st2)
+	e.send(t, "198.18.0.31:5000", bad)
+	if st := e.r.Stats(); st.STUNRateLimited != 10 || st.STUNRejected != stunBurst+1 {
+		t.Fatalf("stats %+v", st)
 	}
 }
 
@@ -653,50 +664,111 @@ func TestRelayTriage(t *testing.T) {
 		{"STUN consent check from an association", stun, known, true},
 		{"cookie-less ClientHello from an association", clientHello(t, "some-tls-id-of-twenty-octets"), known, true},
 		{"cookie-less ClientHello from elsewhere", clientHello(t, "some-tls-id-of-twenty-octets"), unknown, false},
-		{"ClientHello with a cookie from elsewhere", clientHelloWith(t, "some-tls-id-of-twenty-octets", 1, [32]byte{1}, []byte{1, 2, 3}), unknown, true},
+		{"ClientHello with a forged cookie from elsewhere", clientHelloWith(t, "some-tls-id-of-twenty-octets", 1, [32]byte{1}, []byte{1, 2, 3}), unknown, false},
+		{"ClientHello with another source's cookie", clientHelloWith(t, "some-tls-id-of-twenty-octets", 1, [32]byte{1}, cookieFor(t, e, known, 1)), unknown, false},
+		{"ClientHello with its own cookie from elsewhere", clientHelloWith(t, "some-tls-id-of-twenty-octets", 1, [32]byte{1}, cookieFor(t, e, unknown, 1)), unknown, true},
 		{"STUN from elsewhere", stun, unknown, false},
 		{"alert from elsewhere", alert(2, 40), unknown, false},
 		{"empty", nil, unknown, false},
 	} {
-		if got := e.r.Triage(tc.b, tc.from); got != tc.want {
+		if got := e.r.Triage(tc.b, tc.from, mdAddr); got != tc.want {
 			t.Errorf("%s: Triage = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if n := testing.AllocsPerRun(100, func() { e.r.Triage(alert(2, 40)[:0:0], unknown) }); n != 0 {
-		t.Errorf("Triage allocates %v times", n)
+	junk, forged := alert(2, 40), clientHelloWith(t, "some-tls-id-of-twenty-octets", 1, [32]byte{1}, make([]byte, cookieLen))
+	for _, b := range [][]byte{junk, forged} {
+		if n := testing.AllocsPerRun(100, func() { e.r.Triage(b, unknown, mdAddr) }); n != 0 {
+			t.Errorf("Triage allocates %v times", n)
+		}
 	}
 	// Once the association ends, its 5-tuple is no longer known.
 	l, _ := e.r.Associations(context.Background())
 	e.r.HandleEndpointDisconnect(l[0].ID)
 	e.sync(t)
-	if e.r.Triage(alert(2, 40), known) {
+	if e.r.Triage(alert(2, 40), known, mdAddr) {
 		t.Error("an ended association's 5-tuple still has priority")
 	}
 }
 
-// TestHelloVerifyBudget: HelloVerifyRequests are answered within a budget
-// per source prefix: a flood from one prefix is cut at its burst, another
-// prefix is still answered.
-func TestHelloVerifyBudget(t *testing.T) {
+// mdAddr is the MD's media address in these tests.
+var mdAddr = netip.MustParseAddrPort("198.18.0.1:5004")
+
+// cookieFor runs the first half of the cookie exchange from from and
+// returns the cookie the MD answered with.
+func cookieFor(t *testing.T, e *env, from netip.AddrPort, random byte) []byte {
+	t.Helper()
+	e.snd.take()
+	e.send(t, from.String(), clientHelloWith(t, "some-tls-id-of-twenty-octets", 0, [32]byte{random}, nil))
+	_, data := e.snd.take()
+	if len(data) != 1 {
+		t.Fatalf("no HelloVerifyRequest to %s", from)
+	}
+	return hvrCookie(t, data[0])
+}
+
+// TestRelayAssociationBudget: an association (here a pending one, which an
+// outsider gets by completing the cookie exchange from its own address)
+// relays at most its budget of datagrams to the KD; the others' are not
+// affected.
+func TestRelayAssociationBudget(t *testing.T) {
 	e := newEnv(t, Limits{})
-	ch := clientHello(t, "some-tls-id-of-twenty-octets")
-	for i := range hvrPerPrefixBurst + 50 {
-		e.send(t, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, 7, byte(i)}), uint16(1000+i)).String(), ch)
+	e.join(t, "198.18.7.1:4000", "some-tls-id-of-twenty-octets", 1)
+	e.join(t, "198.18.7.2:4000", "some-tls-id-of-twenty-octets", 2)
+	l, _ := e.r.Associations(context.Background())
+	if len(l) != 2 {
+		t.Fatalf("associations %+v", l)
+	}
+	junk := []byte{23, 0xFE, 0xFD, 0, 1, 0, 0, 0, 0, 0, 1, 0, 4, 1, 2, 3, 4}
+	for range 2 * toKDBurst {
+		e.send(t, "198.18.7.1:4000", junk)
 	}
 	st := e.r.Stats()
-	if st.HelloVerify != hvrPerPrefixBurst || st.DropHelloVerifyBudget != 50 {
+	if st.DropAssocBudget != toKDBurst+1 { // the ClientHello took one token
 		t.Fatalf("stats %+v", st)
 	}
-	e.send(t, "198.18.4.2:4000", ch)
-	if st := e.r.Stats(); st.HelloVerify != hvrPerPrefixBurst+1 {
-		t.Fatalf("another prefix not answered: %+v", st)
+	before := st.DTLSToKD
+	e.send(t, "198.18.7.2:4000", junk)
+	if st := e.r.Stats(); st.DTLSToKD != before+1 {
+		t.Fatalf("another association's datagram not relayed: %+v", st)
 	}
-	// The prefix's budget refills with time.
-	e.mu.Lock()
-	*e.now = e.now.Add(time.Second)
-	e.mu.Unlock()
-	e.send(t, "198.19.7.200:4000", ch)
-	if st := e.r.Stats(); st.HelloVerify != hvrPerPrefixBurst+2 {
-		t.Fatalf("budget did not refill: %+v", st)
+}
+
+// TestRelayFragmentedSuccessorHello: an established endpoint that restarts
+// its DTLS with a ClientHello in two fragments gets a successor whose
+// tls-id (and so conference) comes from the whole ClientHello.
+func TestRelayFragmentedSuccessorHello(t *testing.T) {
+	const ep = "198.18.0.11:4000"
+	e, old := established(t, ep)
+	var r [32]byte
+	r[0] = 2
+	cookie := cookieFor(t, e, netip.MustParseAddrPort(ep), 2)
+	whole := clientHelloWith(t, "tls-id-mapped-to-conference-7", 1, r, cookie)
+	body := whole[13+12:]
+	cut := 2 + 32 + 1 + 1 + len(cookie) + 4 // past the cookie: the first fragment is admitted
+	frag := func(off, n int) []byte {
+		hs := []byte{1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0}
+		hs[1], hs[2], hs[3] = byte(len(body)>>16), byte(len(body)>>8), byte(len(body))
+		hs[6], hs[7], hs[8] = byte(off>>16), byte(off>>8), byte(off)
+		hs[9], hs[10], hs[11] = byte(n>>16), byte(n>>8), byte(n)
+		hs = append(hs, body[off:off+n]...)
+		rec := []byte{22, 0xFE, 0xFF, 0, 0, 0, 0, 0, 0, 0, byte(1 + off), byte(len(hs) >> 8), byte(len(hs))}
+		return append(rec, hs...)
+	}
+	e.send(t, ep, frag(0, cut))
+	e.send(t, ep, frag(cut, len(body)-cut))
+	l, _ := e.r.Associations(context.Background())
+	var succ *AssociationInfo
+	for i := range l {
+		if l[i].ID != old {
+			succ = &l[i]
+		}
+	}
+	if succ == nil || succ.TLSID != "tls-id-mapped-to-conference-7" {
+		t.Fatalf("successor %+v", succ)
+	}
+	e.r.HandleMediaKeys(keys(succ.ID))
+	e.sync(t)
+	if got, ok := e.table.Get(succ.ID); !ok || got.Conference() != 7 {
+		t.Fatalf("successor installed in %v (ok %v), want conference 7", got, ok)
 	}
 }

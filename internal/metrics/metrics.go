@@ -142,7 +142,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}{{"association_started", s.Started}, {"association_established", s.Established}, {"association_ended", s.Ended},
 			{"expired_idle", s.Expired}, {"handshake_timeout", s.HandshakeTimeouts},
 			{"closed_by_kd", s.ClosedByKD}, {"replaced", s.Replaced}, {"evicted_pending", s.Evicted},
-			{"hello_verify", s.HelloVerify}, {"drop_bad_hello", s.DropBadHello}, {"drop_hello_verify_budget", s.DropHelloVerifyBudget}, {"stun_rate_limited", s.STUNRateLimited},
+			{"hello_verify", s.HelloVerify}, {"drop_bad_hello", s.DropBadHello}, {"drop_association_budget", s.DropAssocBudget}, {"stun_rate_limited", s.STUNRateLimited},
 			{"dtls_to_kd", s.DTLSToKD}, {"dtls_to_endpoint", s.DTLSToEndpoint},
 			{"drop_no_association", s.DropNoAssociation}, {"drop_rate_limited", s.DropRateLimited},
 			{"drop_pending_max", s.DropPendingMax}, {"drop_tunnel", s.DropTunnel}, {"drop_send", s.DropSend},

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -13,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Defaults shared by MDConfig and KDConfig.
@@ -338,6 +341,26 @@ func (c *tconn) takeControl(dst []byte) []byte {
 	return dst
 }
 
+// unsentDisconnects returns the association ids of the EndpointDisconnects
+// the connection did not write; call it once the writer has ended (after
+// wait). The owner resends them on another tunnel, or counts them lost.
+func (c *tconn) unsentDisconnects() []uuid.UUID {
+	b := c.takeControl(nil)
+	var ids []uuid.UUID
+	fr := NewFrameReader(bytes.NewReader(b), 0)
+	for {
+		frame, err := fr.Next()
+		if err != nil {
+			return ids
+		}
+		if m, err := Decode(frame); err == nil {
+			if d, ok := m.(*EndpointDisconnect); ok && !IsInstanceID(d.AssociationID) {
+				ids = append(ids, d.AssociationID)
+			}
+		}
+	}
+}
+
 // ControlBacklog returns the octets of control messages not yet written.
 func (c *tconn) controlBacklog() int {
 	c.ctlMu.Lock()
@@ -405,6 +428,13 @@ func (c *tconn) writeLoop() {
 		err := c.tc.SetWriteDeadline(time.Now().Add(c.opts.WriteTimeout))
 		if err == nil {
 			_, err = c.tc.Write(batch)
+		}
+		if err != nil && ctlLen > 0 {
+			// Not written: back to the lane, for the owner to resend
+			// on another tunnel (unsentControl).
+			c.ctlMu.Lock()
+			c.ctl = append(append(make([]byte, 0, ctlLen+len(c.ctl)), batch[:ctlLen]...), c.ctl...)
+			c.ctlMu.Unlock()
 		}
 		if sensitive {
 			clear(batch)

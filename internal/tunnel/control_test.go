@@ -22,7 +22,7 @@ func TestEndpointDisconnectNotDroppedWhenCongested(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inst, err := NewInstanceID()
+	inst, err := NewInstanceID(0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,5 +77,45 @@ func TestEndpointDisconnectNotDroppedWhenCongested(t *testing.T) {
 		default:
 			t.Fatalf("unexpected %s", m.Type())
 		}
+	}
+}
+
+func TestInstanceCaps(t *testing.T) {
+	for _, caps := range []byte{0, CapVerifiesCookies} {
+		id, err := NewInstanceID(caps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !IsInstanceID(id) || InstanceCaps(id) != caps || id.Version() != 8 || id.Variant() != uuid.RFC4122 {
+			t.Fatalf("instance id %v: caps %d", id, InstanceCaps(id))
+		}
+	}
+	if a := uuid.New(); IsInstanceID(a) || InstanceCaps(a) != 0 {
+		t.Fatal("an association id read as an instance id")
+	}
+}
+
+// TestUnsentDisconnects: what is left in the control lane when a
+// connection ends comes back as association ids for the owner to resend
+// (an instance announcement is not one).
+func TestUnsentDisconnects(t *testing.T) {
+	c := &tconn{done: make(chan struct{}), ctlReady: make(chan struct{}, 1)}
+	a, b := uuid.New(), uuid.New()
+	inst, _ := NewInstanceID(0)
+	for _, id := range []uuid.UUID{a, inst, b} {
+		buf, err := AppendMessage(nil, &EndpointDisconnect{AssociationID: id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.enqueueControl(buf); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := c.unsentDisconnects()
+	if len(got) != 2 || got[0] != a || got[1] != b {
+		t.Fatalf("unsent %v, want [%v %v]", got, a, b)
+	}
+	if c.controlBacklog() != 0 || len(c.unsentDisconnects()) != 0 {
+		t.Fatal("taken twice")
 	}
 }

@@ -17,7 +17,8 @@ import (
 // SupportedProfiles on every tunnel, an EndpointDisconnect whose
 // association id is its instance id: a version 8 UUID (RFC 9562 section
 // 5.8, the version for vendor-specific layouts) starting with the octets
-// "mdfast", random in the rest and fixed for the life of the process.
+// "mdfast", its capabilities in octet 7 (InstanceCaps), random in the
+// rest and fixed for the life of the process.
 // Association ids are version 4 UUIDs (section 5.3), so no association can
 // carry that id, and a KD that does not know the extension ignores an
 // EndpointDisconnect for an association it does not have. Our KD uses it to
@@ -27,16 +28,35 @@ import (
 
 var instanceMagic = [6]byte{'m', 'd', 'f', 'a', 's', 't'}
 
-// NewInstanceID returns a fresh instance id.
-func NewInstanceID() (uuid.UUID, error) {
+// Capabilities an MD states in octet 7 of its instance id.
+const (
+	// CapVerifiesCookies: the MD runs the DTLS cookie exchange itself
+	// and relays only ClientHellos that returned a valid cookie, so a KD
+	// may take a relayed cookie as proof of the endpoint's address
+	// (dtls.Config.RelayVerifiesCookies).
+	CapVerifiesCookies byte = 1 << iota
+)
+
+// NewInstanceID returns a fresh instance id stating caps.
+func NewInstanceID(caps byte) (uuid.UUID, error) {
 	var id uuid.UUID
 	if _, err := rand.Read(id[len(instanceMagic):]); err != nil {
 		return uuid.Nil, fmt.Errorf("tunnel: instance id: %w", err)
 	}
 	copy(id[:], instanceMagic[:])
 	id[6] = 0x80 | id[6]&0x0F // version 8
+	id[7] = caps
 	id[8] = 0x80 | id[8]&0x3F // RFC 9562 variant
 	return id, nil
+}
+
+// InstanceCaps returns the capabilities an instance id states (none for
+// an id that is not one).
+func InstanceCaps(id uuid.UUID) byte {
+	if !IsInstanceID(id) {
+		return 0
+	}
+	return id[7]
 }
 
 // IsInstanceID reports whether id is an instance announcement rather than

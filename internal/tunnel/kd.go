@@ -336,6 +336,7 @@ func (k *KD) session(ctx context.Context, raw net.Conn, tc *tls.Conn) (time.Dura
 	err = c.readLoop(func(frame []byte) error { return k.dispatch(t, frame, log) })
 	c.close(err)
 	c.wait()
+	t.unsent = c.unsentDisconnects()
 	k.mu.Lock()
 	delete(k.tunnels, t)
 	k.mu.Unlock()
@@ -432,7 +433,13 @@ type KDTunnel struct {
 	version  uint8
 	c        *tconn
 	instance atomic.Pointer[uuid.UUID]
+	unsent   []uuid.UUID // set before TunnelDown
 }
+
+// UnsentDisconnects returns the EndpointDisconnects the tunnel accepted but
+// could not write before it closed; valid from TunnelDown on. The handler
+// resends them on another tunnel to the same MD instance.
+func (t *KDTunnel) UnsentDisconnects() []uuid.UUID { return t.unsent }
 
 // InstanceHandler is implemented by a KDHandler that wants to know the MD
 // instance announced on a tunnel (instance.go). TunnelAnnounced is called

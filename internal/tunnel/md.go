@@ -88,8 +88,10 @@ type MDConfig struct {
 	// Logger receives lifecycle logs (default slog.Default()).
 	Logger *slog.Logger
 	// Instance is announced on every tunnel (see instance.go); NewMD makes
-	// one when it is uuid.Nil. It must come from NewInstanceID.
-	Instance uuid.UUID
+	// one stating InstanceCaps when it is uuid.Nil. It must come from
+	// NewInstanceID.
+	Instance     uuid.UUID
+	InstanceCaps byte
 }
 
 // MD is the media distributor side of the tunnel: a pool of tunnels to one
@@ -112,8 +114,13 @@ type MD struct {
 	stateMu  sync.Mutex // serializes TunnelState calls
 	peerLive map[string]int
 
-	nextID atomic.Uint64
+	nextID          atomic.Uint64
+	lostDisconnects atomic.Uint64
 }
+
+// LostDisconnects returns how many EndpointDisconnects could not be sent:
+// their tunnel closed before writing them and no other tunnel was up.
+func (m *MD) LostDisconnects() uint64 { return m.lostDisconnects.Load() }
 
 // mdTunnel is one live tunnel of the MD's pool.
 type mdTunnel struct {
@@ -144,7 +151,7 @@ func NewMD(cfg MDConfig, h MDHandler) (*MD, error) {
 		return nil, fmt.Errorf("%w: negative TunnelsPerPeer", ErrInvalidConfig)
 	}
 	if cfg.Instance == uuid.Nil {
-		id, err := NewInstanceID()
+		id, err := NewInstanceID(cfg.InstanceCaps)
 		if err != nil {
 			return nil, err
 		}
@@ -487,6 +494,18 @@ func (m *MD) session(ctx context.Context, raw net.Conn, tc *tls.Conn, peer strin
 	c.close(err)
 	c.wait()
 	m.removeTunnel(t)
+	// EndpointDisconnects the tunnel accepted and did not write go out on
+	// another live tunnel, or are counted lost.
+	lost := 0
+	for _, id := range c.unsentDisconnects() {
+		if m.SendEndpointDisconnect(id) != nil {
+			lost++
+		}
+	}
+	if lost > 0 {
+		m.lostDisconnects.Add(uint64(lost))
+		log.Warn("EndpointDisconnects lost with the tunnel: no other tunnel is up", "count", lost)
+	}
 	up := time.Since(start)
 	if errors.Is(err, ErrProtocol) || errors.Is(err, ErrFrameTooLarge) || isDecodeErr(err) {
 		log.Error("closing tunnel: malformed or unexpected message from key distributor", "err", err)
