@@ -8,7 +8,7 @@ BPF_CFLAGS := -O2 -g -Wall -Werror -I/usr/include/x86_64-linux-gnu
 PKGS  := ./...
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test unit lint vet staticcheck check-tidy generate check-generate deps bench demo fuzz clean
+.PHONY: all build test unit lint vet staticcheck check-tidy check-cross generate check-generate deps bench demo fuzz clean
 
 all: build
 
@@ -21,7 +21,7 @@ build:
 
 ## test: what CI runs. vet, staticcheck, bpf2go reproducibility, race tests
 ## (privileged tests included when run as root).
-test: deps lint check-tidy check-generate unit
+test: deps lint check-tidy check-generate check-cross unit
 
 unit:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
@@ -36,6 +36,15 @@ staticcheck:
 
 check-tidy:
 	@$(GO) mod tidy -diff || { echo "go.mod/go.sum are not tidy: run 'go mod tidy' and commit" >&2; exit 1; }
+
+# Packages with no Linux-only reason to fail build on other systems: the
+# Key Distributor, the tunnel, the DTLS stack, the endpoint package and
+# the crypto they share (the Media Distributor's data plane is Linux only).
+CROSS_PKGS := ./cmd/keydist ./internal/keydist ./internal/tunnel ./internal/dtls ./internal/dtlsmsg \
+	./internal/ekt ./internal/double ./internal/srtpfast ./internal/keytable ./internal/fairq ./internal/ratelog ./perc
+
+check-cross:
+	@for os in darwin windows; do CGO_ENABLED=0 GOOS=$$os $(GO) build $(CROSS_PKGS) || { echo "GOOS=$$os build failed" >&2; exit 1; }; done
 
 generate:
 	cd bpf && BPF2GO_CC=$(CLANG) BPF2GO_CFLAGS="$(BPF_CFLAGS)" $(GO) generate ./...
