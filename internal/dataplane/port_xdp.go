@@ -42,6 +42,7 @@ type XDPPort struct {
 	hdr frame.Headers // parse scratch
 	rxd []afxdp.Desc
 	txd []afxdp.Desc
+	txn []uint32 // UDP payload octets of each txd (TxBytes counts those, as the socket port does)
 	ntx int
 
 	cur    afxdp.Desc // frame reserved for the next datagram
@@ -62,6 +63,7 @@ func NewXDPPort(sock *afxdp.Socket, nb Neighbours, cfg XDPPortConfig) *XDPPort {
 		sock: sock, nb: nb, cfg: cfg, c: new(Counts),
 		rxd: make([]afxdp.Desc, cfg.Batch),
 		txd: make([]afxdp.Desc, cfg.Batch),
+		txn: make([]uint32, cfg.Batch),
 	}
 }
 
@@ -172,6 +174,7 @@ func (p *XDPPort) Commit(n int) {
 	}
 	p.cur.Len = uint32(p.curOff + n)
 	p.txd[p.ntx] = p.cur
+	p.txn[p.ntx] = uint32(n)
 	p.ntx++
 	p.have = false
 	if p.ntx == len(p.txd) {
@@ -186,8 +189,8 @@ func (p *XDPPort) Flush() error {
 	var err error
 	if p.ntx > 0 {
 		q, terr := p.sock.Transmit(p.txd[:p.ntx])
-		for i := range p.txd[:q] {
-			p.c[TxBytes] += uint64(p.txd[i].Len)
+		for _, n := range p.txn[:q] {
+			p.c[TxBytes] += uint64(n)
 		}
 		p.c[TxPackets] += uint64(q)
 		if q < p.ntx {

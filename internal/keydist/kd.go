@@ -502,7 +502,8 @@ func (k *KeyDistributor) tunnelUp(t tunnelConn) {
 	p.downSince = time.Time{}
 	k.mu.Unlock()
 	k.m.tunnels.Inc()
-	k.log.Info("tunnel up", "tunnel", t.ID(), "md", t.Peer(), "profiles", t.Profiles())
+	// internal/tunnel logs "tunnel up" (with the same tunnel id): once.
+	k.log.Debug("tunnel registered", "tunnel", t.ID(), "md", t.Peer())
 }
 
 func (k *KeyDistributor) tunnelDown(t tunnelConn, err error) {

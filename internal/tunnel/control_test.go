@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bytes"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -117,5 +118,21 @@ func TestUnsentDisconnects(t *testing.T) {
 	}
 	if c.controlBacklog() != 0 || len(c.unsentDisconnects()) != 0 {
 		t.Fatal("taken twice")
+	}
+}
+
+// TestSilentPeerReason: a peer that completes TLS and sends nothing is
+// refused with the handshake timeout named as such (not as an idle
+// timeout of 0s, which is off).
+func TestSilentPeerReason(t *testing.T) {
+	p := newPKI(t)
+	ln := listen(t)
+	_, _, lb := startKD(t, p, KDConfig{HandshakeTimeout: 200 * time.Millisecond}, ln)
+	if _, err := rawDial(t, p, ln.Addr().String(), &p.md); err != nil {
+		t.Fatal(err)
+	}
+	lb.waitFor(t, "no SupportedProfiles within 200ms")
+	if strings.Contains(lb.String(), "idle timeout") {
+		t.Fatalf("logged as an idle timeout:\n%s", lb.String())
 	}
 }

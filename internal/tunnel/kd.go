@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -361,6 +362,11 @@ func (k *KD) firstMessage(c *tconn) (*SupportedProfiles, error) {
 	}
 	frame, err := c.fr.Next()
 	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) && !c.closed() {
+			// Not the idle timeout (which may be off): the handshake
+			// timeout of the first message.
+			return nil, fmt.Errorf("no SupportedProfiles within %v: %w", k.opts.HandshakeTimeout, err)
+		}
 		return nil, fmt.Errorf("waiting for SupportedProfiles: %w", c.readErr(err))
 	}
 	if t := MsgType(frame[0]); t != MsgSupportedProfiles {
