@@ -262,8 +262,15 @@ func tunnelTLS(c *config) (*tls.Config, error) {
 	return tunnel.NewTLSConfig(tunnel.TLSOptions{Certificates: []tls.Certificate{cert}, CAs: pool, Peer: policy})
 }
 
+// minAdminToken is the shortest admin token accepted, from the file or the
+// environment alike.
+const minAdminToken = 16
+
 func adminToken(c *config) (string, error) {
-	if t := os.Getenv("KEYDIST_ADMIN_TOKEN"); t != "" {
+	if t := strings.TrimSpace(os.Getenv("KEYDIST_ADMIN_TOKEN")); t != "" {
+		if len(t) < minAdminToken {
+			return "", fmt.Errorf("KEYDIST_ADMIN_TOKEN is shorter than %d characters", minAdminToken)
+		}
 		return t, nil
 	}
 	if c.AdminTokenFile == "" {
@@ -274,8 +281,8 @@ func adminToken(c *config) (string, error) {
 		return "", fmt.Errorf("admin token: %w", err)
 	}
 	t := strings.TrimSpace(string(b))
-	if len(t) < 16 {
-		return "", fmt.Errorf("admin token in %s is shorter than 16 characters", c.AdminTokenFile)
+	if len(t) < minAdminToken {
+		return "", fmt.Errorf("admin token in %s is shorter than %d characters", c.AdminTokenFile, minAdminToken)
 	}
 	return t, nil
 }

@@ -44,3 +44,35 @@ func TestLoadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestAdminToken: the token has the same minimum length whether it comes
+// from the file or from KEYDIST_ADMIN_TOKEN.
+func TestAdminToken(t *testing.T) {
+	dir := t.TempDir()
+	short, long := filepath.Join(dir, "short"), filepath.Join(dir, "long")
+	if err := os.WriteFile(short, []byte("0123456789\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(long, []byte("0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, env, file string
+		ok              bool
+	}{
+		{"file long enough", "", long, true},
+		{"file too short", "", short, false},
+		{"env long enough", "0123456789abcdef", "", true},
+		{"env too short", "0123", long, false},
+		{"env blank: file used", "   ", long, true},
+		{"neither", "", "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("KEYDIST_ADMIN_TOKEN", tc.env)
+			tok, err := adminToken(&config{AdminTokenFile: tc.file})
+			if (err == nil) != tc.ok || (err == nil && len(tok) < minAdminToken) {
+				t.Fatalf("adminToken = %q, %v; want ok=%v", tok, err, tc.ok)
+			}
+		})
+	}
+}

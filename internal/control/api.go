@@ -103,6 +103,10 @@ func decode(r *http.Request, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("%w: request body: %w", ErrInvalid, err)
 	}
+	if dec.More() {
+		// One JSON value, as keydist's admin API requires too.
+		return fmt.Errorf("%w: trailing data after the JSON body", ErrInvalid)
+	}
 	return nil
 }
 

@@ -50,6 +50,7 @@ func TestAPI(t *testing.T) {
 		{"map ip", "PUT", "/v1/mappings/addr/198.18.0.12", `{"conference":"room2"}`, tok, http.StatusNoContent},
 		{"bad addr", "PUT", "/v1/mappings/addr/nope", `{"conference":"room2"}`, tok, http.StatusBadRequest},
 		{"unknown field", "PUT", "/v1/mappings/tls-id/x", `{"conf":"room2"}`, tok, http.StatusBadRequest},
+		{"trailing data", "PUT", "/v1/mappings/tls-id/x", `{"conference":"room2"} {"conference":"room3"}`, tok, http.StatusBadRequest},
 		{"ice", "PUT", "/v1/ice/mdufrag", `{"pwd":"0123456789012345678901"}`, tok, http.StatusNoContent},
 		{"ice short pwd", "PUT", "/v1/ice/mdufrag", `{"pwd":"short"}`, tok, http.StatusBadRequest},
 		{"disconnect unknown", "DELETE", "/v1/associations/" + uuid.NewString(), "", tok, http.StatusNotFound},
