@@ -461,7 +461,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if watcher != nil {
 				log.Info("SIGHUP: reloading the registry file")
 				if err := reg.LoadFile(c.Registry); err != nil {
+					reloads.WithLabelValues("error").Inc()
 					log.Error("registry reload failed; keeping the last good content", "err", err)
+				} else {
+					reloads.WithLabelValues("ok").Inc()
 				}
 			}
 		case err := <-errc:
