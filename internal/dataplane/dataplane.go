@@ -20,6 +20,7 @@ import (
 	"github.com/mdfast/mdfast/internal/fairq"
 	"github.com/mdfast/mdfast/internal/frame"
 	"github.com/mdfast/mdfast/internal/neigh"
+	"github.com/mdfast/mdfast/internal/slowpkt"
 	"github.com/mdfast/mdfast/internal/udpbatch"
 )
 
@@ -555,17 +556,8 @@ func (d *Dataplane) pushBulk(sp SlowPacket) bool {
 // bulkRoom reports whether the fair lane may take a datagram from a.
 func (d *Dataplane) bulkRoom(a netip.Addr) bool { return d.bulk.Room(SourcePrefix(a)) }
 
-// SourcePrefix is the unit of fairness of the slow path: an IPv4 /24 or an
-// IPv6 /48 (a site: one holder of a /48 can use 65,536 /64s).
-func SourcePrefix(a netip.Addr) netip.Prefix {
-	a = a.Unmap()
-	bits := 48
-	if a.Is4() {
-		bits = 24
-	}
-	p, _ := a.Prefix(bits)
-	return p
-}
+// SourcePrefix is the unit of fairness of the slow path (slowpkt).
+func SourcePrefix(a netip.Addr) netip.Prefix { return slowpkt.SourcePrefix(a) }
 
 // pumpBulk moves the bulk lane into the Slow channel, one datagram per
 // source prefix in turn: a flood from some prefixes fills their own queues

@@ -49,17 +49,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mdfast/mdfast/internal/ekt"
+	"github.com/mdfast/mdfast/internal/slowpkt"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
 // SlowPacket is a datagram for the slow path (DTLS, STUN): a copy the
 // receiver owns.
-type SlowPacket struct {
-	Data []byte
-	// From is the sender; To the MD address it was sent to (in socket mode
-	// the socket's bound address).
-	From, To netip.AddrPort
-}
+type SlowPacket = slowpkt.Packet
 
 // WorkerConfig configures a Worker.
 type WorkerConfig struct {

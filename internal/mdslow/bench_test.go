@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/mdfast/mdfast/internal/dataplane"
+	"github.com/mdfast/mdfast/internal/slowpkt"
 )
 
 // BenchmarkHelloVerify is the slow path's cost of a ClientHello without a
@@ -17,7 +17,7 @@ func BenchmarkHelloVerify(b *testing.B) {
 	err := e.r.do(b.Context(), func() {
 		for i := 0; b.Loop(); i++ {
 			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, byte(i >> 8), byte(i)}), uint16(1024+i))
-			e.r.handlePacket(dataplane.SlowPacket{Data: ch, From: from, To: to})
+			e.r.handlePacket(slowpkt.Packet{Data: ch, From: from, To: to})
 			if i%1024 == 0 {
 				e.snd.take()
 			}

@@ -15,10 +15,10 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/mdfast/mdfast/internal/dataplane"
 	"github.com/mdfast/mdfast/internal/dtlsmsg"
 	"github.com/mdfast/mdfast/internal/keytable"
 	"github.com/mdfast/mdfast/internal/ratelog"
+	"github.com/mdfast/mdfast/internal/slowpkt"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
@@ -129,7 +129,7 @@ type Config struct {
 	Limits      Limits
 	// SlowPriority is the data plane's priority lane (optional), filled
 	// with the datagrams Triage picks; Run serves it first.
-	SlowPriority <-chan dataplane.SlowPacket
+	SlowPriority <-chan slowpkt.Packet
 	// OnHandshake is told how long each association took from its first
 	// ClientHello to its MediaKeys.
 	OnHandshake func(time.Duration)
@@ -471,7 +471,7 @@ func (r *Relay) Disconnect(ctx context.Context, id uuid.UUID) (bool, error) {
 // from slow, messages from the tunnel, control calls and timers. On return
 // it has sent (best effort) an EndpointDisconnect for every association,
 // removed them from the key table and forgotten them.
-func (r *Relay) Run(ctx context.Context, slow <-chan dataplane.SlowPacket) error {
+func (r *Relay) Run(ctx context.Context, slow <-chan slowpkt.Packet) error {
 	defer r.once.Do(func() { close(r.done) })
 	defer func() {
 		for _, a := range r.byID {
@@ -554,7 +554,7 @@ func (r *Relay) delAddr(addr netip.AddrPort) {
 	r.knownMu.Unlock()
 }
 
-func (r *Relay) handlePacket(p dataplane.SlowPacket) {
+func (r *Relay) handlePacket(p slowpkt.Packet) {
 	if len(p.Data) == 0 {
 		return
 	}
@@ -573,7 +573,7 @@ const (
 	stunBurst     = 40
 )
 
-func (r *Relay) handleSTUN(p dataplane.SlowPacket) {
+func (r *Relay) handleSTUN(p slowpkt.Packet) {
 	resp, res, err := AnswerSTUN(p.Data, p.From, r.cfg.Credentials)
 	switch res {
 	case STUNIgnored:
@@ -645,7 +645,7 @@ func epochs(b []byte) (plain, protected bool) {
 //     successor negotiates, plaintext records go to the successor and
 //     protected ones to both (each KD association discards what does not
 //     authenticate under its own keys).
-func (r *Relay) handleDTLS(p dataplane.SlowPacket) {
+func (r *Relay) handleDTLS(p slowpkt.Packet) {
 	now := r.now()
 	a := r.byAddr[p.From]
 	h, herr := parseHelloHead(p.Data)
@@ -696,7 +696,7 @@ func (r *Relay) handleDTLS(p dataplane.SlowPacket) {
 // helloTarget returns the association a ClientHello with a valid cookie
 // belongs to, creating it when it starts a new handshake. cur is the
 // association of its 5-tuple (nil if none).
-func (r *Relay) helloTarget(now time.Time, p dataplane.SlowPacket, cur *association, h *helloHead) (*association, bool) {
+func (r *Relay) helloTarget(now time.Time, p slowpkt.Packet, cur *association, h *helloHead) (*association, bool) {
 	switch {
 	case cur == nil:
 		a := r.admit(now, p, h)
@@ -735,7 +735,7 @@ func (r *Relay) helloTarget(now time.Time, p dataplane.SlowPacket, cur *associat
 }
 
 // helloVerify answers a ClientHello that carries no valid cookie.
-func (r *Relay) helloVerify(now time.Time, p dataplane.SlowPacket, h *helloHead) {
+func (r *Relay) helloVerify(now time.Time, p slowpkt.Packet, h *helloHead) {
 	// No budget: the answer is smaller than the ClientHello it answers
 	// (no amplification, TestHelloVerifyRequest) and costs no state; the
 	// fair lane shares the slow path's time between source prefixes, and
@@ -758,7 +758,7 @@ type prefixState struct {
 
 // prefixOf is the unit of the pending budget and of fairness: the data
 // plane's (an IPv4 /24, an IPv6 /64).
-func prefixOf(a netip.Addr) netip.Prefix { return dataplane.SourcePrefix(a) }
+func prefixOf(a netip.Addr) netip.Prefix { return slowpkt.SourcePrefix(a) }
 
 // admit starts an association for a ClientHello with a valid cookie, or
 // refuses it. The sender has proved it receives at its address, so the
@@ -768,7 +768,7 @@ func prefixOf(a netip.Addr) netip.Prefix { return dataplane.SourcePrefix(a) }
 // pending association of the prefix holding the most is ended to make room
 // (the newcomer's own prefix if it is that one): a flood from some
 // prefixes cannot keep another prefix's endpoints out.
-func (r *Relay) admit(now time.Time, p dataplane.SlowPacket, h *helloHead) *association {
+func (r *Relay) admit(now time.Time, p slowpkt.Packet, h *helloHead) *association {
 	lim := r.limits.Load()
 	r.limiter.set(lim.NewPerSecond, lim.NewBurst)
 	if lim.NewPerSecond > 0 && !r.limiter.allow(p.From.Addr(), now) {

@@ -13,9 +13,9 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/mdfast/mdfast/internal/dataplane"
 	"github.com/mdfast/mdfast/internal/dtlsmsg"
 	"github.com/mdfast/mdfast/internal/keytable"
+	"github.com/mdfast/mdfast/internal/slowpkt"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
 
@@ -149,7 +149,7 @@ type env struct {
 	snd   *fakeSender
 	nb    *fakeNeighbours
 	table *keytable.Table
-	slow  chan dataplane.SlowPacket
+	slow  chan slowpkt.Packet
 	now   *time.Time
 	mu    *sync.Mutex
 }
@@ -164,7 +164,7 @@ func newEnv(t *testing.T, lim Limits) *env {
 		t.Fatal(err)
 	}
 	e := &env{tun: &fakeTunnel{dtls: map[uuid.UUID]int{}}, snd: &fakeSender{}, nb: &fakeNeighbours{}, table: table,
-		slow: make(chan dataplane.SlowPacket, 16), now: &now, mu: &mu}
+		slow: make(chan slowpkt.Packet, 16), now: &now, mu: &mu}
 	e.r, err = New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Tunnel: e.tun, Sender: e.snd, Neighbours: e.nb, Table: table, Limits: lim, Now: clock,
 		Membership: oneConf{byTLS: map[string]keytable.ConferenceID{"tls-id-mapped-to-conference-7": 7}}})
 	if err != nil {
@@ -240,7 +240,7 @@ func hvrCookie(t *testing.T, b []byte) []byte {
 
 func (e *env) send(t *testing.T, from string, b []byte) {
 	t.Helper()
-	e.slow <- dataplane.SlowPacket{Data: b, From: netip.MustParseAddrPort(from), To: netip.MustParseAddrPort("198.18.0.1:5004")}
+	e.slow <- slowpkt.Packet{Data: b, From: netip.MustParseAddrPort(from), To: netip.MustParseAddrPort("198.18.0.1:5004")}
 	e.sync(t)
 }
 

@@ -1,0 +1,71 @@
+package archtest
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const module = "github.com/mdfast/mdfast/"
+
+// rules: a package (relative to the module) and the packages it must not
+// depend on, directly or not, with why (DEVELOPERS.md, "Layout").
+var rules = []struct {
+	pkg    string
+	banned []string
+	why    string
+}{
+	{"internal/tunnel", []string{"internal/keytable", "internal/srtpfast", "internal/dtls", "internal/dtlsmsg", "internal/dataplane"},
+		"the tunnel hands messages to interfaces its caller defines"},
+	{"internal/srtpfast", []string{"internal/tunnel", "internal/keytable", "internal/dtls"},
+		"per-packet crypto gets its keys through a small type, never from a protocol"},
+	{"internal/keytable", []string{"internal/tunnel", "internal/dtls", "internal/dataplane"},
+		"the key table knows keys and addresses, not where they come from"},
+	{"internal/double", []string{"internal/srtpfast"},
+		"the endpoint side of RFC 8723 is the MD's independent counterpart"},
+	{"internal/dtls", []string{"internal/tunnel", "internal/keytable", "internal/srtpfast", "internal/dataplane", "internal/keydist"},
+		"the DTLS stack owns no transport and no keys beyond its own"},
+	{"internal/mdslow", []string{"internal/dataplane", "internal/afxdp", "bpf"},
+		"the slow path names datagrams through slowpkt, not the XDP data plane"},
+	{"internal/control", []string{"internal/dataplane", "internal/afxdp", "bpf"},
+		"the control API does not pull in the data plane"},
+	{"internal/keydist", []string{"internal/dataplane", "internal/keytable", "internal/srtpfast", "internal/afxdp", "bpf"},
+		"the Key Distributor hands out keys; it never forwards media"},
+	{"perc", []string{"internal/keydist", "internal/dataplane", "internal/keytable", "internal/tunnel", "internal/mdslow"},
+		"the endpoint package depends on neither daemon"},
+}
+
+func deps(t *testing.T, pkg string) []string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-deps", "./"+pkg).Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./%s: %v", pkg, err)
+	}
+	var d []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if rel, ok := strings.CutPrefix(l, module); ok {
+			d = append(d, rel)
+		}
+	}
+	return d
+}
+
+func TestImportRules(t *testing.T) {
+	if err := exec.Command("go", "env", "GOMOD").Run(); err != nil {
+		t.Fatalf("go: %v", err)
+	}
+	for _, r := range rules {
+		t.Run(r.pkg, func(t *testing.T) {
+			d := deps(t, "../../"+r.pkg)
+			if len(d) == 0 {
+				t.Fatalf("no dependencies listed for %s: the test proves nothing", r.pkg)
+			}
+			for _, b := range r.banned {
+				if slices.Contains(d, b) {
+					t.Errorf("%s depends on %s: %s", r.pkg, b, r.why)
+				}
+			}
+		})
+	}
+}
