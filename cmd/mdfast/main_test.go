@@ -200,6 +200,8 @@ func TestCheckConfig(t *testing.T) {
 	}{
 		{name: "mode", body: strings.Replace(p.yaml(), "mode: socket", "mode: turbo", 1), field: "mode"},
 		{name: "xdp without interface", body: strings.Replace(p.yaml(), "mode: socket", "mode: xdp-native", 1), field: "interface"},
+		{name: "xdp on a missing interface", body: strings.Replace(p.yaml(), "mode: socket", "mode: xdp-native\ninterface: mdf-missing0", 1), field: "interface"},
+		{name: "auto on a missing interface", body: strings.Replace(p.yaml(), "mode: socket", "mode: auto\ninterface: mdf-missing0", 1), field: "interface"},
 		{name: "duplicate port", body: p.yaml("media-ports: [5004, 5004]"), field: "media-ports"},
 		{name: "kd not host:port", body: strings.Replace(p.yaml(), "127.0.0.1:5740", "nohost", 1), field: "kd"},
 		{name: "missing CA file", body: strings.Replace(p.yaml(), p.caFile, p.missingFile, 1), field: "tunnel-ca"},

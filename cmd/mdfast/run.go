@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"log/slog"
 	"net/http"
 	"os"
@@ -54,6 +55,12 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 	if c.ControlListen != "" {
 		if _, err := controlToken(&c); err != nil {
 			return err
+		}
+	}
+	// What run needs of the host: the interface the XDP modes attach to.
+	if c.Interface != "" && c.Mode != "socket" {
+		if _, err := net.InterfaceByName(c.Interface); err != nil {
+			return &config.FieldError{Field: "interface", Err: err}
 		}
 	}
 	fmt.Fprintln(stdout, "configuration OK")

@@ -30,7 +30,9 @@ type Mode int
 // Modes.
 const (
 	// ModeAuto tries XDP native, then XDP generic, then the socket
-	// fallback, logging the reason for each step down.
+	// fallback, logging the reason for each step down; without an
+	// interface it is the socket mode, with one that does not exist an
+	// error.
 	ModeAuto Mode = iota
 	// ModeXDPNative: the classifier in the driver, AF_XDP sockets.
 	ModeXDPNative
@@ -211,6 +213,17 @@ func New(cfg Config) (*Dataplane, error) {
 	case ModeSocket:
 		d, err = openSocket(cfg)
 	case ModeAuto:
+		if cfg.Interface == "" {
+			cfg.Logger.Info("dataplane: auto mode without an interface: socket mode")
+			d, err = openSocket(cfg)
+			break
+		}
+		// A named interface that does not exist is a configuration error,
+		// not a reason to step down: a misspelt name must not quietly
+		// give the socket mode.
+		if _, ierr := net.InterfaceByName(cfg.Interface); ierr != nil {
+			return nil, fmt.Errorf("dataplane: interface %q: %w", cfg.Interface, ierr)
+		}
 		for _, m := range []Mode{ModeXDPNative, ModeXDPGeneric} {
 			if d, err = openXDP(cfg, m); err == nil {
 				break

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -241,5 +242,15 @@ func TestZeroAllocs(t *testing.T) {
 				t.Fatalf("forwarded %d drops %d: %s", st[Forwarded], st.Drops(), nonZero(&st))
 			}
 		})
+	}
+}
+
+// TestAutoModeMissingInterface: auto mode with an interface that does not
+// exist is an error, not a quiet step down to the socket mode.
+func TestAutoModeMissingInterface(t *testing.T) {
+	_, err := New(Config{Mode: ModeAuto, Interface: "mdf-missing0", Ports: []uint16{45004},
+		Address: netip.MustParseAddr("127.0.0.1"), Table: newMemTable()})
+	if err == nil || !strings.Contains(err.Error(), "mdf-missing0") {
+		t.Fatalf("New = %v, want an error naming the interface", err)
 	}
 }
