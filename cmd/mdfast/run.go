@@ -7,8 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -321,7 +321,14 @@ loop:
 	}
 	stopRelay()
 	relayWG.Wait()
-	time.Sleep(100 * time.Millisecond) // let the tunnel writers flush the EndpointDisconnects
+	// The relay queued an EndpointDisconnect per association; wait (a
+	// bounded time, within the unit's TimeoutStopSec) until the tunnels
+	// have written them.
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), 5*time.Second)
+	if left := md.FlushControl(flushCtx); left > 0 {
+		log.Warn("stopping with EndpointDisconnects not written to any tunnel", "count", left)
+	}
+	cancelFlush()
 	stopTun()
 	tunWG.Wait()
 	stopChecker()

@@ -258,6 +258,8 @@ type Relay struct {
 	byAddr   map[netip.AddrPort]*association // the established one, else the pending one
 	knownMu  sync.RWMutex
 	known    map[netip.AddrPort]struct{} // byAddr's keys, for Triage on the data plane's goroutines
+	ipRefs   map[netip.Addr]int          // associations with keys installed, per IP address
+	stopping bool                        // Run is returning: ends skip the per-association table work
 	byID     map[uuid.UUID]*association
 	limiter  *limiter
 	stunLim  *limiter
@@ -286,6 +288,7 @@ func New(cfg Config) (*Relay, error) {
 		done:   make(chan struct{}),
 		byAddr: make(map[netip.AddrPort]*association),
 		known:  make(map[netip.AddrPort]struct{}),
+		ipRefs: make(map[netip.Addr]int),
 		byID:   make(map[uuid.UUID]*association),
 	}
 	l := cfg.Limits.withDefaults()
@@ -469,15 +472,13 @@ func (r *Relay) Disconnect(ctx context.Context, id uuid.UUID) (bool, error) {
 
 // Run serves the slow path until ctx is done or slow is closed: datagrams
 // from slow, messages from the tunnel, control calls and timers. On return
-// it has sent (best effort) an EndpointDisconnect for every association,
-// removed them from the key table and forgotten them.
+// it has queued an EndpointDisconnect for every association on the tunnel
+// (the tunnel's control lane: Tunnel.FlushControl-style confirmation is the
+// caller's) and forgotten them, in O(associations); their entries stay in
+// the key table, which the data plane that is about to close reads.
 func (r *Relay) Run(ctx context.Context, slow <-chan slowpkt.Packet) error {
 	defer r.once.Do(func() { close(r.done) })
-	defer func() {
-		for _, a := range r.byID {
-			r.end(a, true, "shutdown")
-		}
-	}()
+	defer r.shutdown()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	prio := r.cfg.SlowPriority
@@ -930,11 +931,8 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 		}
 		if err == nil {
 			a.conf = conf
-			a.inTable = true
 			a.profile = p
-			if r.cfg.Neighbours != nil {
-				r.cfg.Neighbours.Resolve(a.addr.Addr())
-			}
+			r.setInTable(a, true)
 		}
 	}
 	if err != nil {
@@ -982,16 +980,14 @@ func (r *Relay) end(a *association, notify bool, why string) {
 		r.unpend(a)
 		r.c.pending.Add(-1)
 	}
-	if a.inTable {
+	if a.inTable && !r.stopping {
 		ctx, cancel := context.WithTimeout(context.Background(), tableOpTimeout)
 		err := r.cfg.Table.Remove(ctx, a.id)
 		cancel()
 		if err != nil && !errors.Is(err, keytable.ErrNotFound) && !errors.Is(err, keytable.ErrGraceTimeout) {
 			r.log.Warn("remove association from the key table", "association", a.id, "err", err)
 		}
-		if r.cfg.Neighbours != nil && !r.ipInTable(a.addr.Addr()) {
-			r.cfg.Neighbours.Forget(a.addr.Addr())
-		}
+		r.setInTable(a, false)
 	}
 	r.c.ended.Add(1)
 	if notify {
@@ -1014,15 +1010,42 @@ func (r *Relay) end(a *association, notify bool, why string) {
 	r.rl.Log(slog.LevelInfo, key, "association ended", "association", a.id, "addr", a.addr, "reason", why)
 }
 
-// ipInTable reports whether an association with keys installed still uses
-// ip (several endpoints can share one address behind a NAT).
-func (r *Relay) ipInTable(ip netip.Addr) bool {
-	for _, o := range r.byID {
-		if o.inTable && o.addr.Addr() == ip {
-			return true
+// shutdown ends every association as Run returns: an EndpointDisconnect
+// each, no per-association key-table or next-hop work, one log line.
+func (r *Relay) shutdown() {
+	r.stopping = true
+	n := len(r.byID)
+	for _, a := range r.byID {
+		r.end(a, true, "shutdown")
+	}
+	if n > 0 {
+		r.log.Info("slow path stopped: associations ended", "associations", n, "endpoint_disconnects_lost", r.c.disconnectsLost.Load())
+	}
+}
+
+// setInTable records whether a's keys are in the key table, and keeps the
+// next-hop table warm: an address is resolved when its first association
+// gets keys and forgotten when its last one leaves the table (several
+// endpoints can share one address behind a NAT). O(1).
+func (r *Relay) setInTable(a *association, in bool) {
+	if a.inTable == in {
+		return
+	}
+	a.inTable = in
+	ip := a.addr.Addr()
+	if in {
+		r.ipRefs[ip]++
+		if r.ipRefs[ip] == 1 && r.cfg.Neighbours != nil {
+			r.cfg.Neighbours.Resolve(ip)
+		}
+		return
+	}
+	if r.ipRefs[ip]--; r.ipRefs[ip] <= 0 {
+		delete(r.ipRefs, ip)
+		if r.cfg.Neighbours != nil {
+			r.cfg.Neighbours.Forget(ip)
 		}
 	}
-	return false
 }
 
 func (r *Relay) housekeeping() {
@@ -1040,7 +1063,7 @@ func (r *Relay) housekeeping() {
 			continue
 		}
 		r.c.expired.Add(1)
-		a.inTable = false // ExpireIdle removed it
+		r.setInTable(a, false) // ExpireIdle removed it
 		r.end(a, true, "no RTP/RTCP for "+lim.IdleTimeout.String())
 	}
 	for _, a := range r.byID {

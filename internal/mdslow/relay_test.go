@@ -289,10 +289,14 @@ func TestRelayLifecycle(t *testing.T) {
 	if len(e.tun.disc) != 1 || e.tun.disc[0] != id {
 		t.Fatalf("disconnects %v", e.tun.disc)
 	}
+	// Its next hop is forgotten too (it was left behind before).
+	if c := e.nb.take(); len(c) != 2 || c[1] != "forget 198.18.0.11" {
+		t.Fatalf("next-hop calls %v", c)
+	}
 }
 
 // TestRelayResolvesNextHops: the next hop of an endpoint is resolved when
-// its keys are installed (so its first media packet finds the AF_XDP
+// the first keys for its address are installed (so its first media packet finds the AF_XDP
 // neighbour table warm), and forgotten only when the last association from
 // that IP address has ended.
 func TestRelayResolvesNextHops(t *testing.T) {
@@ -317,7 +321,7 @@ func TestRelayResolvesNextHops(t *testing.T) {
 		e.r.HandleMediaKeys(keys(id))
 	}
 	e.sync(t)
-	if c := e.nb.take(); len(c) != 2 || c[0] != "resolve 198.18.0.11" || c[1] != "resolve 198.18.0.11" {
+	if c := e.nb.take(); len(c) != 1 || c[0] != "resolve 198.18.0.11" { // once per address
 		t.Fatalf("calls after install: %v", c)
 	}
 	e.r.HandleEndpointDisconnect(ids[0])
@@ -770,5 +774,63 @@ func TestRelayFragmentedSuccessorHello(t *testing.T) {
 	e.sync(t)
 	if got, ok := e.table.Get(succ.ID); !ok || got.Conference() != 7 {
 		t.Fatalf("successor installed in %v (ok %v), want conference 7", got, ok)
+	}
+}
+
+// fastTable is a key table that only counts, to measure the relay alone.
+type fastTable struct{ n int }
+
+func (f *fastTable) Install(context.Context, keytable.Association) (*keytable.Endpoint, error) {
+	f.n++
+	return nil, nil
+}
+func (f *fastTable) Remove(context.Context, uuid.UUID) error { f.n--; return nil }
+func (f *fastTable) SetConference(context.Context, uuid.UUID, keytable.ConferenceID) (*keytable.Endpoint, error) {
+	return nil, nil
+}
+func (f *fastTable) ExpireIdle(context.Context, time.Duration) ([]uuid.UUID, error) { return nil, nil }
+
+// TestShutdown65536: stopping the relay with 65,536 established
+// associations sends one EndpointDisconnect each and takes O(n): measured,
+// and bounded at 5 s (it used to remove them one by one from the key table
+// and scan every association for each, minutes at this size).
+func TestShutdown65536(t *testing.T) {
+	const n = 65536
+	tun := &fakeTunnel{dtls: map[uuid.UUID]int{}}
+	r, err := New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Tunnel: tun, Sender: &fakeSender{},
+		Neighbours: &fakeNeighbours{}, Table: &fastTable{}, Membership: oneConf{},
+		Limits: Limits{MaxPending: 2 * n, MaxPendingPerPrefix: 2 * n, NewPerSecond: -1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx, make(chan slowpkt.Packet)) }()
+	if err := r.do(context.Background(), func() {
+		for i := range n {
+			from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, byte(i >> 8), byte(i)}), 4000)
+			a := r.admit(r.now(), slowpkt.Packet{From: from, To: mdAddr}, &helloHead{random: make([]byte, 32)})
+			if a == nil {
+				t.Errorf("association %d not admitted", i)
+				return
+			}
+			r.install(a, keys(a.id))
+		}
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if st := r.Stats(); st.Associations != n {
+		t.Fatalf("%d associations established", st.Associations)
+	}
+	start := time.Now()
+	cancel()
+	<-done
+	took := time.Since(start)
+	t.Logf("shutdown with %d associations: %v", n, took)
+	if len(tun.disc) != n {
+		t.Fatalf("%d EndpointDisconnects sent, want %d", len(tun.disc), n)
+	}
+	if took > 5*time.Second {
+		t.Fatalf("shutdown took %v", took)
 	}
 }

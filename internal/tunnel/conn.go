@@ -361,7 +361,7 @@ func (c *tconn) unsentDisconnects() []uuid.UUID {
 	}
 }
 
-// ControlBacklog returns the octets of control messages not yet written.
+// controlBacklog returns the octets of control messages not yet written.
 func (c *tconn) controlBacklog() int {
 	c.ctlMu.Lock()
 	defer c.ctlMu.Unlock()

@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -134,5 +135,43 @@ func TestSilentPeerReason(t *testing.T) {
 	lb.waitFor(t, "no SupportedProfiles within 200ms")
 	if strings.Contains(lb.String(), "idle timeout") {
 		t.Fatalf("logged as an idle timeout:\n%s", lb.String())
+	}
+}
+
+// TestFlushControl: FlushControl returns once the queued EndpointDisconnects
+// are written, and reports how many are not when the peer does not read.
+func TestFlushControl(t *testing.T) {
+	p := newPKI(t)
+	srv := newRawServer(t, p.tls(t, p.kd, PeerPolicy{}))
+	m, _, _, _ := startMD(t, p, MDConfig{Peers: []string{srv.addr()}})
+	c := recv(t, srv.conns, "connection")
+	readMsg(t, c) // SupportedProfiles
+	eventually(t, "tunnel up", func() bool { return m.Up() == 1 })
+	// A reading peer: everything is written at once.
+	for range 100 {
+		if err := m.SendEndpointDisconnect(uuid.New()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if left := m.FlushControl(ctx); left != 0 {
+		t.Fatalf("%d unwritten with a reading peer", left)
+	}
+	// A peer that stops reading: the socket buffers fill; what is left is
+	// reported when the deadline comes.
+	big := make([]byte, 60000)
+	for i := 0; i < 200; i++ {
+		_ = m.SendTunneledDtls(uuid.New(), big)
+	}
+	for range 1000 {
+		_ = m.SendEndpointDisconnect(uuid.New())
+	}
+	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel2()
+	if left := m.FlushControl(short); left == 0 {
+		t.Fatal("nothing left unwritten although the peer never read: the test proves nothing")
+	} else {
+		t.Logf("%d EndpointDisconnects unwritten at the deadline", left)
 	}
 }

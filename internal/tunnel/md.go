@@ -118,6 +118,40 @@ type MD struct {
 	lostDisconnects atomic.Uint64
 }
 
+// FlushControl waits until every live tunnel has written the
+// EndpointDisconnects queued on it, or ctx ends, and returns how many were
+// still unwritten (0: all of them reached the TLS connections). A daemon
+// that stops calls it before closing its tunnels, instead of hoping a
+// pause is long enough.
+func (m *MD) FlushControl(ctx context.Context) int {
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		backlog := 0
+		m.mu.RLock()
+		for _, t := range m.live {
+			if !t.c.closed() {
+				backlog += t.c.controlBacklog()
+			}
+		}
+		m.mu.RUnlock()
+		if backlog == 0 {
+			return 0
+		}
+		select {
+		case <-ctx.Done():
+			return backlog / disconnectLen
+		case <-tick.C:
+		}
+	}
+}
+
+// disconnectLen is the encoded length of an EndpointDisconnect.
+var disconnectLen = func() int {
+	b, _ := AppendMessage(nil, &EndpointDisconnect{AssociationID: uuid.New()})
+	return len(b)
+}()
+
 // LostDisconnects returns how many EndpointDisconnects could not be sent:
 // their tunnel closed before writing them and no other tunnel was up.
 func (m *MD) LostDisconnects() uint64 { return m.lostDisconnects.Load() }
