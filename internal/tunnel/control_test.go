@@ -132,7 +132,7 @@ func TestSilentPeerReason(t *testing.T) {
 	if _, err := rawDial(t, p, ln.Addr().String(), &p.md); err != nil {
 		t.Fatal(err)
 	}
-	lb.waitFor(t, "no SupportedProfiles within 200ms")
+	lb.waitFor(t, "waiting for SupportedProfiles: none within 200ms")
 	if strings.Contains(lb.String(), "idle timeout") {
 		t.Fatalf("logged as an idle timeout:\n%s", lb.String())
 	}

@@ -365,7 +365,7 @@ func (k *KD) firstMessage(c *tconn) (*SupportedProfiles, error) {
 		if errors.Is(err, os.ErrDeadlineExceeded) && !c.closed() {
 			// Not the idle timeout (which may be off): the handshake
 			// timeout of the first message.
-			return nil, fmt.Errorf("no SupportedProfiles within %v: %w", k.opts.HandshakeTimeout, err)
+			return nil, fmt.Errorf("waiting for SupportedProfiles: none within %v: %w", k.opts.HandshakeTimeout, err)
 		}
 		return nil, fmt.Errorf("waiting for SupportedProfiles: %w", c.readErr(err))
 	}
