@@ -32,6 +32,10 @@ var rules = []struct {
 		"the control API does not pull in the data plane"},
 	{"internal/keydist", []string{"internal/dataplane", "internal/keytable", "internal/srtpfast", "internal/afxdp", "bpf"},
 		"the Key Distributor hands out keys; it never forwards media"},
+	{"internal/endpointsim", []string{"internal/keydist", "internal/dataplane", "internal/mdslow"},
+		"the endpoint simulator names certificates through identity, not the KD server"},
+	{"internal/identity", []string{"internal/keydist", "internal/dtls", "internal/tunnel"},
+		"fingerprints and tls-ids are shared below both daemons"},
 	{"perc", []string{"internal/keydist", "internal/dataplane", "internal/keytable", "internal/tunnel", "internal/mdslow"},
 		"the endpoint package depends on neither daemon"},
 }

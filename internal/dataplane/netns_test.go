@@ -178,7 +178,20 @@ func testNetns(t *testing.T, mode Mode) {
 	// TxBytes counts UDP payload octets in every mode (not whole frames in
 	// the XDP ones): one packet to the len(eps)-1 others adds exactly
 	// their payloads.
-	before := dp.Stats()
+	// Counters are published per batch: read them once they have settled.
+	settled := func() Stats {
+		prev := dp.Stats()
+		for range 100 {
+			time.Sleep(20 * time.Millisecond)
+			cur := dp.Stats()
+			if cur[TxBytes] == prev[TxBytes] && cur[TxPackets] == prev[TxPackets] {
+				return cur
+			}
+			prev = cur
+		}
+		return prev
+	}
+	before := settled()
 	plain, enc := eps[0].sealRTP(t, 20+n*5)
 	send(0, enc)
 	payload := 0
@@ -190,11 +203,11 @@ func testNetns(t *testing.T, mode Mode) {
 		eps[r].open(t, b, plain)
 		payload += len(b)
 	}
-	deadline := time.Now().Add(2 * time.Second)
-	for dp.Stats()[TxPackets]-before[TxPackets] < uint64(len(eps)-1) && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
+	after := settled()
+	if pk := after[TxPackets] - before[TxPackets]; pk != uint64(len(eps)-1) {
+		t.Fatalf("tx_packets grew by %d for %d packets sent", pk, len(eps)-1)
 	}
-	if got := dp.Stats()[TxBytes] - before[TxBytes]; got != uint64(payload) {
+	if got := after[TxBytes] - before[TxBytes]; got != uint64(payload) {
 		t.Fatalf("tx_bytes grew by %d for %d octets of UDP payload sent", got, payload)
 	}
 
@@ -236,7 +249,7 @@ func testNetns(t *testing.T, mode Mode) {
 	for range junk {
 		send(0, []byte{70, 1, 2, 3})
 	}
-	deadline = time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(2 * time.Second)
 	for {
 		var counted uint64
 		if mode == ModeSocket {

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/mdfast/mdfast/internal/dtls"
-	"github.com/mdfast/mdfast/internal/keydist"
+	"github.com/mdfast/mdfast/internal/identity"
 )
 
 // Defaults of the zero fields of HandshakeConfig.
@@ -49,7 +49,7 @@ type HandshakeConfig struct {
 	Identity Identity
 	// KDFingerprint is the Key Distributor's DTLS certificate
 	// fingerprint, checked instead of a chain (as DTLS-SRTP does).
-	KDFingerprint keydist.Fingerprint
+	KDFingerprint identity.Fingerprint
 	// FlightInterval is the DTLS retransmission interval
 	// (DefaultFlightInterval).
 	FlightInterval time.Duration

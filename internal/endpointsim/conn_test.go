@@ -12,14 +12,14 @@ import (
 	"github.com/pion/dtls/v3"
 	"github.com/pion/rtp"
 
-	"github.com/mdfast/mdfast/internal/keydist"
+	"github.com/mdfast/mdfast/internal/identity"
 )
 
 // kdOnLoopback is a pion/dtls server standing in for the MD and KD: it
 // accepts one client at client and returns its exported SRTP keys.
-func kdOnLoopback(t *testing.T, client net.Addr) (net.PacketConn, keydist.Fingerprint, <-chan []byte) {
+func kdOnLoopback(t *testing.T, client net.Addr) (net.PacketConn, identity.Fingerprint, <-chan []byte) {
 	t.Helper()
-	cert, err := keydist.GenerateCertificate(time.Hour)
+	cert, err := identity.GenerateCertificate(time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +47,7 @@ func kdOnLoopback(t *testing.T, client net.Addr) (net.PacketConn, keydist.Finger
 		}
 	}()
 	t.Cleanup(func() { pc.Close() })
-	return pc, keydist.CertFingerprint(cert), keys
+	return pc, identity.CertFingerprint(cert), keys
 }
 
 func TestHandshake(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/mdfast/mdfast/internal/keydist"
+	"github.com/mdfast/mdfast/internal/identity"
 )
 
 // Identity is what the Key Distributor knows an endpoint by: the tls-id it
@@ -21,13 +21,13 @@ type Identity struct {
 // NewIdentity makes an identity with a fresh tls-id and a self-signed
 // ECDSA P-256 certificate valid for validity.
 func NewIdentity(validity time.Duration) (Identity, error) {
-	c, err := keydist.GenerateCertificate(validity)
+	c, err := identity.GenerateCertificate(validity)
 	if err != nil {
 		return Identity{}, fmt.Errorf("endpointsim: certificate: %w", err)
 	}
-	return Identity{TLSID: keydist.NewTLSID(), Cert: c}, nil
+	return Identity{TLSID: identity.NewTLSID(), Cert: c}, nil
 }
 
 // Fingerprint is the SHA-256 fingerprint of the certificate, as the
 // registry lists it.
-func (id *Identity) Fingerprint() keydist.Fingerprint { return keydist.CertFingerprint(id.Cert) }
+func (id *Identity) Fingerprint() identity.Fingerprint { return identity.CertFingerprint(id.Cert) }

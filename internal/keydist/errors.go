@@ -1,6 +1,10 @@
 package keydist
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/mdfast/mdfast/internal/identity"
+)
 
 // Errors callers branch on. Everything else is wrapped with the operation
 // that failed.
@@ -13,9 +17,9 @@ var (
 	ErrNotDouble = errors.New("keydist: not a double (RFC 8723) profile")
 
 	// ErrInvalidTLSID: a tls-id that is not 20..255 tls-id-char (RFC 8842).
-	ErrInvalidTLSID = errors.New("keydist: invalid tls-id")
+	ErrInvalidTLSID = identity.ErrInvalidTLSID
 	// ErrInvalidFingerprint: a certificate fingerprint that is not SHA-256.
-	ErrInvalidFingerprint = errors.New("keydist: invalid certificate fingerprint")
+	ErrInvalidFingerprint = identity.ErrInvalidFingerprint
 	// ErrInvalidConference: an empty or malformed conference id.
 	ErrInvalidConference = errors.New("keydist: invalid conference id")
 	// ErrDuplicate: a tls-id (or a legacy fingerprint) already registered.
