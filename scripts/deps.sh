@@ -7,7 +7,6 @@ set -euo pipefail
 need=()
 command -v clang-14 >/dev/null 2>&1 || need+=(clang-14)
 command -v llvm-strip-14 >/dev/null 2>&1 || need+=(llvm-14)
-[ -e /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
 command -v ip      >/dev/null 2>&1 || need+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v make    >/dev/null 2>&1 || need+=(make)
