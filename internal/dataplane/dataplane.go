@@ -237,11 +237,26 @@ func New(cfg Config) (*Dataplane, error) {
 		return nil, fmt.Errorf("dataplane: unknown mode %d", int(cfg.Mode))
 	}
 	if err != nil {
-		return nil, err
+		return nil, privilegeHint(err)
 	}
 	d.start()
 	d.log.Info("dataplane: started", "mode", d.mode, "workers", len(d.workers), "ports", cfg.Ports)
 	return d, nil
+}
+
+// ErrNoPrivilege wraps a failure to open the data plane for want of the
+// process's privileges (not, as the kernel's error may suggest, a
+// memory-lock limit).
+var ErrNoPrivilege = errors.New("dataplane: not permitted: the XDP modes need CAP_NET_ADMIN, CAP_BPF, CAP_NET_RAW and CAP_IPC_LOCK (run as root or under deploy/mdfast.service)")
+
+// privilegeHint names the missing privileges when err is a permission
+// error: loading BPF without CAP_BPF fails with EPERM, which cilium/ebpf
+// reports as a possible memory-lock limit.
+func privilegeHint(err error) error {
+	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		return fmt.Errorf("%w: %w", ErrNoPrivilege, err)
+	}
+	return err
 }
 
 func newDataplane(cfg Config, m Mode) *Dataplane {

@@ -1,11 +1,14 @@
 package dataplane
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func addrs(n int) []netip.AddrPort {
@@ -252,5 +255,18 @@ func TestAutoModeMissingInterface(t *testing.T) {
 		Address: netip.MustParseAddr("127.0.0.1"), Table: newMemTable()})
 	if err == nil || !strings.Contains(err.Error(), "mdf-missing0") {
 		t.Fatalf("New = %v, want an error naming the interface", err)
+	}
+}
+
+// TestPrivilegeHint: a permission error opening the data plane names the
+// capabilities, whatever the kernel's error text suggests.
+func TestPrivilegeHint(t *testing.T) {
+	eperm := fmt.Errorf("load program: %w (MEMLOCK may be too low, consider rlimit.RemoveMemlock)", unix.EPERM)
+	if err := privilegeHint(eperm); !errors.Is(err, ErrNoPrivilege) || !errors.Is(err, unix.EPERM) || !strings.Contains(err.Error(), "CAP_BPF") {
+		t.Fatalf("privilegeHint(EPERM) = %v", err)
+	}
+	other := errors.New("interface gone")
+	if err := privilegeHint(other); err != other {
+		t.Fatalf("privilegeHint(other) = %v", err)
 	}
 }
