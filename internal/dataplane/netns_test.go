@@ -307,8 +307,8 @@ func testNetns(t *testing.T, mode Mode) {
 
 func ptr(s Stats) *Stats { return &s }
 
-// TestAutoFallback: in ModeAuto, an interface XDP cannot use makes the
-// data plane step down to the socket fallback (no root needed).
+// TestAutoFallback: in ModeAuto without an interface, the socket mode
+// serves.
 func TestAutoFallback(t *testing.T) {
 	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -317,7 +317,7 @@ func TestAutoFallback(t *testing.T) {
 	port := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
 	pc.Close()
 	dp, err := New(Config{
-		Mode: ModeAuto, Interface: "mdf-missing0", Ports: []uint16{port},
+		Mode: ModeAuto, Ports: []uint16{port}, // no interface: sockets (a missing one is an error: TestAutoModeMissingInterface)
 		Address: netip.MustParseAddr("127.0.0.1"), Table: newMemTable(),
 	})
 	if err != nil {
