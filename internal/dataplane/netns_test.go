@@ -156,8 +156,16 @@ func testNetns(t *testing.T, mode Mode) {
 
 	// TxBytes counts UDP payload octets in every mode (not whole frames in
 	// the XDP ones): one packet to the len(eps)-1 others adds exactly
-	// their payloads.
+	// their payloads. The worker publishes its counters after a batch,
+	// possibly after the receivers have the last packets: wait for the
+	// counters to settle first.
 	before := dp.Stats()
+	for settle := time.Now().Add(2 * time.Second); time.Now().Before(settle); before = dp.Stats() {
+		time.Sleep(20 * time.Millisecond)
+		if dp.Stats() == before {
+			break
+		}
+	}
 	plain, enc := eps[0].sealRTP(t, 20+n*5)
 	send(0, enc)
 	payload := 0
