@@ -696,7 +696,7 @@ func TestIdleTimeoutDetectsSilentPeer(t *testing.T) {
 			t.Fatalf("got %x", b)
 		}
 		none(t, kd.up, 10*time.Millisecond, "TunnelUp")
-		lb.waitFor(t, "waiting for SupportedProfiles")
+		lb.waitFor(t, "no SupportedProfiles within 200ms")
 	})
 }
 
