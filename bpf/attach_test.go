@@ -12,6 +12,7 @@ import (
 
 	"github.com/mdfast/mdfast/internal/afxdp"
 	"github.com/mdfast/mdfast/internal/netnstest"
+	"github.com/mdfast/mdfast/internal/testutil"
 	"github.com/vishvananda/netlink/nl"
 )
 
@@ -20,7 +21,7 @@ import (
 // peer namespace and checks the counters and what the MD's kernel socket
 // receives; after Close, the interface has no XDP program.
 func TestAttach(t *testing.T) {
-	requireRoot(t)
+	testutil.NeedRoot(t, "loading XDP programs needs CAP_BPF and CAP_NET_ADMIN")
 	for _, mode := range []Mode{ModeNative, ModeGeneric} {
 		t.Run(mode.String(), func(t *testing.T) {
 			pair := netnstest.NewPair(t)
@@ -145,7 +146,7 @@ func TestAttach(t *testing.T) {
 // attached to: the kernel detaches the bpf_link and AttachedIfindex says so
 // (0), which is what the MD's readiness check relies on.
 func TestAttachedIfindexAfterDelete(t *testing.T) {
-	requireRoot(t)
+	testutil.NeedRoot(t, "loading XDP programs needs CAP_BPF and CAP_NET_ADMIN")
 	pair := netnstest.NewPair(t)
 	c := loadTest(t)
 	var a *Attachment
@@ -206,7 +207,7 @@ func checkXDP(t *testing.T, e netnstest.End, attached bool, attachMode uint32) {
 // of queue 0 (the queue Program.Test runs on): the whole RTP frame is then
 // redirected (XDP_REDIRECT, counted), every truncation of it still is not.
 func TestRedirectWithSocket(t *testing.T) {
-	requireRoot(t)
+	testutil.NeedRoot(t, "loading XDP programs needs CAP_BPF and CAP_NET_ADMIN")
 	pair := netnstest.NewPair(t)
 	c := loadTest(t)
 	var sock *afxdp.Socket

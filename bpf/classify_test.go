@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/mdfast/mdfast/internal/testutil"
 )
 
 const mediaPort = 5004
@@ -18,13 +20,6 @@ const (
 	xdpPass     = 2
 	xdpRedirect = 4
 )
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: loading XDP programs needs root (CAP_BPF, CAP_NET_ADMIN)")
-	}
-}
 
 // frame describes a test frame; the zero value plus a payload is an
 // untagged Ethernet/IPv4/UDP frame to mediaPort.
@@ -141,7 +136,7 @@ var (
 
 func loadTest(t testing.TB) *Classifier {
 	t.Helper()
-	requireRoot(t)
+	testutil.NeedRoot(t, "loading XDP programs needs CAP_BPF and CAP_NET_ADMIN")
 	c, err := Load(Options{Ports: []uint16{mediaPort, 5006}})
 	if err != nil {
 		t.Fatalf("Load: %v", err)
@@ -397,7 +392,7 @@ func TestPorts(t *testing.T) {
 }
 
 func TestQueueSlots(t *testing.T) {
-	requireRoot(t)
+	testutil.NeedRoot(t, "loading XDP programs needs CAP_BPF and CAP_NET_ADMIN")
 	c, err := Load(Options{QueueSlots: 4})
 	if err != nil {
 		t.Fatal(err)

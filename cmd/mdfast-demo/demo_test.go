@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+
+	"github.com/mdfast/mdfast/internal/testutil"
 )
 
 var summaryRE = regexp.MustCompile(`(?m)^demo: endpoints=(\d+) handshakes_ok=(\d+) forwarded=(\d+) delivered_ok=(\d+) lost=(\d+) auth_failures=(\d+) path=(xdp-native|xdp-generic|socket) profile=(0x[0-9a-f,x]+) ekt_ok=(\d+) md_e2e_keys=(\d+)$`)
@@ -15,9 +17,7 @@ var summaryRE = regexp.MustCompile(`(?m)^demo: endpoints=(\d+) handshakes_ok=(\d
 // returns its summary fields.
 func runDemo(t *testing.T, env ...string) []string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("the demo needs root (network namespaces, XDP)")
-	}
+	testutil.NeedRoot(t, "the demo uses network namespaces and XDP")
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("the demo needs ip(8) (iproute2)")
 	}

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mdfast/mdfast/internal/netnstest"
+	"github.com/mdfast/mdfast/internal/testutil"
 )
 
 // xdpDaemon is "mdfast run" in an XDP mode inside the MD namespace of a veth
@@ -172,20 +172,13 @@ func (d *xdpDaemon) waitNotReady(t *testing.T, start time.Time, within time.Dura
 	}
 }
 
-func requireRoot(t *testing.T, what string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("privileged test (DEVELOPERS.md): " + what + "; needs root")
-	}
-}
-
 // TestReadyzInterfaceRecreated runs the daemon in each XDP mode on a veth,
 // deletes the interface and creates it again under the same name: /readyz
 // must turn 503 naming the XDP program within 2 s, stay 503 once the new
 // interface (with no program) is there, and mdfast_ready{check="xdp_program"}
 // must be 0.
 func TestReadyzInterfaceRecreated(t *testing.T) {
-	requireRoot(t, "runs mdfast with XDP on a veth in a network namespace and deletes the interface")
+	testutil.NeedRoot(t, "runs mdfast with XDP on a veth in a network namespace and deletes the interface")
 	for _, mode := range []string{"xdp-native", "xdp-generic"} {
 		t.Run(mode, func(t *testing.T) {
 			d := startXDPDaemon(t, mode)
@@ -233,7 +226,7 @@ func TestReadyzInterfaceRecreated(t *testing.T) {
 // 503 naming the tunnel well before TCP's own timeouts, and
 // mdfast_ready{check="tunnel"} must be 0.
 func TestReadyzTunnelBlackholed(t *testing.T) {
-	requireRoot(t, "runs mdfast with XDP in a network namespace and blackholes its KD")
+	testutil.NeedRoot(t, "runs mdfast with XDP in a network namespace and blackholes its KD")
 	d := startXDPDaemon(t, "xdp-generic")
 	route := &netlink.Route{
 		Dst:  &net.IPNet{IP: d.pair.MD.Addr.AsSlice(), Mask: net.CIDRMask(32, 32)},

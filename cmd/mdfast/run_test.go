@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"regexp"
 	"strings"
 	"syscall"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/mdfast/mdfast/internal/control"
 	"github.com/mdfast/mdfast/internal/keydist"
+	"github.com/mdfast/mdfast/internal/testutil"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
 
@@ -75,9 +75,7 @@ var listenRE = regexp.MustCompile(`msg="(metrics|control API) listening" addr=(\
 // KD, checks /healthz, /readyz and /metrics, reloads the mappings and the
 // log level with SIGHUP, and stops it with SIGTERM.
 func TestRunEndToEnd(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("privileged test (DEVELOPERS.md): runs the mdfast daemon end to end; needs root")
-	}
+	testutil.NeedRoot(t, "runs the mdfast daemon end to end")
 	p := writePKI(t)
 	kdAddr := startKD(t, p)
 	mediaPort := freeUDPPort(t)

@@ -14,16 +14,10 @@ import (
 
 	"github.com/mdfast/mdfast/bpf"
 	"github.com/mdfast/mdfast/internal/netnstest"
+	"github.com/mdfast/mdfast/internal/testutil"
 )
 
 const mediaPort = 5004
-
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: AF_XDP sockets, XDP programs and network namespaces need root")
-	}
-}
 
 // setup is a veth pair with the classifier attached on the MD end and an
 // AF_XDP socket on its queue 0, registered in the XSKMAP.
@@ -35,7 +29,7 @@ type setup struct {
 
 func newSetup(t *testing.T, mode bpf.Mode, cfg Config) *setup {
 	t.Helper()
-	requireRoot(t)
+	testutil.NeedRoot(t, "AF_XDP sockets, XDP programs and network namespaces")
 	pair := netnstest.NewPair(t)
 	cl, err := bpf.Load(bpf.Options{Ports: []uint16{mediaPort}})
 	if err != nil {
@@ -458,7 +452,7 @@ func TestOpenErrors(t *testing.T) {
 			t.Errorf("config %d %+v accepted", i, cfg)
 		}
 	}
-	requireRoot(t)
+	testutil.NeedRoot(t, "AF_XDP sockets, XDP programs and network namespaces")
 	pair := netnstest.NewPair(t)
 	err := pair.MD.NS.Do(func() error {
 		_, err := Open(Config{Ifindex: pair.MD.Index, Mode: ModeZeroCopy, NumFrames: 64})
@@ -491,7 +485,7 @@ func TestOpenErrors(t *testing.T) {
 // TestDescriptorOwnership checks that Transmit and Recycle refuse frames
 // the caller does not hold, and that methods fail after Close.
 func TestDescriptorOwnership(t *testing.T) {
-	requireRoot(t)
+	testutil.NeedRoot(t, "AF_XDP sockets, XDP programs and network namespaces")
 	pair := netnstest.NewPair(t)
 	var s *Socket
 	err := pair.MD.NS.Do(func() (err error) {

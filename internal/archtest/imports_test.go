@@ -73,3 +73,39 @@ func TestImportRules(t *testing.T) {
 		})
 	}
 }
+
+// testOnly are the packages that exist for tests and may use
+// internal/testutil; bench/ holds the benchmark's own programs.
+var testOnly = []string{"internal/testutil", "internal/netnstest", "internal/syssim", "internal/archtest"}
+
+// TestNoTestutilInProduction: no production package depends, directly or
+// not, on internal/testutil (it is for tests only; its doc says so).
+func TestNoTestutilInProduction(t *testing.T) {
+	cmd := exec.Command("go", "list", "-f", `{{.ImportPath}}{{range .Deps}} {{.}}{{end}}`, "./...")
+	cmd.Dir = "../.."
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("go list ./...: %v", err)
+	}
+	checked, seen := 0, false
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(l)
+		pkg, ok := strings.CutPrefix(f[0], module)
+		if !ok {
+			continue
+		}
+		if pkg == "internal/testutil" {
+			seen = true
+		}
+		if slices.Contains(testOnly, pkg) || pkg == "bench" || strings.HasPrefix(pkg, "bench/") {
+			continue
+		}
+		checked++
+		if slices.Contains(f[1:], module+"internal/testutil") {
+			t.Errorf("%s depends on internal/testutil: test helpers must not reach production code", pkg)
+		}
+	}
+	if !seen || checked < 10 {
+		t.Fatalf("go list ./... named internal/testutil: %v, checked %d packages: the test proves nothing", seen, checked)
+	}
+}

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -23,6 +22,7 @@ import (
 	"github.com/mdfast/mdfast/internal/endpointsim"
 	"github.com/mdfast/mdfast/internal/netnstest"
 	"github.com/mdfast/mdfast/internal/syssim"
+	"github.com/mdfast/mdfast/internal/testutil"
 )
 
 // The system's addresses: everything is on one bridge, on-link in
@@ -85,31 +85,11 @@ func TestMain(m *testing.M) {
 // needRoot skips t when not root and checks the goroutines it leaves.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("attacktest needs root: network namespaces, XDP, raw sockets")
-	}
+	testutil.NeedRoot(t, "attacktest uses network namespaces, XDP and raw sockets")
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("attacktest needs ip(8) (iproute2) to run the daemons in namespaces")
 	}
-	checkGoroutines(t)
-}
-
-// checkGoroutines fails t if goroutines started during it still run once
-// every later cleanup has run.
-func checkGoroutines(t *testing.T) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				t.Errorf("goroutine leak: %d running, %d before the test\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	})
+	testutil.CheckGoroutines(t)
 }
 
 // node is a namespace plugged into the bridge by a veth pair ("eth0").

@@ -8,6 +8,7 @@ import (
 
 	"github.com/mdfast/mdfast/bpf"
 	"github.com/mdfast/mdfast/internal/netnstest"
+	"github.com/mdfast/mdfast/internal/testutil"
 )
 
 // TestNetnsIPv6 runs the whole data plane over IPv6 in network namespaces
@@ -15,7 +16,7 @@ import (
 // the two others re-encrypted under their own keys and are decrypted there
 // with pion/srtp, in each mode.
 func TestNetnsIPv6(t *testing.T) {
-	requireRoot(t)
+	testutil.NeedRoot(t, "XDP, AF_XDP and network namespaces")
 	for _, m := range []Mode{ModeXDPNative, ModeXDPGeneric, ModeSocket} {
 		t.Run(m.String(), func(t *testing.T) { testNetnsIPv6(t, m) })
 	}
@@ -184,5 +185,5 @@ func testNetnsIPv6(t *testing.T, mode Mode) {
 	if err := dp.Close(); err != nil {
 		t.Fatalf("Close: %v", err)
 	}
-	checkNoLeak(t)
+	testutil.GoroutinesGone(t, planeGoroutines...)
 }

@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mdfast/mdfast/internal/netnstest"
+	"github.com/mdfast/mdfast/internal/testutil"
 )
 
 // TestNetnsFragments sends real IP-fragmented UDP (the endpoints' kernels
@@ -20,7 +21,7 @@ import (
 // drop_frame_fragment; the sender's next, unfragmented packet is forwarded;
 // a fragmented DTLS datagram reaches the slow path whole.
 func TestNetnsFragments(t *testing.T) {
-	requireRoot(t)
+	testutil.NeedRoot(t, "XDP, AF_XDP and network namespaces")
 	for _, v6 := range []bool{false, true} {
 		ip := "ipv4"
 		if v6 {

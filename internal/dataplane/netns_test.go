@@ -4,42 +4,21 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mdfast/mdfast/bpf"
 	"github.com/mdfast/mdfast/internal/netnstest"
+	"github.com/mdfast/mdfast/internal/testutil"
 )
 
 const mediaPort = 5004
 
-func requireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: XDP, AF_XDP and network namespaces need root")
-	}
-}
-
-// checkNoLeak fails when a goroutine of the data plane outlives Close.
-func checkNoLeak(t *testing.T) {
-	t.Helper()
-	var stacks string
-	for range 50 {
-		buf := make([]byte, 1<<20)
-		stacks = string(buf[:runtime.Stack(buf, true)])
-		if !strings.Contains(stacks, "dataplane.(*Worker).Run") &&
-			!strings.Contains(stacks, "dataplane.(*Dataplane).readSlow") &&
-			!strings.Contains(stacks, "neigh.(*Table).Run") {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("goroutines leaked after Close:\n%s", stacks)
-}
+// planeGoroutines name the goroutines of the data plane, none of which may
+// outlive Close.
+var planeGoroutines = []string{"dataplane.(*Worker).Run", "dataplane.(*Dataplane).readSlow", "neigh.(*Table).Run"}
 
 // TestNetns runs the whole data plane in network namespaces: an MD and
 // three endpoints on one bridge. SRTP and SRTCP from one endpoint reach the
@@ -47,7 +26,7 @@ func checkNoLeak(t *testing.T) {
 // pion/srtp); DTLS and STUN reach the slow path; junk is dropped and
 // counted; Close leaves no XDP program and no goroutine.
 func TestNetns(t *testing.T) {
-	requireRoot(t)
+	testutil.NeedRoot(t, "XDP, AF_XDP and network namespaces")
 	for _, m := range []Mode{ModeXDPNative, ModeXDPGeneric, ModeSocket} {
 		t.Run(m.String(), func(t *testing.T) { testNetns(t, m) })
 	}
@@ -302,7 +281,7 @@ func testNetns(t *testing.T, mode Mode) {
 	if strings.Contains(string(out), "xdp") || strings.Contains(string(out), "prog/") {
 		t.Fatalf("XDP program left after Close:\n%s", out)
 	}
-	checkNoLeak(t)
+	testutil.GoroutinesGone(t, planeGoroutines...)
 }
 
 func ptr(s Stats) *Stats { return &s }
@@ -329,12 +308,12 @@ func TestAutoFallback(t *testing.T) {
 	if err := dp.Close(); err != nil {
 		t.Fatal(err)
 	}
-	checkNoLeak(t)
+	testutil.GoroutinesGone(t, planeGoroutines...)
 }
 
 // TestAutoNative: in ModeAuto on a veth, native XDP is chosen.
 func TestAutoNative(t *testing.T) {
-	requireRoot(t)
+	testutil.NeedRoot(t, "XDP, AF_XDP and network namespaces")
 	star := netnstest.NewStar(t, 1)
 	var dp *Dataplane
 	err := star.MD.NS.Do(func() error {
@@ -351,5 +330,5 @@ func TestAutoNative(t *testing.T) {
 	if err := dp.Close(); err != nil {
 		t.Fatal(err)
 	}
-	checkNoLeak(t)
+	testutil.GoroutinesGone(t, planeGoroutines...)
 }

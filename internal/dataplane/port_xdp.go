@@ -121,32 +121,42 @@ func (p *XDPPort) Release(rx []RxPacket) {
 
 // TxBuffer implements Port.
 func (p *XDPPort) TxBuffer(dst netip.AddrPort, in *RxPacket) ([]byte, Reason) {
-	da := dst.Addr().Unmap()
-	e, ok := p.nb.Lookup(da)
-	if !ok {
-		p.nb.Miss(da)
-		return nil, DropNoNeighbour
-	}
-	src := in.Dst.Addr().Unmap()
-	if src.Is4() != da.Is4() {
-		if !e.Src.IsValid() || e.Src.Unmap().Is4() != da.Is4() {
-			return nil, DropNoSource
-		}
-		src = e.Src.Unmap()
+	if r := txHeaders(p.nb, p.cfg.MAC, dst, in, &p.curHdr); r != 0 {
+		return nil, r
 	}
 	if !p.have && !p.alloc() {
 		return nil, DropTxFull
 	}
-	h := &p.curHdr
+	p.curOff = p.curHdr.Len()
+	buf := p.sock.Frame(p.cur)
+	return buf[p.curOff:p.curOff], 0
+}
+
+// txHeaders fills h with the headers of a datagram from mac to dst sent in
+// reply to in: the next hop's MAC from nb (asking for it on a miss), the
+// source address in was sent to (or, across address families, the route's
+// preferred source) and in's VLAN tag.
+func txHeaders(nb Neighbours, mac frame.MAC, dst netip.AddrPort, in *RxPacket, h *frame.Headers) Reason {
+	da := dst.Addr().Unmap()
+	e, ok := nb.Lookup(da)
+	if !ok {
+		nb.Miss(da)
+		return DropNoNeighbour
+	}
+	src := in.Dst.Addr().Unmap()
+	if src.Is4() != da.Is4() {
+		if !e.Src.IsValid() || e.Src.Unmap().Is4() != da.Is4() {
+			return DropNoSource
+		}
+		src = e.Src.Unmap()
+	}
 	*h = frame.Headers{
-		Dst: e.MAC, Src: p.cfg.MAC, VLANProto: in.vlanProto, VLANTCI: in.vlanTCI,
+		Dst: e.MAC, Src: mac, VLANProto: in.vlanProto, VLANTCI: in.vlanTCI,
 		SrcAddr: netip.AddrPortFrom(src, in.Dst.Port()),
 		DstAddr: netip.AddrPortFrom(da, dst.Port()),
 		TTL:     64,
 	}
-	p.curOff = h.Len()
-	buf := p.sock.Frame(p.cur)
-	return buf[p.curOff:p.curOff], 0
+	return 0
 }
 
 // alloc reserves a free UMEM frame, reaping completions (and flushing the

@@ -6,14 +6,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/mdfast/mdfast/internal/testutil"
 )
 
 func TestServeAndShutdown(t *testing.T) {
-	before := runtime.NumGoroutine()
+	testutil.CheckGoroutines(t)
 	var failed []error
 	g := New(slog.New(slog.NewTextHandler(io.Discard, nil)), func(err error) { failed = append(failed, err) })
 	mux := http.NewServeMux()
@@ -48,12 +48,5 @@ func TestServeAndShutdown(t *testing.T) {
 	}
 	if len(failed) != 0 {
 		t.Fatalf("shutdown reported as failure: %v", errors.Join(failed...))
-	}
-	deadline := time.Now().Add(2 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		t.Fatalf("%d goroutines left (had %d)", n, before)
 	}
 }

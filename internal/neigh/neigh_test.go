@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -12,17 +11,11 @@ import (
 
 	"github.com/mdfast/mdfast/internal/frame"
 	"github.com/mdfast/mdfast/internal/netnstest"
+	"github.com/mdfast/mdfast/internal/testutil"
 )
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces and reads their neighbour tables")
-	}
-}
-
 func TestResolve(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t, "creates network namespaces and reads their neighbour tables")
 	p := netnstest.NewPair(t)
 	nl := p.MD.NS.Netlink()
 	tab, err := New(Options{Ifindex: p.MD.Index, Handle: nl, Refresh: 20 * time.Millisecond})
@@ -114,7 +107,7 @@ func TestResolve(t *testing.T) {
 }
 
 func TestWantLimit(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t, "creates network namespaces and reads their neighbour tables")
 	p := netnstest.NewPair(t)
 	tab, err := New(Options{Ifindex: p.MD.Index, Handle: p.MD.NS.Netlink(), MaxEntries: 1})
 	if err != nil {

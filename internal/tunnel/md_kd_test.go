@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/mdfast/mdfast/internal/testutil"
 )
 
 func newID(t testing.TB) uuid.UUID {
@@ -40,7 +42,7 @@ func sendDelivered(t *testing.T, m *MD, kd *kdRec, id uuid.UUID, payload []byte)
 }
 
 func TestEndToEnd(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 	ln := listen(t)
 	_, kd, _ := startKD(t, p, KDConfig{}, ln)
@@ -108,7 +110,7 @@ func TestEndToEnd(t *testing.T) {
 // Even with a caller-supplied TLS config that forgets it, neither side
 // exchanges a tunnel message with a peer whose certificate was not verified.
 func TestMUST_5_2_MutuallyAuthenticated(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 
 	t.Run("KD config that does not ask for a client certificate", func(t *testing.T) {
@@ -147,7 +149,7 @@ func TestMUST_5_2_MutuallyAuthenticated(t *testing.T) {
 // Sections 5.4 and 9: the KD forms tunnels only with authorized MDs; an
 // unauthenticated or unlisted MD gets no tunnel message at all.
 func TestMUST_5_4_KDRejectsUnauthenticatedMD(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 	allowed := PeerPolicy{Names: []string{"MD1.example"}} // case-insensitive
 	cases := []struct {
@@ -229,7 +231,7 @@ func TestMUST_5_4_KDRejectsUnauthenticatedMD(t *testing.T) {
 // Section 5.3: SupportedProfiles is the first message on every new or
 // re-established connection, even with sends pending during the reconnect.
 func TestMUST_5_3_SupportedProfilesFirstOnEveryConnection(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 	srv := newRawServer(t, p.tls(t, p.kd, PeerPolicy{}))
 	m, md, _, _ := startMD(t, p, MDConfig{Peers: []string{srv.addr()}})
@@ -270,7 +272,7 @@ func TestMUST_5_3_SupportedProfilesFirstOnEveryConnection(t *testing.T) {
 // the same address: the MD reconnects and its first message is again
 // SupportedProfiles (the restarted KD only reports TunnelUp after it).
 func TestMUST_5_3_KDRestartMDReconnectsWithSupportedProfiles(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 	ln := listen(t)
 	addr := ln.Addr().String()
@@ -319,7 +321,7 @@ func TestMUST_5_3_KDRestartMDReconnectsWithSupportedProfiles(t *testing.T) {
 // {highest} and the connection is closed; a first message of another type
 // just closes it.
 func TestMUST_5_5_UnsupportedVersionThenClose(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 	ln := listen(t)
 	_, kd, lb := startKD(t, p, KDConfig{}, ln)
@@ -370,7 +372,7 @@ func TestMUST_5_5_UnsupportedVersionThenClose(t *testing.T) {
 // it on the next attempt; it recognises the message from its first octets
 // even when the rest is in an unknown (newer) format.
 func TestMUST_5_5_MDRemembersVersion(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 
 	t.Run("against the real KD", func(t *testing.T) {
@@ -406,7 +408,7 @@ func TestMUST_5_5_MDRemembersVersion(t *testing.T) {
 // A malformed message closes only the tunnel it arrived on, with a logged
 // reason; the other tunnels keep working. Both sides.
 func TestMalformedMessageClosesOnlyThatTunnel(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 
 	t.Run("at the KD", func(t *testing.T) {
@@ -465,7 +467,7 @@ func TestMalformedMessageClosesOnlyThatTunnel(t *testing.T) {
 // the KD, a changed SupportedProfiles. An identical SupportedProfiles repeat
 // is ignored.
 func TestWrongDirectionMessagesCloseTheTunnel(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 	ln := listen(t)
 	_, kd, _ := startKD(t, p, KDConfig{}, ln)
@@ -521,7 +523,7 @@ func TestWrongDirectionMessagesCloseTheTunnel(t *testing.T) {
 // One slow tunnel (a peer that stops reading) never blocks sends on another
 // tunnel nor the caller: its queue fills and sends fail with ErrQueueFull.
 func TestSlowTunnelDoesNotBlockOthers(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 	slow := newRawServer(t, p.tls(t, p.kd, PeerPolicy{}))
 	ln := listen(t)
@@ -587,7 +589,7 @@ func TestSlowTunnelDoesNotBlockOthers(t *testing.T) {
 // An association is pinned to one tunnel while it lives; when that tunnel
 // dies it moves to another live tunnel and stays there.
 func TestAssociationPinnedThenMovesWhenTunnelDies(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 	ln := listen(t)
 	_, kd, _ := startKD(t, p, KDConfig{}, ln)
@@ -649,7 +651,7 @@ func TestAssociationPinnedThenMovesWhenTunnelDies(t *testing.T) {
 // arrives is closed (the peer may be gone without a FIN); the KD also bounds
 // the wait for the first message.
 func TestIdleTimeoutDetectsSilentPeer(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 
 	t.Run("MD", func(t *testing.T) {
@@ -694,14 +696,14 @@ func TestIdleTimeoutDetectsSilentPeer(t *testing.T) {
 			t.Fatalf("got %x", b)
 		}
 		none(t, kd.up, 10*time.Millisecond, "TunnelUp")
-		lb.waitFor(t, "waiting for SupportedProfiles")
+		lb.waitFor(t, "waiting for SupportedProfiles: none within 200ms")
 	})
 }
 
 // Reverse mode: the KD dials the MD; the MD still sends SupportedProfiles
 // first, and everything flows both ways.
 func TestReverseModeEndToEnd(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 	ln := listen(t)
 	m, md, _, stopMD := startMD(t, p, MDConfig{Listener: ln})
@@ -747,7 +749,7 @@ func TestReverseModeEndToEnd(t *testing.T) {
 // returns only once the message is written; the encoded key material is
 // zeroed afterwards.
 func TestMUST_5_4_SendMediaKeysReturnsAfterWriteAndZeroes(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 	ln := listen(t)
 	_, kd, _ := startKD(t, p, KDConfig{}, ln)
@@ -816,7 +818,7 @@ func TestGoroutinesEndOnClose(t *testing.T) {
 	// The leak check runs when the subtest's cleanups (which stop
 	// nothing here: the subtest stops everything itself) have run.
 	t.Run("run and close", func(t *testing.T) {
-		checkGoroutines(t)
+		testutil.CheckGoroutines(t)
 		ln := listen(t)
 		baseline := runtime.NumGoroutine()
 		k, kd, _ := startKD(t, p, KDConfig{}, ln)
@@ -887,7 +889,7 @@ func TestConfigValidation(t *testing.T) {
 // Keys for a profile the MD did not offer are dropped (logged), not handed
 // to the key table; the tunnel stays up.
 func TestMDDropsMediaKeysForUnofferedProfile(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 	srv := newRawServer(t, p.tls(t, p.kd, PeerPolicy{}))
 	_, md, lb, _ := startMD(t, p, MDConfig{Peers: []string{srv.addr()}})
@@ -910,7 +912,7 @@ func TestMDDropsMediaKeysForUnofferedProfile(t *testing.T) {
 // A frame over the configured limit closes the tunnel as soon as its header
 // is read.
 func TestFrameOverLimitClosesTunnel(t *testing.T) {
-	checkGoroutines(t)
+	testutil.CheckGoroutines(t)
 	p := newPKI(t)
 	ln := listen(t)
 	_, kd, _ := startKD(t, p, KDConfig{MaxFrame: 1024}, ln)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
 	"github.com/mdfast/mdfast/bench/internal/report"
+	"github.com/mdfast/mdfast/internal/testutil"
 )
 
 // TestSmoke runs a tiny plan (1→4 at 160 B: saturation and 50%) for
@@ -103,9 +104,7 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // and returns it with the cores to pin the forwarder and the generator to.
 func prepare(t *testing.T, extra ...string) (bin string, mdCore, genCore int) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: network namespaces, XDP, taskset pinning and the forwarders' sockets in them need root")
-	}
+	testutil.NeedRoot(t, "network namespaces, XDP, taskset pinning and the forwarders' sockets in them")
 	if _, err := exec.LookPath("taskset"); err != nil {
 		t.Skip("skipping: taskset (util-linux) is not installed")
 	}
