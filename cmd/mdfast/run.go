@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"reflect"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +28,7 @@ import (
 	"github.com/mdfast/mdfast/internal/keytable"
 	"github.com/mdfast/mdfast/internal/mdslow"
 	"github.com/mdfast/mdfast/internal/metrics"
+	"github.com/mdfast/mdfast/internal/options"
 	"github.com/mdfast/mdfast/internal/ready"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
@@ -337,46 +337,66 @@ loop:
 	return runErr
 }
 
-// reload re-reads the configuration (same flags, file re-read) and applies
-// what can change at run time; the rest is logged as needing a restart.
+// reloaders are what SIGHUP does, each for the options it applies; every
+// option declared Reload must be in exactly one (TestReloadCoversOptions).
+// All run on every reload, changed or not: the file's mappings replace
+// those set through the control API, as they always have. (idle-timeout
+// reaches the slow path; the data plane's Opener lifetime, max(10m,
+// 2×idle-timeout), keeps its start value.)
+var reloaders = []struct {
+	options []string
+	apply   func(d *daemon, n *config.Config)
+}{
+	{[]string{"log-level"}, func(d *daemon, n *config.Config) {
+		if err := n.SetLevel(d.level); err != nil {
+			d.log.Error("SIGHUP: log level", "err", err)
+		}
+	}},
+	{[]string{"idle-timeout", "handshake-timeout", "max-pending", "max-pending-per-prefix",
+		"new-associations-per-second", "new-associations-burst"}, func(d *daemon, n *config.Config) {
+		d.relay.SetLimits(n.Limits())
+	}},
+	{[]string{"mappings"}, func(d *daemon, n *config.Config) {
+		if err := d.memb.Replace(n.Mappings); err != nil {
+			d.log.Error("SIGHUP: mappings", "err", err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := d.relay.Reassign(ctx); err != nil {
+			d.log.Warn("SIGHUP: reassign associations", "err", err)
+		}
+	}},
+}
+
+// reload re-reads the configuration (same flags, file re-read), applies
+// what can change at run time and names, in one line, every changed
+// setting that needs a restart. d.cfg stays the configuration that runs:
+// the reloadable settings are taken over, the others are not.
 func (d *daemon) reload() {
 	n, _, err := loadValid(d.args, io.Discard)
 	if err != nil {
 		d.log.Error("SIGHUP: configuration invalid; keeping the running one", "err", err)
 		return
 	}
-	if err := n.SetLevel(d.level); err != nil {
-		d.log.Error("SIGHUP: log level", "err", err)
+	for _, r := range reloaders {
+		r.apply(d, &n)
 	}
-	d.relay.SetLimits(n.Limits())
-	if err := d.memb.Replace(n.Mappings); err != nil {
-		d.log.Error("SIGHUP: mappings", "err", err)
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := d.relay.Reassign(ctx); err != nil {
-			d.log.Warn("SIGHUP: reassign associations", "err", err)
-		}
-		cancel()
-	}
-	// Settings that need a restart.
-	old := d.cfg
-	var restart []string
-	for name, pair := range map[string][2]any{
-		"interface": {old.Interface, n.Interface}, "mode": {old.Mode, n.Mode}, "address": {old.Address, n.Address},
-		"media-ports": {old.MediaPorts, n.MediaPorts}, "queues": {old.Queues, n.Queues}, "cpus": {old.CPUs, n.CPUs},
-		"kd": {old.KD, n.KD}, "tunnel-cert": {old.TunnelCert, n.TunnelCert}, "tunnel-key": {old.TunnelKey, n.TunnelKey},
-		"tunnel-ca": {old.TunnelCA, n.TunnelCA}, "profiles": {old.Profiles, n.Profiles},
-		"control-listen": {old.ControlListen, n.ControlListen}, "metrics-listen": {old.MetricsListen, n.MetricsListen},
-		"default-conference": {old.DefaultConference, n.DefaultConference}, "max-associations": {old.MaxAssociation, n.MaxAssociation},
-	} {
-		if !reflect.DeepEqual(pair[0], pair[1]) {
-			restart = append(restart, name)
-		}
-	}
+	applied, restart := reloadPlan(&d.cfg, &n)
 	lim := d.relay.Limits()
-	d.log.Info("SIGHUP: configuration reloaded", "idle_timeout", lim.IdleTimeout, "handshake_timeout", lim.HandshakeTimeout,
-		"max_pending", lim.MaxPending, "log_level", n.LogLevel)
+	d.log.Info("SIGHUP: configuration reloaded", "changed", applied, "idle_timeout", lim.IdleTimeout,
+		"handshake_timeout", lim.HandshakeTimeout, "max_pending", lim.MaxPending, "log_level", n.LogLevel)
 	if len(restart) > 0 {
 		d.log.Warn("SIGHUP: these settings changed but need a restart", "settings", restart)
 	}
+}
+
+// reloadPlan compares the running configuration with the reloaded one: it
+// returns the reloadable options that changed and the others that changed
+// (in declaration order), and takes the reloadable values over into run.
+func reloadPlan(run, n *config.Config) (applied, restart []string) {
+	ro, no := run.Options(), n.Options()
+	applied, restart = options.Changes(ro, no)
+	options.Adopt(ro, no)
+	return applied, restart
 }
