@@ -16,7 +16,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -183,57 +182,19 @@ func parseProfiles(ss []string) ([]uint16, error) {
 }
 
 func tunnelTLS(c *config) (*tls.Config, error) {
-	if c.TunnelCert == "" || c.TunnelKey == "" || c.TunnelCA == "" {
-		return nil, errors.New("-tunnel-cert, -tunnel-key and -tunnel-ca are required (the tunnel is mutually authenticated)")
-	}
-	cert, err := tls.LoadX509KeyPair(c.TunnelCert, c.TunnelKey)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel certificate: %w", err)
-	}
-	pem, err := os.ReadFile(c.TunnelCA)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("tunnel CA %s: no certificate found", c.TunnelCA)
-	}
-	var policy tunnel.PeerPolicy
-	for _, s := range c.AllowMDSPKI {
-		f, err := tunnel.ParseSPKIFingerprint(s)
-		if err != nil {
-			return nil, fmt.Errorf("-allow-md-spki: %w", err)
-		}
-		policy.SPKI = append(policy.SPKI, f)
-	}
-	policy.Names = c.AllowMDName
-	return tunnel.NewTLSConfig(tunnel.TLSOptions{Certificates: []tls.Certificate{cert}, CAs: pool, Peer: policy})
+	return options.TunnelTLS{Cert: c.TunnelCert, Key: c.TunnelKey, CA: c.TunnelCA,
+		PinOption: "allow-md-spki", SPKI: c.AllowMDSPKI, Names: c.AllowMDName}.Config()
 }
 
 // minAdminToken is the shortest admin token accepted, from the file or the
 // environment alike.
 const minAdminToken = 16
 
-func adminToken(c *config) (string, error) {
-	if t := strings.TrimSpace(os.Getenv("KEYDIST_ADMIN_TOKEN")); t != "" {
-		if len(t) < minAdminToken {
-			return "", fmt.Errorf("KEYDIST_ADMIN_TOKEN is shorter than %d characters", minAdminToken)
-		}
-		return t, nil
-	}
-	if c.AdminTokenFile == "" {
-		return "", errors.New("the admin API needs a token: -admin-token-file or KEYDIST_ADMIN_TOKEN (or -admin-listen '' to disable it)")
-	}
-	b, err := os.ReadFile(c.AdminTokenFile)
-	if err != nil {
-		return "", fmt.Errorf("admin token: %w", err)
-	}
-	t := strings.TrimSpace(string(b))
-	if len(t) < minAdminToken {
-		return "", fmt.Errorf("admin token in %s is shorter than %d characters", c.AdminTokenFile, minAdminToken)
-	}
-	return t, nil
-}
+// adminTokenSource is where the admin API's token comes from.
+var adminTokenSource = options.Token{API: "admin API", Env: "KEYDIST_ADMIN_TOKEN",
+	FileOption: "admin-token-file", ListenOption: "admin-listen", Min: minAdminToken}
+
+func adminToken(c *config) (string, error) { return adminTokenSource.Load(c.AdminTokenFile) }
 
 // run is the daemon; it returns when ctx ends (after a clean shutdown) or
 // on a fatal error.

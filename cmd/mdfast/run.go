@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -12,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -68,48 +66,16 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 }
 
 func tunnelTLS(c *config.Config) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.TunnelCert, c.TunnelKey)
-	if err != nil {
-		return nil, &config.FieldError{Field: "tunnel-cert", Err: err}
-	}
-	pem, err := os.ReadFile(c.TunnelCA)
-	if err != nil {
-		return nil, &config.FieldError{Field: "tunnel-ca", Err: err}
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, &config.FieldError{Field: "tunnel-ca", Err: errors.New("no PEM certificate found")}
-	}
-	var policy tunnel.PeerPolicy
-	for _, s := range c.KDSPKI {
-		f, err := tunnel.ParseSPKIFingerprint(s)
-		if err != nil {
-			return nil, &config.FieldError{Field: "kd-spki", Err: err}
-		}
-		policy.SPKI = append(policy.SPKI, f)
-	}
-	return tunnel.NewTLSConfig(tunnel.TLSOptions{Certificates: []tls.Certificate{cert}, CAs: pool, Peer: policy, ServerName: c.KDServerName})
+	return options.TunnelTLS{Cert: c.TunnelCert, Key: c.TunnelKey, CA: c.TunnelCA,
+		PinOption: "kd-spki", SPKI: c.KDSPKI, ServerName: c.KDServerName}.Config()
 }
 
+// controlTokenSource is where the control API's token comes from.
+var controlTokenSource = options.Token{API: "control API", Env: "MDFAST_CONTROL_TOKEN",
+	FileOption: "control-token-file", ListenOption: "control-listen", Min: control.MinTokenLen}
+
 func controlToken(c *config.Config) (string, error) {
-	if t := os.Getenv("MDFAST_CONTROL_TOKEN"); t != "" {
-		if len(t) < control.MinTokenLen {
-			return "", fmt.Errorf("MDFAST_CONTROL_TOKEN is shorter than %d characters", control.MinTokenLen)
-		}
-		return t, nil
-	}
-	if c.ControlTokenFile == "" {
-		return "", &config.FieldError{Field: "control-token-file", Err: errors.New("the control API needs a token: control-token-file or MDFAST_CONTROL_TOKEN (or control-listen '' to disable it)")}
-	}
-	b, err := os.ReadFile(c.ControlTokenFile)
-	if err != nil {
-		return "", &config.FieldError{Field: "control-token-file", Err: err}
-	}
-	t := strings.TrimSpace(string(b))
-	if len(t) < control.MinTokenLen {
-		return "", &config.FieldError{Field: "control-token-file", Err: fmt.Errorf("token shorter than %d characters", control.MinTokenLen)}
-	}
-	return t, nil
+	return controlTokenSource.Load(c.ControlTokenFile)
 }
 
 // daemon holds what run built, for the HTTP handlers and reloads.

@@ -3,6 +3,7 @@ package options
 import (
 	"errors"
 	"io"
+	"os"
 	"strings"
 	"testing"
 )
@@ -68,5 +69,37 @@ func TestReplaceSection(t *testing.T) {
 	}
 	if _, err := ReplaceSection("a", "x", ""); err == nil {
 		t.Fatal("missing section accepted")
+	}
+}
+
+// TestToken: one minimum length for the environment and the file; file
+// errors name the file option.
+func TestToken(t *testing.T) {
+	dir := t.TempDir()
+	short, long := dir+"/short", dir+"/long"
+	if err := os.WriteFile(short, []byte("0123\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(long, []byte(" 0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src := Token{API: "test API", Env: "OPTIONS_TEST_TOKEN", FileOption: "token-file", ListenOption: "listen", Min: 16}
+	for _, tc := range []struct {
+		env, file, want, field string
+	}{
+		{"", long, "0123456789abcdef", ""},
+		{"", short, "", "token-file"},
+		{"", "", "", "token-file"},
+		{"", dir + "/missing", "", "token-file"},
+		{"fedcba9876543210", short, "fedcba9876543210", ""},
+		{"short", long, "", ""},
+		{"  ", long, "0123456789abcdef", ""},
+	} {
+		t.Setenv(src.Env, tc.env)
+		got, err := src.Load(tc.file)
+		var fe *FieldError
+		if got != tc.want || (tc.want == "") != (err != nil) || (tc.field != "" && (!errors.As(err, &fe) || fe.Field != tc.field)) {
+			t.Errorf("env %q file %q: %q, %v", tc.env, tc.file, got, err)
+		}
 	}
 }
