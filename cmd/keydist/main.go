@@ -8,19 +8,18 @@
 // flags given on the command line override the file. The endpoint registry
 // is a separate YAML file (-registry), reloaded when it changes and on
 // SIGHUP, and editable through the authenticated admin API (see
-// keydist.NewAdminHandler). Prometheus metrics are served at /metrics on
+// keydist.NewAdminHandler). SIGHUP also re-reads the configuration, only to
+// name the options that changed: they need a restart. Prometheus metrics are served at /metrics on
 // -metrics-listen (default: the admin listener, without authentication).
 package main
 
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -35,11 +34,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"gopkg.in/yaml.v3"
 
 	"github.com/mdfast/mdfast/internal/dtls"
 	"github.com/mdfast/mdfast/internal/httpserve"
 	"github.com/mdfast/mdfast/internal/keydist"
+	"github.com/mdfast/mdfast/internal/options"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
 
@@ -55,35 +54,35 @@ func main() {
 	}
 }
 
-// config is every setting of the daemon; the YAML keys are the flag names.
+// config is every setting of the daemon; options declares them.
 type config struct {
-	Listen           string        `yaml:"listen"`
-	Dial             stringList    `yaml:"dial"`
-	TunnelCert       string        `yaml:"tunnel-cert"`
-	TunnelKey        string        `yaml:"tunnel-key"`
-	TunnelCA         string        `yaml:"tunnel-ca"`
-	AllowMDSPKI      stringList    `yaml:"allow-md-spki"`
-	AllowMDName      stringList    `yaml:"allow-md-name"`
-	DTLSCert         string        `yaml:"dtls-cert"`
-	DTLSKey          string        `yaml:"dtls-key"`
-	Registry         string        `yaml:"registry"`
-	RegistryPoll     time.Duration `yaml:"registry-poll"`
-	AdminListen      string        `yaml:"admin-listen"`
-	AdminTokenFile   string        `yaml:"admin-token-file"`
-	MetricsListen    string        `yaml:"metrics-listen"`
-	Profiles         stringList    `yaml:"profiles"`
-	HandshakeTimeout time.Duration `yaml:"handshake-timeout"`
-	IdleTimeout      time.Duration `yaml:"idle-timeout"`
-	TunnelGrace      time.Duration `yaml:"tunnel-grace"`
-	MaxAssociations  int           `yaml:"max-associations"`
-	MaxPerTunnel     int           `yaml:"max-associations-per-tunnel"`
-	MaxPending       int           `yaml:"max-pending"`
-	EKTCipher        string        `yaml:"ekt-cipher"`
-	EKTTTL           time.Duration `yaml:"ekt-ttl"`
-	RekeyOnJoin      bool          `yaml:"rekey-on-join"`
-	Journal          string        `yaml:"journal"`
-	LogLevel         string        `yaml:"log-level"`
-	LogFormat        string        `yaml:"log-format"`
+	Listen           string
+	Dial             options.StringList
+	TunnelCert       string
+	TunnelKey        string
+	TunnelCA         string
+	AllowMDSPKI      options.StringList
+	AllowMDName      options.StringList
+	DTLSCert         string
+	DTLSKey          string
+	Registry         string
+	RegistryPoll     time.Duration
+	AdminListen      string
+	AdminTokenFile   string
+	MetricsListen    string
+	Profiles         options.StringList
+	HandshakeTimeout time.Duration
+	IdleTimeout      time.Duration
+	TunnelGrace      time.Duration
+	MaxAssociations  int
+	MaxPerTunnel     int
+	MaxPending       int
+	EKTCipher        string
+	EKTTTL           time.Duration
+	RekeyOnJoin      bool
+	Journal          string
+	LogLevel         string
+	LogFormat        string
 }
 
 // defaultJournal is the association journal in systemd's StateDirectory
@@ -96,127 +95,75 @@ func defaultJournal() string {
 }
 
 func defaults() config {
-	return config{
-		Listen:           ":5740",
-		RegistryPoll:     2 * time.Second,
-		AdminListen:      "127.0.0.1:5741",
-		HandshakeTimeout: keydist.DefaultHandshakeTimeout,
-		TunnelGrace:      keydist.DefaultTunnelGrace,
-		MaxAssociations:  keydist.DefaultMaxAssociations,
-		MaxPerTunnel:     keydist.DefaultMaxAssociationsPerTunnel,
-		MaxPending:       keydist.DefaultMaxPending,
-		EKTCipher:        "aeskw128",
-		EKTTTL:           keydist.DefaultEKTTTL,
-		LogLevel:         "info",
-		LogFormat:        "text",
-		Journal:          defaultJournal(),
-	}
+	var c config
+	options.SetDefaults(c.options())
+	return c
 }
 
-// stringList is a repeatable, comma-separated flag.
-type stringList []string
-
-func (s *stringList) String() string { return strings.Join(*s, ",") }
-
-func (s *stringList) Set(v string) error {
-	for p := range strings.SplitSeq(v, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			*s = append(*s, p)
-		}
+// options declares every setting, bound to c's fields: name (flag and YAML
+// key), default, documentation and validation. keydist re-reads none of
+// them on SIGHUP (only the registry file's content); a changed one is
+// reported as needing a restart.
+func (c *config) options() []options.Option {
+	o := []options.Option{
+		options.String(&c.Listen, "listen", ":5740", "tunnel listen address for media distributors (empty: none)").Check(func() error {
+			if c.Listen == "" && len(c.Dial) == 0 {
+				return errors.New("nothing to do: give -listen and/or -dial")
+			}
+			return nil
+		}),
+		options.List(&c.Dial, "dial", nil, "reverse mode: media distributor address to dial (repeatable)"),
 	}
-	return nil
-}
-
-func flagSet(c *config, out io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("keydist", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.String("config", "", "YAML configuration file (keys are the flag names; flags override it)")
-	fs.StringVar(&c.Listen, "listen", c.Listen, "tunnel listen address for media distributors (empty: none)")
-	fs.Var(&c.Dial, "dial", "reverse mode: media distributor address to dial (repeatable)")
-	fs.StringVar(&c.TunnelCert, "tunnel-cert", c.TunnelCert, "tunnel TLS certificate (PEM)")
-	fs.StringVar(&c.TunnelKey, "tunnel-key", c.TunnelKey, "tunnel TLS key (PEM)")
-	fs.StringVar(&c.TunnelCA, "tunnel-ca", c.TunnelCA, "CA bundle (PEM) media distributor certificates must chain to")
-	fs.Var(&c.AllowMDSPKI, "allow-md-spki", "allow only MDs with this SPKI SHA-256 (hex; repeatable)")
-	fs.Var(&c.AllowMDName, "allow-md-name", "allow only MDs with this certificate name (repeatable)")
-	fs.StringVar(&c.DTLSCert, "dtls-cert", c.DTLSCert, "KD DTLS certificate (PEM, ECDSA P-256); empty: generated at start")
-	fs.StringVar(&c.DTLSKey, "dtls-key", c.DTLSKey, "KD DTLS key (PEM)")
-	fs.StringVar(&c.Registry, "registry", c.Registry, "endpoint registry YAML file (reloaded on change and SIGHUP)")
-	fs.DurationVar(&c.RegistryPoll, "registry-poll", c.RegistryPoll, "registry file polling period")
-	fs.StringVar(&c.AdminListen, "admin-listen", c.AdminListen, "admin API listen address (empty: disabled)")
-	fs.StringVar(&c.AdminTokenFile, "admin-token-file", c.AdminTokenFile, "file holding the admin API bearer token (or set KEYDIST_ADMIN_TOKEN)")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", c.MetricsListen, "Prometheus /metrics listen address (empty: on the admin listener)")
-	fs.Var(&c.Profiles, "profiles", "SRTP protection profiles the KD negotiates, e.g. 0x0007,0x0008 (default: 0x0009,0x000A,0x0007,0x0008,0x0001,0x0002)")
-	fs.DurationVar(&c.HandshakeTimeout, "handshake-timeout", c.HandshakeTimeout, "DTLS handshake timeout")
-	fs.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "end established associations idle this long (0: never)")
-	fs.DurationVar(&c.TunnelGrace, "tunnel-grace", c.TunnelGrace, "end associations whose MD has had no tunnel this long")
-	fs.IntVar(&c.MaxAssociations, "max-associations", c.MaxAssociations, "maximum associations in total")
-	fs.IntVar(&c.MaxPerTunnel, "max-associations-per-tunnel", c.MaxPerTunnel, "maximum associations started per tunnel")
-	fs.IntVar(&c.MaxPending, "max-pending", c.MaxPending, "maximum associations with a ClientHello in reassembly")
-	fs.StringVar(&c.EKTCipher, "ekt-cipher", c.EKTCipher, "EKT cipher of every conference (RFC 8870): aeskw128 or aeskw256")
-	fs.DurationVar(&c.EKTTTL, "ekt-ttl", c.EKTTTL, "lifetime of a conference's EKTKey; re-keyed at three quarters of it")
-	fs.BoolVar(&c.RekeyOnJoin, "rekey-on-join", c.RekeyOnJoin, "give a conference a new EKTKey when a member joins (always done when one leaves)")
-	fs.StringVar(&c.Journal, "journal", c.Journal, "association journal file, so that a restarted keydist can still end (revoke) what it keyed before (empty: none; default $STATE_DIRECTORY/associations.journal under systemd)")
-	fs.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json")
-	return fs
+	o = append(o, options.TunnelFiles(&c.TunnelCert, &c.TunnelKey, &c.TunnelCA, "media distributor")...)
+	o = append(o,
+		options.List(&c.AllowMDSPKI, "allow-md-spki", nil, "allow only MDs with this SPKI SHA-256 (hex; repeatable)"),
+		options.List(&c.AllowMDName, "allow-md-name", nil, "allow only MDs with this certificate name (repeatable)"),
+		options.String(&c.DTLSCert, "dtls-cert", "", "KD DTLS certificate (PEM, ECDSA P-256); empty: generated at start"),
+		options.String(&c.DTLSKey, "dtls-key", "", "KD DTLS key (PEM)"),
+		options.String(&c.Registry, "registry", "", "endpoint registry YAML file (its content is reloaded on change and SIGHUP)"),
+		options.Dur(&c.RegistryPoll, "registry-poll", 2*time.Second, "registry file polling period"),
+		options.String(&c.AdminListen, "admin-listen", "127.0.0.1:5741", "admin API listen address (empty: disabled)"),
+		options.String(&c.AdminTokenFile, "admin-token-file", "", "file holding the admin API bearer token (or set KEYDIST_ADMIN_TOKEN)"),
+		options.String(&c.MetricsListen, "metrics-listen", "", "Prometheus /metrics listen address (empty: on the admin listener)"),
+		options.List(&c.Profiles, "profiles", nil, "SRTP protection profiles the KD negotiates, e.g. 0x0007,0x0008 (empty: 0x0009,0x000A,0x0007,0x0008,0x0001,0x0002)").Check(func() error {
+			_, err := parseProfiles(c.Profiles)
+			return err
+		}),
+		options.Dur(&c.HandshakeTimeout, "handshake-timeout", keydist.DefaultHandshakeTimeout, "DTLS handshake timeout"),
+		options.Dur(&c.IdleTimeout, "idle-timeout", 0, "end established associations idle this long (0: never)"),
+		options.Dur(&c.TunnelGrace, "tunnel-grace", keydist.DefaultTunnelGrace, "end associations whose MD has had no tunnel this long"),
+		options.Int(&c.MaxAssociations, "max-associations", keydist.DefaultMaxAssociations, "maximum associations in total"),
+		options.Int(&c.MaxPerTunnel, "max-associations-per-tunnel", keydist.DefaultMaxAssociationsPerTunnel, "maximum associations started per tunnel"),
+		options.Int(&c.MaxPending, "max-pending", keydist.DefaultMaxPending, "maximum associations with a ClientHello in reassembly"),
+		options.String(&c.EKTCipher, "ekt-cipher", "aeskw128", "EKT cipher of every conference (RFC 8870): aeskw128 or aeskw256").Check(func() error {
+			_, err := ektCipher(c.EKTCipher)
+			return err
+		}),
+		options.Dur(&c.EKTTTL, "ekt-ttl", keydist.DefaultEKTTTL, "lifetime of a conference's EKTKey; re-keyed at three quarters of it"),
+		options.Bool(&c.RekeyOnJoin, "rekey-on-join", false, "give a conference a new EKTKey when a member joins (always done when one leaves)"),
+		options.String(&c.Journal, "journal", defaultJournal(), "association journal file, so that a restarted keydist can still end (revoke) what it keyed before (empty: none; default $STATE_DIRECTORY/associations.journal under systemd)"),
+	)
+	return append(o, options.Log(&c.LogLevel, &c.LogFormat)...)
 }
 
 // loadConfig parses args: defaults, then the -config file, then the flags
-// given on the command line.
+// given on the command line. It does not validate (c.validate does).
 func loadConfig(args []string, out io.Writer) (config, error) {
-	c := defaults()
-	fs := flagSet(&c, out)
-	if err := fs.Parse(args); err != nil {
-		return c, err
-	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	path := fs.Lookup("config").Value.String()
-	if path == "" {
-		return c, nil
-	}
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return c, fmt.Errorf("read config: %w", err)
-	}
-	fc := defaults()
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(&fc); err != nil && !errors.Is(err, io.EOF) {
-		return c, fmt.Errorf("parse config %s: %w", path, err)
-	}
-	over := flagSet(&fc, io.Discard)
-	var setErr error
-	fs.Visit(func(f *flag.Flag) {
-		if f.Name == "config" {
-			return
-		}
-		if g := over.Lookup(f.Name); g != nil {
-			if lv, ok := g.Value.(*stringList); ok {
-				*lv = nil // a list flag replaces the file's list
-			}
-			if err := g.Value.Set(f.Value.String()); err != nil && setErr == nil {
-				setErr = fmt.Errorf("flag -%s: %w", f.Name, err)
-			}
-		}
-	})
-	return fc, setErr
+	c, _, err := options.Load("keydist", args, out, (*config).options)
+	return c, err
 }
 
-func newLogger(c *config, w io.Writer) (*slog.Logger, error) {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", c.LogLevel, err)
+// validate checks every setting, in declaration order.
+func (c *config) validate() error { return options.Validate(c.options()) }
+
+func ektCipher(s string) (dtls.EKTCipher, error) {
+	switch s {
+	case "aeskw128":
+		return dtls.EKTCipherAESKW128, nil
+	case "aeskw256":
+		return dtls.EKTCipherAESKW256, nil
 	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	switch c.LogFormat {
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	}
-	return nil, fmt.Errorf("log format %q: want text or json", c.LogFormat)
+	return 0, fmt.Errorf("%q: want aeskw128 or aeskw256", s)
 }
 
 func parseProfiles(ss []string) ([]uint16, error) {
@@ -235,57 +182,19 @@ func parseProfiles(ss []string) ([]uint16, error) {
 }
 
 func tunnelTLS(c *config) (*tls.Config, error) {
-	if c.TunnelCert == "" || c.TunnelKey == "" || c.TunnelCA == "" {
-		return nil, errors.New("-tunnel-cert, -tunnel-key and -tunnel-ca are required (the tunnel is mutually authenticated)")
-	}
-	cert, err := tls.LoadX509KeyPair(c.TunnelCert, c.TunnelKey)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel certificate: %w", err)
-	}
-	pem, err := os.ReadFile(c.TunnelCA)
-	if err != nil {
-		return nil, fmt.Errorf("tunnel CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("tunnel CA %s: no certificate found", c.TunnelCA)
-	}
-	var policy tunnel.PeerPolicy
-	for _, s := range c.AllowMDSPKI {
-		f, err := tunnel.ParseSPKIFingerprint(s)
-		if err != nil {
-			return nil, fmt.Errorf("-allow-md-spki: %w", err)
-		}
-		policy.SPKI = append(policy.SPKI, f)
-	}
-	policy.Names = c.AllowMDName
-	return tunnel.NewTLSConfig(tunnel.TLSOptions{Certificates: []tls.Certificate{cert}, CAs: pool, Peer: policy})
+	return options.TunnelTLS{Cert: c.TunnelCert, Key: c.TunnelKey, CA: c.TunnelCA,
+		PinOption: "allow-md-spki", SPKI: c.AllowMDSPKI, Names: c.AllowMDName}.Config()
 }
 
 // minAdminToken is the shortest admin token accepted, from the file or the
 // environment alike.
 const minAdminToken = 16
 
-func adminToken(c *config) (string, error) {
-	if t := strings.TrimSpace(os.Getenv("KEYDIST_ADMIN_TOKEN")); t != "" {
-		if len(t) < minAdminToken {
-			return "", fmt.Errorf("KEYDIST_ADMIN_TOKEN is shorter than %d characters", minAdminToken)
-		}
-		return t, nil
-	}
-	if c.AdminTokenFile == "" {
-		return "", errors.New("the admin API needs a token: -admin-token-file or KEYDIST_ADMIN_TOKEN (or -admin-listen '' to disable it)")
-	}
-	b, err := os.ReadFile(c.AdminTokenFile)
-	if err != nil {
-		return "", fmt.Errorf("admin token: %w", err)
-	}
-	t := strings.TrimSpace(string(b))
-	if len(t) < minAdminToken {
-		return "", fmt.Errorf("admin token in %s is shorter than %d characters", c.AdminTokenFile, minAdminToken)
-	}
-	return t, nil
-}
+// adminTokenSource is where the admin API's token comes from.
+var adminTokenSource = options.Token{API: "admin API", Env: "KEYDIST_ADMIN_TOKEN",
+	FileOption: "admin-token-file", ListenOption: "admin-listen", Min: minAdminToken}
+
+func adminToken(c *config) (string, error) { return adminTokenSource.Load(c.AdminTokenFile) }
 
 // run is the daemon; it returns when ctx ends (after a clean shutdown) or
 // on a fatal error.
@@ -294,7 +203,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(&c, stderr)
+	if err := c.validate(); err != nil {
+		return err
+	}
+	log, _, err := options.NewLogger(c.LogLevel, c.LogFormat, stderr)
 	if err != nil {
 		return err
 	}
@@ -340,14 +252,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		watcher.Poll() // record the file state; no-op reload of the same content
 	}
 
-	var cipher dtls.EKTCipher
-	switch c.EKTCipher {
-	case "aeskw128":
-		cipher = dtls.EKTCipherAESKW128
-	case "aeskw256":
-		cipher = dtls.EKTCipherAESKW256
-	default:
-		return fmt.Errorf("ekt-cipher %q: want aeskw128 or aeskw256", c.EKTCipher)
+	cipher, err := ektCipher(c.EKTCipher)
+	if err != nil {
+		return err
 	}
 	ekt, err := keydist.NewMemoryEKT(keydist.MemoryEKTConfig{Cipher: cipher, TTL: c.EKTTTL})
 	if err != nil {
@@ -445,9 +352,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 		})
 	}
-	if c.Listen == "" && len(c.Dial) == 0 {
-		return errors.New("nothing to do: give -listen and/or -dial")
-	}
 	if watcher != nil {
 		wg.Go(func() { watcher.Run(ctx) })
 	}
@@ -458,6 +362,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	for {
 		select {
 		case <-hup:
+			if n, err := loadConfig(args, io.Discard); err != nil {
+				log.Error("SIGHUP: configuration invalid; only the registry is reloaded", "err", err)
+			} else if _, restart := options.Changes(c.options(), n.options()); len(restart) > 0 {
+				log.Warn("SIGHUP: these settings changed but need a restart", "settings", restart)
+			}
 			if watcher != nil {
 				log.Info("SIGHUP: reloading the registry file")
 				if err := reg.LoadFile(c.Registry); err != nil {

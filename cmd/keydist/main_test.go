@@ -5,8 +5,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/mdfast/mdfast/internal/options"
+	"github.com/mdfast/mdfast/internal/options/optionstest"
 )
 
 func TestLoadConfig(t *testing.T) {
@@ -74,5 +78,57 @@ func TestAdminToken(t *testing.T) {
 				t.Fatalf("adminToken = %q, %v; want ok=%v", tok, err, tc.ok)
 			}
 		})
+	}
+}
+
+func freshOptions() []options.Option {
+	c := defaults()
+	return c.options()
+}
+
+// TestOptionsEverywhere: every keydist option has a flag that reads back
+// and a YAML key that loads a non-default value; none is re-read on
+// SIGHUP, so a change to any of them is reported as needing a restart.
+func TestOptionsEverywhere(t *testing.T) {
+	t.Setenv("STATE_DIRECTORY", "")
+	optionstest.Everywhere(t, freshOptions, func(path string) ([]options.Option, error) {
+		c, err := loadConfig([]string{"-config", path}, io.Discard)
+		return c.options(), err
+	})
+	for i, o := range freshOptions() {
+		if o.Reload || o.NoFlag {
+			t.Errorf("option %s: Reload %v NoFlag %v", o.Name, o.Reload, o.NoFlag)
+		}
+		n := freshOptions()
+		n[i].SetValue(optionstest.NonDefault(n[i]))
+		if reload, restart := options.Changes(freshOptions(), n); len(reload) != 0 || !slices.Equal(restart, []string{o.Name}) {
+			t.Errorf("changing %s: reload %v restart %v", o.Name, reload, restart)
+		}
+	}
+}
+
+// TestREADMEOptions: README.md's keydist option table is the one the
+// declarations produce (UPDATE_README=1 rewrites it).
+func TestREADMEOptions(t *testing.T) {
+	t.Setenv("STATE_DIRECTORY", "")
+	optionstest.README(t, "../../README.md", "keydist options", freshOptions())
+}
+
+// TestValidate: errors in declaration order, the same every run.
+func TestValidate(t *testing.T) {
+	c := defaults()
+	c.Listen, c.Profiles, c.EKTCipher, c.LogFormat = "", options.StringList{"0x0003"}, "rot13", "xml"
+	first := c.validate().Error()
+	for range 20 {
+		if got := c.validate().Error(); got != first {
+			t.Fatalf("errors changed between runs:\n%s\n---\n%s", first, got)
+		}
+	}
+	var order []string
+	for line := range strings.SplitSeq(first, "\n") {
+		order = append(order, strings.SplitN(strings.TrimPrefix(line, "config: "), ":", 2)[0])
+	}
+	if want := "listen tunnel-cert tunnel-key tunnel-ca profiles ekt-cipher log-format"; strings.Join(order, " ") != want {
+		t.Fatalf("error order %v, want %s\n%s", order, want, first)
 	}
 }

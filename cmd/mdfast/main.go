@@ -13,7 +13,9 @@
 // SIGINT and SIGTERM shut down gracefully (EndpointDisconnect for every
 // association, workers stopped, XDP detached, tunnels closed); SIGHUP
 // reloads what can change safely (limits, timeouts, log level, conference
-// mappings and ICE credentials from the file).
+// mappings and ICE credentials from the file: the options declared Reload
+// in internal/config) and names, in one warning, every other option that
+// changed and needs a restart.
 package main
 
 import (

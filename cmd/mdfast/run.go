@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -12,8 +11,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"reflect"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -29,6 +26,7 @@ import (
 	"github.com/mdfast/mdfast/internal/keytable"
 	"github.com/mdfast/mdfast/internal/mdslow"
 	"github.com/mdfast/mdfast/internal/metrics"
+	"github.com/mdfast/mdfast/internal/options"
 	"github.com/mdfast/mdfast/internal/ready"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
@@ -68,48 +66,16 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 }
 
 func tunnelTLS(c *config.Config) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(c.TunnelCert, c.TunnelKey)
-	if err != nil {
-		return nil, &config.FieldError{Field: "tunnel-cert", Err: err}
-	}
-	pem, err := os.ReadFile(c.TunnelCA)
-	if err != nil {
-		return nil, &config.FieldError{Field: "tunnel-ca", Err: err}
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, &config.FieldError{Field: "tunnel-ca", Err: errors.New("no PEM certificate found")}
-	}
-	var policy tunnel.PeerPolicy
-	for _, s := range c.KDSPKI {
-		f, err := tunnel.ParseSPKIFingerprint(s)
-		if err != nil {
-			return nil, &config.FieldError{Field: "kd-spki", Err: err}
-		}
-		policy.SPKI = append(policy.SPKI, f)
-	}
-	return tunnel.NewTLSConfig(tunnel.TLSOptions{Certificates: []tls.Certificate{cert}, CAs: pool, Peer: policy, ServerName: c.KDServerName})
+	return options.TunnelTLS{Cert: c.TunnelCert, Key: c.TunnelKey, CA: c.TunnelCA,
+		PinOption: "kd-spki", SPKI: c.KDSPKI, ServerName: c.KDServerName}.Config()
 }
 
+// controlTokenSource is where the control API's token comes from.
+var controlTokenSource = options.Token{API: "control API", Env: "MDFAST_CONTROL_TOKEN",
+	FileOption: "control-token-file", ListenOption: "control-listen", Min: control.MinTokenLen}
+
 func controlToken(c *config.Config) (string, error) {
-	if t := os.Getenv("MDFAST_CONTROL_TOKEN"); t != "" {
-		if len(t) < control.MinTokenLen {
-			return "", fmt.Errorf("MDFAST_CONTROL_TOKEN is shorter than %d characters", control.MinTokenLen)
-		}
-		return t, nil
-	}
-	if c.ControlTokenFile == "" {
-		return "", &config.FieldError{Field: "control-token-file", Err: errors.New("the control API needs a token: control-token-file or MDFAST_CONTROL_TOKEN (or control-listen '' to disable it)")}
-	}
-	b, err := os.ReadFile(c.ControlTokenFile)
-	if err != nil {
-		return "", &config.FieldError{Field: "control-token-file", Err: err}
-	}
-	t := strings.TrimSpace(string(b))
-	if len(t) < control.MinTokenLen {
-		return "", &config.FieldError{Field: "control-token-file", Err: fmt.Errorf("token shorter than %d characters", control.MinTokenLen)}
-	}
-	return t, nil
+	return controlTokenSource.Load(c.ControlTokenFile)
 }
 
 // daemon holds what run built, for the HTTP handlers and reloads.
@@ -337,46 +303,66 @@ loop:
 	return runErr
 }
 
-// reload re-reads the configuration (same flags, file re-read) and applies
-// what can change at run time; the rest is logged as needing a restart.
+// reloaders are what SIGHUP does, each for the options it applies; every
+// option declared Reload must be in exactly one (TestReloadCoversOptions).
+// All run on every reload, changed or not: the file's mappings replace
+// those set through the control API, as they always have. (idle-timeout
+// reaches the slow path; the data plane's Opener lifetime, max(10m,
+// 2×idle-timeout), keeps its start value.)
+var reloaders = []struct {
+	options []string
+	apply   func(d *daemon, n *config.Config)
+}{
+	{[]string{"log-level"}, func(d *daemon, n *config.Config) {
+		if err := n.SetLevel(d.level); err != nil {
+			d.log.Error("SIGHUP: log level", "err", err)
+		}
+	}},
+	{[]string{"idle-timeout", "handshake-timeout", "max-pending", "max-pending-per-prefix",
+		"new-associations-per-second", "new-associations-burst"}, func(d *daemon, n *config.Config) {
+		d.relay.SetLimits(n.Limits())
+	}},
+	{[]string{"mappings"}, func(d *daemon, n *config.Config) {
+		if err := d.memb.Replace(n.Mappings); err != nil {
+			d.log.Error("SIGHUP: mappings", "err", err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := d.relay.Reassign(ctx); err != nil {
+			d.log.Warn("SIGHUP: reassign associations", "err", err)
+		}
+	}},
+}
+
+// reload re-reads the configuration (same flags, file re-read), applies
+// what can change at run time and names, in one line, every changed
+// setting that needs a restart. d.cfg stays the configuration that runs:
+// the reloadable settings are taken over, the others are not.
 func (d *daemon) reload() {
 	n, _, err := loadValid(d.args, io.Discard)
 	if err != nil {
 		d.log.Error("SIGHUP: configuration invalid; keeping the running one", "err", err)
 		return
 	}
-	if err := n.SetLevel(d.level); err != nil {
-		d.log.Error("SIGHUP: log level", "err", err)
+	for _, r := range reloaders {
+		r.apply(d, &n)
 	}
-	d.relay.SetLimits(n.Limits())
-	if err := d.memb.Replace(n.Mappings); err != nil {
-		d.log.Error("SIGHUP: mappings", "err", err)
-	} else {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := d.relay.Reassign(ctx); err != nil {
-			d.log.Warn("SIGHUP: reassign associations", "err", err)
-		}
-		cancel()
-	}
-	// Settings that need a restart.
-	old := d.cfg
-	var restart []string
-	for name, pair := range map[string][2]any{
-		"interface": {old.Interface, n.Interface}, "mode": {old.Mode, n.Mode}, "address": {old.Address, n.Address},
-		"media-ports": {old.MediaPorts, n.MediaPorts}, "queues": {old.Queues, n.Queues}, "cpus": {old.CPUs, n.CPUs},
-		"kd": {old.KD, n.KD}, "tunnel-cert": {old.TunnelCert, n.TunnelCert}, "tunnel-key": {old.TunnelKey, n.TunnelKey},
-		"tunnel-ca": {old.TunnelCA, n.TunnelCA}, "profiles": {old.Profiles, n.Profiles},
-		"control-listen": {old.ControlListen, n.ControlListen}, "metrics-listen": {old.MetricsListen, n.MetricsListen},
-		"default-conference": {old.DefaultConference, n.DefaultConference}, "max-associations": {old.MaxAssociation, n.MaxAssociation},
-	} {
-		if !reflect.DeepEqual(pair[0], pair[1]) {
-			restart = append(restart, name)
-		}
-	}
+	applied, restart := reloadPlan(&d.cfg, &n)
 	lim := d.relay.Limits()
-	d.log.Info("SIGHUP: configuration reloaded", "idle_timeout", lim.IdleTimeout, "handshake_timeout", lim.HandshakeTimeout,
-		"max_pending", lim.MaxPending, "log_level", n.LogLevel)
+	d.log.Info("SIGHUP: configuration reloaded", "changed", applied, "idle_timeout", lim.IdleTimeout,
+		"handshake_timeout", lim.HandshakeTimeout, "max_pending", lim.MaxPending, "log_level", n.LogLevel)
 	if len(restart) > 0 {
 		d.log.Warn("SIGHUP: these settings changed but need a restart", "settings", restart)
 	}
+}
+
+// reloadPlan compares the running configuration with the reloaded one: it
+// returns the reloadable options that changed and the others that changed
+// (in declaration order), and takes the reloadable values over into run.
+func reloadPlan(run, n *config.Config) (applied, restart []string) {
+	ro, no := run.Options(), n.Options()
+	applied, restart = options.Changes(ro, no)
+	options.Adopt(ro, no)
+	return applied, restart
 }
