@@ -237,7 +237,7 @@ func (c *Config) Options() []options.Option {
 		options.Int(&c.MaxPending, "max-pending", mdslow.DefaultMaxPending, "most associations in handshake").Reloadable().Check(func() error {
 			return positive(c.MaxPending)
 		}),
-		options.Int(&c.MaxPendingPrefix, "max-pending-per-prefix", mdslow.DefaultMaxPendingPerPrefix, "most associations in handshake from one source prefix (IPv4 /24, IPv6 /64)").Reloadable().Check(func() error {
+		options.Int(&c.MaxPendingPrefix, "max-pending-per-prefix", mdslow.DefaultMaxPendingPerPrefix, "most associations in handshake from one source prefix (IPv4 /24, IPv6 /48)").Reloadable().Check(func() error {
 			return positive(c.MaxPendingPrefix)
 		}),
 		options.Float(&c.NewPerSecond, "new-associations-per-second", mdslow.DefaultNewPerSecond, "new associations per second per source IP (negative: unlimited)").Reloadable().Check(func() error {
