@@ -31,7 +31,7 @@ const (
 	DefaultNewPerSecond     = 10
 	DefaultNewBurst         = 20
 	// DefaultMaxPendingPerPrefix bounds the associations without keys
-	// from one source prefix (an IPv4 /24, an IPv6 /64).
+	// from one source prefix (an IPv4 /24, an IPv6 /48).
 	DefaultMaxPendingPerPrefix = 64
 	// maxRateSources bounds the per-source rate limiter's memory.
 	maxRateSources = 65536
@@ -91,7 +91,7 @@ type Limits struct {
 	NewPerSecond float64
 	NewBurst     int
 	// MaxPendingPerPrefix bounds associations without keys per source
-	// prefix, an IPv4 /24 or an IPv6 /64 (DefaultMaxPendingPerPrefix).
+	// prefix, an IPv4 /24 or an IPv6 /48 (DefaultMaxPendingPerPrefix).
 	MaxPendingPerPrefix int
 }
 
@@ -758,7 +758,7 @@ type prefixState struct {
 }
 
 // prefixOf is the unit of the pending budget and of fairness: the data
-// plane's (an IPv4 /24, an IPv6 /64).
+// plane's (an IPv4 /24, an IPv6 /48).
 func prefixOf(a netip.Addr) netip.Prefix { return slowpkt.SourcePrefix(a) }
 
 // admit starts an association for a ClientHello with a valid cookie, or
