@@ -558,6 +558,14 @@ func (m *MD) dispatch(c *tconn, sent uint8, frame []byte, log *slog.Logger) erro
 	// whatever the rest of a newer version's body holds.
 	if MsgType(frame[0]) == MsgUnsupportedVersion && len(frame) > HeaderLen {
 		uv := &UnsupportedVersionError{Sent: sent, Highest: frame[HeaderLen]}
+		if uv.Highest > Version0 {
+			// Section 5.5 says to use that version on the next attempt;
+			// this MD cannot speak one newer than it implements, so it
+			// keeps its own and says why the tunnel cannot come up.
+			log.Error("key distributor requires a newer tunnel protocol version than this media distributor implements",
+				"sent", uv.Sent, "highest", uv.Highest, "implemented", Version0)
+			return uv
+		}
 		m.version.Store(uint32(uv.Highest))
 		log.Warn("key distributor does not support our protocol version; will reconnect with its highest version",
 			"sent", uv.Sent, "highest", uv.Highest)
