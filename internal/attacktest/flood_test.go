@@ -123,6 +123,26 @@ func checkJoins(t *testing.T, lat []time.Duration, errs []error, limit time.Dura
 	}
 }
 
+// floodSetup is the stage of the flood tests: a system whose attacker
+// namespace holds attackerAddrs addresses, a 3-party call established
+// (conference 0; conference 1 has 10 identities to join during the flood),
+// a context for the joins, and a real ClientHello to flood with.
+func floodSetup(t *testing.T, attackerAddrs int) (*sys, []*endpoint, context.Context, []byte) {
+	t.Helper()
+	s := newSys(t, sysConfig{conferences: []confSize{{"call", 3}, {"join", 10}}, attackerAddrs: attackerAddrs})
+	call := s.endpoints(0, 0, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if err := s.joinAll(ctx, call, 3); err != nil {
+		s.fatal(err)
+	}
+	hello, err := realClientHello("attacker-tls-id-0123456789abcdefghij")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, call, ctx, hello
+}
+
 // TestIncompleteHelloFlood: 100 attacker addresses (198.18.16.0/24, real:
 // the attacker's namespace holds them) send first-fragment-only
 // ClientHellos (fragment_offset 0, fragment_length half the length, new
@@ -134,17 +154,7 @@ func checkJoins(t *testing.T, lat []time.Duration, errs []error, limit time.Dura
 func TestIncompleteHelloFlood(t *testing.T) {
 	needRoot(t)
 	const sources, rate, duration = 100, 400, 10 * time.Second
-	s := newSys(t, sysConfig{conferences: []confSize{{"call", 3}, {"join", 10}}, attackerAddrs: sources})
-	call := s.endpoints(0, 0, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := s.joinAll(ctx, call, 3); err != nil {
-		s.fatal(err)
-	}
-	hello, err := realClientHello("attacker-tls-id-0123456789abcdefghij")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, call, ctx, hello := floodSetup(t, sources)
 	raw, err := newRawSender(s.atk.ns)
 	if err != nil {
 		t.Fatal(err)
@@ -204,17 +214,7 @@ func TestSpoofedSourceFlood(t *testing.T) {
 	needRoot(t)
 	const duration = 5 * time.Second
 	const logLimit = 100 << 10 // bytes/s
-	s := newSys(t, sysConfig{conferences: []confSize{{"call", 3}, {"join", 10}}, attackerAddrs: 0})
-	call := s.endpoints(0, 0, 3)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := s.joinAll(ctx, call, 3); err != nil {
-		s.fatal(err)
-	}
-	hello, err := realClientHello("attacker-tls-id-0123456789abcdefghij")
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, call, ctx, hello := floodSetup(t, 0)
 	var payloads [][]byte
 	for range 64 {
 		payloads = append(payloads, freshHello(hello), stunBinding())
