@@ -38,8 +38,9 @@ type Opener struct {
 }
 
 // NewOpener returns the receive state for packets protected with k, tracking
-// at most maxSSRCs SSRCs (clamped to [1, MaxSSRCs]). All memory is allocated
-// here.
+// at most maxSSRCs SSRCs (clamped to [1, MaxSSRCs]). It starts with room
+// for two SSRCs and grows when a new SSRC authenticates; opening a packet
+// of a known SSRC never allocates.
 func NewOpener(k *Keys, maxSSRCs int) *Opener {
 	maxSSRCs = min(max(maxSSRCs, 1), MaxSSRCs)
 	return &Opener{

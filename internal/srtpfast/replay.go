@@ -67,28 +67,49 @@ type ssrcState struct {
 	rtcp    replayWindow
 }
 
-// ssrcTable maps SSRCs to their state with a fixed-size open-addressing hash
-// table, so lookups and inserts never allocate. Entries are never removed:
+// ssrcTable maps SSRCs to their state with an open-addressing hash table:
+// lookups never allocate, and inserts only when the table grows (see
+// resize). Entries are never removed:
 // forgetting an SSRC would let its old packets be accepted (and re-sealed)
 // again. Only authenticated packets insert, so the table cannot be filled by
 // forged packets.
 type ssrcTable struct {
-	states []ssrcState // len = number in use, cap = maximum
+	states []ssrcState // len = number in use
 	slots  []int32     // 0 = empty, else index into states + 1
 	mask   uint32
 	last   int32 // index of the last state found, -1 if none
+	max    int   // most SSRCs held
 }
 
+// initialSSRCs is the room a table starts with: a sender's audio and video.
+// It doubles as SSRCs are inserted, up to max, so that a sender of one
+// stream holds a few hundred octets of receive state, not max states'
+// worth (about 10 KB at 64).
+const initialSSRCs = 2
+
 func newSSRCTable(maxSSRCs int) ssrcTable {
-	n := 4
-	for n < 2*maxSSRCs {
-		n <<= 1
+	t := ssrcTable{max: maxSSRCs, last: -1}
+	t.resize(min(initialSSRCs, maxSSRCs))
+	return t
+}
+
+// resize gives the table room for n states and rebuilds its slots (twice
+// as many, a power of two). It allocates: it runs when an SSRC that
+// authenticated is inserted into a full table, never per packet.
+func (t *ssrcTable) resize(n int) {
+	states := make([]ssrcState, len(t.states), n)
+	copy(states, t.states)
+	size := 4
+	for size < 2*n {
+		size <<= 1
 	}
-	return ssrcTable{
-		states: make([]ssrcState, 0, maxSSRCs),
-		slots:  make([]int32, n),
-		mask:   uint32(n - 1),
-		last:   -1,
+	t.states, t.slots, t.mask = states, make([]int32, size), uint32(size-1)
+	for k := range t.states {
+		i := hashSSRC(t.states[k].ssrc) & t.mask
+		for t.slots[i] != 0 {
+			i = (i + 1) & t.mask
+		}
+		t.slots[i] = int32(k + 1)
 	}
 }
 
@@ -114,11 +135,15 @@ func (t *ssrcTable) lookup(ssrc uint32) *ssrcState {
 }
 
 // full reports whether no new SSRC can be inserted.
-func (t *ssrcTable) full() bool { return len(t.states) == cap(t.states) }
+func (t *ssrcTable) full() bool { return len(t.states) >= t.max }
 
 // insert adds ssrc, which must not be present, and returns its zero state.
-// The caller checks full first.
+// The caller checks full first. It may grow the table (so states returned
+// before must not be used after).
 func (t *ssrcTable) insert(ssrc uint32) *ssrcState {
+	if len(t.states) == cap(t.states) {
+		t.resize(min(2*cap(t.states), t.max))
+	}
 	i := hashSSRC(ssrc) & t.mask
 	for t.slots[i] != 0 {
 		i = (i + 1) & t.mask
