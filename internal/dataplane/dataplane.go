@@ -578,14 +578,11 @@ const (
 // pushBulk queues a slow-path datagram the triage did not pick, under its
 // source prefix (an IPv4 /24, an IPv6 /48).
 func (d *Dataplane) pushBulk(sp SlowPacket) bool {
-	return d.bulk.Push(SourcePrefix(sp.From.Addr()), sp)
+	return d.bulk.Push(slowpkt.SourcePrefix(sp.From.Addr()), sp)
 }
 
 // bulkRoom reports whether the fair lane may take a datagram from a.
-func (d *Dataplane) bulkRoom(a netip.Addr) bool { return d.bulk.Room(SourcePrefix(a)) }
-
-// SourcePrefix is the unit of fairness of the slow path (slowpkt).
-func SourcePrefix(a netip.Addr) netip.Prefix { return slowpkt.SourcePrefix(a) }
+func (d *Dataplane) bulkRoom(a netip.Addr) bool { return d.bulk.Room(slowpkt.SourcePrefix(a)) }
 
 // pumpBulk moves the bulk lane into the Slow channel, one datagram per
 // source prefix in turn: a flood from some prefixes fills their own queues

@@ -155,34 +155,30 @@ func (a *association) tunnel() tunnelConn {
 
 // sendDtls sends a datagram of the DTLS server to the endpoint.
 func (a *association) sendDtls(b []byte) error {
-	for range 2 {
-		t := a.tunnel()
-		if t == nil {
-			return ErrNoTunnel
-		}
-		err := t.SendTunneledDtls(a.key.id, b)
-		if err == nil {
-			a.k.m.txDatagrams.Inc()
-			return nil
-		}
-		if !errors.Is(err, tunnel.ErrClosed) {
-			return err
-		}
-		a.replaceTunnel(t, a.k.liveTunnel(a.key.peer, a.instance))
+	err := a.sendVia(2, func(t tunnelConn) error { return t.SendTunneledDtls(a.key.id, b) })
+	if err == nil {
+		a.k.m.txDatagrams.Inc()
 	}
-	return ErrNoTunnel
+	return err
 }
 
 // sendDisconnect sends EndpointDisconnect on the association's tunnel, or
 // another live one of its MD instance if that one has closed. The tunnel
 // never refuses it for congestion (it has a lane of its own).
 func (a *association) sendDisconnect() error {
-	for range 3 {
+	return a.sendVia(3, func(t tunnelConn) error { return t.SendEndpointDisconnect(a.key.id) })
+}
+
+// sendVia runs send on the association's tunnel; when that tunnel has
+// closed under it, it moves the association to another live tunnel of its
+// MD instance and tries again, attempts times in all.
+func (a *association) sendVia(attempts int, send func(tunnelConn) error) error {
+	for range attempts {
 		t := a.tunnel()
 		if t == nil {
 			return ErrNoTunnel
 		}
-		err := t.SendEndpointDisconnect(a.key.id)
+		err := send(t)
 		if err == nil || !errors.Is(err, tunnel.ErrClosed) {
 			return err
 		}

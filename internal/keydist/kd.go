@@ -399,7 +399,7 @@ func (k *KeyDistributor) journalRemove(key assocKey) {
 	}
 }
 
-// dropRestored forgets a restored association. Called with k.mu held.
+// dropRestoredLocked forgets a restored association. Called with k.mu held.
 func (k *KeyDistributor) dropRestoredLocked(key assocKey, reason string) {
 	if _, ok := k.restored[key]; !ok {
 		return

@@ -11,7 +11,6 @@ type limiter struct {
 	rate, burst float64
 	max         int
 	buckets     map[netip.Addr]*bucket
-	resets      int // times it was full and forgot every source
 }
 
 type bucket struct {
@@ -43,7 +42,6 @@ func (l *limiter) allow(src netip.Addr, now time.Time) bool {
 			l.sweep(now)
 			if len(l.buckets) >= l.max {
 				clear(l.buckets)
-				l.resets++
 			}
 		}
 		b = &bucket{tokens: l.burst, last: now}

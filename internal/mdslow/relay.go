@@ -757,10 +757,6 @@ type prefixState struct {
 	pending []*association
 }
 
-// prefixOf is the unit of the pending budget and of fairness: the data
-// plane's (an IPv4 /24, an IPv6 /48).
-func prefixOf(a netip.Addr) netip.Prefix { return slowpkt.SourcePrefix(a) }
-
 // admit starts an association for a ClientHello with a valid cookie, or
 // refuses it. The sender has proved it receives at its address, so the
 // budgets below hold against spoofed sources. New associations are limited
@@ -776,7 +772,7 @@ func (r *Relay) admit(now time.Time, p slowpkt.Packet, h *helloHead) *associatio
 		r.c.dropRate.Add(1)
 		return nil
 	}
-	pfx := prefixOf(p.From.Addr())
+	pfx := slowpkt.SourcePrefix(p.From.Addr())
 	ps := r.prefixes[pfx]
 	if ps != nil && len(ps.pending) >= lim.MaxPendingPerPrefix {
 		r.evict(ps)

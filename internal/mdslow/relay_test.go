@@ -578,7 +578,7 @@ func TestRelayPendingFairness(t *testing.T) {
 		m := map[string]int{}
 		for _, a := range l {
 			if a.State == "handshake" {
-				m[prefixOf(a.Addr.Addr()).String()]++
+				m[slowpkt.SourcePrefix(a.Addr.Addr()).String()]++
 			}
 		}
 		return m
@@ -612,10 +612,10 @@ func TestRelayPendingFairness(t *testing.T) {
 		t.Fatalf("newcomer evicted: %v", p)
 	}
 	// IPv6 prefixes are /64s.
-	if got := prefixOf(netip.MustParseAddr("2001:db8:0:7:1:2:3:4")).String(); got != "2001:db8::/48" {
+	if got := slowpkt.SourcePrefix(netip.MustParseAddr("2001:db8:0:7:1:2:3:4")).String(); got != "2001:db8::/48" {
 		t.Fatalf("prefix %s", got)
 	}
-	if got := prefixOf(netip.MustParseAddr("::ffff:198.18.5.6")).String(); got != "198.18.5.0/24" {
+	if got := slowpkt.SourcePrefix(netip.MustParseAddr("::ffff:198.18.5.6")).String(); got != "198.18.5.0/24" {
 		t.Fatalf("prefix %s", got)
 	}
 }
