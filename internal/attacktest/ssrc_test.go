@@ -298,7 +298,23 @@ func runSquatter(t *testing.T, sc squatCase) {
 	stopS := sync.OnceFunc(func() { close(stopSquat); squatWG.Wait() })
 	defer stopS()
 	if sc.silent {
+		// S goes quiet on J's SSRC once A and B have had some of it: with
+		// -rekey-on-join, S's first packets can come under an EKTKey the
+		// members have not received yet, and a fixed pause may lose all
+		// of the few S sends under that SSRC (the check below would then
+		// fail for the wrong reason).
+		heard := func() bool {
+			for _, r := range members {
+				if len(r.arrivals(j.ssrc)) == 0 {
+					return false
+				}
+			}
+			return true
+		}
 		time.Sleep(500 * time.Millisecond)
+		for deadline := time.Now().Add(3 * time.Second); !heard() && time.Now().Before(deadline); {
+			time.Sleep(50 * time.Millisecond)
+		}
 		close(quiet)
 		time.Sleep(1500 * time.Millisecond)
 	} else {
