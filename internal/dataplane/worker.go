@@ -20,7 +20,7 @@ package dataplane
 //     an SSRC over the sender's budget or an index a re-based SSRC cannot
 //     place drops it) and update the sender's last-seen time.
 //  6. For each member of the conference except the sender: take a TX
-//     buffer from the port, copy the plaintext into it, seal it with the
+//     buffer from the port, seal the plaintext straight into it with the
 //     member's Send keys under the index the key table gives for that
 //     member (the sender's own, or, when the member was sent the SSRC
 //     under an earlier owner, a re-based one: SEQ rewritten, with the
@@ -316,16 +316,24 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 			c[DropTooBig]++
 			continue
 		}
-		out := buf[:len(plain)]
-		copy(out, plain)
-		var err error
-		if rtcp {
-			out, err = r.Send.SealRTCP(&w.sc, out[:0], out, uint32(oi))
-		} else {
-			if oi != idx {
-				out, err = rebase(out, double, uint16(oi))
-				c[Rebased]++
-			}
+		// Seal from the opened plaintext straight into the TX frame:
+		// one pass over the payload per receiver. Only a re-based packet,
+		// whose header (and OHB) differ for this receiver, is copied
+		// first and sealed in place.
+		var (
+			out []byte
+			err error
+		)
+		switch {
+		case rtcp:
+			out, err = r.Send.SealRTCP(&w.sc, buf[:0], plain, uint32(oi))
+		case oi == idx:
+			out, err = r.Send.SealRTP(&w.sc, buf[:0], plain, uint32(oi>>16))
+		default:
+			out = buf[:len(plain)]
+			copy(out, plain)
+			out, err = rebase(out, double, uint16(oi))
+			c[Rebased]++
 			if err == nil {
 				out, err = r.Send.SealRTP(&w.sc, out[:0], out, uint32(oi>>16))
 			}
