@@ -68,11 +68,11 @@ type Config struct {
 	// set, it is a validation error that says what replaced it.
 	RemovedDefaultConference string
 	Mappings                 control.Mappings
-	ControlListen     string
-	ControlTokenFile  string
-	MetricsListen     string
-	LogLevel          string
-	LogFormat         string
+	ControlListen            string
+	ControlTokenFile         string
+	MetricsListen            string
+	LogLevel                 string
+	LogFormat                string
 }
 
 // Defaults returns the default configuration.

@@ -43,14 +43,14 @@ type Mappings struct {
 // single-conference mode, which the operator must ask for by naming that
 // conference. Safe for concurrent use.
 type Membership struct {
-	mu      sync.RWMutex
-	ids     map[string]keytable.ConferenceID
-	names   map[keytable.ConferenceID]string
-	tlsIDs  map[string]string
-	addrs   map[netip.AddrPort]string
-	ips     map[netip.Addr]string
-	ice     map[string]string
-	single  string // "" unless in single-conference mode
+	mu     sync.RWMutex
+	ids    map[string]keytable.ConferenceID
+	names  map[keytable.ConferenceID]string
+	tlsIDs map[string]string
+	addrs  map[netip.AddrPort]string
+	ips    map[netip.Addr]string
+	ice    map[string]string
+	single string // "" unless in single-conference mode
 }
 
 // NewMembership returns an empty Membership. With single empty, an
