@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -50,12 +49,12 @@ func confKD(t *testing.T, p *pki, confs map[string][]endpointsim.Identity) (stri
 	return addr, cert
 }
 
-var metricsListenRE = regexp.MustCompile(`msg="metrics listening" addr=(\S+)`)
 
 // startMD runs "mdfast run" with the config file body and waits until
 // /readyz answers 200 (the tunnel to the KD is up). It returns the
-// metrics URL and a stop function (SIGTERM, wait).
-func startMD(t *testing.T, p *pki, name, body string) (metricsURL string, logs *syncBuffer, stop func()) {
+// metrics and control API URLs, the log and a stop function (SIGTERM,
+// wait).
+func startMD(t *testing.T, p *pki, name, body string) (metricsURL, controlURL string, logs *syncBuffer, stop func()) {
 	t.Helper()
 	path := p.writeConfig(t, name, body)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -88,14 +87,18 @@ func startMD(t *testing.T, p *pki, name, body string) (metricsURL string, logs *
 	deadline := time.Now().Add(15 * time.Second)
 	client := &http.Client{Timeout: time.Second}
 	for {
-		if m := metricsListenRE.FindStringSubmatch(stderr.String()); m != nil && metricsURL == "" {
-			metricsURL = "http://" + m[1]
+		for _, m := range listenRE.FindAllStringSubmatch(stderr.String(), -1) {
+			if m[1] == "metrics" {
+				metricsURL = "http://" + m[2]
+			} else {
+				controlURL = "http://" + m[2]
+			}
 		}
 		if metricsURL != "" {
 			if resp, err := client.Get(metricsURL + "/readyz"); err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
-					return metricsURL, &stderr, stop
+					return metricsURL, controlURL, &stderr, stop
 				}
 			}
 		}
@@ -120,6 +123,7 @@ type member struct {
 	id   endpointsim.Identity
 	ssrc uint32
 	s    *perc.Session
+	seq  uint16 // of the next packet (talk's goroutine)
 
 	mu  sync.Mutex
 	got map[uint32]int
@@ -180,10 +184,12 @@ func talk(t *testing.T, n int, ms ...*member) {
 	var wg sync.WaitGroup
 	for _, m := range ms {
 		wg.Go(func() {
-			for seq := range n {
+			for range n {
+				seq := m.seq
+				m.seq++
 				pl := make([]byte, 160)
 				binary.BigEndian.PutUint32(pl, m.ssrc)
-				raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(seq),
+				raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: seq,
 					Timestamp: uint32(seq) * 960, SSRC: m.ssrc}, Payload: pl}).Marshal()
 				if err != nil {
 					t.Error(err)
@@ -281,7 +287,8 @@ func TestConferencesIsolated(t *testing.T) {
 			"tunnel-key: " + p.key,
 			"tunnel-ca: " + p.caFile,
 			"tunnel-backoff-max: 200ms",
-			"control-listen: ''",
+			"control-listen: 127.0.0.1:0",
+			"control-token-file: " + p.tokenFile,
 			"metrics-listen: 127.0.0.1:0",
 			"new-associations-per-second: -1", // every endpoint has the address 127.0.0.1
 			"mappings:",
@@ -309,7 +316,7 @@ func TestConferencesIsolated(t *testing.T) {
 
 	// Mappings only: two conferences, kept apart; the unmapped endpoint
 	// refused.
-	url, logs, stop := startMD(t, p, "mappings.yaml", cfg())
+	url, ctl, logs, stop := startMD(t, p, "mappings.yaml", cfg())
 	join(a1, a2, b1, b2)
 	talk(t, 40, a1, a2, b1, b2)
 	checkIsolation(t, []*member{a1, a2}, []*member{b1, b2})
@@ -329,13 +336,29 @@ func TestConferencesIsolated(t *testing.T) {
 		if n := m.received(u); n != 0 {
 			t.Errorf("%s received %d packets from the refused endpoint", m.name, n)
 		}
+	}
+
+	// A mapping added through the control API after the refusal admits
+	// the endpoint's next handshake; removing it ends the association.
+	controlDo(t, http.MethodPut, ctl+"/v1/mappings/tls-id/"+u.id.TLSID, `{"conference":"roomA"}`)
+	join(u)
+	talk(t, 40, a1, a2, u, b1, b2)
+	checkIsolation(t, []*member{a1, a2, u}, []*member{b1, b2})
+	controlDo(t, http.MethodDelete, ctl+"/v1/mappings/tls-id/"+u.id.TLSID, "")
+	if v := metricValue(t, url, `mdfast_endpoints_refused_total{reason="mapping_removed"}`); v != 1 {
+		t.Errorf(`mdfast_endpoints_refused_total{reason="mapping_removed"} = %v, want 1`, v)
+	}
+	if v := metricValue(t, url, "mdfast_associations"); v != 4 {
+		t.Errorf("mdfast_associations = %v after the mapping was removed, want 4", v)
+	}
+	for _, m := range []*member{a1, a2, u, b1, b2} {
 		m.close()
 	}
 	stop()
 
 	// Single-conference mode (roomA): the unmapped endpoint joins roomA;
 	// roomB, mapped, stays apart.
-	url, logs, _ = startMD(t, p, "single.yaml", cfg("single-conference: roomA"))
+	url, _, logs, _ = startMD(t, p, "single.yaml", cfg("single-conference: roomA"))
 	if !strings.Contains(logs.String(), "single-conference mode") {
 		t.Error("single-conference mode not logged at start")
 	}
@@ -344,5 +367,23 @@ func TestConferencesIsolated(t *testing.T) {
 	checkIsolation(t, []*member{a1, u}, []*member{b1, b2})
 	if v := metricValue(t, url, `mdfast_endpoints_refused_total{reason="no_mapping"}`); v != 0 {
 		t.Errorf(`single-conference mode: mdfast_endpoints_refused_total{reason="no_mapping"} = %v, want 0`, v)
+	}
+}
+
+// controlDo sends an authorized control API request and wants 204.
+func controlDo(t *testing.T, method, url, body string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer 0123456789abcdef0123456789abcdef")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("%s %s = %s", method, url, resp.Status)
 	}
 }
