@@ -321,6 +321,11 @@ func TestConferencesIsolated(t *testing.T) {
 	talk(t, 40, a1, a2, b1, b2)
 	checkIsolation(t, []*member{a1, a2}, []*member{b1, b2})
 
+	toKD := `mdfast_slowpath_events_total{event="dtls_to_kd"}`
+	toKDBefore := metricValue(t, url, toKD)
+	if toKDBefore <= 0 {
+		t.Fatalf("%s = %v after four handshakes", toKD, toKDBefore)
+	}
 	err := u.dial(ctx, md, kdFP)
 	var ae *dtls.AlertError
 	if !errors.As(err, &ae) || ae.Description != dtls.AlertAccessDenied || !ae.Remote {
@@ -328,6 +333,11 @@ func TestConferencesIsolated(t *testing.T) {
 	}
 	if v := metricValue(t, url, `mdfast_endpoints_refused_total{reason="no_mapping"}`); v != 1 {
 		t.Errorf(`mdfast_endpoints_refused_total{reason="no_mapping"} = %v, want 1`, v)
+	}
+	// The KD never saw the refused endpoint's ClientHello (one datagram):
+	// no handshake was started for it.
+	if after := metricValue(t, url, toKD); after != toKDBefore {
+		t.Errorf("%s went from %v to %v during the refused handshake, want no datagram to the KD", toKD, toKDBefore, after)
 	}
 	if !strings.Contains(logs.String(), "endpoint refused: no mapping places it in a conference") {
 		t.Error("the refusal was not logged")
