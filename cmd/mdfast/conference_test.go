@@ -49,7 +49,6 @@ func confKD(t *testing.T, p *pki, confs map[string][]endpointsim.Identity) (stri
 	return addr, cert
 }
 
-
 // startMD runs "mdfast run" with the config file body and waits until
 // /readyz answers 200 (the tunnel to the KD is up). It returns the
 // metrics and control API URLs, the log and a stop function (SIGTERM,
