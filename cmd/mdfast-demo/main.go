@@ -2,7 +2,9 @@
 // Distributor (keydist), a Media Distributor (mdfast) and simulated
 // endpoints (package perc: a DTLS-SRTP client sending external_session_id,
 // RFC 8723 double media with EKT), joined by a bridge on 198.18.0.0/24; the
-// daemons' certificates, registry and processes come from internal/syssim.
+// daemons' certificates, the KD's registry, mdfast's conference mappings
+// (every endpoint's tls-id to the demo conference: mdfast refuses an
+// endpoint no mapping places) and the processes come from internal/syssim.
 // Every endpoint runs a real DTLS-SRTP handshake through the MD to the KD,
 // gets the conference's EKTKey, then sends media that the MD re-encrypts
 // hop by hop to every other endpoint without being able to read it.

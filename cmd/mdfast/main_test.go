@@ -212,6 +212,8 @@ func TestCheckConfig(t *testing.T) {
 		{name: "no token", body: strings.Replace(p.yaml(), "control-token-file: "+p.tokenFile, "", 1), field: "control-token-file"},
 		{name: "log level", body: p.yaml("log-level: loud"), field: "log-level"},
 		{name: "bad mapping", body: p.yaml("mappings:", "  addrs:", "    not-an-address: room"), field: "mappings"},
+		{name: "removed default-conference", body: p.yaml("default-conference: default"), field: "default-conference", want: "set single-conference: default"},
+		{name: "single-conference too long", body: p.yaml("single-conference: " + strings.Repeat("x", 256)), field: "single-conference"},
 		{name: "two fields at once", body: p.yaml("queues: 0", "idle-timeout: 10ms"), field: "queues|idle-timeout"},
 		{name: "flag overrides file", body: p.yaml(), args: []string{"-batch-size", "0"}, field: "batch-size"},
 		{name: "unknown key", body: p.yaml("idle-timout: 30s"), want: "idle-timout"},

@@ -147,10 +147,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("key table: %w", err)
 	}
-	memb := control.NewMembership(c.DefaultConference)
+	memb, err := control.NewMembership(c.SingleConference)
+	if err != nil {
+		return &config.FieldError{Field: "single-conference", Err: err}
+	}
 	if err := memb.Replace(c.Mappings); err != nil {
 		return &config.FieldError{Field: "mappings", Err: err}
 	}
+	logPlacement(log, memb)
 	dpCfg, err := c.Dataplane(dataplane.KeyTable{T: table}, log)
 	if err != nil {
 		return err
@@ -301,6 +305,23 @@ loop:
 	closeDP()
 	log.Info("stopped")
 	return runErr
+}
+
+// logPlacement says, once at start, how endpoints are placed in
+// conferences: in single-conference mode every endpoint no mapping places
+// joins one conference; otherwise such endpoints are refused, and with no
+// mapping at all every endpoint is, until the control API adds some.
+func logPlacement(log *slog.Logger, m *control.Membership) {
+	snap := m.Snapshot()
+	switch {
+	case m.Single() != "":
+		log.Warn("single-conference mode: every endpoint that no mapping places joins one conference; do not serve several conferences from this MD",
+			"single_conference", m.Single(), "tls_id_mappings", len(snap.TLSIDs), "addr_mappings", len(snap.Addrs))
+	case len(snap.TLSIDs)+len(snap.Addrs) == 0:
+		log.Warn("no conference mappings yet: every endpoint is refused until the control API maps it (or set single-conference)")
+	default:
+		log.Info("endpoints that no mapping places are refused", "tls_id_mappings", len(snap.TLSIDs), "addr_mappings", len(snap.Addrs))
+	}
 }
 
 // reloaders are what SIGHUP does, each for the options it applies; every

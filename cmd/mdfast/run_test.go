@@ -32,16 +32,25 @@ func startKD(t *testing.T, p *pki) string {
 	return serveKD(t, p, ln)
 }
 
-// serveKD runs a Key Distributor on ln (closed at cleanup) and returns its
-// address.
+// serveKD runs a Key Distributor with an empty registry on ln (closed at
+// cleanup) and returns its address.
 func serveKD(t *testing.T, p *pki, ln net.Listener) string {
+	t.Helper()
+	addr, _ := serveKDRegistry(t, p, ln, keydist.NewRegistry())
+	return addr
+}
+
+// serveKDRegistry runs a Key Distributor with registry reg on ln (closed
+// at cleanup) and returns its address and the fingerprint of its DTLS
+// certificate.
+func serveKDRegistry(t *testing.T, p *pki, ln net.Listener, reg *keydist.Registry) (string, keydist.Fingerprint) {
 	t.Helper()
 	dtlsCert, err := keydist.GenerateCertificate(time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
-	kd, err := keydist.New(keydist.Config{Certificate: dtlsCert, Registry: keydist.NewRegistry(), Logger: discard})
+	kd, err := keydist.New(keydist.Config{Certificate: dtlsCert, Registry: reg, Logger: discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +75,7 @@ func serveKD(t *testing.T, p *pki, ln net.Listener) string {
 		<-served
 		_ = kd.Close()
 	})
-	return ln.Addr().String()
+	return ln.Addr().String(), keydist.CertFingerprint(dtlsCert)
 }
 
 var listenRE = regexp.MustCompile(`msg="(metrics|control API) listening" addr=(\S+)`)

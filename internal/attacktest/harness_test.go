@@ -268,22 +268,22 @@ func newSys(t *testing.T, cfg sysConfig) *sys {
 	if err := os.WriteFile(s.files.Path("admin.token"), []byte(adminToken+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var reg strings.Builder
-	reg.WriteString("conferences:\n")
+	// The KD's registry and mdfast's mappings (tls-id to conference):
+	// mdfast refuses an endpoint that no mapping places.
+	var confs []syssim.Conference
 	for _, c := range cfg.conferences {
 		conf := conference{name: c.name}
-		fmt.Fprintf(&reg, "  - id: %s\n    endpoints:\n", c.name)
 		for range c.n {
 			id, err := endpointsim.NewIdentity(24 * time.Hour)
 			if err != nil {
 				t.Fatal(err)
 			}
 			conf.ids = append(conf.ids, id)
-			fmt.Fprintf(&reg, "      - tls_id: %q\n        fingerprint: %q\n", id.TLSID, "sha-256 "+id.Fingerprint().String())
 		}
 		s.confs = append(s.confs, conf)
+		confs = append(confs, syssim.Conference{ID: c.name, Endpoints: conf.ids})
 	}
-	if err := os.WriteFile(s.files.Path(syssim.RegistryFile), []byte(reg.String()), 0o600); err != nil {
+	if err := s.files.WriteConferences(confs); err != nil {
 		t.Fatal(err)
 	}
 	s.mdHTTP = syssim.HTTPClient(s.md.ns.Name)

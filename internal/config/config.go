@@ -63,13 +63,16 @@ type Config struct {
 	NewBurst         int
 
 	// Control plane and observability.
-	DefaultConference string
-	Mappings          control.Mappings
-	ControlListen     string
-	ControlTokenFile  string
-	MetricsListen     string
-	LogLevel          string
-	LogFormat         string
+	SingleConference string
+	// RemovedDefaultConference is the option default-conference, removed:
+	// set, it is a validation error that says what replaced it.
+	RemovedDefaultConference string
+	Mappings                 control.Mappings
+	ControlListen            string
+	ControlTokenFile         string
+	MetricsListen            string
+	LogLevel                 string
+	LogFormat                string
 }
 
 // Defaults returns the default configuration.
@@ -251,14 +254,21 @@ func (c *Config) Options() []options.Option {
 		}),
 
 		// Control plane and observability.
-		options.String(&c.DefaultConference, "default-conference", control.DefaultConference, "conference of endpoints with no mapping").Check(func() error {
-			if c.DefaultConference == "" {
-				return errors.New("must not be empty")
-			}
-			return nil
+		options.String(&c.SingleConference, "single-conference", "",
+			"single-conference mode: endpoints no mapping places join this conference (empty: they are refused); only for an MD that serves one conference").Check(func() error {
+			_, err := control.NewMembership(c.SingleConference)
+			return err
+		}),
+		options.String(&c.RemovedDefaultConference, "default-conference", "",
+			"removed, an error when set: endpoints no mapping places are refused unless single-conference names their conference").Check(func() error {
+			return removedDefaultConference(c.RemovedDefaultConference)
 		}),
 		options.YAML(&c.Mappings, "mappings", "conference mappings (tls-ids, addrs) and ICE credentials (ice: {ufrag: password})").Reloadable().Check(func() error {
-			return control.NewMembership(c.DefaultConference).Replace(c.Mappings)
+			m, err := control.NewMembership(c.SingleConference)
+			if err != nil {
+				return nil // single-conference says so
+			}
+			return m.Replace(c.Mappings)
 		}),
 		options.String(&c.ControlListen, "control-listen", "127.0.0.1:5742", "control API listen address (empty: disabled)").Check(func() error {
 			return hostPort(c.ControlListen)
@@ -271,6 +281,28 @@ func (c *Config) Options() []options.Option {
 	logOpts := options.Log(&c.LogLevel, &c.LogFormat)
 	logOpts[0] = logOpts[0].Reloadable() // log-level
 	return append(o, logOpts...)
+}
+
+// ErrDefaultConferenceRemoved is wrapped by the validation error of a
+// configuration that still sets default-conference.
+var ErrDefaultConferenceRemoved = errors.New("default-conference was removed")
+
+// removedDefaultConference refuses a configuration that sets the removed
+// option default-conference. It used to put every endpoint no mapping
+// placed into that one conference, whatever conference the KD admitted it
+// to, so that two conferences on one MD forwarded to each other's members.
+// Accepting it as single-conference would keep that failure for every
+// configuration that set it without serving one conference only (setting
+// it was never a statement that the MD serves one conference): the
+// operator decides, once, at the upgrade (check-config fails before the
+// daemon starts, a SIGHUP with it keeps the running configuration).
+func removedDefaultConference(v string) error {
+	if v == "" {
+		return nil
+	}
+	return fmt.Errorf("%w: endpoints that no mapping places are refused now; if this MD serves only one conference, "+
+		"set single-conference: %s to keep putting them there, else map them (mappings: tls-ids/addrs, or the control API) "+
+		"and delete default-conference", ErrDefaultConferenceRemoved, v)
 }
 
 func inRange(v, lo, hi int) error {

@@ -45,6 +45,8 @@ func TestValidateNamesFields(t *testing.T) {
 		{"frame-size", func(c *Config) { c.FrameSize = 1500 }},
 		{"umem-frames", func(c *Config) { c.RingSize, c.UMEMFrames = 2048, 2048 }},
 		{"busy-poll-usec", func(c *Config) { c.BusyPollUsec = -1 }},
+		{"default-conference", func(c *Config) { c.RemovedDefaultConference = "default" }},
+		{"single-conference", func(c *Config) { c.SingleConference = strings.Repeat("x", 256) }},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
 			c := good()
@@ -133,5 +135,50 @@ func TestDataplaneConfig(t *testing.T) {
 		if _, err := b.Dataplane(nil, nil); !errors.As(err, &fe) {
 			t.Fatalf("Dataplane of a bad config: %v, want a FieldError", err)
 		}
+	}
+}
+
+// TestDefaultConferenceRemoved: a configuration that still sets the
+// removed default-conference (file or flag, even to its old default) is
+// refused, naming the option and the single-conference line that keeps
+// the old behaviour; nothing reads it as single-conference silently.
+func TestDefaultConferenceRemoved(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "mdfast.yaml")
+	if err := os.WriteFile(p, []byte("kd: [198.18.0.2:5740]\ndefault-conference: default\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, args := range map[string][]string{
+		"file": {"-config", p},
+		"flag": {"-kd", "198.18.0.2:5740", "-default-conference", "room1"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c, _, err := Load("mdfast", args, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.SingleConference != "" {
+				t.Fatalf("default-conference became single-conference %q", c.SingleConference)
+			}
+			err = c.Validate()
+			var fe *FieldError
+			if !errors.As(err, &fe) || !errors.Is(err, ErrDefaultConferenceRemoved) ||
+				!strings.Contains(err.Error(), "config: default-conference:") ||
+				!strings.Contains(err.Error(), "set single-conference: "+c.RemovedDefaultConference) {
+				t.Fatalf("Validate = %v", err)
+			}
+		})
+	}
+}
+
+// TestSingleConference: single-conference mode is off by default and
+// turned on by naming the conference.
+func TestSingleConference(t *testing.T) {
+	if d := Defaults(); d.SingleConference != "" {
+		t.Fatalf("single-conference on by default: %q", d.SingleConference)
+	}
+	c, _, err := Load("mdfast", []string{"-single-conference", "lobby"}, io.Discard)
+	if err != nil || c.SingleConference != "lobby" {
+		t.Fatalf("single-conference = %q, %v", c.SingleConference, err)
 	}
 }

@@ -58,7 +58,11 @@ type api struct {
 //
 // Every request needs "Authorization: Bearer <token>" (compared in
 // constant time). A mapping change moves established associations to
-// their new conference.
+// their new conference and ends those that no mapping places any more
+// (unless single-conference mode places them). Mappings can be added at
+// any time; an endpoint is placed when its ClientHello is complete (one
+// that no mapping placed then was refused, and a mapping added later
+// admits its next ClientHello) and again when its keys arrive.
 func NewHandler(cfg Config) (http.Handler, error) {
 	if cfg.Membership == nil || cfg.Relay == nil {
 		return nil, errors.New("control: Membership and Relay are required")

@@ -22,7 +22,10 @@ func (f *fakeRelay) Reassign(context.Context) error                      { f.rea
 func (f *fakeRelay) Disconnect(context.Context, uuid.UUID) (bool, error) { return false, nil }
 
 func TestAPI(t *testing.T) {
-	m := NewMembership("")
+	m, err := NewMembership("")
+	if err != nil {
+		t.Fatal(err)
+	}
 	fr := &fakeRelay{}
 	h, err := NewHandler(Config{Membership: m, Relay: fr, Token: "0123456789abcdef-token"})
 	if err != nil {
@@ -64,12 +67,14 @@ func TestAPI(t *testing.T) {
 	if fr.reassigned != 3 {
 		t.Errorf("reassigned %d times, want 3", fr.reassigned)
 	}
-	def := m.Conference("", netip.MustParseAddrPort("198.18.0.99:1"))
-	r1 := m.Conference("abcdefghijklmnopqrstu", netip.MustParseAddrPort("198.18.0.99:1"))
-	r2 := m.Conference("", netip.MustParseAddrPort("198.18.0.11:4000"))
-	r2ip := m.Conference("", netip.MustParseAddrPort("198.18.0.12:9"))
-	if def != 1 || r1 == def || r2 == def || r2 == r1 || r2ip != r2 {
-		t.Errorf("conferences default=%d room1=%d room2=%d room2(ip)=%d", def, r1, r2, r2ip)
+	if c, ok := m.Conference("", netip.MustParseAddrPort("198.18.0.99:1")); ok {
+		t.Errorf("an unmapped endpoint is in conference %d", c)
+	}
+	r1, ok1 := m.Conference("abcdefghijklmnopqrstu", netip.MustParseAddrPort("198.18.0.99:1"))
+	r2, ok2 := m.Conference("", netip.MustParseAddrPort("198.18.0.11:4000"))
+	r2ip, ok3 := m.Conference("", netip.MustParseAddrPort("198.18.0.12:9"))
+	if !ok1 || !ok2 || !ok3 || r1 == r2 || r2ip != r2 {
+		t.Errorf("conferences room1=%d room2=%d room2(ip)=%d", r1, r2, r2ip)
 	}
 	if p, ok := m.ICEPassword("mdufrag"); !ok || p != "0123456789012345678901" {
 		t.Error("ICE password not set")

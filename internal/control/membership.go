@@ -10,10 +10,6 @@ import (
 	"github.com/mdfast/mdfast/internal/keytable"
 )
 
-// DefaultConference is the name of the conference that holds every
-// endpoint with no mapping.
-const DefaultConference = "default"
-
 // MinICEPasswordLen is the shortest ICE password accepted (RFC 8445
 // section 5.3: at least 128 bits of randomness, 22 characters).
 const MinICEPasswordLen = 22
@@ -42,32 +38,42 @@ type Mappings struct {
 
 // Membership maps endpoints to conferences and holds the ICE credentials.
 // Conference names are interned into key table conference IDs, stable for
-// the life of the process. Safe for concurrent use.
+// the life of the process. An endpoint no mapping places is in no
+// conference (the slow path refuses it) unless the Membership runs in
+// single-conference mode, which the operator must ask for by naming that
+// conference. Safe for concurrent use.
 type Membership struct {
-	mu      sync.RWMutex
-	ids     map[string]keytable.ConferenceID
-	names   map[keytable.ConferenceID]string
-	tlsIDs  map[string]string
-	addrs   map[netip.AddrPort]string
-	ips     map[netip.Addr]string
-	ice     map[string]string
-	defName string
+	mu     sync.RWMutex
+	ids    map[string]keytable.ConferenceID
+	names  map[keytable.ConferenceID]string
+	tlsIDs map[string]string
+	addrs  map[netip.AddrPort]string
+	ips    map[netip.Addr]string
+	ice    map[string]string
+	single string // "" unless in single-conference mode
 }
 
-// NewMembership returns an empty Membership whose default conference is
-// named defaultName (DefaultConference when empty).
-func NewMembership(defaultName string) *Membership {
-	if defaultName == "" {
-		defaultName = DefaultConference
+// NewMembership returns an empty Membership. With single empty, an
+// endpoint no mapping places is in no conference; otherwise it is in the
+// conference named single (single-conference mode). A single name that is
+// not a valid conference name (longer than 255 octets) is an error.
+func NewMembership(single string) (*Membership, error) {
+	if len(single) > maxNameLen {
+		return nil, fmt.Errorf("%w: single conference must be 1..%d octets", ErrInvalid, maxNameLen)
 	}
 	m := &Membership{
 		ids: map[string]keytable.ConferenceID{}, names: map[keytable.ConferenceID]string{},
 		tlsIDs: map[string]string{}, addrs: map[netip.AddrPort]string{}, ips: map[netip.Addr]string{},
-		ice: map[string]string{}, defName: defaultName,
+		ice: map[string]string{}, single: single,
 	}
-	m.intern(defaultName)
-	return m
+	if single != "" {
+		m.intern(single)
+	}
+	return m, nil
 }
+
+// Single returns the conference of single-conference mode ("" when off).
+func (m *Membership) Single() string { return m.single }
 
 func (m *Membership) intern(name string) keytable.ConferenceID {
 	if id, ok := m.ids[name]; ok {
@@ -79,19 +85,23 @@ func (m *Membership) intern(name string) keytable.ConferenceID {
 }
 
 // Conference implements mdslow.Membership: the tls-id mapping wins, then
-// the ip:port mapping, then the ip mapping, else the default conference.
-func (m *Membership) Conference(tlsID string, addr netip.AddrPort) keytable.ConferenceID {
+// the ip:port mapping, then the ip mapping, then the single conference in
+// single-conference mode; ok is false when none places the endpoint.
+func (m *Membership) Conference(tlsID string, addr netip.AddrPort) (id keytable.ConferenceID, ok bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	name := m.defName
+	name := m.single
 	if n, ok := m.tlsIDs[tlsID]; ok && tlsID != "" {
 		name = n
-	} else if n, ok := m.addrs[addr]; ok {
+	} else if n, ok := m.addrs[netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())]; ok {
 		name = n
 	} else if n, ok := m.ips[addr.Addr().Unmap()]; ok {
 		name = n
 	}
-	return m.ids[name]
+	if name == "" {
+		return 0, false
+	}
+	return m.ids[name], true
 }
 
 // ConferenceName returns the name of conference id.
@@ -267,7 +277,10 @@ func (m *Membership) ICEUfrags() []string {
 // Replace validates mp and replaces every mapping and credential with it
 // (a configuration reload). On error nothing changes.
 func (m *Membership) Replace(mp Mappings) error {
-	n := NewMembership(m.defName)
+	n, err := NewMembership(m.single)
+	if err != nil {
+		return err
+	}
 	for k, v := range mp.TLSIDs {
 		if err := n.MapTLSID(k, v); err != nil {
 			return fmt.Errorf("tls-id %q: %w", k, err)

@@ -13,7 +13,14 @@
 //     the endpoint's address. MediaKeys become srtpfast.Keys (client_write
 //     opens what the endpoint sends, server_write seals what the MD sends
 //     to it) installed in the key table in the conference the Membership
-//     names. Only the KD (EndpointDisconnect) or the MD's own timers
+//     names. An endpoint the Membership places in no conference (no
+//     tls-id or address mapping, single-conference mode off) is refused
+//     when its ClientHello is complete, before the KD sees it: a fatal
+//     access_denied alert, counted by Refusal (Relay.refuse says why
+//     there). The conference is looked up again when the keys arrive and
+//     on every mapping change (Reassign), which ends an established
+//     association no mapping places any more. Otherwise only the KD
+//     (EndpointDisconnect) or the MD's own timers
 //     (Limits.IdleTimeout, Limits.HandshakeTimeout) end an association:
 //     nothing the MD cannot authenticate does (alerts and protected records
 //     go to the KD; a new handshake from an established 5-tuple runs beside

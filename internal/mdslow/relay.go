@@ -69,10 +69,11 @@ type Neighbours interface {
 }
 
 // Membership maps an endpoint to its conference: by the tls-id of its
-// ClientHello ("" when it sent none) or by its transport address, else the
-// default conference.
+// ClientHello ("" when it sent none) or by its transport address. ok is
+// false when it places the endpoint in no conference: the relay refuses
+// such an endpoint (see Relay.refuse), it never guesses one.
 type Membership interface {
-	Conference(tlsID string, addr netip.AddrPort) keytable.ConferenceID
+	Conference(tlsID string, addr netip.AddrPort) (conf keytable.ConferenceID, ok bool)
 }
 
 // Limits are the relay's bounds; all can change at run time (SetLimits).
@@ -164,6 +165,41 @@ type Stats struct {
 	STUNRateLimited                 uint64 // requests over their source's budget
 	DropEventQueue                  uint64 // tunnel messages dropped: relay too busy
 	DisconnectsLost                 uint64 // EndpointDisconnects that could not be sent
+	// Refused counts the endpoints the Membership placed in no
+	// conference, by Refusal.
+	Refused [NumRefusals]uint64
+}
+
+// Refusal is why an endpoint was refused for want of a conference.
+type Refusal int
+
+// The refusals, the reason label of mdfast_endpoints_refused_total.
+const (
+	// RefusedNoMapping: its ClientHello was complete and no mapping
+	// placed it; it got an access_denied alert and the KD no ClientHello.
+	RefusedNoMapping Refusal = iota
+	// RefusedNoMappingAtKeys: a mapping placed it when its ClientHello
+	// arrived but none did when its MediaKeys came (the mapping was
+	// removed during the handshake); the keys were not installed.
+	RefusedNoMappingAtKeys
+	// RefusedMappingRemoved: established, and a mapping change (control
+	// API, reload) left it in no conference; it was ended.
+	RefusedMappingRemoved
+	// NumRefusals is the number of Refusal values.
+	NumRefusals
+)
+
+// String returns the metric label of f.
+func (f Refusal) String() string {
+	switch f {
+	case RefusedNoMapping:
+		return "no_mapping"
+	case RefusedNoMappingAtKeys:
+		return "no_mapping_at_keys"
+	case RefusedMappingRemoved:
+		return "mapping_removed"
+	}
+	return "unknown"
 }
 
 type counters struct {
@@ -178,6 +214,7 @@ type counters struct {
 	dropSend, dropUnknownID, installErrors         atomic.Uint64
 	stunAnswered, stunRejected, stunIgnored        atomic.Uint64
 	dropEvents, disconnectsLost                    atomic.Uint64
+	refused                                        [NumRefusals]atomic.Uint64
 }
 
 // AssociationInfo describes one association (for the control API).
@@ -210,6 +247,7 @@ type association struct {
 	reasm       *dtlsmsg.Reassembler // until the first ClientHello is complete
 	started     time.Time
 	established bool
+	sentToKD    bool             // a datagram of it went to the KD
 	inTable     bool             // false once ExpireIdle took it out
 	profile     srtpfast.Profile // of the installed keys
 	conf        keytable.ConferenceID
@@ -330,7 +368,12 @@ func (r *Relay) Limits() Limits { return *r.limits.Load() }
 // Stats returns the counters.
 func (r *Relay) Stats() Stats {
 	c := &r.c
+	var refused [NumRefusals]uint64
+	for i := range refused {
+		refused[i] = c.refused[i].Load()
+	}
 	return Stats{
+		Refused:      refused,
 		Associations: c.associations.Load(), Pending: c.pending.Load(),
 		Started: c.started.Load(), Established: c.established.Load(), Ended: c.ended.Load(),
 		Expired: c.expired.Load(), HandshakeTimeouts: c.handshakeTimeouts.Load(),
@@ -434,13 +477,25 @@ func (r *Relay) Associations(ctx context.Context) ([]AssociationInfo, error) {
 
 // Reassign re-evaluates the conference of every established association
 // (after a membership change) and moves those whose conference changed.
+// One that no mapping places any more is ended (EndpointDisconnect to the
+// KD, counted as RefusedMappingRemoved): removing an endpoint's mapping
+// removes it from its conference, it is never left forwarding to
+// receivers it is no longer mapped with. Associations still in their
+// handshake are placed when their keys arrive.
 func (r *Relay) Reassign(ctx context.Context) error {
 	return r.do(ctx, func() {
 		for _, a := range r.byID {
 			if !a.established {
 				continue
 			}
-			conf := r.cfg.Membership.Conference(a.tlsID, a.addr)
+			conf, ok := r.cfg.Membership.Conference(a.tlsID, a.addr)
+			if !ok {
+				r.c.refused[RefusedMappingRemoved].Add(1)
+				r.log.Info("association ended: its mapping was removed", "association", a.id, "addr", a.addr, "tls_id", a.tlsID,
+					"conference", a.conf, "reason", RefusedMappingRemoved.String())
+				r.end(a, true, "mapping removed")
+				continue
+			}
 			if conf == a.conf {
 				continue
 			}
@@ -678,6 +733,13 @@ func (r *Relay) handleDTLS(p slowpkt.Packet) {
 				a.tlsID = string(ch.ExternalSessionID)
 			}
 			a.reasm = nil
+			if _, ok := r.cfg.Membership.Conference(a.tlsID, a.addr); !ok {
+				// Before the datagram that completes the ClientHello
+				// goes to the KD: the KD never starts a handshake for
+				// an endpoint the MD could not forward to anyone.
+				r.refuse(a, p.Data)
+				return
+			}
 		} else if err != nil {
 			r.rl.Log(slog.LevelDebug, "client hello", "ClientHello", "association", a.id, "err", err)
 		}
@@ -855,8 +917,67 @@ func (r *Relay) toKD(a *association, b []byte) {
 		r.c.dropTunnel.Add(1)
 		r.rl.Log(slog.LevelDebug, "to kd dropped", "DTLS to KD dropped", "association", a.id, "err", err)
 	} else {
+		a.sentToKD = true
 		r.c.dtlsToKD.Add(1)
 	}
+}
+
+// refuse ends association a, whose ClientHello (completed by datagram b)
+// the Membership places in no conference. Where the MD refuses, and why
+// there:
+//
+//   - The tls-id comes in the ClientHello's external_session_id, so the
+//     first point where the MD knows every mapping that could place the
+//     endpoint is the complete ClientHello; the ClientHello without a
+//     cookie is not that point: it comes from an unproven address, and
+//     refusing there would let a spoofer make the MD count and log
+//     refusals of an address it chooses, and cost a full parse per
+//     spoofed datagram instead of one HMAC. After the cookie, the
+//     refusal costs what admission already bounds (rate per source
+//     address, pending per prefix).
+//   - The KD gets nothing of a ClientHello that fits in one datagram (the
+//     usual case), so no handshake and no state there; of a fragmented
+//     one it got the earlier fragments only, so it gets an
+//     EndpointDisconnect that frees them.
+//   - The endpoint gets a plaintext fatal access_denied alert (RFC 5246
+//     section 7.2.2: access control refused the negotiation), with the
+//     record sequence number of the record that completed its
+//     ClientHello, as a stateless server answers (RFC 6347 section
+//     4.2.1). Its DTLS stack fails at once instead of retransmitting for
+//     a minute. The alert is smaller than the datagram it answers.
+//
+// A mapping added later is for the endpoint's next handshake: this one is
+// over. Counted (RefusedNoMapping), logged rate-limited.
+func (r *Relay) refuse(a *association, b []byte) {
+	r.c.refused[RefusedNoMapping].Add(1)
+	var seq uint64
+	if rec, _, err := dtlsmsg.NextRecord(b); err == nil {
+		seq = rec.Sequence
+	}
+	var buf [dtlsmsg.RecordHeaderLen + 2]byte
+	if err := r.cfg.Sender.SendSlow(a.port, appendAccessDenied(buf[:0], seq), a.addr); err != nil {
+		r.c.dropSend.Add(1)
+	}
+	r.rl.Log(slog.LevelWarn, "refused no mapping", "endpoint refused: no mapping places it in a conference (map its tls-id or address, or configure single-conference)",
+		"association", a.id, "addr", a.addr, "tls_id", a.tlsID, "reason", RefusedNoMapping.String())
+	r.end(a, a.sentToKD, "refused: no conference mapping")
+}
+
+// alertAccessDenied is the fatal access_denied alert (RFC 5246 section
+// 7.2: level 2, description 49).
+const (
+	alertLevelFatal   = 2
+	alertAccessDenied = 49
+)
+
+// appendAccessDenied appends a plaintext (epoch 0) DTLS record holding a
+// fatal access_denied alert with record sequence number seq; the record
+// version is DTLS 1.0, as in the HelloVerifyRequest (RFC 6347 section
+// 4.2.1), which every DTLS 1.x client accepts before the ServerHello.
+func appendAccessDenied(dst []byte, seq uint64) []byte {
+	return append(dst, dtlsmsg.ContentTypeAlert, 0xFE, 0xFF, 0, 0,
+		byte(seq>>40), byte(seq>>32), byte(seq>>24), byte(seq>>16), byte(seq>>8), byte(seq),
+		0, 2, alertLevelFatal, alertAccessDenied)
 }
 
 func (r *Relay) handleEvent(e event) {
@@ -918,7 +1039,18 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 		r.setAddr(a.addr, a)
 	}
 	if err == nil {
-		conf := r.cfg.Membership.Conference(a.tlsID, a.addr)
+		conf, ok := r.cfg.Membership.Conference(a.tlsID, a.addr)
+		if !ok {
+			// Its mapping went away during the handshake: the endpoint
+			// has finished its DTLS with the KD, so the MD cannot alert
+			// it (epoch 1); the KD hears EndpointDisconnect and the
+			// endpoint's media is dropped as from an unknown address.
+			r.c.refused[RefusedNoMappingAtKeys].Add(1)
+			r.rl.Log(slog.LevelWarn, "refused no mapping at keys", "endpoint refused: its mapping was removed before its keys came",
+				"association", a.id, "addr", a.addr, "tls_id", a.tlsID, "reason", RefusedNoMappingAtKeys.String())
+			r.end(a, true, "refused: no conference mapping when its keys came")
+			return
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), tableOpTimeout)
 		_, err = r.cfg.Table.Install(ctx, keytable.Association{ID: a.id, Addr: a.addr, Conference: conf, Recv: recv, Send: send})
 		cancel()

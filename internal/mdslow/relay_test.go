@@ -91,15 +91,17 @@ func (f *fakeNeighbours) take() []string {
 	return c
 }
 
+// oneConf places the tls-ids of byTLS in their conference and every other
+// endpoint in conference 1 (single-conference mode).
 type oneConf struct {
 	byTLS map[string]keytable.ConferenceID
 }
 
-func (o oneConf) Conference(tlsID string, _ netip.AddrPort) keytable.ConferenceID {
+func (o oneConf) Conference(tlsID string, _ netip.AddrPort) (keytable.ConferenceID, bool) {
 	if c, ok := o.byTLS[tlsID]; ok {
-		return c
+		return c, true
 	}
-	return 1
+	return 1, true
 }
 
 // clientHello builds a one-record epoch-0 ClientHello with
@@ -156,6 +158,12 @@ type env struct {
 
 func newEnv(t *testing.T, lim Limits) *env {
 	t.Helper()
+	return newEnvWith(t, lim, oneConf{byTLS: map[string]keytable.ConferenceID{"tls-id-mapped-to-conference-7": 7}})
+}
+
+// newEnvWith is newEnv with memb as the Membership.
+func newEnvWith(t *testing.T, lim Limits, memb Membership) *env {
+	t.Helper()
 	now := time.Unix(1000, 0)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -166,7 +174,7 @@ func newEnv(t *testing.T, lim Limits) *env {
 	e := &env{tun: &fakeTunnel{dtls: map[uuid.UUID]int{}}, snd: &fakeSender{}, nb: &fakeNeighbours{}, table: table,
 		slow: make(chan slowpkt.Packet, 16), now: &now, mu: &mu}
 	e.r, err = New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Tunnel: e.tun, Sender: e.snd, Neighbours: e.nb, Table: table, Limits: lim, Now: clock,
-		Membership: oneConf{byTLS: map[string]keytable.ConferenceID{"tls-id-mapped-to-conference-7": 7}}})
+		Membership: memb})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,6 +50,7 @@ var (
 	dConfs     = desc("conferences", "Conferences with at least one member.")
 	dTable     = desc("keytable_events_total", "Key table events.", "event")
 	dSlow      = desc("slowpath_events_total", "Slow path events.", "event")
+	dRefused   = desc("endpoints_refused_total", "Endpoints refused because no mapping (tls-id, address) placed them in a conference and single-conference mode is off, per reason: no_mapping (at the ClientHello, access_denied alert), no_mapping_at_keys (mapping removed during the handshake), mapping_removed (established, ended by a mapping change).", "reason")
 )
 
 // Collector implements prometheus.Collector over a Source.
@@ -61,7 +62,7 @@ func NewCollector(src Source) *Collector { return &Collector{src: src} }
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dReceived, dRxBytes, dForwarded, dSent, dTxBytes, dSlowPath, dDropped,
-		dMode, dXDP, dAssoc, dPending, dConfs, dTable, dSlow} {
+		dMode, dXDP, dAssoc, dPending, dConfs, dTable, dSlow, dRefused} {
 		ch <- d
 	}
 }
@@ -150,6 +151,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			{"stun_answered", s.STUNAnswered}, {"stun_rejected", s.STUNRejected}, {"stun_ignored", s.STUNIgnored},
 			{"drop_event_queue", s.DropEventQueue}, {"endpoint_disconnect_lost", s.DisconnectsLost}} {
 			counter(ch, dSlow, e.v, e.n)
+		}
+		for f := range mdslow.NumRefusals {
+			counter(ch, dRefused, s.Refused[f], f.String())
 		}
 	}
 }

@@ -403,9 +403,19 @@ func TestNilSources(t *testing.T) {
 	reg = prometheus.NewPedanticRegistry()
 	reg.MustRegister(NewCollector(Source{
 		Table: func() keytable.Stats { return keytable.Stats{Associations: 1} },
-		Slow:  func() mdslow.Stats { return mdslow.Stats{} },
+		Slow: func() mdslow.Stats {
+			var s mdslow.Stats
+			s.Refused[mdslow.RefusedNoMapping], s.Refused[mdslow.RefusedMappingRemoved] = 3, 1
+			return s
+		},
 	}))
 	fams := gather(t, reg)
+	refused := family(t, fams, "mdfast_endpoints_refused_total")
+	for reason, want := range map[string]float64{"no_mapping": 3, "no_mapping_at_keys": 0, "mapping_removed": 1} {
+		if v := sum(refused, map[string]string{"reason": reason}); v != want {
+			t.Errorf("endpoints_refused_total{reason=%q} = %v, want %v", reason, v, want)
+		}
+	}
 	if v := sum(family(t, fams, "mdfast_associations"), nil); v != 1 {
 		t.Errorf("associations = %v", v)
 	}

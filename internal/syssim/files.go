@@ -64,16 +64,50 @@ func (f *Files) ControlToken() string { return "demo-control-token-0123456789" }
 // RegistryFile is the registry's name in Dir.
 const RegistryFile = "registry.yaml"
 
-// WriteRegistry writes the KD's registry (Dir/registry.yaml): one
-// conference, conference, with ids as its endpoints.
+// MDConfigFile is the name in Dir of mdfast's configuration file (-config):
+// the conference mappings that place every endpoint of the registry in its
+// conference by its tls-id. mdfast refuses an endpoint no mapping places.
+const MDConfigFile = "mdfast.yaml"
+
+// Conference is a conference of the system and its endpoints.
+type Conference struct {
+	ID        string
+	Endpoints []endpointsim.Identity
+}
+
+// WriteRegistry writes the KD's registry (Dir/registry.yaml) and mdfast's
+// mappings (Dir/mdfast.yaml) for one conference, conference, with ids as
+// its endpoints.
 func (f *Files) WriteRegistry(conference string, ids []endpointsim.Identity) error {
-	var reg strings.Builder
-	fmt.Fprintf(&reg, "conferences:\n  - id: %s\n    endpoints:\n", conference)
-	for i := range ids {
-		fmt.Fprintf(&reg, "      - tls_id: %q\n        fingerprint: %q\n", ids[i].TLSID, "sha-256 "+ids[i].Fingerprint().String())
+	return f.WriteConferences([]Conference{{ID: conference, Endpoints: ids}})
+}
+
+// WriteConferences writes the KD's registry (Dir/registry.yaml) of confs
+// and mdfast's configuration (Dir/mdfast.yaml) mapping each endpoint's
+// tls-id to its conference, so that both daemons agree on who is where.
+func (f *Files) WriteConferences(confs []Conference) error {
+	var reg, md strings.Builder
+	reg.WriteString("conferences:\n")
+	md.WriteString("mappings:\n  tls-ids:\n")
+	n := 0
+	for _, c := range confs {
+		fmt.Fprintf(&reg, "  - id: %s\n    endpoints:\n", c.ID)
+		for i := range c.Endpoints {
+			id := &c.Endpoints[i]
+			fmt.Fprintf(&reg, "      - tls_id: %q\n        fingerprint: %q\n", id.TLSID, "sha-256 "+id.Fingerprint().String())
+			fmt.Fprintf(&md, "    %q: %q\n", id.TLSID, c.ID)
+			n++
+		}
+	}
+	if n == 0 {
+		md.Reset()
+		md.WriteString("# no endpoints\n")
 	}
 	if err := os.WriteFile(f.Path(RegistryFile), []byte(reg.String()), 0o600); err != nil {
 		return fmt.Errorf("syssim: registry: %w", err)
+	}
+	if err := os.WriteFile(f.Path(MDConfigFile), []byte(md.String()), 0o600); err != nil {
+		return fmt.Errorf("syssim: mdfast mappings: %w", err)
 	}
 	return nil
 }
@@ -105,10 +139,12 @@ type MD struct {
 }
 
 // MDFastArgs are the arguments of `mdfast run` with md's settings, the
+// mappings of Dir/mdfast.yaml (WriteRegistry, WriteConferences: no
+// single-conference mode, every endpoint is placed by its tls-id), the
 // tunnel files of f (the KD certificate named "kd") and a short reconnect
 // backoff.
 func (f *Files) MDFastArgs(md MD) []string {
-	args := []string{"run",
+	args := []string{"run", "-config", f.Path(MDConfigFile),
 		"-interface", md.Interface, "-mode", md.Mode, "-address", md.Address, "-media-ports", strconv.Itoa(md.Port),
 		"-kd", md.KD, "-kd-server-name", "kd",
 		"-tunnel-cert", f.Path("md.crt"), "-tunnel-key", f.Path("md.key"), "-tunnel-ca", f.Path("ca.crt"),

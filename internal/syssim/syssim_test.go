@@ -53,7 +53,7 @@ func TestFilesAndRegistry(t *testing.T) {
 	if len(confs) != 1 || confs[0].ID != "bench" || len(confs[0].Endpoints) != 3 {
 		t.Fatalf("registry parsed as %+v", confs)
 	}
-	// mdfast's own flag parser accepts the arguments.
+	// mdfast's own parser accepts the arguments (and the file they name).
 	args := f.MDFastArgs(MD{Interface: "eth0", Mode: "socket", Address: "198.18.0.1", Port: 5004,
 		KD: "127.0.0.1:5740", Metrics: "127.0.0.1:9542", Extra: []string{"-new-associations-per-second", "-1"}})
 	if args[0] != "run" {
@@ -68,6 +68,17 @@ func TestFilesAndRegistry(t *testing.T) {
 	}
 	if c.NewPerSecond != -1 || c.TunnelCert != f.Path("md.crt") || !slices.Equal(c.MediaPorts, []uint16{5004}) {
 		t.Fatalf("parsed %+v", c)
+	}
+	// mdfast places every registered endpoint in the registry's
+	// conference by its tls-id, and nothing else (no single-conference
+	// mode: an endpoint the KD does not know is refused by the MD too).
+	if c.SingleConference != "" || len(c.Mappings.TLSIDs) != len(ids) || len(c.Mappings.Addrs) != 0 {
+		t.Fatalf("mdfast mappings %+v, single-conference %q", c.Mappings, c.SingleConference)
+	}
+	for _, id := range ids {
+		if c.Mappings.TLSIDs[id.TLSID] != "bench" {
+			t.Fatalf("tls-id %s mapped to %q", id.TLSID, c.Mappings.TLSIDs[id.TLSID])
+		}
 	}
 	kargs := f.KeydistArgs("127.0.0.1:5740", "127.0.0.1:9541")
 	if i := slices.Index(kargs, "-registry"); i < 0 || kargs[i+1] != f.Path(RegistryFile) {
