@@ -258,10 +258,10 @@ type Relay struct {
 	// the pending one. The Run goroutine reads it without a lock and
 	// writes it under addrMu; Triage, on the data plane's goroutines,
 	// reads it under addrMu.
-	addrMu sync.RWMutex
-	byAddr map[netip.AddrPort]*association
-	ipRefs   map[netip.Addr]int          // associations with keys installed, per IP address
-	stopping bool                        // Run is returning: ends skip the per-association table work
+	addrMu   sync.RWMutex
+	byAddr   map[netip.AddrPort]*association
+	ipRefs   map[netip.Addr]int // associations with keys installed, per IP address
+	stopping bool               // Run is returning: ends skip the per-association table work
 	byID     map[uuid.UUID]*association
 	limiter  *limiter
 	stunLim  *limiter
