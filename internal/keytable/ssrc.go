@@ -61,11 +61,14 @@ type confState struct {
 	// hist is, per SSRC, what each receiver key (by Endpoint.Gen) may
 	// have been sent under it: one past the highest index, per Kind. An
 	// entry exists while that receiver is a member (or moving out); an
-	// SSRC with no entries and no live claim is forgotten. Under mu.
+	// SSRC with no entries and no live claim is forgotten. Under mu;
+	// nil until the first entry (histFor): most conferences never re-use
+	// an SSRC.
 	hist map[uint32]map[uint64]lane
 	// away holds the members moving out of the conference (SetConference
 	// between its two steps), by association serial: a claim closed
-	// meanwhile must still record what it sent them. Under mu.
+	// meanwhile must still record what it sent them. Under mu; nil until
+	// the first move.
 	away map[uint64]member
 }
 
@@ -112,10 +115,18 @@ type claim struct {
 }
 
 func newConfState(t *Table, id ConferenceID) *confState {
-	cs := &confState{id: id, t: t, hist: map[uint32]map[uint64]lane{}, away: map[uint64]member{}}
+	cs := &confState{id: id, t: t}
 	m := map[uint32]*claim{}
 	cs.claims.Store(&m)
 	return cs
+}
+
+// histFor returns cs.hist, making it on first use. Under mu.
+func (cs *confState) histFor() map[uint32]map[uint64]lane {
+	if cs.hist == nil {
+		cs.hist = make(map[uint32]map[uint64]lane)
+	}
+	return cs.hist
 }
 
 // Claim is the admission of one packet under a live claim, returned by
@@ -418,7 +429,7 @@ func (cs *confState) record(c *claim, only *member) {
 		if changed || had {
 			if h == nil {
 				h = map[uint64]lane{}
-				cs.hist[c.ssrc] = h
+				cs.histFor()[c.ssrc] = h
 			}
 			nl.serial = mb.a.serial
 			h[mb.gen] = nl
@@ -462,6 +473,9 @@ func (cs *confState) retire(a *assoc, gen uint64, moving bool) {
 	}
 	cs.claims.Store(&nm)
 	if moving {
+		if cs.away == nil {
+			cs.away = make(map[uint64]member)
+		}
 		cs.away[a.serial] = member{a: a, gen: gen, join: a.joinSeq}
 	} else {
 		cs.forget(a.serial, 0)
@@ -541,7 +555,7 @@ func (cs *confState) reserve(a *assoc, gen uint64, ssrcs map[uint32]lane) bool {
 		h := cs.hist[s]
 		if h == nil {
 			h = map[uint64]lane{}
-			cs.hist[s] = h
+			cs.histFor()[s] = h
 		}
 		cur := h[gen]
 		cur.serial = a.serial
