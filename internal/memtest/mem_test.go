@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/mdfast/mdfast/internal/control"
 	"github.com/mdfast/mdfast/internal/dataplane"
 	"github.com/mdfast/mdfast/internal/dtlsmsg"
 	"github.com/mdfast/mdfast/internal/keytable"
@@ -36,12 +37,6 @@ func addrOf(i int) netip.AddrPort {
 	var ip [4]byte
 	binary.BigEndian.PutUint32(ip[:], v)
 	return netip.AddrPortFrom(netip.AddrFrom4(ip), 40000+uint16(i%1000))
-}
-
-// indexOf inverts addrOf.
-func indexOf(ap netip.AddrPort) int {
-	ip := ap.Addr().As4()
-	return int(binary.BigEndian.Uint32(ip[:]) - (uint32(198)<<24 | uint32(18)<<16) - 2)
 }
 
 // masterKey derives endpoint i's hop-by-hop master key and salt of one
@@ -137,13 +132,6 @@ func (t *table) Install(ctx context.Context, a keytable.Association) (*keytable.
 	return ep, err
 }
 
-// conferences maps endpoint i to conference i/size.
-type conferences struct{ size int }
-
-func (c conferences) Conference(_ string, addr netip.AddrPort) keytable.ConferenceID {
-	return keytable.ConferenceID(indexOf(addr)/c.size + 1)
-}
-
 // port is a dataplane.Port that generates, for each endpoint, one SRTP
 // packet under each of its two SSRCs (audio and video), sealed with the
 // endpoint's client_write keys as the endpoint would; what the worker
@@ -233,6 +221,7 @@ type figures struct {
 	table    float64 // key table beside the keys: Endpoint, slots, lists, claims
 	receive  float64 // workers: Openers, their entries, the Peer cache
 	slow     float64 // the relay's records and indexes
+	memb     float64 // the tls-id mapping that puts the endpoint in its conference
 	total    float64
 	elapsed  time.Duration
 	forwards uint64
@@ -256,7 +245,8 @@ func scenario(t *testing.T, n, confSize, workers int) figures {
 	tb := &table{Table: kt, installed: make(chan error, 1)}
 	tu := &tun{ids: make(chan uuid.UUID, 1)}
 	snd := &sender{out: make(chan []byte, 1)}
-	relay, err := mdslow.New(mdslow.Config{Tunnel: tu, Sender: snd, Table: tb, Membership: conferences{confSize},
+	memb := control.NewMembership("")
+	relay, err := mdslow.New(mdslow.Config{Tunnel: tu, Sender: snd, Table: tb, Membership: memb,
 		// No idle expiry while a slow machine builds the table; no
 		// per-source rate limit (see TestMemoryPerAssociation).
 		Limits: mdslow.Limits{NewPerSecond: -1, IdleTimeout: time.Hour}, Logger: log})
@@ -273,6 +263,11 @@ func scenario(t *testing.T, n, confSize, workers int) figures {
 		var random [32]byte
 		binary.BigEndian.PutUint64(random[:], uint64(i)+1)
 		from := addrOf(i)
+		// The signalling maps the endpoint's tls-id to its conference
+		// (the control API's PUT /v1/mappings/tls-ids/...).
+		if err := memb.MapTLSID(tlsIDOf(i), fmt.Sprintf("conference-%d", i/confSize)); err != nil {
+			t.Fatal(err)
+		}
 		slow <- slowpkt.Packet{Data: clientHello(t, tlsIDOf(i), 0, random, nil), From: from, To: mdAddr}
 		cookie, err := hvrCookie(<-snd.out)
 		if err != nil {
@@ -314,8 +309,8 @@ func scenario(t *testing.T, n, confSize, workers int) figures {
 	if want := uint64(2 * n); confSize > 1 && forwarded != want {
 		t.Fatalf("%d packets forwarded, want %d", forwarded, want)
 	}
-	if s := kt.Stats(); s.SSRCClaims != uint64(2*n) {
-		t.Fatalf("%d SSRC claims, want %d", s.SSRCClaims, 2*n)
+	if s := kt.Stats(); s.SSRCClaims != uint64(2*n) || s.Conferences != (n+confSize-1)/confSize {
+		t.Fatalf("%d SSRC claims (want %d), %d conferences", s.SSRCClaims, 2*n, s.Conferences)
 	}
 	total := heap()
 
@@ -325,6 +320,11 @@ func scenario(t *testing.T, n, confSize, workers int) figures {
 	<-done
 	tb.Table = nil
 	noSlow := heap()
+	// Without the membership mappings.
+	if got := memb.Snapshot(); len(got.TLSIDs) != n {
+		t.Fatalf("%d tls-id mappings", len(got.TLSIDs))
+	}
+	noMemb := heap()
 	runtime.KeepAlive(ws) // live until here: the GC knows when a variable is last used
 	// Without the workers' receive state.
 	noWorkers := heap()
@@ -353,7 +353,8 @@ func scenario(t *testing.T, n, confSize, workers int) figures {
 	f := figures{
 		keys:     float64(keysHeap) / float64(n),
 		slow:     per(total, noSlow),
-		receive:  per(noSlow, noWorkers),
+		memb:     per(noSlow, noMemb),
+		receive:  per(noMemb, noWorkers),
 		total:    per(total, min(base, empty)),
 		elapsed:  time.Since(start),
 		forwards: forwarded,
@@ -366,7 +367,7 @@ func scenario(t *testing.T, n, confSize, workers int) figures {
 // per association: about 25 % above what it measured (see the README's
 // "Memory per association"), so that a regression fails it.
 type bound struct {
-	keys, table, receive, slow, total float64
+	keys, table, receive, slow, memb, total float64
 }
 
 // check reports every component of f over its bound.
@@ -380,6 +381,7 @@ func (b bound) check(t *testing.T, f figures) {
 		{"key table", f.table, b.table},
 		{"receive state", f.receive, b.receive},
 		{"slow path", f.slow, b.slow},
+		{"membership", f.memb, b.memb},
 		{"total", f.total, b.total},
 	} {
 		if c.got > c.limit {
@@ -399,12 +401,12 @@ func TestMemoryPerAssociation(t *testing.T) {
 	}
 	// About 25 % above what was measured (go1.26, amd64; 10,000
 	// associations in conferences of 4, one worker): keys 3,264, key table
-	// 664, receive state 665, slow path 451, total 5,044.
-	b := bound{keys: 4100, table: 830, receive: 830, slow: 565, total: 6300}
+	// 663, receive state 665, slow path 451, membership 151, total 5,195.
+	b := bound{keys: 4100, table: 830, receive: 830, slow: 565, memb: 190, total: 6500}
 	// Each worker keeps a Peer per endpoint it forwards to: a second
 	// worker adds that again.
 	b2 := b
-	b2.receive, b2.total = 1010, 6480 // measured 805 and 5,183
+	b2.receive, b2.total = 1010, 6670 // measured 805 and 5,335
 	cases := []tc{
 		{10_000, 4, 1, b},
 		{10_000, 100, 1, b},
@@ -416,8 +418,8 @@ func TestMemoryPerAssociation(t *testing.T) {
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%d_in_conferences_of_%d_%d_workers", c.n, c.conf, c.workers), func(t *testing.T) {
 			f := scenario(t, c.n, c.conf, c.workers)
-			t.Logf("per association: keys %.0f B, key table %.0f B, receive state %.0f B, slow path %.0f B, total %.0f B (%.1f MB at %d; %.1f MB at the default limit %d); built in %v",
-				f.keys, f.table, f.receive, f.slow, f.total, f.total*float64(c.n)/1e6, c.n, f.total*keytable.DefaultMaxAssociations/1e6, keytable.DefaultMaxAssociations, f.elapsed.Round(time.Millisecond))
+			t.Logf("per association: keys %.0f B, key table %.0f B, receive state %.0f B, slow path %.0f B, membership %.0f B, total %.0f B (%.1f MB at %d; %.1f MB at the default limit %d); built in %v",
+				f.keys, f.table, f.receive, f.slow, f.memb, f.total, f.total*float64(c.n)/1e6, c.n, f.total*keytable.DefaultMaxAssociations/1e6, keytable.DefaultMaxAssociations, f.elapsed.Round(time.Millisecond))
 			c.b.check(t, f)
 		})
 	}
