@@ -92,10 +92,17 @@ type member struct {
 // leaves, re-keys or loses it. Receivers that were sent the SSRC before
 // the claim began get its packets under rebased indices (lanes); the
 // others get the sender's own indices.
+//
+// A claim is 96 octets (two per sender of audio and video; TestClaimSize):
+// the packet counts are 32-bit, which the contest reads only as
+// differences within one contest period.
 type claim struct {
 	owner *assoc
 	gen   uint64
 	ssrc  uint32
+	// pkts counts the packets admitted, modulo 2^32 (written by the
+	// owner's worker).
+	pkts atomic.Uint32
 	// lanes is, per receiver key generation, what it had been sent under
 	// the SSRC when the claim began. Immutable; nil when nobody had.
 	lanes map[uint64]lane
@@ -105,13 +112,15 @@ type claim struct {
 	anchor [2]atomic.Uint64 // setBit | first index admitted
 	served atomic.Uint64    // highest join sequence number of a receiver
 	used   atomic.Int64     // time of the last packet admitted
-	pkts   atomic.Uint64    // packets admitted
 
 	// The contest (see doc.go): collisions by other senders since
-	// contestAt, and pkts when it began.
+	// contestAt, and pkts when it began. The contest reads both counts
+	// over one period (ClaimContest: 1 s by default, and the daemon does
+	// not change it), in which neither can reach 2^32 at any packet rate
+	// a NIC delivers.
 	contestAt   atomic.Int64
-	contested   atomic.Uint64
-	pktsAtStart atomic.Uint64
+	contested   atomic.Uint32
+	pktsAtStart atomic.Uint32
 }
 
 func newConfState(t *Table, id ConferenceID) *confState {
@@ -338,7 +347,7 @@ func (t *Table) contestWon(c *claim, now int64) bool {
 		return false
 	}
 	owner := c.pkts.Load() - c.pktsAtStart.Load()
-	if c.contested.Load() > 2*owner {
+	if uint64(c.contested.Load()) > 2*uint64(owner) {
 		return true
 	}
 	c.pktsAtStart.Store(c.pkts.Load())
