@@ -203,8 +203,8 @@
 // Config.MaxSSRCsPerConference bounds the SSRCs a conference holds state
 // for (live claims and SSRCs with history); the history of an SSRC is one
 // lane (24 bytes plus map overhead) per receiver key that was sent it,
-// dropped when that receiver leaves; a claim costs about 120 bytes (96 and its claim-map entry) and a
-// copy of its SSRC's lanes.
+// dropped when that receiver leaves; a claim costs about 120 bytes (96
+// and its claim-map entry) and a copy of its SSRC's lanes.
 // Beside the AEAD state (the two srtpfast.Keys, about 1.6 KB each), an
 // association costs about 590 to 640 bytes of heap with two SSRCs claimed
 // (TestMemoryPerAssociation here: 20,000 associations in conferences of
