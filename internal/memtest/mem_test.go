@@ -248,7 +248,8 @@ func scenario(t *testing.T, n, confSize, workers int) figures {
 	memb := control.NewMembership("")
 	relay, err := mdslow.New(mdslow.Config{Tunnel: tu, Sender: snd, Table: tb, Membership: memb,
 		// No idle expiry while a slow machine builds the table; no
-		// per-source rate limit (see TestMemoryPerAssociation).
+		// per-source rate limit (not per association: see
+		// TestMemoryPerAssociation).
 		Limits: mdslow.Limits{NewPerSecond: -1, IdleTimeout: time.Hour}, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -392,8 +393,18 @@ func (b bound) check(t *testing.T, f figures) {
 
 // TestMemoryPerAssociation measures the heap the MD holds per established
 // association that has sent one packet under each of two SSRCs, by
-// component, at 10,000 associations in conferences of 4 and of 100 (and at
-// 100,000 with MDFAST_MEM_100K=1), and fails when one exceeds its bound.
+// component, at 10,000 associations in conferences of 4 and of 100, with
+// one and two workers (and at 65,536, the default limit, and 100,000 with
+// MDFAST_MEM_100K=1), and fails when one exceeds its bound.
+//
+// Not counted: the DTLS handshake itself (the KD's; the MD only relays),
+// state that is not per association (UMEM, rings, batch buffers), the
+// per-source rate limiter of new associations (switched off here: its
+// entries last until a source's bucket refills, about 2 s, and are at most
+// 65,536 in all), the XDP modes' next-hop entries (one per endpoint IP
+// address, needing netlink), and the garbage each key-table write leaves
+// for the collector. Keys are AEAD_AES_128_GCM (a double profile's outer
+// keys are the same size).
 func TestMemoryPerAssociation(t *testing.T) {
 	type tc struct {
 		n, conf, workers int
