@@ -400,10 +400,10 @@ func (b bound) check(t *testing.T, f figures) {
 // Not counted: the DTLS handshake itself (the KD's; the MD only relays),
 // state that is not per association (UMEM, rings, batch buffers), the
 // per-source rate limiter of new associations (switched off here: its
-// entries last until a source's bucket refills, about 2 s, and are at most
-// 65,536 in all), the XDP modes' next-hop entries (one per endpoint IP
-// address, needing netlink), and the garbage each key-table write leaves
-// for the collector. Keys are AEAD_AES_128_GCM (a double profile's outer
+// entries last until a source's bucket refills, at most 2 s at the
+// defaults, and are at most 65,536 in all), the XDP modes' next-hop
+// entries (one per endpoint IP address, needing netlink), and the garbage
+// each key-table write leaves for the collector. Keys are AEAD_AES_128_GCM (a double profile's outer
 // keys are the same size).
 func TestMemoryPerAssociation(t *testing.T) {
 	type tc struct {
