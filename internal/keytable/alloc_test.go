@@ -4,6 +4,7 @@ import (
 	"context"
 	"runtime"
 	"testing"
+	"unsafe"
 )
 
 // The worker's per-packet operations do not allocate.
@@ -89,6 +90,14 @@ func TestHotPathAllocs(t *testing.T) {
 		})
 	}
 	runtime.KeepAlive(sink)
+}
+
+// TestClaimSize: a claim (two per sender of audio and video) stays in the
+// 96-octet size class.
+func TestClaimSize(t *testing.T) {
+	if n := unsafe.Sizeof(claim{}); n > 96 {
+		t.Errorf("a claim is %d octets, want at most 96", n)
+	}
 }
 
 // TestMemoryPerAssociation measures the heap the table uses per

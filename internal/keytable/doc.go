@@ -203,13 +203,16 @@
 // Config.MaxSSRCsPerConference bounds the SSRCs a conference holds state
 // for (live claims and SSRCs with history); the history of an SSRC is one
 // lane (24 bytes plus map overhead) per receiver key that was sent it,
-// dropped when that receiver leaves; a claim costs about 200 bytes and a
-// copy of its SSRC's lanes.
-// Beside the AEAD state (the two srtpfast.Keys), an association costs about
-// 460 bytes of heap (TestMemoryPerAssociation: 20,000 associations in
-// conferences of 10 with two SSRCs each): the Endpoint and association
-// state (~200 B), its address slot (32 B at ≤ 3/4 load), its member-list
-// slot and the conference slot, its ID index entry, and two claim entries.
+// dropped when that receiver leaves; a claim costs about 120 bytes (96
+// and its claim-map entry) and a copy of its SSRC's lanes.
+// Beside the AEAD state (the two srtpfast.Keys, about 1.6 KB each), an
+// association costs about 590 to 640 bytes of heap with two SSRCs claimed
+// (TestMemoryPerAssociation here: 20,000 associations in conferences of
+// 10; internal/memtest: 10,000 and 100,000 installed one by one, in
+// conferences of 4 and of 100): the Endpoint (112 B) and association
+// state (128 B), its address slot (32 B at ≤ 3/4 load), its ID index
+// entry, its member-list slot and its share of the conference, and two
+// claims (96 B each) with their entries in the conference's claim map.
 // Each write also leaves the copied root arrays and shards as garbage (tens
 // of kilobytes at 100,000 associations).
 //

@@ -61,11 +61,14 @@ type confState struct {
 	// hist is, per SSRC, what each receiver key (by Endpoint.Gen) may
 	// have been sent under it: one past the highest index, per Kind. An
 	// entry exists while that receiver is a member (or moving out); an
-	// SSRC with no entries and no live claim is forgotten. Under mu.
+	// SSRC with no entries and no live claim is forgotten. Under mu;
+	// nil until the first entry (histFor): most conferences never re-use
+	// an SSRC.
 	hist map[uint32]map[uint64]lane
 	// away holds the members moving out of the conference (SetConference
 	// between its two steps), by association serial: a claim closed
-	// meanwhile must still record what it sent them. Under mu.
+	// meanwhile must still record what it sent them. Under mu; nil until
+	// the first move.
 	away map[uint64]member
 }
 
@@ -89,10 +92,17 @@ type member struct {
 // leaves, re-keys or loses it. Receivers that were sent the SSRC before
 // the claim began get its packets under rebased indices (lanes); the
 // others get the sender's own indices.
+//
+// A claim is 96 octets (two per sender of audio and video; TestClaimSize):
+// the packet counts are 32-bit, which the contest reads only as
+// differences within one contest period.
 type claim struct {
 	owner *assoc
 	gen   uint64
 	ssrc  uint32
+	// pkts counts the packets admitted, modulo 2^32 (written by the
+	// owner's worker).
+	pkts atomic.Uint32
 	// lanes is, per receiver key generation, what it had been sent under
 	// the SSRC when the claim began. Immutable; nil when nobody had.
 	lanes map[uint64]lane
@@ -102,20 +112,30 @@ type claim struct {
 	anchor [2]atomic.Uint64 // setBit | first index admitted
 	served atomic.Uint64    // highest join sequence number of a receiver
 	used   atomic.Int64     // time of the last packet admitted
-	pkts   atomic.Uint64    // packets admitted
 
 	// The contest (see doc.go): collisions by other senders since
-	// contestAt, and pkts when it began.
+	// contestAt, and pkts when it began. The contest reads both counts
+	// over one period (ClaimContest: 1 s by default, and the daemon does
+	// not change it), in which neither can reach 2^32 at any packet rate
+	// a NIC delivers.
 	contestAt   atomic.Int64
-	contested   atomic.Uint64
-	pktsAtStart atomic.Uint64
+	contested   atomic.Uint32
+	pktsAtStart atomic.Uint32
 }
 
 func newConfState(t *Table, id ConferenceID) *confState {
-	cs := &confState{id: id, t: t, hist: map[uint32]map[uint64]lane{}, away: map[uint64]member{}}
+	cs := &confState{id: id, t: t}
 	m := map[uint32]*claim{}
 	cs.claims.Store(&m)
 	return cs
+}
+
+// histFor returns cs.hist, making it on first use. Under mu.
+func (cs *confState) histFor() map[uint32]map[uint64]lane {
+	if cs.hist == nil {
+		cs.hist = make(map[uint32]map[uint64]lane)
+	}
+	return cs.hist
 }
 
 // Claim is the admission of one packet under a live claim, returned by
@@ -327,7 +347,7 @@ func (t *Table) contestWon(c *claim, now int64) bool {
 		return false
 	}
 	owner := c.pkts.Load() - c.pktsAtStart.Load()
-	if c.contested.Load() > 2*owner {
+	if uint64(c.contested.Load()) > 2*uint64(owner) {
 		return true
 	}
 	c.pktsAtStart.Store(c.pkts.Load())
@@ -418,7 +438,7 @@ func (cs *confState) record(c *claim, only *member) {
 		if changed || had {
 			if h == nil {
 				h = map[uint64]lane{}
-				cs.hist[c.ssrc] = h
+				cs.histFor()[c.ssrc] = h
 			}
 			nl.serial = mb.a.serial
 			h[mb.gen] = nl
@@ -462,6 +482,9 @@ func (cs *confState) retire(a *assoc, gen uint64, moving bool) {
 	}
 	cs.claims.Store(&nm)
 	if moving {
+		if cs.away == nil {
+			cs.away = make(map[uint64]member)
+		}
 		cs.away[a.serial] = member{a: a, gen: gen, join: a.joinSeq}
 	} else {
 		cs.forget(a.serial, 0)
@@ -541,7 +564,7 @@ func (cs *confState) reserve(a *assoc, gen uint64, ssrcs map[uint32]lane) bool {
 		h := cs.hist[s]
 		if h == nil {
 			h = map[uint64]lane{}
-			cs.hist[s] = h
+			cs.histFor()[s] = h
 		}
 		cur := h[gen]
 		cur.serial = a.serial

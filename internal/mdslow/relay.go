@@ -240,8 +240,7 @@ type AssociationInfo struct {
 type association struct {
 	id          uuid.UUID
 	addr        netip.AddrPort
-	port        uint16 // the media port it talks to
-	prefix      netip.Prefix
+	port        uint16 // the media port it talks to (its prefix: slowpkt.SourcePrefix(addr))
 	tlsID       string
 	random      [32]byte             // of its ClientHello: a retransmission repeats it
 	reasm       *dtlsmsg.Reassembler // until the first ClientHello is complete
@@ -293,11 +292,14 @@ type Relay struct {
 	done   chan struct{}
 	once   sync.Once
 
-	byAddr   map[netip.AddrPort]*association // the established one, else the pending one
-	knownMu  sync.RWMutex
-	known    map[netip.AddrPort]struct{} // byAddr's keys, for Triage on the data plane's goroutines
-	ipRefs   map[netip.Addr]int          // associations with keys installed, per IP address
-	stopping bool                        // Run is returning: ends skip the per-association table work
+	// byAddr indexes associations by 5-tuple: the established one, else
+	// the pending one. The Run goroutine reads it without a lock and
+	// writes it under addrMu; Triage, on the data plane's goroutines,
+	// reads it under addrMu.
+	addrMu   sync.RWMutex
+	byAddr   map[netip.AddrPort]*association
+	ipRefs   map[netip.Addr]int // associations with keys installed, per IP address
+	stopping bool               // Run is returning: ends skip the per-association table work
 	byID     map[uuid.UUID]*association
 	limiter  *limiter
 	stunLim  *limiter
@@ -325,7 +327,6 @@ func New(cfg Config) (*Relay, error) {
 		ctl:    make(chan func()),
 		done:   make(chan struct{}),
 		byAddr: make(map[netip.AddrPort]*association),
-		known:  make(map[netip.AddrPort]struct{}),
 		ipRefs: make(map[netip.Addr]int),
 		byID:   make(map[uuid.UUID]*association),
 	}
@@ -581,9 +582,9 @@ func (r *Relay) Run(ctx context.Context, slow <-chan slowpkt.Packet) error {
 // STUN from anywhere else, what a flood from spoofed sources is made of, go
 // to the fair lane. Safe for concurrent use; it does not allocate.
 func (r *Relay) Triage(b []byte, from, to netip.AddrPort) bool {
-	r.knownMu.RLock()
-	_, ok := r.known[from]
-	r.knownMu.RUnlock()
+	r.addrMu.RLock()
+	_, ok := r.byAddr[from]
+	r.addrMu.RUnlock()
 	if ok {
 		return true
 	}
@@ -596,18 +597,16 @@ func (r *Relay) Triage(b []byte, from, to netip.AddrPort) bool {
 
 // setAddr indexes a by its 5-tuple.
 func (r *Relay) setAddr(addr netip.AddrPort, a *association) {
+	r.addrMu.Lock()
 	r.byAddr[addr] = a
-	r.knownMu.Lock()
-	r.known[addr] = struct{}{}
-	r.knownMu.Unlock()
+	r.addrMu.Unlock()
 }
 
 // delAddr removes the 5-tuple's index entry.
 func (r *Relay) delAddr(addr netip.AddrPort) {
+	r.addrMu.Lock()
 	delete(r.byAddr, addr)
-	r.knownMu.Lock()
-	delete(r.known, addr)
-	r.knownMu.Unlock()
+	r.addrMu.Unlock()
 }
 
 func (r *Relay) handlePacket(p slowpkt.Packet) {
@@ -858,7 +857,7 @@ func (r *Relay) admit(now time.Time, p slowpkt.Packet, h *helloHead) *associatio
 		r.rl.Log(slog.LevelError, "association id", "new association", "err", err)
 		return nil
 	}
-	a := &association{id: id, addr: p.From, port: p.To.Port(), prefix: pfx, reasm: dtlsmsg.NewReassembler(0), started: now}
+	a := &association{id: id, addr: p.From, port: p.To.Port(), reasm: dtlsmsg.NewReassembler(0), started: now}
 	copy(a.random[:], h.random)
 	r.setAddr(p.From, a)
 	r.byID[id] = a
@@ -884,7 +883,8 @@ func (r *Relay) evict(ps *prefixState) {
 
 // unpend takes a out of its prefix's pending list.
 func (r *Relay) unpend(a *association) {
-	ps := r.prefixes[a.prefix]
+	pfx := slowpkt.SourcePrefix(a.addr.Addr())
+	ps := r.prefixes[pfx]
 	if ps == nil {
 		return
 	}
@@ -892,7 +892,7 @@ func (r *Relay) unpend(a *association) {
 		ps.pending = slices.Delete(ps.pending, i, i+1)
 	}
 	if len(ps.pending) == 0 {
-		delete(r.prefixes, a.prefix)
+		delete(r.prefixes, pfx)
 	}
 }
 
