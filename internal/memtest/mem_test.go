@@ -245,7 +245,10 @@ func scenario(t *testing.T, n, confSize, workers int) figures {
 	tb := &table{Table: kt, installed: make(chan error, 1)}
 	tu := &tun{ids: make(chan uuid.UUID, 1)}
 	snd := &sender{out: make(chan []byte, 1)}
-	memb := control.NewMembership("")
+	memb, err := control.NewMembership("")
+	if err != nil {
+		t.Fatal(err)
+	}
 	relay, err := mdslow.New(mdslow.Config{Tunnel: tu, Sender: snd, Table: tb, Membership: memb,
 		// No idle expiry while a slow machine builds the table; no
 		// per-source rate limit (not per association: see
