@@ -41,7 +41,9 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"unsafe"
 
 	"github.com/google/uuid"
 	"github.com/pion/rtp"
@@ -124,32 +126,58 @@ func irPackets(n int) int { return irBatch + 3*n }
 // irMeasure runs the warm-up batch, then phase A (n packets) and phase B
 // (2n packets), each processed with callgrind collecting on this thread
 // only while step runs, and dumped as "ir <label> A" and "ir <label> B".
-// Natively the requests do nothing.
-func irMeasure(r irRunner, n int, label string) {
-	runtime.LockOSThread() // collection is per thread
-	defer runtime.UnlockOSThread()
+// Natively the requests do nothing. It reports whether every step ran on
+// one thread (callgrind's collection is per thread).
+func irMeasure(r irRunner, n int, label string) bool {
 	irPhase(r, irBatch, false)
-	irPhase(r, n, true)
+	ok := irPhase(r, n, true)
 	valgrind.DumpStatsAt("ir " + label + " A")
-	irPhase(r, 2*n, true)
+	ok = irPhase(r, 2*n, true) && ok
 	valgrind.DumpStatsAt("ir " + label + " B")
+	return ok
 }
 
 // irPhase stages and processes n packets in batches, collecting only
-// around step when collect is set.
-func irPhase(r irRunner, n int, collect bool) {
+// around step when collect is set. Each step starts with a fresh
+// scheduling quantum (Gosched), so that the scheduler seldom preempts it:
+// a preemption's instructions run on this thread and would be counted.
+// It is not locked to its thread: with GOMAXPROCS 1 a goroutine preempted
+// resumes on the same one (a locked one is handed between threads, which
+// costs ten times more); it reports whether each step ended on the thread
+// it began on.
+func irPhase(r irRunner, n int, collect bool) bool {
+	ok := true
 	for i := 0; i < n; {
 		k := min(irBatch, n-i)
 		r.stage(k)
 		if collect {
+			runtime.Gosched()
+			tid := syscall.Gettid()
 			valgrind.ToggleCollect()
-		}
-		r.step()
-		if collect {
+			r.step()
 			valgrind.ToggleCollect()
+			ok = ok && syscall.Gettid() == tid
+		} else {
+			r.step()
 		}
 		i += k
 	}
+	return ok
+}
+
+// irBuffers returns n 2048-octet buffers cut from one page-aligned
+// allocation: every run places them at the same offsets within their
+// pages, and the AEAD's partial-block code takes a path that depends on
+// them (how near the data ends to a page end).
+func irBuffers(n int) [][]byte {
+	slab := make([]byte, n*2048+4096)
+	off := int((4096 - uintptr(unsafe.Pointer(&slab[0]))%4096) % 4096)
+	out := make([][]byte, n)
+	for i := range out {
+		b := off + i*2048
+		out[i] = slab[b : b+2048 : b+2048]
+	}
+	return out
 }
 
 // irEndpoints returns n endpoints (fixed keys, SSRCs and addresses).
@@ -252,10 +280,9 @@ type irPort struct {
 func newIRPort(mac frame.MAC, nb map[netip.Addr]neigh.Entry) *irPort {
 	p := &irPort{c: new(Counts), mac: mac, local: netip.MustParseAddrPort("198.18.0.1:5004")}
 	p.nb.m.Store(&nb)
-	for i := range p.rx {
-		p.rx[i] = make([]byte, 2048)
-		p.tx[i] = make([]byte, 2048)
-	}
+	bufs := irBuffers(2 * irBatch)
+	copy(p.rx[:], bufs[:irBatch])
+	copy(p.tx[:], bufs[irBatch:])
 	return p
 }
 
@@ -391,10 +418,10 @@ type irGCM struct {
 
 func newIRGCM(t testing.TB, c irCase, npkts int) *irGCM {
 	r := rand.New(rand.NewPCG(2, uint64(c.fanout)))
-	g := &irGCM{open: newIRAEAD(t, r), pkts: make([][]byte, npkts), plain: make([]byte, 2048)}
+	bufs := irBuffers(npkts + 1 + c.fanout)
+	g := &irGCM{open: newIRAEAD(t, r), pkts: bufs[:npkts], plain: bufs[npkts], out: bufs[npkts+1:]}
 	for range c.fanout {
 		g.seal = append(g.seal, newIRAEAD(t, r))
-		g.out = append(g.out, make([]byte, 2048))
 	}
 	const ssrc = 0x1001
 	for i := range g.pkts {
@@ -405,7 +432,8 @@ func newIRGCM(t testing.TB, c irCase, npkts int) *irGCM {
 			payload[j] = byte(j) ^ byte(seq)
 		}
 		g.open.iv(&g.iv, ssrc, 0, seq)
-		g.pkts[i] = g.open.aead.Seal(hdr, g.iv[:], payload, hdr)
+		n := copy(g.pkts[i], hdr)
+		g.pkts[i] = g.open.aead.Seal(g.pkts[i][:n], g.iv[:], payload, hdr)
 	}
 	return g
 }
@@ -475,9 +503,11 @@ type irPion struct {
 func newIRPion(t testing.TB, c irCase, npkts int) *irPion {
 	eps := irEndpoints(t, c.fanout+1)
 	s := eps[0]
-	p := &irPion{pkts: make([][]byte, npkts), plain: make([]byte, 2048)}
+	bufs := irBuffers(npkts + 1 + c.fanout)
+	p := &irPion{pkts: bufs[:npkts], plain: bufs[npkts], out: bufs[npkts+1:]}
 	for i := range p.pkts {
-		_, p.pkts[i] = s.sealRTP(t, c.size-12-16)
+		_, enc := s.sealRTP(t, c.size-12-16)
+		p.pkts[i] = p.pkts[i][:copy(p.pkts[i], enc)]
 	}
 	// The MD's contexts: the sender's keys to decrypt (a context of its
 	// own, not the one that encrypted), each receiver's to encrypt.
@@ -487,7 +517,6 @@ func newIRPion(t testing.TB, c irCase, npkts int) *irPion {
 	}
 	for _, e := range eps[1:] {
 		p.enc = append(p.enc, e.dec) // server_write: what the MD seals to e
-		p.out = append(p.out, make([]byte, 2048))
 	}
 	return p
 }
@@ -537,10 +566,14 @@ func TestIRCallgrind(t *testing.T) {
 	// No garbage collection during a measurement: the garbage of setting
 	// one up would otherwise be collected on this thread, mid-phase.
 	defer debug.SetGCPercent(debug.SetGCPercent(-1))
+	// One P: a goroutine the scheduler preempts resumes on its thread.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	for i, c := range cases {
 		r := newIRRunner(t, c, irPackets(n))
 		runtime.GC()
-		irMeasure(r, n, c.String())
+		if !irMeasure(r, n, c.String()) {
+			t.Fatalf("%s: a measured step changed threads: its instructions were not all counted", c)
+		}
 		opened, sealed, err := r.counts()
 		if err != nil {
 			t.Fatalf("%s: %v", c, err)
@@ -566,7 +599,9 @@ func TestIREntries(t *testing.T) {
 					if w, ok := r.(*irWorker); ok {
 						w.checkFrames(t)
 					}
-					irMeasure(r, n, c.String())
+					if !irMeasure(r, n, c.String()) {
+						t.Log("a step changed threads (harmless natively)")
+					}
 					opened, sealed, err := r.counts()
 					if err != nil {
 						t.Fatal(err)
