@@ -15,7 +15,7 @@ BPF_GENERATED := bpf/classify_bpfel.go bpf/classify_bpfel.o
 PKGS  := ./...
 export CGO_ENABLED ?= 1
 
-.PHONY: all build test unit lint vet staticcheck check-tidy check-cross generate check-generate deps bench demo fuzz clean
+.PHONY: all build test unit lint vet staticcheck check-tidy check-cross generate check-generate deps bench bench-ir demo fuzz clean
 
 all: build
 
@@ -80,6 +80,16 @@ bench: deps
 	@command -v taskset >/dev/null || { echo "make bench: taskset (util-linux) is missing" >&2; exit 1; }
 	$(GO) build -o bin/bench/ ./bench/mdharness ./bench/baseline ./bench/loadgen ./bench/run ./cmd/mdfast ./cmd/keydist
 	./bin/bench/run -bin bin/bench -out bench/results $${BENCH_PATHS:+-paths $$BENCH_PATHS}
+
+## bench-ir: instructions per forwarded packet under callgrind (valgrind,
+## installed by deps): mdfast's worker against raw crypto/cipher AES-GCM and
+## pion/srtp, fan-out 1, 4, 16, 160 and 1200 B; writes bench/results/ir-*
+## and ir-latest.{md,json}. Needs no root; about a minute on 2 cores.
+bench-ir: deps
+	@command -v valgrind >/dev/null || { echo "make bench-ir: valgrind is missing (scripts/deps.sh installs it as root)" >&2; exit 1; }
+	$(GO) test -c -o bin/bench/dataplane.test ./internal/dataplane
+	$(GO) build -o bin/bench/ ./bench/ir
+	./bin/bench/ir -test bin/bench/dataplane.test -out bench/results
 
 ## demo: as root, builds everything and runs keydist, mdfast and three
 ## endpoints in network namespaces (DEMO_SECONDS, DEMO_PATH, DEMO_ENDPOINTS,

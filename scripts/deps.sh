@@ -11,6 +11,7 @@ command -v ip      >/dev/null 2>&1 || need+=(iproute2)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v make    >/dev/null 2>&1 || need+=(make)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd) # deploy/*.service checks
+command -v valgrind >/dev/null 2>&1 || need+=(valgrind) # make bench-ir (callgrind)
 [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring) # for scripts/openssl35.sh
 
 if [ ${#need[@]} -gt 0 ]; then

@@ -76,6 +76,9 @@ type endpoint struct {
 	dec  *srtp.Context // server_write: what the MD seals to it
 	ssrc uint32
 	seq  uint16
+
+	// The client_write master key and salt (enc's).
+	clientKey, clientSalt []byte
 }
 
 func newEndpoint(t testing.TB, r *rand.Rand, id uint64, addr netip.AddrPort) *endpoint {
@@ -105,6 +108,7 @@ func newEndpoint(t testing.TB, r *rand.Rand, id uint64, addr netip.AddrPort) *en
 	return &endpoint{
 		peer: &Peer{ID: id, Gen: 1, Addr: addr, Recv: recv, Send: send, Seen: new(seen)},
 		enc:  enc, dec: dec, ssrc: 0x1000 + uint32(id), seq: 65530,
+		clientKey: ck, clientSalt: cs,
 	}
 }
 

@@ -25,16 +25,21 @@ type ktReader struct {
 	members []*Peer
 	maxJoin uint64         // of the members Route returned
 	claim   keytable.Claim // what Admit admitted last
+	// routed is the first endpoint of the conference members and maxJoin
+	// were built from: within a batch (one snapshot, immutable) the next
+	// packet from the same conference reuses them. Reset by Begin and End.
+	routed *keytable.Endpoint
 }
 
 func (k *ktReader) Begin() {
+	k.routed = nil
 	k.snap = k.r.Begin()
 	if len(k.peers) > 4*k.snap.Len()+1024 {
 		clear(k.peers) // old versions; live ones are rebuilt on use
 	}
 }
 
-func (k *ktReader) End() { k.snap = nil; k.r.End() }
+func (k *ktReader) End() { k.snap, k.routed = nil, nil; k.r.End() }
 
 // Close unregisters the keytable.Reader (Worker.Run calls it on exit).
 func (k *ktReader) Close() { k.r.Close() }
@@ -62,11 +67,19 @@ func (k *ktReader) Route(src netip.AddrPort) (*Peer, []*Peer, bool) {
 	if ep == nil || !k.r.Own(ep) {
 		return nil, nil, false
 	}
-	k.members = k.members[:0]
-	k.maxJoin = 0
-	for _, m := range k.snap.Receivers(ep) {
-		k.members = append(k.members, k.peer(m))
-		k.maxJoin = max(k.maxJoin, m.JoinSeq())
+	// A conference's member slice is one per snapshot and every endpoint
+	// is in one conference: its first member names it.
+	if recv := k.snap.Receivers(ep); len(recv) == 0 || recv[0] != k.routed {
+		k.members = k.members[:0]
+		k.maxJoin = 0
+		for _, m := range recv {
+			k.members = append(k.members, k.peer(m))
+			k.maxJoin = max(k.maxJoin, m.JoinSeq())
+		}
+		k.routed = nil
+		if len(recv) > 0 {
+			k.routed = recv[0]
+		}
 	}
 	return k.peer(ep), k.members, true
 }

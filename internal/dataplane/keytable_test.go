@@ -60,3 +60,69 @@ func TestKeyTableAdapter(t *testing.T) {
 		t.Fatalf("%v allocations per packet", allocs)
 	}
 }
+
+// TestKeyTableRouteCache: the adapter reuses a conference's members for
+// the packets of one batch. Packets of two conferences interleaved in a
+// batch each reach their own conference only, and a member installed
+// between batches receives the next batch.
+func TestKeyTableRouteCache(t *testing.T) {
+	kt, err := keytable.New(keytable.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := newConference(t, newMemTable(), addrs(6))
+	conf := []keytable.ConferenceID{7, 7, 7, 8, 8, 7} // eps[5] joins conference 7 later
+	install := func(i int) {
+		t.Helper()
+		var id uuid.UUID
+		id[0], id[15] = 0xca, byte(i+1)
+		if _, err := kt.Install(context.Background(), keytable.Association{
+			ID: id, Addr: eps[i].peer.Addr, Conference: conf[i], Recv: eps[i].peer.Recv, Send: eps[i].peer.Send,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 5 {
+		install(i)
+	}
+	port := newFakePort(16, 64)
+	w := NewWorker(0, port, KeyTable{kt}.NewReader(), WorkerConfig{})
+	// want: the receivers of each pushed packet, in order.
+	send := func(senders []int, want [][]int) {
+		t.Helper()
+		var plains [][]byte
+		for _, s := range senders {
+			plain, enc := eps[s].sealRTP(t, 100)
+			plains = append(plains, plain)
+			port.push(enc, eps[s].peer.Addr)
+		}
+		if err := w.poll(); err != nil {
+			t.Fatal(err)
+		}
+		bufs, dsts := port.sent()
+		k := 0
+		for p, rs := range want {
+			for _, r := range rs {
+				if k >= len(bufs) {
+					t.Fatalf("%d datagrams sent, fewer than wanted", len(bufs))
+				}
+				if dsts[k] != eps[r].peer.Addr {
+					t.Fatalf("packet %d: datagram %d to %v, want endpoint %d at %v", p, k, dsts[k], r, eps[r].peer.Addr)
+				}
+				eps[r].open(t, bufs[k], plains[p])
+				k++
+			}
+		}
+		if k != len(bufs) {
+			t.Fatalf("%d datagrams sent, want %d", len(bufs), k)
+		}
+		port.reset()
+	}
+	send([]int{0, 3, 1, 4, 0}, [][]int{{1, 2}, {4}, {0, 2}, {3}, {1, 2}})
+	install(5)
+	// The batch before ended with a packet of conference 7.
+	send([]int{0, 4}, [][]int{{1, 2, 5}, {3}})
+	if st := w.Stats(); st.Drops() != 0 {
+		t.Fatalf("drops: %s", nonZero(&st))
+	}
+}

@@ -218,7 +218,9 @@ func Write(buf []byte, h *Headers, n int, udpChecksum bool) error {
 		copy(ip[12:16], src[:])
 		copy(ip[16:20], dst[:])
 		binary.BigEndian.PutUint16(ip[10:12], fold(sum(ip, 0)))
-		pseudo = sum(ip[12:20], 0) + protoUDP + uint32(ulen)
+		if udpChecksum { // else the pseudo-header sum is not needed
+			pseudo = sum(ip[12:20], 0) + protoUDP + uint32(ulen)
+		}
 	}
 	u := buf[hl-udpHeaderLen : hl+n]
 	binary.BigEndian.PutUint16(u[0:2], h.SrcAddr.Port())
