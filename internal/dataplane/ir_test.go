@@ -252,7 +252,7 @@ func (r *irWorker) counts() (uint64, uint64, error) {
 
 // irPort is a Port in memory with the AF_XDP port's per-packet work:
 // staged Ethernet frames are parsed by Receive with frame.Parse, and each
-// datagram sent gets its headers from txHeaders and frame.Write (UDP
+// datagram sent gets its headers from the port's txCache, as XDPPort (UDP
 // checksums off on IPv4, mdfast's default), in a TX ring of 64 frames
 // flushed when full and at the end of each batch. It allocates nothing
 // after newIRPort.
@@ -270,15 +270,16 @@ type irPort struct {
 	tx     [irBatch][]byte
 	txLen  [irBatch]int
 	ntx    int
-	curHdr frame.Headers
+	curHdr *frame.Template
 	curOff int
+	hdrs   txCache
 	sent   uint64
 	// flushed, if set, sees the frames of each flush (tests only).
 	flushed func(frames [][]byte, lens []int)
 }
 
 func newIRPort(mac frame.MAC, nb map[netip.Addr]neigh.Entry) *irPort {
-	p := &irPort{c: new(Counts), mac: mac, local: netip.MustParseAddrPort("198.18.0.1:5004")}
+	p := &irPort{c: new(Counts), mac: mac, local: netip.MustParseAddrPort("198.18.0.1:5004"), hdrs: newTxCache()}
 	p.nb.m.Store(&nb)
 	bufs := irBuffers(2 * irBatch)
 	copy(p.rx[:], bufs[:irBatch])
@@ -314,15 +315,17 @@ func (p *irPort) Receive(rx []RxPacket) (int, error) {
 func (p *irPort) Release([]RxPacket) {}
 
 func (p *irPort) TxBuffer(dst netip.AddrPort, in *RxPacket) ([]byte, Reason) {
-	if r := txHeaders(&p.nb, p.mac, dst, in, &p.curHdr); r != 0 {
+	t, r := p.hdrs.headers(&p.nb, p.mac, false, dst, in)
+	if r != 0 {
 		return nil, r
 	}
-	p.curOff = p.curHdr.Len()
+	p.curHdr = t
+	p.curOff = t.Len()
 	return p.tx[p.ntx][p.curOff:p.curOff], 0
 }
 
 func (p *irPort) Commit(n int) {
-	if frame.Write(p.tx[p.ntx], &p.curHdr, n, false) != nil {
+	if p.curHdr.Write(p.tx[p.ntx], n) != nil {
 		p.c[DropTooBig]++
 		return
 	}
@@ -350,7 +353,8 @@ func (p *irPort) Close() error { return nil }
 // irNeighbours is a fixed neighbour table read as neigh.Table reads its
 // snapshot (an atomic pointer to a map).
 type irNeighbours struct {
-	m atomic.Pointer[map[netip.Addr]neigh.Entry]
+	m   atomic.Pointer[map[netip.Addr]neigh.Entry]
+	gen atomic.Uint64
 }
 
 func (n *irNeighbours) Lookup(dst netip.Addr) (neigh.Entry, bool) {
@@ -359,6 +363,8 @@ func (n *irNeighbours) Lookup(dst netip.Addr) (neigh.Entry, bool) {
 }
 
 func (n *irNeighbours) Miss(netip.Addr) {}
+
+func (n *irNeighbours) Gen() uint64 { return n.gen.Load() }
 
 // --- gcm: crypto/cipher alone ------------------------------------------
 

@@ -14,6 +14,8 @@ import (
 type Neighbours interface {
 	Lookup(dst netip.Addr) (neigh.Entry, bool)
 	Miss(dst netip.Addr)
+	// Gen changes whenever a Lookup result may have (see neigh.Table.Gen).
+	Gen() uint64
 }
 
 // XDPPortConfig configures an XDPPort.
@@ -47,8 +49,9 @@ type XDPPort struct {
 
 	cur    afxdp.Desc // frame reserved for the next datagram
 	have   bool
-	curHdr frame.Headers
+	curHdr *frame.Template // of the reserved frame's datagram, in hdrs
 	curOff int
+	hdrs   txCache
 }
 
 // NewXDPPort wraps sock (which it then owns) for one worker.
@@ -61,9 +64,10 @@ func NewXDPPort(sock *afxdp.Socket, nb Neighbours, cfg XDPPortConfig) *XDPPort {
 	}
 	return &XDPPort{
 		sock: sock, nb: nb, cfg: cfg, c: new(Counts),
-		rxd: make([]afxdp.Desc, cfg.Batch),
-		txd: make([]afxdp.Desc, cfg.Batch),
-		txn: make([]uint32, cfg.Batch),
+		hdrs: newTxCache(),
+		rxd:  make([]afxdp.Desc, cfg.Batch),
+		txd:  make([]afxdp.Desc, cfg.Batch),
+		txn:  make([]uint32, cfg.Batch),
 	}
 }
 
@@ -121,13 +125,15 @@ func (p *XDPPort) Release(rx []RxPacket) {
 
 // TxBuffer implements Port.
 func (p *XDPPort) TxBuffer(dst netip.AddrPort, in *RxPacket) ([]byte, Reason) {
-	if r := txHeaders(p.nb, p.cfg.MAC, dst, in, &p.curHdr); r != 0 {
+	t, r := p.hdrs.headers(p.nb, p.cfg.MAC, p.cfg.UDPChecksumIPv4, dst, in)
+	if r != 0 {
 		return nil, r
 	}
 	if !p.have && !p.alloc() {
 		return nil, DropTxFull
 	}
-	p.curOff = p.curHdr.Len()
+	p.curHdr = t
+	p.curOff = t.Len()
 	buf := p.sock.Frame(p.cur)
 	return buf[p.curOff:p.curOff], 0
 }
@@ -178,7 +184,7 @@ func (p *XDPPort) alloc() bool {
 // Commit implements Port: it writes the headers and queues the frame.
 func (p *XDPPort) Commit(n int) {
 	buf := p.sock.Frame(p.cur)
-	if frame.Write(buf, &p.curHdr, n, p.cfg.UDPChecksumIPv4) != nil {
+	if p.curHdr.Write(buf, n) != nil {
 		p.c[DropTooBig]++
 		return // the frame stays reserved for the next datagram
 	}

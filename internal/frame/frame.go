@@ -269,3 +269,86 @@ func fold(s uint32) uint16 {
 	}
 	return ^uint16(s)
 }
+
+// MaxHeaderLen is the longest header Write produces: Ethernet, a VLAN tag,
+// IPv6 and UDP.
+const MaxHeaderLen = ethHeaderLen + vlanTagLen + ipv6HeaderLen + udpHeaderLen
+
+// Template is the headers of a flow (one Headers value) built once, to be
+// stamped in front of each datagram of the flow: Template.Write produces
+// exactly what Write produces for the same Headers, but per datagram it
+// only copies the prebuilt octets and fills in the lengths and checksums
+// (the IPv4 header checksum from a partial sum kept with the template).
+// The zero Template is empty: Build it before use.
+type Template struct {
+	b       [MaxHeaderLen]byte
+	n       uint8  // header length, 0 when not built
+	ip      uint8  // offset of the IP header
+	v6      bool   // IPv6: the UDP checksum is always written
+	udpSum  bool   // the UDP checksum is written
+	ipSum   uint32 // IPv4: sum of the header without its length
+	pseudo  uint32 // the pseudo-header sum without the UDP length
+	dataMax int    // the longest payload the headers allow
+}
+
+// Build makes t the headers of h, with UDP checksums on IPv4 when
+// udpChecksum (IPv6 always has them). It does not allocate.
+func (t *Template) Build(h *Headers, udpChecksum bool) {
+	*t = Template{}
+	hl := h.Len()
+	// Write into the template with an empty payload, then keep the sums
+	// of the fields that do not change from one datagram to the next.
+	var scratch [MaxHeaderLen]byte
+	_ = Write(scratch[:hl], h, 0, false)
+	copy(t.b[:], scratch[:hl])
+	t.b[hl-2], t.b[hl-1] = 0, 0 // the UDP checksum, summed per datagram
+	t.n = uint8(hl)
+	t.ip = uint8(hl - udpHeaderLen - ipv4HeaderLen)
+	t.dataMax = 0xffff - udpHeaderLen - ipv4HeaderLen
+	if h.IsIPv6() {
+		t.ip = uint8(hl - udpHeaderLen - ipv6HeaderLen)
+		t.v6, t.udpSum = true, true
+		ip := t.b[t.ip : int(t.ip)+ipv6HeaderLen]
+		t.pseudo = sum(ip[8:40], 0) + protoUDP
+		return
+	}
+	ip := t.b[t.ip : int(t.ip)+ipv4HeaderLen]
+	ip[2], ip[3], ip[10], ip[11] = 0, 0, 0, 0
+	t.ipSum = sum(ip, 0)
+	t.udpSum = udpChecksum
+	if udpChecksum {
+		t.pseudo = sum(ip[12:20], 0) + protoUDP
+	}
+}
+
+// Len is the header length: the payload goes at buf[t.Len():].
+func (t *Template) Len() int { return int(t.n) }
+
+// Write writes the headers in front of the n-octet UDP payload already at
+// buf[t.Len():t.Len()+n], as Write would for the Headers t was built from.
+func (t *Template) Write(buf []byte, n int) error {
+	hl := int(t.n)
+	if hl == 0 || n < 0 || len(buf) < hl+n || n > t.dataMax {
+		return ErrNoRoom
+	}
+	copy(buf[:hl], t.b[:hl])
+	ulen := udpHeaderLen + n
+	if t.v6 {
+		binary.BigEndian.PutUint16(buf[int(t.ip)+4:], uint16(ulen))
+	} else {
+		ip := buf[t.ip : int(t.ip)+ipv4HeaderLen]
+		tot := uint32(ipv4HeaderLen + ulen)
+		binary.BigEndian.PutUint16(ip[2:4], uint16(tot))
+		binary.BigEndian.PutUint16(ip[10:12], fold(t.ipSum+tot))
+	}
+	u := buf[hl-udpHeaderLen : hl+n]
+	binary.BigEndian.PutUint16(u[4:6], uint16(ulen))
+	if t.udpSum {
+		c := fold(sum(u, t.pseudo+uint32(ulen)))
+		if c == 0 {
+			c = 0xffff
+		}
+		binary.BigEndian.PutUint16(u[6:8], c)
+	}
+	return nil
+}

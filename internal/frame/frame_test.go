@@ -239,3 +239,88 @@ func BenchmarkWrite(b *testing.B) {
 		})
 	}
 }
+
+// TestTemplateMatchesWrite: a Template stamps exactly what Write writes for
+// the same Headers, whatever the family, tag, checksum setting, payload
+// length and contents, and the addresses and ports (random ones exercise
+// every carry of the partial sums).
+func TestTemplateMatchesWrite(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for i := range 4000 {
+		v6, vlan, csum := i&1 != 0, i&2 != 0, i&4 != 0
+		h := headers(v6, vlan)
+		var a4 [4]byte
+		var a16 [16]byte
+		for _, ap := range []*netip.AddrPort{&h.SrcAddr, &h.DstAddr} {
+			port := uint16(r.Uint32())
+			if v6 {
+				for j := range a16 {
+					a16[j] = byte(r.Uint32())
+				}
+				*ap = netip.AddrPortFrom(netip.AddrFrom16(a16), port)
+			} else {
+				binary.BigEndian.PutUint32(a4[:], r.Uint32())
+				*ap = netip.AddrPortFrom(netip.AddrFrom4(a4), port)
+			}
+		}
+		h.TOS, h.TTL = byte(r.Uint32()), byte(r.Uint32())
+		n := r.IntN(1500)
+		if i%97 == 0 {
+			n = 0
+		}
+		want := make([]byte, h.Len()+n)
+		for j := h.Len(); j < len(want); j++ {
+			want[j] = byte(r.Uint32())
+		}
+		got := bytes.Clone(want)
+		if err := Write(want, &h, n, csum); err != nil {
+			t.Fatal(err)
+		}
+		var tp Template
+		tp.Build(&h, csum)
+		if tp.Len() != h.Len() {
+			t.Fatalf("case %d: Len %d, want %d", i, tp.Len(), h.Len())
+		}
+		if err := tp.Write(got, n); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("case %d (v6=%v vlan=%v csum=%v n=%d):\n got %x\nwant %x", i, v6, vlan, csum, n, got[:h.Len()], want[:h.Len()])
+		}
+		// The same template serves the next datagram of the flow.
+		if n > 0 {
+			n2 := r.IntN(n)
+			want2, got2 := bytes.Clone(want[:h.Len()+n2]), bytes.Clone(want[:h.Len()+n2])
+			_ = Write(want2, &h, n2, csum)
+			if err := tp.Write(got2, n2); err != nil || !bytes.Equal(got2, want2) {
+				t.Fatalf("case %d, second datagram of %d: %v", i, n2, err)
+			}
+		}
+	}
+}
+
+func TestTemplateNoRoom(t *testing.T) {
+	var empty Template
+	if err := empty.Write(make([]byte, 100), 10); !errors.Is(err, ErrNoRoom) {
+		t.Fatalf("unbuilt template: %v", err)
+	}
+	h := headers(false, false)
+	var tp Template
+	tp.Build(&h, false)
+	for _, c := range []struct {
+		name   string
+		buf, n int
+	}{
+		{"negative", 100, -1},
+		{"short buffer", tp.Len() + 9, 10},
+		{"over 64 KiB", 70000, 0xffff},
+	} {
+		if err := tp.Write(make([]byte, c.buf), c.n); !errors.Is(err, ErrNoRoom) {
+			t.Errorf("%s: %v, want ErrNoRoom", c.name, err)
+		}
+	}
+	buf := make([]byte, tp.Len()+1200)
+	if a := testing.AllocsPerRun(100, func() { tp.Build(&h, true); _ = tp.Write(buf, 1200) }); a != 0 {
+		t.Fatalf("Template allocates %.1f times", a)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"sync"
@@ -51,6 +52,7 @@ type Table struct {
 	nl    *netlink.Handle
 	ownNL bool
 	snap  atomic.Pointer[map[netip.Addr]Entry]
+	gen   atomic.Uint64 // bumped after each snapshot that differs
 	miss  chan netip.Addr
 	wake  chan struct{}
 	mu    sync.Mutex // guards want
@@ -206,8 +208,17 @@ func (t *Table) refresh() {
 		}
 		next[dst] = e
 	}
+	if maps.Equal(*t.snap.Load(), next) {
+		return // unchanged: what callers cached by Gen stays valid
+	}
 	t.snap.Store(&next)
+	t.gen.Add(1)
 }
+
+// Gen returns the table's generation. It changes after every change of
+// the table: what a caller derived from Lookup results while Gen returned
+// g (read before the lookups) is current as long as Gen still returns g.
+func (t *Table) Gen() uint64 { return t.gen.Load() }
 
 func (t *Table) resolve(dst netip.Addr, cache map[int]map[netip.Addr]net.HardwareAddr) (Entry, error) {
 	routes, err := t.nl.RouteGet(dst.AsSlice())

@@ -74,7 +74,14 @@ func TestResolve(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 
-	// A MAC change reaches the snapshot within the refresh interval.
+	// Refreshes that find nothing new keep the generation (what workers
+	// cached stays valid); a MAC change reaches the snapshot within the
+	// refresh interval and changes it.
+	g := tab.Gen()
+	time.Sleep(100 * time.Millisecond) // 5 refreshes
+	if tab.Gen() != g {
+		t.Fatalf("generation moved from %d to %d without a change", g, tab.Gen())
+	}
 	mac2 := net.HardwareAddr{2, 0, 0, 0, 0, 0x78}
 	nl.NeighSet(&netlink.Neigh{LinkIndex: p.MD.Index, State: netlink.NUD_REACHABLE, IP: unknown.AsSlice(), HardwareAddr: mac2})
 	for e, _ := tab.Lookup(unknown); e.MAC != frame.MAC(mac2); e, _ = tab.Lookup(unknown) {
@@ -82,6 +89,9 @@ func TestResolve(t *testing.T) {
 			t.Fatal("MAC change never seen")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+	if tab.Gen() == g {
+		t.Fatal("MAC change did not change the generation")
 	}
 
 	// Forget removes it.
