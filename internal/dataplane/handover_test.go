@@ -178,7 +178,7 @@ func TestHandover(t *testing.T) {
 		t.Fatalf("handed over while the owner still received: Opener on %v", on)
 	}
 	q.ws[0].quiet, q.ws[1].retry = 0, 0 // as if both periods had passed
-	send(1) // asks again
+	send(1)                             // asks again
 	if got := q.stat(HandoverRequests); got != [2]uint64{0, 2} {
 		t.Fatalf("requests %v, want a second one", got)
 	}
@@ -354,7 +354,7 @@ func TestMisroutedNoAlloc(t *testing.T) {
 		_, pkts[i] = a.sealRTP(t, 160)
 	}
 	q.deliver(t, 1, a.peer.Addr, pkts[101], nil) // the first request
-	q.ws[1].retry = 0 // every packet asks: the mailbox must not allocate
+	q.ws[1].retry = 0                            // every packet asks: the mailbox must not allocate
 	i := 0
 	allocs := testing.AllocsPerRun(100, func() {
 		q.ports[1].push(pkts[i], a.peer.Addr)
