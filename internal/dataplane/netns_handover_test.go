@@ -293,3 +293,155 @@ func (p *pinned) do(fn func()) {
 	p.fns <- func() { fn(); close(done) }
 	<-done
 }
+
+// TestNetnsHandoverSocket: in socket mode (two sockets in an SO_REUSEPORT
+// group, two workers) the kernel picks a flow's socket by a hash of its
+// addresses, so a flow moves only when its address does: the endpoint
+// changes its source port (keytable.Table.SetAddr, as for ICE mobility) to
+// one whose flow the kernel gives to the other socket. The owner is idle,
+// blocked in recvmmsg with no deadline: only Port.Wake gets it to answer.
+// Media resumes through the other worker, and a packet forwarded before the
+// move, sent again from the new address, is a replay.
+func TestNetnsHandoverSocket(t *testing.T) {
+	testutil.NeedRoot(t, "network namespaces")
+	pair := netnstest.NewPair(t)
+	kt, err := keytable.New(keytable.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(22, 22))
+	var eps [2]*endpoint
+	var conns [2]*net.UDPConn
+	var ids [2]uuid.UUID
+	for i := range eps {
+		port := uint16(42000 + i)
+		eps[i] = newEndpoint(t, rng, uint64(i+1), netip.AddrPortFrom(pair.Peer.Addr, port))
+		ids[i] = uuid.New()
+		if _, err := kt.Install(context.Background(), keytable.Association{
+			ID: ids[i], Addr: eps[i].peer.Addr, Conference: 3, Recv: eps[i].peer.Recv, Send: eps[i].peer.Send,
+		}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := pair.Peer.NS.ListenUDP(pair.Peer.Addr, port)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	var dp *Dataplane
+	if err := pair.MD.NS.Do(func() error {
+		var err error
+		dp, err = New(Config{
+			Mode: ModeSocket, Ports: []uint16{mediaPort}, Queues: 2, Address: pair.MD.Addr,
+			BatchSize: 32, Table: KeyTable{kt},
+		})
+		return err
+	}); err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	defer dp.Close()
+	md := netip.AddrPortFrom(pair.MD.Addr, mediaPort)
+	// deliver sends enc (a new packet if nil) from conn as endpoint 0 and
+	// reports whether endpoint 1 decrypted it.
+	deliver := func(conn *net.UDPConn, plain, enc []byte, wait time.Duration) bool {
+		t.Helper()
+		if enc == nil {
+			plain, enc = eps[0].sealRTP(t, 100)
+		}
+		if _, err := conn.WriteToUDPAddrPort(enc, md); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 2048)
+		for {
+			conns[1].SetReadDeadline(time.Now().Add(wait))
+			k, _, err := conns[1].ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return false
+			}
+			if dec, err := eps[1].dec.DecryptRTP(nil, buf[:k], nil); err == nil && string(dec) == string(plain) {
+				return true
+			}
+		}
+	}
+	for try := 0; !deliver(conns[0], nil, nil, 50*time.Millisecond); try++ {
+		if try == 40 {
+			t.Fatalf("nothing forwarded; stats %s", nonZero(ptr(dp.Stats())))
+		}
+	}
+	oldPlain, oldEnc := eps[0].sealRTP(t, 100)
+	keep := append([]byte(nil), oldEnc...)
+	if !deliver(conns[0], oldPlain, oldEnc, 2*time.Second) {
+		t.Fatal("not delivered")
+	}
+	settled := func() []Stats {
+		prev := dp.WorkerStats()
+		for range 100 {
+			time.Sleep(10 * time.Millisecond)
+			cur := dp.WorkerStats()
+			if cur[0] == prev[0] && cur[1] == prev[1] {
+				return cur
+			}
+			prev = cur
+		}
+		return prev
+	}
+	ws := settled()
+	owner := 0
+	if ws[1][Forwarded] > 0 {
+		owner = 1
+	}
+	if ws[1-owner][Forwarded] != 0 {
+		t.Fatalf("one flow forwarded by both workers: %d and %d", ws[0][Forwarded], ws[1][Forwarded])
+	}
+	// Find a source port whose flow the kernel gives to the other socket:
+	// probe with a datagram from an unknown source and see which worker
+	// counted it.
+	var moved *net.UDPConn
+	probe := []byte{0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9}
+	for port := uint16(43000); port < 43064 && moved == nil; port++ {
+		c, err := pair.Peer.NS.ListenUDP(pair.Peer.Addr, port)
+		if err != nil {
+			continue
+		}
+		before := settled()[1-owner][DropUnknownSource]
+		if _, err := c.WriteToUDPAddrPort(probe, md); err != nil {
+			t.Fatal(err)
+		}
+		if settled()[1-owner][DropUnknownSource] > before {
+			moved = c
+			defer c.Close()
+		} else {
+			c.Close()
+		}
+	}
+	if moved == nil {
+		t.Fatal("no source port among 64 hashed to the other socket")
+	}
+	newAddr := moved.LocalAddr().(*net.UDPAddr).AddrPort()
+	if _, err := kt.SetAddr(context.Background(), ids[0], netip.AddrPortFrom(pair.Peer.Addr, newAddr.Port())); err != nil {
+		t.Fatal(err)
+	}
+	// The owner has been idle since the probes: blocked in recvmmsg.
+	start := time.Now()
+	for !deliver(moved, nil, nil, 50*time.Millisecond) {
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("media did not resume after the address change; stats %s / %s",
+				nonZero(&dp.WorkerStats()[0]), nonZero(&dp.WorkerStats()[1]))
+		}
+	}
+	t.Logf("socket: media resumed %v after the address change", time.Since(start).Round(time.Millisecond))
+	if deliver(moved, oldPlain, keep, 300*time.Millisecond) {
+		t.Fatal("a packet forwarded before the move was forwarded again after it")
+	}
+	if !deliver(moved, nil, nil, 2*time.Second) {
+		t.Fatal("media stopped after the replay")
+	}
+	ws = settled()
+	if ws[1-owner][Handovers] != 1 || ws[owner][Handovers] != 0 {
+		t.Fatalf("hand-overs %d and %d, want 1 to worker %d", ws[0][Handovers], ws[1][Handovers], 1-owner)
+	}
+	if ws[1-owner][DropReplay] != 1 {
+		t.Fatalf("replay not dropped by the new owner: %s", nonZero(&ws[1-owner]))
+	}
+}
