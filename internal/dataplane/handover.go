@@ -19,10 +19,15 @@ package dataplane
 //     atomic load when empty), also when idle, since Receive waits at most
 //     the poll interval (Config.Poll, 50 ms) before the loop runs again.
 //     If O opened a packet of the sender less than handoverQuiet ago, the
-//     flow still reaches O: it keeps the state and N asks again later (a
-//     flow split for a moment by the move settles, and a packet spoofed
-//     with the sender's address that lands on another queue cannot take
-//     the state from a worker the sender's real packets reach).
+//     flow still reaches O: it keeps the state and N asks again later. A
+//     flow split for a moment by the move settles, and packets spoofed
+//     with the sender's address that land on another queue (a request is
+//     made before anything is authenticated) cannot take the state from a
+//     worker the sender's real packets reach at least every
+//     handoverQuiet. If the sender is silent longer (e.g. audio DTX), a
+//     spoofer can move the state; the real packets then fetch it back the
+//     same way, dropped meanwhile (about handoverRetry plus handoverQuiet
+//     plus one poll), and nothing is opened twice or with a reset window.
 //  3. Otherwise O deletes the Opener from its map (it can no longer reach
 //     it: the next packet of the sender on O is misrouted there), then
 //     moves ownership of the generation from O to "in transit to N"
@@ -121,8 +126,9 @@ func (h *hub) join(w *Worker) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	w.hub = h
+	w.rid = w.table.ID()
 	w.box.reqs = make([]handoverRequest, 0, mailboxRequests)
-	h.byReader[w.table.ID()] = w
+	h.byReader[w.rid] = w
 }
 
 // misrouted handles a packet of sender, whose state another reader holds:
@@ -143,7 +149,7 @@ func (w *Worker) misrouted(sender *Peer, now int64) {
 	switch {
 	case stale:
 		return // a packet under replaced keys: Route gave an old version
-	case transit && owner == w.table.ID():
+	case transit && owner == w.rid:
 		return // on its way here
 	case transit && owner == 0:
 		w.adopt(sender)
@@ -263,7 +269,7 @@ func (w *Worker) answer(r *handoverRequest, now int64) {
 		h.mu.Unlock()
 		return
 	}
-	if !w.table.HandOver(e.peer, to.table.ID()) {
+	if !w.table.HandOver(e.peer, to.rid) {
 		h.mu.Unlock()
 		return // w no longer owns this generation: the state is stale
 	}

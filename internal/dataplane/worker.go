@@ -111,10 +111,11 @@ type Worker struct {
 	txErrLogged bool
 
 	// Hand-overs (handover.go): the hub of the Dataplane (nil for a lone
-	// worker), this worker's mailbox, when it last asked for each
+	// worker), the ID of this worker's Reader, its mailbox, when it last asked for each
 	// misrouted sender, and scratch for serve; retry and quiet are
 	// handoverRetry and handoverQuiet (tests change them).
 	hub         *hub
+	rid         int
 	retry       time.Duration
 	quiet       time.Duration
 	box         mailbox
