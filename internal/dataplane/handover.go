@@ -63,8 +63,12 @@ package dataplane
 // stopped worker's queue: until RSS moves its flows elsewhere, nothing
 // receives them.
 //
-// A sender whose owner is not one of this data plane's workers (another
-// reader of the same key table) is only counted (DropMisrouted).
+// An Opener dropped as idle (WorkerConfig.OpenerIdle, longer than the key
+// table's idle expiry) releases its ownership, so no worker, running or
+// stopped, owns a generation it holds no state for (except one with no
+// receive keys, which needs none). A sender whose owner is not one of this
+// data plane's workers (another reader of the same key table) is only
+// counted (DropMisrouted).
 
 import (
 	"sync"

@@ -99,17 +99,18 @@ func (q *twoQueues) holds(e *endpoint) (on []int) {
 	return on
 }
 
-// owner returns the key table's owner word for e, as reader IDs.
+// owner returns the key table's owner word for e, as reader IDs, read
+// through a Reader of its own (Route would claim it).
 func (q *twoQueues) owner(t *testing.T, e *endpoint) (reader int, transit bool) {
 	t.Helper()
-	r := q.ws[0].table.(*ktReader)
-	r.Begin()
+	r := q.kt.NewReader()
+	defer r.Close()
+	ep := r.Begin().LookupAddr(e.peer.Addr)
 	defer r.End()
-	p, _, _ := r.Route(e.peer.Addr)
-	if p == nil {
+	if ep == nil {
 		t.Fatalf("endpoint %d not in the table", e.peer.ID)
 	}
-	reader, transit, _ = r.Owner(p)
+	reader, transit, _ = r.Owner(ep)
 	return reader, transit
 }
 
@@ -369,5 +370,32 @@ func TestMisroutedNoAlloc(t *testing.T) {
 	}
 	if got := q.stat(HandoverRequests)[1]; got != 1+101 {
 		t.Fatalf("requests %d, want 102", got)
+	}
+}
+
+// TestSweepReleases: an Opener dropped for idleness (OpenerIdle) takes its
+// ownership with it, so the next worker the sender's flow reaches starts
+// afresh at once (as the owner itself would) instead of asking a worker
+// that has nothing to hand over.
+func TestSweepReleases(t *testing.T) {
+	q := newTwoQueues(t, 2)
+	a := q.eps[0]
+	plain, enc := a.sealRTP(t, 50)
+	if n := q.deliver(t, 0, a.peer.Addr, enc, plain); n != 1 {
+		t.Fatalf("forwarded to %d", n)
+	}
+	q.ws[0].sweep(time.Now().Add(q.ws[0].cfg.OpenerIdle + time.Second).UnixNano())
+	if on := q.holds(a); len(on) != 0 {
+		t.Fatalf("Opener still on %v", on)
+	}
+	if o, tr := q.owner(t, a); o != 0 || tr {
+		t.Fatalf("owner %d (transit %v) after the sweep, want none", o, tr)
+	}
+	p2, e2 := a.sealRTP(t, 50)
+	if n := q.deliver(t, 1, a.peer.Addr, e2, p2); n != 1 {
+		t.Fatalf("queue 1 forwarded to %d after the sweep", n)
+	}
+	if got := q.stat(DropMisrouted); got != [2]uint64{} {
+		t.Fatalf("misrouted %v", got)
 	}
 }

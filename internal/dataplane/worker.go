@@ -416,7 +416,10 @@ func (w *Worker) opener(p *Peer) *openerEntry {
 	return e
 }
 
-// sweep forgets Openers of senders idle for longer than OpenerIdle.
+// sweep forgets Openers of senders idle for longer than OpenerIdle, and
+// releases their ownership: with no state left here, whichever worker the
+// sender's flow reaches next builds the Opener (as this one would), instead
+// of asking a worker that has nothing to hand over.
 func (w *Worker) sweep(now int64) {
 	idle := int64(w.cfg.OpenerIdle)
 	for id, e := range w.openers {
@@ -425,6 +428,7 @@ func (w *Worker) sweep(now int64) {
 			if w.last == e {
 				w.last = nil
 			}
+			w.table.Release(e.peer)
 		}
 	}
 	for id, at := range w.asked {
