@@ -109,7 +109,8 @@ type Config struct {
 	// at most 4,096 source prefixes.
 	SlowQueue int
 	// Poll is how long an idle AF_XDP worker sleeps in poll (default 50 ms;
-	// it bounds how long Close waits).
+	// it bounds how long Close waits, and how long an idle worker takes to
+	// answer a hand-over request, see handover.go).
 	Poll time.Duration
 	// MaxSSRCs and OpenerIdle: see WorkerConfig.
 	MaxSSRCs   int
