@@ -45,7 +45,8 @@ package dataplane
 // mutex orders O's last write to the replay windows before N's first read
 // (Go memory model: Unlock happens before the next Lock). A worker builds a
 // fresh Opener only when Own hands it a generation nobody owns (a new
-// association or new keys); while a generation is in transit Own refuses it
+// association, new keys, or one released by a worker that held no Opener
+// for it); while a generation is in transit Own refuses it
 // on every worker, N included, so neither O (which would see the sender as
 // misrouted and ask for it back) nor any third worker can build a second
 // Opener from the same keys in the gap. The window thus survives: a packet
