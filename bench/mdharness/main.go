@@ -11,7 +11,9 @@
 // end-to-end key only the endpoints hold.
 //
 // It prints "ready <mode>" on stdout once forwarding and, on exit, one JSON
-// line with the data plane's non-zero counters.
+// line with the data plane's non-zero counters and each worker's packets.
+// -queues runs one worker per NIC queue (or SO_REUSEPORT socket), -cpus
+// pins them.
 //
 //	mdharness -keys keys.json -mode xdp-native -iface mdfb-md
 package main
@@ -24,6 +26,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
@@ -45,6 +49,8 @@ func run() error {
 		modeName = flag.String("mode", "auto", "data plane mode: xdp-native, xdp-generic, socket, auto")
 		iface    = flag.String("iface", "", "interface (XDP modes)")
 		sockBuf  = flag.Int("socket-buffer", 8<<20, "SO_RCVBUF/SO_SNDBUF of the sockets (0: daemon default)")
+		queues   = flag.Int("queues", 1, "NIC queues (AF_XDP sockets) or SO_REUSEPORT sockets, one worker each")
+		cpuList  = flag.String("cpus", "", "comma-separated CPUs to pin worker i to (i modulo the list); empty: no pinning")
 	)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -86,6 +92,16 @@ func run() error {
 	dpCfg.Mode, dpCfg.Interface = mode, *iface
 	dpCfg.Ports, dpCfg.Address = []uint16{kf.MD.Port()}, kf.MD.Addr()
 	dpCfg.SocketBuffer = *sockBuf
+	dpCfg.Queues = *queues
+	if *cpuList != "" {
+		for _, f := range strings.Split(*cpuList, ",") {
+			c, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil {
+				return fmt.Errorf("-cpus %q: %w", *cpuList, err)
+			}
+			dpCfg.CPUs = append(dpCfg.CPUs, c)
+		}
+	}
 	dp, err := dataplane.New(dpCfg)
 	if err != nil {
 		return fmt.Errorf("data plane: %w", err)
@@ -101,14 +117,25 @@ func run() error {
 	fmt.Printf("ready %s\n", dp.Mode())
 	<-ctx.Done()
 	st := dp.Stats()
+	ws := dp.WorkerStats()
 	if err := dp.Close(); err != nil {
 		log.Error("mdharness: close", "err", err)
 	}
-	return printStats(dp.Mode(), &st)
+	return printStats(dp.Mode(), &st, ws)
 }
 
-func printStats(m dataplane.Mode, st *dataplane.Stats) error {
+// printStats prints the totals ("counters") and, per worker, the packets
+// received, forwarded and the hand-overs ("workers").
+func printStats(m dataplane.Mode, st *dataplane.Stats, ws []dataplane.Stats) error {
 	out := map[string]any{"mode": m.String()}
+	var workers []map[string]uint64
+	for i := range ws {
+		workers = append(workers, map[string]uint64{
+			"rx_packets": ws[i][dataplane.RxPackets], "forwarded": ws[i][dataplane.Forwarded],
+			"handovers": ws[i][dataplane.Handovers], "drop_misrouted": ws[i][dataplane.DropMisrouted],
+		})
+	}
+	out["workers"] = workers
 	counters := map[string]uint64{}
 	for c := dataplane.Counter(0); c < dataplane.NumCounters; c++ {
 		if st[c] != 0 {

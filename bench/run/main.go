@@ -3,7 +3,9 @@
 // DTLS-SRTP handshakes as mdfast-system) and the baseline forwarder in
 // network namespaces and writes bench/results/<timestamp>.{json,md,svg}
 // and latest.{json,md,svg}, printing the Markdown table. BENCH_QUICK=1
-// measures a subset (about a minute). It needs root.
+// measures a subset (about a minute); BENCH_MQ=1 measures 2 queues and 2
+// workers against 1 (driver.MQPlan, its own paths unless -paths is given).
+// It needs root.
 //
 //	run -bin bin/bench -out bench/results
 package main
@@ -41,13 +43,20 @@ func run() error {
 	)
 	flag.Parse()
 	quick := os.Getenv("BENCH_QUICK") == "1"
+	mq := os.Getenv("BENCH_MQ") == "1"
 	plan := driver.FullPlan()
 	command := "make bench"
-	if quick {
+	switch {
+	case mq:
+		plan = driver.MQPlan()
+		command = "BENCH_MQ=1 make bench"
+	case quick:
 		plan = driver.QuickPlan()
 		command = "BENCH_QUICK=1 make bench"
 	}
-	plan.Paths = strings.Split(*paths, ",")
+	if !mq || isSet("paths") {
+		plan.Paths = strings.Split(*paths, ",")
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -73,4 +82,11 @@ func run() error {
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s\n", strings.Join(files, ", "))
 	return err
+}
+
+// isSet reports whether the flag name was given on the command line.
+func isSet(name string) bool {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }

@@ -109,7 +109,8 @@ type Config struct {
 	// at most 4,096 source prefixes.
 	SlowQueue int
 	// Poll is how long an idle AF_XDP worker sleeps in poll (default 50 ms;
-	// it bounds how long Close waits).
+	// it bounds how long Close waits, and how long an idle worker takes to
+	// answer a hand-over request, see handover.go).
 	Poll time.Duration
 	// MaxSSRCs and OpenerIdle: see WorkerConfig.
 	MaxSSRCs   int
@@ -171,6 +172,8 @@ type Dataplane struct {
 
 	ports   []Port
 	workers []*Worker
+	// hub hands senders' receive state between the workers (handover.go).
+	hub *hub
 	// sendConns send slow-path replies, by media port.
 	sendConns map[uint16]*net.UDPConn
 	// kernConns are the XDP modes' slow-path sockets.
@@ -263,6 +266,7 @@ func newDataplane(cfg Config, m Mode) *Dataplane {
 	return &Dataplane{
 		cfg: cfg, mode: m, log: cfg.Logger,
 		sendConns: make(map[uint16]*net.UDPConn),
+		hub:       newHub(),
 		slow:      make(chan SlowPacket, slowBulkFIFO),
 		slowPrio:  make(chan SlowPacket, cfg.SlowQueue),
 		bulk:      fairq.New[netip.Prefix, SlowPacket](bulkPerPrefix, bulkPrefixes),
@@ -408,10 +412,12 @@ func (d *Dataplane) addWorker(p Port) {
 	}
 	slow, prio := d.slow, d.slowPrio
 	d.ports = append(d.ports, p)
-	d.workers = append(d.workers, NewWorker(i, p, d.cfg.Table.NewReader(), WorkerConfig{
+	w := NewWorker(i, p, d.cfg.Table.NewReader(), WorkerConfig{
 		BatchSize: d.cfg.BatchSize, MaxSSRCs: d.cfg.MaxSSRCs, OpenerIdle: d.cfg.OpenerIdle,
 		Slow: slow, SlowPriority: prio, Triage: d.prioritized, Bulk: d.pushBulk, BulkRoom: d.bulkRoom, Pin: pin, CPU: cpu, Logger: d.log,
-	}))
+	})
+	d.hub.join(w)
+	d.workers = append(d.workers, w)
 }
 
 // start runs the workers, the slow-path readers and the neighbour table.

@@ -7,6 +7,11 @@
 //
 //   - Worker (worker.go): the per-queue pipeline, its per-worker Openers
 //     (never shared between workers), drop counters and Stats.
+//   - The hand-over of a sender's Opener (ROC, replay windows) from the
+//     worker that holds it to the one its flow moved to (handover.go): an
+//     RSS change or an address change moves a flow to another queue; the
+//     Opener moves with it, at no instant held by two workers, and a
+//     stopped worker parks its Openers for the others.
 //   - Port: batch I/O for one worker behind one interface, with two
 //     implementations: the AF_XDP port (an afxdp.Socket; frames parsed and
 //     written with package frame, next-hop MACs from package neigh) and the

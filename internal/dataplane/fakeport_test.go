@@ -1,6 +1,9 @@
 package dataplane
 
-import "net/netip"
+import (
+	"net/netip"
+	"sync/atomic"
+)
 
 // fakePort is a Port in memory: tests push datagrams and read what was
 // committed. It allocates nothing after newFakePort.
@@ -19,6 +22,7 @@ type fakePort struct {
 	ntx    int
 	curDst netip.AddrPort
 	full   bool // TxBuffer fails with DropTxFull
+	wakes  atomic.Int64
 }
 
 func newFakePort(queue, out int) *fakePort {
@@ -89,4 +93,5 @@ func (p *fakePort) Commit(n int) {
 
 func (p *fakePort) Flush() error { return nil }
 func (p *fakePort) Interrupt()   {}
+func (p *fakePort) Wake()        { p.wakes.Add(1) }
 func (p *fakePort) Close() error { return nil }

@@ -65,6 +65,13 @@ func (r *memReader) Admit(sender *Peer, ssrc uint32, _ bool, index uint64, _ int
 
 func (r *memReader) OutIndex(*Peer) (uint64, bool) { return r.idx, true }
 
+// The memTable routes every sender on every worker: nothing to hand over.
+func (r *memReader) ID() int                       { return 1 }
+func (r *memReader) Owner(*Peer) (int, bool, bool) { return 1, false, false }
+func (r *memReader) HandOver(*Peer, int) bool      { return false }
+func (r *memReader) Accept(*Peer) bool             { return false }
+func (r *memReader) Release(*Peer)                 {}
+
 type seen struct{ v atomic.Int64 }
 
 func (s *seen) Touch(now int64) { s.v.Store(now) }

@@ -348,6 +348,7 @@ func (p *irPort) Flush() error {
 }
 
 func (p *irPort) Interrupt()   {}
+func (p *irPort) Wake()        {}
 func (p *irPort) Close() error { return nil }
 
 // irNeighbours is a fixed neighbour table read as neigh.Table reads its

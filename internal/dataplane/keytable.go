@@ -61,11 +61,14 @@ func (k *ktReader) peer(ep *keytable.Endpoint) *Peer {
 }
 
 // Route implements Reader. A sender whose receive side another worker owns
-// (keytable.Reader.Own) is not routed here.
+// (keytable.Reader.Own) is not routed here: Route returns it with false.
 func (k *ktReader) Route(src netip.AddrPort) (*Peer, []*Peer, bool) {
 	ep := k.snap.LookupAddr(src)
-	if ep == nil || !k.r.Own(ep) {
+	if ep == nil {
 		return nil, nil, false
+	}
+	if !k.r.Own(ep) {
+		return k.peer(ep), nil, false
 	}
 	// A conference's member slice is one per snapshot and every endpoint
 	// is in one conference: its first member names it.
@@ -105,4 +108,35 @@ func (k *ktReader) OutIndex(r *Peer) (uint64, bool) {
 		return 0, false
 	}
 	return k.claim.Out(ep)
+}
+
+// ID implements Reader.
+func (k *ktReader) ID() int { return k.r.ID() }
+
+// Owner implements Reader with keytable.Reader.Owner.
+func (k *ktReader) Owner(p *Peer) (int, bool, bool) {
+	ep, ok := p.Ref.(*keytable.Endpoint)
+	if !ok {
+		return 0, false, true
+	}
+	return k.r.Owner(ep)
+}
+
+// HandOver implements Reader with keytable.Reader.HandOver.
+func (k *ktReader) HandOver(p *Peer, to int) bool {
+	ep, ok := p.Ref.(*keytable.Endpoint)
+	return ok && k.r.HandOver(ep, to)
+}
+
+// Accept implements Reader with keytable.Reader.Accept.
+func (k *ktReader) Accept(p *Peer) bool {
+	ep, ok := p.Ref.(*keytable.Endpoint)
+	return ok && k.r.Accept(ep)
+}
+
+// Release implements Reader with keytable.Reader.Release.
+func (k *ktReader) Release(p *Peer) {
+	if ep, ok := p.Ref.(*keytable.Endpoint); ok {
+		k.r.Release(ep)
+	}
 }

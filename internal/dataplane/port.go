@@ -44,9 +44,14 @@ type Port interface {
 	Commit(n int)
 	// Flush transmits what is queued and reaps completions.
 	Flush() error
-	// Interrupt makes a blocked Receive return soon. It is safe to call
-	// from any goroutine.
+	// Interrupt makes a blocked Receive return soon, and every later one
+	// too (the worker is stopping). It is safe to call from any goroutine.
 	Interrupt()
+	// Wake makes a Receive that is waiting return soon, once: the worker
+	// has hand-over work (handover.go). A port whose Receive waits at most
+	// a short poll interval may do nothing. Safe from any goroutine; it
+	// must not allocate.
+	Wake()
 	// Close releases the port. The worker must have stopped.
 	Close() error
 }

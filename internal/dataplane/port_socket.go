@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,11 @@ type SocketPort struct {
 	txb [][]byte
 	ntx int
 	dst netip.AddrPort
+
+	// stopping is set by Interrupt. Interrupt and Wake both end the wait
+	// with a read deadline in the past; Receive clears it again unless
+	// stopping.
+	stopping atomic.Bool
 }
 
 // NewSocketPort wraps conn (which it then owns) for one worker; batch is
@@ -64,6 +70,12 @@ func (p *SocketPort) Receive(rx []RxPacket) (int, error) {
 		var errno syscall.Errno
 		switch {
 		case errors.Is(err, os.ErrDeadlineExceeded):
+			if !p.stopping.Load() { // a Wake
+				_ = p.conn.SetReadDeadline(time.Time{})
+				if p.stopping.Load() { // Interrupt ran meanwhile
+					_ = p.conn.SetReadDeadline(time.Unix(1, 0))
+				}
+			}
 			return 0, nil
 		case errors.As(err, &errno):
 			p.c[DropRxError]++
@@ -130,8 +142,17 @@ func (p *SocketPort) Flush() error {
 
 // Interrupt implements Port: it expires the read and write deadlines.
 func (p *SocketPort) Interrupt() {
+	p.stopping.Store(true)
 	_ = p.conn.SetReadDeadline(time.Unix(1, 0))
 	_ = p.conn.SetWriteDeadline(time.Unix(1, 0))
+}
+
+// Wake implements Port: it expires the read deadline; the Receive that
+// returns for it clears it again. The worker checks for hand-over work
+// after every Receive, so a Wake that races with that clearing is not
+// lost: its work was posted before it.
+func (p *SocketPort) Wake() {
+	_ = p.conn.SetReadDeadline(time.Unix(1, 0))
 }
 
 // Close implements Port.

@@ -227,5 +227,9 @@ func (p *XDPPort) Flush() error {
 // interval.
 func (p *XDPPort) Interrupt() {}
 
+// Wake implements Port; Receive never waits longer than the poll interval,
+// after which the worker serves its hand-overs.
+func (p *XDPPort) Wake() {}
+
 // Close implements Port: it closes the socket (removing it from the XSKMAP).
 func (p *XDPPort) Close() error { return p.sock.Close() }

@@ -31,6 +31,17 @@ const (
 	// the original kept in the OHB for the double profiles): the SSRC was
 	// sent to that receiver under an earlier owner. Counted per receiver.
 	Rebased
+	// Handovers counts senders' receive state (their Opener: ROC and
+	// replay windows) this worker took over from another worker, or from
+	// a stopped one (see handover.go).
+	Handovers
+	// HandoverRequests counts the requests this worker sent to the worker
+	// owning a sender whose packets reached it (at most one per sender per
+	// handoverRetry).
+	HandoverRequests
+	// HandoversParked counts receive states this worker left for the other
+	// workers when it stopped.
+	HandoversParked
 	numTotals
 )
 
@@ -61,6 +72,9 @@ const (
 	DropJunk
 	// DropUnknownSource: no association for the source address.
 	DropUnknownSource
+	// DropMisrouted: another worker holds the sender's receive state (its
+	// flow moved to this queue); dropped until the hand-over completes.
+	DropMisrouted
 	// DropNoKeys: the sender has no receive keys yet.
 	DropNoKeys
 	// DropMalformed: an SRTP/SRTCP header or length error (short,
@@ -118,6 +132,8 @@ const (
 var counterNames = [NumCounters]string{
 	RxPackets: "rx_packets", RxBytes: "rx_bytes", TxPackets: "tx_packets", TxBytes: "tx_bytes",
 	Forwarded: "forwarded", SlowPath: "slow_path", SlowMedia: "slow_media", Rebased: "rebased",
+	Handovers: "handovers", HandoverRequests: "handover_requests", HandoversParked: "handovers_parked",
+	DropMisrouted:      "drop_misrouted",
 	DropFrameTruncated: "drop_frame_truncated", DropFrameNotIP: "drop_frame_not_ip",
 	DropFrameNotUDP: "drop_frame_not_udp", DropFrameBadIP: "drop_frame_bad_ip",
 	DropFrameFragment: "drop_frame_fragment", DropFrameBadUDP: "drop_frame_bad_udp",

@@ -41,6 +41,9 @@ type Reader interface {
 	End()
 	// Route returns the endpoint sending from src and the members of its
 	// conference (the sender may be among them; the worker skips it).
+	// When another reader holds the sender's receive state (its flow moved
+	// to this worker's queue), Route returns the sender, no members and
+	// false; for an unknown source, nil and false.
 	Route(src netip.AddrPort) (sender *Peer, members []*Peer, ok bool)
 	// Admit claims ssrc for sender in its conference (if it is not the
 	// sender's already) and admits one authenticated packet under it:
@@ -55,6 +58,29 @@ type Reader interface {
 	// caller then rewrites SEQ and seals under the new ROC, or uses it as
 	// the SRTCP index). false means drop this copy.
 	OutIndex(r *Peer) (uint64, bool)
+
+	// The rest moves a sender's receive state between readers (see
+	// handover.go); it is called outside the per-packet path and may be
+	// called outside Begin/End. p is a Peer Route returned.
+
+	// ID returns the reader's number, unique among the table's open
+	// readers and never 0.
+	ID() int
+	// Owner returns the ID of the reader holding p's receive state (0:
+	// nobody yet) or, when transit, the reader it is being handed to (0:
+	// parked by a stopped reader); stale means p's keys were replaced.
+	Owner(p *Peer) (reader int, transit, stale bool)
+	// HandOver gives this reader's ownership of p's receive state to
+	// reader to (0: park it), in transit until that reader Accepts; false
+	// if this reader does not own it.
+	HandOver(p *Peer, to int) bool
+	// Accept takes ownership of p's receive state handed to this reader
+	// or parked; false if it is neither (then the state handed over is
+	// stale and must be dropped).
+	Accept(p *Peer) bool
+	// Release gives up ownership of p's receive state when this reader
+	// holds none for it (nothing to hand over).
+	Release(p *Peer)
 }
 
 // Table hands out one Reader per worker.

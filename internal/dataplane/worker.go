@@ -11,11 +11,15 @@ package dataplane
 //     5761); DTLS (20..63) and STUN (0..3) are copied to the slow path
 //     (they reach the worker only in socket mode); anything else is junk.
 //  3. Look up the sender by source address in the key table; the Reader
-//     takes one snapshot per batch (Begin/End around the batch).
+//     takes one snapshot per batch (Begin/End around the batch). A sender
+//     whose receive state another worker holds is dropped (DropMisrouted)
+//     and that worker is asked to hand it over (handover.go).
 //  4. HBH open in place with this worker's own Opener for the sender,
 //     created on the sender's first packet and replaced when its keys
-//     change (Peer.Gen). Openers are never shared between workers: the
-//     flow hash (RSS queue or SO_REUSEPORT) keeps an endpoint on one.
+//     change (Peer.Gen), or handed over by the worker that had it. An
+//     Opener is held by one worker at a time: the flow hash (RSS queue or
+//     SO_REUSEPORT) keeps an endpoint on one, and when the flow moves the
+//     Opener moves with it, never copied.
 //  5. Admit the packet under the sender's claim on its SSRC (a collision,
 //     an SSRC over the sender's budget or an index a re-based SSRC cannot
 //     place drops it) and update the sender's last-seen time.
@@ -32,7 +36,8 @@ package dataplane
 //     and so is the EKTField (RFC 8870) that ends every double-profile
 //     SRTP packet: taken off before the open, appended after each seal.
 //  7. Flush the TX batch, release the RX buffers, reap completions, and
-//     publish the batch's counters.
+//     publish the batch's counters. Between batches (and when idle) serve
+//     the hand-over mailbox.
 //
 // Nothing in the loop allocates once the worker has seen its senders: the
 // batch slices are allocated once in NewWorker, the nonce scratch lives in
@@ -105,6 +110,19 @@ type Worker struct {
 
 	txErrLogged bool
 
+	// Hand-overs (handover.go): the hub of the Dataplane (nil for a lone
+	// worker), the ID of this worker's Reader, its mailbox, when it last asked for each
+	// misrouted sender, and scratch for serve; retry and quiet are
+	// handoverRetry and handoverQuiet (tests change them).
+	hub         *hub
+	rid         int
+	retry       time.Duration
+	quiet       time.Duration
+	box         mailbox
+	asked       map[uint64]int64
+	reqScratch  []handoverRequest
+	giftScratch []gift
+
 	counts    Counts
 	published Counts
 	pub       [NumCounters]atomic.Uint64
@@ -114,7 +132,9 @@ type openerEntry struct {
 	gen     uint64
 	keys    *srtpfast.Keys
 	o       *srtpfast.Opener
+	peer    *Peer // a version of the sender with this gen (for hand-overs)
 	used    int64 // batch time of the last packet
+	opened  int64 // batch time of the last packet opened
 	touched int64 // last time given to Peer.Seen
 }
 
@@ -136,6 +156,8 @@ func NewWorker(id int, port Port, r Reader, cfg WorkerConfig) *Worker {
 		id: id, port: port, table: r, cfg: cfg,
 		rx:      make([]RxPacket, cfg.BatchSize),
 		openers: make(map[uint64]*openerEntry),
+		asked:   make(map[uint64]int64),
+		retry:   handoverRetry, quiet: handoverQuiet,
 	}
 	port.Bind(&w.counts)
 	return w
@@ -166,11 +188,14 @@ func (w *Worker) Run(stop *atomic.Bool) error {
 	for !stop.Load() {
 		if err := w.poll(); err != nil {
 			if stop.Load() {
+				w.park(true)
 				return nil
 			}
+			w.park(false)
 			return err
 		}
 	}
+	w.park(true)
 	return nil
 }
 
@@ -181,12 +206,13 @@ func (w *Worker) poll() error {
 		w.publish()
 		return err
 	}
+	now := time.Now().UnixNano()
+	w.serve(now) // hand-overs, between batches (one atomic load if none)
 	if n == 0 {
 		w.flush() // reap completions while idle
 		w.publish()
 		return nil
 	}
-	now := time.Now().UnixNano()
 	w.table.Begin()
 	for i := range w.rx[:n] {
 		w.handle(&w.rx[i], now)
@@ -238,7 +264,12 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	}
 	sender, members, ok := w.table.Route(p.Src)
 	if !ok {
-		c[DropUnknownSource]++
+		if sender == nil {
+			c[DropUnknownSource]++
+			return
+		}
+		c[DropMisrouted]++
+		w.misrouted(sender, now)
 		return
 	}
 	e := w.opener(sender)
@@ -282,6 +313,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		}
 		plain, ssrc, idx = b[:info.Len], info.SSRC, info.Index()
 	}
+	e.opened = now
 	if !w.table.Admit(sender, ssrc, rtcp, idx, now) {
 		c[DropSSRCCollision]++
 		return
@@ -377,14 +409,17 @@ func (w *Worker) opener(p *Peer) *openerEntry {
 		e = w.openers[p.ID]
 	}
 	if e == nil || e.gen != p.Gen || e.keys != p.Recv {
-		e = &openerEntry{gen: p.Gen, keys: p.Recv, o: srtpfast.NewOpener(p.Recv, w.cfg.MaxSSRCs)}
+		e = &openerEntry{gen: p.Gen, keys: p.Recv, o: srtpfast.NewOpener(p.Recv, w.cfg.MaxSSRCs), peer: p}
 		w.openers[p.ID] = e
 	}
 	w.last, w.lastID = e, p.ID
 	return e
 }
 
-// sweep forgets Openers of senders idle for longer than OpenerIdle.
+// sweep forgets Openers of senders idle for longer than OpenerIdle, and
+// releases their ownership: with no state left here, whichever worker the
+// sender's flow reaches next builds the Opener (as this one would), instead
+// of asking a worker that has nothing to hand over.
 func (w *Worker) sweep(now int64) {
 	idle := int64(w.cfg.OpenerIdle)
 	for id, e := range w.openers {
@@ -393,6 +428,12 @@ func (w *Worker) sweep(now int64) {
 			if w.last == e {
 				w.last = nil
 			}
+			w.table.Release(e.peer)
+		}
+	}
+	for id, at := range w.asked {
+		if now-at > int64(time.Second) {
+			delete(w.asked, id)
 		}
 	}
 	w.sweepAt = now + idle/4

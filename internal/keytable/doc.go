@@ -92,10 +92,18 @@
 // SO_REUSEPORT group, and the kernel picks the socket by a hash of the flow,
 // with the same effect. That worker alone holds the srtpfast.Opener (ROC
 // and replay window per SSRC) for the endpoint's Recv keys, and Reader.Own
-// records it per key generation: if an address change moves the flow to
-// another queue, the new worker drops and counts (Stats.Misrouted) until the
-// owner hands its Opener over and calls Release; a fresh Opener for the
-// same keys would reset the replay window.
+// records it per key generation. If the flow moves to another queue (an
+// RSS change, or an address change through SetAddr, which keeps the
+// generation and so the owner), the new worker drops and counts
+// (Stats.Misrouted) and asks the owner for the Opener; the owner stops
+// using it, moves ownership to "in transit" to the new worker
+// (Reader.HandOver), hands the Opener over, and the new worker takes
+// ownership back out of transit (Reader.Accept) once it holds it. In
+// transit Own refuses the generation on every reader, so no worker builds
+// a fresh Opener for the same keys meanwhile (that would reset the replay
+// window); a stopping worker parks its Openers (HandOver to reader 0) for
+// any other to Accept. The data plane's handover.go has the protocol and
+// its ordering argument. Release is for an owner that holds no Opener.
 //
 // # Why no (receiver key, SSRC, index) repeats
 //

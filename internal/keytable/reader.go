@@ -9,8 +9,13 @@ import (
 	"time"
 )
 
-// maxReaders bounds the reader IDs, which Reader.Own packs into 16 bits.
-const maxReaders = 1<<16 - 1
+// maxReaders bounds the reader IDs, which Reader.Own packs into the low 15
+// bits of the owner word; bit 15 (inTransit) marks a hand-over under way.
+const (
+	maxReaders = 1<<15 - 1
+	inTransit  = 1 << 15
+	readerMask = inTransit - 1
+)
 
 // Reader is one worker's handle on the Table. It publishes which snapshot
 // the worker is reading, so that writers can wait for a grace period. A
@@ -39,7 +44,7 @@ type Reader struct {
 }
 
 // NewReader registers a worker and returns its Reader. It panics if more
-// than 65535 Readers are open at once (a programming error).
+// than 32766 Readers are open at once (a programming error).
 func (t *Table) NewReader() *Reader {
 	t.rmu.Lock()
 	defer t.rmu.Unlock()
@@ -63,7 +68,7 @@ func (t *Table) NewReader() *Reader {
 	return r
 }
 
-// ID returns the reader's number (1..65535), unique among open Readers.
+// ID returns the reader's number (1..32766), unique among open Readers.
 func (r *Reader) ID() int { return int(r.id) }
 
 // Begin starts a batch: it returns the current snapshot and records that
@@ -104,9 +109,13 @@ func (r *Reader) Close() {
 // ep.Recv(): two Openers for one Keys would have two replay windows, and a
 // packet replayed to the other worker would be opened and re-sealed twice.
 // The first worker to call Own for a generation becomes its owner; a packet
-// for it on another worker (after an address change moved the flow to
-// another RSS queue) is dropped and counted as Misrouted until the owner
-// hands its Opener over and calls Release. Own does not allocate.
+// for it on another worker (after an RSS change or an address change moved
+// the flow to another queue) is dropped and counted as Misrouted until the
+// owner hands its Opener over (HandOver, then Accept on the new owner) or
+// calls Release. A generation in transit (handed over, not yet accepted) is
+// owned by nobody: Own refuses it on every reader, the receiving one
+// included, so no worker builds a fresh Opener for it meanwhile. Own does
+// not allocate.
 func (r *Reader) Own(ep *Endpoint) bool {
 	want := ep.gen<<16 | uint64(r.id)
 	for {
@@ -121,17 +130,61 @@ func (r *Reader) Own(ep *Endpoint) bool {
 				return true
 			}
 		default:
-			// owned by another reader, or ep is an old generation.
+			// owned by another reader, in transit, or ep is an old
+			// generation.
 			r.t.stats.misrouted.Add(1)
 			return false
 		}
 	}
 }
 
+// Owner returns who holds the receive side of ep's generation: the ID of
+// the owning Reader (0 if nobody owns it yet, or it was released), or, when
+// transit is true, the Reader it is being handed to (0: parked, see
+// HandOver). stale is true when ep is an older generation than the one
+// owned, or than the association's current one if that was claimed.
+func (r *Reader) Owner(ep *Endpoint) (reader int, transit, stale bool) {
+	cur := ep.a.owner.Load()
+	switch {
+	case cur>>16 > ep.gen:
+		return 0, false, true
+	case cur>>16 < ep.gen:
+		return 0, false, false
+	}
+	return int(cur & readerMask), cur&inTransit != 0, false
+}
+
+// HandOver gives this reader's ownership of ep's generation to the Reader
+// numbered to, in transit: until that reader calls Accept, Own refuses the
+// generation everywhere. to == 0 parks it: any reader may then Accept it
+// (the caller keeps the Opener where that reader will find it). It reports
+// false, changing nothing, when this reader does not own ep's generation.
+// The caller must have stopped using its Opener for ep.Recv() before the
+// call and must hand it to the new owner after it (see the data plane's
+// handover.go for the ordering).
+func (r *Reader) HandOver(ep *Endpoint, to int) bool {
+	if to < 0 || to >= maxReaders {
+		return false
+	}
+	return ep.a.owner.CompareAndSwap(ep.gen<<16|uint64(r.id), ep.gen<<16|inTransit|uint64(to))
+}
+
+// Accept completes a HandOver to this reader, or takes a parked
+// generation: afterwards this reader owns ep's generation. Call it only
+// when holding the Opener that was handed over. It reports false when the
+// generation is not in transit to this reader nor parked (e.g. the keys
+// were replaced meanwhile: the Opener handed over is then stale).
+func (r *Reader) Accept(ep *Endpoint) bool {
+	want := ep.gen<<16 | uint64(r.id)
+	return ep.a.owner.CompareAndSwap(ep.gen<<16|inTransit|uint64(r.id), want) ||
+		ep.a.owner.CompareAndSwap(ep.gen<<16|inTransit, want)
+}
+
 // Release gives up this reader's ownership of ep's current generation, so
-// that the next worker to call Own takes it. Call it only after handing the
-// Opener for ep.Recv() to that worker (or when ep's association is gone):
-// building a fresh Opener for the same keys would reset the replay windows.
+// that the next worker to call Own takes it. Call it only when this reader
+// holds no Opener for ep.Recv() (or when ep's association is gone):
+// building a fresh Opener for keys an Opener already exists for would reset
+// the replay windows; to move one, use HandOver.
 func (r *Reader) Release(ep *Endpoint) {
 	ep.a.owner.CompareAndSwap(ep.gen<<16|uint64(r.id), ep.gen<<16)
 }

@@ -475,3 +475,85 @@ func TestOwn(t *testing.T) {
 		t.Errorf("Misrouted = %d, want 3", tb.Stats().Misrouted)
 	}
 }
+
+// TestHandOver checks the ownership word through a hand-over, a parking,
+// and the refusals in between: while a generation is in transit nobody
+// owns it, not even the reader it is handed to.
+func TestHandOver(t *testing.T) {
+	ctx := context.Background()
+	tb := newTable(t, Config{})
+	ep, _ := tb.Install(ctx, assocOf(0, 1, newPair(t, 0)))
+	r1, r2, r3 := tb.NewReader(), tb.NewReader(), tb.NewReader()
+	defer r1.Close()
+	defer r2.Close()
+	defer r3.Close()
+	check := func(step string, r *Reader, want bool) {
+		t.Helper()
+		if got := r.Own(ep); got != want {
+			t.Errorf("%s: reader %d Own = %v, want %v", step, r.ID(), got, want)
+		}
+	}
+	owner := func(step string, wantReader int, wantTransit bool) {
+		t.Helper()
+		got, transit, stale := r3.Owner(ep)
+		if got != wantReader || transit != wantTransit || stale {
+			t.Errorf("%s: Owner = %d, %v, %v; want %d, %v, false", step, got, transit, stale, wantReader, wantTransit)
+		}
+	}
+	owner("unowned", 0, false)
+	check("first", r1, true)
+	owner("owned", r1.ID(), false)
+	if r2.HandOver(ep, r3.ID()) {
+		t.Fatal("a non-owner handed over")
+	}
+	if r2.Accept(ep) {
+		t.Fatal("accepted what was not handed over")
+	}
+	if !r1.HandOver(ep, r2.ID()) {
+		t.Fatal("owner could not hand over")
+	}
+	owner("in transit", r2.ID(), true)
+	check("in transit", r1, false)
+	check("in transit", r2, false)
+	check("in transit", r3, false)
+	if r3.Accept(ep) {
+		t.Fatal("a third reader accepted a hand-over to r2")
+	}
+	if !r2.Accept(ep) {
+		t.Fatal("r2 could not accept")
+	}
+	check("accepted", r2, true)
+	check("accepted", r1, false)
+	// An address change keeps the generation, hence the owner.
+	moved, _ := tb.SetAddr(ctx, ep.ID(), addrOf(9))
+	if !r2.Own(moved) || r1.Own(moved) {
+		t.Error("ownership changed on SetAddr")
+	}
+	// Parking: any reader may take it, once.
+	if !r2.HandOver(moved, 0) {
+		t.Fatal("could not park")
+	}
+	owner("parked", 0, true)
+	check("parked", r1, false)
+	if !r3.Accept(moved) || r1.Accept(moved) {
+		t.Fatal("parked generation not taken exactly once")
+	}
+	check("unparked", r3, true)
+	// A hand-over of an old generation is stale after a rekey.
+	if !r3.HandOver(moved, r1.ID()) {
+		t.Fatal("hand-over to r1")
+	}
+	rk, _ := tb.Install(ctx, Association{ID: ep.ID(), Addr: addrOf(9), Conference: 1, Recv: newKeys(t, 5), Send: newKeys(t, 6)})
+	if !r2.Own(rk) {
+		t.Error("new generation not claimable while the old one is in transit")
+	}
+	if r1.Accept(moved) {
+		t.Error("accepted a generation the keys replaced")
+	}
+	if _, _, stale := r1.Owner(moved); !stale {
+		t.Error("old generation not reported stale")
+	}
+	if r2.HandOver(rk, maxReaders) || r2.HandOver(rk, -1) {
+		t.Error("hand-over to an impossible reader ID")
+	}
+}

@@ -204,6 +204,7 @@ func (p *port) TxBuffer(netip.AddrPort, *dataplane.RxPacket) ([]byte, dataplane.
 func (p *port) Commit(int)   {}
 func (p *port) Flush() error { return nil }
 func (p *port) Interrupt()   {}
+func (p *port) Wake()        {}
 func (p *port) Close() error { return nil }
 
 // heap returns the live heap after a full collection.

@@ -43,6 +43,7 @@ var (
 	dTxBytes   = desc("bytes_sent_total", "UDP payload octets sent, per queue.", "queue")
 	dSlowPath  = desc("slow_path_packets_total", "Datagrams handed to the slow path (DTLS, STUN), per queue.", "queue")
 	dDropped   = desc("packets_dropped_total", "Datagrams dropped, per queue and reason.", "queue", "reason")
+	dHandover  = desc("handovers_total", "Hand-overs of senders' receive state between workers, per queue: accepted (state taken over), requested (asked of the owner), parked (left by a stopped worker).", "queue", "event")
 	dMode      = desc("dataplane_mode", "The data path in use (1 for the active mode).", "mode")
 	dXDP       = desc("xdp_classifier_total", "XDP classifier verdicts.", "verdict")
 	dAssoc     = desc("associations", "Associations with keys installed in the key table.")
@@ -62,7 +63,7 @@ func NewCollector(src Source) *Collector { return &Collector{src: src} }
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dReceived, dRxBytes, dForwarded, dSent, dTxBytes, dSlowPath, dDropped,
-		dMode, dXDP, dAssoc, dPending, dConfs, dTable, dSlow, dRefused} {
+		dHandover, dMode, dXDP, dAssoc, dPending, dConfs, dTable, dSlow, dRefused} {
 		ch <- d
 	}
 }
@@ -83,6 +84,9 @@ func queueStats(ch chan<- prometheus.Metric, q string, s *dataplane.Stats) {
 	counter(ch, dTxBytes, s[dataplane.TxBytes], q)
 	counter(ch, dSlowPath, s[dataplane.SlowPath], q)
 	counter(ch, dDropped, s[dataplane.SlowMedia], q, "slow_media")
+	counter(ch, dHandover, s[dataplane.Handovers], q, "accepted")
+	counter(ch, dHandover, s[dataplane.HandoverRequests], q, "requested")
+	counter(ch, dHandover, s[dataplane.HandoversParked], q, "parked")
 	for r := dataplane.Counter(0); r < dataplane.NumCounters; r++ {
 		if r.IsDrop() {
 			counter(ch, dDropped, s[r], q, r.String()[len("drop_"):])

@@ -137,6 +137,8 @@ type End struct {
 type Pair struct {
 	// MD is the Media Distributor's side, Peer the traffic generator's side.
 	MD, Peer End
+	// queues is the number of RX and TX queues of each end (NewPairQueues).
+	queues int
 }
 
 // NewPair creates two namespaces joined by a veth pair: the MD end has
@@ -145,6 +147,20 @@ type Pair struct {
 // each side has a permanent neighbour entry for the other (no ARP needed).
 func NewPair(t testing.TB) *Pair {
 	t.Helper()
+	return NewPairQueues(t, 1)
+}
+
+// NewPairQueues is NewPair with n RX and n TX queues on each end (1 <= n
+// <= 16), as `ip link add ... type veth numrxqueues n numtxqueues n`. On
+// veth a frame is received on the queue whose number is the TX queue the
+// sender's side put it on (veth_xmit keeps skb->queue_mapping), so a test
+// chooses the MD's receive queue of a flow by steering it at the peer, e.g.
+// with SteerUDP.
+func NewPairQueues(t testing.TB, n int) *Pair {
+	t.Helper()
+	if n < 1 || n > 16 {
+		t.Fatalf("netnstest: NewPairQueues with %d queues", n)
+	}
 	md, peer := New(t), New(t)
 	p := &Pair{
 		MD: End{NS: md, Name: "mdf-md", MAC: net.HardwareAddr{2, 0, 0xc6, 0x12, 0, 1},
@@ -152,6 +168,7 @@ func NewPair(t testing.TB) *Pair {
 		Peer: End{NS: peer, Name: "mdf-peer", MAC: net.HardwareAddr{2, 0, 0xc6, 0x12, 0, 2},
 			Addr: netip.MustParseAddr("198.18.0.2")},
 	}
+	p.queues = n
 	p.link(t)
 	return p
 }
@@ -170,8 +187,10 @@ func (p *Pair) link(t testing.TB) {
 	t.Helper()
 	veth := &netlink.Veth{
 		LinkAttrs: netlink.LinkAttrs{
-			Name: p.MD.Name, HardwareAddr: p.MD.MAC, NumTxQueues: 1, NumRxQueues: 1,
+			Name: p.MD.Name, HardwareAddr: p.MD.MAC, NumTxQueues: max(p.queues, 1), NumRxQueues: max(p.queues, 1),
 		},
+		PeerNumTxQueues:  uint32(max(p.queues, 1)),
+		PeerNumRxQueues:  uint32(max(p.queues, 1)),
 		PeerName:         p.Peer.Name,
 		PeerHardwareAddr: p.Peer.MAC,
 		PeerNamespace:    netlink.NsFd(int(p.Peer.NS.handle)),

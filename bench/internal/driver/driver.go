@@ -95,15 +95,27 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 	} else if len(removed) > 0 {
 		log.Info("driver: removed namespaces of earlier runs", "names", removed)
 	}
-	topo, err := netns.Setup(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("driver: topology: %w", err)
-	}
+	// One topology per queue count the paths need (the multi-queue paths
+	// get a veth pair with two queues of their own).
+	topos := map[int]*netns.Topology{}
 	defer func() {
-		if err := topo.Close(); err != nil {
-			log.Error("driver: removing namespaces", "err", err)
+		for _, t := range topos {
+			if err := t.Close(); err != nil {
+				log.Error("driver: removing namespaces", "err", err)
+			}
 		}
 	}()
+	for _, path := range cfg.Plan.Paths {
+		n := Queues(path)
+		if topos[n] != nil {
+			continue
+		}
+		t, err := netns.SetupQueues(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("driver: topology: %w", err)
+		}
+		topos[n] = t
+	}
 
 	run := &report.Run{
 		Started: time.Now().UTC(), Command: cfg.Command, Quick: cfg.Quick,
@@ -117,7 +129,7 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 			if !g.RunsOn(path) {
 				continue
 			}
-			scs, err := runGroup(ctx, &cfg, topo, path, g, pr)
+			scs, err := runGroup(ctx, &cfg, topos[Queues(path)], path, g, pr)
 			run.Scenarios = append(run.Scenarios, scs...)
 			if ctx.Err() != nil {
 				pr.finish()
@@ -137,6 +149,7 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 func method(cfg Config) []string {
 	return []string{
 		"Topology: two network namespaces joined by one veth pair (198.18.0.1 forwarder, 198.18.0.2 endpoints, one UDP port per endpoint); one RX/TX queue, one data-plane worker.",
+		"Multi-queue paths (" + MQPath + ", " + MQPath2Cores + "): their own veth pair with two RX/TX queues; the generator's kernel picks each endpoint's TX queue by a hash of its flow (no XPS), veth delivers it on the forwarder's RX queue of that number, one AF_XDP socket and worker per queue (queue_rx_packets: what each received). " + MQPath + " pins the forwarder to its core like the other paths; " + MQPath2Cores + " pins worker i to the forwarder's core and the generator's core in turn.",
 		"Keys (mdfast paths): " + KeysDirect + ".",
 		"Keys (baseline): " + KeysBaseline + ".",
 		"Keys (" + SystemPath + "): " + KeysHandshake + ". " + SystemPath + " runs the real daemons: `mdfast run -mode " + SystemMode + "` (retried with -mode " + SystemFallback + " if it does not come up; the mode column says which ran) with its defaults except -new-associations-per-second -1 (every endpoint has the generator's one address) and 8 MiB socket buffers, and keydist in the forwarder's namespace, the tunnel (TLS over TCP) on its loopback, keydist pinned to the generator's core. Both are restarted for every step. Handshake times: per endpoint from its first ClientHello to its exported keys (p50, p99, max), and the wall time for all of them at once (total).",
@@ -158,6 +171,8 @@ type forwarder struct {
 	mode   string
 	// done, when set, replaces finish (the system path's daemons).
 	done func() (map[string]uint64, error)
+	// queueRx is set by finish: packets per worker (multi-queue paths).
+	queueRx []uint64
 }
 
 func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path, keys string) (*forwarder, error) {
@@ -168,10 +183,17 @@ func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path
 		bin, args = "baseline", []string{"-keys", keys}
 	case "mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket":
 		bin, args = "mdharness", []string{"-keys", keys, "-mode", strings.TrimPrefix(path, "mdfast-"), "-iface", topo.MDIf}
+	case MQPath, MQPath2Cores:
+		bin, args = "mdharness", []string{"-keys", keys, "-mode", "xdp-native", "-iface", topo.MDIf, "-queues", strconv.Itoa(Queues(path))}
 	default:
 		return nil, fmt.Errorf("driver: unknown path %q", path)
 	}
-	cmd := netns.Command(ctx, topo.MDNS, cfg.MDCore, filepath.Join(cfg.Bin, bin), args...)
+	core := cfg.MDCore
+	if path == MQPath2Cores {
+		core = -1 // both cores; the workers are pinned
+		args = append(args, "-cpus", fmt.Sprintf("%d,%d", cfg.MDCore, cfg.GenCore))
+	}
+	cmd := netns.Command(ctx, topo.MDNS, core, filepath.Join(cfg.Bin, bin), args...)
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -210,11 +232,13 @@ func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path
 	}
 }
 
-// finish stops the forwarder and returns its non-zero drop counters.
+// finish stops the forwarder and returns its non-zero drop counters (and,
+// from mdharness, each worker's received packets in queueRx).
 func (f *forwarder) finish() (map[string]uint64, error) {
 	if f.done != nil {
 		return f.done()
 	}
+	f.queueRx = nil
 	_ = f.stop()
 	var last string
 	for l := range f.lines {
@@ -222,10 +246,16 @@ func (f *forwarder) finish() (map[string]uint64, error) {
 	}
 	err := f.cmd.Wait()
 	var st struct {
-		Counters map[string]uint64 `json:"counters"`
+		Counters map[string]uint64   `json:"counters"`
+		Workers  []map[string]uint64 `json:"workers"`
 	}
 	if jerr := json.Unmarshal([]byte(last), &st); jerr != nil {
 		return nil, errors.Join(fmt.Errorf("driver: forwarder counters: %w", jerr), err)
+	}
+	if len(st.Workers) > 1 {
+		for _, w := range st.Workers {
+			f.queueRx = append(f.queueRx, w["rx_packets"])
+		}
 	}
 	drops := map[string]uint64{}
 	for k, v := range st.Counters {
@@ -318,7 +348,7 @@ func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysP
 		}
 	}
 	drops, ferr := fw.finish()
-	s.ForwarderDrops = drops
+	s.ForwarderDrops, s.QueueRx = drops, fw.queueRx
 	if ferr != nil && ctx.Err() == nil {
 		cfg.Logger.Warn("driver: forwarder exit", "path", path, "group", g.Name, "step", st, "err", ferr,
 			"stderr", lastLine(fw.stderr.String()))

@@ -155,3 +155,39 @@ func (p *Plan) Steps() int {
 	}
 	return n
 }
+
+// Multi-queue paths: mdfast in XDP native mode on a veth pair with two RX
+// and TX queues, one worker per queue (bench/mdharness -queues 2). MQPath
+// pins the forwarder process to the forwarder's core like every other
+// path (two workers sharing one core: the cost of the multi-queue data
+// plane per CPU-second); MQPath2Cores lets it run on both cores, worker i
+// pinned to core i's turn in (forwarder core, generator core), sharing the
+// generator's core.
+const (
+	MQPath       = "mdfast-xdp-native-2q"
+	MQPath2Cores = "mdfast-xdp-native-2q-2cores"
+)
+
+// Queues returns the queues (and data-plane workers) of path's forwarder.
+func Queues(path string) int {
+	if path == MQPath || path == MQPath2Cores {
+		return 2
+	}
+	return 1
+}
+
+// MQPlan (BENCH_MQ=1): 1 queue and 1 worker (mdfast-xdp-native, the
+// baseline) against 2 queues and 2 workers, on one core and on both: a
+// conference of 8 all sending 160 B as fast as they can (8 flows, spread
+// over the queues by the generator's TX hash), then paced at 50%.
+func MQPlan() Plan {
+	g := Group{
+		Name: "conf8-flood-160B", Participants: 8, Senders: 8, Payload: 160,
+		Pattern: "flood", Streams: 1, Steps: []float64{0.5},
+	}
+	return Plan{
+		Paths:  []string{"mdfast-xdp-native", MQPath, MQPath2Cores},
+		Groups: []Group{g},
+		Timing: Timing{Warmup: 300 * time.Millisecond, Duration: 3 * time.Second, Drain: 300 * time.Millisecond},
+	}
+}

@@ -55,3 +55,28 @@ func TestPlanDouble(t *testing.T) {
 		t.Errorf("scenario profile %q", g.Profile)
 	}
 }
+
+// TestMQPlan: the multi-queue plan compares the 1-queue path with the two
+// 2-queue ones on a group with several senders (one flow each, so that
+// the flows can spread over the queues).
+func TestMQPlan(t *testing.T) {
+	p := MQPlan()
+	if !slices.Equal(p.Paths, []string{"mdfast-xdp-native", MQPath, MQPath2Cores}) {
+		t.Fatalf("paths %v", p.Paths)
+	}
+	for _, path := range p.Paths {
+		want := 2
+		if path == "mdfast-xdp-native" {
+			want = 1
+		}
+		if Queues(path) != want {
+			t.Errorf("%s: %d queues, want %d", path, Queues(path), want)
+		}
+	}
+	if len(p.Groups) != 1 || p.Groups[0].Senders < 4 || p.Groups[0].Name != "conf8-flood-160B" {
+		t.Fatalf("groups %+v", p.Groups)
+	}
+	if p.Steps() != 3*2 {
+		t.Errorf("%d steps", p.Steps())
+	}
+}

@@ -25,6 +25,8 @@ const Prefix = "mdfb-"
 // Topology is the forwarder's namespace and the generator's, one veth pair
 // between them.
 type Topology struct {
+	// Queues is the number of RX and TX queues of each veth end.
+	Queues int
 	// MDNS and GenNS are the namespace names.
 	MDNS, GenNS string
 	// MDIf and GenIf are the veth ends' names (inside their namespaces).
@@ -35,11 +37,28 @@ type Topology struct {
 	MDMAC, GenMAC string
 }
 
-// Setup creates the topology. On error it removes what it made.
-func Setup(ctx context.Context) (_ *Topology, err error) {
+// Setup creates the topology with one queue per veth end. On error it
+// removes what it made.
+func Setup(ctx context.Context) (*Topology, error) { return SetupQueues(ctx, 1) }
+
+// SetupQueues creates the topology with n RX and n TX queues on each veth
+// end, in namespaces of their own ("<Prefix><pid>-q<n>-md" when n > 1).
+// With no XPS configured the generator's side picks a datagram's TX queue
+// by a hash of its flow, and veth delivers it on the forwarder's RX queue
+// of the same number, so the endpoints' flows spread over the queues as
+// RSS spreads them on a NIC. On error it removes what it made.
+func SetupQueues(ctx context.Context, n int) (_ *Topology, err error) {
+	if n < 1 {
+		return nil, fmt.Errorf("netns: %d queues", n)
+	}
 	pid := strconv.Itoa(os.Getpid())
+	if n > 1 {
+		pid += "-q" + strconv.Itoa(n)
+	}
+	q := strconv.Itoa(n)
 	t := &Topology{
-		MDNS: Prefix + pid + "-md", GenNS: Prefix + pid + "-gen",
+		Queues: n,
+		MDNS:   Prefix + pid + "-md", GenNS: Prefix + pid + "-gen",
 		MDIf: "mdfb-md", GenIf: "mdfb-gen",
 		MDAddr: netip.MustParseAddr("198.18.0.1"), GenAddr: netip.MustParseAddr("198.18.0.2"),
 		MDMAC: "02:00:c6:12:00:01", GenMAC: "02:00:c6:12:00:02",
@@ -52,8 +71,8 @@ func Setup(ctx context.Context) (_ *Topology, err error) {
 	steps := [][]string{
 		{"netns", "add", t.MDNS},
 		{"netns", "add", t.GenNS},
-		{"-n", t.MDNS, "link", "add", t.MDIf, "address", t.MDMAC, "numtxqueues", "1", "numrxqueues", "1",
-			"type", "veth", "peer", "name", t.GenIf, "address", t.GenMAC, "netns", t.GenNS, "numtxqueues", "1", "numrxqueues", "1"},
+		{"-n", t.MDNS, "link", "add", t.MDIf, "address", t.MDMAC, "numtxqueues", q, "numrxqueues", q,
+			"type", "veth", "peer", "name", t.GenIf, "address", t.GenMAC, "netns", t.GenNS, "numtxqueues", q, "numrxqueues", q},
 		{"-n", t.MDNS, "addr", "add", t.MDAddr.String() + "/24", "dev", t.MDIf},
 		{"-n", t.GenNS, "addr", "add", t.GenAddr.String() + "/24", "dev", t.GenIf},
 		{"-n", t.MDNS, "link", "set", "lo", "up"},

@@ -21,6 +21,13 @@ const (
 // RatioGroup is the scenario group the ratio goal is judged on.
 const RatioGroup = "fanout1to4-160B"
 
+// MQGroup is the group of the multi-queue comparison (BENCH_MQ=1): every
+// path that measured it is compared with MQBase, 1 queue and 1 worker.
+const (
+	MQGroup = "conf8-flood-160B"
+	MQBase  = "mdfast-xdp-native"
+)
+
 // Finding is one goal checked against the run.
 type Finding struct {
 	Goal   string  `json:"goal"`
@@ -63,6 +70,7 @@ func Evaluate(scs []Scenario) []Finding {
 			s.ForwardedPerCPUSecond, base.ForwardedPerCPUSecond, s.MDCPU, base.MDCPU, s.CoreCPU, base.CoreCPU)
 		out = append(out, f)
 	}
+	out = append(out, multiQueue(scs)...)
 	// 2 and 3, per path: loss below 70% and p99 at 50% of saturation.
 	paths := []string{}
 	seen := map[string]bool{}
@@ -116,4 +124,38 @@ func stepFraction(step string) (float64, bool) {
 		return 0, false
 	}
 	return v / 100, true
+}
+
+// multiQueue compares, at saturation of MQGroup, every path with MQBase:
+// forwarded packets per second and per forwarder CPU-second, as ratios
+// (no goal: Met stays nil).
+func multiQueue(scs []Scenario) []Finding {
+	var base *Scenario
+	for i := range scs {
+		s := &scs[i]
+		if s.Path == MQBase && s.Group == MQGroup && s.Step == "sat" && s.Error == "" && s.ForwardedPerCPUSecond > 0 {
+			base = s
+		}
+	}
+	if base == nil {
+		return nil
+	}
+	var out []Finding
+	for i := range scs {
+		s := &scs[i]
+		if s.Path == MQBase || s.Group != MQGroup || s.Step != "sat" || s.Error != "" || s.ForwardedPerCPUSecond <= 0 {
+			continue
+		}
+		out = append(out, Finding{
+			Goal: "multi-queue: forwarded packets per second vs 1 queue, " + MQGroup, Path: s.Path,
+			Value:  s.ForwardedPPS / base.ForwardedPPS,
+			Detail: fmt.Sprintf("%.0f vs %.0f pkt/s; per worker received %v", s.ForwardedPPS, base.ForwardedPPS, s.QueueRx),
+		}, Finding{
+			Goal: "multi-queue: forwarded packets per forwarder CPU-second vs 1 queue, " + MQGroup, Path: s.Path,
+			Value: s.ForwardedPerCPUSecond / base.ForwardedPerCPUSecond,
+			Detail: fmt.Sprintf("%.0f vs %.0f pkt/CPU-s (md_cpu %.2f vs %.2f; core_cpu %.2f vs %.2f)",
+				s.ForwardedPerCPUSecond, base.ForwardedPerCPUSecond, s.MDCPU, base.MDCPU, s.CoreCPU, base.CoreCPU),
+		})
+	}
+	return out
 }

@@ -87,6 +87,9 @@ type Scenario struct {
 	Keys string `json:"keys"`
 	// ForwarderDrops are the forwarder's non-zero drop counters.
 	ForwarderDrops map[string]uint64 `json:"forwarder_drops,omitempty"`
+	// QueueRx is the packets each of the forwarder's workers received (one
+	// per queue), for the multi-queue paths: how the flows spread.
+	QueueRx []uint64 `json:"queue_rx_packets,omitempty"`
 	// Error is set when the step could not be measured.
 	Error string `json:"error,omitempty"`
 }
