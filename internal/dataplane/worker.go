@@ -374,7 +374,9 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 			c[DropSeal]++
 			continue
 		}
-		out = append(out, tail...) // within cap: checked above
+		if len(tail) != 0 {
+			out = append(out, tail...) // within cap: checked above
+		}
 		w.port.Commit(len(out))
 		sent++
 	}

@@ -331,7 +331,18 @@ func (t *Template) Write(buf []byte, n int) error {
 	if hl == 0 || n < 0 || len(buf) < hl+n || n > t.dataMax {
 		return ErrNoRoom
 	}
-	copy(buf[:hl], t.b[:hl])
+	// Fixed-size copies for the four header lengths compile to a few
+	// moves instead of a call to memmove.
+	switch hl {
+	case 42: // IPv4
+		*(*[42]byte)(buf) = *(*[42]byte)(t.b[:])
+	case 46: // IPv4, VLAN
+		*(*[46]byte)(buf) = *(*[46]byte)(t.b[:])
+	case 62: // IPv6
+		*(*[62]byte)(buf) = *(*[62]byte)(t.b[:])
+	default: // IPv6, VLAN
+		*(*[MaxHeaderLen]byte)(buf) = t.b
+	}
 	ulen := udpHeaderLen + n
 	if t.v6 {
 		binary.BigEndian.PutUint16(buf[int(t.ip)+4:], uint16(ulen))
