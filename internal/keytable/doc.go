@@ -150,7 +150,6 @@
 //  5. hist[s][r] is forgotten only when r's key leaves the conference
 //     (Remove, re-key, move); an SSRC is forgotten when no present
 //     receiver was sent it and nobody claims it.
-//
 //  6. Consent (SetConsent, RFC 7675) changes only who receives: a member
 //     without consent is left out of Snapshot.Receivers, so workers
 //     neither send to it nor count its JoinSeq in the served mark, but it
