@@ -293,7 +293,7 @@ func stream(t *testing.T, ms ...*member) *streamer {
 
 func (s *streamer) end() { close(s.stop); s.wg.Wait() }
 
-// nsDaemon is "mdfast run" in socket mode in the MD namespace of a veth
+// nsDaemon is "mdfast run" (socket or XDP mode, two queues) in the MD namespace of a veth
 // pair, its KD in the peer namespace, its metrics and control API on the
 // MD namespace's loopback.
 type nsDaemon struct {
@@ -302,10 +302,11 @@ type nsDaemon struct {
 	stderr           *syncBuffer
 }
 
-func startNSDaemon(t *testing.T, pair *netnstest.Pair, p *pki, kdAddr string, extra ...string) *nsDaemon {
+func startNSDaemon(t *testing.T, pair *netnstest.Pair, p *pki, mode, kdAddr string, extra ...string) *nsDaemon {
 	t.Helper()
 	cfg := p.writeConfig(t, "mdfast.yaml", strings.Join(append([]string{
-		"mode: socket",
+		"mode: " + mode,
+		"interface: " + pair.MD.Name,
 		"queues: 2",
 		"address: " + pair.MD.Addr.String(),
 		"media-ports: [5004]",
@@ -422,6 +423,50 @@ func (d *nsDaemon) metric(t *testing.T, re string) float64 {
 	return sum
 }
 
+// byQueue returns the samples of metric name with labels queue and
+// reason (or event) = value, per queue.
+func (d *nsDaemon) byQueue(t *testing.T, name, label, value string) map[string]float64 {
+	t.Helper()
+	code, body := d.do(t, "GET", d.metrics+"/metrics", "")
+	if code != http.StatusOK {
+		t.Fatalf("GET /metrics = %d", code)
+	}
+	rx := regexp.MustCompile(`^` + name + `\{queue="([^"]*)",` + label + `="` + value + `"\} (\S+)$`)
+	out := map[string]float64{}
+	for l := range strings.SplitSeq(body, "\n") {
+		if m := rx.FindStringSubmatch(l); m != nil {
+			var f float64
+			if _, err := fmt.Sscan(m[2], &f); err == nil {
+				out[m[1]] = f
+			}
+		}
+	}
+	return out
+}
+
+// queueOf sends an RTP-looking datagram from u (not an endpoint's
+// address) and returns the queue (worker) that dropped it as
+// unknown_source: in socket mode the kernel picks a flow's socket by a
+// hash of its addresses.
+func (d *nsDaemon) queueOf(t *testing.T, u *net.UDPConn, md netip.AddrPort) string {
+	t.Helper()
+	before := d.byQueue(t, "mdfast_packets_dropped_total", "reason", "unknown_source")
+	if _, err := u.WriteTo([]byte{0x80, 96, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9}, net.UDPAddrFromAddrPort(md)); err != nil {
+		t.Fatal(err)
+	}
+	var q string
+	waitFor(time.Second, func() bool {
+		for k, v := range d.byQueue(t, "mdfast_packets_dropped_total", "reason", "unknown_source") {
+			if v > before[k] {
+				q = k
+				return true
+			}
+		}
+		return false
+	})
+	return q
+}
+
 type sessionView struct {
 	ID, Conference, Association, Addr string
 	Consent                           bool
@@ -465,8 +510,8 @@ func waitFor(within time.Duration, cond func() bool) (time.Duration, bool) {
 	}
 }
 
-// TestSessionMobility runs the daemon (socket mode, two workers) in a
-// network namespace, its KD and three legacy endpoints in another. Endpoint
+// TestSessionMobility runs the daemon (socket, xdp-generic and
+// xdp-native modes, two queues: two workers) in a network namespace, its KD and three legacy endpoints in another. Endpoint
 // a joins through a control API session (no mapping: the MD places it by
 // its ICE check), b and c by tls-id mapping. While all three stream:
 //
@@ -489,8 +534,14 @@ func TestSessionMobility(t *testing.T) {
 	if err != nil {
 		t.Fatalf("nft(8) missing (scripts/deps.sh installs nftables): %v", err)
 	}
+	for _, mode := range []string{"socket", "xdp-generic", "xdp-native"} {
+		t.Run(mode, func(t *testing.T) { testSessionMobility(t, mode, nft) })
+	}
+}
+
+func testSessionMobility(t *testing.T, mode, nft string) {
 	p := writePKI(t)
-	pair := netnstest.NewPair(t)
+	pair := netnstest.NewPairQueues(t, 2)
 	a, b, c := newMember(t, "a", 0xA1), newMember(t, "b", 0xB1), newMember(t, "c", 0xC1)
 	reg := keydist.NewRegistry()
 	conf := keydist.Conference{ID: "room"}
@@ -509,7 +560,7 @@ func TestSessionMobility(t *testing.T) {
 	}
 	kdAddr, kdFP := serveKDRegistry(t, p, ln, reg)
 	const consentTimeout = 2 * time.Second
-	d := startNSDaemon(t, pair, p, kdAddr,
+	d := startNSDaemon(t, pair, p, mode, kdAddr,
 		"consent-timeout: 2s",
 		"mappings:",
 		"  tls-ids:",
@@ -552,7 +603,27 @@ func TestSessionMobility(t *testing.T) {
 	if code, resp := d.do(t, "PUT", d.control+"/v1/sessions/sa", body); code != http.StatusCreated {
 		t.Fatalf("PUT /v1/sessions/sa = %d %s", code, resp)
 	}
-	ea.pc = newSwapConn(listen())
+	// In socket mode, a's first and second ports are chosen so that the
+	// kernel gives their flows to different workers: the move then hands
+	// a's receive state (replay window, ROC) over from one to the other.
+	first, second := listen(), (*net.UDPConn)(nil)
+	if mode == "socket" {
+		qa := d.queueOf(t, first, md)
+		for range 64 {
+			u := listen()
+			if q := d.queueOf(t, u, md); q != "" && q != qa {
+				second = u
+				break
+			}
+			u.Close()
+		}
+		if qa == "" || second == nil {
+			t.Fatalf("no two source ports found whose flows go to different workers (first on %q)", qa)
+		}
+	} else {
+		second = listen()
+	}
+	ea.pc = newSwapConn(first)
 	// A check with the wrong password is refused (401: no answer we accept).
 	good := ea.mdPwd
 	ea.mdPwd = "wrongPasswordA0123456789"
@@ -593,7 +664,8 @@ func TestSessionMobility(t *testing.T) {
 	ea.pc.mu.Lock()
 	oldPkt := bytes.Clone(ea.pc.lastRTP)
 	ea.pc.mu.Unlock()
-	old := ea.pc.swap(listen())
+	handovers0 := d.metric(t, `mdfast_handovers_total\{event="accepted",queue="[^"]*"\}`)
+	old := ea.pc.swap(second)
 	defer old.Close()
 	moved := time.Now()
 	if !ea.check(t, true, true) {
@@ -650,10 +722,17 @@ func TestSessionMobility(t *testing.T) {
 		}
 	}
 	nftRun("add", "table", "ip", "mdfnat")
+	// The NAT has forgotten the old mapping: what the MD still sends to
+	// the old port is dropped before conntrack sees it (else it would
+	// make an inbound entry whose reply direction a's packets match,
+	// unNATed).
+	nftRun("add", "chain", "ip", "mdfnat", "pre", "{ type filter hook prerouting priority -300 ; }")
+	nftRun("add", "rule", "ip", "mdfnat", "pre", "ip", "saddr", pair.MD.Addr.String(), "udp", "sport", "5004",
+		"udp", "dport", fmt.Sprint(local.Port), "drop")
 	nftRun("add", "chain", "ip", "mdfnat", "post", "{ type nat hook postrouting priority 100 ; }")
 	nftRun("add", "rule", "ip", "mdfnat", "post", "ip", "daddr", pair.MD.Addr.String(), "udp", "sport", fmt.Sprint(local.Port),
 		"udp", "dport", "5004", "snat", "to", fmt.Sprintf("%s:%d", pair.Peer.Addr, natPort))
-	// The flow's conntrack entry, if one was made before the rule, would
+	// The flow's conntrack entry, if one was made before the rules, would
 	// keep the old mapping.
 	if err := pair.Peer.NS.Netlink().ConntrackTableFlush(netlink.ConntrackTable); err != nil && !errors.Is(err, unix.ENOENT) {
 		t.Logf("conntrack flush: %v", err)
@@ -677,6 +756,12 @@ func TestSessionMobility(t *testing.T) {
 	}
 	if v := d.metric(t, `mdfast_endpoint_moves_total`); v != 2 {
 		t.Errorf("mdfast_endpoint_moves_total = %v, want 2", v)
+	}
+
+	if h := d.metric(t, `mdfast_handovers_total\{event="accepted",queue="[^"]*"\}`); mode == "socket" && h <= handovers0 {
+		t.Errorf("socket mode: no receive-state hand-over after a moved to a port the other worker serves (%v -> %v)", handovers0, h)
+	} else {
+		t.Logf("receive-state hand-overs accepted: %v -> %v", handovers0, h)
 	}
 
 	// (c) Consent: a stops checking.
