@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -203,4 +204,40 @@ func TestSessionAPI(t *testing.T) {
 	if c, ok := m.ICECredential("mdU1"); !ok || c.Session != "s2" {
 		t.Fatal("a reload dropped a session")
 	}
+}
+
+// FuzzPutSession: any body and id either store a session that validates
+// (201) or store nothing (4xx, or a redirect for a path the mux cleans);
+// never a panic or a 5xx.
+func FuzzPutSession(f *testing.F) {
+	f.Add("s1", goodSession)
+	f.Add("s-2_x", `{"conference":"r","ice_ufrag":"abcd","ice_pwd":"0123456789abcdefghijkl"}`)
+	f.Add("s1", `{"conference":"r","ice_ufrag":"ab:cd","ice_pwd":"0123456789abcdefghijkl","remote_ufrag":"+/+/"}`)
+	f.Add("", `{`)
+	f.Fuzz(func(t *testing.T, id, body string) {
+		m, _, do := sessionAPI(t)
+		code, _ := do("PUT", "/v1/sessions/"+url.PathEscape(id), body)
+		l := m.Sessions()
+		switch {
+		case code == http.StatusCreated:
+			if len(l) != 1 {
+				t.Fatalf("201 and %d sessions", len(l))
+			}
+			s := l[0]
+			c, ok := m.ICECredential(s.ICEUfrag)
+			if !ok || c.Session != s.ID {
+				t.Fatalf("stored session %+v has no credential", s)
+			}
+			s.ICEPwd = c.Pwd
+			if err := s.Validate(); err != nil {
+				t.Fatalf("stored an invalid session: %v", err)
+			}
+		case code >= 500:
+			t.Fatalf("PUT = %d", code)
+		default: // 4xx, or a redirect of a path the mux cleans ("..")
+			if len(l) != 0 {
+				t.Fatalf("%d and %d sessions stored", code, len(l))
+			}
+		}
+	})
 }
