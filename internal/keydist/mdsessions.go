@@ -90,7 +90,9 @@ type MDError struct {
 	Body   string
 }
 
-func (e *MDError) Error() string { return fmt.Sprintf("MD control API: status %d: %.200s", e.Status, e.Body) }
+func (e *MDError) Error() string {
+	return fmt.Sprintf("MD control API: status %d: %.200s", e.Status, e.Body)
+}
 
 // PutSession implements MDSessions.
 func (c *MDControlClient) PutSession(ctx context.Context, id string, s MDSession) error {
