@@ -556,7 +556,10 @@ func TestJoinToken(t *testing.T) {
 		want      error
 	}{
 		{"expired", tok, now.Add(time.Minute), ErrJoinTokenExpired},
-		{"other secret", func() string { s, _ := MintJoinToken([]byte("1123456789abcdef0123456789abcdef"), "room-1:a@b.c", now.Add(time.Minute)); return s }(), now, ErrJoinToken},
+		{"other secret", func() string {
+			s, _ := MintJoinToken([]byte("1123456789abcdef0123456789abcdef"), "room-1:a@b.c", now.Add(time.Minute))
+			return s
+		}(), now, ErrJoinToken},
 		{"expiry changed", strings.Replace(tok, ".1800000060.", ".1900000060.", 1), now, ErrJoinToken},
 		{"signature cut", tok[:dot+5], now, ErrJoinToken},
 		{"no signature", tok[:dot], now, ErrJoinToken},
@@ -589,5 +592,49 @@ func TestJoinCloseRemovesSessions(t *testing.T) {
 	}
 	if _, _, live := rg.md.counts(); live != 0 {
 		t.Fatalf("%d MD sessions after Close", live)
+	}
+}
+
+func TestAdminJoinTokens(t *testing.T) {
+	rg := newJoinRig(t, nil)
+	h, err := NewAdminHandler(AdminConfig{Registry: rg.reg, Token: "admin-token-0123456789", Logger: discardLogger(), Join: rg.j, JoinSecret: rg.secret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	post := func(path, body string) (int, map[string]any) {
+		req, _ := http.NewRequest("POST", srv.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer admin-token-0123456789")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out
+	}
+	for _, tc := range []struct {
+		path, body string
+		want       int
+	}{
+		{"/v1/conferences/web/join-tokens", `{"ttl":"0s"}`, 400},
+		{"/v1/conferences/web/join-tokens", `{"ttl":"1000h"}`, 400},
+		{"/v1/conferences/web/join-tokens", `{"ttl":"1h","x":1}`, 400},
+		{"/v1/conferences/nosuch/join-tokens", `{"ttl":"1h"}`, 404},
+	} {
+		if code, _ := post(tc.path, tc.body); code != tc.want {
+			t.Errorf("%s %s: %d, want %d", tc.path, tc.body, code, tc.want)
+		}
+	}
+	code, out := post("/v1/conferences/web/join-tokens", `{"ttl":"1h"}`)
+	tok, _ := out["token"].(string)
+	if code != 201 || tok == "" {
+		t.Fatalf("%d %v", code, out)
+	}
+	conf, _, err := verifyJoinToken(rg.secret, tok, time.Now(), true)
+	if err != nil || conf != "web" {
+		t.Fatalf("minted token: %q %v", conf, err)
 	}
 }
