@@ -339,7 +339,7 @@ var reloaders = []struct {
 			d.log.Error("SIGHUP: log level", "err", err)
 		}
 	}},
-	{[]string{"idle-timeout", "handshake-timeout", "max-pending", "max-pending-per-prefix",
+	{[]string{"idle-timeout", "handshake-timeout", "consent-timeout", "max-pending", "max-pending-per-prefix",
 		"new-associations-per-second", "new-associations-burst"}, func(d *daemon, n *config.Config) {
 		d.relay.SetLimits(n.Limits())
 	}},
@@ -372,7 +372,7 @@ func (d *daemon) reload() {
 	applied, restart := reloadPlan(&d.cfg, &n)
 	lim := d.relay.Limits()
 	d.log.Info("SIGHUP: configuration reloaded", "changed", applied, "idle_timeout", lim.IdleTimeout,
-		"handshake_timeout", lim.HandshakeTimeout, "max_pending", lim.MaxPending, "log_level", n.LogLevel)
+		"handshake_timeout", lim.HandshakeTimeout, "consent_timeout", lim.ConsentTimeout, "max_pending", lim.MaxPending, "log_level", n.LogLevel)
 	if len(restart) > 0 {
 		d.log.Warn("SIGHUP: these settings changed but need a restart", "settings", restart)
 	}

@@ -61,6 +61,7 @@ type Config struct {
 	MaxPendingPrefix int
 	NewPerSecond     float64
 	NewBurst         int
+	ConsentTimeout   Duration
 
 	// Control plane and observability.
 	SingleConference string
@@ -236,6 +237,9 @@ func (c *Config) Options() []options.Option {
 		}),
 		options.Dur(&c.HandshakeTimeout, "handshake-timeout", Duration(mdslow.DefaultHandshakeTimeout), "end an association without keys this long after its ClientHello").Reloadable().Check(func() error {
 			return atLeast(c.HandshakeTimeout.D(), time.Second)
+		}),
+		options.Dur(&c.ConsentTimeout, "consent-timeout", Duration(mdslow.DefaultConsentTimeout), "stop sending media to an endpoint of a session (control API /v1/sessions) that sent no authenticated ICE check from its address for this long (RFC 7675)").Reloadable().Check(func() error {
+			return atLeast(c.ConsentTimeout.D(), 100*time.Millisecond)
 		}),
 		options.Int(&c.MaxPending, "max-pending", mdslow.DefaultMaxPending, "most associations in handshake").Reloadable().Check(func() error {
 			return positive(c.MaxPending)
@@ -454,6 +458,6 @@ func (c *Config) Limits() mdslow.Limits {
 	return mdslow.Limits{
 		IdleTimeout: c.IdleTimeout.D(), HandshakeTimeout: c.HandshakeTimeout.D(),
 		MaxPending: c.MaxPending, NewPerSecond: c.NewPerSecond, NewBurst: c.NewBurst,
-		MaxPendingPerPrefix: c.MaxPendingPrefix,
+		MaxPendingPerPrefix: c.MaxPendingPrefix, ConsentTimeout: c.ConsentTimeout.D(),
 	}
 }

@@ -27,6 +27,8 @@ type Relay interface {
 	Associations(ctx context.Context) ([]mdslow.AssociationInfo, error)
 	Reassign(ctx context.Context) error
 	Disconnect(ctx context.Context, id uuid.UUID) (bool, error)
+	Sessions(ctx context.Context) ([]mdslow.SessionInfo, error)
+	EndSession(ctx context.Context, id string) (bool, error)
 }
 
 // Config configures the API handler.
@@ -55,6 +57,18 @@ type api struct {
 //	GET    /v1/ice                          the configured ufrags
 //	PUT    /v1/ice/{ufrag}                  {"pwd": "..."}
 //	DELETE /v1/ice/{ufrag}
+//	GET    /v1/sessions                     sessions, their association, address, consent, moves
+//	PUT    /v1/sessions/{id}                {"conference", "tls_id", "ice_ufrag", "ice_pwd", "remote_ufrag"}
+//	DELETE /v1/sessions/{id}                remove it, end its association (EndpointDisconnect to the KD)
+//
+// A session is one endpoint as the signalling layer set it up (the KD's
+// join endpoint): its conference, its tls-id if any, and the MD's ICE-lite
+// credentials for it. A check those credentials authenticate places the
+// DTLS association that starts from its address in the session's
+// conference, a nominating one from a new address moves the session's
+// association there, and checks from its address are its consent (see
+// mdslow/session.go). A PUT on an existing session replaces it (an ICE
+// restart when the credentials change; the association stays bound).
 //
 // Every request needs "Authorization: Bearer <token>" (compared in
 // constant time). A mapping change moves established associations to
@@ -85,6 +99,9 @@ func NewHandler(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /v1/ice", a.listICE)
 	mux.HandleFunc("PUT /v1/ice/{ufrag}", a.putICE)
 	mux.HandleFunc("DELETE /v1/ice/{ufrag}", a.deleteICE)
+	mux.HandleFunc("GET /v1/sessions", a.listSessions)
+	mux.HandleFunc("PUT /v1/sessions/{id}", a.putSession)
+	mux.HandleFunc("DELETE /v1/sessions/{id}", a.deleteSession)
 	return httpserve.BearerAuth(cfg.Token, "mdfast", mux), nil
 }
 
@@ -93,6 +110,8 @@ func writeErr(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrInvalid):
 		code = http.StatusBadRequest
+	case errors.Is(err, ErrConflict):
+		code = http.StatusConflict
 	case errors.Is(err, ErrFull):
 		code = http.StatusInsufficientStorage
 	case errors.Is(err, mdslow.ErrClosed):
@@ -249,5 +268,103 @@ func (a *api) deleteICE(w http.ResponseWriter, r *http.Request) {
 		httpserve.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such ufrag"})
 		return
 	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// sessionReq is the body of PUT /v1/sessions/{id}.
+type sessionReq struct {
+	Conference  string `json:"conference"`
+	TLSID       string `json:"tls_id"`
+	ICEUfrag    string `json:"ice_ufrag"`
+	ICEPwd      string `json:"ice_pwd"`
+	RemoteUfrag string `json:"remote_ufrag"`
+}
+
+// sessionJSON is one session as GET /v1/sessions lists it (never the
+// password).
+type sessionJSON struct {
+	ID          string `json:"id"`
+	Conference  string `json:"conference"`
+	TLSID       string `json:"tls_id"`
+	ICEUfrag    string `json:"ice_ufrag"`
+	RemoteUfrag string `json:"remote_ufrag"`
+	// Association is the bound association ("" for none).
+	Association string `json:"association"`
+	Addr        string `json:"addr"`
+	Consent     bool   `json:"consent"`
+	Moves       uint64 `json:"moves"`
+}
+
+func (a *api) listSessions(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := ctxOf(r)
+	defer cancel()
+	st, err := a.cfg.Relay.Sessions(ctx)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	byID := make(map[string]mdslow.SessionInfo, len(st))
+	for _, x := range st {
+		byID[x.ID] = x
+	}
+	l := a.cfg.Membership.Sessions()
+	out := make([]sessionJSON, len(l))
+	for i, s := range l {
+		j := sessionJSON{ID: s.ID, Conference: s.Conference, TLSID: s.TLSID, ICEUfrag: s.ICEUfrag, RemoteUfrag: s.RemoteUfrag}
+		if x, ok := byID[s.ID]; ok && x.Association != uuid.Nil {
+			j.Association, j.Addr, j.Consent, j.Moves = x.Association.String(), x.Addr.String(), x.Consent, x.Moves
+		} else if ok {
+			j.Moves = x.Moves
+		}
+		out[i] = j
+	}
+	httpserve.WriteJSON(w, http.StatusOK, map[string][]sessionJSON{"sessions": out})
+}
+
+func (a *api) putSession(w http.ResponseWriter, r *http.Request) {
+	var req sessionReq
+	if err := decode(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	s := Session{ID: r.PathValue("id"), Conference: req.Conference, TLSID: req.TLSID,
+		ICEUfrag: req.ICEUfrag, ICEPwd: req.ICEPwd, RemoteUfrag: req.RemoteUfrag}
+	created, err := a.cfg.Membership.PutSession(s)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	code := http.StatusOK
+	if created {
+		code = http.StatusCreated
+	}
+	a.log.Info("session set", "session", s.ID, "conference", s.Conference, "tls_id", s.TLSID, "ice_ufrag", s.ICEUfrag, "created", created)
+	// A changed conference moves the session's association.
+	ctx, cancel := ctxOf(r)
+	defer cancel()
+	if err := a.cfg.Relay.Reassign(ctx); err != nil {
+		a.log.Warn("reassign associations after a session change", "err", err)
+	}
+	httpserve.WriteJSON(w, code, sessionJSON{ID: s.ID, Conference: s.Conference, TLSID: s.TLSID, ICEUfrag: s.ICEUfrag, RemoteUfrag: s.RemoteUfrag})
+}
+
+func (a *api) deleteSession(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := CheckSessionID(id); err != nil {
+		writeErr(w, err)
+		return
+	}
+	if !a.cfg.Membership.DeleteSession(id) {
+		httpserve.WriteJSON(w, http.StatusNotFound, map[string]string{"error": "no such session"})
+		return
+	}
+	ctx, cancel := ctxOf(r)
+	defer cancel()
+	ended, err := a.cfg.Relay.EndSession(ctx, id)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	a.log.Info("session deleted", "session", id, "association_ended", ended)
 	w.WriteHeader(http.StatusNoContent)
 }

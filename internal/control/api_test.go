@@ -13,7 +13,17 @@ import (
 	"github.com/mdfast/mdfast/internal/mdslow"
 )
 
-type fakeRelay struct{ reassigned int }
+type fakeRelay struct {
+	reassigned int
+	ended      []string
+	state      []mdslow.SessionInfo
+}
+
+func (f *fakeRelay) Sessions(context.Context) ([]mdslow.SessionInfo, error) { return f.state, nil }
+func (f *fakeRelay) EndSession(_ context.Context, id string) (bool, error) {
+	f.ended = append(f.ended, id)
+	return true, nil
+}
 
 func (f *fakeRelay) Associations(context.Context) ([]mdslow.AssociationInfo, error) {
 	return []mdslow.AssociationInfo{{ID: uuid.New(), Conference: 1, State: "established"}}, nil
@@ -76,7 +86,7 @@ func TestAPI(t *testing.T) {
 	if !ok1 || !ok2 || !ok3 || r1 == r2 || r2ip != r2 {
 		t.Errorf("conferences room1=%d room2=%d room2(ip)=%d", r1, r2, r2ip)
 	}
-	if p, ok := m.ICEPassword("mdufrag"); !ok || p != "0123456789012345678901" {
+	if c, ok := m.ICECredential("mdufrag"); !ok || c.Pwd != "0123456789012345678901" || c.Session != "" {
 		t.Error("ICE password not set")
 	}
 }

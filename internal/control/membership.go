@@ -51,6 +51,12 @@ type Membership struct {
 	ips    map[netip.Addr]string
 	ice    map[string]string
 	single string // "" unless in single-conference mode
+
+	// Sessions (session.go), set through the control API only: a
+	// configuration reload leaves them alone.
+	sessions    map[string]*Session
+	byUfrag     map[string]*Session
+	sessByTLSID map[string]*Session
 }
 
 // NewMembership returns an empty Membership. With single empty, an
@@ -65,6 +71,7 @@ func NewMembership(single string) (*Membership, error) {
 		ids: map[string]keytable.ConferenceID{}, names: map[keytable.ConferenceID]string{},
 		tlsIDs: map[string]string{}, addrs: map[netip.AddrPort]string{}, ips: map[netip.Addr]string{},
 		ice: map[string]string{}, single: single,
+		sessions: map[string]*Session{}, byUfrag: map[string]*Session{}, sessByTLSID: map[string]*Session{},
 	}
 	if single != "" {
 		m.intern(single)
@@ -84,24 +91,13 @@ func (m *Membership) intern(name string) keytable.ConferenceID {
 	return id
 }
 
-// Conference implements mdslow.Membership: the tls-id mapping wins, then
-// the ip:port mapping, then the ip mapping, then the single conference in
-// single-conference mode; ok is false when none places the endpoint.
+// Conference is Place without a checked session: the tls-id mapping wins,
+// then a session's tls_id, then the ip:port mapping, then the ip mapping,
+// then the single conference in single-conference mode; ok is false when
+// none places the endpoint.
 func (m *Membership) Conference(tlsID string, addr netip.AddrPort) (id keytable.ConferenceID, ok bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	name := m.single
-	if n, ok := m.tlsIDs[tlsID]; ok && tlsID != "" {
-		name = n
-	} else if n, ok := m.addrs[netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())]; ok {
-		name = n
-	} else if n, ok := m.ips[addr.Addr().Unmap()]; ok {
-		name = n
-	}
-	if name == "" {
-		return 0, false
-	}
-	return m.ids[name], true
+	id, _, ok = m.Place(tlsID, addr, "")
+	return id, ok
 }
 
 // ConferenceName returns the name of conference id.
@@ -109,14 +105,6 @@ func (m *Membership) ConferenceName(id keytable.ConferenceID) string {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	return m.names[id]
-}
-
-// ICEPassword implements mdslow.Credentials.
-func (m *Membership) ICEPassword(ufrag string) (string, bool) {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
-	p, ok := m.ice[ufrag]
-	return p, ok
 }
 
 func checkName(what, s string) error {
@@ -139,7 +127,7 @@ func parseAddr(s string) (netip.AddrPort, netip.Addr, error) {
 }
 
 func (m *Membership) full() bool {
-	return len(m.tlsIDs)+len(m.addrs)+len(m.ips)+len(m.ice) >= maxEntries || len(m.ids) >= maxEntries
+	return len(m.tlsIDs)+len(m.addrs)+len(m.ips)+len(m.ice)+len(m.sessions) >= maxEntries || len(m.ids) >= maxEntries
 }
 
 // MapTLSID puts the endpoint whose ClientHello carries tlsID in conference.
@@ -226,6 +214,9 @@ func (m *Membership) SetICE(ufrag, pwd string) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if s := m.byUfrag[ufrag]; s != nil {
+		return fmt.Errorf("%w: ufrag %q belongs to session %q", ErrConflict, ufrag, s.ID)
+	}
 	if m.full() {
 		return ErrFull
 	}
@@ -298,6 +289,11 @@ func (m *Membership) Replace(mp Mappings) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	for k := range n.ice {
+		if s := m.byUfrag[k]; s != nil {
+			return fmt.Errorf("ICE ufrag %q: %w: session %q", k, ErrConflict, s.ID)
+		}
+	}
 	// Keep the interned IDs stable: intern the new names into m.
 	for name := range n.ids {
 		m.intern(name)

@@ -35,6 +35,9 @@ type Endpoint struct {
 	a    *assoc
 	cs   *confState // nil while the endpoint is being moved between conferences
 	join uint64     // join sequence number in conf (see JoinSeq)
+	// noConsent takes the endpoint out of its conference's receivers
+	// (Table.SetConsent); it stays a member and its media is forwarded.
+	noConsent bool
 }
 
 // ID returns the association ID.
@@ -56,6 +59,10 @@ func (e *Endpoint) Conference() ConferenceID { return e.conf }
 
 // Recv returns the keys of packets from the endpoint (client_write).
 func (e *Endpoint) Recv() *srtpfast.Keys { return e.recv }
+
+// Consent reports whether the endpoint receives media: false after
+// Table.SetConsent took its consent away (RFC 7675).
+func (e *Endpoint) Consent() bool { return !e.noConsent }
 
 // Send returns the keys of packets to the endpoint (server_write).
 func (e *Endpoint) Send() *srtpfast.Keys { return e.send }

@@ -91,6 +91,9 @@ type addrSlot struct {
 type confSlot struct {
 	id      ConferenceID
 	members []*Endpoint
+	// receivers are the members the workers send to: members itself
+	// unless some lack consent (Table.SetConsent), then a filtered copy.
+	receivers []*Endpoint
 }
 
 // Epoch returns the snapshot's version number; every publish increments it.
@@ -123,16 +126,28 @@ func (s *Snapshot) LookupAddr(ap netip.AddrPort) *Endpoint {
 	return s.Lookup(KeyOf(ap))
 }
 
-// Receivers returns the members of ep's conference in s, ep included (skip
-// it when forwarding ep's packets). ep must come from s. The slice is shared
-// and must not be modified.
+// Receivers returns the members of ep's conference in s that receive media,
+// ep included if it does (skip it when forwarding ep's packets): every
+// member but those whose consent expired (Table.SetConsent). ep must come
+// from s. The slice is shared and must not be modified.
 func (s *Snapshot) Receivers(ep *Endpoint) []*Endpoint {
-	return s.Conference(ep.conf)
+	if e := s.conf(ep.conf); e != nil {
+		return e.receivers
+	}
+	return nil
 }
 
 // Conference returns the members of conference id in s, or nil. The slice
 // is shared and must not be modified.
 func (s *Snapshot) Conference(id ConferenceID) []*Endpoint {
+	if e := s.conf(id); e != nil {
+		return e.members
+	}
+	return nil
+}
+
+// conf returns the slot of conference id, or nil.
+func (s *Snapshot) conf(id ConferenceID) *confSlot {
 	h := confHash(id)
 	sl := s.confs[h&s.mask]
 	if len(sl) == 0 {
@@ -145,9 +160,26 @@ func (s *Snapshot) Conference(id ConferenceID) []*Endpoint {
 			return nil
 		}
 		if e.id == id {
-			return e.members
+			return e
 		}
 	}
+}
+
+// receiving returns the members of l that receive media: l itself when
+// all do (the usual case: no copy), else a copy without the others.
+func receiving(l []*Endpoint) []*Endpoint {
+	for i, e := range l {
+		if e.noConsent {
+			out := slices.Clone(l[:i])
+			for _, e := range l[i+1:] {
+				if !e.noConsent {
+					out = append(out, e)
+				}
+			}
+			return out
+		}
+	}
+	return l
 }
 
 // txn builds the next snapshot from the current one under Table.mu: the
@@ -311,7 +343,7 @@ func (x *txn) setMembers(id ConferenceID, l []*Endpoint) {
 		if len(sl[j].members) == 0 {
 			if len(l) != 0 {
 				x.confN[i]++
-				sl[j] = confSlot{id, l}
+				sl[j] = confSlot{id, l, receiving(l)}
 			}
 			return
 		}
@@ -320,7 +352,7 @@ func (x *txn) setMembers(id ConferenceID, l []*Endpoint) {
 		}
 	}
 	if len(l) != 0 {
-		sl[j].members = l
+		sl[j].members, sl[j].receivers = l, receiving(l)
 		return
 	}
 	x.confN[i]--

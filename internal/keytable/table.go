@@ -453,6 +453,37 @@ func (t *Table) SetAddr(ctx context.Context, id uuid.UUID, addr netip.AddrPort) 
 	return &nep, nil
 }
 
+// SetConsent sets whether association id receives media (RFC 7675 consent
+// freshness: an endpoint that stopped proving it wants media gets none).
+// Without consent the endpoint stays in its conference (its address
+// resolves, its media is forwarded to the others, its SSRC history is
+// kept) but is left out of Snapshot.Receivers, so workers pay nothing per
+// packet for it. The key generation and address are unchanged. When it
+// returns nil after taking consent away, no worker sends to the endpoint.
+// It returns ErrNotFound or ErrGraceTimeout (change published).
+func (t *Table) SetConsent(ctx context.Context, id uuid.UUID, consent bool) (*Endpoint, error) {
+	t.mu.Lock()
+	as, ok := t.byID[id]
+	if !ok {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("keytable: set consent of %v: %w", id, ErrNotFound)
+	}
+	if as.cur.noConsent == !consent {
+		t.mu.Unlock()
+		return as.cur, nil
+	}
+	nep := *as.cur
+	nep.noConsent = !consent
+	x := newTxn(t.snap.Load())
+	t.replaceLocked(x, &nep)
+	epoch := t.publish(x)
+	t.mu.Unlock()
+	if err := t.waitGrace(ctx, epoch); err != nil {
+		return &nep, fmt.Errorf("keytable: set consent of %v: %w", id, err)
+	}
+	return &nep, nil
+}
+
 // SetConference moves association id to conference conf. It runs in two
 // published steps with a grace period after each: the endpoint first leaves
 // its conference (its claims closed there; its packets are dropped by

@@ -21,26 +21,36 @@ type mapMembership struct {
 	addrs  map[netip.AddrPort]keytable.ConferenceID
 	ips    map[netip.Addr]keytable.ConferenceID
 	single keytable.ConferenceID
+	// sessions maps a session ID to its conference.
+	sessions map[string]keytable.ConferenceID
 }
 
 func newMapMembership() *mapMembership {
 	return &mapMembership{tlsIDs: map[string]keytable.ConferenceID{}, addrs: map[netip.AddrPort]keytable.ConferenceID{},
-		ips: map[netip.Addr]keytable.ConferenceID{}}
+		ips: map[netip.Addr]keytable.ConferenceID{}, sessions: map[string]keytable.ConferenceID{}}
 }
 
-func (m *mapMembership) Conference(tlsID string, addr netip.AddrPort) (keytable.ConferenceID, bool) {
+func (m *mapMembership) Place(tlsID string, addr netip.AddrPort, checked string) (keytable.ConferenceID, string, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	sess, inSess := m.sessions[checked]
+	sid := ""
+	if inSess {
+		sid = checked
+	}
 	if c, ok := m.tlsIDs[tlsID]; ok {
-		return c, true
+		return c, sid, true
+	}
+	if inSess {
+		return sess, sid, true
 	}
 	if c, ok := m.addrs[addr]; ok {
-		return c, true
+		return c, "", true
 	}
 	if c, ok := m.ips[addr.Addr()]; ok {
-		return c, true
+		return c, "", true
 	}
-	return m.single, m.single != 0
+	return m.single, "", m.single != 0
 }
 
 func (m *mapMembership) mapTLSID(id string, c keytable.ConferenceID) {

@@ -33,6 +33,8 @@ const (
 	// DefaultMaxPendingPerPrefix bounds the associations without keys
 	// from one source prefix (an IPv4 /24, an IPv6 /48).
 	DefaultMaxPendingPerPrefix = 64
+	// DefaultConsentTimeout is RFC 7675's consent expiry.
+	DefaultConsentTimeout = 30 * time.Second
 	// maxRateSources bounds the per-source rate limiter's memory.
 	maxRateSources = 65536
 	// tableOpTimeout bounds a key table write.
@@ -56,6 +58,8 @@ type Table interface {
 	Install(ctx context.Context, a keytable.Association) (*keytable.Endpoint, error)
 	Remove(ctx context.Context, id uuid.UUID) error
 	SetConference(ctx context.Context, id uuid.UUID, conf keytable.ConferenceID) (*keytable.Endpoint, error)
+	SetAddr(ctx context.Context, id uuid.UUID, addr netip.AddrPort) (*keytable.Endpoint, error)
+	SetConsent(ctx context.Context, id uuid.UUID, consent bool) (*keytable.Endpoint, error)
 	ExpireIdle(ctx context.Context, idle time.Duration) ([]uuid.UUID, error)
 }
 
@@ -69,11 +73,15 @@ type Neighbours interface {
 }
 
 // Membership maps an endpoint to its conference: by the tls-id of its
-// ClientHello ("" when it sent none) or by its transport address. ok is
-// false when it places the endpoint in no conference: the relay refuses
-// such an endpoint (see Relay.refuse), it never guesses one.
+// ClientHello ("" when it sent none), by the session whose ICE check its
+// transport address passed (checked, "" when none did within
+// CheckedTTL), or by its transport address. ok is false when it places
+// the endpoint in no conference: the relay refuses such an endpoint (see
+// Relay.refuse), it never guesses one. session is the session the
+// endpoint belongs to ("" for none): the one whose tls-id it sent, else
+// checked; its association is bound to it when its keys arrive.
 type Membership interface {
-	Conference(tlsID string, addr netip.AddrPort) (conf keytable.ConferenceID, ok bool)
+	Place(tlsID string, addr netip.AddrPort, checked string) (conf keytable.ConferenceID, session string, ok bool)
 }
 
 // Limits are the relay's bounds; all can change at run time (SetLimits).
@@ -94,6 +102,10 @@ type Limits struct {
 	// MaxPendingPerPrefix bounds associations without keys per source
 	// prefix, an IPv4 /24 or an IPv6 /48 (DefaultMaxPendingPerPrefix).
 	MaxPendingPerPrefix int
+	// ConsentTimeout stops sending media to an association bound to a
+	// session that sent no authenticated ICE check from its address for
+	// that long (RFC 7675; DefaultConsentTimeout).
+	ConsentTimeout time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -116,6 +128,9 @@ func (l Limits) withDefaults() Limits {
 		l.MaxPendingPerPrefix = DefaultMaxPendingPerPrefix
 	}
 	l.MaxPendingPerPrefix = min(l.MaxPendingPerPrefix, l.MaxPending)
+	if l.ConsentTimeout <= 0 {
+		l.ConsentTimeout = DefaultConsentTimeout
+	}
 	return l
 }
 
@@ -165,6 +180,18 @@ type Stats struct {
 	STUNRateLimited                 uint64 // requests over their source's budget
 	DropEventQueue                  uint64 // tunnel messages dropped: relay too busy
 	DisconnectsLost                 uint64 // EndpointDisconnects that could not be sent
+	// Moves counts associations moved to a new address by a nominated
+	// ICE check; MovesRefused nominated checks that moved nothing (the
+	// address belongs to another association, or the key table refused),
+	// MovesRateLimited those within MinMoveInterval of the session's
+	// last move.
+	Moves, MovesRefused, MovesRateLimited uint64
+	// STUNReplayed counts authenticated checks with a transaction ID the
+	// session had already used (answered, not acted on).
+	STUNReplayed uint64
+	// ConsentExpired counts associations that stopped receiving media
+	// for want of consent checks; ConsentRestored those that got it back.
+	ConsentExpired, ConsentRestored uint64
 	// Refused counts the endpoints the Membership placed in no
 	// conference, by Refusal.
 	Refused [NumRefusals]uint64
@@ -214,6 +241,8 @@ type counters struct {
 	dropSend, dropUnknownID, installErrors         atomic.Uint64
 	stunAnswered, stunRejected, stunIgnored        atomic.Uint64
 	dropEvents, disconnectsLost                    atomic.Uint64
+	moves, movesRefused, movesRateLimited          atomic.Uint64
+	stunReplayed, consentExpired, consentRestored  atomic.Uint64
 	refused                                        [NumRefusals]atomic.Uint64
 }
 
@@ -254,6 +283,9 @@ type association struct {
 	// passed the cookie exchange from its own address must not flood the
 	// tunnel that every association shares.
 	toKD bucket
+	// sess is the session the association is bound to (nil for none):
+	// ICE checks for it may move it, and it needs consent.
+	sess *session
 	// next is the new association the endpoint is negotiating on the same
 	// 5-tuple while this one is established (a restart of its DTLS): it
 	// replaces this one when its MediaKeys arrive, not before, so that a
@@ -306,6 +338,10 @@ type Relay struct {
 	cookies  *cookieJar
 	prefixes map[netip.Prefix]*prefixState // pending associations per source prefix
 	rl       *ratelog.Logger
+	// sessions is the ICE state of the sessions whose checks passed
+	// (session.go), checked the addresses those checks came from.
+	sessions map[string]*session
+	checked  map[netip.AddrPort]checkMark
 
 	c counters
 }
@@ -329,6 +365,9 @@ func New(cfg Config) (*Relay, error) {
 		byAddr: make(map[netip.AddrPort]*association),
 		ipRefs: make(map[netip.Addr]int),
 		byID:   make(map[uuid.UUID]*association),
+
+		sessions: make(map[string]*session),
+		checked:  make(map[netip.AddrPort]checkMark),
 	}
 	l := cfg.Limits.withDefaults()
 	r.limits.Store(&l)
@@ -387,6 +426,8 @@ func (r *Relay) Stats() Stats {
 		InstallErrors: c.installErrors.Load(),
 		STUNAnswered:  c.stunAnswered.Load(), STUNRejected: c.stunRejected.Load(),
 		STUNIgnored: c.stunIgnored.Load(), DropEventQueue: c.dropEvents.Load(), DisconnectsLost: c.disconnectsLost.Load(),
+		Moves: c.moves.Load(), MovesRefused: c.movesRefused.Load(), MovesRateLimited: c.movesRateLimited.Load(),
+		STUNReplayed: c.stunReplayed.Load(), ConsentExpired: c.consentExpired.Load(), ConsentRestored: c.consentRestored.Load(),
 	}
 }
 
@@ -489,7 +530,11 @@ func (r *Relay) Reassign(ctx context.Context) error {
 			if !a.established {
 				continue
 			}
-			conf, ok := r.cfg.Membership.Conference(a.tlsID, a.addr)
+			sid := ""
+			if a.sess != nil {
+				sid = a.sess.id
+			}
+			conf, _, ok := r.cfg.Membership.Place(a.tlsID, a.addr, sid)
 			if !ok {
 				r.c.refused[RefusedMappingRemoved].Add(1)
 				r.log.Info("association ended: its mapping was removed", "association", a.id, "addr", a.addr, "tls_id", a.tlsID,
@@ -537,6 +582,9 @@ func (r *Relay) Run(ctx context.Context, slow <-chan slowpkt.Packet) error {
 	defer r.shutdown()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	cperiod := consentTick(r.limits.Load().ConsentTimeout)
+	ctick := time.NewTicker(cperiod)
+	defer ctick.Stop()
 	prio := r.cfg.SlowPriority
 	for {
 		// The priority lane first (see Triage).
@@ -570,6 +618,12 @@ func (r *Relay) Run(ctx context.Context, slow <-chan slowpkt.Packet) error {
 			f()
 		case <-tick.C:
 			r.housekeeping()
+		case <-ctick.C:
+			r.checkConsent(r.now())
+			if p := consentTick(r.limits.Load().ConsentTimeout); p != cperiod {
+				cperiod = p
+				ctick.Reset(p)
+			}
 		}
 	}
 }
@@ -629,8 +683,8 @@ const (
 )
 
 func (r *Relay) handleSTUN(p slowpkt.Packet) {
-	resp, res, err := AnswerSTUN(p.Data, p.From, r.cfg.Credentials)
-	switch res {
+	resp, chk, err := AnswerSTUN(p.Data, p.From, r.cfg.Credentials)
+	switch chk.Result {
 	case STUNIgnored:
 		r.c.stunIgnored.Add(1)
 		r.rl.Log(slog.LevelDebug, "stun ignored", "STUN ignored", "from", p.From, "err", err)
@@ -655,6 +709,9 @@ func (r *Relay) handleSTUN(p slowpkt.Packet) {
 		// MESSAGE-INTEGRITY verified with the ICE password the signalling
 		// gave: whoever can do that can be answered.
 		r.c.stunAnswered.Add(1)
+		if chk.Session != "" {
+			r.onCheck(p, chk)
+		}
 	}
 	if err := r.cfg.Sender.SendSlow(p.To.Port(), resp, p.From); err != nil {
 		r.c.dropSend.Add(1)
@@ -732,7 +789,7 @@ func (r *Relay) handleDTLS(p slowpkt.Packet) {
 				a.tlsID = string(ch.ExternalSessionID)
 			}
 			a.reasm = nil
-			if _, ok := r.cfg.Membership.Conference(a.tlsID, a.addr); !ok {
+			if _, _, ok := r.cfg.Membership.Place(a.tlsID, a.addr, r.checkedSession(a.addr, now)); !ok {
 				// Before the datagram that completes the ClientHello
 				// goes to the KD: the KD never starts a handshake for
 				// an endpoint the MD could not forward to anyone.
@@ -1029,17 +1086,24 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 	if err == nil {
 		send, err = srtpfast.NewKeys(p, mk.ServerWriteMasterKey, mk.ServerWriteMasterSalt, mk.MKI)
 	}
+	checked := r.checkedSession(a.addr, r.now())
+	if a.sess != nil {
+		checked = a.sess.id // a re-key keeps its session
+	}
 	if err == nil && a.prev != nil {
 		// A successor's keys: the endpoint has proved (to the KD) that it
 		// restarted its DTLS; the association it replaces ends now, and
-		// its address goes to the successor.
+		// its address (and session) go to the successor.
 		old := a.prev
+		if old.sess != nil && checked == "" {
+			checked = old.sess.id
+		}
 		r.c.replaced.Add(1)
 		r.end(old, true, "replaced by the endpoint's new association")
 		r.setAddr(a.addr, a)
 	}
 	if err == nil {
-		conf, ok := r.cfg.Membership.Conference(a.tlsID, a.addr)
+		conf, sid, ok := r.cfg.Membership.Place(a.tlsID, a.addr, checked)
 		if !ok {
 			// Its mapping went away during the handshake: the endpoint
 			// has finished its DTLS with the KD, so the MD cannot alert
@@ -1061,6 +1125,7 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 			a.conf = conf
 			a.profile = p
 			r.setInTable(a, true)
+			r.bind(a, sid)
 		}
 	}
 	if err != nil {
@@ -1089,6 +1154,12 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 // notify, tells the KD.
 func (r *Relay) end(a *association, notify bool, why string) {
 	delete(r.byID, a.id)
+	if s := a.sess; s != nil {
+		if s.bound == a {
+			s.bound = nil
+		}
+		a.sess = nil
+	}
 	if s := a.next; s != nil {
 		// Its successor, still negotiating, now owns the address.
 		s.prev, a.next = nil, nil
@@ -1202,4 +1273,5 @@ func (r *Relay) housekeeping() {
 	}
 	r.limiter.sweep(now)
 	r.stunLim.sweep(now)
+	r.sweepSessions(now)
 }

@@ -97,11 +97,11 @@ type oneConf struct {
 	byTLS map[string]keytable.ConferenceID
 }
 
-func (o oneConf) Conference(tlsID string, _ netip.AddrPort) (keytable.ConferenceID, bool) {
+func (o oneConf) Place(tlsID string, _ netip.AddrPort, _ string) (keytable.ConferenceID, string, bool) {
 	if c, ok := o.byTLS[tlsID]; ok {
-		return c, true
+		return c, "", true
 	}
-	return 1, true
+	return 1, "", true
 }
 
 // clientHello builds a one-record epoch-0 ClientHello with
@@ -114,13 +114,15 @@ func clientHello(t *testing.T, tlsID string) []byte {
 // record sequence seq, random, cookie.
 func clientHelloWith(t *testing.T, tlsID string, seq int, random [32]byte, cookie []byte) []byte {
 	t.Helper()
-	data, err := dtlsmsg.AppendExternalSessionID(nil, []byte(tlsID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ext, err := dtlsmsg.AppendExtension(nil, dtlsmsg.ExtensionExternalSessionID, data)
-	if err != nil {
-		t.Fatal(err)
+	var ext []byte // no extension without a tls-id
+	if tlsID != "" {
+		data, err := dtlsmsg.AppendExternalSessionID(nil, []byte(tlsID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ext, err = dtlsmsg.AppendExtension(nil, dtlsmsg.ExtensionExternalSessionID, data); err != nil {
+			t.Fatal(err)
+		}
 	}
 	var body []byte
 	body = append(body, 0xFE, 0xFD)
@@ -164,6 +166,12 @@ func newEnv(t *testing.T, lim Limits) *env {
 // newEnvWith is newEnv with memb as the Membership.
 func newEnvWith(t *testing.T, lim Limits, memb Membership) *env {
 	t.Helper()
+	return newEnvCreds(t, lim, memb, nil)
+}
+
+// newEnvCreds is newEnvWith with ICE credentials.
+func newEnvCreds(t *testing.T, lim Limits, memb Membership, creds Credentials) *env {
+	t.Helper()
 	now := time.Unix(1000, 0)
 	var mu sync.Mutex
 	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
@@ -174,7 +182,7 @@ func newEnvWith(t *testing.T, lim Limits, memb Membership) *env {
 	e := &env{tun: &fakeTunnel{dtls: map[uuid.UUID]int{}}, snd: &fakeSender{}, nb: &fakeNeighbours{}, table: table,
 		slow: make(chan slowpkt.Packet, 16), now: &now, mu: &mu}
 	e.r, err = New(Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Tunnel: e.tun, Sender: e.snd, Neighbours: e.nb, Table: table, Limits: lim, Now: clock,
-		Membership: memb})
+		Membership: memb, Credentials: creds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -797,6 +805,12 @@ func (f *fastTable) SetConference(context.Context, uuid.UUID, keytable.Conferenc
 	return nil, nil
 }
 func (f *fastTable) ExpireIdle(context.Context, time.Duration) ([]uuid.UUID, error) { return nil, nil }
+func (f *fastTable) SetAddr(context.Context, uuid.UUID, netip.AddrPort) (*keytable.Endpoint, error) {
+	return nil, nil
+}
+func (f *fastTable) SetConsent(context.Context, uuid.UUID, bool) (*keytable.Endpoint, error) {
+	return nil, nil
+}
 
 // TestShutdown65536: stopping the relay with 65,536 established
 // associations sends one EndpointDisconnect each and takes O(n): measured,

@@ -24,6 +24,7 @@ const (
 	attrMessageIntegrty = 0x0008
 	attrErrorCode       = 0x0009
 	attrXORMappedAddr   = 0x0020
+	attrUseCandidate    = 0x0025 // RFC 8445 section 16.1
 	attrFingerprint     = 0x8028
 	miLen               = 20 // HMAC-SHA1
 	// MaxSTUNMessage bounds the STUN messages the MD parses.
@@ -46,6 +47,10 @@ type STUNMessage struct {
 	IntegrityOffset int
 	// HasFingerprint reports a FINGERPRINT attribute, which was checked.
 	HasFingerprint bool
+	// UseCandidate reports a USE-CANDIDATE attribute before
+	// MESSAGE-INTEGRITY (one after it is not covered by the integrity
+	// check and is ignored).
+	UseCandidate bool
 }
 
 // ParseSTUN parses a STUN message (RFC 5389 section 6 and 15) with bounds
@@ -105,6 +110,13 @@ func ParseSTUN(b []byte) (*STUNMessage, error) {
 				return nil, stunErr("MESSAGE-INTEGRITY", "length is not 20")
 			}
 			m.HasIntegrity, m.Integrity, m.IntegrityOffset = true, val, off
+		case attrUseCandidate:
+			if alen != 0 {
+				return nil, stunErr("USE-CANDIDATE", "length is not 0")
+			}
+			if !m.HasIntegrity {
+				m.UseCandidate = true
+			}
 		case attrFingerprint:
 			if alen != 4 {
 				return nil, stunErr("FINGERPRINT", "length is not 4")
@@ -226,10 +238,22 @@ func (s *stunBuilder) fingerprint() {
 	s.attr(attrFingerprint, v[:])
 }
 
-// Credentials looks up the ICE short-term password of a local username
-// fragment (the ICE-lite MD's ufrag).
+// ICECredential is what one of the MD's local ufrags authenticates.
+type ICECredential struct {
+	// Pwd is the short-term password (the MD's ice-pwd).
+	Pwd string
+	// Session is the session the ufrag was issued for ("" for the
+	// configured credentials, which belong to no session).
+	Session string
+	// Remote is the endpoint's ufrag: when set, the USERNAME must be
+	// exactly "local:Remote".
+	Remote string
+}
+
+// Credentials looks up the ICE credentials of a local username fragment
+// (the ICE-lite MD's ufrag).
 type Credentials interface {
-	ICEPassword(ufrag string) (pwd string, ok bool)
+	ICECredential(ufrag string) (ICECredential, bool)
 }
 
 // STUNResult says what AnswerSTUN did.
@@ -245,47 +269,68 @@ const (
 	STUNIgnored
 )
 
+// STUNCheck is what an answered check proved, for the relay to act on.
+// Session, UseCandidate and TransactionID are set only when Result is
+// STUNAnswered (the request's MESSAGE-INTEGRITY verified).
+type STUNCheck struct {
+	Result STUNResult
+	// Session is the session whose credentials authenticated the check
+	// ("" for the configured credentials).
+	Session string
+	// UseCandidate reports USE-CANDIDATE under the integrity check: the
+	// controlling agent nominated this pair (RFC 8445 section 8.1.1).
+	UseCandidate bool
+	// TransactionID is the request's transaction ID.
+	TransactionID [12]byte
+}
+
 // AnswerSTUN answers an ICE connectivity check (RFC 8445 section 7.3, ICE
 // lite): a Binding request whose USERNAME is "localUfrag:remoteUfrag" with a
-// known local ufrag and a valid MESSAGE-INTEGRITY gets a success response
+// known local ufrag (and, when the credentials name one, the expected
+// remote ufrag) and a valid MESSAGE-INTEGRITY gets a success response
 // with XOR-MAPPED-ADDRESS (from), MESSAGE-INTEGRITY and FINGERPRINT. A
 // request without USERNAME or MESSAGE-INTEGRITY gets 400, one with an
-// unknown ufrag or a bad MESSAGE-INTEGRITY 401 (RFC 5389 section 10.1.2).
-// Malformed messages and non-requests are ignored (no answer).
-func AnswerSTUN(req []byte, from netip.AddrPort, creds Credentials) ([]byte, STUNResult, error) {
+// unknown ufrag, a wrong remote ufrag or a bad MESSAGE-INTEGRITY 401 (RFC
+// 5389 section 10.1.2). Malformed messages and non-requests are ignored
+// (no answer).
+func AnswerSTUN(req []byte, from netip.AddrPort, creds Credentials) ([]byte, STUNCheck, error) {
 	m, err := ParseSTUN(req)
 	if err != nil {
-		return nil, STUNIgnored, err
+		return nil, STUNCheck{Result: STUNIgnored}, err
 	}
 	if m.Type != stunBindingRequest {
-		return nil, STUNIgnored, stunErr("header", "not a Binding request")
+		return nil, STUNCheck{Result: STUNIgnored}, stunErr("header", "not a Binding request")
 	}
-	reject := func(code int, reason string) ([]byte, STUNResult, error) {
+	reject := func(code int, reason string) ([]byte, STUNCheck, error) {
 		s := newStunBuilder(stunBindingError, m.TransactionID)
 		s.errorCode(code, reason)
 		s.fingerprint()
-		return s.b, STUNRejected, stunErr("check", reason)
+		return s.b, STUNCheck{Result: STUNRejected}, stunErr("check", reason)
 	}
 	if m.Username == nil || !m.HasIntegrity {
 		return reject(400, "Bad Request")
 	}
-	local := m.Username
+	local, remote, colon := m.Username, []byte(nil), false
 	for i, c := range m.Username {
 		if c == ':' {
-			local = m.Username[:i]
+			local, remote, colon = m.Username[:i], m.Username[i+1:], true
 			break
 		}
 	}
-	pwd, ok := "", false
+	var cred ICECredential
+	ok := false
 	if creds != nil {
-		pwd, ok = creds.ICEPassword(string(local))
+		cred, ok = creds.ICECredential(string(local))
 	}
-	if !ok || !m.VerifyIntegrity(req, []byte(pwd)) {
+	if ok && cred.Remote != "" && (!colon || string(remote) != cred.Remote) {
+		ok = false
+	}
+	if !ok || !m.VerifyIntegrity(req, []byte(cred.Pwd)) {
 		return reject(401, "Unauthorized")
 	}
 	s := newStunBuilder(stunBindingSuccess, m.TransactionID)
 	s.xorMappedAddress(from)
-	s.integrity([]byte(pwd))
+	s.integrity([]byte(cred.Pwd))
 	s.fingerprint()
-	return s.b, STUNAnswered, nil
+	return s.b, STUNCheck{Result: STUNAnswered, Session: cred.Session, UseCandidate: m.UseCandidate, TransactionID: m.TransactionID}, nil
 }

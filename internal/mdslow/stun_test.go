@@ -9,14 +9,32 @@ import (
 
 type creds map[string]string
 
-func (c creds) ICEPassword(u string) (string, bool) { p, ok := c[u]; return p, ok }
+func (c creds) ICECredential(u string) (ICECredential, bool) {
+	p, ok := c[u]
+	return ICECredential{Pwd: p}, ok
+}
+
+// sessCreds are per-session credentials: ufrag to credential.
+type sessCreds map[string]ICECredential
+
+func (c sessCreds) ICECredential(u string) (ICECredential, bool) { x, ok := c[u]; return x, ok }
 
 // request builds a Binding request with USERNAME, MESSAGE-INTEGRITY keyed
 // with pwd and FINGERPRINT.
 func request(user, pwd string) []byte {
-	s := newStunBuilder(stunBindingRequest, [12]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+	return check(user, pwd, [12]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12}, false)
+}
+
+// check builds a Binding request with transaction ID txid, USERNAME,
+// PRIORITY, USE-CANDIDATE when nominate, MESSAGE-INTEGRITY keyed with pwd
+// and FINGERPRINT.
+func check(user, pwd string, txid [12]byte, nominate bool) []byte {
+	s := newStunBuilder(stunBindingRequest, txid)
 	s.attr(attrUsername, []byte(user))
 	s.attr(0x0024, []byte{0, 0, 0, 1}) // PRIORITY
+	if nominate {
+		s.attr(attrUseCandidate, nil)
+	}
 	s.integrity([]byte(pwd))
 	s.fingerprint()
 	return s.b
@@ -25,8 +43,8 @@ func request(user, pwd string) []byte {
 func TestAnswerSTUN(t *testing.T) {
 	c := creds{"mdufrag": "md-password-0123456789"}
 	from := netip.MustParseAddrPort("198.18.0.11:40000")
-	resp, res, err := AnswerSTUN(request("mdufrag:epufrag", "md-password-0123456789"), from, c)
-	if err != nil || res != STUNAnswered {
+	resp, chk, err := AnswerSTUN(request("mdufrag:epufrag", "md-password-0123456789"), from, c)
+	if res := chk.Result; err != nil || res != STUNAnswered || chk.UseCandidate || chk.Session != "" {
 		t.Fatalf("AnswerSTUN = %v, %v", res, err)
 	}
 	m, err := ParseSTUN(resp)
@@ -48,7 +66,7 @@ func TestAnswerSTUN(t *testing.T) {
 		t.Fatalf("XOR-MAPPED-ADDRESS %v, want %v", got, from)
 	}
 	// IPv6 mapped address round-trips through the parser too.
-	if _, res, _ := AnswerSTUN(request("mdufrag:x", "md-password-0123456789"), netip.MustParseAddrPort("[2001:db8::1]:5"), c); res != STUNAnswered {
+	if _, chk, _ := AnswerSTUN(request("mdufrag:x", "md-password-0123456789"), netip.MustParseAddrPort("[2001:db8::1]:5"), c); chk.Result != STUNAnswered {
 		t.Fatal("IPv6 source not answered")
 	}
 }
@@ -69,11 +87,11 @@ func TestAnswerSTUNRejects(t *testing.T) {
 		{"not a request", func() []byte { b := request("mdufrag:x", "p"); b[1] = 0x11; return b }(), STUNIgnored},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			resp, res, _ := AnswerSTUN(tc.req, from, c)
-			if res != tc.want {
+			resp, chk, _ := AnswerSTUN(tc.req, from, c)
+			if res := chk.Result; res != tc.want {
 				t.Fatalf("result %v, want %v", res, tc.want)
 			}
-			if res == STUNRejected {
+			if chk.Result == STUNRejected {
 				if m, err := ParseSTUN(resp); err != nil || m.Type != stunBindingError {
 					t.Fatalf("error response %v %v", m, err)
 				}
@@ -110,6 +128,17 @@ func TestParseSTUNBad(t *testing.T) {
 			return s.b
 		}()},
 		{"too large", make([]byte, MaxSTUNMessage+4)},
+		{"USE-CANDIDATE with a value", func() []byte {
+			s := newStunBuilder(stunBindingRequest, [12]byte{})
+			s.attr(attrUseCandidate, []byte{0, 0, 0, 1})
+			return s.b
+		}()},
+		{"truncated USE-CANDIDATE header", func() []byte {
+			s := newStunBuilder(stunBindingRequest, [12]byte{})
+			s.b = append(s.b, 0x00, 0x25)
+			s.setLen(2)
+			return s.b
+		}()},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := ParseSTUN(tc.in); !errors.Is(err, ErrSTUN) {
@@ -123,6 +152,7 @@ func FuzzParseSTUN(f *testing.F) {
 	f.Add(request("mdufrag:x", "md-password-0123456789"))
 	f.Add(request("", ""))
 	f.Add([]byte{0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12})
+	f.Add(check("mdufrag:x", "md-password-0123456789", [12]byte{9}, true))
 	c := creds{"mdufrag": "md-password-0123456789"}
 	from := netip.MustParseAddrPort("198.18.0.11:1")
 	f.Fuzz(func(t *testing.T, b []byte) {
@@ -130,11 +160,54 @@ func FuzzParseSTUN(f *testing.F) {
 		if err == nil && m.HasIntegrity {
 			_ = m.VerifyIntegrity(b, []byte("k"))
 		}
-		resp, res, _ := AnswerSTUN(b, from, c)
-		if res != STUNIgnored {
+		resp, chk, _ := AnswerSTUN(b, from, c)
+		if chk.Result != STUNIgnored {
 			if _, err := ParseSTUN(resp); err != nil {
 				t.Fatalf("our response does not parse: %v", err)
 			}
 		}
 	})
+}
+
+func TestAnswerSTUNSession(t *testing.T) {
+	const pwd = "session-password-0123456789"
+	c := sessCreds{
+		"sessufrag": {Pwd: pwd, Session: "s1", Remote: "epufrag"},
+		"anyremote": {Pwd: pwd, Session: "s2"},
+	}
+	from := netip.MustParseAddrPort("198.18.0.11:40000")
+	tx := [12]byte{7, 7, 7}
+	for _, tc := range []struct {
+		name      string
+		req       []byte
+		want      STUNResult
+		session   string
+		nominated bool
+	}{
+		{"nominated", check("sessufrag:epufrag", pwd, tx, true), STUNAnswered, "s1", true},
+		{"not nominated", check("sessufrag:epufrag", pwd, tx, false), STUNAnswered, "s1", false},
+		{"any remote ufrag", check("anyremote:whatever", pwd, tx, true), STUNAnswered, "s2", true},
+		{"wrong remote ufrag", check("sessufrag:other", pwd, tx, true), STUNRejected, "", false},
+		{"no remote ufrag", check("sessufrag", pwd, tx, true), STUNRejected, "", false},
+		{"remote ufrag prefix", check("sessufrag:epufragX", pwd, tx, true), STUNRejected, "", false},
+		{"bad integrity", check("sessufrag:epufrag", pwd+"x", tx, true), STUNRejected, "", false},
+		{"USE-CANDIDATE after MESSAGE-INTEGRITY", func() []byte {
+			s := newStunBuilder(stunBindingRequest, tx)
+			s.attr(attrUsername, []byte("sessufrag:epufrag"))
+			s.integrity([]byte(pwd))
+			s.attr(attrUseCandidate, nil) // not covered by the integrity
+			s.fingerprint()
+			return s.b
+		}(), STUNAnswered, "s1", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, chk, _ := AnswerSTUN(tc.req, from, c)
+			if chk.Result != tc.want || chk.Session != tc.session || chk.UseCandidate != tc.nominated {
+				t.Fatalf("check %+v, want result %v session %q nominated %v", chk, tc.want, tc.session, tc.nominated)
+			}
+			if chk.Result == STUNAnswered && chk.TransactionID != tx {
+				t.Fatalf("transaction ID %x", chk.TransactionID)
+			}
+		})
+	}
 }

@@ -51,6 +51,8 @@ var (
 	dConfs     = desc("conferences", "Conferences with at least one member.")
 	dTable     = desc("keytable_events_total", "Key table events.", "event")
 	dSlow      = desc("slowpath_events_total", "Slow path events.", "event")
+	dMoves     = desc("endpoint_moves_total", "Associations moved to a new transport address by a nominating ICE check of their session (RFC 8445; mobility, NAT rebinding, ICE restart on a new port).")
+	dConsent   = desc("consent_expired_total", "Associations of a session that stopped receiving media: no authenticated ICE check from their address for consent-timeout (RFC 7675).")
 	dRefused   = desc("endpoints_refused_total", "Endpoints refused because no mapping (tls-id, address) placed them in a conference and single-conference mode is off, per reason: no_mapping (at the ClientHello, access_denied alert), no_mapping_at_keys (mapping removed during the handshake), mapping_removed (established, ended by a mapping change).", "reason")
 )
 
@@ -63,7 +65,7 @@ func NewCollector(src Source) *Collector { return &Collector{src: src} }
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{dReceived, dRxBytes, dForwarded, dSent, dTxBytes, dSlowPath, dDropped,
-		dHandover, dMode, dXDP, dAssoc, dPending, dConfs, dTable, dSlow, dRefused} {
+		dHandover, dMode, dXDP, dAssoc, dPending, dConfs, dTable, dSlow, dRefused, dMoves, dConsent} {
 		ch <- d
 	}
 }
@@ -153,9 +155,13 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			{"drop_pending_max", s.DropPendingMax}, {"drop_tunnel", s.DropTunnel}, {"drop_send", s.DropSend},
 			{"drop_unknown_id", s.DropUnknownID}, {"install_error", s.InstallErrors},
 			{"stun_answered", s.STUNAnswered}, {"stun_rejected", s.STUNRejected}, {"stun_ignored", s.STUNIgnored},
-			{"drop_event_queue", s.DropEventQueue}, {"endpoint_disconnect_lost", s.DisconnectsLost}} {
+			{"drop_event_queue", s.DropEventQueue}, {"endpoint_disconnect_lost", s.DisconnectsLost},
+			{"move_refused", s.MovesRefused}, {"move_rate_limited", s.MovesRateLimited}, {"stun_replayed", s.STUNReplayed},
+			{"consent_restored", s.ConsentRestored}} {
 			counter(ch, dSlow, e.v, e.n)
 		}
+		counter(ch, dMoves, s.Moves)
+		counter(ch, dConsent, s.ConsentExpired)
 		for f := range mdslow.NumRefusals {
 			counter(ch, dRefused, s.Refused[f], f.String())
 		}

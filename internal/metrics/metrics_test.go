@@ -406,6 +406,7 @@ func TestNilSources(t *testing.T) {
 		Slow: func() mdslow.Stats {
 			var s mdslow.Stats
 			s.Refused[mdslow.RefusedNoMapping], s.Refused[mdslow.RefusedMappingRemoved] = 3, 1
+			s.Moves, s.ConsentExpired = 5, 2
 			return s
 		},
 	}))
@@ -415,6 +416,12 @@ func TestNilSources(t *testing.T) {
 		if v := sum(refused, map[string]string{"reason": reason}); v != want {
 			t.Errorf("endpoints_refused_total{reason=%q} = %v, want %v", reason, v, want)
 		}
+	}
+	if v := sum(family(t, fams, "mdfast_endpoint_moves_total"), nil); v != 5 {
+		t.Errorf("endpoint_moves_total = %v, want 5", v)
+	}
+	if v := sum(family(t, fams, "mdfast_consent_expired_total"), nil); v != 2 {
+		t.Errorf("consent_expired_total = %v, want 2", v)
 	}
 	if v := sum(family(t, fams, "mdfast_associations"), nil); v != 1 {
 		t.Errorf("associations = %v", v)
