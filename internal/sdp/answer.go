@@ -8,11 +8,6 @@ import (
 	"github.com/mdfast/mdfast/internal/identity"
 )
 
-// midExtension is the RTP header extension that carries the mid (RFC
-// 8843): echoed when offered, so that receivers can demultiplex the
-// streams of other members, whose SSRCs no answer can list in advance.
-const midExtension = "urn:ietf:params:rtp-hdrext:sdes:mid"
-
 // Answer is what the join endpoint answers: the MD's ICE-lite credentials
 // and media addresses, the KD's DTLS identity.
 type Answer struct {
@@ -32,6 +27,14 @@ type Answer struct {
 // of the accepted m-lines, each with the chosen codec under the offer's
 // payload type, a=setup:passive, a=rtcp-mux and the mirrored direction;
 // other m-lines rejected (port 0).
+//
+// No RTP header extension is negotiated: the MD forwards packets as their
+// senders wrote them, and a sender that does not write the mid extension
+// would leave receivers that negotiated it unable to place its stream.
+// Receivers bind the other members' streams, whose SSRCs no answer can
+// list in advance, by payload type (one audio and one video m-line with
+// distinct payload types; pion/webrtc needs
+// SettingEngine.SetHandleUndeclaredSSRCWithoutAnswer(true)).
 func (a *Answer) Write(o *Offer) []byte {
 	var b strings.Builder
 	line := func(parts ...string) {
@@ -86,11 +89,6 @@ func (a *Answer) Write(o *Offer) []byte {
 		line("a=rtpmap:", pt, " ", enc)
 		if m.Chosen.Fmtp != "" {
 			line("a=fmtp:", pt, " ", m.Chosen.Fmtp)
-		}
-		for _, e := range m.Extmaps {
-			if e.URI == midExtension {
-				line("a=extmap:", strconv.Itoa(int(e.ID)), " ", e.URI)
-			}
 		}
 		for j, c := range a.Candidates {
 			line(Candidate(j, c))
