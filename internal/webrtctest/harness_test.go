@@ -173,6 +173,7 @@ type sys struct {
 type sysConfig struct {
 	conferences []string
 	mdArgs      []string
+	kdArgs      []string
 	endpoints   int
 }
 
@@ -228,6 +229,7 @@ func newSys(t *testing.T, cfg sysConfig) *sys {
 		"-join-listen", netip.AddrPortFrom(kdIP, joinPort).String(), "-join-secret-file", s.files.Path("join.secret"),
 		"-md-control-url", "http://"+netip.AddrPortFrom(mdIP, controlPort).String(), "-md-control-token-file", s.files.Path("control.token"),
 		"-md-media-addr", netip.AddrPortFrom(mdIP, mediaPort).String(), "-join-timeout", "20s")
+	kdArgs = append(kdArgs, cfg.kdArgs...)
 	if s.kdProc, err = s.start(s.kd, "keydist", kdArgs...); err != nil {
 		t.Fatal(err)
 	}
