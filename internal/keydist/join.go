@@ -110,6 +110,7 @@ type Join struct {
 
 	mu       sync.Mutex
 	sessions map[string]*joinSession
+	joining  int             // offers between the limit check and their session
 	mdDelete map[string]bool // MD sessions whose DELETE failed, retried
 
 	stop chan struct{}
@@ -255,7 +256,7 @@ func (j *Join) cors(w http.ResponseWriter, r *http.Request) {
 }
 
 func (j *Join) options(w http.ResponseWriter, r *http.Request) {
-	if !j.admit(w, r, "OPTIONS") {
+	if !j.admit(w, r) {
 		return
 	}
 	h := w.Header()
@@ -285,10 +286,9 @@ func (j *Join) fail(w http.ResponseWriter, r *http.Request, code int, result str
 }
 
 // admit applies the rate limits.
-func (j *Join) admit(w http.ResponseWriter, r *http.Request, method string) bool {
+func (j *Join) admit(w http.ResponseWriter, r *http.Request) bool {
 	src := remoteAddr(r)
 	if why := j.lim.allow(src, j.cfg.now()); why != "" {
-		r.Method = method
 		j.fail(w, r, http.StatusTooManyRequests, "rate_limited_"+why, "too many requests")
 		return false
 	}
@@ -366,7 +366,7 @@ func sdpStatus(err error) (int, string) {
 }
 
 func (j *Join) post(w http.ResponseWriter, r *http.Request) {
-	if !j.admit(w, r, r.Method) {
+	if !j.admit(w, r) {
 		return
 	}
 	conf := r.PathValue("conf")
@@ -397,13 +397,30 @@ func (j *Join) post(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("the offer has no a=tls-id (a legacy WebRTC endpoint) and conference %q admits PERC endpoints only", conf))
 		return
 	}
+	if offer.TLSID == "" {
+		if other := j.cfg.Registry.LegacyConferences(offer.Fingerprint); len(other) > 0 {
+			// Legacy endpoints are told apart by fingerprint only.
+			j.fail(w, r, http.StatusConflict, "duplicate",
+				"this certificate fingerprint has already joined a conference without a tls-id; use one certificate per conference")
+			return
+		}
+	}
+	// Reserve a place: at most MaxSessions, even under concurrent offers.
 	j.mu.Lock()
-	full := len(j.sessions) >= j.cfg.MaxSessions
+	full := len(j.sessions)+j.joining >= j.cfg.MaxSessions
+	if !full {
+		j.joining++
+	}
 	j.mu.Unlock()
 	if full {
 		j.fail(w, r, http.StatusServiceUnavailable, "too_many_sessions", "too many join sessions")
 		return
 	}
+	defer func() {
+		j.mu.Lock()
+		j.joining--
+		j.mu.Unlock()
+	}()
 	ep, err := j.cfg.Registry.AddEndpoint(conf, Endpoint{TLSID: offer.TLSID, Fingerprint: offer.Fingerprint})
 	if err != nil {
 		if errors.Is(err, ErrDuplicate) {
@@ -473,7 +490,7 @@ func (j *Join) mdSession(s *joinSession) MDSession {
 
 // session finds session id and checks the token for its conference.
 func (j *Join) session(w http.ResponseWriter, r *http.Request) (*joinSession, bool) {
-	if !j.admit(w, r, r.Method) {
+	if !j.admit(w, r) {
 		return nil, false
 	}
 	id := r.PathValue("id")

@@ -292,11 +292,44 @@ func TestJoinBadInput(t *testing.T) {
 	if r := rg.do(t, "POST", "/v1/join/web", tok, "application/sdp", good); r.code != 409 {
 		t.Fatalf("second join: %d %s", r.code, r.body)
 	}
+	// The same legacy certificate in another allow_legacy conference would
+	// make both ambiguous: 409 too.
+	if err := rg.reg.SetConference("web2", true); err != nil {
+		t.Fatal(err)
+	}
+	if r := rg.do(t, "POST", "/v1/join/web2", rg.token(t, "web2", time.Hour), "application/sdp", good); r.code != 409 || !strings.Contains(r.body, "one certificate per conference") {
+		t.Fatalf("same legacy certificate in another conference: %d %s", r.code, r.body)
+	}
 	if n := rg.reg.NumEndpoints(); n != 1 {
 		t.Fatalf("%d endpoints", n)
 	}
 	if puts, _, _ := rg.md.counts(); puts != 1 {
 		t.Fatalf("%d PUTs", puts)
+	}
+}
+
+// TestJoinMaxSessions: concurrent offers never exceed MaxSessions.
+func TestJoinMaxSessions(t *testing.T) {
+	rg := newJoinRig(t, func(c *JoinConfig) { c.MaxSessions, c.RatePerSource, c.BurstPerSource = 3, 1000, 1000 })
+	tok := rg.token(t, "web", time.Hour)
+	codes := make(chan int, 12)
+	var wg sync.WaitGroup
+	for range 12 {
+		wg.Go(func() {
+			codes <- rg.do(t, "POST", "/v1/join/web", tok, "application/sdp", testOffer(randomFP(), "")).code
+		})
+	}
+	wg.Wait()
+	close(codes)
+	got := map[int]int{}
+	for c := range codes {
+		got[c]++
+	}
+	if got[201] != 3 || got[503] != 9 {
+		t.Fatalf("statuses %v, want 3 x 201 and 9 x 503", got)
+	}
+	if n := rg.reg.NumEndpoints(); n != 3 {
+		t.Fatalf("%d endpoints", n)
 	}
 }
 
