@@ -168,10 +168,11 @@ type sys struct {
 	epHTTP         *http.Client
 }
 
-// sysConfig: the legacy conferences of the KD registry and extra mdfast
-// flags.
+// sysConfig: the conferences of the KD registry (legacy ones admit WebRTC
+// clients without a tls-id, perc ones do not), extra daemon flags.
 type sysConfig struct {
 	conferences []string
+	percConfs   []string
 	mdArgs      []string
 	kdArgs      []string
 	endpoints   int
@@ -211,6 +212,9 @@ func newSys(t *testing.T, cfg sysConfig) *sys {
 	reg.WriteString("conferences:\n")
 	for _, c := range cfg.conferences {
 		fmt.Fprintf(&reg, "  - id: %s\n    allow_legacy: true\n    endpoints: []\n", c)
+	}
+	for _, c := range cfg.percConfs {
+		fmt.Fprintf(&reg, "  - id: %s\n    allow_legacy: false\n    endpoints: []\n", c)
 	}
 	for name, content := range map[string]string{
 		syssim.RegistryFile: reg.String(), "admin.token": adminToken + "\n", "join.secret": joinSecret + "\n",
