@@ -150,8 +150,15 @@
 //  5. hist[s][r] is forgotten only when r's key leaves the conference
 //     (Remove, re-key, move); an SSRC is forgotten when no present
 //     receiver was sent it and nobody claims it.
+//  6. Consent (SetConsent, RFC 7675) changes only who receives: a member
+//     without consent is left out of Snapshot.Receivers, so workers
+//     neither send to it nor count its JoinSeq in the served mark, but it
+//     stays in the member list closers read (Snapshot.Conference), so a
+//     claim that reached it before its consent went records it in hist
+//     like any member; the served mark only rises, so one that received
+//     under a claim has a JoinSeq at most the mark.
 //
-// So across leave, rejoin, re-key, move and takeover, each (receiver key,
+// So across leave, rejoin, re-key, move, consent and takeover, each (receiver key,
 // SSRC, kind, index) is sealed at most once. TestNonceNeverRepeats and
 // FuzzNonceNeverRepeats collect every one the table hands out over random
 // such sequences, with senders that start their indices over, and fail on

@@ -10,8 +10,8 @@ import (
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
-// nonceModel drives a Table with join, leave, rejoin, re-key, move and
-// takeover sequences and packets whose indices start over with every key
+// nonceModel drives a Table with join, leave, rejoin, re-key, move,
+// consent (SetConsent) and takeover sequences and packets whose indices start over with every key
 // (the worst a sender can do), admitting only what a real Opener would
 // (each index once per sender key and SSRC, none more than ReplayWindow
 // behind the highest). It records every (receiver key, SSRC, kind, index)
@@ -27,6 +27,8 @@ type nonceModel struct {
 	sealed map[[4]uint64]bool
 	now    int64
 	pkts   int
+	// consents counts SetConsent calls.
+	consents int
 	// deliveredOld counts packets under a re-based claim that reached a
 	// receiver which had been sent the SSRC before.
 	deliveredOld int
@@ -105,6 +107,13 @@ func (m *nonceModel) step(op, v, w byte) {
 				m.tb.Fatal(err)
 			}
 		}
+	case 4: // consent taken away or given back (RFC 7675): out of the receivers, still a member
+		if n, ok := m.pick(v); ok {
+			if _, err := m.t.SetConsent(ctx, idOf(n), w&1 == 0); err != nil {
+				m.tb.Fatal(err)
+			}
+			m.consents++
+		}
 	default: // a burst of packets from one sender under one of 4 SSRCs
 		n, ok := m.pick(v)
 		if !ok {
@@ -138,12 +147,19 @@ func (m *nonceModel) step(op, v, w byte) {
 func isConflict(err error) bool { return err != nil && errorsIs(err, ErrSSRCConflict) }
 
 func (m *nonceModel) packet(ep *Endpoint, ssrc uint32, kind Kind, idx uint64) {
-	cl, ok := admitAt(m.t, ep, ssrc, kind, idx, m.now)
+	// As a worker does: the largest JoinSeq of the receivers (members
+	// without consent are not among them), from the same snapshot.
+	snap := m.t.snap.Load()
+	var maxJoin uint64
+	for _, r := range snap.Receivers(ep) {
+		maxJoin = max(maxJoin, r.JoinSeq())
+	}
+	cl, ok := m.t.Admit(ep, ssrc, kind, idx, maxJoin, m.now)
 	if !ok {
 		return
 	}
 	m.pkts++
-	for _, r := range m.t.snap.Load().Receivers(ep) {
+	for _, r := range snap.Receivers(ep) {
 		if r.a == ep.a {
 			continue
 		}
@@ -164,7 +180,7 @@ func (m *nonceModel) packet(ep *Endpoint, ssrc uint32, kind Kind, idx uint64) {
 
 // TestNonceNeverRepeats runs random sequences of the model.
 func TestNonceNeverRepeats(t *testing.T) {
-	var pkts, old int
+	var pkts, old, consents int
 	for seed := range uint64(200) {
 		r := rand.New(rand.NewPCG(seed, 1))
 		m := newNonceModel(t)
@@ -173,10 +189,11 @@ func TestNonceNeverRepeats(t *testing.T) {
 		}
 		pkts += m.pkts
 		old += m.deliveredOld
+		consents += m.consents
 	}
-	t.Logf("%d packets admitted, %d re-based copies", pkts, old)
-	if pkts == 0 || old == 0 {
-		t.Fatalf("the model exercised nothing: %d packets, %d re-based copies", pkts, old)
+	t.Logf("%d packets admitted, %d re-based copies, %d consent changes", pkts, old, consents)
+	if pkts == 0 || old == 0 || consents == 0 {
+		t.Fatalf("the model exercised nothing: %d packets, %d re-based copies, %d consent changes", pkts, old, consents)
 	}
 }
 

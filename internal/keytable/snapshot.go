@@ -131,10 +131,22 @@ func (s *Snapshot) LookupAddr(ap netip.AddrPort) *Endpoint {
 // member but those whose consent expired (Table.SetConsent). ep must come
 // from s. The slice is shared and must not be modified.
 func (s *Snapshot) Receivers(ep *Endpoint) []*Endpoint {
-	if e := s.conf(ep.conf); e != nil {
-		return e.receivers
+	// The probe of conf, written out: this is the per-packet path.
+	h := confHash(ep.conf)
+	sl := s.confs[h&s.mask]
+	if len(sl) == 0 {
+		return nil
 	}
-	return nil
+	m := uint64(len(sl) - 1)
+	for i := h >> 32 & m; ; i = (i + 1) & m {
+		e := &sl[i]
+		if len(e.members) == 0 {
+			return nil
+		}
+		if e.id == ep.conf {
+			return e.receivers
+		}
+	}
 }
 
 // Conference returns the members of conference id in s, or nil. The slice

@@ -34,6 +34,13 @@
 //     (RFC 8445 section 7.3, RFC 5389): USERNAME and MESSAGE-INTEGRITY
 //     checked with the short-term password from Credentials,
 //     XOR-MAPPED-ADDRESS, MESSAGE-INTEGRITY and FINGERPRINT in the answer.
+//   - ICE sessions (session.go): a check a session's credentials
+//     authenticate places the DTLS association that starts from its
+//     address (Membership.Place), binds it to the session when its keys
+//     arrive, moves it on a nominating check from a new address (keytable
+//     SetAddr: the only way an association's address changes, never on a
+//     media packet) and is its consent: without one for
+//     Limits.ConsentTimeout it stops receiving (keytable SetConsent).
 //
 // # What it must not do
 //

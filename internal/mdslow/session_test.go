@@ -330,3 +330,53 @@ func TestSessionRebind(t *testing.T) {
 		t.Fatalf("session %+v", s)
 	}
 }
+
+// TestSessionICERestart: new credentials for the session (a PUT with a new
+// ufrag and password) keep its binding: a nominating check with the new
+// ones from a new port moves the association; the old ones are refused.
+func TestSessionICERestart(t *testing.T) {
+	m := newMapMembership()
+	m.sessions["s1"] = 3
+	c := sessCreds{"mdsess1": {Pwd: sessPwd, Session: "s1", Remote: "epsess1"}}
+	e := newEnvCreds(t, Limits{}, m, c)
+	id := e.establishViaSession(t, "198.18.0.11:4000")
+	const newPwd = "restarted-password-987654321"
+	delete(c, "mdsess1")
+	c["mdsess2"] = ICECredential{Pwd: newPwd, Session: "s1", Remote: "epsess2"}
+	e.advance(time.Second)
+	if e.checkFrom(t, "198.18.0.11:4400", sessUser, sessPwd, 50, true) {
+		t.Fatal("the old credentials still authenticate")
+	}
+	if !e.checkFrom(t, "198.18.0.11:4400", "mdsess2:epsess2", newPwd, 51, true) {
+		t.Fatal("the new credentials do not authenticate")
+	}
+	if got, ok := e.table.Get(id); !ok || got.Addr().String() != "198.18.0.11:4400" {
+		t.Fatalf("not moved after the ICE restart: %v", got)
+	}
+}
+
+// TestSessionReassign: a session whose conference changes (a PUT naming
+// another conference) takes its association along.
+func TestSessionReassign(t *testing.T) {
+	e, m := sessionEnv(t, Limits{})
+	id := e.establishViaSession(t, "198.18.0.11:4000")
+	m.mu.Lock()
+	m.sessions["s1"] = 4
+	m.mu.Unlock()
+	if err := e.r.Reassign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := e.table.Get(id); !ok || got.Conference() != 4 {
+		t.Fatalf("association %v after the session moved to conference 4", got)
+	}
+	// A deleted session no longer places it: it is ended.
+	m.mu.Lock()
+	delete(m.sessions, "s1")
+	m.mu.Unlock()
+	if err := e.r.Reassign(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.table.Get(id); ok {
+		t.Fatal("association kept after its session stopped placing it")
+	}
+}
