@@ -165,7 +165,7 @@ func (c *config) options() []options.Option {
 			return nil
 		}),
 		options.String(&c.JoinSecretFile, "join-secret-file", "", "file holding the secret (at least 32 bytes) that signs join tokens (or set KEYDIST_JOIN_SECRET)"),
-		options.String(&c.MDControlURL, "md-control-url", "", "the MD's control API base URL, e.g. http://127.0.0.1:9090 (the join endpoint puts sessions there)"),
+		options.String(&c.MDControlURL, "md-control-url", "", "the MD's control API base URL, e.g. http://127.0.0.1:5742, mdfast's control-listen (the join endpoint puts sessions there)"),
 		options.String(&c.MDControlToken, "md-control-token-file", "", "file holding the MD control API's bearer token (or set KEYDIST_MD_CONTROL_TOKEN)"),
 		options.List(&c.MDMediaAddr, "md-media-addr", nil, "the MD's media address ip:port, one ICE host candidate each in join answers (repeatable)").Check(func() error {
 			_, err := parseMediaAddrs(c.MDMediaAddr)

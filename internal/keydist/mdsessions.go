@@ -42,7 +42,7 @@ type MDSessions interface {
 
 // MDControlClient calls the MD's control API (bearer token).
 type MDControlClient struct {
-	// URL is the control API's base URL, e.g. http://127.0.0.1:9090.
+	// URL is the control API's base URL, e.g. http://127.0.0.1:5742.
 	URL string
 	// Token is the control API's bearer token.
 	Token string
