@@ -83,6 +83,8 @@ type config struct {
 	RekeyOnJoin      bool
 	Journal          string
 	JoinListen       string
+	JoinTLSCert      string
+	JoinTLSKey       string
 	JoinSecretFile   string
 	MDControlURL     string
 	MDControlToken   string
@@ -155,7 +157,7 @@ func (c *config) options() []options.Option {
 		options.String(&c.Journal, "journal", defaultJournal(), "association journal file, so that a restarted keydist can still end (revoke) what it keyed before (empty: none; default $STATE_DIRECTORY/associations.journal under systemd)"),
 	)
 	o = append(o,
-		options.String(&c.JoinListen, "join-listen", "", "WHIP-style join endpoint listen address for WebRTC/PERC apps (empty: disabled); put it behind TLS").Check(func() error {
+		options.String(&c.JoinListen, "join-listen", "", "WHIP-style join endpoint listen address for WebRTC/PERC apps (empty: disabled)").Check(func() error {
 			if c.JoinListen != "" && c.MDControlURL == "" {
 				return errors.New("the join endpoint needs -md-control-url")
 			}
@@ -164,6 +166,13 @@ func (c *config) options() []options.Option {
 			}
 			return nil
 		}),
+		options.String(&c.JoinTLSCert, "join-tls-cert", "", "join endpoint TLS certificate (PEM); empty: plain HTTP (behind a TLS-terminating proxy only)").Check(func() error {
+			if (c.JoinTLSCert == "") != (c.JoinTLSKey == "") {
+				return errors.New("give both -join-tls-cert and -join-tls-key, or neither")
+			}
+			return nil
+		}),
+		options.String(&c.JoinTLSKey, "join-tls-key", "", "join endpoint TLS key (PEM)"),
 		options.String(&c.JoinSecretFile, "join-secret-file", "", "file holding the secret (at least 32 bytes) that signs join tokens (or set KEYDIST_JOIN_SECRET)"),
 		options.String(&c.MDControlURL, "md-control-url", "", "the MD's control API base URL, e.g. http://127.0.0.1:5742, mdfast's control-listen (the join endpoint puts sessions there)"),
 		options.String(&c.MDControlToken, "md-control-token-file", "", "file holding the MD control API's bearer token (or set KEYDIST_MD_CONTROL_TOKEN)"),
@@ -404,9 +413,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// Before kd.Close (deferred earlier, run later): the sessions are
 		// removed at the MD while the KD still ends their associations.
 		defer join.Close()
+		var joinTLS *tls.Config
+		if c.JoinTLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(c.JoinTLSCert, c.JoinTLSKey)
+			if err != nil {
+				return &options.FieldError{Field: "join-tls-cert", Err: err}
+			}
+			joinTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		} else {
+			log.Warn("join endpoint without TLS (-join-tls-cert): join tokens and SDP travel in clear unless a proxy terminates TLS")
+		}
 		mux := http.NewServeMux()
 		mux.Handle("/v1/join/", join.Handler())
-		if err := web.Serve(c.JoinListen, mux, "join endpoint"); err != nil {
+		if err := web.ServeTLS(c.JoinListen, mux, "join endpoint", joinTLS); err != nil {
 			return err
 		}
 	}
