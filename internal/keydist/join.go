@@ -1,6 +1,7 @@
 package keydist
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -111,6 +112,7 @@ type Join struct {
 	mu       sync.Mutex
 	sessions map[string]*joinSession
 	joining  int             // offers between the limit check and their session
+	closing  bool            // Close has begun: no new session is stored
 	mdDelete map[string]bool // MD sessions whose DELETE failed, retried
 
 	stop chan struct{}
@@ -210,6 +212,7 @@ func (j *Join) Close() error {
 	j.once.Do(func() { close(j.stop) })
 	<-j.done
 	j.mu.Lock()
+	j.closing = true
 	all := make([]*joinSession, 0, len(j.sessions))
 	for _, s := range j.sessions {
 		all = append(all, s)
@@ -459,8 +462,19 @@ func (j *Join) post(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	j.mu.Lock()
-	j.sessions[s.id] = s
+	closing := j.closing
+	if !closing {
+		j.sessions[s.id] = s
+	}
 	j.mu.Unlock()
+	if closing {
+		j.unregister(s)
+		dctx, dcancel := context.WithTimeout(context.Background(), mdCallTimeout)
+		_ = j.cfg.MD.DeleteSession(dctx, s.id)
+		dcancel()
+		j.fail(w, r, http.StatusServiceUnavailable, "shutting_down", "the key distributor is shutting down")
+		return
+	}
 	j.m.sessions.Inc()
 	j.m.requests.WithLabelValues(r.Method, "ok").Inc()
 	j.log.Info("join: session created", "session", s.id, "conference", conf, "perc", s.tlsID != "", "fingerprint", s.fp)
@@ -710,7 +724,9 @@ func (j *Join) Sessions() []JoinSessionInfo {
 		out = append(out, in)
 	}
 	j.mu.Unlock()
-	slices.SortFunc(out, func(a, b JoinSessionInfo) int { return a.Created.Compare(b.Created) })
+	slices.SortFunc(out, func(a, b JoinSessionInfo) int {
+		return cmp.Or(a.Created.Compare(b.Created), cmp.Compare(a.ID, b.ID))
+	})
 	return out
 }
 

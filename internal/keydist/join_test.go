@@ -458,8 +458,12 @@ func TestJoinExpiryAndAssociation(t *testing.T) {
 	rg.mu.Unlock()
 	rg.advance(DefaultJoinTimeout - time.Second)
 	rg.j.sweep()
-	if s := rg.j.Sessions(); len(s) != 2 || s[1].Association != idB.String() || s[0].Association != "" {
-		t.Fatalf("before the timeout: %+v", s)
+	bound := map[string]string{}
+	for _, s := range rg.j.Sessions() {
+		bound[s.Fingerprint] = s.Association
+	}
+	if len(bound) != 2 || bound[fpB.String()] != idB.String() || bound[fpA.String()] != "" {
+		t.Fatalf("before the timeout: %+v", bound)
 	}
 	rg.advance(time.Second)
 	rg.j.sweep()
@@ -625,6 +629,13 @@ func TestJoinCloseRemovesSessions(t *testing.T) {
 	}
 	if _, _, live := rg.md.counts(); live != 0 {
 		t.Fatalf("%d MD sessions after Close", live)
+	}
+	// An offer arriving during shutdown leaves nothing behind.
+	if r := rg.do(t, "POST", "/v1/join/web", rg.token(t, "web", time.Minute), "application/sdp", testOffer(randomFP(), "")); r.code != http.StatusServiceUnavailable {
+		t.Fatalf("offer after Close: %d", r.code)
+	}
+	if _, _, live := rg.md.counts(); live != 0 || rg.reg.NumEndpoints() != 0 {
+		t.Fatalf("after a late offer: %d MD sessions, %d endpoints", live, rg.reg.NumEndpoints())
 	}
 }
 
