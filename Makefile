@@ -93,7 +93,9 @@ bench-ir: deps
 
 ## demo: as root, builds everything and runs keydist, mdfast and three
 ## endpoints in network namespaces (DEMO_SECONDS, DEMO_PATH, DEMO_ENDPOINTS,
-## DEMO_KD_RESTART=1); ends with one "demo: ..." summary line.
+## DEMO_KD_RESTART=1); ends with one "demo: ..." summary line. DEMO_WEB=1:
+## prints a URL to open in two browser tabs on this host, which join a
+## WebRTC conference through keydist's join endpoint (Ctrl-C ends it).
 demo: deps build
 	@[ "$$(id -u)" -eq 0 ] || { echo "make demo: run as root (network namespaces, XDP)" >&2; exit 1; }
 	DEMO_BIN=bin ./bin/mdfast-demo

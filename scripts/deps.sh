@@ -12,6 +12,7 @@ command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v make    >/dev/null 2>&1 || need+=(make)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd) # deploy/*.service checks
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind) # make bench-ir (callgrind)
+command -v chromium >/dev/null 2>&1 || need+=(chromium) # internal/webrtctest: a real browser joins through keydist's join endpoint
 command -v nft     >/dev/null 2>&1 || need+=(nftables) # cmd/mdfast TestSessionMobility: SNAT (NAT rebinding) in a namespace
 [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring) # for scripts/openssl35.sh
 

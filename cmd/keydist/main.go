@@ -22,6 +22,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -81,6 +82,18 @@ type config struct {
 	EKTTTL           time.Duration
 	RekeyOnJoin      bool
 	Journal          string
+	JoinListen       string
+	JoinTLSCert      string
+	JoinTLSKey       string
+	JoinSecretFile   string
+	MDControlURL     string
+	MDControlToken   string
+	MDMediaAddr      options.StringList
+	JoinTimeout      time.Duration
+	JoinMaxSessions  int
+	JoinRate         float64
+	JoinRateSource   float64
+	JoinAllowOrigin  options.StringList
 	LogLevel         string
 	LogFormat        string
 }
@@ -143,8 +156,62 @@ func (c *config) options() []options.Option {
 		options.Bool(&c.RekeyOnJoin, "rekey-on-join", false, "give a conference a new EKTKey when a member joins (always done when one leaves)"),
 		options.String(&c.Journal, "journal", defaultJournal(), "association journal file, so that a restarted keydist can still end (revoke) what it keyed before (empty: none; default $STATE_DIRECTORY/associations.journal under systemd)"),
 	)
+	o = append(o,
+		options.String(&c.JoinListen, "join-listen", "", "WHIP-style join endpoint listen address for WebRTC/PERC apps (empty: disabled)").Check(func() error {
+			if c.JoinListen != "" && c.MDControlURL == "" {
+				return errors.New("the join endpoint needs -md-control-url")
+			}
+			if c.JoinListen != "" && len(c.MDMediaAddr) == 0 {
+				return errors.New("the join endpoint needs -md-media-addr (the MD's media addresses, for the answer's candidates)")
+			}
+			return nil
+		}),
+		options.String(&c.JoinTLSCert, "join-tls-cert", "", "join endpoint TLS certificate (PEM); empty: plain HTTP (behind a TLS-terminating proxy only)").Check(func() error {
+			if (c.JoinTLSCert == "") != (c.JoinTLSKey == "") {
+				return errors.New("give both -join-tls-cert and -join-tls-key, or neither")
+			}
+			return nil
+		}),
+		options.String(&c.JoinTLSKey, "join-tls-key", "", "join endpoint TLS key (PEM)"),
+		options.String(&c.JoinSecretFile, "join-secret-file", "", "file holding the secret (at least 32 bytes) that signs join tokens (or set KEYDIST_JOIN_SECRET)"),
+		options.String(&c.MDControlURL, "md-control-url", "", "the MD's control API base URL, e.g. http://127.0.0.1:5742, mdfast's control-listen (the join endpoint puts sessions there)"),
+		options.String(&c.MDControlToken, "md-control-token-file", "", "file holding the MD control API's bearer token (or set KEYDIST_MD_CONTROL_TOKEN)"),
+		options.List(&c.MDMediaAddr, "md-media-addr", nil, "the MD's media address ip:port, one ICE host candidate each in join answers (repeatable)").Check(func() error {
+			_, err := parseMediaAddrs(c.MDMediaAddr)
+			return err
+		}),
+		options.Dur(&c.JoinTimeout, "join-timeout", keydist.DefaultJoinTimeout, "end a join session whose DTLS association has not completed this long after the offer"),
+		options.Int(&c.JoinMaxSessions, "join-max-sessions", keydist.DefaultJoinMaxSessions, "maximum live join sessions"),
+		options.Float(&c.JoinRate, "join-rate", keydist.DefaultJoinRate, "join endpoint requests per second, all sources (burst: twice as many)"),
+		options.Float(&c.JoinRateSource, "join-rate-per-source", keydist.DefaultJoinRatePerSource, "join endpoint requests per second from one IPv4 address or IPv6 /64 (burst 10)"),
+		options.List(&c.JoinAllowOrigin, "join-allow-origin", nil, "web origins allowed to call the join endpoint (CORS; * for any; repeatable)"),
+	)
 	return append(o, options.Log(&c.LogLevel, &c.LogFormat)...)
 }
+
+// parseMediaAddrs parses -md-media-addr values.
+func parseMediaAddrs(ss []string) ([]netip.AddrPort, error) {
+	out := make([]netip.AddrPort, 0, len(ss))
+	for _, s := range ss {
+		ap, err := netip.ParseAddrPort(s)
+		if err != nil {
+			return nil, fmt.Errorf("media address %q: %w", s, err)
+		}
+		if ap.Port() == 0 || ap.Addr().IsUnspecified() {
+			return nil, fmt.Errorf("media address %q: want a concrete ip:port", s)
+		}
+		out = append(out, ap)
+	}
+	return out, nil
+}
+
+// Where the join endpoint's secrets come from.
+var (
+	joinSecretSource = options.Token{API: "join endpoint", Env: "KEYDIST_JOIN_SECRET",
+		FileOption: "join-secret-file", ListenOption: "join-listen", Min: keydist.MinJoinSecret}
+	mdControlTokenSource = options.Token{API: "join endpoint's MD control client", Env: "KEYDIST_MD_CONTROL_TOKEN",
+		FileOption: "md-control-token-file", ListenOption: "join-listen", Min: 16}
+)
 
 // loadConfig parses args: defaults, then the -config file, then the flags
 // given on the command line. It does not validate (c.validate does).
@@ -307,12 +374,67 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	metricsHandler := promhttp.HandlerFor(promReg, promhttp.HandlerOpts{})
 	web := httpserve.New(log, fail)
 	defer web.Shutdown()
+	var join *keydist.Join
+	var joinSecret []byte
+	if c.JoinListen != "" {
+		secret, err := joinSecretSource.Load(c.JoinSecretFile)
+		if err != nil {
+			return err
+		}
+		mdToken, err := mdControlTokenSource.Load(c.MDControlToken)
+		if err != nil {
+			return err
+		}
+		addrs, err := parseMediaAddrs(c.MDMediaAddr)
+		if err != nil {
+			return err
+		}
+		joinSecret = []byte(secret)
+		join, err = keydist.NewJoin(keydist.JoinConfig{
+			Registry:       reg,
+			MD:             &keydist.MDControlClient{URL: c.MDControlURL, Token: mdToken},
+			Associations:   kd.Associations,
+			Fingerprint:    fp,
+			Candidates:     addrs,
+			Secret:         joinSecret,
+			Timeout:        c.JoinTimeout,
+			MaxSessions:    c.JoinMaxSessions,
+			Rate:           c.JoinRate,
+			Burst:          int(2*c.JoinRate) + 1,
+			RatePerSource:  c.JoinRateSource,
+			BurstPerSource: keydist.DefaultJoinBurstSource,
+			AllowOrigins:   c.JoinAllowOrigin,
+			Logger:         log,
+			Metrics:        promReg,
+		})
+		if err != nil {
+			return err
+		}
+		// Before kd.Close (deferred earlier, run later): the sessions are
+		// removed at the MD while the KD still ends their associations.
+		defer join.Close()
+		var joinTLS *tls.Config
+		if c.JoinTLSCert != "" {
+			cert, err := tls.LoadX509KeyPair(c.JoinTLSCert, c.JoinTLSKey)
+			if err != nil {
+				return &options.FieldError{Field: "join-tls-cert", Err: err}
+			}
+			joinTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		} else {
+			log.Warn("join endpoint without TLS (-join-tls-cert): join tokens and SDP travel in clear unless a proxy terminates TLS")
+		}
+		mux := http.NewServeMux()
+		mux.Handle("/v1/join/", join.Handler())
+		if err := web.ServeTLS(c.JoinListen, mux, "join endpoint", joinTLS); err != nil {
+			return err
+		}
+	}
 	if c.AdminListen != "" {
 		token, err := adminToken(&c)
 		if err != nil {
 			return err
 		}
-		api, err := keydist.NewAdminHandler(keydist.AdminConfig{Registry: reg, KD: kd, Token: token, Logger: log})
+		api, err := keydist.NewAdminHandler(keydist.AdminConfig{Registry: reg, KD: kd, Token: token, Logger: log, Join: join, JoinSecret: joinSecret})
 		if err != nil {
 			return err
 		}

@@ -30,12 +30,14 @@ type opts struct {
 	path, bin          string
 	kdRestart          bool
 	keepLogs           bool
+	web                bool // DEMO_WEB=1
 }
 
 const (
 	mediaPort  = 5004
 	tunnelPort = 5740
 	metricsMD  = "127.0.0.1:9542"
+	metricsKD  = "127.0.0.1:9541"
 	controlMD  = "127.0.0.1:5742"      // mdfast's default control listener
 	packetGap  = 20 * time.Millisecond // 50 packets/s per endpoint
 )
@@ -57,6 +59,9 @@ type demo struct {
 	logs  []*sendLog
 	path  string
 	files *syssim.Files
+
+	kdHTTP     *http.Client
+	joinSecret []byte // DEMO_WEB
 }
 
 func run(ctx context.Context) (int, error) {
@@ -79,6 +84,9 @@ func run(ctx context.Context) (int, error) {
 	defer d.cleanup()
 	if err := d.setup(); err != nil {
 		return 1, err
+	}
+	if o.web {
+		return d.web(ctx)
 	}
 	return d.conference(ctx)
 }
@@ -119,6 +127,9 @@ func (d *demo) setup() error {
 		return fmt.Errorf("work directory: %w", err)
 	}
 	n := d.o.endpoints
+	if d.o.web {
+		n = 0 // the browser tabs are the endpoints
+	}
 	total := n
 	if d.o.kdRestart {
 		total++ // the late joiner
@@ -144,18 +155,24 @@ func (d *demo) setup() error {
 	if err := d.topo.build(total); err != nil {
 		return fmt.Errorf("topology: %w", err)
 	}
+	if d.o.web {
+		if err := d.topo.addWebLink(); err != nil {
+			return fmt.Errorf("topology: link from this host: %w", err)
+		}
+	}
 	for i, e := range d.eps {
 		if err := e.open(hostAddr(epHost + i)); err != nil {
 			return err
 		}
 	}
 	d.http = syssim.HTTPClient(d.topo.ns("md"))
+	d.kdHTTP = syssim.HTTPClient(d.topo.ns("kd"))
 	if err := d.startKD(); err != nil {
 		return d.fail(err)
 	}
 	d.md, err = start(d.topo.ns("md"), "mdfast", filepath.Join(d.dir, "mdfast.log"), append([]string{filepath.Join(d.o.bin, "mdfast")},
 		d.files.MDFastArgs(syssim.MD{Interface: "eth0", Mode: d.o.path, Address: hostAddr(mdHost), Port: mediaPort,
-			KD: net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)), Metrics: metricsMD})...)...)
+			KD: net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)), Metrics: metricsMD, Extra: d.webMDArgs()})...)...)
 	if err != nil {
 		return d.fail(err)
 	}
@@ -169,10 +186,36 @@ func (d *demo) setup() error {
 }
 
 func (d *demo) startKD() error {
+	args := d.files.KeydistArgs(net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)), metricsKD)
+	if d.o.web {
+		web, err := d.webKDArgs()
+		if err != nil {
+			return err
+		}
+		args = append(args, web...)
+	}
 	var err error
-	d.kd, err = start(d.topo.ns("kd"), "keydist", filepath.Join(d.dir, "keydist.log"), append([]string{filepath.Join(d.o.bin, "keydist")},
-		d.files.KeydistArgs(net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)), "127.0.0.1:9541")...)...)
+	d.kd, err = start(d.topo.ns("kd"), "keydist", filepath.Join(d.dir, "keydist.log"), append([]string{filepath.Join(d.o.bin, "keydist")}, args...)...)
 	return err
+}
+
+// kdMetric sums the samples of keydist's metric family name whose labels
+// contain labels.
+func (d *demo) kdMetric(name, labels string) (float64, error) {
+	_, body, err := syssim.Get(d.kdHTTP, "http://"+metricsKD+"/metrics")
+	if err != nil {
+		return 0, err
+	}
+	var sum float64
+	for line := range strings.SplitSeq(body, "\n") {
+		if strings.HasPrefix(line, name+"{") && strings.Contains(line, labels) {
+			f := strings.Fields(line)
+			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum, nil
 }
 
 func (d *demo) mdPath() (string, error) { return d.md.ReportedPath() }

@@ -30,7 +30,12 @@
 // late endpoint; runs the legacy profile, since a restarted KD has lost the
 // conference's EKT parameter set), DEMO_PROFILE=double|legacy (legacy:
 // AEAD_AES_128_GCM, the MD holds the whole keys), DEMO_KEEP_LOGS=1 (keep
-// the work directory).
+// the work directory), DEMO_WEB=1 (no simulated endpoints: keydist runs its
+// join endpoint, this host gets 198.18.0.254 on the demo bridge, and the
+// demo prints a URL, http://127.0.0.1:8000/, that a person opens in two
+// browser tabs to join a legacy WebRTC conference through the join endpoint
+// and see each other's camera through mdfast; it runs until Ctrl-C, or
+// DEMO_SECONDS when set, and ends with "demo: web url=... joined=N").
 package main
 
 import (
@@ -98,5 +103,9 @@ func options() (opts, error) {
 		return o, fmt.Errorf("DEMO_PROFILE=%q: want double or legacy", p)
 	}
 	o.keepLogs = os.Getenv("DEMO_KEEP_LOGS") == "1"
+	o.web = os.Getenv("DEMO_WEB") == "1"
+	if o.web && o.kdRestart {
+		return o, errors.New("DEMO_WEB and DEMO_KD_RESTART do not go together")
+	}
 	return o, nil
 }

@@ -19,8 +19,9 @@ func ipCmd(args ...string) error {
 // and the endpoints, each plugged into the bridge by a veth pair, on
 // 198.18.0.0/24.
 type topology struct {
-	prefix string
-	names  []string // created namespaces, for cleanup
+	prefix    string
+	names     []string // created namespaces, for cleanup
+	hostLinks []string // interfaces created in this host's namespace (DEMO_WEB)
 }
 
 const (
@@ -109,6 +110,10 @@ func (t *topology) build(n int) error {
 
 // cleanup deletes every namespace created, in reverse order.
 func (t *topology) cleanup() {
+	for _, l := range t.hostLinks {
+		_ = ipCmd("link", "del", l)
+	}
+	t.hostLinks = nil
 	for i := len(t.names) - 1; i >= 0; i-- {
 		_ = ipCmd("netns", "del", t.names[i])
 	}

@@ -36,6 +36,8 @@ var rules = []struct {
 		"the endpoint simulator names certificates through identity, not the KD server"},
 	{"internal/identity", []string{"internal/keydist", "internal/dtls", "internal/tunnel"},
 		"fingerprints and tls-ids are shared below both daemons"},
+	{"internal/sdp", []string{"internal/keydist", "internal/control", "internal/mdslow", "internal/dtls", "net/http"},
+		"the SDP reader and answer writer know neither registries, HTTP nor the MD"},
 	{"perc", []string{"internal/keydist", "internal/dataplane", "internal/keytable", "internal/tunnel", "internal/mdslow"},
 		"the endpoint package depends on neither daemon"},
 }

@@ -8,6 +8,7 @@ package httpserve
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -49,9 +50,17 @@ func New(log *slog.Logger, fail func(error)) *Group {
 // Serve listens on addr and serves h there until Shutdown. what names the
 // server in logs and errors ("metrics", "control API").
 func (g *Group) Serve(addr string, h http.Handler, what string) error {
+	return g.ServeTLS(addr, h, what, nil)
+}
+
+// ServeTLS is Serve over TLS with cfg (nil: plain HTTP).
+func (g *Group) ServeTLS(addr string, h http.Handler, what string, cfg *tls.Config) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("%s listener: %w", what, err)
+	}
+	if cfg != nil {
+		ln = tls.NewListener(ln, cfg)
 	}
 	srv := &http.Server{
 		Handler:           h,
@@ -61,7 +70,7 @@ func (g *Group) Serve(addr string, h http.Handler, what string) error {
 		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelWarn),
 	}
 	g.servers = append(g.servers, srv)
-	g.log.Info(what+" listening", "addr", ln.Addr().String())
+	g.log.Info(what+" listening", "addr", ln.Addr().String(), "tls", cfg != nil)
 	g.wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && g.fail != nil {
 			g.fail(fmt.Errorf("%s: %w", what, err))

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"time"
 
 	"github.com/mdfast/mdfast/internal/httpserve"
 )
@@ -25,6 +26,10 @@ type AdminConfig struct {
 	Token string
 	// Logger receives one line per change (default slog.Default()).
 	Logger *slog.Logger
+	// Join, if not nil, serves GET /v1/join/sessions.
+	Join *Join
+	// JoinSecret, if set, serves POST /v1/conferences/{conf}/join-tokens.
+	JoinSecret []byte
 }
 
 // NewAdminHandler returns the admin API (JSON over HTTP). Every request needs
@@ -39,6 +44,8 @@ type AdminConfig struct {
 //	DELETE /v1/conferences/{conf}/endpoints?tls_id=..&fingerprint=..  remove by either or both
 //	GET    /v1/associations                         live associations
 //	GET    /v1/kd                                   the KD certificate fingerprint
+//	POST   /v1/conferences/{conf}/join-tokens       {"ttl": "1h"} -> 201 {"token","expires"} (join endpoint on)
+//	GET    /v1/join/sessions                        live join sessions (join endpoint on)
 //
 // Removing an endpoint ends its live association: fatal alert or
 // close_notify to the endpoint, EndpointDisconnect to the MD.
@@ -63,6 +70,14 @@ func NewAdminHandler(cfg AdminConfig) (http.Handler, error) {
 	mux.HandleFunc("DELETE /v1/conferences/{conf}/endpoints/{tlsid}", a.removeEndpoints)
 	mux.HandleFunc("GET /v1/associations", a.associations)
 	mux.HandleFunc("GET /v1/kd", a.kdInfo)
+	if len(cfg.JoinSecret) > 0 {
+		mux.HandleFunc("POST /v1/conferences/{conf}/join-tokens", a.joinToken)
+	}
+	if cfg.Join != nil {
+		mux.HandleFunc("GET /v1/join/sessions", func(w http.ResponseWriter, _ *http.Request) {
+			httpserve.WriteJSON(w, http.StatusOK, map[string]any{"sessions": cfg.Join.Sessions()})
+		})
+	}
 	return httpserve.BearerAuth(cfg.Token, "keydist", mux), nil
 }
 
@@ -235,4 +250,38 @@ func (a *admin) kdInfo(w http.ResponseWriter, _ *http.Request) {
 		out["associations"] = a.cfg.KD.NumAssociations()
 	}
 	httpserve.WriteJSON(w, http.StatusOK, out)
+}
+
+// maxJoinTokenTTL bounds what the admin API mints.
+const maxJoinTokenTTL = 7 * 24 * time.Hour
+
+// joinTokenRequest is the body of POST /v1/conferences/{conf}/join-tokens.
+type joinTokenRequest struct {
+	TTL string `json:"ttl"`
+}
+
+func (a *admin) joinToken(w http.ResponseWriter, r *http.Request) {
+	var req joinTokenRequest
+	if err := decodeBody(r, &req); err != nil {
+		writeErr(w, err)
+		return
+	}
+	ttl, err := time.ParseDuration(req.TTL)
+	if err != nil || ttl <= 0 || ttl > maxJoinTokenTTL {
+		writeErr(w, fmt.Errorf("%w: ttl %q: want a duration in (0, %s]", errBadRequest, req.TTL, maxJoinTokenTTL))
+		return
+	}
+	conf := r.PathValue("conf")
+	if _, ok := a.cfg.Registry.Conference(conf); !ok {
+		writeErr(w, fmt.Errorf("conference %q: %w", conf, ErrNotFound))
+		return
+	}
+	exp := time.Now().Add(ttl).Truncate(time.Second)
+	tok, err := MintJoinToken(a.cfg.JoinSecret, conf, exp)
+	if err != nil {
+		writeErr(w, err)
+		return
+	}
+	a.cfg.Logger.Info("admin: join token minted", "conference", conf, "expires", exp)
+	httpserve.WriteJSON(w, http.StatusCreated, map[string]any{"token": tok, "expires": exp})
 }

@@ -36,6 +36,63 @@
 //     EndpointDisconnect, zeroes the keys and forgets every byte of its
 //     state.
 //
+// # The join endpoint (join.go)
+//
+// A WHIP-style (RFC 9725) HTTP endpoint through which a normal WebRTC app,
+// or a PERC endpoint, joins a conference with one SDP offer:
+//
+//	POST   /v1/join/{conference}    Content-Type: application/sdp, the offer
+//	   -> 201 Created, Location: /v1/join/sessions/{id}, ETag, the SDP answer
+//	PATCH  /v1/join/sessions/{id}   Content-Type: application/trickle-ice-sdpfrag
+//	   with a=ice-ufrag/a=ice-pwd: ICE restart -> 200 and the MD's new
+//	   credentials in an sdpfrag; candidates only -> 204 (ICE lite needs none)
+//	DELETE /v1/join/sessions/{id}   -> 204: the endpoint leaves
+//
+// It lives in the KD, not in the MD, because registering a fingerprint is
+// what authorizes an endpoint to receive keys, and the MD is not trusted
+// with that (RFC 8871). Per offer (internal/sdp reads it: DTLS-SRTP with a
+// sha-256 fingerprint, setup actpass/active, rtcp-mux, BUNDLE) the KD
+// registers the endpoint (fingerprint, and tls-id when the offer has
+// a=tls-id: PERC; without one only in an allow_legacy conference), then
+// PUTs at the MD's control API only what the MD may know:
+//
+//	PUT /v1/sessions/{id} {"conference": "room-1", "tls_id": "<endpoint's, PERC only>",
+//	                       "ice_ufrag": "<MD's>", "ice_pwd": "<MD's>", "remote_ufrag": "<endpoint's>"}
+//	DELETE /v1/sessions/{id}
+//
+// and answers ICE lite: the MD's fresh credentials (crypto/rand), one host
+// candidate per MD media address, the KD's certificate fingerprint,
+// a=setup:passive, rtcp-mux, the BUNDLE group, per m-line the first
+// opus / VP8 / H264 codec of the offer under its payload type, and the
+// KD's tls-id for a PERC endpoint. If the MD refuses, the registration is
+// rolled back: a failed request leaves nothing anywhere. A session ends
+// (registry entry removed, which ends its association; MD session
+// deleted) on DELETE, when its DTLS association ends, when none completed
+// within JoinConfig.Timeout, and at shutdown.
+//
+// Authentication is a signed join token, not a bearer token per
+// conference: the operator's backend (which knows who may join what) mints
+// a short-lived token for one conference (MintJoinToken, or the admin
+// API's POST /v1/conferences/{conf}/join-tokens) and hands it to the app;
+// the KD keeps no per-conference secret, a leaked token is bounded by its
+// expiry, and conferences can be created without touching the join
+// endpoint's configuration. A token is
+// "mdj1.<base64url conference>.<expiry unix>.<base64url HMAC-SHA256>", its
+// MAC checked in constant time before anything it says is believed. PATCH
+// and DELETE of a session need a token of its conference (not necessarily
+// unexpired: the session URL is itself a 128-bit secret). Every request is
+// rate-limited per source (IPv4 address, IPv6 /64) and globally before it
+// is parsed; bodies are limited to 64 KiB; refusals are logged through
+// ratelog and counted in keydist_join_requests_total{method,result}.
+//
+// A whole join with curl (TOKEN from the admin API, offer.sdp from the app):
+//
+//	curl -s -X POST -H "Authorization: Bearer $ADMIN" -d '{"ttl":"1h"}' \
+//	    http://127.0.0.1:5741/v1/conferences/room-1/join-tokens      # {"token": "mdj1...."}
+//	curl -si -X POST -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/sdp' \
+//	    --data-binary @offer.sdp https://kd.example:8443/v1/join/room-1  # 201, Location, answer
+//	curl -s -X DELETE -H "Authorization: Bearer $TOKEN" https://kd.example:8443/v1/join/sessions/<id>
+//
 // The package owns the KD logic, the endpoint registry (file and admin API
 // sources) and its metrics. It must not parse the tunnel wire format (that
 // is internal/tunnel) nor DTLS (that is internal/dtls), and it never logs

@@ -527,3 +527,16 @@ func (r *Registry) merge() *snapshot {
 	}
 	return s
 }
+
+// LegacyConferences returns the allow_legacy conferences in which
+// fingerprint fp is registered for legacy matching. A legacy endpoint is
+// matched by fingerprint alone, so one fingerprint in two of them matches
+// neither (see lookupLegacy).
+func (r *Registry) LegacyConferences(fp Fingerprint) []string {
+	ms := r.current().legacyByFP[fp]
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, m.Conference)
+	}
+	return out
+}
