@@ -78,7 +78,7 @@ fuzz:
 bench: deps
 	@[ "$$(id -u)" -eq 0 ] || { echo "make bench: run as root (network namespaces, XDP, taskset)" >&2; exit 1; }
 	@command -v taskset >/dev/null || { echo "make bench: taskset (util-linux) is missing" >&2; exit 1; }
-	$(GO) build -o bin/bench/ ./bench/mdharness ./bench/baseline ./bench/loadgen ./bench/run ./cmd/mdfast ./cmd/keydist
+	$(GO) build -o bin/bench/ ./bench/mdharness ./bench/baseline ./bench/loadgen ./bench/reflector ./bench/run ./cmd/mdfast ./cmd/keydist
 	./bin/bench/run -bin bin/bench -out bench/results $${BENCH_PATHS:+-paths $$BENCH_PATHS}
 
 ## demo: as root, builds everything and runs keydist, mdfast and three

@@ -3,7 +3,7 @@
 // DTLS-SRTP handshakes as mdfast-system) and the baseline forwarder in
 // network namespaces and writes bench/results/<timestamp>.{json,md,svg}
 // and latest.{json,md,svg}, printing the Markdown table. BENCH_QUICK=1
-// measures a subset (about a minute). It needs root.
+// measures a subset in three rounds (about five minutes). It needs root.
 //
 //	run -bin bin/bench -out bench/results
 package main
@@ -62,7 +62,7 @@ func run() error {
 		// Interrupted: keep what was measured, marked as such.
 		log.Warn("bench: interrupted; writing partial results", "err", err)
 		r.Method = append(r.Method, "INTERRUPTED: partial results ("+err.Error()+").")
-		r.Findings = report.Evaluate(r.Scenarios)
+		r.Finish()
 	}
 	files, werr := report.WriteFiles(*out, r)
 	if werr != nil {

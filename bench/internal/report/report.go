@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/mdfast/mdfast/bench/internal/stats"
 )
 
 // Scenario is one measured step of one scenario on one path. The first
@@ -89,6 +91,15 @@ type Scenario struct {
 	ForwarderDrops map[string]uint64 `json:"forwarder_drops,omitempty"`
 	// Error is set when the step could not be measured.
 	Error string `json:"error,omitempty"`
+	// Round is the round (1..) that measured the step.
+	Round int `json:"round"`
+	// Calibrates, on a reflector step, names the path whose paced step
+	// it was run after at the same rate (empty on the fixed patterns,
+	// where the reflector runs once per round for every path).
+	Calibrates string `json:"calibrates,omitempty"`
+	// Added is the latency this step adds over the reflector at the same
+	// rate in the same round (AttachAdded); nil when not calibrated.
+	Added *stats.Added `json:"added_latency,omitempty"`
 }
 
 // Host describes where the run happened.
@@ -111,9 +122,21 @@ type Run struct {
 	Quick    bool      `json:"quick"`
 	Host     Host      `json:"host"`
 	// Method explains what was measured and how (keys, topology, CPU).
-	Method    []string   `json:"method"`
+	Method []string `json:"method"`
+	// Rounds is how many rounds the plan had.
+	Rounds    int        `json:"rounds"`
 	Scenarios []Scenario `json:"scenarios"`
-	Findings  []Finding  `json:"findings"`
+	// Summary is every step of every path over the rounds (Summarize).
+	Summary  []Aggregate `json:"summary"`
+	Findings []Finding   `json:"findings"`
+}
+
+// Finish derives what r's scenarios imply: each step's added latency
+// (AttachAdded), the summary over the rounds and the findings.
+func (r *Run) Finish() {
+	AttachAdded(r.Scenarios)
+	r.Summary = Summarize(r.Scenarios)
+	r.Findings = Evaluate(r.Summary)
 }
 
 // WriteJSON writes r as indented JSON.

@@ -1,0 +1,147 @@
+package report
+
+import (
+	"math"
+	"slices"
+
+	"github.com/mdfast/mdfast/bench/internal/stats"
+)
+
+// Reflector and Baseline are the two paths the others are measured
+// against: the generator's calibration and the forwarder of every ratio.
+const (
+	Reflector = "reflector"
+	Baseline  = "baseline"
+)
+
+// AttachAdded sets Added on every step (not the reflector's own) for which
+// the same round measured the reflector at the same group and step: the
+// reflector run after it at its rate (Calibrates names its path), or, on
+// the fixed patterns, the reflector's step of that round. Both must have
+// latency samples (Verified > 0).
+func AttachAdded(scs []Scenario) {
+	for i := range scs {
+		s := &scs[i]
+		s.Added = nil
+		if s.Path == Reflector || s.Error != "" || s.Verified == 0 {
+			continue
+		}
+		for j := range scs {
+			c := &scs[j]
+			if c.Path != Reflector || c.Error != "" || c.Verified == 0 || c.Round != s.Round || c.Group != s.Group || c.Step != s.Step {
+				continue
+			}
+			if c.Calibrates == s.Path || (c.Calibrates == "" && s.Pattern != "flood") {
+				a := stats.AddedLatency(
+					stats.Summary{P50: s.P50us, P99: s.P99us, P999: s.P999us},
+					stats.Summary{P50: c.P50us, P99: c.P99us, P999: c.P999us})
+				s.Added = &a
+				break
+			}
+		}
+	}
+}
+
+var nan = math.NaN()
+
+// Aggregate is one step of one group on one path over the rounds: every
+// figure as its median, min and max over the rounds that measured it.
+type Aggregate struct {
+	// Name is "<group>@<step>".
+	Name    string `json:"name"`
+	Group   string `json:"group"`
+	Step    string `json:"step"`
+	Path    string `json:"path"`
+	Pattern string `json:"pattern"`
+	Profile string `json:"profile"`
+	Payload int    `json:"payload"`
+	Fanout  int    `json:"fanout"`
+	// Rounds is how many rounds measured the step; Errors how many could
+	// not.
+	Rounds int `json:"rounds"`
+	Errors int `json:"errors"`
+	// ForwardedPPS, Loss, the latency percentiles (send to receive) and
+	// the forwarder's CPU.
+	ForwardedPPS stats.Spread `json:"forwarded_pps"`
+	Loss         stats.Spread `json:"loss"`
+	P50us        stats.Spread `json:"p50_us"`
+	P99us        stats.Spread `json:"p99_us"`
+	P999us       stats.Spread `json:"p999_us"`
+	MDCPU        stats.Spread `json:"md_cpu"`
+	// PerCPUSecond is forwarded packets per forwarder CPU-second; Ratio
+	// that divided by the baseline's in the same round, same group and
+	// step (saturation steps only: at paced steps the paths carry
+	// different loads).
+	PerCPUSecond stats.Spread `json:"forwarded_per_md_cpu_second"`
+	Ratio        stats.Spread `json:"ratio_vs_baseline"`
+	// AddedP50us, AddedP99us and AddedP999us are the per-round added
+	// latencies (Scenario.Added).
+	AddedP50us  stats.Spread `json:"added_p50_us"`
+	AddedP99us  stats.Spread `json:"added_p99_us"`
+	AddedP999us stats.Spread `json:"added_p999_us"`
+}
+
+// Summarize groups scs by group, step and path (the reflector's
+// calibration steps are left out: they show in each path's added latency)
+// in the order they first appear, and summarizes each over the rounds.
+func Summarize(scs []Scenario) []Aggregate {
+	type key struct{ group, step, path string }
+	var order []key
+	rows := map[key][]*Scenario{}
+	for i := range scs {
+		s := &scs[i]
+		if s.Calibrates != "" {
+			continue
+		}
+		k := key{s.Group, s.Step, s.Path}
+		if _, ok := rows[k]; !ok {
+			order = append(order, k)
+		}
+		rows[k] = append(rows[k], s)
+	}
+	perCPU := func(group, step, path string, round int) float64 {
+		for _, s := range rows[key{group, step, path}] {
+			if s.Round == round && s.Error == "" && s.ForwardedPerCPUSecond > 0 {
+				return s.ForwardedPerCPUSecond
+			}
+		}
+		return nan
+	}
+	out := make([]Aggregate, 0, len(order))
+	for _, k := range order {
+		ss := rows[k]
+		slices.SortStableFunc(ss, func(a, b *Scenario) int { return a.Round - b.Round })
+		f := ss[0]
+		a := Aggregate{Name: f.Group + "@" + f.Step, Group: f.Group, Step: f.Step, Path: f.Path, Pattern: f.Pattern,
+			Profile: f.Profile, Payload: f.Payload, Fanout: f.Fanout}
+		var fwd, loss, p50, p99, p999, cpu, pcs, ratio, ad50, ad99, ad999 []float64
+		for _, s := range ss {
+			if s.Error != "" {
+				a.Errors++
+				continue
+			}
+			a.Rounds++
+			fwd = append(fwd, s.ForwardedPPS)
+			loss = append(loss, s.Loss)
+			cpu = append(cpu, s.MDCPU)
+			if s.Verified > 0 {
+				p50, p99, p999 = append(p50, s.P50us), append(p99, s.P99us), append(p999, s.P999us)
+			}
+			if s.ForwardedPerCPUSecond > 0 {
+				pcs = append(pcs, s.ForwardedPerCPUSecond)
+				if s.Step == "sat" && s.Path != Baseline {
+					ratio = append(ratio, s.ForwardedPerCPUSecond/perCPU(k.group, k.step, Baseline, s.Round))
+				}
+			}
+			if s.Added != nil {
+				ad50, ad99, ad999 = append(ad50, s.Added.P50), append(ad99, s.Added.P99), append(ad999, s.Added.P999)
+			}
+		}
+		a.ForwardedPPS, a.Loss, a.MDCPU, a.PerCPUSecond = stats.SpreadOf(fwd), stats.SpreadOf(loss), stats.SpreadOf(cpu), stats.SpreadOf(pcs)
+		a.P50us, a.P99us, a.P999us = stats.SpreadOf(p50), stats.SpreadOf(p99), stats.SpreadOf(p999)
+		a.Ratio = stats.SpreadOf(ratio)
+		a.AddedP50us, a.AddedP99us, a.AddedP999us = stats.SpreadOf(ad50), stats.SpreadOf(ad99), stats.SpreadOf(ad999)
+		out = append(out, a)
+	}
+	return out
+}
