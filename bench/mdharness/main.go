@@ -45,6 +45,8 @@ func run() error {
 		modeName = flag.String("mode", "auto", "data plane mode: xdp-native, xdp-generic, socket, auto")
 		iface    = flag.String("iface", "", "interface (XDP modes)")
 		sockBuf  = flag.Int("socket-buffer", 8<<20, "SO_RCVBUF/SO_SNDBUF of the sockets (0: daemon default)")
+		waitName = flag.String("wait", "", "AF_XDP idle wait: adaptive, poll, spin, or busypoll (poll with SO_PREFER_BUSY_POLL, SO_BUSY_POLL 50 µs, budget 64); empty: the daemon's default")
+		spin     = flag.Duration("spin", 0, "spin of the adaptive wait after the last packet (0: default)")
 	)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -86,6 +88,22 @@ func run() error {
 	dpCfg.Mode, dpCfg.Interface = mode, *iface
 	dpCfg.Ports, dpCfg.Address = []uint16{kf.MD.Port()}, kf.MD.Addr()
 	dpCfg.SocketBuffer = *sockBuf
+	waitDesc := ""
+	if *waitName != "" {
+		w := *waitName
+		if w == "busypoll" {
+			w = "poll"
+			dpCfg.BusyPoll, dpCfg.BusyPollUsec, dpCfg.BusyPollBudget = true, 50, 64
+		}
+		if dpCfg.Wait, err = dataplane.ParseWait(w); err != nil {
+			return err
+		}
+		waitDesc = " (wait " + *waitName + ")"
+	}
+	if *spin > 0 {
+		dpCfg.Spin = *spin
+		waitDesc += " (spin " + spin.String() + ")"
+	}
 	dp, err := dataplane.New(dpCfg)
 	if err != nil {
 		return fmt.Errorf("data plane: %w", err)
@@ -98,7 +116,7 @@ func run() error {
 		for range dp.Slow() {
 		}
 	}()
-	fmt.Printf("ready %s\n", dp.Mode())
+	fmt.Printf("ready %s%s\n", dp.Mode(), waitDesc)
 	<-ctx.Done()
 	st := dp.Stats()
 	if err := dp.Close(); err != nil {

@@ -111,6 +111,11 @@ type Config struct {
 	// Poll is how long an idle AF_XDP worker sleeps in poll (default 50 ms;
 	// it bounds how long Close waits).
 	Poll time.Duration
+	// Wait is how an AF_XDP worker waits for packets (default
+	// WaitAdaptive) and Spin how long WaitAdaptive spins after the last
+	// packet (default DefaultSpin). See XDPPortConfig.
+	Wait Wait
+	Spin time.Duration
 	// MaxSSRCs and OpenerIdle: see WorkerConfig.
 	MaxSSRCs   int
 	OpenerIdle time.Duration
@@ -379,7 +384,7 @@ func openXDP(cfg Config, m Mode) (_ *Dataplane, err error) {
 	}
 	pcfg := XDPPortConfig{
 		MAC: frame.MAC(ifi.HardwareAddr), UDPChecksumIPv4: cfg.UDPChecksumIPv4,
-		Poll: cfg.Poll, Batch: cfg.BatchSize,
+		Poll: cfg.Poll, Batch: cfg.BatchSize, Wait: cfg.Wait, Spin: cfg.Spin,
 	}
 	for q := range cfg.Queues {
 		sock, err := afxdp.Open(afxdp.Config{
