@@ -13,9 +13,11 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -37,7 +39,8 @@ func run() error {
 		out     = flag.String("out", "bench/results", "results directory")
 		mdCore  = flag.Int("md-core", 1, "CPU the forwarder is pinned to")
 		genCore = flag.Int("gen-core", 0, "CPU the load generator is pinned to")
-		paths   = flag.String("paths", strings.Join(driver.AllPaths, ","), "paths to measure")
+		paths   = flag.String("paths", strings.Join(driver.AllPaths, ","), "paths to measure (also: "+strings.Join(slices.Sorted(maps.Keys(driver.Variants)), ", ")+")")
+		nice    = flag.Int("nice", -10, "niceness of every measured process (0: inherited)")
 	)
 	flag.Parse()
 	quick := os.Getenv("BENCH_QUICK") == "1"
@@ -52,7 +55,7 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	r, err := driver.Run(ctx, driver.Config{
-		Bin: *bin, Plan: plan, MDCore: *mdCore, GenCore: *genCore,
+		Bin: *bin, Plan: plan, MDCore: *mdCore, GenCore: *genCore, Nice: *nice,
 		Progress: os.Stderr, Command: command, Quick: quick, Logger: log,
 	})
 	if r == nil {

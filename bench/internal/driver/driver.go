@@ -54,6 +54,10 @@ type Config struct {
 	// MDCore and GenCore are the cores the forwarder and the generator
 	// are pinned to (taskset).
 	MDCore, GenCore int
+	// Nice is the niceness every measured process runs at (forwarders,
+	// reflector, generator, keydist alike; 0: inherited). A negative one
+	// makes the scheduler favour them over other tenants of a shared host.
+	Nice int
 	// Work is a directory for key files (default a temporary one).
 	Work string
 	// Progress receives the progress bar (nil: none).
@@ -140,6 +144,7 @@ func method(cfg Config) []string {
 		"Keys (mdfast paths): " + KeysDirect + ".",
 		"Keys (baseline): " + KeysBaseline + ".",
 		"Keys (" + SystemPath + "): " + KeysHandshake + ". " + SystemPath + " runs the real daemons: `mdfast run -mode " + SystemMode + "` (retried with -mode " + SystemFallback + " if it does not come up; the mode column says which ran) with its defaults except -new-associations-per-second -1 (every endpoint has the generator's one address) and 8 MiB socket buffers, and keydist in the forwarder's namespace, the tunnel (TLS over TCP) on its loopback, keydist pinned to the generator's core. Both are restarted for every step. Handshake times: per endpoint from its first ClientHello to its exported keys (p50, p99, max), and the wall time for all of them at once (total).",
+		fmt.Sprintf("Scheduling: every measured process (forwarder, reflector, generator, keydist) runs at niceness %d (nice -n; 0: inherited), the same for all paths, so that other tenants of a shared host perturb the measurement less; they still share its cores.", cfg.Nice),
 		fmt.Sprintf("Forwarder pinned to CPU %d, generator to CPU %d (taskset). md_cpu is the forwarder process's utime+stime from /proc/<pid>/stat over the measured phase; core_cpu is CPU %d's busy time from /proc/stat (softirq included; other tenants of the host too).", cfg.MDCore, cfg.GenCore, cfg.MDCore),
 		"On veth the receive-side kernel work of a datagram runs on the sending core: the forwarder's input processing (XDP and AF_XDP copy, or the UDP stack) is charged to the generator's core, and the delivery of what the forwarder sends to the forwarder's core.",
 		"offered_pps = packets per second sent to the forwarder × fanout (what a lossless forwarder delivers); forwarded_pps = packets per second the endpoints received. Step \"sat\" sends as fast as the generator can (its own core may be the limit, see md_cpu); the percentage steps pace at that fraction of the input rate the forwarder sustained at \"sat\".",
@@ -179,7 +184,7 @@ func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path
 	default:
 		return nil, fmt.Errorf("driver: unknown path %q", path)
 	}
-	cmd := netns.Command(ctx, topo.MDNS, cfg.MDCore, filepath.Join(cfg.Bin, bin), args...)
+	cmd := netns.Command(ctx, topo.MDNS, cfg.MDCore, cfg.Nice, filepath.Join(cfg.Bin, bin), args...)
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -422,7 +427,7 @@ func runLoadgen(ctx context.Context, cfg *Config, topo *netns.Topology, mdPid in
 	if reflected {
 		args = append(args, "-reflected")
 	}
-	cmd := netns.Command(ctx, topo.GenNS, cfg.GenCore, filepath.Join(cfg.Bin, "loadgen"), args...)
+	cmd := netns.Command(ctx, topo.GenNS, cfg.GenCore, cfg.Nice, filepath.Join(cfg.Bin, "loadgen"), args...)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
