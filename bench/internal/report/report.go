@@ -1,8 +1,11 @@
 // Package report is the output of a benchmark run: the JSON document
-// (bench/results/<timestamp>.json and latest.json), the Markdown table, the
-// SVG plot of forwarded against offered rate per path, and the findings
-// against the goals of issue 8. It computes nothing it was not given: every
-// figure comes from a Scenario measured in the run.
+// (bench/results/<timestamp>.json and latest.json), the Markdown tables,
+// the SVG plot of forwarded against offered rate per path with the spread
+// over the rounds, and the findings against the goals of issues 8 and 13.
+// It computes nothing it was not given: every figure comes from Scenarios
+// measured in the run; what it derives (added latency over the reflector,
+// medians and min–max over the rounds, ratios within a round) it derives
+// from them alone.
 package report
 
 import (
@@ -100,6 +103,8 @@ type Scenario struct {
 	// Added is the latency this step adds over the reflector at the same
 	// rate in the same round (AttachAdded); nil when not calibrated.
 	Added *stats.Added `json:"added_latency,omitempty"`
+	// RefP99us is that reflector step's p99 (with Added).
+	RefP99us float64 `json:"reflector_p99_us,omitempty"`
 }
 
 // Host describes where the run happened.

@@ -99,6 +99,43 @@ func TestEvaluate(t *testing.T) {
 	}
 }
 
+// TestAddedUnresolved: when the calibration itself moves by more than the
+// goal between rounds, or the path comes out much faster than the
+// reflector, the added-latency goal is not judged either way.
+func TestAddedUnresolved(t *testing.T) {
+	for name, mut := range map[string]func(r *Run){
+		"reflector moved by 300 µs": func(r *Run) {
+			for i := range r.Scenarios {
+				if s := &r.Scenarios[i]; s.Path == Reflector && s.Round == 2 {
+					s.P99us += 300
+				}
+			}
+		},
+		"path 20 ms faster than the reflector": func(r *Run) {
+			for i := range r.Scenarios {
+				if s := &r.Scenarios[i]; s.Path == Reflector && s.Calibrates == "mdfast-xdp-native" && s.Step == "50%" {
+					s.P99us = 20000 + float64(s.Round)
+				}
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := sample()
+			mut(r)
+			r.Finish()
+			for _, f := range r.Findings {
+				if f.Path == "mdfast-xdp-native" && strings.HasPrefix(f.Goal, "added p99") {
+					if f.Met != nil || !strings.Contains(f.Detail, "NOT RESOLVED") {
+						t.Fatalf("judged on noise: %+v", f)
+					}
+					return
+				}
+			}
+			t.Fatal("no added p99 finding")
+		})
+	}
+}
+
 // TestAttachAdded: each step is calibrated by the reflector run after it
 // (same round, group, step and Calibrates), never by another path's or
 // another round's; the fixed patterns by the round's reflector step.

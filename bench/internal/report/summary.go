@@ -22,7 +22,7 @@ const (
 func AttachAdded(scs []Scenario) {
 	for i := range scs {
 		s := &scs[i]
-		s.Added = nil
+		s.Added, s.RefP99us = nil, 0
 		if s.Path == Reflector || s.Error != "" || s.Verified == 0 {
 			continue
 		}
@@ -36,6 +36,7 @@ func AttachAdded(scs []Scenario) {
 					stats.Summary{P50: s.P50us, P99: s.P99us, P999: s.P999us},
 					stats.Summary{P50: c.P50us, P99: c.P99us, P999: c.P999us})
 				s.Added = &a
+				s.RefP99us = c.P99us
 				break
 			}
 		}
@@ -79,6 +80,10 @@ type Aggregate struct {
 	AddedP50us  stats.Spread `json:"added_p50_us"`
 	AddedP99us  stats.Spread `json:"added_p99_us"`
 	AddedP999us stats.Spread `json:"added_p999_us"`
+	// RefP99us is the p99 of the reflector steps that calibrated this
+	// step, over the rounds: how far the generator's own latency moved,
+	// i.e. the resolution of the added latency.
+	RefP99us stats.Spread `json:"reflector_p99_us"`
 }
 
 // Summarize groups scs by group, step and path (the reflector's
@@ -114,7 +119,7 @@ func Summarize(scs []Scenario) []Aggregate {
 		f := ss[0]
 		a := Aggregate{Name: f.Group + "@" + f.Step, Group: f.Group, Step: f.Step, Path: f.Path, Pattern: f.Pattern,
 			Profile: f.Profile, Payload: f.Payload, Fanout: f.Fanout}
-		var fwd, loss, p50, p99, p999, cpu, pcs, ratio, ad50, ad99, ad999 []float64
+		var fwd, loss, p50, p99, p999, cpu, pcs, ratio, ad50, ad99, ad999, ref99 []float64
 		for _, s := range ss {
 			if s.Error != "" {
 				a.Errors++
@@ -135,12 +140,14 @@ func Summarize(scs []Scenario) []Aggregate {
 			}
 			if s.Added != nil {
 				ad50, ad99, ad999 = append(ad50, s.Added.P50), append(ad99, s.Added.P99), append(ad999, s.Added.P999)
+				ref99 = append(ref99, s.RefP99us)
 			}
 		}
 		a.ForwardedPPS, a.Loss, a.MDCPU, a.PerCPUSecond = stats.SpreadOf(fwd), stats.SpreadOf(loss), stats.SpreadOf(cpu), stats.SpreadOf(pcs)
 		a.P50us, a.P99us, a.P999us = stats.SpreadOf(p50), stats.SpreadOf(p99), stats.SpreadOf(p999)
 		a.Ratio = stats.SpreadOf(ratio)
 		a.AddedP50us, a.AddedP99us, a.AddedP999us = stats.SpreadOf(ad50), stats.SpreadOf(ad99), stats.SpreadOf(ad999)
+		a.RefP99us = stats.SpreadOf(ref99)
 		out = append(out, a)
 	}
 	return out
