@@ -190,12 +190,15 @@ func (p *XDPPort) wait(d []afxdp.Desc) (int, error) {
 		if !p.spinUntil(nanotime() + int64(p.cfg.Poll)) {
 			return 0, nil
 		}
+		p.c[XDPSpinCatches]++
 		return p.sock.Receive(d)
 	case WaitAdaptive:
 		if p.lastRx != 0 && p.spinUntil(p.lastRx+int64(p.cfg.Spin)) {
+			p.c[XDPSpinCatches]++
 			return p.sock.Receive(d)
 		}
 	}
+	p.c[XDPPollSleeps]++
 	ready, err := p.sock.Wait(p.cfg.Poll)
 	if err != nil || !ready {
 		return 0, err

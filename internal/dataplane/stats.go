@@ -31,6 +31,12 @@ const (
 	// the original kept in the OHB for the double profiles): the SSRC was
 	// sent to that receiver under an earlier owner. Counted per receiver.
 	Rebased
+	// XDPPollSleeps counts the times an AF_XDP worker found its RX ring
+	// empty and slept in poll (each one a kernel wake-up before the next
+	// packet is handled); XDPSpinCatches the times its spin (WaitAdaptive,
+	// WaitSpin) found packets without sleeping.
+	XDPPollSleeps
+	XDPSpinCatches
 	numTotals
 )
 
@@ -118,6 +124,7 @@ const (
 var counterNames = [NumCounters]string{
 	RxPackets: "rx_packets", RxBytes: "rx_bytes", TxPackets: "tx_packets", TxBytes: "tx_bytes",
 	Forwarded: "forwarded", SlowPath: "slow_path", SlowMedia: "slow_media", Rebased: "rebased",
+	XDPPollSleeps: "xdp_poll_sleeps", XDPSpinCatches: "xdp_spin_catches",
 	DropFrameTruncated: "drop_frame_truncated", DropFrameNotIP: "drop_frame_not_ip",
 	DropFrameNotUDP: "drop_frame_not_udp", DropFrameBadIP: "drop_frame_bad_ip",
 	DropFrameFragment: "drop_frame_fragment", DropFrameBadUDP: "drop_frame_bad_udp",

@@ -163,4 +163,23 @@ func testLonePackets(t *testing.T, wait Wait) {
 		// asleep in poll.
 		time.Sleep(20 * time.Millisecond)
 	}
+	// The counters say how each wait ended (published per batch: the
+	// last packet's wait may not be counted yet).
+	st := dp.Stats()
+	sleeps, catches := st[XDPPollSleeps], st[XDPSpinCatches]
+	switch wait {
+	case WaitSpin:
+		if sleeps != 0 || catches < 4 {
+			t.Fatalf("spin: %d poll sleeps, %d spin catches", sleeps, catches)
+		}
+	case WaitPoll:
+		if catches != 0 || sleeps < 4 {
+			t.Fatalf("poll: %d poll sleeps, %d spin catches", sleeps, catches)
+		}
+	case WaitAdaptive:
+		// Packets 20 ms apart: the 50 µs spin expires, the worker sleeps.
+		if sleeps < 4 {
+			t.Fatalf("adaptive: %d poll sleeps, %d spin catches", sleeps, catches)
+		}
+	}
 }

@@ -223,7 +223,8 @@ func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path
 	}
 }
 
-// finish stops the forwarder and returns its non-zero drop counters.
+// finish stops the forwarder and returns its non-zero drop counters and,
+// from mdharness, the AF_XDP wait counters with rx_packets.
 func (f *forwarder) finish() (map[string]uint64, error) {
 	if f.done != nil {
 		return f.done()
@@ -242,7 +243,7 @@ func (f *forwarder) finish() (map[string]uint64, error) {
 	}
 	drops := map[string]uint64{}
 	for k, v := range st.Counters {
-		if strings.HasPrefix(k, "drop_") && v != 0 {
+		if (strings.HasPrefix(k, "drop_") || strings.HasPrefix(k, "xdp_") || k == "rx_packets") && v != 0 {
 			drops[k] = v
 		}
 	}
@@ -370,8 +371,22 @@ func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysP
 	} else {
 		fill(&s, res)
 	}
-	drops, ferr := fw.finish()
-	s.ForwarderDrops = drops
+	counters, ferr := fw.finish()
+	for k, v := range counters {
+		switch {
+		case strings.HasPrefix(k, "drop_"):
+			if s.ForwarderDrops == nil {
+				s.ForwarderDrops = map[string]uint64{}
+			}
+			s.ForwarderDrops[k] = v
+		case k == "xdp_poll_sleeps":
+			s.XDPPollSleeps = v
+		case k == "xdp_spin_catches":
+			s.XDPSpinCatches = v
+		case k == "rx_packets":
+			s.ForwarderRx = v
+		}
+	}
 	if ferr != nil && ctx.Err() == nil {
 		cfg.Logger.Warn("driver: forwarder exit", "path", path, "group", g.Name, "step", st, "err", ferr,
 			"stderr", lastLine(fw.stderr.String()))

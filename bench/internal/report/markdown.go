@@ -19,6 +19,7 @@ func (r *Run) Markdown(w io.Writer) error {
 		fmt.Fprintf(&b, "- %s\n", m)
 	}
 	writeSummary(&b, r)
+	writeWaits(&b, r.Summary)
 	fmt.Fprintf(&b, "\nEvery step of every round (a reflector row \"for X\" is the calibration run right after X's step at the same rate; added = this row's percentile minus its reflector's):\n")
 	b.WriteString("\n| round | scenario | path | payload | fanout | participants | offered pps | forwarded pps | loss | p50 µs | p99 µs | p99.9 µs | added p50/p99/p99.9 µs | md_cpu | core_cpu | fwd pkt / MD CPU-s | profile |\n")
 	b.WriteString("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
@@ -128,6 +129,22 @@ func writeSummary(b *strings.Builder, r *Run) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a.Name, a.Path, rounds,
 			spread(a.ForwardedPPS, "%.0f"), spreadPct(a.Loss), spread(a.Ratio, "%.2f×"), spread(a.P50us, "%.0f"), spread(a.P99us, "%.0f"),
 			spread(a.AddedP50us, "%.0f"), spread(a.AddedP99us, "%.0f"), spread(a.AddedP999us, "%.0f"), spread(a.MDCPU, "%.2f"), ShortProfile(a.Profile))
+	}
+}
+
+// writeWaits writes how the AF_XDP workers waited, for the steps that say.
+func writeWaits(b *strings.Builder, sum []Aggregate) {
+	head := false
+	for _, a := range sum {
+		if a.SleepsPerK.N == 0 {
+			continue
+		}
+		if !head {
+			b.WriteString("\nHow the AF_XDP worker waited on an empty RX ring, per 1000 packets it received (median (min–max) over the rounds): poll sleeps are kernel wake-ups a packet may wait for, spin catches are packets the spin after the last one found without sleeping:\n\n")
+			b.WriteString("| scenario | path | poll sleeps / 1000 pkts | spin catches / 1000 pkts | md_cpu |\n|---|---|--:|--:|--:|\n")
+			head = true
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", a.Name, a.Path, spread(a.SleepsPerK, "%.1f"), spread(a.CatchesPerK, "%.1f"), spread(a.MDCPU, "%.2f"))
 	}
 }
 

@@ -103,6 +103,13 @@ type Scenario struct {
 	// Added is the latency this step adds over the reflector at the same
 	// rate in the same round (AttachAdded); nil when not calibrated.
 	Added *stats.Added `json:"added_latency,omitempty"`
+	// ForwarderRx, XDPPollSleeps and XDPSpinCatches are the forwarder's
+	// own counts over its life (warm-up included; mdharness only): the
+	// packets it received, the times its AF_XDP worker slept in poll on an
+	// empty ring, and the times its spin found packets instead.
+	ForwarderRx    uint64 `json:"forwarder_rx_packets,omitempty"`
+	XDPPollSleeps  uint64 `json:"xdp_poll_sleeps,omitempty"`
+	XDPSpinCatches uint64 `json:"xdp_spin_catches,omitempty"`
 	// RefP99us is that reflector step's p99 (with Added).
 	RefP99us float64 `json:"reflector_p99_us,omitempty"`
 }

@@ -84,6 +84,10 @@ type Aggregate struct {
 	// step, over the rounds: how far the generator's own latency moved,
 	// i.e. the resolution of the added latency.
 	RefP99us stats.Spread `json:"reflector_p99_us"`
+	// SleepsPerK and CatchesPerK are the AF_XDP worker's poll sleeps and
+	// spin catches per 1000 packets it received.
+	SleepsPerK  stats.Spread `json:"xdp_poll_sleeps_per_1000_packets"`
+	CatchesPerK stats.Spread `json:"xdp_spin_catches_per_1000_packets"`
 }
 
 // Summarize groups scs by group, step and path (the reflector's
@@ -119,7 +123,7 @@ func Summarize(scs []Scenario) []Aggregate {
 		f := ss[0]
 		a := Aggregate{Name: f.Group + "@" + f.Step, Group: f.Group, Step: f.Step, Path: f.Path, Pattern: f.Pattern,
 			Profile: f.Profile, Payload: f.Payload, Fanout: f.Fanout}
-		var fwd, loss, p50, p99, p999, cpu, pcs, ratio, ad50, ad99, ad999, ref99 []float64
+		var fwd, loss, p50, p99, p999, cpu, pcs, ratio, ad50, ad99, ad999, ref99, sleeps, catches []float64
 		for _, s := range ss {
 			if s.Error != "" {
 				a.Errors++
@@ -142,12 +146,17 @@ func Summarize(scs []Scenario) []Aggregate {
 				ad50, ad99, ad999 = append(ad50, s.Added.P50), append(ad99, s.Added.P99), append(ad999, s.Added.P999)
 				ref99 = append(ref99, s.RefP99us)
 			}
+			if s.ForwarderRx > 0 && s.XDPPollSleeps+s.XDPSpinCatches > 0 {
+				k := float64(s.ForwarderRx) / 1000
+				sleeps, catches = append(sleeps, float64(s.XDPPollSleeps)/k), append(catches, float64(s.XDPSpinCatches)/k)
+			}
 		}
 		a.ForwardedPPS, a.Loss, a.MDCPU, a.PerCPUSecond = stats.SpreadOf(fwd), stats.SpreadOf(loss), stats.SpreadOf(cpu), stats.SpreadOf(pcs)
 		a.P50us, a.P99us, a.P999us = stats.SpreadOf(p50), stats.SpreadOf(p99), stats.SpreadOf(p999)
 		a.Ratio = stats.SpreadOf(ratio)
 		a.AddedP50us, a.AddedP99us, a.AddedP999us = stats.SpreadOf(ad50), stats.SpreadOf(ad99), stats.SpreadOf(ad999)
 		a.RefP99us = stats.SpreadOf(ref99)
+		a.SleepsPerK, a.CatchesPerK = stats.SpreadOf(sleeps), stats.SpreadOf(catches)
 		out = append(out, a)
 	}
 	return out
