@@ -32,9 +32,10 @@ const (
 	// sent to that receiver under an earlier owner. Counted per receiver.
 	Rebased
 	// XDPPollSleeps counts the times an AF_XDP worker found its RX ring
-	// empty and slept in poll (each one a kernel wake-up before the next
-	// packet is handled); XDPSpinCatches the times its spin (WaitAdaptive,
-	// WaitSpin) found packets without sleeping.
+	// empty and went to sleep in poll (a packet that arrives then waits
+	// for the kernel to wake the worker; poll returns at once if one came
+	// in between); XDPSpinCatches the times its spin (WaitAdaptive,
+	// WaitSpin) found packets without going to poll.
 	XDPPollSleeps
 	XDPSpinCatches
 	numTotals

@@ -135,6 +135,9 @@ func Evaluate(sum []Aggregate) []Finding {
 			default:
 				h.Met = met(h.Value <= GoalAddedP99us)
 			}
+		} else if a := saturatedAt(sum, p, 0.5); a != nil {
+			h.Detail = fmt.Sprintf("NOT RESOLVED: %s: the reflector was busier than %.0f%% of a core at this rate in %d of %d rounds (the socket reflector cannot calibrate rates this high on this host)",
+				a.Name, MaxReflectorCPU*100, a.SaturatedCalibrations, a.Rounds)
 		} else {
 			h.Detail = "not measured in this run (no reflector step at the same rate)"
 		}
@@ -155,6 +158,19 @@ func resolution(a *Aggregate) float64 {
 		r = math.Max(r, -a.AddedP99us.Median)
 	}
 	return r
+}
+
+// saturatedAt returns an aggregate of path at fraction frac of saturation
+// whose calibrations were saturated, nil if none.
+func saturatedAt(sum []Aggregate, path string, frac float64) *Aggregate {
+	for i := range sum {
+		a := &sum[i]
+		f, ok := stepFraction(a.Step)
+		if a.Path == path && ok && math.Abs(f-frac) < 1e-9 && a.SaturatedCalibrations > 0 {
+			return a
+		}
+	}
+	return nil
 }
 
 // worstAt returns the aggregate of path at fraction frac of saturation

@@ -33,6 +33,9 @@ func (r *Run) Markdown(w io.Writer) error {
 			continue
 		}
 		added := "–"
+		if s.CalibrationSaturated {
+			added = "reflector saturated"
+		}
 		if s.Added != nil {
 			added = fmt.Sprintf("%.0f / %.0f / %.0f", s.Added.P50, s.Added.P99, s.Added.P999)
 		}
@@ -126,6 +129,9 @@ func writeSummary(b *strings.Builder, r *Run) {
 		if a.Errors > 0 {
 			rounds += fmt.Sprintf(" (%d failed)", a.Errors)
 		}
+		if a.SaturatedCalibrations > 0 {
+			rounds += fmt.Sprintf(" (%d: reflector saturated)", a.SaturatedCalibrations)
+		}
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a.Name, a.Path, rounds,
 			spread(a.ForwardedPPS, "%.0f"), spreadPct(a.Loss), spread(a.Ratio, "%.2f×"), spread(a.P50us, "%.0f"), spread(a.P99us, "%.0f"),
 			spread(a.AddedP50us, "%.0f"), spread(a.AddedP99us, "%.0f"), spread(a.AddedP999us, "%.0f"), spread(a.MDCPU, "%.2f"), ShortProfile(a.Profile))
@@ -140,7 +146,7 @@ func writeWaits(b *strings.Builder, sum []Aggregate) {
 			continue
 		}
 		if !head {
-			b.WriteString("\nHow the AF_XDP worker waited on an empty RX ring, per 1000 packets it received (median (min–max) over the rounds): poll sleeps are kernel wake-ups a packet may wait for, spin catches are packets the spin after the last one found without sleeping:\n\n")
+			b.WriteString("\nHow the AF_XDP worker waited on an empty RX ring, per 1000 packets it received (median (min–max) over the rounds): poll sleeps are the times it went to sleep in poll (the next packet then waits for a kernel wake-up, unless it came in between), spin catches the times the spin after the last packet found more without going to poll:\n\n")
 			b.WriteString("| scenario | path | poll sleeps / 1000 pkts | spin catches / 1000 pkts | md_cpu |\n|---|---|--:|--:|--:|\n")
 			head = true
 		}

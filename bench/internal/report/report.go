@@ -110,6 +110,9 @@ type Scenario struct {
 	ForwarderRx    uint64 `json:"forwarder_rx_packets,omitempty"`
 	XDPPollSleeps  uint64 `json:"xdp_poll_sleeps,omitempty"`
 	XDPSpinCatches uint64 `json:"xdp_spin_catches,omitempty"`
+	// CalibrationSaturated says the reflector step at this rate was
+	// busier than MaxReflectorCPU, so no added latency was taken.
+	CalibrationSaturated bool `json:"calibration_saturated,omitempty"`
 	// RefP99us is that reflector step's p99 (with Added).
 	RefP99us float64 `json:"reflector_p99_us,omitempty"`
 }

@@ -115,6 +115,13 @@ func TestAddedUnresolved(t *testing.T) {
 				}
 			}
 		},
+		"reflector saturated at the rate": func(r *Run) {
+			for i := range r.Scenarios {
+				if s := &r.Scenarios[i]; s.Path == Reflector && s.Calibrates == "mdfast-xdp-native" && s.Step == "50%" {
+					s.MDCPU = 0.9
+				}
+			}
+		},
 		"path 20 ms faster than the reflector": func(r *Run) {
 			for i := range r.Scenarios {
 				if s := &r.Scenarios[i]; s.Path == Reflector && s.Calibrates == "mdfast-xdp-native" && s.Step == "50%" {
@@ -165,6 +172,16 @@ func TestAttachAdded(t *testing.T) {
 		if (scs[i].Added == nil) != (want[i] == nil) || (want[i] != nil && *scs[i].Added != *want[i]) {
 			t.Errorf("step %d (%s round %d %s): added %+v, want %+v", i, scs[i].Path, scs[i].Round, scs[i].Step, scs[i].Added, want[i])
 		}
+	}
+	// A saturated reflector calibrates nothing.
+	sat := []Scenario{s(1, "a", "50%", "flood", "", 100), s(1, Reflector, "50%", "flood", "a", 40)}
+	sat[1].MDCPU = MaxReflectorCPU + 0.1
+	AttachAdded(sat)
+	if sat[0].Added != nil || !sat[0].CalibrationSaturated {
+		t.Errorf("saturated reflector: added %+v, saturated %v", sat[0].Added, sat[0].CalibrationSaturated)
+	}
+	if a := Summarize(sat); a[0].SaturatedCalibrations != 1 || a[0].AddedP99us.N != 0 {
+		t.Errorf("saturated reflector: %+v", a[0])
 	}
 	sum := Summarize(scs)
 	for _, a := range sum {

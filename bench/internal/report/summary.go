@@ -14,15 +14,22 @@ const (
 	Baseline  = "baseline"
 )
 
+// MaxReflectorCPU is the busiest a reflector step may be (its md_cpu, 1.0
+// = one core) and still calibrate: past it the reflector queues packets
+// itself, its latency is no longer the generator's, and the added latency
+// taken against it would be too small.
+const MaxReflectorCPU = 0.5
+
 // AttachAdded sets Added on every step (not the reflector's own) for which
 // the same round measured the reflector at the same group and step: the
 // reflector run after it at its rate (Calibrates names its path), or, on
 // the fixed patterns, the reflector's step of that round. Both must have
-// latency samples (Verified > 0).
+// latency samples (Verified > 0), and the reflector must not have been
+// busier than MaxReflectorCPU (else CalibrationSaturated is set instead).
 func AttachAdded(scs []Scenario) {
 	for i := range scs {
 		s := &scs[i]
-		s.Added, s.RefP99us = nil, 0
+		s.Added, s.RefP99us, s.CalibrationSaturated = nil, 0, false
 		if s.Path == Reflector || s.Error != "" || s.Verified == 0 {
 			continue
 		}
@@ -32,6 +39,10 @@ func AttachAdded(scs []Scenario) {
 				continue
 			}
 			if c.Calibrates == s.Path || (c.Calibrates == "" && s.Pattern != "flood") {
+				if c.MDCPU > MaxReflectorCPU {
+					s.CalibrationSaturated = true
+					break
+				}
 				a := stats.AddedLatency(
 					stats.Summary{P50: s.P50us, P99: s.P99us, P999: s.P999us},
 					stats.Summary{P50: c.P50us, P99: c.P99us, P999: c.P999us})
@@ -88,6 +99,9 @@ type Aggregate struct {
 	// spin catches per 1000 packets it received.
 	SleepsPerK  stats.Spread `json:"xdp_poll_sleeps_per_1000_packets"`
 	CatchesPerK stats.Spread `json:"xdp_spin_catches_per_1000_packets"`
+	// SaturatedCalibrations is how many rounds had no added latency
+	// because the reflector was busier than MaxReflectorCPU at the rate.
+	SaturatedCalibrations int `json:"saturated_calibrations"`
 }
 
 // Summarize groups scs by group, step and path (the reflector's
@@ -141,6 +155,9 @@ func Summarize(scs []Scenario) []Aggregate {
 				if s.Step == "sat" && s.Path != Baseline {
 					ratio = append(ratio, s.ForwardedPerCPUSecond/perCPU(k.group, k.step, Baseline, s.Round))
 				}
+			}
+			if s.CalibrationSaturated {
+				a.SaturatedCalibrations++
 			}
 			if s.Added != nil {
 				ad50, ad99, ad999 = append(ad50, s.Added.P50), append(ad99, s.Added.P99), append(ad999, s.Added.P999)
