@@ -51,6 +51,12 @@ func run() error {
 		command = "BENCH_QUICK=1 make bench"
 	}
 	plan.Paths = strings.Split(*paths, ",")
+	if *paths != strings.Join(driver.AllPaths, ",") {
+		command = "BENCH_PATHS=" + *paths + " " + command
+	}
+	if *nice != -10 {
+		command = fmt.Sprintf("BENCH_NICE=%d %s", *nice, command)
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
