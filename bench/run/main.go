@@ -10,6 +10,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -41,8 +42,12 @@ func run() error {
 		genCore = flag.Int("gen-core", 0, "CPU the load generator is pinned to")
 		paths   = flag.String("paths", strings.Join(driver.AllPaths, ","), "paths to measure (also: "+strings.Join(slices.Sorted(maps.Keys(driver.Variants)), ", ")+")")
 		nice    = flag.Int("nice", -10, "niceness of every measured process (0: inherited)")
+		redo    = flag.String("rereport", "", "measure nothing: read this results JSON, derive its summary and findings again with this build's rules and write them to -out")
 	)
 	flag.Parse()
+	if *redo != "" {
+		return rereport(*redo, *out)
+	}
 	quick := os.Getenv("BENCH_QUICK") == "1"
 	plan := driver.FullPlan()
 	command := "make bench"
@@ -82,4 +87,24 @@ func run() error {
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s\n", strings.Join(files, ", "))
 	return err
+}
+
+// rereport re-derives a results file's summary and findings from its
+// scenarios (what was measured is left as it was) and writes it again.
+func rereport(path, out string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("rereport: %w", err)
+	}
+	var r report.Run
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("rereport: %s: %w", path, err)
+	}
+	r.Finish()
+	files, err := report.WriteFiles(out, &r)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s\n", strings.Join(files, ", "))
+	return nil
 }

@@ -130,6 +130,8 @@ func Evaluate(sum []Aggregate) []Finding {
 			switch {
 			case !xdpPath(p):
 				h.Detail += "; the goal is for the XDP paths"
+			case a.SaturatedCalibrations >= a.AddedP99us.N:
+				h.Detail += fmt.Sprintf("; NOT RESOLVED: the reflector was saturated at this rate in %d rounds and calibrated only %d", a.SaturatedCalibrations, a.AddedP99us.N)
 			case res > GoalAddedP99us:
 				h.Detail += fmt.Sprintf("; NOT RESOLVED: the calibration moved by %.0f µs between rounds (more than the %g µs goal), so the host was too noisy to tell", res, float64(GoalAddedP99us))
 			default:
@@ -142,6 +144,13 @@ func Evaluate(sum []Aggregate) []Finding {
 			h.Detail = "not measured in this run (no reflector step at the same rate)"
 		}
 		out = append(out, h)
+	}
+	// One round decides nothing.
+	for i := range out {
+		if f := &out[i]; f.Met != nil && f.Rounds < 2 {
+			f.Met = nil
+			f.Detail += "; NOT JUDGED: only one round measured it, and a single run decides no goal"
+		}
 	}
 	return out
 }
