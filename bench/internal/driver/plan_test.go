@@ -37,13 +37,18 @@ func TestPlanDouble(t *testing.T) {
 				}
 				if g.RunsOn(path) {
 					n += len(g.steps())
+					if g.Calibrated() && path != ReflectorPath {
+						n += len(g.steps()) - 1 // the reflector after each paced step
+					}
 				}
 			}
 		}
 		if p.Rounds < 3 {
 			t.Errorf("%s plan: %d rounds, want at least 3", name, p.Rounds)
 		}
-		_ = n
+		if p.Steps() != p.Rounds*n {
+			t.Errorf("%s plan: %d steps, counted %d per round × %d rounds", name, p.Steps(), n, p.Rounds)
+		}
 	}
 	// The quick plan: 3 rounds of 1→4 (sat, 70%, 50%, 10%) on the five
 	// forwarding paths with the reflector after each paced step, the
