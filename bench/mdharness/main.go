@@ -45,7 +45,7 @@ func run() error {
 		modeName = flag.String("mode", "auto", "data plane mode: xdp-native, xdp-generic, socket, auto")
 		iface    = flag.String("iface", "", "interface (XDP modes)")
 		sockBuf  = flag.Int("socket-buffer", 8<<20, "SO_RCVBUF/SO_SNDBUF of the sockets (0: daemon default)")
-		waitName = flag.String("wait", "", "AF_XDP idle wait: adaptive, poll, spin, or busypoll (poll with SO_PREFER_BUSY_POLL, SO_BUSY_POLL 50 µs, budget 64); empty: the daemon's default")
+		waitName = flag.String("wait", "", "AF_XDP idle wait: poll, adaptive, spin, or busypoll (poll with SO_PREFER_BUSY_POLL, SO_BUSY_POLL 50 µs, budget 64); empty: the daemon's default")
 		spin     = flag.Duration("spin", 0, "spin of the adaptive wait after the last packet (0: default)")
 	)
 	flag.Parse()

@@ -111,8 +111,8 @@ type Config struct {
 	// Poll is how long an idle AF_XDP worker sleeps in poll (default 50 ms;
 	// it bounds how long Close waits).
 	Poll time.Duration
-	// Wait is how an AF_XDP worker waits for packets (default
-	// WaitAdaptive) and Spin how long WaitAdaptive spins after the last
+	// Wait is how an AF_XDP worker waits for packets (default WaitPoll)
+	// and Spin how long WaitAdaptive spins after the last
 	// packet (default DefaultSpin). See XDPPortConfig.
 	Wait Wait
 	Spin time.Duration

@@ -29,7 +29,7 @@ type XDPPortConfig struct {
 	// Batch is the TX batch size (default 64).
 	Batch int
 	// Wait is how Receive waits when the RX ring is empty (default
-	// WaitAdaptive); Spin is how long WaitAdaptive spins after the last
+	// WaitPoll); Spin is how long WaitAdaptive spins after the last
 	// packet (default DefaultSpin).
 	Wait Wait
 	Spin time.Duration
@@ -41,17 +41,19 @@ type XDPPortConfig struct {
 type Wait uint8
 
 const (
+	// WaitPoll sleeps in poll as soon as the RX ring is empty (with
+	// need_wakeup): the least CPU, and a wake-up on every packet at low
+	// rates. The default: WaitAdaptive has not (yet) been measured to cut
+	// the added latency on a host quiet enough to tell (see the bench
+	// results of issue 13).
+	WaitPoll Wait = iota
 	// WaitAdaptive spins on the RX ring (an atomic load, no system call)
 	// for up to Spin after the last packet arrived, then sleeps in poll:
 	// while packets come closer together than Spin, none waits for the
 	// thread to be woken; an idle worker sleeps, and after a lone packet
 	// (an audio conference: one every 20 ms per speaker) it burns at
 	// most Spin.
-	WaitAdaptive Wait = iota
-	// WaitPoll sleeps in poll as soon as the RX ring is empty (with
-	// need_wakeup): the least CPU, and a wake-up on every packet at low
-	// rates.
-	WaitPoll
+	WaitAdaptive
 	// WaitSpin never sleeps: it spins on the RX ring, one core busy all
 	// the time.
 	WaitSpin
@@ -60,17 +62,17 @@ const (
 // DefaultSpin is WaitAdaptive's spin after the last packet.
 const DefaultSpin = 50 * time.Microsecond
 
-// ParseWait parses "adaptive", "poll" or "spin".
+// ParseWait parses "poll" (also the empty string), "adaptive" or "spin".
 func ParseWait(s string) (Wait, error) {
 	switch s {
-	case "adaptive", "":
-		return WaitAdaptive, nil
-	case "poll":
+	case "poll", "":
 		return WaitPoll, nil
+	case "adaptive":
+		return WaitAdaptive, nil
 	case "spin":
 		return WaitSpin, nil
 	}
-	return 0, fmt.Errorf("dataplane: unknown wait %q (adaptive, poll, spin)", s)
+	return 0, fmt.Errorf("dataplane: unknown wait %q (poll, adaptive, spin)", s)
 }
 
 // String returns the name ParseWait parses.

@@ -59,7 +59,7 @@ func TestParseWait(t *testing.T) {
 		want Wait
 		ok   bool
 	}{
-		{"", WaitAdaptive, true}, {"adaptive", WaitAdaptive, true}, {"poll", WaitPoll, true}, {"spin", WaitSpin, true},
+		{"", WaitPoll, true}, {"adaptive", WaitAdaptive, true}, {"poll", WaitPoll, true}, {"spin", WaitSpin, true},
 		{"busy", 0, false}, {"Poll", 0, false},
 	} {
 		got, err := ParseWait(tc.in)
@@ -80,7 +80,7 @@ func TestParseWait(t *testing.T) {
 // latency figure: those come from make bench.)
 func TestLonePacketsXDP(t *testing.T) {
 	testutil.NeedRoot(t, "XDP, AF_XDP and network namespaces")
-	for _, w := range []Wait{WaitAdaptive, WaitPoll, WaitSpin} {
+	for _, w := range []Wait{WaitPoll, WaitAdaptive, WaitSpin} {
 		t.Run(w.String(), func(t *testing.T) { testLonePackets(t, w) })
 	}
 }

@@ -109,10 +109,11 @@ const BaselinePath = "baseline"
 var AllPaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket", SystemPath, BaselinePath, ReflectorPath}
 
 // Variants are paths run only when named (BENCH_PATHS): mdfast-xdp-native
-// with a different idle wait, for measuring the wait against the default
-// in the same run (see mdharness -wait).
+// with another idle wait than the default (poll), for measuring the wait
+// against the default in the same run (see mdharness -wait).
 var Variants = map[string]struct{ Mode, Wait string }{
 	"mdfast-xdp-native-poll":     {"xdp-native", "poll"},
+	"mdfast-xdp-native-adaptive": {"xdp-native", "adaptive"},
 	"mdfast-xdp-native-busypoll": {"xdp-native", "busypoll"},
 	"mdfast-xdp-native-spin":     {"xdp-native", "spin"},
 }
