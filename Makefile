@@ -72,14 +72,18 @@ fuzz:
 		echo "== $$pkg $$t"; $(GO) test ./$$pkg -run '^$$' -fuzz "^$$t$$" -fuzztime $${FUZZTIME:-30s} || exit 1; \
 	done
 
-## bench: as root, measures mdfast (XDP native, XDP generic, socket) and the
-## baseline forwarder in network namespaces; writes bench/results/latest.*
-## (BENCH_QUICK=1: a subset in about a minute; BENCH_PATHS=a,b limits paths).
+## bench: as root, measures mdfast (XDP native, XDP generic, socket, the
+## whole system), the baseline forwarder and the reflector (the generator's
+## calibration) in network namespaces, in interleaved rounds; writes
+## bench/results/latest.* (BENCH_QUICK=1: a subset in 3 rounds, about five
+## minutes; BENCH_PATHS=a,b limits paths or adds the wait variants, e.g.
+## mdfast-xdp-native-poll; BENCH_NICE=n the niceness, default -10;
+## BENCH_MQ=1: 2 queues and 2 workers against 1, in 3 rounds).
 bench: deps
 	@[ "$$(id -u)" -eq 0 ] || { echo "make bench: run as root (network namespaces, XDP, taskset)" >&2; exit 1; }
 	@command -v taskset >/dev/null || { echo "make bench: taskset (util-linux) is missing" >&2; exit 1; }
-	$(GO) build -o bin/bench/ ./bench/mdharness ./bench/baseline ./bench/loadgen ./bench/run ./cmd/mdfast ./cmd/keydist
-	./bin/bench/run -bin bin/bench -out bench/results $${BENCH_PATHS:+-paths $$BENCH_PATHS}
+	$(GO) build -o bin/bench/ ./bench/mdharness ./bench/baseline ./bench/loadgen ./bench/reflector ./bench/run ./cmd/mdfast ./cmd/keydist
+	./bin/bench/run -bin bin/bench -out bench/results $${BENCH_PATHS:+-paths $$BENCH_PATHS} $${BENCH_NICE:+-nice $$BENCH_NICE}
 
 ## bench-ir: instructions per forwarded packet under callgrind (valgrind,
 ## installed by deps): mdfast's worker against raw crypto/cipher AES-GCM and

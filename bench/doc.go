@@ -4,7 +4,11 @@
 // installed directly (bench/mdharness) and the driver behind `make bench`
 // (bench/run), which also runs the whole system (keydist and the real
 // `mdfast run` daemon, endpoints doing DTLS-SRTP handshakes through them
-// with internal/endpointsim) as the path "mdfast-system". The shared pieces live in bench/internal/...
+// with internal/endpointsim) as the path "mdfast-system", and the
+// reflector that calibrates the generator's own latency (bench/reflector:
+// a UDP fan-out with no crypto, run at the same rate after every paced
+// step, so that each path's added latency is taken against it). The
+// shared pieces live in bench/internal/...
 //
 // Nothing outside bench/ may import it: it measures mdfast, it is not part
 // of it.

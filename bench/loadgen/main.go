@@ -58,6 +58,7 @@ func run() error {
 	flag.IntVar(&cfg.Batch, "batch", 64, "sendmmsg/recvmmsg batch")
 	flag.IntVar(&cfg.MDPid, "md-pid", 0, "forwarder process, for its CPU time")
 	flag.IntVar(&cfg.MDCore, "md-core", -1, "forwarder's core, for its busy time")
+	flag.BoolVar(&cfg.Reflected, "reflected", false, "the forwarder is bench/reflector: open with the sender's keys")
 	hsTimeout := flag.Duration("handshake-timeout", 20*time.Second, "bound on each DTLS handshake (handshake key files)")
 	verbose := flag.Bool("v", false, "debug logs")
 	flag.Parse()

@@ -51,6 +51,8 @@ func run() error {
 		sockBuf  = flag.Int("socket-buffer", 8<<20, "SO_RCVBUF/SO_SNDBUF of the sockets (0: daemon default)")
 		queues   = flag.Int("queues", 1, "NIC queues (AF_XDP sockets) or SO_REUSEPORT sockets, one worker each")
 		cpuList  = flag.String("cpus", "", "comma-separated CPUs to pin worker i to (i modulo the list); empty: no pinning")
+		waitName = flag.String("wait", "", "AF_XDP idle wait: poll, adaptive, spin, or busypoll (poll with SO_PREFER_BUSY_POLL, SO_BUSY_POLL 50 µs, budget 64); empty: the daemon's default")
+		spin     = flag.Duration("spin", 0, "spin of the adaptive wait after the last packet (0: default)")
 	)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -102,6 +104,22 @@ func run() error {
 			dpCfg.CPUs = append(dpCfg.CPUs, c)
 		}
 	}
+	waitDesc := ""
+	if *waitName != "" {
+		w := *waitName
+		if w == "busypoll" {
+			w = "poll"
+			dpCfg.BusyPoll, dpCfg.BusyPollUsec, dpCfg.BusyPollBudget = true, 50, 64
+		}
+		if dpCfg.Wait, err = dataplane.ParseWait(w); err != nil {
+			return err
+		}
+		waitDesc = " (wait " + *waitName + ")"
+	}
+	if *spin > 0 {
+		dpCfg.Spin = *spin
+		waitDesc += " (spin " + spin.String() + ")"
+	}
 	dp, err := dataplane.New(dpCfg)
 	if err != nil {
 		return fmt.Errorf("data plane: %w", err)
@@ -114,7 +132,7 @@ func run() error {
 		for range dp.Slow() {
 		}
 	}()
-	fmt.Printf("ready %s\n", dp.Mode())
+	fmt.Printf("ready %s%s\n", dp.Mode(), waitDesc)
 	<-ctx.Done()
 	st := dp.Stats()
 	ws := dp.WorkerStats()

@@ -542,6 +542,11 @@ func (s *Socket) kickResult(errno unix.Errno, what string) error {
 	return fmt.Errorf("afxdp: kick (%s): %w", what, errno)
 }
 
+// Ready reports whether the RX ring has packets, with one atomic load and
+// no system call: for a caller that spins on the ring before it sleeps in
+// Wait.
+func (s *Socket) Ready() bool { return !s.closed && s.rx.avail(1) > 0 }
+
 // Wait blocks until the RX ring has packets or timeout passes (a negative
 // timeout waits forever). It reports whether packets are ready. An
 // interrupted poll reports false and no error.

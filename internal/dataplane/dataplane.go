@@ -112,6 +112,11 @@ type Config struct {
 	// it bounds how long Close waits, and how long an idle worker takes to
 	// answer a hand-over request, see handover.go).
 	Poll time.Duration
+	// Wait is how an AF_XDP worker waits for packets (default WaitPoll)
+	// and Spin how long WaitAdaptive spins after the last
+	// packet (default DefaultSpin). See XDPPortConfig.
+	Wait Wait
+	Spin time.Duration
 	// MaxSSRCs and OpenerIdle: see WorkerConfig.
 	MaxSSRCs   int
 	OpenerIdle time.Duration
@@ -383,7 +388,7 @@ func openXDP(cfg Config, m Mode) (_ *Dataplane, err error) {
 	}
 	pcfg := XDPPortConfig{
 		MAC: frame.MAC(ifi.HardwareAddr), UDPChecksumIPv4: cfg.UDPChecksumIPv4,
-		Poll: cfg.Poll, Batch: cfg.BatchSize,
+		Poll: cfg.Poll, Batch: cfg.BatchSize, Wait: cfg.Wait, Spin: cfg.Spin,
 	}
 	for q := range cfg.Queues {
 		sock, err := afxdp.Open(afxdp.Config{

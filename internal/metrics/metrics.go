@@ -37,6 +37,7 @@ func desc(name, help string, labels ...string) *prometheus.Desc {
 
 var (
 	dReceived  = desc("packets_received_total", "UDP datagrams received on the media ports, per queue.", "queue")
+	dXDPWait   = desc("xdp_idle_waits_total", "Times an AF_XDP worker found its RX ring empty, per queue, by how the wait ended: poll (slept in poll until the kernel woke it) or spin (the spin after the last packet found more without sleeping).", "queue", "how")
 	dRxBytes   = desc("bytes_received_total", "UDP payload octets received, per queue.", "queue")
 	dForwarded = desc("packets_forwarded_total", "Media packets forwarded to at least one receiver, per queue.", "queue")
 	dSent      = desc("packets_sent_total", "Datagrams sent (one per receiver), per queue.", "queue")
@@ -64,7 +65,7 @@ func NewCollector(src Source) *Collector { return &Collector{src: src} }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dReceived, dRxBytes, dForwarded, dSent, dTxBytes, dSlowPath, dDropped,
+	for _, d := range []*prometheus.Desc{dReceived, dXDPWait, dRxBytes, dForwarded, dSent, dTxBytes, dSlowPath, dDropped,
 		dHandover, dMode, dXDP, dAssoc, dPending, dConfs, dTable, dSlow, dRefused, dMoves, dConsent} {
 		ch <- d
 	}
@@ -85,6 +86,8 @@ func queueStats(ch chan<- prometheus.Metric, q string, s *dataplane.Stats) {
 	counter(ch, dSent, s[dataplane.TxPackets], q)
 	counter(ch, dTxBytes, s[dataplane.TxBytes], q)
 	counter(ch, dSlowPath, s[dataplane.SlowPath], q)
+	counter(ch, dXDPWait, s[dataplane.XDPPollSleeps], q, "poll")
+	counter(ch, dXDPWait, s[dataplane.XDPSpinCatches], q, "spin")
 	counter(ch, dDropped, s[dataplane.SlowMedia], q, "slow_media")
 	counter(ch, dHandover, s[dataplane.Handovers], q, "accepted")
 	counter(ch, dHandover, s[dataplane.HandoverRequests], q, "requested")

@@ -42,6 +42,9 @@ const KeysDirect = "direct: bench/mdharness installs the key file into internal/
 // KeysBaseline says how the baseline gets its keys.
 const KeysBaseline = "direct: bench/baseline reads the same key file into pion/srtp contexts"
 
+// KeysReflector says how the reflector gets its keys: it has none.
+const KeysReflector = "none: bench/reflector copies the sealed datagrams unchanged; the receivers open them with the sender's client_write keys"
+
 // Config configures Run.
 type Config struct {
 	// Bin holds the mdharness, baseline and loadgen executables.
@@ -51,6 +54,10 @@ type Config struct {
 	// MDCore and GenCore are the cores the forwarder and the generator
 	// are pinned to (taskset).
 	MDCore, GenCore int
+	// Nice is the niceness every measured process runs at (forwarders,
+	// reflector, generator, keydist alike; 0: inherited). A negative one
+	// makes the scheduler favour them over other tenants of a shared host.
+	Nice int
 	// Work is a directory for key files (default a temporary one).
 	Work string
 	// Progress receives the progress bar (nil: none).
@@ -73,7 +80,7 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 		cfg.Logger = slog.Default()
 	}
 	log := cfg.Logger
-	need := []string{"mdharness", "baseline", "loadgen"}
+	need := []string{"mdharness", "baseline", "loadgen", "reflector"}
 	if slices.Contains(cfg.Plan.Paths, SystemPath) {
 		need = append(need, systemBinaries...)
 	}
@@ -123,40 +130,41 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 		Method: method(cfg),
 	}
 	pr := newProgress(cfg.Progress, cfg.Plan.Steps())
-	for _, path := range cfg.Plan.Paths {
-		for gi := range cfg.Plan.Groups {
-			g := &cfg.Plan.Groups[gi]
-			if !g.RunsOn(path) {
-				continue
-			}
-			scs, err := runGroup(ctx, &cfg, topos[Queues(path)], path, g, pr)
-			run.Scenarios = append(run.Scenarios, scs...)
-			if ctx.Err() != nil {
-				pr.finish()
-				return run, fmt.Errorf("driver: %w", ctx.Err())
-			}
-			if err != nil {
-				log.Warn("driver: group failed", "path", path, "group", g.Name, "err", err)
-			}
+	for _, it := range cfg.Plan.Schedule() {
+		scs, err := runGroup(ctx, &cfg, topos[it.Queues()], it, pr)
+		run.Scenarios = append(run.Scenarios, scs...)
+		if ctx.Err() != nil {
+			pr.finish()
+			run.Rounds = max(cfg.Plan.Rounds, 1)
+			run.Finish()
+			return run, fmt.Errorf("driver: %w", ctx.Err())
+		}
+		if err != nil {
+			log.Warn("driver: group failed", "round", it.Round, "path", it.Path, "group", it.Group.Name, "err", err)
 		}
 	}
 	pr.finish()
 	run.Finished = time.Now().UTC()
-	run.Findings = report.Evaluate(run.Scenarios)
+	run.Rounds = max(cfg.Plan.Rounds, 1)
+	run.Finish()
 	return run, nil
 }
 
 func method(cfg Config) []string {
 	return []string{
 		"Topology: two network namespaces joined by one veth pair (198.18.0.1 forwarder, 198.18.0.2 endpoints, one UDP port per endpoint); one RX/TX queue, one data-plane worker.",
-		"Multi-queue paths (" + MQPath + ", " + MQPath2Cores + "): their own veth pair with two RX/TX queues; the generator's kernel picks each endpoint's TX queue by a hash of its flow (no XPS), veth delivers it on the forwarder's RX queue of that number, one AF_XDP socket and worker per queue (queue_rx_packets: what each received). " + MQPath + " pins the forwarder to its core like the other paths; " + MQPath2Cores + " pins worker i to the forwarder's core and the generator's core in turn.",
+		"Multi-queue paths (" + MQPath + ", " + MQPath2Cores + "): their own veth pair with two RX/TX queues; the generator's kernel picks each endpoint's TX queue by a hash of its flow (no XPS), veth delivers it on the forwarder's RX queue of that number, one AF_XDP socket and worker per queue (queue_rx_packets: what each received). " + MQPath + " pins the forwarder to its core like the other paths; " + MQPath2Cores + " pins worker i to the forwarder's core and the generator's core in turn (both at the same niceness as every other measured process). Their ratios (forwarded packets per second and per forwarder CPU-second at saturation) are taken against " + report.MQBase + " in the same round, and summarized as median (min–max) over the rounds.",
 		"Keys (mdfast paths): " + KeysDirect + ".",
 		"Keys (baseline): " + KeysBaseline + ".",
 		"Keys (" + SystemPath + "): " + KeysHandshake + ". " + SystemPath + " runs the real daemons: `mdfast run -mode " + SystemMode + "` (retried with -mode " + SystemFallback + " if it does not come up; the mode column says which ran) with its defaults except -new-associations-per-second -1 (every endpoint has the generator's one address) and 8 MiB socket buffers, and keydist in the forwarder's namespace, the tunnel (TLS over TCP) on its loopback, keydist pinned to the generator's core. Both are restarted for every step. Handshake times: per endpoint from its first ClientHello to its exported keys (p50, p99, max), and the wall time for all of them at once (total).",
+		fmt.Sprintf("Scheduling: every measured process (forwarder, reflector, generator, keydist) runs at niceness %d (nice -n; 0: inherited), the same for all paths, so that other tenants of a shared host perturb the measurement less; they still share its cores.", cfg.Nice),
 		fmt.Sprintf("Forwarder pinned to CPU %d, generator to CPU %d (taskset). md_cpu is the forwarder process's utime+stime from /proc/<pid>/stat over the measured phase; core_cpu is CPU %d's busy time from /proc/stat (softirq included; other tenants of the host too).", cfg.MDCore, cfg.GenCore, cfg.MDCore),
 		"On veth the receive-side kernel work of a datagram runs on the sending core: the forwarder's input processing (XDP and AF_XDP copy, or the UDP stack) is charged to the generator's core, and the delivery of what the forwarder sends to the forwarder's core.",
 		"offered_pps = packets per second sent to the forwarder × fanout (what a lossless forwarder delivers); forwarded_pps = packets per second the endpoints received. Step \"sat\" sends as fast as the generator can (its own core may be the limit, see md_cpu); the percentage steps pace at that fraction of the input rate the forwarder sustained at \"sat\".",
 		"Endpoints seal with internal/srtpfast (client_write keys) just before sendmmsg and verify with pion/srtp (server_write keys): a sample of the received packets is decrypted and compared octet for octet; latency is receive time minus the send time in the payload (one clock).",
+		fmt.Sprintf("Rounds: %d. Every round measures every group on every path, one path after the other (the order reversed every other round), each step with a fresh forwarder process; a path's ratio to the baseline is computed per round from the same round's baseline, and the summary gives its median over the rounds with the smallest and largest (min–max). Goals are judged at the median, never on one round.", max(cfg.Plan.Rounds, 1)),
+		"Reflector (the generator's calibration): bench/reflector, a UDP socket forwarder with no crypto (recvmmsg, then for every other member of the conference the same datagram unchanged, sendmmsg; internal/udpbatch, one goroutine, pinned like the forwarders). Its receivers decrypt with the sender's client_write keys instead of their own server_write keys (the same pion/srtp work per sampled packet). A socket reflector and not an XDP one: XDP_TX and XDP_REDIRECT send one frame per received frame, and a fan-out needs copies (TC bpf_clone_redirect, another program to build and load); the socket reflector is the simplest forwarder that fans out, and so the floor any forwarder on this host starts from. After every paced step of a swept single-profile group the reflector runs at the same input rate (the same round), so each path has its own calibration; on the fixed patterns (audio, video) it runs once per round like a path.",
+		fmt.Sprintf("Added latency = a path's latency percentile minus the reflector's same percentile at the same rate in the same round (p50, p99, p99.9): a difference of the two distributions' quantiles, not of single packets (no packet goes through both). What it removes: the generator's own queueing and scheduling (a batch shares one send time), the veth and the receiving sockets. What it keeps: everything the forwarder adds over the simplest socket forwarder, its wake-up included. Negative values (the path faster than the reflector, e.g. noise, or an XDP path that skips the socket the reflector reads from) are reported as measured. Summaries give the median over the rounds and min–max. A reflector step busier than %.0f%% of a core (its md_cpu) calibrates nothing: it queues packets itself, and the step shows \"reflector saturated\" instead of an added latency. The added-latency goal is judged only when the reflector's own p99 moved less than the goal between the rounds (else NOT RESOLVED: the host was too noisy).", report.MaxReflectorCPU*100),
 		"Double (profile " + benchkeys.ProfileDouble + ", 0x0009, RFC 8723; groups named *-double): every endpoint seals both layers itself with internal/double (crypto/cipher, independent of internal/srtpfast): the inner layer under the conference's end-to-end key, an empty OHB, the outer layer under its own hop-by-hop client_write key; the forwarder holds only the hop-by-hop (outer) keys, installed directly into its key table, and re-seals the outer layer per receiver; receivers remove the outer layer with their server_write key, then the inner one with the end-to-end key, and compare the payload octet for octet. Measured on " + strings.Join(DoublePaths, ", ") + ": not on baseline (pion/srtp v3 has no double profile). On " + SystemPath + " the handshakes negotiate 0x0009 with EKT: the KD gives the forwarder only the hop-by-hop halves and every endpoint the conference's EKTKey, whose salt is the end-to-end salt; every packet ends in a ShortEKTField the forwarder carries.",
 	}
 }
@@ -178,13 +186,18 @@ type forwarder struct {
 func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path, keys string) (*forwarder, error) {
 	var bin string
 	var args []string
-	switch path {
-	case "baseline":
+	v, variant := Variants[path]
+	switch {
+	case path == BaselinePath:
 		bin, args = "baseline", []string{"-keys", keys}
-	case "mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket":
+	case path == ReflectorPath:
+		bin, args = "reflector", []string{"-keys", keys}
+	case path == "mdfast-xdp-native", path == "mdfast-xdp-generic", path == "mdfast-socket":
 		bin, args = "mdharness", []string{"-keys", keys, "-mode", strings.TrimPrefix(path, "mdfast-"), "-iface", topo.MDIf}
-	case MQPath, MQPath2Cores:
+	case path == MQPath, path == MQPath2Cores:
 		bin, args = "mdharness", []string{"-keys", keys, "-mode", "xdp-native", "-iface", topo.MDIf, "-queues", strconv.Itoa(Queues(path))}
+	case variant:
+		bin, args = "mdharness", []string{"-keys", keys, "-mode", v.Mode, "-wait", v.Wait, "-iface", topo.MDIf}
 	default:
 		return nil, fmt.Errorf("driver: unknown path %q", path)
 	}
@@ -193,7 +206,7 @@ func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path
 		core = -1 // both cores; the workers are pinned
 		args = append(args, "-cpus", fmt.Sprintf("%d,%d", cfg.MDCore, cfg.GenCore))
 	}
-	cmd := netns.Command(ctx, topo.MDNS, core, filepath.Join(cfg.Bin, bin), args...)
+	cmd := netns.Command(ctx, topo.MDNS, core, cfg.Nice, filepath.Join(cfg.Bin, bin), args...)
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -232,8 +245,9 @@ func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path
 	}
 }
 
-// finish stops the forwarder and returns its non-zero drop counters (and,
-// from mdharness, each worker's received packets in queueRx).
+// finish stops the forwarder and returns its non-zero drop counters and,
+// from mdharness, the AF_XDP wait counters with rx_packets (and each
+// worker's received packets in queueRx).
 func (f *forwarder) finish() (map[string]uint64, error) {
 	if f.done != nil {
 		return f.done()
@@ -259,31 +273,40 @@ func (f *forwarder) finish() (map[string]uint64, error) {
 	}
 	drops := map[string]uint64{}
 	for k, v := range st.Counters {
-		if strings.HasPrefix(k, "drop_") && v != 0 {
+		if (strings.HasPrefix(k, "drop_") || strings.HasPrefix(k, "xdp_") || k == "rx_packets") && v != 0 {
 			drops[k] = v
 		}
 	}
 	return drops, err
 }
 
-func runGroup(ctx context.Context, cfg *Config, topo *netns.Topology, path string, g *Group, pr *progress) ([]report.Scenario, error) {
-	keysPath := filepath.Join(cfg.Work, fmt.Sprintf("keys-%d-%s.json", g.Participants, g.KeyProfile()))
+func runGroup(ctx context.Context, cfg *Config, topo *netns.Topology, it Item, pr *progress) ([]report.Scenario, error) {
+	path, g := it.Path, it.Group
+	calibrate := cfg.Plan.calibrates(g, path)
+	directKeys := filepath.Join(cfg.Work, fmt.Sprintf("keys-%d-%s.json", g.Participants, g.KeyProfile()))
+	keysPath := directKeys
 	var files *syssim.Files
 	var err error
-	if path == SystemPath {
-		files, keysPath, err = writeSystemFiles(filepath.Join(cfg.Work, fmt.Sprintf("system-%s", g.Name)), topo, g)
-	} else {
+	if path != SystemPath || calibrate {
 		var kf *benchkeys.File
 		kf, err = benchkeys.GenerateProfile(g.KeyProfile(), g.Participants, topo.GenAddr, genPort, netip.AddrPortFrom(topo.MDAddr, mediaPort))
 		if err == nil {
-			err = kf.Write(keysPath)
+			err = kf.Write(directKeys)
 		}
+	}
+	if err == nil && path == SystemPath {
+		files, keysPath, err = writeSystemFiles(filepath.Join(cfg.Work, fmt.Sprintf("system-%s", g.Name)), topo, g)
 	}
 	fail := func(err error) ([]report.Scenario, error) {
 		var out []report.Scenario
 		for _, st := range g.steps() {
-			out = append(out, base(path, g, st, err.Error()))
+			s := base(path, g, st, err.Error())
+			s.Round = it.Round
+			out = append(out, s)
 			pr.step()
+			if calibrate && st != "sat" {
+				pr.step()
+			}
 		}
 		return out, err
 	}
@@ -293,8 +316,36 @@ func runGroup(ctx context.Context, cfg *Config, topo *netns.Topology, path strin
 	var out []report.Scenario
 	var satInput float64
 	for _, st := range g.steps() {
-		pr.show(path + " " + g.Name + "@" + st)
-		out = append(out, runStep(ctx, cfg, topo, path, keysPath, files, g, st, &satInput))
+		pr.show(fmt.Sprintf("r%d %s %s@%s", it.Round, path, g.Name, st))
+		rate, rerr := g.stepRate(st, satInput)
+		var s report.Scenario
+		if rerr != "" {
+			s = base(path, g, st, rerr)
+		} else {
+			s = runStep(ctx, cfg, topo, path, keysPath, files, g, st, rate)
+		}
+		s.Round = it.Round
+		if st == "sat" && s.Error == "" {
+			satInput = s.ForwardedPPS / float64(g.Fanout())
+		}
+		out = append(out, s)
+		pr.step()
+		if ctx.Err() != nil {
+			break
+		}
+		if !calibrate || st == "sat" {
+			continue
+		}
+		// The reflector at the rate this step was paced at.
+		pr.show(fmt.Sprintf("r%d %s %s@%s (for %s)", it.Round, ReflectorPath, g.Name, st, path))
+		var c report.Scenario
+		if rerr != "" {
+			c = base(ReflectorPath, g, st, rerr)
+		} else {
+			c = runStep(ctx, cfg, topo, ReflectorPath, directKeys, nil, g, st, rate)
+		}
+		c.Round, c.Calibrates = it.Round, path
+		out = append(out, c)
 		pr.step()
 		if ctx.Err() != nil {
 			break
@@ -303,25 +354,31 @@ func runGroup(ctx context.Context, cfg *Config, topo *netns.Topology, path strin
 	return out, nil
 }
 
-// runStep measures one step with a fresh forwarder process, so that no
-// replay window, ROC or queue carries over from the step before.
-// satInput is the input rate the forwarder sustained at the group's
-// saturation step: set by that step, read by the paced ones. files are the
-// system path's certificates (nil on the others).
-func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysPath string, files *syssim.Files, g *Group, st string, satInput *float64) report.Scenario {
-	s := base(path, g, st, "")
-	rate, sample := g.Rate, 1
+// stepRate is the per-sender rate of step st (0: as fast as the generator
+// can), or why it cannot be paced. satInput is the input rate the
+// forwarder sustained at the group's saturation step.
+func (g *Group) stepRate(st string, satInput float64) (float64, string) {
 	switch {
 	case st == "sat":
-		rate, sample = 0, 16
+		return 0, ""
 	case g.Pattern == "flood":
 		frac, _ := strconv.ParseFloat(strings.TrimSuffix(st, "%"), 64)
-		rate = frac / 100 * *satInput / float64(g.Senders)
+		rate := frac / 100 * satInput / float64(g.Senders)
 		if rate < 1 {
-			s.Error = "no saturation measured to pace from"
-			return s
+			return 0, "no saturation measured to pace from"
 		}
+		return rate, ""
 	}
+	return g.Rate, ""
+}
+
+// runStep measures one step at rate (per sender; 0: flat out) with a fresh
+// forwarder process, so that no replay window, ROC or queue carries over
+// from the step before. files are the system path's certificates (nil on
+// the others).
+func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysPath string, files *syssim.Files, g *Group, st string, rate float64) report.Scenario {
+	s := base(path, g, st, "")
+	sample := 16
 	if rate > 0 {
 		out := rate * float64(g.Senders*g.Fanout())
 		sample = max(1, int(math.Ceil(out/verifyPerSecond)))
@@ -338,17 +395,29 @@ func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysP
 		return s
 	}
 	s.Mode = fw.mode
-	res, err := runLoadgen(ctx, cfg, topo, fw.pid, keysPath, g, rate, sample)
+	res, err := runLoadgen(ctx, cfg, topo, fw.pid, keysPath, g, rate, sample, path == ReflectorPath)
 	if err != nil {
 		s.Error = err.Error()
 	} else {
 		fill(&s, res)
-		if st == "sat" {
-			*satInput = res.ForwardedPPS / float64(g.Fanout())
+	}
+	counters, ferr := fw.finish()
+	for k, v := range counters {
+		switch {
+		case strings.HasPrefix(k, "drop_"):
+			if s.ForwarderDrops == nil {
+				s.ForwarderDrops = map[string]uint64{}
+			}
+			s.ForwarderDrops[k] = v
+		case k == "xdp_poll_sleeps":
+			s.XDPPollSleeps = v
+		case k == "xdp_spin_catches":
+			s.XDPSpinCatches = v
+		case k == "rx_packets":
+			s.ForwarderRx = v
 		}
 	}
-	drops, ferr := fw.finish()
-	s.ForwarderDrops, s.QueueRx = drops, fw.queueRx
+	s.QueueRx = fw.queueRx
 	if ferr != nil && ctx.Err() == nil {
 		cfg.Logger.Warn("driver: forwarder exit", "path", path, "group", g.Name, "step", st, "err", ferr,
 			"stderr", lastLine(fw.stderr.String()))
@@ -359,8 +428,10 @@ func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysP
 func base(path string, g *Group, step, errText string) report.Scenario {
 	keys := KeysDirect
 	switch path {
-	case "baseline":
+	case BaselinePath:
 		keys = KeysBaseline
+	case ReflectorPath:
+		keys = KeysReflector
 	case SystemPath:
 		keys = KeysHandshake
 	}
@@ -391,7 +462,7 @@ func fill(s *report.Scenario, r *gen.Result) {
 	}
 }
 
-func runLoadgen(ctx context.Context, cfg *Config, topo *netns.Topology, mdPid int, keys string, g *Group, rate float64, sample int) (*gen.Result, error) {
+func runLoadgen(ctx context.Context, cfg *Config, topo *netns.Topology, mdPid int, keys string, g *Group, rate float64, sample int, reflected bool) (*gen.Result, error) {
 	t := cfg.Plan.Timing
 	args := []string{
 		"-keys", keys, "-senders", strconv.Itoa(g.Senders), "-rate", strconv.FormatFloat(rate, 'f', 3, 64),
@@ -399,7 +470,10 @@ func runLoadgen(ctx context.Context, cfg *Config, topo *netns.Topology, mdPid in
 		"-warmup", t.Warmup.String(), "-duration", t.Duration.String(), "-drain", t.Drain.String(),
 		"-profile", g.KeyProfile(), "-sample", strconv.Itoa(sample), "-md-pid", strconv.Itoa(mdPid), "-md-core", strconv.Itoa(cfg.MDCore),
 	}
-	cmd := netns.Command(ctx, topo.GenNS, cfg.GenCore, filepath.Join(cfg.Bin, "loadgen"), args...)
+	if reflected {
+		args = append(args, "-reflected")
+	}
+	cmd := netns.Command(ctx, topo.GenNS, cfg.GenCore, cfg.Nice, filepath.Join(cfg.Bin, "loadgen"), args...)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -49,9 +49,21 @@ func (g *Group) KeyProfile() string {
 	return g.Profile
 }
 
-// RunsOn says whether the group is measured on path.
+// RunsOn says whether the group is measured on path as a path of its own.
+// The reflector runs single-profile groups only, and of the swept ones
+// only as the calibration of another path's paced steps (Calibrated).
 func (g *Group) RunsOn(path string) bool {
+	if path == ReflectorPath {
+		return g.KeyProfile() == benchkeys.Profile && g.Pattern != "flood"
+	}
 	return g.KeyProfile() != benchkeys.ProfileDouble || slices.Contains(DoublePaths, path)
+}
+
+// Calibrated says whether each paced step of the group on another path is
+// followed by the reflector at the same rate (a swept single-profile
+// group, when the plan has the reflector).
+func (g *Group) Calibrated() bool {
+	return g.Pattern == "flood" && g.KeyProfile() == benchkeys.Profile
 }
 
 // Fanout is the receivers of each packet.
@@ -79,10 +91,77 @@ type Plan struct {
 	Paths  []string
 	Groups []Group
 	Timing Timing
+	// Rounds is how many times every group is measured on every path
+	// (at least 1), interleaved: see Schedule.
+	Rounds int
 }
 
-// Paths, in the order a run measures them.
-var AllPaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket", SystemPath, "baseline"}
+// ReflectorPath is the generator's calibration: bench/reflector copies
+// every datagram to the other members unchanged (no crypto), so what it
+// measures is the generator's, the veth's and a minimal socket
+// forwarder's own latency.
+const ReflectorPath = "reflector"
+
+// BaselinePath is the forwarder every ratio is taken against.
+const BaselinePath = "baseline"
+
+// AllPaths, in the order a round measures them.
+var AllPaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket", SystemPath, BaselinePath, ReflectorPath}
+
+// Variants are paths run only when named (BENCH_PATHS): mdfast-xdp-native
+// with another idle wait than the default (poll), for measuring the wait
+// against the default in the same run (see mdharness -wait).
+var Variants = map[string]struct{ Mode, Wait string }{
+	"mdfast-xdp-native-poll":     {"xdp-native", "poll"},
+	"mdfast-xdp-native-adaptive": {"xdp-native", "adaptive"},
+	"mdfast-xdp-native-busypoll": {"xdp-native", "busypoll"},
+	"mdfast-xdp-native-spin":     {"xdp-native", "spin"},
+}
+
+// Item is one entry of a run's schedule: a group measured on a path in a
+// round (its saturation step, its paced steps, and after each paced step
+// the reflector at the same rate when the group is Calibrated).
+type Item struct {
+	Round int
+	Path  string
+	Group *Group
+}
+
+// Queues is the queue count of the item's path (Queues): the run measures
+// it on the topology made for that many queues.
+func (it Item) Queues() int { return Queues(it.Path) }
+
+// Schedule returns the order a run measures the plan in: round by round,
+// and within a round group by group, every path of the group one after the
+// other (A B C, then A B C again in the next round, reversed every other
+// round so that no path always runs first or right after the same one).
+// Every ratio is taken within one round, so a drift of the host over
+// the run (other tenants, thermal state) moves numerator and denominator
+// together.
+func (p *Plan) Schedule() []Item {
+	var out []Item
+	for r := range max(p.Rounds, 1) {
+		for gi := range p.Groups {
+			g := &p.Groups[gi]
+			paths := slices.Clone(p.Paths)
+			if r%2 == 1 {
+				slices.Reverse(paths)
+			}
+			for _, path := range paths {
+				if g.RunsOn(path) {
+					out = append(out, Item{Round: r + 1, Path: path, Group: g})
+				}
+			}
+		}
+	}
+	return out
+}
+
+// calibrates says whether the reflector follows each paced step of g on
+// path.
+func (p *Plan) calibrates(g *Group, path string) bool {
+	return g.Calibrated() && path != ReflectorPath && slices.Contains(p.Paths, ReflectorPath)
+}
 
 func fanoutGroup(fanout, payload int, steps []float64) Group {
 	return Group{
@@ -112,12 +191,12 @@ func confGroup(n int, video bool) Group {
 }
 
 // FullPlan: 1→1, 1→4 and 1→16 at 160 and 1200 B swept from saturation
-// down to 25%; conferences of 2, 10 and 50 all sending audio, and all
+// down to 10%; conferences of 2, 10 and 50 all sending audio, and all
 // sending video; on every path. Then 1→4 at 160 B double (RFC 8723) swept
-// the same way, on the DoublePaths.
+// the same way, on the DoublePaths. Three rounds.
 func FullPlan() Plan {
-	p := Plan{Paths: AllPaths, Timing: Timing{Warmup: 300 * time.Millisecond, Duration: 3 * time.Second, Drain: 300 * time.Millisecond}}
-	steps := []float64{0.9, 0.7, 0.5, 0.25}
+	p := Plan{Paths: AllPaths, Rounds: 3, Timing: Timing{Warmup: 300 * time.Millisecond, Duration: 2 * time.Second, Drain: 200 * time.Millisecond}}
+	steps := []float64{0.9, 0.7, 0.5, 0.1}
 	for _, payload := range []int{160, 1200} {
 		for _, f := range []int{1, 4, 16} {
 			p.Groups = append(p.Groups, fanoutGroup(f, payload, steps))
@@ -132,25 +211,27 @@ func FullPlan() Plan {
 	return p
 }
 
-// QuickPlan (BENCH_QUICK=1): 1→4 at 160 B (saturation, 70%, 50%) and a
-// conference of 10 sending audio, on every path; 1→4 at 160 B double
-// (saturation, 50%) on the DoublePaths.
+// QuickPlan (BENCH_QUICK=1): three rounds of 1→4 at 160 B (saturation,
+// 70%, 50%, 10%) and a conference of 10 sending audio, on every path; 1→4
+// at 160 B double (saturation, 50%) on the DoublePaths. Steps are 1 s.
 func QuickPlan() Plan {
 	return Plan{
 		Paths:  AllPaths,
-		Groups: []Group{fanoutGroup(4, 160, []float64{0.7, 0.5}), confGroup(10, false), doubleGroup(4, 160, []float64{0.5})},
-		Timing: Timing{Warmup: 300 * time.Millisecond, Duration: 2 * time.Second, Drain: 300 * time.Millisecond},
+		Rounds: 3,
+		Groups: []Group{fanoutGroup(4, 160, []float64{0.7, 0.5, 0.1}), confGroup(10, false), doubleGroup(4, 160, []float64{0.5})},
+		Timing: Timing{Warmup: 200 * time.Millisecond, Duration: time.Second, Drain: 200 * time.Millisecond},
 	}
 }
 
-// Steps returns the number of steps the plan measures.
+// Steps returns the number of steps the plan measures, reflector
+// calibrations included.
 func (p *Plan) Steps() int {
 	n := 0
-	for _, path := range p.Paths {
-		for i := range p.Groups {
-			if p.Groups[i].RunsOn(path) {
-				n += len(p.Groups[i].steps())
-			}
+	for _, it := range p.Schedule() {
+		st := it.Group.steps()
+		n += len(st)
+		if p.calibrates(it.Group, it.Path) {
+			n += len(st) - 1 // every step but "sat"
 		}
 	}
 	return n
@@ -179,7 +260,9 @@ func Queues(path string) int {
 // MQPlan (BENCH_MQ=1): 1 queue and 1 worker (mdfast-xdp-native, the
 // baseline) against 2 queues and 2 workers, on one core and on both: a
 // conference of 8 all sending 160 B as fast as they can (8 flows, spread
-// over the queues by the generator's TX hash), then paced at 50%.
+// over the queues by the generator's TX hash), then paced at 50%. Three
+// rounds, interleaved like the other plans (see Schedule): every ratio is
+// taken against the baseline of the same round.
 func MQPlan() Plan {
 	g := Group{
 		Name: "conf8-flood-160B", Participants: 8, Senders: 8, Payload: 160,
@@ -187,6 +270,7 @@ func MQPlan() Plan {
 	}
 	return Plan{
 		Paths:  []string{"mdfast-xdp-native", MQPath, MQPath2Cores},
+		Rounds: 3,
 		Groups: []Group{g},
 		Timing: Timing{Warmup: 300 * time.Millisecond, Duration: 3 * time.Second, Drain: 300 * time.Millisecond},
 	}

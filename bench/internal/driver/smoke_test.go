@@ -18,14 +18,15 @@ import (
 	"github.com/mdfast/mdfast/internal/testutil"
 )
 
-// TestSmoke runs a tiny plan (1→4 at 160 B: saturation and 50%) for
-// mdfast's socket mode and the baseline in network namespaces, and the same
-// double (RFC 8723) on the socket mode only, and checks that packets were
-// forwarded and verified, loss computed and the JSON complete.
+// TestSmoke runs a tiny plan (1→4 at 160 B: saturation and 50%, the
+// reflector after each 50% step) for mdfast's socket mode and the baseline
+// in network namespaces, and the same double (RFC 8723) on the socket mode
+// only, and checks that packets were forwarded and verified, loss and the
+// added latency computed and the JSON complete.
 func TestSmoke(t *testing.T) {
 	bin, mdCore, genCore := prepare(t)
 	plan := Plan{
-		Paths:  []string{"mdfast-socket", "baseline"},
+		Paths:  []string{"mdfast-socket", "baseline", ReflectorPath},
 		Groups: []Group{fanoutGroup(4, 160, []float64{0.5}), doubleGroup(4, 160, []float64{0.5})},
 		Timing: Timing{Warmup: 200 * time.Millisecond, Duration: 500 * time.Millisecond, Drain: 200 * time.Millisecond},
 	}
@@ -36,13 +37,33 @@ func TestSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if !strings.Contains(prog.String(), "6/6") {
-		t.Errorf("progress never reached 6/6: %q", prog.String())
+	if !strings.Contains(prog.String(), "8/8") {
+		t.Errorf("progress never reached 8/8: %q", prog.String())
 	}
-	if len(r.Scenarios) != 6 {
-		t.Fatalf("%d scenarios, want 6", len(r.Scenarios))
+	if len(r.Scenarios) != 8 {
+		t.Fatalf("%d scenarios, want 8", len(r.Scenarios))
 	}
-	doubles := 0
+	doubles, calibrated := 0, 0
+	for _, s := range r.Scenarios {
+		if s.Path == ReflectorPath && (s.Calibrates == "" || s.Step != "50%" || s.Mode != "reflector") {
+			t.Fatalf("reflector step %+v", s)
+		}
+		if s.Added != nil || s.CalibrationSaturated {
+			// The reflector calibrates unless it was itself busier than
+			// report.MaxReflectorCPU at the rate (a loaded host).
+			calibrated++
+			if s.Step != "50%" || s.Profile == benchkeys.ProfileDouble || (s.Added != nil) == s.CalibrationSaturated ||
+				(s.Added != nil && s.RefP99us <= 0) {
+				t.Fatalf("calibration of %s %s: added %+v, saturated %v, reflector p99 %v", s.Path, s.Name, s.Added, s.CalibrationSaturated, s.RefP99us)
+			}
+		}
+	}
+	if calibrated != 2 {
+		t.Fatalf("%d steps calibrated, want 2 (both paths at 50%%)", calibrated)
+	}
+	if len(r.Summary) != 6 || len(r.Findings) == 0 {
+		t.Fatalf("%d aggregates, %d findings", len(r.Summary), len(r.Findings))
+	}
 	for _, s := range r.Scenarios {
 		if s.Profile == benchkeys.ProfileDouble {
 			doubles++
@@ -109,7 +130,7 @@ func prepare(t *testing.T, extra ...string) (bin string, mdCore, genCore int) {
 		t.Skip("skipping: taskset (util-linux) is not installed")
 	}
 	bin = t.TempDir()
-	args := append([]string{"build", "-o", bin + "/", "../../mdharness", "../../baseline", "../../loadgen"}, extra...)
+	args := append([]string{"build", "-o", bin + "/", "../../mdharness", "../../baseline", "../../loadgen", "../../reflector"}, extra...)
 	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

@@ -100,12 +100,12 @@ func startSystem(ctx context.Context, cfg *Config, topo *netns.Topology, files *
 
 func startSystemMode(ctx context.Context, cfg *Config, topo *netns.Topology, files *syssim.Files, step, mode string) (*forwarder, error) {
 	logs := func(name string) string { return files.Path(name + "-" + step + "-" + mode + ".log") }
-	kd, err := syssim.Start("keydist", logs("keydist"), netns.Command(ctx, topo.MDNS, cfg.GenCore,
+	kd, err := syssim.Start("keydist", logs("keydist"), netns.Command(ctx, topo.MDNS, cfg.GenCore, cfg.Nice,
 		filepath.Join(cfg.Bin, "keydist"), files.KeydistArgs(kdTunnel, kdMetrics)...))
 	if err != nil {
 		return nil, fmt.Errorf("driver: %w", err)
 	}
-	md, err := syssim.Start("mdfast", logs("mdfast"), netns.Command(ctx, topo.MDNS, cfg.MDCore,
+	md, err := syssim.Start("mdfast", logs("mdfast"), netns.Command(ctx, topo.MDNS, cfg.MDCore, cfg.Nice,
 		filepath.Join(cfg.Bin, "mdfast"), systemArgs(files, topo, mode)...))
 	if err != nil {
 		kd.Stop(syscall.SIGTERM)

@@ -82,6 +82,11 @@ type Config struct {
 	// core it is pinned to: that core's busy time is reported too.
 	MDPid  int
 	MDCore int
+	// Reflected says the forwarder is the reflector (bench/reflector),
+	// which sends the senders' datagrams on unchanged: receivers open
+	// them with the sender's client_write keys instead of their own
+	// server_write keys. Single-layer key files only.
+	Reflected bool
 	// Logger, default slog.Default().
 	Logger *slog.Logger
 }
@@ -151,6 +156,9 @@ func (c *Config) check() error {
 	}
 	if c.Duration <= 0 {
 		return errors.New("gen: no measured duration")
+	}
+	if c.Reflected && c.Keys.IsDouble() {
+		return errors.New("gen: the reflector runs single-layer key files only")
 	}
 	if c.Streams < 1 {
 		c.Streams = 1
@@ -537,6 +545,7 @@ func (st *stream) mark(i uint64) { st.seen[(i/64)%uint64(len(st.seen))] |= 1 << 
 type receiver struct {
 	conn    *udpbatch.Conn
 	dec     *srtp.Context    // single-layer files
+	decs    []*srtp.Context  // Reflected: per sending endpoint, its client_write context (used instead of dec)
 	dbl     *double.Endpoint // double files: opens both layers instead of dec
 	ssrcs   map[uint32]int
 	streams []stream
@@ -568,6 +577,14 @@ func newReceiver(kf *benchkeys.File, self int, c *udpbatch.Conn, ssrcs map[uint3
 	}
 	r := &receiver{conn: c, dec: dec, dbl: dbl, ssrcs: ssrcs, streams: make([]stream, n), cfg: &cfg, clk: clk,
 		self: self, out: make([]byte, 0, 2048)}
+	if cfg.Reflected {
+		r.decs = make([]*srtp.Context, cfg.Senders)
+		for j := range r.decs {
+			if r.decs[j], err = kf.Endpoints[j].ClientContext(srtp.SRTPNoReplayProtection()); err != nil {
+				return nil, fmt.Errorf("gen: endpoint %s: %w", kf.Endpoints[j].Addr, err)
+			}
+		}
+	}
 	for i := range r.streams {
 		r.streams[i].seen = make([]uint64, dupWindow/64*2)
 	}
@@ -622,7 +639,7 @@ func (r *receiver) handle(b []byte, now int64) {
 	if r.n%uint64(r.cfg.Sample) != 0 {
 		return
 	}
-	out, ok := r.decrypt(b, ssrc, idx)
+	out, ok := r.decrypt(b, ssrc, idx, si/r.cfg.Streams)
 	if !ok {
 		return
 	}
@@ -647,7 +664,7 @@ func (r *receiver) handle(b []byte, now int64) {
 
 // decrypt opens a received packet with the endpoint's keys, both layers of
 // a double one, and returns the plaintext header and payload (r.hdr set).
-func (r *receiver) decrypt(b []byte, ssrc uint32, idx uint64) ([]byte, bool) {
+func (r *receiver) decrypt(b []byte, ssrc uint32, idx uint64, from int) ([]byte, bool) {
 	roc := uint32(idx >> 16)
 	if r.dbl != nil {
 		// No SEQ rewrites: the original ROC is the one we tracked.
@@ -664,8 +681,16 @@ func (r *receiver) decrypt(b []byte, ssrc uint32, idx uint64) ([]byte, bool) {
 	}
 	// pion estimates the ROC from the packets it decrypts; with sampling
 	// it does not see them all, so tell it the ROC we tracked.
-	r.dec.SetROC(ssrc, roc)
-	out, err := r.dec.DecryptRTP(r.out[:0], b, &r.hdr)
+	dec := r.dec
+	if r.decs != nil {
+		if from >= len(r.decs) {
+			r.fail(fmt.Sprintf("reflected packet from SSRC %#x of endpoint %d, which does not send", ssrc, from))
+			return nil, false
+		}
+		dec = r.decs[from]
+	}
+	dec.SetROC(ssrc, roc)
+	out, err := dec.DecryptRTP(r.out[:0], b, &r.hdr)
 	if err != nil {
 		r.fail(fmt.Sprintf("decrypt from SSRC %#x: %v", ssrc, err))
 		return nil, false

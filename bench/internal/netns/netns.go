@@ -105,9 +105,13 @@ func (t *Topology) Close() error {
 }
 
 // Command returns a command that runs name with args inside namespace ns,
-// pinned to CPU cpu (taskset) when cpu >= 0.
-func Command(ctx context.Context, ns string, cpu int, name string, args ...string) *exec.Cmd {
+// pinned to CPU cpu (taskset) when cpu >= 0, at niceness nice (nice -n)
+// when not 0.
+func Command(ctx context.Context, ns string, cpu, nice int, name string, args ...string) *exec.Cmd {
 	argv := []string{"netns", "exec", ns}
+	if nice != 0 {
+		argv = append(argv, "nice", "-n", strconv.Itoa(nice))
+	}
 	if cpu >= 0 {
 		argv = append(argv, "taskset", "-c", strconv.Itoa(cpu))
 	}

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/mdfast/mdfast/bench/internal/stats"
 )
 
 // Markdown writes the scenarios as a Markdown table followed by the
@@ -16,26 +18,42 @@ func (r *Run) Markdown(w io.Writer) error {
 	for _, m := range r.Method {
 		fmt.Fprintf(&b, "- %s\n", m)
 	}
-	b.WriteString("\n| scenario | path | payload | fanout | participants | offered pps | forwarded pps | loss | p50 µs | p99 µs | md_cpu | core_cpu | fwd pkt / MD CPU-s | profile |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	writeSummary(&b, r)
+	writeWaits(&b, r.Summary)
+	writeMQ(&b, r.Summary)
+	fmt.Fprintf(&b, "\nEvery step of every round (a reflector row \"for X\" is the calibration run right after X's step at the same rate; added = this row's percentile minus its reflector's):\n")
+	b.WriteString("\n| round | scenario | path | payload | fanout | participants | offered pps | forwarded pps | loss | p50 µs | p99 µs | p99.9 µs | added p50/p99/p99.9 µs | md_cpu | core_cpu | fwd pkt / MD CPU-s | profile |\n")
+	b.WriteString("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, s := range r.Scenarios {
+		path := s.Path
+		if s.Calibrates != "" {
+			path += " (for " + s.Calibrates + ")"
+		}
 		if s.Error != "" {
-			fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | error: %s |||||||| %s |\n", s.Name, s.Path, s.Payload, s.Fanout, s.Participants, mdEscape(s.Error), ShortProfile(s.Profile))
+			fmt.Fprintf(&b, "| %d | %s | %s | %d | %d | %d | error: %s |||||||||| %s |\n", s.Round, s.Name, path, s.Payload, s.Fanout, s.Participants, mdEscape(s.Error), ShortProfile(s.Profile))
 			continue
 		}
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %d | %.0f | %.0f | %s | %.0f | %.0f | %.2f | %s | %s | %s |\n",
-			s.Name, s.Path, s.Payload, s.Fanout, s.Participants, s.OfferedPPS, s.ForwardedPPS,
-			pct(s.Loss), s.P50us, s.P99us, s.MDCPU, optional(s.CoreCPU), perCPU(s.ForwardedPerCPUSecond), ShortProfile(s.Profile))
+		added := "–"
+		if s.CalibrationSaturated {
+			added = "reflector saturated"
+		}
+		if s.Added != nil {
+			added = fmt.Sprintf("%.0f / %.0f / %.0f", s.Added.P50, s.Added.P99, s.Added.P999)
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %d | %d | %d | %.0f | %.0f | %s | %.0f | %.0f | %.0f | %s | %.2f | %s | %s | %s |\n",
+			s.Round, s.Name, path, s.Payload, s.Fanout, s.Participants, s.OfferedPPS, s.ForwardedPPS,
+			pct(s.Loss), s.P50us, s.P99us, s.P999us, added, s.MDCPU, optional(s.CoreCPU), perCPU(s.ForwardedPerCPUSecond), ShortProfile(s.Profile))
 	}
 	writeHandshakes(&b, r.Scenarios)
 	if len(r.Findings) > 0 {
-		b.WriteString("\n| goal | path | measured | target | met | detail |\n|---|---|--:|--:|---|---|\n")
+		b.WriteString("\nGoals, judged at the median over the rounds (min–max beside it):\n")
+		b.WriteString("\n| goal | path | median | min–max | rounds | target | met at the median | detail |\n|---|---|--:|--:|--:|--:|---|---|\n")
 		for _, f := range r.Findings {
 			m := "n/a"
 			if f.Met != nil {
 				m = map[bool]string{true: "yes", false: "**no**"}[*f.Met]
 			}
-			fmt.Fprintf(&b, "| %s | %s | %.4g | %.4g | %s | %s |\n", f.Goal, f.Path, f.Value, f.Target, m, mdEscape(f.Detail))
+			fmt.Fprintf(&b, "| %s | %s | %.4g | %.4g–%.4g | %d | %.4g | %s | %s |\n", f.Goal, f.Path, f.Value, f.Min, f.Max, f.Rounds, f.Target, m, mdEscape(f.Detail))
 		}
 	}
 	if _, err := io.WriteString(w, b.String()); err != nil {
@@ -97,4 +115,84 @@ func writeHandshakes(b *strings.Builder, scs []Scenario) {
 		fmt.Fprintf(b, "| %s | %s | %s | %d/%d | %.1f | %.1f | %.1f | %.1f | %.0f |\n", s.Name, s.Path, mdEscape(s.Mode),
 			s.HandshakesOK, s.Handshakes, s.HandshakeP50ms, s.HandshakeP99ms, s.HandshakeMaxMs, s.HandshakeTotalMs, s.SetupsPerSecond)
 	}
+}
+
+// writeSummary writes the table over the rounds: medians with min–max.
+func writeSummary(b *strings.Builder, r *Run) {
+	if len(r.Summary) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\nOver %d rounds: median (min–max). Ratio = forwarded packets per forwarder CPU-second over the same round's baseline (saturation steps). Added = latency over the reflector at the same rate in the same round:\n\n", r.Rounds)
+	b.WriteString("| scenario | path | rounds | forwarded pps | loss | ratio vs baseline | p50 µs | p99 µs | added p50 µs | added p99 µs | added p99.9 µs | md_cpu | profile |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	for _, a := range r.Summary {
+		rounds := fmt.Sprint(a.Rounds)
+		if a.Errors > 0 {
+			rounds += fmt.Sprintf(" (%d failed)", a.Errors)
+		}
+		if a.SaturatedCalibrations > 0 {
+			rounds += fmt.Sprintf(" (%d: reflector saturated)", a.SaturatedCalibrations)
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a.Name, a.Path, rounds,
+			spread(a.ForwardedPPS, "%.0f"), spreadPct(a.Loss), spread(a.Ratio, "%.2f×"), spread(a.P50us, "%.0f"), spread(a.P99us, "%.0f"),
+			spread(a.AddedP50us, "%.0f"), spread(a.AddedP99us, "%.0f"), spread(a.AddedP999us, "%.0f"), spread(a.MDCPU, "%.2f"), ShortProfile(a.Profile))
+	}
+}
+
+// writeWaits writes how the AF_XDP workers waited, for the steps that say.
+func writeWaits(b *strings.Builder, sum []Aggregate) {
+	head := false
+	for _, a := range sum {
+		if a.SleepsPerK.N == 0 {
+			continue
+		}
+		if !head {
+			b.WriteString("\nHow the AF_XDP worker waited on an empty RX ring, per 1000 packets it received (median (min–max) over the rounds): poll sleeps are the times it went to sleep in poll (the next packet then waits for a kernel wake-up, unless it came in between), spin catches the times the spin after the last packet found more without going to poll:\n\n")
+			b.WriteString("| scenario | path | poll sleeps / 1000 pkts | spin catches / 1000 pkts | md_cpu |\n|---|---|--:|--:|--:|\n")
+			head = true
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s |\n", a.Name, a.Path, spread(a.SleepsPerK, "%.1f"), spread(a.CatchesPerK, "%.1f"), spread(a.MDCPU, "%.2f"))
+	}
+}
+
+// writeMQ writes the multi-queue comparison (BENCH_MQ=1), when the run has
+// one: each path's per-round ratios against MQBase in the same round.
+func writeMQ(b *strings.Builder, sum []Aggregate) {
+	head := false
+	for _, a := range sum {
+		if a.MQPPS.N == 0 {
+			continue
+		}
+		if !head {
+			fmt.Fprintf(b, "\nMulti-queue, %s at saturation, against %s (1 queue, 1 worker) in the same round: median (min–max) over the rounds:\n\n", MQGroup, MQBase)
+			b.WriteString("| path | rounds | forwarded pps | pps vs 1 queue | pkt / MD CPU-s vs 1 queue | md_cpu | per worker received, by round |\n|---|--:|--:|--:|--:|--:|---|\n")
+			head = true
+		}
+		fmt.Fprintf(b, "| %s | %d | %s | %s | %s | %s | %v |\n", a.Path, a.MQPPS.N, spread(a.ForwardedPPS, "%.0f"),
+			spread(a.MQPPS, "%.2f×"), spread(a.MQPerCPU, "%.2f×"), spread(a.MDCPU, "%.2f"), a.QueueRx)
+	}
+}
+
+// spread formats a Spread as "median (min–max)", "–" when not measured.
+func spread(s stats.Spread, format string) string {
+	switch {
+	case s.N == 0:
+		return "–"
+	case s.N == 1 || s.Min == s.Max:
+		return fmt.Sprintf(format, s.Median)
+	}
+	return fmt.Sprintf(format+" ("+format+"–"+format+")", s.Median, s.Min, s.Max)
+}
+
+func spreadPct(s stats.Spread) string {
+	if s.N == 0 {
+		return "–"
+	}
+	if s.Max == 0 {
+		return "0"
+	}
+	if s.N == 1 || s.Min == s.Max {
+		return pct(s.Median)
+	}
+	return fmt.Sprintf("%s (%s–%s)", pct(s.Median), pct(s.Min), pct(s.Max))
 }

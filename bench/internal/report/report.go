@@ -1,8 +1,11 @@
 // Package report is the output of a benchmark run: the JSON document
-// (bench/results/<timestamp>.json and latest.json), the Markdown table, the
-// SVG plot of forwarded against offered rate per path, and the findings
-// against the goals of issue 8. It computes nothing it was not given: every
-// figure comes from a Scenario measured in the run.
+// (bench/results/<timestamp>.json and latest.json), the Markdown tables,
+// the SVG plot of forwarded against offered rate per path with the spread
+// over the rounds, and the findings against the goals of issues 8 and 13.
+// It computes nothing it was not given: every figure comes from Scenarios
+// measured in the run; what it derives (added latency over the reflector,
+// medians and min–max over the rounds, ratios within a round) it derives
+// from them alone.
 package report
 
 import (
@@ -10,6 +13,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/mdfast/mdfast/bench/internal/stats"
 )
 
 // Scenario is one measured step of one scenario on one path. The first
@@ -92,6 +97,27 @@ type Scenario struct {
 	QueueRx []uint64 `json:"queue_rx_packets,omitempty"`
 	// Error is set when the step could not be measured.
 	Error string `json:"error,omitempty"`
+	// Round is the round (1..) that measured the step.
+	Round int `json:"round"`
+	// Calibrates, on a reflector step, names the path whose paced step
+	// it was run after at the same rate (empty on the fixed patterns,
+	// where the reflector runs once per round for every path).
+	Calibrates string `json:"calibrates,omitempty"`
+	// Added is the latency this step adds over the reflector at the same
+	// rate in the same round (AttachAdded); nil when not calibrated.
+	Added *stats.Added `json:"added_latency,omitempty"`
+	// ForwarderRx, XDPPollSleeps and XDPSpinCatches are the forwarder's
+	// own counts over its life (warm-up included; mdharness only): the
+	// packets it received, the times its AF_XDP worker slept in poll on an
+	// empty ring, and the times its spin found packets instead.
+	ForwarderRx    uint64 `json:"forwarder_rx_packets,omitempty"`
+	XDPPollSleeps  uint64 `json:"xdp_poll_sleeps,omitempty"`
+	XDPSpinCatches uint64 `json:"xdp_spin_catches,omitempty"`
+	// CalibrationSaturated says the reflector step at this rate was
+	// busier than MaxReflectorCPU, so no added latency was taken.
+	CalibrationSaturated bool `json:"calibration_saturated,omitempty"`
+	// RefP99us is that reflector step's p99 (with Added).
+	RefP99us float64 `json:"reflector_p99_us,omitempty"`
 }
 
 // Host describes where the run happened.
@@ -114,9 +140,21 @@ type Run struct {
 	Quick    bool      `json:"quick"`
 	Host     Host      `json:"host"`
 	// Method explains what was measured and how (keys, topology, CPU).
-	Method    []string   `json:"method"`
+	Method []string `json:"method"`
+	// Rounds is how many rounds the plan had.
+	Rounds    int        `json:"rounds"`
 	Scenarios []Scenario `json:"scenarios"`
-	Findings  []Finding  `json:"findings"`
+	// Summary is every step of every path over the rounds (Summarize).
+	Summary  []Aggregate `json:"summary"`
+	Findings []Finding   `json:"findings"`
+}
+
+// Finish derives what r's scenarios imply: each step's added latency
+// (AttachAdded), the summary over the rounds and the findings.
+func (r *Run) Finish() {
+	AttachAdded(r.Scenarios)
+	r.Summary = Summarize(r.Scenarios)
+	r.Findings = Evaluate(r.Summary)
 }
 
 // WriteJSON writes r as indented JSON.

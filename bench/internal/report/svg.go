@@ -7,6 +7,8 @@ import (
 	"math"
 	"slices"
 	"strings"
+
+	"github.com/mdfast/mdfast/bench/internal/stats"
 )
 
 // pathColors are the series colours, by path.
@@ -14,7 +16,9 @@ var pathColors = map[string]string{
 	"mdfast-xdp-native":  "#1b9e77",
 	"mdfast-xdp-generic": "#7570b3",
 	"mdfast-socket":      "#d95f02",
+	"mdfast-system":      "#66a61e",
 	"baseline":           "#e7298a",
+	"reflector":          "#999999",
 }
 
 const (
@@ -37,7 +41,7 @@ func (r *Run) SVG(w io.Writer) error {
 	groups := map[string][]*series{}
 	var order []string
 	for _, s := range r.Scenarios {
-		if s.Error != "" || s.Pattern == "audio" || s.Pattern == "video" {
+		if s.Error != "" || s.Pattern == "audio" || s.Pattern == "video" || s.Calibrates != "" {
 			continue
 		}
 		ss, ok := groups[s.Group]
@@ -55,7 +59,12 @@ func (r *Run) SVG(w io.Writer) error {
 	n := max(len(order), 1)
 	rows := (n + cols - 1) / cols
 	legendH := 30
-	W, H := cols*panelW, rows*panelH+legendH
+	strips := spreadRows(r.Summary)
+	stripH := 0
+	if len(strips) > 0 {
+		stripH = 40 + len(strips)*stripRow
+	}
+	W, H := cols*panelW, rows*panelH+legendH+stripH
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="11">`+"\n", W, H, W, H)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", W, H)
@@ -109,11 +118,68 @@ func (r *Run) SVG(w io.Writer) error {
 			}
 		}
 	}
+	writeStrips(&b, strips, legendH+rows*panelH, W)
 	b.WriteString("</svg>\n")
 	if _, err := io.WriteString(w, b.String()); err != nil {
 		return fmt.Errorf("report: write SVG: %w", err)
 	}
 	return nil
+}
+
+const stripRow = 16
+
+// strip is one row of the spread chart: a figure's median over the
+// rounds with a whisker from its min to its max.
+type strip struct {
+	label, unit string
+	path        string
+	s           stats.Spread
+}
+
+// spreadRows are the rows of the spread chart: every ratio to the
+// baseline, then every added p99.
+func spreadRows(sum []Aggregate) []strip {
+	var out []strip
+	for _, a := range sum {
+		if a.Ratio.N > 0 {
+			out = append(out, strip{label: a.Name + " ratio vs baseline", unit: "×", path: a.Path, s: a.Ratio})
+		}
+	}
+	for _, a := range sum {
+		if a.AddedP99us.N > 0 {
+			out = append(out, strip{label: a.Name + " added p99", unit: " µs", path: a.Path, s: a.AddedP99us})
+		}
+	}
+	return out
+}
+
+// writeStrips draws the spread chart at y: per row, the min–max whisker,
+// a tick per round and the median as a square, each row on its own scale
+// (0 to the row's max) so that ratios and microseconds share the chart.
+func writeStrips(b *strings.Builder, rows []strip, y, w int) {
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(b, `<text x="10" y="%d" font-weight="bold">Spread over the rounds: median (square), min–max (line), each round (tick)</text>`+"\n", y+20)
+	x0, x1 := 330.0, float64(w-90)
+	for i, r := range rows {
+		ry := float64(y + 40 + i*stripRow)
+		c := pathColors[r.path]
+		if c == "" {
+			c = "#000"
+		}
+		hi := math.Max(niceCeil(math.Max(r.s.Max, 1e-9)), 1e-9)
+		lo := math.Min(0, r.s.Min)
+		px := func(v float64) float64 { return x0 + (v-lo)/(hi-lo)*(x1-x0) }
+		fmt.Fprintf(b, `<text x="10" y="%.1f">%s (%s)</text>`+"\n", ry+4, html.EscapeString(r.label), html.EscapeString(r.path))
+		fmt.Fprintf(b, `<line class="spread" x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s" stroke-width="2"/>`+"\n", px(r.s.Min), ry, px(r.s.Max), ry, c)
+		for _, v := range r.s.Values {
+			fmt.Fprintf(b, `<line x1="%.1f" y1="%.1f" x2="%.1f" y2="%.1f" stroke="%s"/>`+"\n", px(v), ry-5, px(v), ry+5, c)
+		}
+		fmt.Fprintf(b, `<rect x="%.1f" y="%.1f" width="7" height="7" fill="%s"><title>median %.4g, min %.4g, max %.4g over %d rounds</title></rect>`+"\n",
+			px(r.s.Median)-3.5, ry-3.5, c, r.s.Median, r.s.Min, r.s.Max, r.s.N)
+		fmt.Fprintf(b, `<text x="%.1f" y="%.1f">%.3g%s (%.3g–%.3g)</text>`+"\n", x1+6, ry+4, r.s.Median, html.EscapeString(r.unit), r.s.Min, r.s.Max)
+	}
 }
 
 // niceCeil rounds v up to 1, 2 or 5 times a power of ten.

@@ -121,3 +121,60 @@ func (j *Jitter) Update(sendNanos, recvNanos int64) {
 
 // Value returns the current jitter estimate.
 func (j *Jitter) Value() time.Duration { return time.Duration(j.j) }
+
+// Spread is a figure measured once per round: its median over the rounds
+// and its smallest and largest value.
+type Spread struct {
+	// N is the number of rounds that measured the figure.
+	N      int     `json:"n"`
+	Median float64 `json:"median"`
+	Min    float64 `json:"min"`
+	Max    float64 `json:"max"`
+	// Values are the per-round figures, in round order.
+	Values []float64 `json:"values"`
+}
+
+// SpreadOf returns the median, minimum and maximum of vs (one value per
+// round, in round order; NaNs are left out). With an even count the median
+// is the mean of the two middle values. The zero Spread (N 0) says nothing
+// was measured.
+func SpreadOf(vs []float64) Spread {
+	var s Spread
+	for _, v := range vs {
+		if !math.IsNaN(v) {
+			s.Values = append(s.Values, v)
+		}
+	}
+	s.N = len(s.Values)
+	if s.N == 0 {
+		return s
+	}
+	v := slices.Clone(s.Values)
+	slices.Sort(v)
+	s.Min, s.Max = v[0], v[len(v)-1]
+	if m := len(v) / 2; len(v)%2 == 1 {
+		s.Median = v[m]
+	} else {
+		s.Median = (v[m-1] + v[m]) / 2
+	}
+	return s
+}
+
+// Added is the latency a forwarder adds over the reflector, per
+// percentile, µs.
+type Added struct {
+	P50  float64 `json:"p50_us"`
+	P99  float64 `json:"p99_us"`
+	P999 float64 `json:"p999_us"`
+}
+
+// AddedLatency returns what path adds to the latency distribution of ref
+// (the same generator and rate through a trivial reflector): each
+// percentile of path minus the same percentile of ref. These are
+// differences of quantiles of the two distributions, not per-packet
+// differences (no packet goes through both). A negative value means the
+// path was faster than the reflector at that percentile; it is kept, not
+// clipped, so that noise shows as noise.
+func AddedLatency(path, ref Summary) Added {
+	return Added{P50: path.P50 - ref.P50, P99: path.P99 - ref.P99, P999: path.P999 - ref.P999}
+}

@@ -1,0 +1,211 @@
+package report
+
+import (
+	"math"
+	"slices"
+
+	"github.com/mdfast/mdfast/bench/internal/stats"
+)
+
+// Reflector and Baseline are the two paths the others are measured
+// against: the generator's calibration and the forwarder of every ratio.
+const (
+	Reflector = "reflector"
+	Baseline  = "baseline"
+)
+
+// MaxReflectorCPU is the busiest a reflector step may be (its md_cpu, 1.0
+// = one core) and still calibrate: past it the reflector queues packets
+// itself, its latency is no longer the generator's, and the added latency
+// taken against it would be too small.
+const MaxReflectorCPU = 0.5
+
+// AttachAdded sets Added on every step (not the reflector's own) for which
+// the same round measured the reflector at the same group and step: the
+// reflector run after it at its rate (Calibrates names its path), or, on
+// the fixed patterns, the reflector's step of that round. Both must have
+// latency samples (Verified > 0), and the reflector must not have been
+// busier than MaxReflectorCPU (else CalibrationSaturated is set instead).
+func AttachAdded(scs []Scenario) {
+	for i := range scs {
+		s := &scs[i]
+		s.Added, s.RefP99us, s.CalibrationSaturated = nil, 0, false
+		if s.Path == Reflector || s.Error != "" || s.Verified == 0 {
+			continue
+		}
+		for j := range scs {
+			c := &scs[j]
+			if c.Path != Reflector || c.Error != "" || c.Verified == 0 || c.Round != s.Round || c.Group != s.Group || c.Step != s.Step {
+				continue
+			}
+			if c.Calibrates == s.Path || (c.Calibrates == "" && s.Pattern != "flood") {
+				if c.MDCPU > MaxReflectorCPU {
+					s.CalibrationSaturated = true
+					break
+				}
+				a := stats.AddedLatency(
+					stats.Summary{P50: s.P50us, P99: s.P99us, P999: s.P999us},
+					stats.Summary{P50: c.P50us, P99: c.P99us, P999: c.P999us})
+				s.Added = &a
+				s.RefP99us = c.P99us
+				break
+			}
+		}
+	}
+}
+
+var nan = math.NaN()
+
+// Aggregate is one step of one group on one path over the rounds: every
+// figure as its median, min and max over the rounds that measured it.
+type Aggregate struct {
+	// Name is "<group>@<step>".
+	Name    string `json:"name"`
+	Group   string `json:"group"`
+	Step    string `json:"step"`
+	Path    string `json:"path"`
+	Pattern string `json:"pattern"`
+	Profile string `json:"profile"`
+	Payload int    `json:"payload"`
+	Fanout  int    `json:"fanout"`
+	// Rounds is how many rounds measured the step; Errors how many could
+	// not.
+	Rounds int `json:"rounds"`
+	Errors int `json:"errors"`
+	// ForwardedPPS, Loss, the latency percentiles (send to receive) and
+	// the forwarder's CPU.
+	ForwardedPPS stats.Spread `json:"forwarded_pps"`
+	Loss         stats.Spread `json:"loss"`
+	P50us        stats.Spread `json:"p50_us"`
+	P99us        stats.Spread `json:"p99_us"`
+	P999us       stats.Spread `json:"p999_us"`
+	MDCPU        stats.Spread `json:"md_cpu"`
+	// PerCPUSecond is forwarded packets per forwarder CPU-second; Ratio
+	// that divided by the baseline's in the same round, same group and
+	// step (saturation steps only: at paced steps the paths carry
+	// different loads).
+	PerCPUSecond stats.Spread `json:"forwarded_per_md_cpu_second"`
+	Ratio        stats.Spread `json:"ratio_vs_baseline"`
+	// AddedP50us, AddedP99us and AddedP999us are the per-round added
+	// latencies (Scenario.Added).
+	AddedP50us  stats.Spread `json:"added_p50_us"`
+	AddedP99us  stats.Spread `json:"added_p99_us"`
+	AddedP999us stats.Spread `json:"added_p999_us"`
+	// RefP99us is the p99 of the reflector steps that calibrated this
+	// step, over the rounds: how far the generator's own latency moved,
+	// i.e. the resolution of the added latency.
+	RefP99us stats.Spread `json:"reflector_p99_us"`
+	// SleepsPerK and CatchesPerK are the AF_XDP worker's poll sleeps and
+	// spin catches per 1000 packets it received.
+	SleepsPerK  stats.Spread `json:"xdp_poll_sleeps_per_1000_packets"`
+	CatchesPerK stats.Spread `json:"xdp_spin_catches_per_1000_packets"`
+	// SaturatedCalibrations is how many rounds had no added latency
+	// because the reflector was busier than MaxReflectorCPU at the rate.
+	SaturatedCalibrations int `json:"saturated_calibrations"`
+	// MQPPS and MQPerCPU are, on MQGroup's saturation step of a path
+	// other than MQBase (the multi-queue comparison, BENCH_MQ=1), its
+	// forwarded packets per second and per forwarder CPU-second over
+	// MQBase's in the same round.
+	MQPPS    stats.Spread `json:"mq_pps_ratio"`
+	MQPerCPU stats.Spread `json:"mq_per_cpu_second_ratio"`
+	// QueueRx is, per round that measured the step, the packets each of
+	// the forwarder's workers received (multi-queue paths).
+	QueueRx [][]uint64 `json:"queue_rx_packets,omitempty"`
+}
+
+// Summarize groups scs by group, step and path (the reflector's
+// calibration steps are left out: they show in each path's added latency)
+// in the order they first appear, and summarizes each over the rounds.
+func Summarize(scs []Scenario) []Aggregate {
+	type key struct{ group, step, path string }
+	var order []key
+	rows := map[key][]*Scenario{}
+	for i := range scs {
+		s := &scs[i]
+		if s.Calibrates != "" {
+			continue
+		}
+		k := key{s.Group, s.Step, s.Path}
+		if _, ok := rows[k]; !ok {
+			order = append(order, k)
+		}
+		rows[k] = append(rows[k], s)
+	}
+	perCPU := func(group, step, path string, round int) float64 {
+		for _, s := range rows[key{group, step, path}] {
+			if s.Round == round && s.Error == "" && s.ForwardedPerCPUSecond > 0 {
+				return s.ForwardedPerCPUSecond
+			}
+		}
+		return nan
+	}
+	// mqBase is MQBase's measurement of the multi-queue group's step in
+	// round, nil if that round has none.
+	mqBase := func(step string, round int) *Scenario {
+		for _, s := range rows[key{MQGroup, step, MQBase}] {
+			if s.Round == round && s.Error == "" && s.ForwardedPPS > 0 {
+				return s
+			}
+		}
+		return nil
+	}
+	out := make([]Aggregate, 0, len(order))
+	for _, k := range order {
+		ss := rows[k]
+		slices.SortStableFunc(ss, func(a, b *Scenario) int { return a.Round - b.Round })
+		f := ss[0]
+		a := Aggregate{Name: f.Group + "@" + f.Step, Group: f.Group, Step: f.Step, Path: f.Path, Pattern: f.Pattern,
+			Profile: f.Profile, Payload: f.Payload, Fanout: f.Fanout}
+		var fwd, loss, p50, p99, p999, cpu, pcs, ratio, ad50, ad99, ad999, ref99, sleeps, catches, mqPPS, mqCPU []float64
+		for _, s := range ss {
+			if s.Error != "" {
+				a.Errors++
+				continue
+			}
+			a.Rounds++
+			fwd = append(fwd, s.ForwardedPPS)
+			loss = append(loss, s.Loss)
+			cpu = append(cpu, s.MDCPU)
+			if s.Verified > 0 {
+				p50, p99, p999 = append(p50, s.P50us), append(p99, s.P99us), append(p999, s.P999us)
+			}
+			if s.ForwardedPerCPUSecond > 0 {
+				pcs = append(pcs, s.ForwardedPerCPUSecond)
+				if s.Step == "sat" && s.Path != Baseline {
+					ratio = append(ratio, s.ForwardedPerCPUSecond/perCPU(k.group, k.step, Baseline, s.Round))
+				}
+			}
+			if s.Group == MQGroup && s.Step == "sat" && s.Path != MQBase {
+				if b := mqBase(s.Step, s.Round); b != nil {
+					mqPPS = append(mqPPS, s.ForwardedPPS/b.ForwardedPPS)
+					if s.ForwardedPerCPUSecond > 0 && b.ForwardedPerCPUSecond > 0 {
+						mqCPU = append(mqCPU, s.ForwardedPerCPUSecond/b.ForwardedPerCPUSecond)
+					}
+				}
+			}
+			if len(s.QueueRx) > 0 {
+				a.QueueRx = append(a.QueueRx, s.QueueRx)
+			}
+			if s.CalibrationSaturated {
+				a.SaturatedCalibrations++
+			}
+			if s.Added != nil {
+				ad50, ad99, ad999 = append(ad50, s.Added.P50), append(ad99, s.Added.P99), append(ad999, s.Added.P999)
+				ref99 = append(ref99, s.RefP99us)
+			}
+			if s.ForwarderRx > 0 && s.XDPPollSleeps+s.XDPSpinCatches > 0 {
+				k := float64(s.ForwarderRx) / 1000
+				sleeps, catches = append(sleeps, float64(s.XDPPollSleeps)/k), append(catches, float64(s.XDPSpinCatches)/k)
+			}
+		}
+		a.ForwardedPPS, a.Loss, a.MDCPU, a.PerCPUSecond = stats.SpreadOf(fwd), stats.SpreadOf(loss), stats.SpreadOf(cpu), stats.SpreadOf(pcs)
+		a.P50us, a.P99us, a.P999us = stats.SpreadOf(p50), stats.SpreadOf(p99), stats.SpreadOf(p999)
+		a.Ratio = stats.SpreadOf(ratio)
+		a.AddedP50us, a.AddedP99us, a.AddedP999us = stats.SpreadOf(ad50), stats.SpreadOf(ad99), stats.SpreadOf(ad999)
+		a.RefP99us = stats.SpreadOf(ref99)
+		a.SleepsPerK, a.CatchesPerK = stats.SpreadOf(sleeps), stats.SpreadOf(catches)
+		a.MQPPS, a.MQPerCPU = stats.SpreadOf(mqPPS), stats.SpreadOf(mqCPU)
+		out = append(out, a)
+	}
+	return out
+}
