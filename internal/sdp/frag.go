@@ -1,7 +1,6 @@
 package sdp
 
 import (
-	"bytes"
 	"strings"
 )
 
@@ -29,38 +28,17 @@ func ParseFrag(b []byte) (*Frag, error) {
 	}
 	var f Frag
 	var pwd, ufrag string
-	n := 0
-	for len(b) > 0 {
-		n++
-		if n > MaxLines {
-			return nil, errorf(ErrMalformed, n, "more than %d lines", MaxLines)
+	sc := scanner{b: b}
+	for {
+		typ, val, ok, err := sc.next()
+		if err != nil {
+			return nil, err
 		}
-		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
+		if !ok {
+			break
 		}
-		line = bytes.TrimSuffix(line, []byte{'\r'})
-		if len(line) > MaxLine {
-			return nil, errorf(ErrMalformed, n, "line of %d bytes, at most %d", len(line), MaxLine)
-		}
-		if len(line) == 0 {
-			if len(b) == 0 {
-				break
-			}
-			return nil, errorf(ErrMalformed, n, "empty line")
-		}
-		if len(line) < 2 || line[1] != '=' {
-			return nil, errorf(ErrMalformed, n, "not a <type>=<value> line")
-		}
-		for _, c := range line[2:] {
-			if c < 0x20 && c != '\t' || c == 0x7f {
-				return nil, errorf(ErrMalformed, n, "control character 0x%02x", c)
-			}
-		}
-		val := string(line[2:])
-		switch line[0] {
+		n := sc.n
+		switch typ {
 		case 'm':
 			continue
 		case 'a':
@@ -78,7 +56,7 @@ func ParseFrag(b []byte) (*Frag, error) {
 			*p = value
 			return nil
 		}
-		var err error
+		err = nil
 		switch name {
 		case "ice-ufrag":
 			err = set(&ufrag)

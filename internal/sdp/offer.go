@@ -1,7 +1,6 @@
 package sdp
 
 import (
-	"bytes"
 	"strconv"
 	"strings"
 
@@ -100,37 +99,16 @@ func ParseOffer(b []byte) (*Offer, error) {
 		bundles                  int
 		sawBundleLine, sawOrigin bool
 	)
-	n := 0
-	for len(b) > 0 {
-		n++
-		if n > MaxLines {
-			return nil, errorf(ErrMalformed, n, "more than %d lines", MaxLines)
+	sc := scanner{b: b}
+	for {
+		typ, val, ok, err := sc.next()
+		if err != nil {
+			return nil, err
 		}
-		var line []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			line, b = b[:i], b[i+1:]
-		} else {
-			line, b = b, nil
+		if !ok {
+			break
 		}
-		line = bytes.TrimSuffix(line, []byte{'\r'})
-		if len(line) > MaxLine {
-			return nil, errorf(ErrMalformed, n, "line of %d bytes, at most %d", len(line), MaxLine)
-		}
-		if len(line) == 0 {
-			if len(b) == 0 {
-				break // final line break
-			}
-			return nil, errorf(ErrMalformed, n, "empty line")
-		}
-		if len(line) < 2 || line[1] != '=' || line[0] < 'a' || line[0] > 'z' {
-			return nil, errorf(ErrMalformed, n, "not a <type>=<value> line")
-		}
-		for _, c := range line[2:] {
-			if c < 0x20 && c != '\t' || c == 0x7f {
-				return nil, errorf(ErrMalformed, n, "control character 0x%02x", c)
-			}
-		}
-		typ, val := line[0], string(line[2:])
+		n := sc.n
 		if n == 1 {
 			if typ != 'v' || val != "0" {
 				return nil, errorf(ErrMalformed, n, "an SDP body starts with v=0")
