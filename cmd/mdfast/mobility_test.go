@@ -321,44 +321,8 @@ func startNSDaemon(t *testing.T, pair *netnstest.Pair, p *pki, mode, kdAddr stri
 		"metrics-listen: 127.0.0.1:0",
 		"new-associations-per-second: -1",
 	}, extra...), "\n")+"\n")
-	cmd := command(t.Context(), "run", "-config", cfg)
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Fatalf("ip(8): %v", err)
-	}
-	cmd.Path = ip
-	cmd.Args = append([]string{"ip", "netns", "exec", pair.MD.NS.Name}, cmd.Args...)
-	d := &nsDaemon{stderr: new(syncBuffer)}
-	var stdout syncBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, d.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(unix.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("mdfast stderr:\n%s", d.stderr.String())
-		}
-	})
-	d.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-			err = pair.MD.NS.Do(func() error {
-				var derr error
-				c, derr = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return derr
-			})
-			return c, err
-		},
-	}}
+	stderr, exited := runInNetns(t, pair.MD.NS.Name, cfg)
+	d := &nsDaemon{stderr: stderr, client: netnsHTTPClient(pair.MD.NS, 5*time.Second)}
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		for _, m := range listenRE.FindAllStringSubmatch(d.stderr.String(), -1) {

@@ -61,45 +61,10 @@ func startXDPDaemon(t *testing.T, mode string) *xdpDaemon {
 
 	// The whole process runs in the MD namespace: its netlink handle, its
 	// XDP attachment and its sockets are there.
-	cmd := command(t.Context(), "run", "-config", cfg)
-	ip, err := exec.LookPath("ip")
-	if err != nil {
-		t.Fatalf("ip(8): %v", err)
-	}
-	cmd.Path = ip
-	cmd.Args = append([]string{"ip", "netns", "exec", pair.MD.NS.Name}, cmd.Args...)
-	d := &xdpDaemon{pair: pair, stderr: new(syncBuffer)}
-	var stdout syncBuffer
-	cmd.Stdout, cmd.Stderr = &stdout, d.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(unix.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("mdfast stdout:\n%s\nmdfast stderr:\n%s", stdout.String(), d.stderr.String())
-		}
-	})
+	stderr, exited := runInNetns(t, pair.MD.NS.Name, cfg)
+	d := &xdpDaemon{pair: pair, stderr: stderr}
 
-	d.client = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
-		DisableKeepAlives: true,
-		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
-			err = pair.MD.NS.Do(func() error {
-				var derr error
-				c, derr = (&net.Dialer{}).DialContext(ctx, network, addr)
-				return derr
-			})
-			return c, err
-		},
-	}}
+	d.client = netnsHTTPClient(pair.MD.NS, 2*time.Second)
 	re := regexp.MustCompile(`msg="metrics listening" addr=(\S+)`)
 	deadline := time.Now().Add(15 * time.Second)
 	for d.metrics == "" {
@@ -259,4 +224,56 @@ func TestReadyzTunnelBlackholed(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("path restored -> /readyz 200 in %v", time.Since(back).Round(time.Millisecond))
+}
+
+// runInNetns runs `mdfast run -config cfg` in the network namespace ns
+// (its netlink handle, XDP attachment and sockets are there) and returns
+// its stderr and a channel that receives its exit (put the value back
+// after reading it: t.Cleanup waits for it); t.Cleanup stops it (SIGTERM,
+// then kill after 10 s) and logs its output if t failed.
+func runInNetns(t *testing.T, ns, cfg string) (*syncBuffer, chan error) {
+	t.Helper()
+	cmd := command(t.Context(), "run", "-config", cfg)
+	ip, err := exec.LookPath("ip")
+	if err != nil {
+		t.Fatalf("ip(8): %v", err)
+	}
+	cmd.Path = ip
+	cmd.Args = append([]string{"ip", "netns", "exec", ns}, cmd.Args...)
+	var stdout syncBuffer
+	stderr := new(syncBuffer)
+	cmd.Stdout, cmd.Stderr = &stdout, stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(unix.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("mdfast stdout:\n%s\nmdfast stderr:\n%s", stdout.String(), stderr.String())
+		}
+	})
+	return stderr, exited
+}
+
+// netnsHTTPClient is an HTTP client whose connections are made in ns.
+func netnsHTTPClient(ns *netnstest.NS, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (c net.Conn, err error) {
+			err = ns.Do(func() error {
+				var derr error
+				c, derr = (&net.Dialer{}).DialContext(ctx, network, addr)
+				return derr
+			})
+			return c, err
+		},
+	}}
 }

@@ -56,7 +56,7 @@ func (s *sys) newEndpoint(ci, k int) (*endpoint, error) {
 		ssrc: 0x5eed0000 + uint32(i), got: map[uint32]map[uint16]int64{}, last: map[uint32]int64{}}
 	e.cur.Store(e.ssrc)
 	var err error
-	if e.pc, err = s.ep.ns.ListenUDP(e.addr, 0); err != nil {
+	if e.pc, err = s.ep.NS.ListenUDP(e.addr, 0); err != nil {
 		return nil, fmt.Errorf("endpoint %s: %w", e.name, err)
 	}
 	ap := e.pc.LocalAddr().(*net.UDPAddr).AddrPort()

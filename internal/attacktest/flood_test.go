@@ -155,7 +155,7 @@ func TestIncompleteHelloFlood(t *testing.T) {
 	needRoot(t)
 	const sources, rate, duration = 100, 400, 10 * time.Second
 	s, call, ctx, hello := floodSetup(t, sources)
-	raw, err := newRawSender(s.atk.ns)
+	raw, err := newRawSender(s.atk.NS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,13 +219,13 @@ func TestSpoofedSourceFlood(t *testing.T) {
 	for range 64 {
 		payloads = append(payloads, freshHello(hello), stunBinding())
 	}
-	raw, err := newRawSender(s.atk.ns)
+	raw, err := newRawSender(s.atk.NS)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer raw.close()
 	// What comes back to the reachable spoofed range.
-	back, err := s.atk.ns.ListenUDP(netip.IPv4Unspecified(), 40000)
+	back, err := s.atk.NS.ListenUDP(netip.IPv4Unspecified(), 40000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,10 +302,10 @@ func TestSpoofedSourceFlood(t *testing.T) {
 		}
 	}
 	for _, n := range []*node{s.md, s.ep, s.kd} {
-		out, _ := exec.Command("ip", "netns", "exec", n.ns.Name, "cat", "/proc/net/snmp").Output()
+		out, _ := exec.Command("ip", "netns", "exec", n.NS.Name, "cat", "/proc/net/snmp").Output()
 		for _, ln := range strings.Split(string(out), "\n") {
 			if strings.HasPrefix(ln, "Udp:") {
-				t.Logf("kernel %s: %s", n.ns.Name, ln)
+				t.Logf("kernel %s: %s", n.NS.Name, ln)
 			}
 		}
 	}

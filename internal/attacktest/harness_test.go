@@ -65,17 +65,12 @@ func TestMain(m *testing.M) {
 		if os.Geteuid() != 0 {
 			return m.Run() // every test skips, saying why
 		}
-		dir, err := os.MkdirTemp("", "attacktest-bin-")
+		dir, err := syssim.BuildDaemons("attacktest")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "attacktest:", err)
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		build := exec.Command("go", "build", "-o", dir+"/", "github.com/mdfast/mdfast/cmd/mdfast", "github.com/mdfast/mdfast/cmd/keydist")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "attacktest: build the daemons: %v\n%s", err, out)
-			return 1
-		}
 		binDir = dir
 		return m.Run()
 	}()
@@ -92,97 +87,8 @@ func needRoot(t *testing.T) {
 	testutil.CheckGoroutines(t)
 }
 
-// node is a namespace plugged into the bridge by a veth pair ("eth0").
-type node struct {
-	ns    *netnstest.NS
-	mac   net.HardwareAddr
-	link  netlink.Link
-	addrs []netip.Addr
-}
-
-// topo is the switch namespace and its nodes.
-type topo struct {
-	sw *netnstest.NS
-	br netlink.Link
-	n  int
-}
-
-func newTopo(t *testing.T) *topo {
-	t.Helper()
-	sw := netnstest.New(t)
-	if err := sw.Netlink().LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}); err != nil {
-		t.Fatalf("add bridge: %v", err)
-	}
-	br, err := sw.Netlink().LinkByName("br0")
-	if err != nil {
-		t.Fatalf("find bridge: %v", err)
-	}
-	if err := sw.Netlink().LinkSetUp(br); err != nil {
-		t.Fatalf("bridge up: %v", err)
-	}
-	return &topo{sw: sw, br: br}
-}
-
-// node creates a namespace whose eth0 has addrs (/15) and plugs it into
-// the bridge.
-func (tp *topo) node(t *testing.T, addrs ...netip.Addr) *node {
-	t.Helper()
-	tp.n++
-	ns := netnstest.New(t)
-	nd := &node{ns: ns, mac: net.HardwareAddr{2, 0, 0xc6, 0x12, 0xee, byte(tp.n)}, addrs: addrs}
-	swName := fmt.Sprintf("p%d", tp.n)
-	veth := &netlink.Veth{
-		LinkAttrs:        netlink.LinkAttrs{Name: swName, NumTxQueues: 1, NumRxQueues: 1, MasterIndex: tp.br.Attrs().Index},
-		PeerName:         "eth0",
-		PeerHardwareAddr: nd.mac,
-		PeerNamespace:    netlink.NsFd(nsFd(t, ns)),
-	}
-	if err := tp.sw.Netlink().LinkAdd(veth); err != nil {
-		t.Fatalf("add veth %s: %v", swName, err)
-	}
-	swl, err := tp.sw.Netlink().LinkByName(swName)
-	if err != nil {
-		t.Fatalf("find %s: %v", swName, err)
-	}
-	if err := tp.sw.Netlink().LinkSetUp(swl); err != nil {
-		t.Fatalf("%s up: %v", swName, err)
-	}
-	if nd.link, err = ns.Netlink().LinkByName("eth0"); err != nil {
-		t.Fatalf("find eth0 in %s: %v", ns.Name, err)
-	}
-	for _, a := range addrs {
-		if err := ns.Netlink().AddrAdd(nd.link, &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(prefixLen, 32)}}); err != nil {
-			t.Fatalf("address %s in %s: %v", a, ns.Name, err)
-		}
-	}
-	if err := ns.Netlink().LinkSetUp(nd.link); err != nil {
-		t.Fatalf("eth0 up in %s: %v", ns.Name, err)
-	}
-	return nd
-}
-
-// nsFd opens the namespace's file for netlink (closed in t.Cleanup).
-func nsFd(t *testing.T, ns *netnstest.NS) int {
-	t.Helper()
-	f, err := os.Open("/run/netns/" + ns.Name)
-	if err != nil {
-		t.Fatalf("open netns %s: %v", ns.Name, err)
-	}
-	t.Cleanup(func() { f.Close() })
-	return int(f.Fd())
-}
-
-// neigh gives n a permanent neighbour entry for each of other's
-// addresses (the AF_XDP path needs the MACs before the first packet).
-func (n *node) neigh(t *testing.T, other *node) {
-	t.Helper()
-	for _, a := range other.addrs {
-		ne := &netlink.Neigh{LinkIndex: n.link.Attrs().Index, State: netlink.NUD_PERMANENT, IP: a.AsSlice(), HardwareAddr: other.mac}
-		if err := n.ns.Netlink().NeighSet(ne); err != nil {
-			t.Fatalf("neighbour %s in %s: %v", a, n.ns.Name, err)
-		}
-	}
-}
+// node is a namespace plugged into the test's bridge.
+type node = netnstest.Node
 
 // conference is a conference in the KD registry and its endpoints.
 type conference struct {
@@ -196,7 +102,7 @@ type sys struct {
 	t      *testing.T
 	dir    string
 	files  *syssim.Files
-	tp     *topo
+	tp     *netnstest.Bridge
 	md, kd *node
 	ep     *node // every legitimate endpoint, one address each
 	atk    *node // nil without an attacker
@@ -234,32 +140,32 @@ func newSys(t *testing.T, cfg sysConfig) *sys {
 	for _, c := range cfg.conferences {
 		total += c.n
 	}
-	s.tp = newTopo(t)
-	s.md = s.tp.node(t, mdIP)
-	s.kd = s.tp.node(t, kdIP)
+	s.tp = netnstest.NewBridge(t)
+	s.md = s.tp.Node(t, prefixLen, mdIP)
+	s.kd = s.tp.Node(t, prefixLen, kdIP)
 	var epAddrs []netip.Addr
 	for i := range total {
 		epAddrs = append(epAddrs, epAddr(i))
 	}
-	s.ep = s.tp.node(t, epAddrs...)
+	s.ep = s.tp.Node(t, prefixLen, epAddrs...)
 	if cfg.attackerAddrs >= 0 {
 		addrs := []netip.Addr{netip.MustParseAddr("198.18.0.3")}
 		for i := range cfg.attackerAddrs {
 			addrs = append(addrs, atkAddr(i))
 		}
-		s.atk = s.tp.node(t, addrs...)
+		s.atk = s.tp.Node(t, prefixLen, addrs...)
 		// The attacker's namespace answers for 198.19.255.0/24 (spoofed
 		// sources whose answers come back).
 		r := &netlink.Route{Dst: &net.IPNet{IP: net.IP{198, 19, 255, 0}, Mask: net.CIDRMask(24, 32)}, Type: syscall.RTN_LOCAL,
 			Table: syscall.RT_TABLE_LOCAL, Scope: netlink.SCOPE_HOST, LinkIndex: 1}
-		if err := s.atk.ns.Netlink().RouteAdd(r); err != nil {
+		if err := s.atk.NS.Netlink().RouteAdd(r); err != nil {
 			t.Fatalf("local route for the reachable spoofed range: %v", err)
 		}
 	}
-	s.md.neigh(t, s.ep)
-	s.md.neigh(t, s.kd)
-	s.kd.neigh(t, s.md)
-	s.ep.neigh(t, s.md)
+	s.md.Neigh(t, s.ep)
+	s.md.Neigh(t, s.kd)
+	s.kd.Neigh(t, s.md)
+	s.ep.Neigh(t, s.md)
 
 	var err error
 	if s.files, err = syssim.WriteFiles(s.dir, kdIP.AsSlice(), mdIP.AsSlice()); err != nil {
@@ -286,8 +192,8 @@ func newSys(t *testing.T, cfg sysConfig) *sys {
 	if err := s.files.WriteConferences(confs); err != nil {
 		t.Fatal(err)
 	}
-	s.mdHTTP = syssim.HTTPClient(s.md.ns.Name)
-	s.kdHTTP = syssim.HTTPClient(s.kd.ns.Name)
+	s.mdHTTP = syssim.HTTPClient(s.md.NS.Name)
+	s.kdHTTP = syssim.HTTPClient(s.kd.NS.Name)
 	t.Cleanup(s.stop)
 	if err := s.startKD(); err != nil {
 		t.Fatal(err)
@@ -338,7 +244,7 @@ func (s *sys) fatal(err error) {
 func (s *sys) start(n *node, name string, argv ...string) (*syssim.Proc, error) {
 	s.starts++
 	log := filepath.Join(s.dir, fmt.Sprintf("%s-%d.log", name, s.starts))
-	return syssim.Start(name, log, exec.Command("ip", append([]string{"netns", "exec", n.ns.Name, filepath.Join(binDir, name)}, argv...)...))
+	return syssim.Start(name, log, exec.Command("ip", append([]string{"netns", "exec", n.NS.Name, filepath.Join(binDir, name)}, argv...)...))
 }
 
 // startKD starts keydist with its admin API on kdAdmin.

@@ -59,7 +59,7 @@ func TestSpoofedTeardown(t *testing.T) {
 		confs = append(confs, confSize{at.name, 3})
 	}
 	s := newSys(t, sysConfig{conferences: confs, attackerAddrs: 0})
-	raw, err := newRawSender(s.atk.ns)
+	raw, err := newRawSender(s.atk.NS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -187,3 +187,19 @@ func NonZero(body, name string) []string {
 	}
 	return out
 }
+
+// BuildDaemons builds mdfast and keydist into a new temporary directory
+// named after prefix, for tests that run the real daemons; the caller
+// removes it (os.RemoveAll).
+func BuildDaemons(prefix string) (string, error) {
+	dir, err := os.MkdirTemp("", prefix+"-bin-")
+	if err != nil {
+		return "", fmt.Errorf("syssim: %w", err)
+	}
+	build := exec.Command("go", "build", "-o", dir+"/", "github.com/mdfast/mdfast/cmd/mdfast", "github.com/mdfast/mdfast/cmd/keydist")
+	if out, err := build.CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("syssim: build the daemons: %w\n%s", err, out)
+	}
+	return dir, nil
+}

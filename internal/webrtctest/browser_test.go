@@ -98,7 +98,7 @@ func TestBrowserReceivesPionVideo(t *testing.T) {
 
 	// The page, served inside the endpoints' namespace.
 	var ln net.Listener
-	if err := syssim.InNetns(s.ep.ns.Name, func() error {
+	if err := syssim.InNetns(s.ep.NS.Name, func() error {
 		var err error
 		ln, err = net.Listen("tcp", pageAddr)
 		return err
@@ -115,7 +115,7 @@ func TestBrowserReceivesPionVideo(t *testing.T) {
 
 	// Chromium in the endpoints' namespace, driven over its DevTools pipe.
 	wrapper := filepath.Join(t.TempDir(), "chromium-in-netns")
-	script := fmt.Sprintf("#!/bin/sh\nexec ip netns exec %s %s \"$@\"\n", s.ep.ns.Name, chromium)
+	script := fmt.Sprintf("#!/bin/sh\nexec ip netns exec %s %s \"$@\"\n", s.ep.NS.Name, chromium)
 	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -16,8 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/vishvananda/netlink"
 
 	"github.com/mdfast/mdfast/internal/keydist"
 	"github.com/mdfast/mdfast/internal/netnstest"
@@ -56,105 +53,20 @@ func TestMain(m *testing.M) {
 		if os.Geteuid() != 0 {
 			return m.Run() // every test skips, saying why
 		}
-		dir, err := os.MkdirTemp("", "webrtctest-bin-")
+		dir, err := syssim.BuildDaemons("webrtctest")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "webrtctest:", err)
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		build := exec.Command("go", "build", "-o", dir+"/", "github.com/mdfast/mdfast/cmd/mdfast", "github.com/mdfast/mdfast/cmd/keydist")
-		if out, err := build.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "webrtctest: build the daemons: %v\n%s", err, out)
-			return 1
-		}
 		binDir = dir
 		return m.Run()
 	}()
 	os.Exit(code)
 }
 
-// node is a namespace plugged into the bridge by a veth pair ("eth0").
-type node struct {
-	ns    *netnstest.NS
-	mac   net.HardwareAddr
-	link  netlink.Link
-	addrs []netip.Addr
-}
-
-type topo struct {
-	sw *netnstest.NS
-	br netlink.Link
-	n  int
-}
-
-func newTopo(t *testing.T) *topo {
-	t.Helper()
-	sw := netnstest.New(t)
-	if err := sw.Netlink().LinkAdd(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "br0"}}); err != nil {
-		t.Fatalf("add bridge: %v", err)
-	}
-	br, err := sw.Netlink().LinkByName("br0")
-	if err != nil {
-		t.Fatalf("find bridge: %v", err)
-	}
-	if err := sw.Netlink().LinkSetUp(br); err != nil {
-		t.Fatalf("bridge up: %v", err)
-	}
-	return &topo{sw: sw, br: br}
-}
-
-func (tp *topo) node(t *testing.T, addrs ...netip.Addr) *node {
-	t.Helper()
-	tp.n++
-	ns := netnstest.New(t)
-	nd := &node{ns: ns, mac: net.HardwareAddr{2, 0, 0xc6, 0x12, 0xef, byte(tp.n)}, addrs: addrs}
-	swName := fmt.Sprintf("p%d", tp.n)
-	f, err := os.Open("/run/netns/" + ns.Name)
-	if err != nil {
-		t.Fatalf("open netns %s: %v", ns.Name, err)
-	}
-	defer f.Close()
-	veth := &netlink.Veth{
-		LinkAttrs:        netlink.LinkAttrs{Name: swName, NumTxQueues: 1, NumRxQueues: 1, MasterIndex: tp.br.Attrs().Index},
-		PeerName:         "eth0",
-		PeerHardwareAddr: nd.mac,
-		PeerNamespace:    netlink.NsFd(int(f.Fd())),
-	}
-	if err := tp.sw.Netlink().LinkAdd(veth); err != nil {
-		t.Fatalf("add veth %s: %v", swName, err)
-	}
-	swl, err := tp.sw.Netlink().LinkByName(swName)
-	if err != nil {
-		t.Fatalf("find %s: %v", swName, err)
-	}
-	if err := tp.sw.Netlink().LinkSetUp(swl); err != nil {
-		t.Fatalf("%s up: %v", swName, err)
-	}
-	if nd.link, err = ns.Netlink().LinkByName("eth0"); err != nil {
-		t.Fatalf("find eth0 in %s: %v", ns.Name, err)
-	}
-	for _, a := range addrs {
-		if err := ns.Netlink().AddrAdd(nd.link, &netlink.Addr{IPNet: &net.IPNet{IP: a.AsSlice(), Mask: net.CIDRMask(prefixLen, 32)}}); err != nil {
-			t.Fatalf("address %s in %s: %v", a, ns.Name, err)
-		}
-	}
-	if err := ns.Netlink().LinkSetUp(nd.link); err != nil {
-		t.Fatalf("eth0 up in %s: %v", ns.Name, err)
-	}
-	return nd
-}
-
-// neigh gives n a permanent neighbour entry for each of other's addresses
-// (the AF_XDP path needs the MACs before the first packet).
-func (n *node) neigh(t *testing.T, other *node) {
-	t.Helper()
-	for _, a := range other.addrs {
-		ne := &netlink.Neigh{LinkIndex: n.link.Attrs().Index, State: netlink.NUD_PERMANENT, IP: a.AsSlice(), HardwareAddr: other.mac}
-		if err := n.ns.Netlink().NeighSet(ne); err != nil {
-			t.Fatalf("neighbour %s in %s: %v", a, n.ns.Name, err)
-		}
-	}
-}
+// node is a namespace plugged into the test's bridge.
+type node = netnstest.Node
 
 // sys is keydist (with its join endpoint) and mdfast in namespaces, and
 // a namespace for the WebRTC endpoints.
@@ -186,20 +98,20 @@ func newSys(t *testing.T, cfg sysConfig) *sys {
 	}
 	testutil.CheckGoroutines(t)
 	s := &sys{t: t, dir: t.TempDir()}
-	tp := newTopo(t)
-	s.md = tp.node(t, mdIP)
-	s.kd = tp.node(t, kdIP)
+	tp := netnstest.NewBridge(t)
+	s.md = tp.Node(t, prefixLen, mdIP)
+	s.kd = tp.Node(t, prefixLen, kdIP)
 	var eps []netip.Addr
 	for i := range cfg.endpoints {
 		eps = append(eps, epAddr(i))
 	}
-	s.ep = tp.node(t, eps...)
-	s.md.neigh(t, s.ep)
-	s.md.neigh(t, s.kd)
-	s.kd.neigh(t, s.md)
-	s.ep.neigh(t, s.md)
-	s.ep.neigh(t, s.kd)
-	s.kd.neigh(t, s.ep)
+	s.ep = tp.Node(t, prefixLen, eps...)
+	s.md.Neigh(t, s.ep)
+	s.md.Neigh(t, s.kd)
+	s.kd.Neigh(t, s.md)
+	s.ep.Neigh(t, s.md)
+	s.ep.Neigh(t, s.kd)
+	s.kd.Neigh(t, s.ep)
 
 	var err error
 	if s.files, err = syssim.WriteFiles(s.dir, kdIP.AsSlice(), mdIP.AsSlice()); err != nil {
@@ -223,9 +135,9 @@ func newSys(t *testing.T, cfg sysConfig) *sys {
 			t.Fatal(err)
 		}
 	}
-	s.mdHTTP = syssim.HTTPClient(s.md.ns.Name)
-	s.kdHTTP = syssim.HTTPClient(s.kd.ns.Name)
-	s.epHTTP = syssim.HTTPClient(s.ep.ns.Name)
+	s.mdHTTP = syssim.HTTPClient(s.md.NS.Name)
+	s.kdHTTP = syssim.HTTPClient(s.kd.NS.Name)
+	s.epHTTP = syssim.HTTPClient(s.ep.NS.Name)
 	t.Cleanup(s.stop)
 
 	kdArgs := append(s.files.KeydistArgs(netip.AddrPortFrom(kdIP, tunnelPort).String(), kdMetrics),
@@ -256,7 +168,7 @@ func newSys(t *testing.T, cfg sysConfig) *sys {
 
 func (s *sys) start(n *node, name string, argv ...string) (*syssim.Proc, error) {
 	log := filepath.Join(s.dir, name+".log")
-	return syssim.Start(name, log, exec.Command("ip", append([]string{"netns", "exec", n.ns.Name, filepath.Join(binDir, name)}, argv...)...))
+	return syssim.Start(name, log, exec.Command("ip", append([]string{"netns", "exec", n.NS.Name, filepath.Join(binDir, name)}, argv...)...))
 }
 
 func (s *sys) stop() {

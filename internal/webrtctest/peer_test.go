@@ -210,7 +210,7 @@ func newPeer(t *testing.T, s *sys, idx int, conf string) *peer {
 	p := &peer{t: t, s: s, idx: byte(idx), conf: conf, ip: epAddr(idx), connected: make(chan struct{}),
 		got: map[[2]byte]int{}, lastFrom: map[byte]time.Time{}, firstAt: map[[2]byte]time.Time{}, stop: make(chan struct{})}
 	var err error
-	if p.conn, err = newSwapConn(s.ep.ns.Name, p.ip); err != nil {
+	if p.conn, err = newSwapConn(s.ep.NS.Name, p.ip); err != nil {
 		t.Fatal(err)
 	}
 	m := &webrtc.MediaEngine{}
@@ -373,7 +373,7 @@ func (p *peer) iceRestart(newPort bool) netip.AddrPort {
 	var ap netip.AddrPort
 	if newPort {
 		var err error
-		if ap, err = p.conn.swap(p.s.ep.ns.Name, p.ip); err != nil {
+		if ap, err = p.conn.swap(p.s.ep.NS.Name, p.ip); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -67,7 +67,7 @@ func TestPERCJoin(t *testing.T) {
 			t.Fatalf("answer without the KD's tls-id:\n%s", answer)
 		}
 		var udp *net.UDPConn
-		if err := syssim.InNetns(s.ep.ns.Name, func() error {
+		if err := syssim.InNetns(s.ep.NS.Name, func() error {
 			var err error
 			udp, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(epAddr(i), 0)))
 			return err
