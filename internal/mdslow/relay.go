@@ -186,6 +186,9 @@ type Stats struct {
 	// MovesRateLimited those within MinMoveInterval of the session's
 	// last move.
 	Moves, MovesRefused, MovesRateLimited uint64
+	// Rebinds counts the moves made on a NAT rebinding's checks (without
+	// USE-CANDIDATE; see session.go), included in Moves.
+	Rebinds uint64
 	// STUNReplayed counts authenticated checks with a transaction ID the
 	// session had already used (answered, not acted on).
 	STUNReplayed uint64
@@ -241,7 +244,7 @@ type counters struct {
 	dropSend, dropUnknownID, installErrors         atomic.Uint64
 	stunAnswered, stunRejected, stunIgnored        atomic.Uint64
 	dropEvents, disconnectsLost                    atomic.Uint64
-	moves, movesRefused, movesRateLimited          atomic.Uint64
+	moves, movesRefused, movesRateLimited, rebinds atomic.Uint64
 	stunReplayed, consentExpired, consentRestored  atomic.Uint64
 	refused                                        [NumRefusals]atomic.Uint64
 }
@@ -426,7 +429,7 @@ func (r *Relay) Stats() Stats {
 		InstallErrors: c.installErrors.Load(),
 		STUNAnswered:  c.stunAnswered.Load(), STUNRejected: c.stunRejected.Load(),
 		STUNIgnored: c.stunIgnored.Load(), DropEventQueue: c.dropEvents.Load(), DisconnectsLost: c.disconnectsLost.Load(),
-		Moves: c.moves.Load(), MovesRefused: c.movesRefused.Load(), MovesRateLimited: c.movesRateLimited.Load(),
+		Moves: c.moves.Load(), MovesRefused: c.movesRefused.Load(), MovesRateLimited: c.movesRateLimited.Load(), Rebinds: c.rebinds.Load(),
 		STUNReplayed: c.stunReplayed.Load(), ConsentExpired: c.consentExpired.Load(), ConsentRestored: c.consentRestored.Load(),
 	}
 }

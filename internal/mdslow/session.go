@@ -27,7 +27,17 @@ import (
 //     workers, the receive state handed over by the data plane when the
 //     flow lands on another worker), then the relay's address index. At
 //     most one move per session per MinMoveInterval. A check without
-//     USE-CANDIDATE from elsewhere is answered and moves nothing.
+//     USE-CANDIDATE from elsewhere is answered and moves nothing, except
+//     after a NAT rebinding: the endpoint's agent does not know its
+//     address changed, so it keeps checking its selected pair without
+//     nominating again, and its checks now come from the new mapping.
+//     RebindChecks consecutive checks from one new address, with none
+//     from the association's address in between and none from there for
+//     RebindQuiet, move it as a nominating check would (counted as a
+//     move and as a rebinding). Each of those checks passed
+//     MESSAGE-INTEGRITY with a fresh transaction ID, so an on-path
+//     attacker cannot do it with captured checks while the endpoint's own
+//     keep coming from its address.
 //   - Consent (RFC 7675, the ICE-lite side): a check from the bound
 //     association's own address is consent; without one for
 //     Limits.ConsentTimeout the association stops receiving media
@@ -48,6 +58,16 @@ const CheckedTTL = 30 * time.Second
 // MinMoveInterval is the shortest time between two moves of one session's
 // association.
 const MinMoveInterval = 100 * time.Millisecond
+
+// A NAT rebinding (see above) moves an association after RebindChecks
+// consecutive checks from one new address, its own address silent for
+// RebindQuiet: longer than agents leave between checks of the selected
+// pair (RFC 7675 consent checks every 4-6 s; browsers and pion check it
+// every 2-2.5 s), so a check of a backup pair does not move it.
+const (
+	RebindChecks = 2
+	RebindQuiet  = 2 * time.Second
+)
 
 const (
 	// replayWindow is the number of a session's latest transaction IDs
@@ -73,6 +93,9 @@ type session struct {
 	noConsent bool      // bound stopped receiving for want of consent
 	lastMove  time.Time
 	moves     uint64
+
+	rebindFrom netip.AddrPort // where the latest checks from elsewhere came from
+	rebindN    int            // how many in a row
 }
 
 // checkMark says which session's check passed from an address, and when.
@@ -159,28 +182,40 @@ func (r *Relay) onCheck(p slowpkt.Packet, chk STUNCheck) {
 		return
 	}
 	if p.From == a.addr {
+		s.rebindN = 0
 		r.consent(s, now)
 		return
 	}
+	rebind := false
 	if !chk.UseCandidate {
-		return
+		if p.From != s.rebindFrom {
+			s.rebindFrom, s.rebindN = p.From, 0
+		}
+		s.rebindN++
+		if s.rebindN < RebindChecks || now.Sub(s.consentAt) < RebindQuiet {
+			return
+		}
+		rebind = true
 	}
 	if !s.lastMove.IsZero() && now.Sub(s.lastMove) < MinMoveInterval {
 		r.c.movesRateLimited.Add(1)
 		return
 	}
-	r.move(s, a, p, now)
+	if r.move(s, a, p, now) && rebind {
+		r.c.rebinds.Add(1)
+	}
 }
 
 // move moves association a of session s to p.From, where a nominating
-// check of s came from.
-func (r *Relay) move(s *session, a *association, p slowpkt.Packet, now time.Time) {
+// check of s (or the checks of a rebinding) came from, and reports whether
+// it did.
+func (r *Relay) move(s *session, a *association, p slowpkt.Packet, now time.Time) bool {
 	to := p.From
 	if o := r.byAddr[to]; o != nil && o != a {
 		r.c.movesRefused.Add(1)
 		r.rl.Log(slog.LevelWarn, "move refused", "endpoint not moved: another association uses the address",
 			"session", s.id, "association", a.id, "to", to, "other", o.id)
-		return
+		return false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), tableOpTimeout)
 	_, err := r.cfg.Table.SetAddr(ctx, a.id, to)
@@ -188,7 +223,7 @@ func (r *Relay) move(s *session, a *association, p slowpkt.Packet, now time.Time
 	if err != nil && !errors.Is(err, keytable.ErrGraceTimeout) {
 		r.c.movesRefused.Add(1)
 		r.rl.Log(slog.LevelWarn, "move refused", "endpoint not moved: key table", "session", s.id, "association", a.id, "to", to, "err", err)
-		return
+		return false
 	}
 	if n := a.next; n != nil {
 		// A DTLS restart negotiating at the old address: it cannot get
@@ -210,9 +245,11 @@ func (r *Relay) move(s *session, a *association, p slowpkt.Packet, now time.Time
 	r.setAddr(to, a)
 	s.lastMove = now
 	s.moves++
+	s.rebindN = 0
 	r.c.moves.Add(1)
 	r.consent(s, now)
-	r.rl.Log(slog.LevelInfo, "moved", "endpoint moved on a nominating ICE check", "session", s.id, "association", a.id, "from", from, "to", to)
+	r.rl.Log(slog.LevelInfo, "moved", "endpoint moved on an ICE check", "session", s.id, "association", a.id, "from", from, "to", to)
+	return true
 }
 
 // consent records consent for s's bound association and gives media back

@@ -380,3 +380,75 @@ func TestSessionReassign(t *testing.T) {
 		t.Fatal("association kept after its session stopped placing it")
 	}
 }
+
+// TestSessionNATRebinding: after a NAT rebinding the endpoint keeps
+// checking its selected pair without USE-CANDIDATE, from the new mapping.
+// RebindChecks consecutive fresh checks from one new address, with the
+// association's address silent for RebindQuiet, move it; a check from the
+// old address in between, a quiet period too short, a replayed check or
+// checks alternating between two new addresses do not.
+func TestSessionNATRebinding(t *testing.T) {
+	e, _ := sessionEnv(t, Limits{})
+	ep, nat1, nat2 := "198.18.0.11:4000", "198.18.0.11:4100", "198.18.0.11:4200"
+	id := e.establishViaSession(t, ep)
+	at := func() string {
+		t.Helper()
+		got, ok := e.table.Get(id)
+		if !ok {
+			t.Fatal("association gone")
+		}
+		return got.Addr().String()
+	}
+	tx := byte(10)
+	check := func(addr string) {
+		t.Helper()
+		tx++
+		if !e.checkFrom(t, addr, sessUser, sessPwd, tx, false) {
+			t.Fatalf("check from %s not answered", addr)
+		}
+	}
+	stay := func(what string) {
+		t.Helper()
+		if at() != ep || e.r.Stats().Moves != 0 {
+			t.Fatalf("%s: moved to %s", what, at())
+		}
+	}
+
+	// Two checks from nat1, but the old address checked within RebindQuiet.
+	check(ep)
+	e.advance(RebindQuiet / 2)
+	check(nat1)
+	check(nat1)
+	stay("old address not quiet long enough")
+	// The old address checks again: the count starts over.
+	check(ep)
+	e.advance(RebindQuiet)
+	check(nat1)
+	stay("one check after the old address's")
+	// Checks alternating between two new addresses never add up.
+	check(nat2)
+	check(nat1)
+	check(nat2)
+	stay("alternating new addresses")
+	// A replayed check (a transaction ID already used) does not count.
+	e.snd.take()
+	if !e.checkFrom(t, nat2, sessUser, sessPwd, tx, false) {
+		t.Fatal("replayed check not answered")
+	}
+	stay("replayed check")
+	// Two fresh consecutive checks from nat1, old address quiet: moved.
+	check(nat1)
+	check(nat1)
+	if at() != nat1 {
+		t.Fatalf("not moved on a rebinding: at %s", at())
+	}
+	if s := e.r.Stats(); s.Moves != 1 || s.Rebinds != 1 {
+		t.Fatalf("moves %d, rebinds %d", s.Moves, s.Rebinds)
+	}
+	// The new address's checks are its consent now; the old one's checks
+	// do not move it back without the same evidence.
+	check(ep)
+	if at() != nat1 {
+		t.Fatalf("one check from the old address moved it back to %s", at())
+	}
+}

@@ -52,7 +52,7 @@ var (
 	dConfs     = desc("conferences", "Conferences with at least one member.")
 	dTable     = desc("keytable_events_total", "Key table events.", "event")
 	dSlow      = desc("slowpath_events_total", "Slow path events.", "event")
-	dMoves     = desc("endpoint_moves_total", "Associations moved to a new transport address by a nominating ICE check of their session (RFC 8445; mobility, NAT rebinding, ICE restart on a new port).")
+	dMoves     = desc("endpoint_moves_total", "Associations moved to a new transport address by an ICE check of their session: a nominating one (RFC 8445; mobility, ICE restart on a new port), or the checks of a NAT rebinding (slowpath_events_total{event=\"rebind\"}).")
 	dConsent   = desc("consent_expired_total", "Associations of a session that stopped receiving media: no authenticated ICE check from their address for consent-timeout (RFC 7675).")
 	dRefused   = desc("endpoints_refused_total", "Endpoints refused because no mapping (tls-id, address) placed them in a conference and single-conference mode is off, per reason: no_mapping (at the ClientHello, access_denied alert), no_mapping_at_keys (mapping removed during the handshake), mapping_removed (established, ended by a mapping change).", "reason")
 )
@@ -159,7 +159,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			{"drop_unknown_id", s.DropUnknownID}, {"install_error", s.InstallErrors},
 			{"stun_answered", s.STUNAnswered}, {"stun_rejected", s.STUNRejected}, {"stun_ignored", s.STUNIgnored},
 			{"drop_event_queue", s.DropEventQueue}, {"endpoint_disconnect_lost", s.DisconnectsLost},
-			{"move_refused", s.MovesRefused}, {"move_rate_limited", s.MovesRateLimited}, {"stun_replayed", s.STUNReplayed},
+			{"move_refused", s.MovesRefused}, {"move_rate_limited", s.MovesRateLimited}, {"rebind", s.Rebinds}, {"stun_replayed", s.STUNReplayed},
 			{"consent_restored", s.ConsentRestored}} {
 			counter(ch, dSlow, e.v, e.n)
 		}

@@ -199,3 +199,60 @@ func TestConsentExpiry(t *testing.T) {
 		t.Logf("media to p1 resumed %s after its checks resumed", d.Round(time.Millisecond))
 	}
 }
+
+// TestNATRebinding: p1's packets start leaving from a new source port (its
+// ICE UDP socket swapped under the agent, which does not know: a NAT
+// rebinding) with no ICE restart. pion keeps checking its selected pair
+// without USE-CANDIDATE, now from the new mapping; the MD moves p1 after
+// mdslow.RebindChecks such checks with its old address silent for
+// mdslow.RebindQuiet, and media resumes both ways.
+func TestNATRebinding(t *testing.T) {
+	s := newSys(t, sysConfig{conferences: []string{"room-a"}, endpoints: 2})
+	p1, p2 := newPeer(t, s, 0, "room-a"), newPeer(t, s, 1, "room-a")
+	for _, p := range []*peer{p1, p2} {
+		p.join()
+	}
+	for _, p := range []*peer{p1, p2} {
+		p.waitConnected(15 * time.Second)
+		p.send()
+	}
+	if _, ok := eventually(15*time.Second, func() bool { return p1.count(p2, 1) > 50 && p2.count(p1, 1) > 50 }); !ok {
+		s.fatal(errorf("no media before the rebinding"))
+	}
+	rebindsBefore := s.mdMetric("mdfast_slowpath_events_total", `event="rebind"`)
+	newAddr, err := p1.conn.swap(p1.s.ep.NS.Name, p1.ip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rebound := time.Now()
+	t.Logf("p1's packets now leave from %s", newAddr)
+	resumed := func() bool {
+		return p1.last(p2).After(rebound.Add(100*time.Millisecond)) && p2.last(p1).After(rebound.Add(100*time.Millisecond))
+	}
+	// RebindQuiet (2 s) + two checks 500 ms apart + the hand-over.
+	if d, ok := eventually(10*time.Second, resumed); !ok || d > 4*time.Second {
+		s.fatal(errorf("media resumed after %s (ok %v), want within 4 s of the rebinding", d, ok))
+	} else {
+		t.Logf("media resumed both ways %s after the NAT rebinding", d.Round(time.Millisecond))
+	}
+	if n := s.mdMetric("mdfast_slowpath_events_total", `event="rebind"`); n != rebindsBefore+1 {
+		t.Errorf("rebind events %v, was %v: want one", n, rebindsBefore)
+	}
+	for _, m := range s.mdSessions() {
+		if m.Association != "" && m.Moves > 0 && m.Addr != newAddr.String() {
+			t.Errorf("MD session %+v: want its address %s", m, newAddr)
+		}
+	}
+	time.Sleep(300 * time.Millisecond) // in-flight packets land
+	stale := p1.conn.staleRx.Load()
+	time.Sleep(time.Second)
+	if n := p1.conn.staleRx.Load() - stale; n != 0 {
+		t.Errorf("%d datagrams reached the old port after the move", n)
+	}
+	if n := s.mdMetric("mdfast_packets_dropped_total", `reason="auth"`); n != 0 {
+		t.Errorf("mdfast dropped %v packets failing SRTP authentication", n)
+	}
+	if p1.bad.Load()+p2.bad.Load() != 0 {
+		t.Error("bad payloads")
+	}
+}
