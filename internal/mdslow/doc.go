@@ -37,7 +37,8 @@
 //   - ICE sessions (session.go): a check a session's credentials
 //     authenticate places the DTLS association that starts from its
 //     address (Membership.Place), binds it to the session when its keys
-//     arrive, moves it on a nominating check from a new address (keytable
+//     arrive, moves it on a nominating check from a new address, or on
+//     the consecutive checks of a NAT rebinding (keytable
 //     SetAddr: the only way an association's address changes, never on a
 //     media packet) and is its consent: without one for
 //     Limits.ConsentTimeout it stops receiving (keytable SetConsent).
