@@ -109,17 +109,7 @@ func TestTwoConferences(t *testing.T) {
 // reaches the old port afterwards.
 func TestICERestartNewPort(t *testing.T) {
 	s := newSys(t, sysConfig{conferences: []string{"room-a"}, endpoints: 2})
-	p1, p2 := newPeer(t, s, 0, "room-a"), newPeer(t, s, 1, "room-a")
-	for _, p := range []*peer{p1, p2} {
-		p.join()
-	}
-	for _, p := range []*peer{p1, p2} {
-		p.waitConnected(15 * time.Second)
-		p.send()
-	}
-	if _, ok := eventually(15*time.Second, func() bool { return p1.count(p2, 1) > 50 && p2.count(p1, 1) > 50 }); !ok {
-		s.fatal(errorf("no media before the restart"))
-	}
+	p1, p2 := inCall(t, s, "room-a", "restart")
 	movesBefore := s.mdMetric("mdfast_endpoint_moves_total")
 	newAddr := p1.iceRestart(true)
 	restarted := time.Now()
@@ -145,17 +135,7 @@ func TestICERestartNewPort(t *testing.T) {
 func TestConsentExpiry(t *testing.T) {
 	const consent = 3 * time.Second
 	s := newSys(t, sysConfig{conferences: []string{"room-a"}, endpoints: 2, mdArgs: []string{"-consent-timeout", consent.String()}})
-	p1, p2 := newPeer(t, s, 0, "room-a"), newPeer(t, s, 1, "room-a")
-	for _, p := range []*peer{p1, p2} {
-		p.join()
-	}
-	for _, p := range []*peer{p1, p2} {
-		p.waitConnected(15 * time.Second)
-		p.send()
-	}
-	if _, ok := eventually(15*time.Second, func() bool { return p1.count(p2, 1) > 50 && p2.count(p1, 1) > 50 }); !ok {
-		s.fatal(errorf("no media before the consent test"))
-	}
+	p1, p2 := inCall(t, s, "room-a", "consent test")
 	expiredBefore := s.mdMetric("mdfast_consent_expired_total")
 	p1.conn.dropSTUN.Store(true)
 	blocked := time.Now()
@@ -193,17 +173,7 @@ func TestConsentExpiry(t *testing.T) {
 // mdslow.RebindQuiet, and media resumes both ways.
 func TestNATRebinding(t *testing.T) {
 	s := newSys(t, sysConfig{conferences: []string{"room-a"}, endpoints: 2})
-	p1, p2 := newPeer(t, s, 0, "room-a"), newPeer(t, s, 1, "room-a")
-	for _, p := range []*peer{p1, p2} {
-		p.join()
-	}
-	for _, p := range []*peer{p1, p2} {
-		p.waitConnected(15 * time.Second)
-		p.send()
-	}
-	if _, ok := eventually(15*time.Second, func() bool { return p1.count(p2, 1) > 50 && p2.count(p1, 1) > 50 }); !ok {
-		s.fatal(errorf("no media before the rebinding"))
-	}
+	p1, p2 := inCall(t, s, "room-a", "rebinding")
 	rebindsBefore := s.mdMetric("mdfast_slowpath_events_total", `event="rebind"`)
 	newAddr, err := p1.conn.swap(p1.s.ep.NS.Name, p1.ip)
 	if err != nil {
@@ -248,4 +218,23 @@ func checkMoved(t *testing.T, s *sys, p1, p2 *peer, newAddr netip.AddrPort) {
 	if p1.bad.Load()+p2.bad.Load() != 0 {
 		t.Error("bad payloads")
 	}
+}
+
+// inCall joins two peers to conf, has them send, and waits until each has
+// received more than 50 audio packets from the other (before what, in the
+// failure message).
+func inCall(t *testing.T, s *sys, conf, before string) (*peer, *peer) {
+	t.Helper()
+	p1, p2 := newPeer(t, s, 0, conf), newPeer(t, s, 1, conf)
+	for _, p := range []*peer{p1, p2} {
+		p.join()
+	}
+	for _, p := range []*peer{p1, p2} {
+		p.waitConnected(15 * time.Second)
+		p.send()
+	}
+	if _, ok := eventually(15*time.Second, func() bool { return p1.count(p2, 1) > 50 && p2.count(p1, 1) > 50 }); !ok {
+		s.fatal(errorf("no media before the %s", before))
+	}
+	return p1, p2
 }
