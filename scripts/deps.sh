@@ -13,6 +13,7 @@ command -v make    >/dev/null 2>&1 || need+=(make)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd) # deploy/*.service checks
 command -v valgrind >/dev/null 2>&1 || need+=(valgrind) # make bench-ir (callgrind)
 command -v chromium >/dev/null 2>&1 || need+=(chromium) # internal/webrtctest: a real browser joins through keydist's join endpoint
+command -v etcd    >/dev/null 2>&1 || need+=(etcd-server) # the opt-in shared directory (issue 14): internal/etcdtest runs real members
 command -v nft     >/dev/null 2>&1 || need+=(nftables) # cmd/mdfast TestSessionMobility: SNAT (NAT rebinding) in a namespace
 [ -r /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring) # for scripts/openssl35.sh
 

@@ -78,7 +78,7 @@ func TestImportRules(t *testing.T) {
 
 // testOnly are the packages that exist for tests and may use
 // internal/testutil; bench/ holds the benchmark's own programs.
-var testOnly = []string{"internal/testutil", "internal/netnstest", "internal/syssim", "internal/archtest"}
+var testOnly = []string{"internal/testutil", "internal/netnstest", "internal/syssim", "internal/archtest", "internal/etcdtest"}
 
 // TestNoTestutilInProduction: no production package depends, directly or
 // not, on internal/testutil (it is for tests only; its doc says so).
