@@ -35,6 +35,8 @@ type Endpoint struct {
 	a    *assoc
 	cs   *confState // nil while the endpoint is being moved between conferences
 	join uint64     // join sequence number in conf (see JoinSeq)
+	link bool   // a link association (Association.Link)
+	tag  uint32 // its conference's link tag
 	// noConsent takes the endpoint out of its conference's receivers
 	// (Table.SetConsent); it stays a member and its media is forwarded.
 	noConsent bool
@@ -63,6 +65,13 @@ func (e *Endpoint) Recv() *srtpfast.Keys { return e.recv }
 // Consent reports whether the endpoint receives media: false after
 // Table.SetConsent took its consent away (RFC 7675).
 func (e *Endpoint) Consent() bool { return !e.noConsent }
+
+// Link reports whether the endpoint is a link association: the hop to a
+// peer Media Distributor for its conference (Association.Link).
+func (e *Endpoint) Link() bool { return e.link }
+
+// Tag returns a link association's conference tag (zero otherwise).
+func (e *Endpoint) Tag() uint32 { return e.tag }
 
 // Send returns the keys of packets to the endpoint (server_write).
 func (e *Endpoint) Send() *srtpfast.Keys { return e.send }

@@ -75,6 +75,15 @@ type Association struct {
 	Recv *srtpfast.Keys
 	// Send seals packets to the endpoint: the server_write keys.
 	Send *srtpfast.Keys
+	// Link marks a link association: the hop to a peer Media Distributor
+	// for one conference (RFC 8871 section 4.5.1, cascading; the link
+	// manager is internal/cascade). Several link associations share the
+	// peer's media address, one per conference, told apart by Tag, which
+	// every packet on the hop carries.
+	Link bool
+	// Tag is the conference's link tag (cascade.Tag of its name), nonzero
+	// for a link association, zero otherwise.
+	Tag uint32
 }
 
 // Stats are the Table's counters.
