@@ -31,7 +31,12 @@ type opts struct {
 	kdRestart          bool
 	keepLogs           bool
 	web                bool // DEMO_WEB=1
+	mds, kds           int  // DEMO_MDS, DEMO_KDS
 }
+
+// multi says whether this is the multi-MD demo (DEMO_MDS > 1): a shared
+// directory on etcd, links between the MDs, KD replicas.
+func (o opts) multi() bool { return o.mds > 1 }
 
 const (
 	mediaPort  = 5004
@@ -52,9 +57,10 @@ type demo struct {
 	o     opts
 	dir   string
 	topo  *topology
-	kd    *syssim.Proc
-	md    *syssim.Proc
-	http  *http.Client
+	kds   []*syssim.Proc // KD replicas (one unless DEMO_MDS > 1)
+	mds   []*syssim.Proc // MDs, endpoint i at MD i mod len(mds)
+	etcd  *syssim.Proc   // the multi-MD demo's store
+	http  []*http.Client // into each MD's namespace
 	eps   []*endpoint
 	logs  []*sendLog
 	path  string
@@ -95,11 +101,10 @@ func (d *demo) cleanup() {
 	for _, e := range d.eps {
 		e.close()
 	}
-	if d.md != nil {
-		d.md.Stop(syscall.SIGTERM)
-	}
-	if d.kd != nil {
-		d.kd.Stop(syscall.SIGTERM)
+	for _, p := range append(append(append([]*syssim.Proc(nil), d.mds...), d.kds...), d.etcd) {
+		if p != nil {
+			p.Stop(syscall.SIGTERM)
+		}
 	}
 	d.topo.cleanup()
 	if d.dir != "" {
@@ -112,11 +117,18 @@ func (d *demo) cleanup() {
 }
 
 func (d *demo) fail(err error) error {
-	if d.md != nil {
-		fmt.Fprintf(os.Stderr, "\n--- mdfast log (tail) ---\n%s\n", d.md.Tail(25))
+	for i, p := range d.mds {
+		if p != nil {
+			fmt.Fprintf(os.Stderr, "\n--- mdfast %s log (tail) ---\n%s\n", mdRole(i), p.Tail(25))
+		}
 	}
-	if d.kd != nil {
-		fmt.Fprintf(os.Stderr, "--- keydist log (tail) ---\n%s\n", d.kd.Tail(25))
+	for i, p := range d.kds {
+		if p != nil {
+			fmt.Fprintf(os.Stderr, "--- keydist %s log (tail) ---\n%s\n", kdRole(i), p.Tail(25))
+		}
+	}
+	if d.etcd != nil {
+		fmt.Fprintf(os.Stderr, "--- etcd log (tail) ---\n%s\n", d.etcd.Tail(10))
 	}
 	return err
 }
@@ -152,7 +164,7 @@ func (d *demo) setup() error {
 	if err := d.files.WriteRegistry("demo", ids); err != nil {
 		return err
 	}
-	if err := d.topo.build(total); err != nil {
+	if err := d.topo.build(total, d.o.mds, d.o.kds, d.o.multi()); err != nil {
 		return fmt.Errorf("topology: %w", err)
 	}
 	if d.o.web {
@@ -165,16 +177,36 @@ func (d *demo) setup() error {
 			return err
 		}
 	}
-	d.http = syssim.HTTPClient(d.topo.ns("md"))
-	d.kdHTTP = syssim.HTTPClient(d.topo.ns("kd"))
-	if err := d.startKD(); err != nil {
-		return d.fail(err)
+	for m := range d.o.mds {
+		d.http = append(d.http, syssim.HTTPClient(d.topo.ns(mdRole(m))))
 	}
-	d.md, err = start(d.topo.ns("md"), "mdfast", filepath.Join(d.dir, "mdfast.log"), append([]string{filepath.Join(d.o.bin, "mdfast")},
-		d.files.MDFastArgs(syssim.MD{Interface: "eth0", Mode: d.o.path, Address: hostAddr(mdHost), Port: mediaPort,
-			KD: net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)), Metrics: metricsMD, Extra: d.webMDArgs()})...)...)
-	if err != nil {
-		return d.fail(err)
+	d.kdHTTP = syssim.HTTPClient(d.topo.ns("kd"))
+	if d.o.multi() {
+		if err := d.startEtcd(); err != nil {
+			return d.fail(err)
+		}
+	}
+	d.kds = make([]*syssim.Proc, d.o.kds)
+	for k := range d.o.kds {
+		if err := d.startKD(k); err != nil {
+			return d.fail(err)
+		}
+	}
+	for m := range d.o.mds {
+		md := syssim.MD{Interface: "eth0", Mode: d.o.path, Address: hostAddr(mdHostN(m)), Port: mediaPort,
+			KD: net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)), Metrics: metricsMD, Extra: d.webMDArgs()}
+		if d.o.multi() {
+			if md.Extra, err = d.multiMDArgs(m); err != nil {
+				return d.fail(err)
+			}
+			md.Cert = mdRole(m)
+		}
+		p, err := start(d.topo.ns(mdRole(m)), "mdfast "+mdRole(m), filepath.Join(d.dir, mdRole(m)+".log"),
+			append([]string{filepath.Join(d.o.bin, "mdfast")}, d.files.MDFastArgs(md)...)...)
+		if err != nil {
+			return d.fail(err)
+		}
+		d.mds = append(d.mds, p)
 	}
 	if err := d.waitReady(20 * time.Second); err != nil {
 		return d.fail(err)
@@ -185,8 +217,12 @@ func (d *demo) setup() error {
 	return nil
 }
 
-func (d *demo) startKD() error {
-	args := d.files.KeydistArgs(net.JoinHostPort(hostAddr(kdHost), strconv.Itoa(tunnelPort)), metricsKD)
+// startKD starts KD replica k (again, after restartKD).
+func (d *demo) startKD(k int) error {
+	args := d.files.KeydistArgs(net.JoinHostPort(hostAddr(kdHostN(k)), strconv.Itoa(tunnelPort)), metricsKD)
+	if d.o.multi() {
+		args = append(args, d.multiKDArgs(k)...)
+	}
 	if d.o.web {
 		web, err := d.webKDArgs()
 		if err != nil {
@@ -194,8 +230,8 @@ func (d *demo) startKD() error {
 		}
 		args = append(args, web...)
 	}
-	var err error
-	d.kd, err = start(d.topo.ns("kd"), "keydist", filepath.Join(d.dir, "keydist.log"), append([]string{filepath.Join(d.o.bin, "keydist")}, args...)...)
+	p, err := start(d.topo.ns(kdRole(k)), "keydist "+kdRole(k), filepath.Join(d.dir, indexed("keydist", k)+".log"), append([]string{filepath.Join(d.o.bin, "keydist")}, args...)...)
+	d.kds[k] = p
 	return err
 }
 
@@ -218,23 +254,31 @@ func (d *demo) kdMetric(name, labels string) (float64, error) {
 	return sum, nil
 }
 
-func (d *demo) mdPath() (string, error) { return d.md.ReportedPath() }
+// mdPath is the data-plane path the (first) MD reports.
+func (d *demo) mdPath() (string, error) { return d.mds[0].ReportedPath() }
 
-// get fetches a URL on the MD's metrics listener.
-func (d *demo) get(path string) (int, string, error) {
-	return syssim.Get(d.http, "http://"+metricsMD+path)
+// get fetches a URL on MD m's metrics listener.
+func (d *demo) get(m int, path string) (int, string, error) {
+	return syssim.Get(d.http[m], "http://"+metricsMD+path)
 }
 
-// waitReady waits for mdfast's /readyz (tunnel up, data plane running).
+// waitReady waits for every mdfast's /readyz (tunnel up, data plane
+// running).
 func (d *demo) waitReady(timeout time.Duration) error {
-	return syssim.WaitReady(context.Background(), d.http, "http://"+metricsMD+"/readyz", timeout, d.md, d.kd)
+	procs := append(append([]*syssim.Proc(nil), d.mds...), d.kds...)
+	for m := range d.mds {
+		if err := syssim.WaitReady(context.Background(), d.http[m], "http://"+metricsMD+"/readyz", timeout, procs...); err != nil {
+			return fmt.Errorf("%s: %w", mdRole(m), err)
+		}
+	}
+	return nil
 }
 
 // waitNotReady waits for /readyz to fail (the tunnel went down).
 func (d *demo) waitNotReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
-		if code, _, err := d.get("/readyz"); err == nil && code != http.StatusOK {
+		if code, _, err := d.get(0, "/readyz"); err == nil && code != http.StatusOK {
 			return nil
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -242,22 +286,26 @@ func (d *demo) waitNotReady(timeout time.Duration) error {
 	return errors.New("mdfast still ready after keydist was killed")
 }
 
-// metric sums the samples of a metric family in the MD's /metrics.
+// metric sums the samples of a metric family over the MDs' /metrics.
 func (d *demo) metric(name string) (float64, error) {
-	_, body, err := d.get("/metrics")
-	if err != nil {
-		return 0, err
+	var sum float64
+	for m := range d.mds {
+		_, body, err := d.get(m, "/metrics")
+		if err != nil {
+			return 0, err
+		}
+		sum += syssim.SumMetric(body, name)
 	}
-	return syssim.SumMetric(body, name), nil
+	return sum, nil
 }
 
 // join runs the handshakes of endpoints idx concurrently and returns how
 // many succeeded.
 func (d *demo) join(ctx context.Context, idx []int) (int, error) {
-	md := netip.AddrPortFrom(netip.MustParseAddr(hostAddr(mdHost)), mediaPort)
 	var wg sync.WaitGroup
 	errs := make([]error, len(idx))
 	for k, i := range idx {
+		md := netip.AddrPortFrom(netip.MustParseAddr(hostAddr(mdHostN(i%len(d.mds)))), mediaPort)
 		wg.Go(func() { errs[k] = d.eps[i].handshake(ctx, md, d.files.KDFingerprint, d.profiles()) })
 	}
 	wg.Wait()
@@ -277,7 +325,11 @@ func (d *demo) conference(ctx context.Context) (int, error) {
 	for i := range initial {
 		initial[i] = i
 	}
-	fmt.Fprintf(os.Stderr, "demo: keydist, mdfast (path=%s) and %d endpoints up; handshaking through the MD\n", d.path, n)
+	if d.o.multi() {
+		fmt.Fprintf(os.Stderr, "demo: etcd, %d keydist replicas, %d mdfast (path=%s) and %d endpoints up; handshaking through the MDs\n", d.o.kds, d.o.mds, d.path, n)
+	} else {
+		fmt.Fprintf(os.Stderr, "demo: keydist, mdfast (path=%s) and %d endpoints up; handshaking through the MD\n", d.path, n)
+	}
 	ok0, err := d.join(ctx, initial)
 	var hsOK atomic.Int64
 	hsOK.Store(int64(ok0))
@@ -286,6 +338,11 @@ func (d *demo) conference(ctx context.Context) (int, error) {
 	restartMsg.Store(&empty)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo: handshake errors:", err)
+	}
+	if d.o.multi() {
+		if err := d.waitLinks(ctx, 20*time.Second); err != nil {
+			return 1, d.fail(err)
+		}
 	}
 	duration := time.Duration(d.o.seconds) * time.Second
 	startAt := time.Now()
@@ -344,10 +401,12 @@ loop:
 			if el >= duration {
 				break loop
 			}
-			if !d.md.Alive() {
-				close(stopSend)
-				senders.Wait()
-				return 1, d.fail(fmt.Errorf("mdfast exited during the demo: %v", d.md.Err()))
+			for m, p := range d.mds {
+				if !p.Alive() {
+					close(stopSend)
+					senders.Wait()
+					return 1, d.fail(fmt.Errorf("mdfast %s exited during the demo: %v", mdRole(m), p.Err()))
+				}
 			}
 		}
 	}
@@ -364,17 +423,25 @@ loop:
 		return 1, d.fail(fmt.Errorf("read mdfast metrics: %w", err))
 	}
 	delivered, lost, authFail := d.account()
-	if _, body, err := d.get("/metrics"); err == nil {
-		if drops := syssim.NonZero(body, "mdfast_packets_dropped_total"); len(drops) > 0 {
-			fmt.Fprintln(os.Stderr, "demo: mdfast drops:", strings.Join(drops, " "))
+	for m := range d.mds {
+		if _, body, err := d.get(m, "/metrics"); err == nil {
+			if drops := syssim.NonZero(body, "mdfast_packets_dropped_total"); len(drops) > 0 {
+				fmt.Fprintf(os.Stderr, "demo: mdfast %s drops: %s\n", mdRole(m), strings.Join(drops, " "))
+			}
+		}
+	}
+	links := ""
+	if d.o.multi() {
+		if links, err = d.linkSummary(); err != nil {
+			return 1, d.fail(err)
 		}
 	}
 	profile, mdKeys, ektOK, perr := d.privacy()
 	if perr != nil {
 		return 1, d.fail(perr)
 	}
-	fmt.Printf("demo: endpoints=%d handshakes_ok=%d forwarded=%.0f delivered_ok=%d lost=%d auth_failures=%d path=%s profile=%s ekt_ok=%d md_e2e_keys=%d\n",
-		len(d.eps), hsOK.Load(), fwd, delivered, lost, authFail, d.path, profile, ektOK, mdKeys)
+	fmt.Printf("demo: endpoints=%d handshakes_ok=%d forwarded=%.0f delivered_ok=%d lost=%d auth_failures=%d path=%s profile=%s ekt_ok=%d md_e2e_keys=%d%s\n",
+		len(d.eps), hsOK.Load(), fwd, delivered, lost, authFail, d.path, profile, ektOK, mdKeys, links)
 	select {
 	case err := <-sendErrs:
 		return 1, d.fail(err)
@@ -437,16 +504,21 @@ func (d *demo) profiles() []uint16 {
 // and how many of them give the MD the whole media key, and counts the
 // endpoints that received an EKTKey.
 func (d *demo) privacy() (profile string, mdMediaKeys, ektOK int, err error) {
-	code, body, err := syssim.GetAuth(d.http, "http://"+controlMD+"/v1/associations", d.files.ControlToken())
-	if err != nil || code != http.StatusOK {
-		return "", 0, 0, fmt.Errorf("control API associations: status %d: %v", code, err)
-	}
-	var assocs []struct {
+	type assoc struct {
 		ProfileID       uint16 `json:"profile_id"`
 		MDHoldsMediaKey bool   `json:"md_holds_media_key"`
 	}
-	if err := json.Unmarshal([]byte(body), &assocs); err != nil {
-		return "", 0, 0, fmt.Errorf("control API associations: %w", err)
+	var assocs []assoc
+	for m := range d.mds {
+		code, body, err := syssim.GetAuth(d.http[m], "http://"+controlMD+"/v1/associations", d.files.ControlToken())
+		if err != nil || code != http.StatusOK {
+			return "", 0, 0, fmt.Errorf("%s control API associations: status %d: %v", mdRole(m), code, err)
+		}
+		var l []assoc
+		if err := json.Unmarshal([]byte(body), &l); err != nil {
+			return "", 0, 0, fmt.Errorf("%s control API associations: %w", mdRole(m), err)
+		}
+		assocs = append(assocs, l...)
 	}
 	ids := map[uint16]bool{}
 	for _, a := range assocs {
@@ -479,13 +551,13 @@ func (d *demo) restartKD(ctx context.Context, startAt time.Time, duration time.D
 		return nil
 	}
 	set("kd=killed")
-	d.kd.Kill()
+	d.kds[0].Kill()
 	if err := d.waitNotReady(10 * time.Second); err != nil {
 		return err
 	}
 	set("kd=down")
 	time.Sleep(duration / 6)
-	if err := d.startKD(); err != nil {
+	if err := d.startKD(0); err != nil {
 		return err
 	}
 	set("kd=restarted")

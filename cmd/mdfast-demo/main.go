@@ -35,7 +35,11 @@
 // demo prints a URL, http://127.0.0.1:8000/, that a person opens in two
 // browser tabs to join a legacy WebRTC conference through the join endpoint
 // and see each other's camera through mdfast; it runs until Ctrl-C, or
-// DEMO_SECONDS when set, and ends with "demo: web url=... joined=N").
+// DEMO_SECONDS when set, and ends with "demo: web url=... joined=N"),
+// DEMO_MDS=N (2 to 4: N MDs on a shared directory in etcd, linked to each
+// other, endpoint i at MD i mod N; the summary adds each MD's link packets
+// sent and received) with DEMO_KDS (1 or 2, default 2 with DEMO_MDS: KD
+// replicas sharing the registry layer and the EKT parameter sets in etcd).
 package main
 
 import (
@@ -106,6 +110,26 @@ func options() (opts, error) {
 	o.web = os.Getenv("DEMO_WEB") == "1"
 	if o.web && o.kdRestart {
 		return o, errors.New("DEMO_WEB and DEMO_KD_RESTART do not go together")
+	}
+	if o.mds, err = envInt("DEMO_MDS", 1); err != nil {
+		return o, err
+	}
+	defKDs := 1
+	if o.mds > 1 {
+		defKDs = 2
+	}
+	if o.kds, err = envInt("DEMO_KDS", defKDs); err != nil {
+		return o, err
+	}
+	switch {
+	case o.mds > maxMDs:
+		return o, fmt.Errorf("DEMO_MDS: at most %d", maxMDs)
+	case o.kds > maxKDs:
+		return o, fmt.Errorf("DEMO_KDS: at most %d", maxKDs)
+	case o.kds > 1 && o.mds == 1:
+		return o, errors.New("DEMO_KDS > 1 needs DEMO_MDS > 1 (the replicas share etcd, which the multi-MD demo starts)")
+	case o.mds > 1 && (o.web || o.kdRestart):
+		return o, errors.New("DEMO_MDS > 1 does not go with DEMO_WEB or DEMO_KD_RESTART")
 	}
 	return o, nil
 }

@@ -25,10 +25,41 @@ type topology struct {
 }
 
 const (
-	mdHost = 1
-	kdHost = 2
-	epHost = 11
+	mdHost   = 1
+	kdHost   = 2
+	etcdHost = 7
+	epHost   = 11
+	// maxMDs and maxKDs bound DEMO_MDS and DEMO_KDS.
+	maxMDs = 4
+	maxKDs = 2
 )
+
+// mdHostN is MD i's host number: md (1), md1 (3), md2 (4), md3 (5).
+func mdHostN(i int) int {
+	if i == 0 {
+		return mdHost
+	}
+	return 2 + i
+}
+
+// kdHostN is KD replica i's host number: kd (2), kd1 (6).
+func kdHostN(i int) int {
+	if i == 0 {
+		return kdHost
+	}
+	return 6
+}
+
+// mdRole and kdRole name the namespaces: "md", "md1", ...; "kd", "kd1".
+func mdRole(i int) string { return indexed("md", i) }
+func kdRole(i int) string { return indexed("kd", i) }
+
+func indexed(s string, i int) string {
+	if i == 0 {
+		return s
+	}
+	return fmt.Sprintf("%s%d", s, i)
+}
 
 func hostAddr(h int) string { return fmt.Sprintf("198.18.0.%d", h) }
 func hostMAC(h int) string  { return fmt.Sprintf("02:00:c6:12:00:%02x", h) }
@@ -70,8 +101,10 @@ func (t *topology) neigh(role string, host int) error {
 	return ipCmd("-n", t.ns(role), "neigh", "replace", hostAddr(host), "lladdr", hostMAC(host), "dev", "eth0", "nud", "permanent")
 }
 
-// build creates the topology for n endpoints (n+1 with a late joiner).
-func (t *topology) build(n int) error {
+// build creates the topology for n endpoints (n+1 with a late joiner),
+// endpoint i at MD i mod mds, kds KD replicas, and, when etcd, the etcd
+// host of the multi-MD demo.
+func (t *topology) build(n, mds, kds int, etcd bool) error {
 	if err := t.add("sw"); err != nil {
 		return err
 	}
@@ -82,11 +115,20 @@ func (t *topology) build(n int) error {
 	if err := ipCmd("-n", sw, "link", "set", "br0", "up"); err != nil {
 		return err
 	}
-	if err := t.node("md", mdHost); err != nil {
-		return err
+	for m := range mds {
+		if err := t.node(mdRole(m), mdHostN(m)); err != nil {
+			return err
+		}
 	}
-	if err := t.node("kd", kdHost); err != nil {
-		return err
+	for k := range kds {
+		if err := t.node(kdRole(k), kdHostN(k)); err != nil {
+			return err
+		}
+	}
+	if etcd {
+		if err := t.node("etcd", etcdHost); err != nil {
+			return err
+		}
 	}
 	for i := range n {
 		role := fmt.Sprintf("ep%d", i)
@@ -95,17 +137,34 @@ func (t *topology) build(n int) error {
 		}
 		// Static neighbours both ways: the AF_XDP path needs the
 		// endpoints' MACs before their first media packet.
-		if err := t.neigh("md", epHost+i); err != nil {
+		md := i % mds
+		if err := t.neigh(mdRole(md), epHost+i); err != nil {
 			return err
 		}
-		if err := t.neigh(role, mdHost); err != nil {
+		if err := t.neigh(role, mdHostN(md)); err != nil {
 			return err
 		}
 	}
-	if err := t.neigh("md", kdHost); err != nil {
-		return err
+	for m := range mds {
+		// The MDs' media to each other (the links) is on the fast path
+		// too; the KDs and etcd are reached through the kernel.
+		for o := range mds {
+			if o != m {
+				if err := t.neigh(mdRole(m), mdHostN(o)); err != nil {
+					return err
+				}
+			}
+		}
+		for k := range kds {
+			if err := t.neigh(mdRole(m), kdHostN(k)); err != nil {
+				return err
+			}
+			if err := t.neigh(kdRole(k), mdHostN(m)); err != nil {
+				return err
+			}
+		}
 	}
-	return t.neigh("kd", mdHost)
+	return nil
 }
 
 // cleanup deletes every namespace created, in reverse order.

@@ -23,6 +23,9 @@ type Files struct {
 	// KDFingerprint is the fingerprint of the KD's DTLS certificate, the
 	// one endpoints check.
 	KDFingerprint keydist.Fingerprint
+
+	ca     *CA
+	serial int64
 }
 
 // WriteFiles makes a CA and writes the files into dir: the KD's tunnel
@@ -48,11 +51,19 @@ func WriteFiles(dir string, kdIP, mdIP net.IP) (*Files, error) {
 	if err := WriteTLSCert(dir, "kd-dtls", kdCert); err != nil {
 		return nil, err
 	}
-	f := &Files{Dir: dir, KDFingerprint: keydist.CertFingerprint(kdCert)}
+	f := &Files{Dir: dir, KDFingerprint: keydist.CertFingerprint(kdCert), ca: c, serial: 3}
 	if err := os.WriteFile(f.Path("control.token"), []byte("demo-control-token-0123456789\n"), 0o600); err != nil {
 		return nil, fmt.Errorf("syssim: control token: %w", err)
 	}
 	return f, nil
+}
+
+// WriteLeaf writes name.crt and name.key in Dir: one more certificate of
+// the files' CA (ca.crt) for DNS name name at ip, e.g. the tunnel
+// certificate of a second MD or the link certificate of a cascading MD.
+func (f *Files) WriteLeaf(name string, ip net.IP) error {
+	f.serial++
+	return f.ca.WriteLeaf(f.Dir, name, ip, f.serial)
 }
 
 // Path is the path of the file name in f.Dir.
@@ -134,6 +145,9 @@ type MD struct {
 	KD string
 	// Metrics is the /metrics and /readyz listener.
 	Metrics string
+	// Cert names its tunnel certificate and key in Dir (default "md":
+	// md.crt, md.key); Files.WriteLeaf makes more.
+	Cert string
 	// Extra are more arguments.
 	Extra []string
 }
@@ -144,10 +158,13 @@ type MD struct {
 // tunnel files of f (the KD certificate named "kd") and a short reconnect
 // backoff.
 func (f *Files) MDFastArgs(md MD) []string {
+	if md.Cert == "" {
+		md.Cert = "md"
+	}
 	args := []string{"run", "-config", f.Path(MDConfigFile),
 		"-interface", md.Interface, "-mode", md.Mode, "-address", md.Address, "-media-ports", strconv.Itoa(md.Port),
 		"-kd", md.KD, "-kd-server-name", "kd",
-		"-tunnel-cert", f.Path("md.crt"), "-tunnel-key", f.Path("md.key"), "-tunnel-ca", f.Path("ca.crt"),
+		"-tunnel-cert", f.Path(md.Cert+".crt"), "-tunnel-key", f.Path(md.Cert+".key"), "-tunnel-ca", f.Path("ca.crt"),
 		"-tunnel-backoff-max", "500ms", "-control-token-file", f.Path("control.token"), "-metrics-listen", md.Metrics,
 		"-profiles", "0x0009,0x000A,0x0007,0x0008"}
 	return append(args, md.Extra...)
