@@ -35,8 +35,8 @@ type Endpoint struct {
 	a    *assoc
 	cs   *confState // nil while the endpoint is being moved between conferences
 	join uint64     // join sequence number in conf (see JoinSeq)
-	link bool   // a link association (Association.Link)
-	tag  uint32 // its conference's link tag
+	link bool       // a link association (Association.Link)
+	tag  uint32     // its conference's link tag
 	// noConsent takes the endpoint out of its conference's receivers
 	// (Table.SetConsent); it stays a member and its media is forwarded.
 	noConsent bool

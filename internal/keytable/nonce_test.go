@@ -27,7 +27,7 @@ type nonceModel struct {
 	next   int         // next association number
 	live   map[int]int // association number → key number
 	links  map[int]Association
-	keys   int         // key pairs made
+	keys   int // key pairs made
 	opener map[[2]uint64]*modelOpener
 	sealed map[[4]uint64]bool
 	now    int64

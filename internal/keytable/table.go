@@ -22,7 +22,7 @@ const (
 	// association: every remote sender of the conference behind the peer
 	// Media Distributor sends through it.
 	DefaultMaxSSRCsPerLink = 1024
-	DefaultGraceTimeout          = time.Second
+	DefaultGraceTimeout    = time.Second
 	// shardTarget is the number of associations per shard the default
 	// shard count aims at (see doc.go for the measurement behind it).
 	shardTarget = 128
