@@ -436,8 +436,11 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		case r.Link:
 			// The tag goes in as a CSRC, so the header moves: build the
 			// packet in the frame and seal it in place.
+			// Its ROC usually differs from the sender's (the peer's
+			// Opener counts it from the link's first packet, see
+			// keytable's Claim.Out); the SEQ only when re-based.
 			out = insertLinkTag(buf, plain, r.Tag)
-			if oi != idx {
+			if uint16(oi) != uint16(idx) {
 				out, err = rebase(out, double, uint16(oi))
 				c[Rebased]++
 			}
