@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
 	"testing"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
 
 	"github.com/mdfast/mdfast/internal/double"
 	"github.com/mdfast/mdfast/internal/keytable"
@@ -487,4 +489,213 @@ func ohbSeqAt(t *testing.T, e *doubleEndpoint, got []byte) uint16 {
 	}
 	t.Fatal("outer layer does not open")
 	return 0
+}
+
+// TestLinkSingle: the same hop for an AEAD_AES_128_GCM conference, with
+// pion/srtp endpoints: A and E on MD0, B on MD1, D on MD2, links MD0 —
+// MD1 — MD2. The links are set up only after A's stream has wrapped its
+// SEQ (ROC 1): MD1 must still open it (the link's ROC starts at 0) and B
+// gets A's packets with the header, CSRCs and SEQ octet for octet. D gets
+// nothing of A's; B's packets reach everyone; SRTCP crosses; the tag and
+// CC=15 drops are counted.
+func TestLinkSingle(t *testing.T) {
+	const p = srtpfast.ProfileAEADAES128GCM
+	const tag = 0x51a9_1e01
+	m := newMesh(t, 3)
+	r := rand.New(rand.NewPCG(1, 2))
+	var eps []*endpoint
+	for i := range 4 {
+		eps = append(eps, newEndpoint(t, r, uint64(i+1), netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 1, byte(10 + i)}), 40000)))
+	}
+	a, e, b, d := eps[0], eps[1], eps[2], eps[3]
+	m.join(0, a.peer)
+	m.join(0, e.peer)
+	m.join(1, b.peer)
+	m.join(2, d.peer)
+
+	next := func(s *endpoint, k, cc int) (plain, wire []byte) {
+		t.Helper()
+		h := rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: s.seq, Timestamp: uint32(k) * 960, SSRC: s.ssrc, Marker: k%5 == 0}
+		for c := range cc {
+			h.CSRC = append(h.CSRC, 0xc0_000000+uint32(c))
+		}
+		if k%3 == 1 {
+			if err := h.SetExtension(1, []byte{0xaa, byte(k)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s.seq++
+		pkt := rtp.Packet{Header: h, Payload: bytes.Repeat([]byte{byte(k)}, 20+k)}
+		plain, err := pkt.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire, err = s.enc.EncryptRTP(nil, plain, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return plain, wire
+	}
+	expect := func(what string, plain []byte, to ...*endpoint) {
+		t.Helper()
+		for _, x := range to {
+			got := m.take(x.peer.Addr)
+			if len(got) != 1 {
+				t.Fatalf("%s: %d copies at %v", what, len(got), x.peer.Addr)
+			}
+			dec, err := x.dec.DecryptRTP(nil, got[0], nil)
+			if err != nil {
+				t.Fatalf("%s at %v: %v", what, x.peer.Addr, err)
+			}
+			if !bytes.Equal(dec, plain) {
+				t.Fatalf("%s at %v: got\n% x\nwant\n% x", what, x.peer.Addr, dec, plain)
+			}
+		}
+	}
+	for k := range 8 { // ROC 0 → 1, no link yet
+		plain, wire := next(a, k, k%3)
+		m.send(0, wire, a.peer.Addr)
+		expect("before the links", plain, e)
+	}
+	l01, l10 := m.link(0, 1, p, tag)
+	m.link(1, 2, p, tag)
+	for k := range 10 {
+		plain, wire := next(a, k, k%4)
+		m.send(0, wire, a.peer.Addr)
+		expect("A's packet", plain, e, b)
+		if got := m.take(d.peer.Addr); len(got) != 0 {
+			t.Fatal("A's packet reached MD2 through two links")
+		}
+	}
+	if ls0, ls1 := m.linkStats(0, l01), m.linkStats(1, l10); ls0.TxPackets != 10 || ls1.RxPackets != 10 || ls0.TxBytes != ls1.RxBytes {
+		t.Fatalf("link counters: MD0 %+v, MD1 %+v", ls0, ls1)
+	}
+	for k := range 3 {
+		plain, wire := next(b, k, 1)
+		m.send(1, wire, b.peer.Addr)
+		expect("B's packet", plain, a, e, d)
+	}
+
+	// SRTCP both ways over the link.
+	for _, s := range []struct {
+		md   int
+		from *endpoint
+		to   []*endpoint
+	}{{0, a, []*endpoint{e, b}}, {1, b, []*endpoint{a, e, d}}} {
+		rr := rtcp.ReceiverReport{SSRC: s.from.ssrc, Reports: []rtcp.ReceptionReport{{SSRC: 0x99, LastSequenceNumber: 7}}}
+		plain, err := rr.Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		wire, err := s.from.enc.EncryptRTCP(nil, plain, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m.send(s.md, wire, s.from.peer.Addr)
+		for _, x := range s.to {
+			got := m.take(x.peer.Addr)
+			if len(got) != 1 {
+				t.Fatalf("SRTCP from %v: %d copies at %v", s.from.peer.Addr, len(got), x.peer.Addr)
+			}
+			if dec, err := x.dec.DecryptRTCP(nil, got[0], nil); err != nil || !bytes.Equal(dec, plain) {
+				t.Fatalf("SRTCP from %v at %v: %v", s.from.peer.Addr, x.peer.Addr, err)
+			}
+		}
+	}
+	if got := m.take(d.peer.Addr); len(got) != 0 {
+		t.Fatal("A's SRTCP reached MD2 through two links")
+	}
+
+	// CC=15: E served, the link copy dropped and counted.
+	plain, wire := next(a, 0, 15)
+	m.send(0, wire, a.peer.Addr)
+	expect("15 CSRCs", plain, e)
+	if got := m.take(b.peer.Addr); len(got) != 0 {
+		t.Fatal("a packet with 15 CSRCs went on the link")
+	}
+	if s := m.stats(0); s[DropLinkCSRCFull] != 1 {
+		t.Errorf("drop_link_csrc_full %d", s[DropLinkCSRCFull])
+	}
+	if ls := m.linkStats(0, l01); ls.TxDrops != 1 {
+		t.Errorf("link TxDrops %d", ls.TxDrops)
+	}
+	// The SRTCP tag: an unknown one, and none at all.
+	before := m.stats(1)
+	m.send(1, []byte{0x80, 201, 0, 1, 0, 0, 0, 1, 0xde, 0xad, 0xbe, 0xef}, m.mds[0].addr)
+	m.send(1, []byte{0x80, 201, 0, 1, 0, 0, 0}, m.mds[0].addr)
+	after := m.stats(1)
+	if after[DropLinkUnknownTag]-before[DropLinkUnknownTag] != 1 || after[DropLinkNoTag]-before[DropLinkNoTag] != 1 {
+		t.Errorf("SRTCP tag drops: %s", nonZero(&after))
+	}
+	// Both MDs dropped nothing else.
+	for i := range 2 {
+		s := m.stats(i)
+		s[DropLinkCSRCFull], s[DropLinkUnknownTag], s[DropLinkNoTag] = 0, 0, 0
+		if s.Drops() != 0 {
+			t.Errorf("MD%d drops: %s", i, nonZero(&s))
+		}
+	}
+}
+
+// TestLinkZeroAllocs: sending on a link (tag CSRC, SRTCP trailer, per-link
+// counters) and receiving from one (tag read, link lookup, strip) allocate
+// nothing per packet once the link's Opener and claims exist.
+func TestLinkZeroAllocs(t *testing.T) {
+	for _, isRTCP := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rtcp=%v", isRTCP), func(t *testing.T) {
+			m := newMesh(t, 2)
+			r := rand.New(rand.NewPCG(3, 4))
+			a := newEndpoint(t, r, 1, netip.MustParseAddrPort("198.18.1.10:40000"))
+			b := newEndpoint(t, r, 2, netip.MustParseAddrPort("198.18.1.11:40000"))
+			m.join(0, a.peer)
+			m.join(1, b.peer)
+			l01, l10 := m.link(0, 1, srtpfast.ProfileAEADAES128GCM, 0x1234)
+			const runs = 200
+			pkts := make([][]byte, runs+2)
+			for i := range pkts {
+				if isRTCP {
+					_, pkts[i] = a.sealRTCP(t)
+				} else {
+					_, pkts[i] = a.sealRTP(t, 160)
+				}
+			}
+			m.send(0, pkts[0], a.peer.Addr) // warm up both MDs
+			if len(m.take(b.peer.Addr)) != 1 {
+				t.Fatal("warm-up packet not delivered")
+			}
+			onLink := make([][]byte, runs+2)
+			for i := range onLink {
+				onLink[i] = make([]byte, 0, 2048)
+			}
+			md0, md1 := m.mds[0], m.mds[1]
+			i := 1
+			tx := testing.AllocsPerRun(runs, func() {
+				md0.port.reset()
+				md0.port.push(pkts[i], a.peer.Addr)
+				_ = md0.w.poll()
+				bufs, _ := md0.port.sent()
+				if len(bufs) == 1 {
+					onLink[i] = append(onLink[i][:0], bufs[0]...)
+				}
+				i++
+			})
+			j := 1
+			rx := testing.AllocsPerRun(runs, func() {
+				md1.port.reset()
+				md1.port.push(onLink[j], md0.addr)
+				_ = md1.w.poll()
+				j++
+			})
+			if tx != 0 || rx != 0 {
+				t.Fatalf("allocations per packet: %v sending on the link, %v receiving from it", tx, rx)
+			}
+			s0, s1 := m.stats(0), m.stats(1)
+			if s0[LinkTx] != runs+2 || s1[LinkRx] != runs+2 || s0.Drops() != 0 || s1.Drops() != 0 {
+				t.Fatalf("MD0 %s; MD1 %s", nonZero(&s0), nonZero(&s1))
+			}
+			if ls0, ls1 := m.linkStats(0, l01), m.linkStats(1, l10); ls0.TxPackets != runs+2 || ls1.RxPackets != runs+2 {
+				t.Fatalf("link counters %+v, %+v", ls0, ls1)
+			}
+		})
+	}
 }
