@@ -13,6 +13,11 @@
 // runs every endpoint's DTLS-SRTP handshake at once through the real mdfast
 // daemon to keydist (gen.Handshake), sends with the negotiated keys, and
 // adds the handshake times to the JSON ("handshake").
+//
+// Given a cascade key file (members split over several MDs), each endpoint
+// sends to its own MD; -md-pids names the MDs' processes for their CPU
+// times, and the JSON gets per MD what its members sent and received
+// ("mds").
 package main
 
 import (
@@ -23,6 +28,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -58,6 +65,8 @@ func run() error {
 	flag.IntVar(&cfg.Batch, "batch", 64, "sendmmsg/recvmmsg batch")
 	flag.IntVar(&cfg.MDPid, "md-pid", 0, "forwarder process, for its CPU time")
 	flag.IntVar(&cfg.MDCore, "md-core", -1, "forwarder's core, for its busy time")
+	mdPids := flag.String("md-pids", "", "a cascade key file's MD processes, comma-separated in the file's order, for each one's CPU time")
+	flag.BoolVar(&cfg.Snapshot, "md-snapshot", false, "send each of -md-pids SIGUSR1 at the start and the end of the measured phase (bench/mdharness prints its counters)")
 	flag.BoolVar(&cfg.Reflected, "reflected", false, "the forwarder is bench/reflector: open with the sender's keys")
 	hsTimeout := flag.Duration("handshake-timeout", 20*time.Second, "bound on each DTLS handshake (handshake key files)")
 	verbose := flag.Bool("v", false, "debug logs")
@@ -67,6 +76,15 @@ func run() error {
 		lvl = slog.LevelDebug
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+	if *mdPids != "" {
+		for _, f := range strings.Split(*mdPids, ",") {
+			pid, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || pid <= 0 {
+				return fmt.Errorf("-md-pids %q: bad process id %q", *mdPids, f)
+			}
+			cfg.MDPids = append(cfg.MDPids, pid)
+		}
+	}
 	switch pattern {
 	case "":
 	case "audio":

@@ -13,9 +13,22 @@
 // It prints "ready <mode>" on stdout once forwarding and, on exit, one JSON
 // line with the data plane's non-zero counters and each worker's packets.
 // -queues runs one worker per NIC queue (or SO_REUSEPORT socket), -cpus
-// pins them.
+// pins them. On SIGUSR1 it prints one JSON line {"snapshot": counters}
+// with the data plane's counters at that moment (the load generator sends
+// it at the start and the end of its measured phase: -md-snapshot).
+//
+// A cascade key file (benchkeys.Cascade, issue 14) splits the conference
+// over several MDs: -md i makes the harness MD i, listening on
+// Cascade.MDs[i]; it installs only the endpoints attached to it and one
+// link association per peer MD (keytable.Association{Link: true, Tag:
+// the conference's tag}, its address the peer's media address, its keys
+// the conference's link keys of each direction, benchkeys.Links), so that
+// what its members send crosses each link once and what comes from a link
+// reaches its members. The exit JSON then has "links": each link's
+// traffic (keytable.LinkStats).
 //
 //	mdharness -keys keys.json -mode xdp-native -iface mdfb-md
+//	mdharness -keys cascade.json -md 1 -mode xdp-native -iface mdfb-md
 package main
 
 import (
@@ -24,11 +37,14 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/google/uuid"
 
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
 	"github.com/mdfast/mdfast/internal/config"
@@ -53,6 +69,7 @@ func run() error {
 		cpuList  = flag.String("cpus", "", "comma-separated CPUs to pin worker i to (i modulo the list); empty: no pinning")
 		waitName = flag.String("wait", "", "AF_XDP idle wait: poll, adaptive, spin, or busypoll (poll with SO_PREFER_BUSY_POLL, SO_BUSY_POLL 50 µs, budget 64); empty: the daemon's default")
 		spin     = flag.Duration("spin", 0, "spin of the adaptive wait after the last packet (0: default)")
+		mdIndex  = flag.Int("md", 0, "in a cascade key file: which of its MDs this harness is (index in cascade.mds)")
 	)
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -70,9 +87,14 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("key table: %w", err)
 	}
+	if *mdIndex < 0 || *mdIndex >= kf.MDCount() {
+		return fmt.Errorf("-md %d: the key file has %d MDs", *mdIndex, kf.MDCount())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	for i, e := range kf.Endpoints {
+	members := kf.Members(*mdIndex)
+	for _, i := range members {
+		e := &kf.Endpoints[i]
 		recv, err := e.ClientKeys(kf.SRTPProfile())
 		if err != nil {
 			return fmt.Errorf("endpoint %d: %w", i, err)
@@ -87,12 +109,20 @@ func run() error {
 			return fmt.Errorf("install endpoint %d: %w", i, err)
 		}
 	}
+	links, err := installLinks(ctx, table, kf, *mdIndex)
+	if err != nil {
+		return err
+	}
+	self := kf.MD
+	if kf.Cascade != nil {
+		self = kf.Cascade.MDs[*mdIndex]
+	}
 	dpCfg, err := c.Dataplane(dataplane.KeyTable{T: table}, log)
 	if err != nil {
 		return fmt.Errorf("daemon defaults: %w", err)
 	}
 	dpCfg.Mode, dpCfg.Interface = mode, *iface
-	dpCfg.Ports, dpCfg.Address = []uint16{kf.MD.Port()}, kf.MD.Addr()
+	dpCfg.Ports, dpCfg.Address = []uint16{self.Port()}, self.Addr()
 	dpCfg.SocketBuffer = *sockBuf
 	dpCfg.Queues = *queues
 	if *cpuList != "" {
@@ -124,27 +154,85 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("data plane: %w", err)
 	}
-	for _, e := range kf.Endpoints {
-		dp.Resolve(e.Addr.Addr())
+	for _, i := range members {
+		dp.Resolve(kf.Endpoints[i].Addr.Addr())
+	}
+	for _, l := range links {
+		dp.Resolve(l.addr.Addr())
 	}
 	// No slow path here: drain what the data plane hands to it.
 	go func() {
 		for range dp.Slow() {
 		}
 	}()
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	defer signal.Stop(usr1)
 	fmt.Printf("ready %s%s\n", dp.Mode(), waitDesc)
-	<-ctx.Done()
+	for ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-usr1:
+			st := dp.Stats()
+			if err := json.NewEncoder(os.Stdout).Encode(map[string]any{"snapshot": counterMap(&st)}); err != nil {
+				return fmt.Errorf("print snapshot: %w", err)
+			}
+		}
+	}
 	st := dp.Stats()
 	ws := dp.WorkerStats()
 	if err := dp.Close(); err != nil {
 		log.Error("mdharness: close", "err", err)
 	}
-	return printStats(dp.Mode(), &st, ws)
+	return printStats(dp.Mode(), &st, ws, links)
 }
 
-// printStats prints the totals ("counters") and, per worker, the packets
-// received, forwarded and the hand-overs ("workers").
-func printStats(m dataplane.Mode, st *dataplane.Stats, ws []dataplane.Stats) error {
+// link is an installed link association.
+type link struct {
+	peer int
+	addr netip.AddrPort
+	ep   *keytable.Endpoint
+}
+
+// installLinks installs MD self's link associations of a cascade key file
+// (none without one): one per peer MD for the file's conference.
+func installLinks(ctx context.Context, table *keytable.Table, kf *benchkeys.File, self int) ([]link, error) {
+	if kf.Cascade == nil {
+		return nil, nil
+	}
+	ls, err := kf.Links(self)
+	if err != nil {
+		return nil, err
+	}
+	var out []link
+	for _, l := range ls {
+		ep, err := table.Install(ctx, keytable.Association{
+			ID: uuid.New(), Addr: l.Addr, Conference: keytable.ConferenceID(kf.Conference),
+			Recv: l.Recv, Send: l.Send, Link: true, Tag: l.Tag,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("install link to MD %d (%s): %w", l.Peer, l.Addr, err)
+		}
+		out = append(out, link{peer: l.Peer, addr: l.Addr, ep: ep})
+	}
+	return out, nil
+}
+
+// counterMap is st's non-zero counters by name.
+func counterMap(st *dataplane.Stats) map[string]uint64 {
+	counters := map[string]uint64{}
+	for c := dataplane.Counter(0); c < dataplane.NumCounters; c++ {
+		if st[c] != 0 {
+			counters[c.String()] = st[c]
+		}
+	}
+	return counters
+}
+
+// printStats prints the totals ("counters"), per worker the packets
+// received, forwarded and the hand-overs ("workers") and, in a cascade,
+// each link's traffic ("links").
+func printStats(m dataplane.Mode, st *dataplane.Stats, ws []dataplane.Stats, links []link) error {
 	out := map[string]any{"mode": m.String()}
 	var workers []map[string]uint64
 	for i := range ws {
@@ -154,13 +242,17 @@ func printStats(m dataplane.Mode, st *dataplane.Stats, ws []dataplane.Stats) err
 		})
 	}
 	out["workers"] = workers
-	counters := map[string]uint64{}
-	for c := dataplane.Counter(0); c < dataplane.NumCounters; c++ {
-		if st[c] != 0 {
-			counters[c.String()] = st[c]
+	out["counters"] = counterMap(st)
+	if len(links) > 0 {
+		var ls []map[string]any
+		for _, l := range links {
+			s := l.ep.LinkStats()
+			ls = append(ls, map[string]any{"peer": l.peer, "addr": l.addr.String(),
+				"tx_packets": s.TxPackets, "tx_bytes": s.TxBytes, "rx_packets": s.RxPackets, "rx_bytes": s.RxBytes,
+				"tx_drops": s.TxDrops, "rx_drops": s.RxDrops})
 		}
+		out["links"] = ls
 	}
-	out["counters"] = counters
 	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
 		return fmt.Errorf("print stats: %w", err)
 	}

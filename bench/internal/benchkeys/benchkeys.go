@@ -77,6 +77,9 @@ type Endpoint struct {
 	TLSID   string `json:"tls_id,omitempty"`
 	Cert    []byte `json:"cert,omitempty"`
 	CertKey []byte `json:"cert_key,omitempty"`
+	// MD is, in a cascade file, the index in Cascade.MDs of the MD the
+	// endpoint is attached to (sends to and receives from).
+	MD int `json:"md,omitempty"`
 }
 
 // File is the benchmark's key file.
@@ -98,6 +101,9 @@ type File struct {
 	// fingerprint ("sha-256 AB:CD:...").
 	Handshake     bool   `json:"handshake,omitempty"`
 	KDFingerprint string `json:"kd_fingerprint,omitempty"`
+	// Cascade, when set, splits the conference over several MDs joined by
+	// links (see cascade.go); MD is then Cascade.MDs[0].
+	Cascade *Cascade `json:"cascade,omitempty"`
 }
 
 // Generate makes n endpoints at addr:basePort, addr:basePort+1, ... with
@@ -255,6 +261,17 @@ func (f *File) check() error {
 	if f.Handshake {
 		if _, err := keydist.ParseFingerprint(f.KDFingerprint); err != nil {
 			return fmt.Errorf("KD fingerprint: %w", err)
+		}
+	}
+	if f.Cascade != nil {
+		if err := f.checkCascade(); err != nil {
+			return err
+		}
+	} else {
+		for i := range f.Endpoints {
+			if f.Endpoints[i].MD != 0 {
+				return fmt.Errorf("endpoint %d at MD %d of a file without a cascade", i, f.Endpoints[i].MD)
+			}
 		}
 	}
 	seen := map[netip.AddrPort]bool{}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pion/rtp"
@@ -82,6 +83,14 @@ type Config struct {
 	// core it is pinned to: that core's busy time is reported too.
 	MDPid  int
 	MDCore int
+	// MDPids are, for a cascade key file (several MDs), the MDs'
+	// processes in the order of Keys.Cascade.MDs: each one's CPU time over
+	// the measured phase is reported in Result.MDs. With Snapshot, each is
+	// sent SIGUSR1 right after its CPU time is read at the start and at
+	// the end of the measured phase (bench/mdharness then prints its
+	// counters: the driver takes the phase's forwarded packets from them).
+	MDPids   []int
+	Snapshot bool
 	// Reflected says the forwarder is the reflector (bench/reflector),
 	// which sends the senders' datagrams on unchanged: receivers open
 	// them with the sender's client_write keys instead of their own
@@ -139,6 +148,27 @@ type Result struct {
 	// Handshake is what the handshakes before the run measured (a
 	// handshake key file only; set by the caller of Handshake).
 	Handshake *HandshakeResult `json:"handshake,omitempty"`
+	// MDs is, for a cascade key file, per MD (in the order of
+	// Cascade.MDs) what its members did and its CPU time.
+	MDs []MDResult `json:"mds,omitempty"`
+}
+
+// MDResult is what the generator measured of one MD of a cascade.
+type MDResult struct {
+	// Members and Senders are its endpoints and how many of them send.
+	Members int `json:"members"`
+	Senders int `json:"senders"`
+	// SentAll counts the packets its senders sent in every phase (the
+	// warm-up included): every one of them should cross each link from
+	// this MD once. Sent counts the measured phase's.
+	SentAll uint64 `json:"sent_all"`
+	Sent    uint64 `json:"sent"`
+	// Received counts the measured packets its members received.
+	Received uint64 `json:"received"`
+	// CPUSeconds and CPU are the MD process's CPU time over the measured
+	// phase and that per second (-1 when not measured: no MDPids).
+	CPUSeconds float64 `json:"md_cpu_seconds"`
+	CPU        float64 `json:"md_cpu"`
 }
 
 func (c *Config) check() error {
@@ -156,6 +186,12 @@ func (c *Config) check() error {
 	}
 	if c.Duration <= 0 {
 		return errors.New("gen: no measured duration")
+	}
+	if len(c.MDPids) != 0 && len(c.MDPids) != c.Keys.MDCount() {
+		return fmt.Errorf("gen: %d MD processes for %d MDs", len(c.MDPids), c.Keys.MDCount())
+	}
+	if c.Reflected && c.Keys.Cascade != nil {
+		return errors.New("gen: the reflector runs one-MD key files only")
 	}
 	if c.Reflected && c.Keys.IsDouble() {
 		return errors.New("gen: the reflector runs single-layer key files only")
@@ -277,6 +313,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	core0 := coreBusy(cfg.MDCore)
+	cpus0, err := cfg.mdsCPU()
+	if err != nil {
+		return nil, err
+	}
 	t0 := time.Now()
 	runPhase(MeasuredPT, cfg.Rate, cfg.Duration)
 	elapsed := time.Since(t0)
@@ -285,6 +325,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	core1 := coreBusy(cfg.MDCore)
+	cpus1, err := cfg.mdsCPU()
+	if err != nil {
+		return nil, err
+	}
 	sleepCtx(ctx, cfg.Drain)
 	for _, c := range conns {
 		c.Close()
@@ -339,7 +383,50 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if core0 >= 0 && core1 >= 0 {
 		res.CoreCPU = (core1 - core0).Seconds() / secs
 	}
+	if cfg.Keys.Cascade != nil {
+		res.MDs = make([]MDResult, cfg.Keys.MDCount())
+		for i := range res.MDs {
+			m := &res.MDs[i]
+			m.CPUSeconds, m.CPU = -1, -1
+			if cpus0 != nil {
+				m.CPUSeconds = (cpus1[i] - cpus0[i]).Seconds()
+				m.CPU = m.CPUSeconds / secs
+			}
+		}
+		for i := range eps {
+			m := &res.MDs[eps[i].MD]
+			m.Members++
+			m.Received += recvs[i].received
+			if i < len(senders) {
+				m.Senders++
+				m.Sent += senders[i].sent
+				m.SentAll += senders[i].sentAll
+			}
+		}
+	}
 	return res, nil
+}
+
+// mdsCPU reads the CPU time of every MDPids process and, with Snapshot,
+// then sends each SIGUSR1 (nil without MDPids).
+func (c *Config) mdsCPU() ([]time.Duration, error) {
+	if len(c.MDPids) == 0 {
+		return nil, nil
+	}
+	out := make([]time.Duration, len(c.MDPids))
+	for i, pid := range c.MDPids {
+		d, err := mdCPU(pid)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = d
+		if c.Snapshot {
+			if err := syscall.Kill(pid, syscall.SIGUSR1); err != nil {
+				return nil, fmt.Errorf("gen: snapshot of MD %d (pid %d): %w", i, pid, err)
+			}
+		}
+	}
+	return out, nil
 }
 
 func mdCPU(pid int) (time.Duration, error) {
@@ -375,21 +462,22 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 
 // sender is one sending endpoint.
 type sender struct {
-	conn   *udpbatch.Conn
-	keys   *srtpfast.Keys
-	dbl    *double.Endpoint // a double file: seals both layers instead of keys
-	sc     srtpfast.Scratch
-	ssrcs  []uint32
-	seqs   []uint64 // per stream: packets sent so far, all phases (the payload's Seq)
-	next   int      // stream of the next packet
-	dst    netip.AddrPort
-	cfg    *Config
-	clk    clock
-	plain  []byte
-	msgs   []udpbatch.Message
-	bufs   [][]byte
-	sent   uint64 // measured phase only
-	errors uint64
+	conn    *udpbatch.Conn
+	keys    *srtpfast.Keys
+	dbl     *double.Endpoint // a double file: seals both layers instead of keys
+	sc      srtpfast.Scratch
+	ssrcs   []uint32
+	seqs    []uint64 // per stream: packets sent so far, all phases (the payload's Seq)
+	next    int      // stream of the next packet
+	dst     netip.AddrPort
+	cfg     *Config
+	clk     clock
+	plain   []byte
+	msgs    []udpbatch.Message
+	bufs    [][]byte
+	sent    uint64 // measured phase only
+	sentAll uint64 // every phase
+	errors  uint64
 }
 
 func newSender(kf *benchkeys.File, i int, c *udpbatch.Conn, cfg Config, clk clock) (*sender, error) {
@@ -406,7 +494,7 @@ func newSender(kf *benchkeys.File, i int, c *udpbatch.Conn, cfg Config, clk cloc
 		return nil, fmt.Errorf("gen: endpoint %s: %w", e.Addr, err)
 	}
 	s := &sender{
-		conn: c, keys: k, dbl: dbl, dst: kf.MD, cfg: &cfg, clk: clk,
+		conn: c, keys: k, dbl: dbl, dst: kf.MDOf(i), cfg: &cfg, clk: clk,
 		ssrcs: make([]uint32, cfg.Streams), seqs: make([]uint64, cfg.Streams),
 		plain: make([]byte, rtpHeaderLen+cfg.Payload),
 		msgs:  make([]udpbatch.Message, cfg.Batch),
@@ -486,6 +574,7 @@ func (s *sender) sendBatch(pt uint8, n int) {
 		if pt == MeasuredPT {
 			s.sent += uint64(k)
 		}
+		s.sentAll += uint64(k)
 		if err == nil {
 			break
 		}
