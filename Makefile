@@ -78,7 +78,9 @@ fuzz:
 ## bench/results/latest.* (BENCH_QUICK=1: a subset in 3 rounds, about five
 ## minutes; BENCH_PATHS=a,b limits paths or adds the wait variants, e.g.
 ## mdfast-xdp-native-poll; BENCH_NICE=n the niceness, default -10;
-## BENCH_MQ=1: 2 queues and 2 workers against 1, in 3 rounds).
+## BENCH_MQ=1: 2 queues and 2 workers against 1, in 3 rounds;
+## BENCH_CASCADE=1: 1→4 on one MD against the same conference over two MDs
+## joined by a link, in 3 rounds).
 bench: deps
 	@[ "$$(id -u)" -eq 0 ] || { echo "make bench: run as root (network namespaces, XDP, taskset)" >&2; exit 1; }
 	@command -v taskset >/dev/null || { echo "make bench: taskset (util-linux) is missing" >&2; exit 1; }

@@ -5,7 +5,10 @@
 // and latest.{json,md,svg}, printing the Markdown table. BENCH_QUICK=1
 // measures a subset in three rounds (about five minutes); BENCH_MQ=1
 // measures 2 queues and 2 workers against 1 in three rounds
-// (driver.MQPlan, its own paths unless -paths is given). It needs root.
+// (driver.MQPlan, its own paths unless -paths is given); BENCH_CASCADE=1
+// measures only 1→4 at 160 B on one MD against the same conference split
+// over two MDs joined by a link (driver.CascadePlan, three rounds; with
+// BENCH_QUICK=1 too, 1 s steps). It needs root.
 //
 //	run -bin bin/bench -out bench/results
 package main
@@ -52,9 +55,17 @@ func run() error {
 	}
 	quick := os.Getenv("BENCH_QUICK") == "1"
 	mq := os.Getenv("BENCH_MQ") == "1"
+	cascade := os.Getenv("BENCH_CASCADE") == "1"
 	plan := driver.FullPlan()
 	command := "make bench"
 	switch {
+	case cascade:
+		plan = driver.CascadePlan()
+		command = "BENCH_CASCADE=1 make bench"
+		if quick {
+			plan.Timing = driver.QuickPlan().Timing
+			command = "BENCH_QUICK=1 " + command
+		}
 	case mq:
 		plan = driver.MQPlan()
 		command = "BENCH_MQ=1 make bench"
@@ -62,10 +73,10 @@ func run() error {
 		plan = driver.QuickPlan()
 		command = "BENCH_QUICK=1 make bench"
 	}
-	if !mq || isSet("paths") {
+	if !mq && !cascade || isSet("paths") {
 		plan.Paths = strings.Split(*paths, ",")
 	}
-	if isSet("paths") && (mq || *paths != strings.Join(driver.AllPaths, ",")) {
+	if isSet("paths") && (mq || cascade || *paths != strings.Join(driver.AllPaths, ",")) {
 		command = "BENCH_PATHS=" + *paths + " " + command
 	}
 	if *nice != -10 {

@@ -130,8 +130,28 @@ func Run(ctx context.Context, cfg Config) (*report.Run, error) {
 		Method: method(cfg),
 	}
 	pr := newProgress(cfg.Progress, cfg.Plan.Steps())
+	var ctopo *netns.Cascade
+	if n := cfg.Plan.cascadeMDs(); n > 1 {
+		t, err := netns.SetupCascade(ctx, n)
+		if err != nil {
+			return nil, fmt.Errorf("driver: cascade topology: %w", err)
+		}
+		defer func() {
+			if err := t.Close(); err != nil {
+				log.Error("driver: removing namespaces", "err", err)
+			}
+		}()
+		ctopo = t
+		run.Method = append(run.Method, cascadeMethod(&cfg))
+	}
 	for _, it := range cfg.Plan.Schedule() {
-		scs, err := runGroup(ctx, &cfg, topos[it.Queues()], it, pr)
+		var scs []report.Scenario
+		var err error
+		if it.Group.MDs > 1 {
+			scs, err = runCascadeGroup(ctx, &cfg, ctopo, it, pr)
+		} else {
+			scs, err = runGroup(ctx, &cfg, topos[it.Queues()], it, pr)
+		}
 		run.Scenarios = append(run.Scenarios, scs...)
 		if ctx.Err() != nil {
 			pr.finish()
@@ -206,7 +226,13 @@ func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path
 		core = -1 // both cores; the workers are pinned
 		args = append(args, "-cpus", fmt.Sprintf("%d,%d", cfg.MDCore, cfg.GenCore))
 	}
-	cmd := netns.Command(ctx, topo.MDNS, core, cfg.Nice, filepath.Join(cfg.Bin, bin), args...)
+	return spawn(ctx, cfg, topo.MDNS, core, bin, args)
+}
+
+// spawn starts executable bin of cfg.Bin with args in namespace ns,
+// pinned to core (-1: not pinned), and waits for its "ready <mode>" line.
+func spawn(ctx context.Context, cfg *Config, ns string, core int, bin string, args []string) (*forwarder, error) {
+	cmd := netns.Command(ctx, ns, core, cfg.Nice, filepath.Join(cfg.Bin, bin), args...)
 	cmd.WaitDelay = 5 * time.Second
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -473,7 +499,13 @@ func runLoadgen(ctx context.Context, cfg *Config, topo *netns.Topology, mdPid in
 	if reflected {
 		args = append(args, "-reflected")
 	}
-	cmd := netns.Command(ctx, topo.GenNS, cfg.GenCore, cfg.Nice, filepath.Join(cfg.Bin, "loadgen"), args...)
+	return loadgen(ctx, cfg, topo.GenNS, args)
+}
+
+// loadgen runs the load generator with args in namespace ns, pinned to
+// the generator's core, and returns its result.
+func loadgen(ctx context.Context, cfg *Config, ns string, args []string) (*gen.Result, error) {
+	cmd := netns.Command(ctx, ns, cfg.GenCore, cfg.Nice, filepath.Join(cfg.Bin, "loadgen"), args...)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -34,6 +34,14 @@ type Group struct {
 	// 8723, a real inner layer under the conference's end-to-end key),
 	// which runs on the DoublePaths only.
 	Profile string
+	// MDs, when more than 1, splits the conference over that many MDs
+	// joined by links (a cascade group, issue 14; see cascade.go): Split
+	// is how many members each MD has (the senders are the first
+	// members, so the first MD has them), and OneMD names the one-MD
+	// group of the same shape its figures are reported next to.
+	MDs   int
+	Split []int
+	OneMD string
 }
 
 // DoublePaths are the paths a double group runs on: mdfast with keys
@@ -53,6 +61,9 @@ func (g *Group) KeyProfile() string {
 // The reflector runs single-profile groups only, and of the swept ones
 // only as the calibration of another path's paced steps (Calibrated).
 func (g *Group) RunsOn(path string) bool {
+	if g.MDs > 1 {
+		return slices.Contains(CascadePaths, path)
+	}
 	if path == ReflectorPath {
 		return g.KeyProfile() == benchkeys.Profile && g.Pattern != "flood"
 	}
@@ -63,7 +74,7 @@ func (g *Group) RunsOn(path string) bool {
 // followed by the reflector at the same rate (a swept single-profile
 // group, when the plan has the reflector).
 func (g *Group) Calibrated() bool {
-	return g.Pattern == "flood" && g.KeyProfile() == benchkeys.Profile
+	return g.MDs <= 1 && g.Pattern == "flood" && g.KeyProfile() == benchkeys.Profile
 }
 
 // Fanout is the receivers of each packet.
@@ -193,7 +204,8 @@ func confGroup(n int, video bool) Group {
 // FullPlan: 1→1, 1→4 and 1→16 at 160 and 1200 B swept from saturation
 // down to 10%; conferences of 2, 10 and 50 all sending audio, and all
 // sending video; on every path. Then 1→4 at 160 B double (RFC 8723) swept
-// the same way, on the DoublePaths. Three rounds.
+// the same way, on the DoublePaths, and 1→4 at 160 B over two MDs
+// (cascadeGroup) on the CascadePaths. Three rounds.
 func FullPlan() Plan {
 	p := Plan{Paths: AllPaths, Rounds: 3, Timing: Timing{Warmup: 300 * time.Millisecond, Duration: 2 * time.Second, Drain: 200 * time.Millisecond}}
 	steps := []float64{0.9, 0.7, 0.5, 0.1}
@@ -207,18 +219,19 @@ func FullPlan() Plan {
 			p.Groups = append(p.Groups, confGroup(n, video))
 		}
 	}
-	p.Groups = append(p.Groups, doubleGroup(4, 160, steps))
+	p.Groups = append(p.Groups, doubleGroup(4, 160, steps), cascadeGroup(4, 160, steps))
 	return p
 }
 
 // QuickPlan (BENCH_QUICK=1): three rounds of 1→4 at 160 B (saturation,
 // 70%, 50%, 10%) and a conference of 10 sending audio, on every path; 1→4
-// at 160 B double (saturation, 50%) on the DoublePaths. Steps are 1 s.
+// at 160 B double (saturation, 50%) on the DoublePaths; 1→4 at 160 B over
+// two MDs (saturation) on the CascadePaths. Steps are 1 s.
 func QuickPlan() Plan {
 	return Plan{
 		Paths:  AllPaths,
 		Rounds: 3,
-		Groups: []Group{fanoutGroup(4, 160, []float64{0.7, 0.5, 0.1}), confGroup(10, false), doubleGroup(4, 160, []float64{0.5})},
+		Groups: []Group{fanoutGroup(4, 160, []float64{0.7, 0.5, 0.1}), confGroup(10, false), doubleGroup(4, 160, []float64{0.5}), cascadeGroup(4, 160, nil)},
 		Timing: Timing{Warmup: 200 * time.Millisecond, Duration: time.Second, Drain: 200 * time.Millisecond},
 	}
 }

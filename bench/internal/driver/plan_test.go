@@ -53,9 +53,10 @@ func TestPlanDouble(t *testing.T) {
 	// The quick plan: 3 rounds of 1→4 (sat, 70%, 50%, 10%) on the five
 	// forwarding paths with the reflector after each paced step, the
 	// audio conference on all six, the double group on the four double
-	// paths. At about 1.8 s a step that is under 5 minutes.
+	// paths, the two-MD group (sat) on the three cascade paths. At about
+	// 1.8 s a step that is under 5 minutes.
 	q := QuickPlan()
-	if want := 3 * (5*4 + 5*3 + 6 + 4*2); q.Steps() != want {
+	if want := 3 * (5*4 + 5*3 + 6 + 4*2 + 3); q.Steps() != want {
 		t.Errorf("quick plan has %d steps, want %d", q.Steps(), want)
 	}
 	if float64(q.Steps())*(q.Timing.Warmup+q.Timing.Duration+q.Timing.Drain+time.Second/2).Seconds() > 300 {

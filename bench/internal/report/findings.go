@@ -62,9 +62,12 @@ func (f *Finding) set(s stats.Spread) {
 // xdpPath says whether the added-latency goal is for path.
 func xdpPath(path string) bool { return strings.HasPrefix(path, "mdfast-xdp-") }
 
-// Evaluate checks the goals against the summary. Every goal is judged at
+// Evaluate checks the goals against the summary (cascade groups left out). Every goal is judged at
 // the median over the rounds; the spread is in the finding.
 func Evaluate(sum []Aggregate) []Finding {
+	// The goals are a single forwarder's: cascade steps have their own
+	// table (SummarizeCascade).
+	sum = slices.DeleteFunc(slices.Clone(sum), func(a Aggregate) bool { return IsCascade(a.Group) })
 	var out []Finding
 	var paths []string
 	for _, a := range sum {

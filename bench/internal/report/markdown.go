@@ -21,6 +21,7 @@ func (r *Run) Markdown(w io.Writer) error {
 	writeSummary(&b, r)
 	writeWaits(&b, r.Summary)
 	writeMQ(&b, r.Summary)
+	writeCascade(&b, r.Cascade)
 	fmt.Fprintf(&b, "\nEvery step of every round (a reflector row \"for X\" is the calibration run right after X's step at the same rate; added = this row's percentile minus its reflector's):\n")
 	b.WriteString("\n| round | scenario | path | payload | fanout | participants | offered pps | forwarded pps | loss | p50 µs | p99 µs | p99.9 µs | added p50/p99/p99.9 µs | md_cpu | core_cpu | fwd pkt / MD CPU-s | profile |\n")
 	b.WriteString("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")

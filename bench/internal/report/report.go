@@ -118,6 +118,12 @@ type Scenario struct {
 	CalibrationSaturated bool `json:"calibration_saturated,omitempty"`
 	// RefP99us is that reflector step's p99 (with Added).
 	RefP99us float64 `json:"reflector_p99_us,omitempty"`
+	// MDs are, on a cascade step (IsCascade), each MD's figures; the
+	// step's MDCPU is then the MDs' summed CPU and ForwardedPerCPUSecond
+	// ForwardedPPS over it. OneMDGroup is the one-MD group it is
+	// compared with (see SummarizeCascade).
+	MDs        []MD   `json:"mds,omitempty"`
+	OneMDGroup string `json:"one_md_group,omitempty"`
 }
 
 // Host describes where the run happened.
@@ -147,14 +153,19 @@ type Run struct {
 	// Summary is every step of every path over the rounds (Summarize).
 	Summary  []Aggregate `json:"summary"`
 	Findings []Finding   `json:"findings"`
+	// Cascade is every cascade step per MD over the rounds
+	// (SummarizeCascade).
+	Cascade []CascadeAggregate `json:"cascade,omitempty"`
 }
 
 // Finish derives what r's scenarios imply: each step's added latency
-// (AttachAdded), the summary over the rounds and the findings.
+// (AttachAdded), the summary over the rounds, the findings and the
+// cascade table.
 func (r *Run) Finish() {
 	AttachAdded(r.Scenarios)
 	r.Summary = Summarize(r.Scenarios)
 	r.Findings = Evaluate(r.Summary)
+	r.Cascade = SummarizeCascade(r.Scenarios)
 }
 
 // WriteJSON writes r as indented JSON.
