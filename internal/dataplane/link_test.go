@@ -699,3 +699,45 @@ func TestLinkZeroAllocs(t *testing.T) {
 		})
 	}
 }
+
+// TestLinkOpenerKept: an idle endpoint's Opener is swept after
+// OpenerIdle, a link's only once the link is removed (a fresh one would
+// start the peer's streams at ROC 0).
+func TestLinkOpenerKept(t *testing.T) {
+	m := newMesh(t, 2)
+	r := rand.New(rand.NewPCG(7, 8))
+	a := newEndpoint(t, r, 1, netip.MustParseAddrPort("198.18.1.10:40000"))
+	b := newEndpoint(t, r, 2, netip.MustParseAddrPort("198.18.1.11:40000"))
+	m.join(0, a.peer)
+	m.join(1, b.peer)
+	_, l10 := m.link(0, 1, srtpfast.ProfileAEADAES128GCM, 0x0e1d)
+	for _, s := range []struct {
+		md int
+		e  *endpoint
+	}{{0, a}, {1, b}} {
+		_, w := s.e.sealRTP(t, 20)
+		m.send(s.md, w, s.e.peer.Addr)
+	}
+	w := m.mds[1].w
+	if len(w.openers) != 2 {
+		t.Fatalf("MD1 holds %d Openers, want B's and the link's", len(w.openers))
+	}
+	w.cfg.OpenerIdle = time.Millisecond
+	time.Sleep(5 * time.Millisecond)
+	w.sweep(time.Now().UnixNano())
+	if len(w.openers) != 1 {
+		t.Fatalf("after the sweep MD1 holds %d Openers, want the link's only", len(w.openers))
+	}
+	for _, e := range w.openers {
+		if !e.peer.Link {
+			t.Fatal("the Opener kept is not the link's")
+		}
+	}
+	if err := m.mds[1].kt.Remove(context.Background(), l10); err != nil {
+		t.Fatal(err)
+	}
+	w.sweep(time.Now().UnixNano())
+	if len(w.openers) != 0 {
+		t.Fatalf("a removed link's Opener was kept")
+	}
+}
