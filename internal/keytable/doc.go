@@ -276,16 +276,15 @@
 // the size class of its 104 octets, and its claim-map entry), a copy of
 // its SSRC's lanes and, once it reached a link, a small map of link bases.
 // Beside the AEAD state (the two srtpfast.Keys, about 1.6 KB each), an
-// association costs about 620 to 680 bytes of heap with two SSRCs claimed
-// (TestMemoryPerAssociation here: 672 B with 20,000 associations in
-// conferences of 10, 640 B before claims grew from 96 to 104 octets for
-// the link bases; internal/memtest: 10,000 and 100,000 installed one by
-// one, in conferences of 4 and of 100, measured before that change at
-// 590 to 640 B): the Endpoint (112 B) and association state (136 B), its
-// address slot (32 B at ≤ 3/4 load), its ID index entry, its member-list
-// slot and its share of the conference, and two claims (112 B each) with
-// their entries in the conference's claim map. A link association adds
-// its traffic counters (48 B).
+// association costs about 650 to 710 bytes of heap with two SSRCs claimed
+// (TestMemoryPerAssociation here: 688 B with 20,000 associations in
+// conferences of 10, 640 B before links; internal/memtest's key-table
+// share at 10,000 in conferences of 4 and of 100: 711 and 654 B, 664 and
+// 606 B before links): the Endpoint (120 B) and association state
+// (120 B), its address slot (32 B at ≤ 3/4 load), its ID index entry, its
+// member-list slot and its share of the conference, and two claims (112 B
+// each) with their entries in the conference's claim map. A link
+// association adds its traffic counters (48 B).
 // Each write also leaves the copied root arrays and shards as garbage (tens
 // of kilobytes at 100,000 associations).
 //
