@@ -261,7 +261,7 @@ func cascadeMDs(cfg *Config, res *gen.Result, outs []mdOutput) []report.MD {
 			Received: g.Received, SentAll: g.SentAll, PeerSentAll: sentAll - g.SentAll}
 		if i < len(outs) {
 			o := &outs[i]
-			m.Mode, m.LinkTx, m.LinkRx, m.Drops = o.mode, o.final["link_tx"], o.final["link_rx"], o.drops()
+			m.Mode, m.LinkTx, m.LinkRx, m.Forwarded, m.Drops = o.mode, o.final["link_tx"], o.final["link_rx"], o.final["forwarded"], o.drops()
 			if tx := o.phaseTx(); tx > 0 && res.Seconds > 0 {
 				m.ForwardedPPS = float64(tx) / res.Seconds
 				if g.CPUSeconds > 0 {

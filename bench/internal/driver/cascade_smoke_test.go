@@ -17,8 +17,9 @@ import (
 // a low fixed rate, and the same conference on one MD, in XDP native and
 // socket mode, end to end through the driver. Every endpoint must receive
 // and verify every other's media with 0 loss, and each MD's link counters
-// must equal what the other MD's senders sent over the whole run (every
-// packet crossed the link exactly once, in both directions).
+// must equal what the other MD's senders sent over the whole run, and what
+// its own sent (every packet crossed the link exactly once, in both
+// directions).
 func TestSmokeCascade(t *testing.T) {
 	bin, mdCore, genCore := prepare(t)
 	one := Group{Name: "paced-conf5-3senders-160B", Participants: 5, Senders: 3, Payload: 160, Pattern: "paced", Rate: 300, Burst: 1, Streams: 2}
@@ -62,9 +63,9 @@ func TestSmokeCascade(t *testing.T) {
 			if m.SentAll == 0 || m.PeerSentAll == 0 {
 				t.Fatalf("%s MD %d: no senders on both sides: %+v", s.Path, i, m)
 			}
-			if !m.CrossedOnce(2) {
-				t.Fatalf("%s MD %d: link tx %d (own senders sent %d), link rx %d (the other MD's sent %d): not once each",
-					s.Path, i, m.LinkTx, m.SentAll, m.LinkRx, m.PeerSentAll)
+			if !m.CrossedOnce(2) || !m.LinksLossless() || m.LinkTx != m.SentAll {
+				t.Fatalf("%s MD %d: link tx %d (forwarded %d, own senders sent %d), link rx %d (the other MD's senders sent %d): not once each",
+					s.Path, i, m.LinkTx, m.Forwarded, m.SentAll, m.LinkRx, m.PeerSentAll)
 			}
 			if len(m.Drops) != 0 {
 				t.Fatalf("%s MD %d: drops %v", s.Path, i, m.Drops)
@@ -85,7 +86,7 @@ func TestSmokeCascade(t *testing.T) {
 		t.Fatalf("%d cascade aggregates, want 2", len(r.Cascade))
 	}
 	for _, a := range r.Cascade {
-		if a.Rounds != 1 || a.CrossedOnce != 1 || a.OneMD.N != 1 || a.PerCPUSecond.N != 1 || len(a.MDs) != 2 || a.MDs[0].VsOneMD.N != 1 {
+		if a.Rounds != 1 || a.CrossedOnce != 1 || a.LinksLossless != 1 || a.OneMD.N != 1 || a.PerCPUSecond.N != 1 || len(a.MDs) != 2 || a.MDs[0].VsOneMD.N != 1 {
 			t.Fatalf("cascade aggregate %+v", a)
 		}
 	}

@@ -110,9 +110,9 @@ func TestCascadeMDs(t *testing.T) {
 	}}
 	outs := []mdOutput{
 		{mode: "socket", snapshots: []map[string]uint64{{"tx_packets": 100}, {"tx_packets": 2100}},
-			final: map[string]uint64{"link_tx": 1200, "tx_packets": 2400, "drop_replay": 3}},
+			final: map[string]uint64{"link_tx": 1200, "forwarded": 1200, "tx_packets": 2400, "drop_replay": 3}},
 		{mode: "socket", snapshots: []map[string]uint64{{"tx_packets": 0}, {"tx_packets": 3000}},
-			final: map[string]uint64{"link_rx": 1200, "tx_packets": 3600}},
+			final: map[string]uint64{"link_rx": 1200, "forwarded": 1200, "tx_packets": 3600}},
 	}
 	mds := cascadeMDs(cfg, res, outs)
 	if len(mds) != 2 {
@@ -125,18 +125,24 @@ func TestCascadeMDs(t *testing.T) {
 	if m1.ForwardedPPS != 1500 || m1.ForwardedPerCPUSecond != 3000 || m1.Core != 0 || m1.Loss <= 0 || m1.Loss > 0.001 {
 		t.Errorf("MD 1: %+v", m1)
 	}
-	if m0.PeerSentAll != 0 || m1.PeerSentAll != 1200 || !m0.CrossedOnce(2) || !m1.CrossedOnce(2) {
+	if m0.PeerSentAll != 0 || m1.PeerSentAll != 1200 || !m0.CrossedOnce(2) || !m1.CrossedOnce(2) || !m0.LinksLossless() || !m1.LinksLossless() {
 		t.Errorf("link counts: %+v %+v", m0, m1)
 	}
-	// A packet that crossed twice, or not at all, shows.
-	outs[1].final["link_rx"] = 1199
-	if cascadeMDs(cfg, res, outs)[1].CrossedOnce(2) {
-		t.Error("a lost link packet passes")
+	// A packet lost on the way, sent twice, or sent on from a link to a
+	// link shows.
+	outs[1].final["link_rx"], outs[1].final["forwarded"] = 1199, 1199
+	if m := cascadeMDs(cfg, res, outs)[1]; m.LinksLossless() || !m.CrossedOnce(2) {
+		t.Errorf("a lost link packet: %+v", m)
 	}
-	outs[1].final["link_rx"], outs[0].final["link_tx"] = 1200, 2400
+	outs[1].final["link_rx"], outs[1].final["forwarded"], outs[0].final["link_tx"] = 1200, 1200, 2400
 	if cascadeMDs(cfg, res, outs)[0].CrossedOnce(2) {
 		t.Error("a packet sent twice on the link passes")
 	}
+	outs[0].final["link_tx"], outs[1].final["link_tx"] = 1200, 1200
+	if cascadeMDs(cfg, res, outs)[1].CrossedOnce(2) {
+		t.Error("a link's packets sent on to a link pass")
+	}
+	outs[1].final["link_tx"] = 0
 	// Without snapshots there is no phase figure.
 	outs[0].snapshots = nil
 	if m := cascadeMDs(cfg, res, outs)[0]; m.ForwardedPPS != 0 || m.ForwardedPerCPUSecond != 0 {

@@ -45,24 +45,33 @@ type MD struct {
 	Received uint64  `json:"received"`
 	Loss     float64 `json:"loss"`
 	// LinkTx and LinkRx are the packets it sent on its links and the ones
-	// from its links that opened, over its whole life (warm-up included;
-	// its data plane's link_tx and link_rx). SentAll is what its own
-	// senders sent over the whole run, PeerSentAll what the senders on
-	// the other MDs sent: with every packet crossing each link once,
-	// LinkTx = SentAll × (MDs - 1) and LinkRx = PeerSentAll.
+	// from its links that opened, Forwarded the media packets it received
+	// and sent on (from members and links alike), over its whole life
+	// (warm-up included; its data plane's link_tx, link_rx and
+	// forwarded). SentAll is what its own senders sent over the whole
+	// run, PeerSentAll what the senders on the other MDs sent.
 	LinkTx      uint64 `json:"link_tx_packets"`
 	LinkRx      uint64 `json:"link_rx_packets"`
+	Forwarded   uint64 `json:"forwarded_packets"`
 	SentAll     uint64 `json:"sent_all"`
 	PeerSentAll uint64 `json:"peer_sent_all"`
 	// Drops are its data plane's non-zero drop counters.
 	Drops map[string]uint64 `json:"drops,omitempty"`
 }
 
-// CrossedOnce says whether every packet crossed each link exactly once:
-// LinkRx = PeerSentAll and LinkTx = SentAll × (mds - 1).
+// CrossedOnce says whether the MD sent every packet of its own members it
+// forwarded on each of its mds-1 links exactly once, and nothing that came
+// from a link on another link: LinkTx = (Forwarded - LinkRx) × (mds - 1).
+// It holds under loss too (a packet the MD never received is neither
+// forwarded nor sent on a link).
 func (m *MD) CrossedOnce(mds int) bool {
-	return m.LinkRx == m.PeerSentAll && m.LinkTx == m.SentAll*uint64(mds-1)
+	return m.Forwarded >= m.LinkRx && m.LinkTx == (m.Forwarded-m.LinkRx)*uint64(mds-1)
 }
+
+// LinksLossless says whether the MD received from its links exactly what
+// the senders on the other MDs sent (LinkRx = PeerSentAll): no packet lost
+// on the way to or across a link, none duplicated.
+func (m *MD) LinksLossless() bool { return m.LinkRx == m.PeerSentAll }
 
 // CascadeMD is one MD of a cascade step over the rounds.
 type CascadeMD struct {
@@ -105,9 +114,14 @@ type CascadeAggregate struct {
 	// both.
 	OneMD stats.Spread `json:"one_md_forwarded_per_md_cpu_second"`
 	Loss  stats.Spread `json:"loss"`
-	// CrossedOnce counts the rounds in which every MD's link counters
-	// matched what the other MDs' senders sent (MD.CrossedOnce).
-	CrossedOnce int `json:"rounds_crossed_once"`
+	// CrossedOnce counts the rounds in which every MD sent each packet of
+	// its members once on each link and nothing from a link on a link
+	// (MD.CrossedOnce); LinksLossless those in which every MD received
+	// from its links exactly what the other MDs' senders sent
+	// (MD.LinksLossless; not expected at saturation, where the senders'
+	// own MD drops).
+	CrossedOnce   int `json:"rounds_crossed_once"`
+	LinksLossless int `json:"rounds_links_lossless"`
 }
 
 // SummarizeCascade summarizes the cascade steps of scs per group, step and
@@ -154,7 +168,7 @@ func SummarizeCascade(scs []Scenario) []CascadeAggregate {
 			one = append(one, base)
 			loss = append(loss, s.Loss)
 			var cpu float64
-			once := true
+			once, lossless := true, true
 			for i, m := range s.MDs {
 				if len(mds) <= i {
 					mds = append(mds, perMD{})
@@ -169,9 +183,13 @@ func SummarizeCascade(scs []Scenario) []CascadeAggregate {
 				}
 				cpu += max(m.CPU, 0)
 				once = once && m.CrossedOnce(len(s.MDs))
+				lossless = lossless && m.LinksLossless()
 			}
 			if once {
 				a.CrossedOnce++
+			}
+			if lossless {
+				a.LinksLossless++
 			}
 			if cpu > 0 && s.ForwardedPPS > 0 {
 				pcs = append(pcs, s.ForwardedPPS/cpu)
@@ -194,20 +212,20 @@ func writeCascade(b *strings.Builder, cs []CascadeAggregate) {
 	if len(cs) == 0 {
 		return
 	}
-	b.WriteString("\nCascade (members split over MDs joined by links, issue 14): per MD, forwarded packets (datagrams it sent, to its members and on its links, over the measured phase) per second of that MD's own CPU, next to the one-MD group's forwarded packets per forwarder CPU-second at the same step on the same path in the same round; \"all MDs\" is every endpoint's received packets per second over the MDs' summed CPU. Median (min–max) over the rounds; link packets are over each harness's life (warm-up included), and \"crossed once\" counts the rounds in which every MD's link counters equal what the other MDs' senders sent:\n\n")
-	b.WriteString("| scenario | path | MD | members (senders) | fwd pkt / MD CPU-s | one-MD fwd pkt / MD CPU-s | vs one MD | md_cpu | loss | link tx pkts | link rx pkts | crossed once |\n")
-	b.WriteString("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	b.WriteString("\nCascade (members split over MDs joined by links, issue 14): per MD, forwarded packets (datagrams it sent, to its members and on its links, over the measured phase) per second of that MD's own CPU, next to the one-MD group's forwarded packets per forwarder CPU-second at the same step on the same path in the same round; \"all MDs\" is every endpoint's received packets per second over the MDs' summed CPU. Median (min–max) over the rounds; link packets are over each harness's life (warm-up included). \"crossed once\" counts the rounds in which every MD sent each packet of its own members it forwarded once on each link and nothing from a link on a link (link tx = (forwarded - link rx) × (MDs - 1)); \"links lossless\" those in which every MD's link rx equals what the other MDs' senders sent (not expected at saturation, where the senders' MD drops input):\n\n")
+	b.WriteString("| scenario | path | MD | members (senders) | fwd pkt / MD CPU-s | one-MD fwd pkt / MD CPU-s | vs one MD | md_cpu | loss | link tx pkts | link rx pkts | crossed once | links lossless |\n")
+	b.WriteString("|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, a := range cs {
 		one := spread(a.OneMD, "%.0f") + " (" + a.OneMDGroup + ")"
 		for _, m := range a.MDs {
-			fmt.Fprintf(b, "| %s | %s | md%02d | %d (%d) | %s | %s | %s | %s | %s | %s | %s | |\n", a.Name, a.Path, m.Index, m.Members, m.Senders,
+			fmt.Fprintf(b, "| %s | %s | md%02d | %d (%d) | %s | %s | %s | %s | %s | %s | %s | | |\n", a.Name, a.Path, m.Index, m.Members, m.Senders,
 				spread(m.PerCPUSecond, "%.0f"), one, spread(m.VsOneMD, "%.2f×"), spread(m.CPU, "%.2f"), spreadPct(m.Loss),
 				spread(m.LinkTx, "%.0f"), spread(m.LinkRx, "%.0f"))
 		}
-		fmt.Fprintf(b, "| %s | %s | all MDs | | %s | %s | %s | | %s | | | %d of %d |\n", a.Name, a.Path,
-			spread(a.PerCPUSecond, "%.0f"), one, spread(a.VsOneMD, "%.2f×"), spreadPct(a.Loss), a.CrossedOnce, a.Rounds)
+		fmt.Fprintf(b, "| %s | %s | all MDs | | %s | %s | %s | | %s | | | %d of %d | %d of %d |\n", a.Name, a.Path,
+			spread(a.PerCPUSecond, "%.0f"), one, spread(a.VsOneMD, "%.2f×"), spreadPct(a.Loss), a.CrossedOnce, a.Rounds, a.LinksLossless, a.Rounds)
 		if a.Errors > 0 {
-			fmt.Fprintf(b, "| %s | %s | %d rounds failed | | | | | | | | | |\n", a.Name, a.Path, a.Errors)
+			fmt.Fprintf(b, "| %s | %s | %d rounds failed | | | | | | | | | | |\n", a.Name, a.Path, a.Errors)
 		}
 	}
 }
