@@ -8,7 +8,10 @@
 // reflector that calibrates the generator's own latency (bench/reflector:
 // a UDP fan-out with no crypto, run at the same rate after every paced
 // step, so that each path's added latency is taken against it). The
-// shared pieces live in bench/internal/...
+// cascade groups (issue 14) split a conference over two mdharness MDs
+// joined by a link (mdharness -md, benchkeys.Cascade, netns.Cascade) and
+// report each MD's forwarded packets per CPU-second next to the one-MD
+// figure. The shared pieces live in bench/internal/...
 //
 // Nothing outside bench/ may import it: it measures mdfast, it is not part
 // of it.

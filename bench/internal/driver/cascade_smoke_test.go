@@ -9,13 +9,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdfast/mdfast/bench/internal/benchkeys"
 	"github.com/mdfast/mdfast/bench/internal/report"
 )
 
 // TestSmokeCascade runs a conference of 5 split over two MDs (2 + 3, with
 // senders on both: endpoints 0 and 1 on the first MD, 2 on the second) at
-// a low fixed rate, and the same conference on one MD, in XDP native and
-// socket mode, end to end through the driver. Every endpoint must receive
+// a low fixed rate, single and double (RFC 8723), and the same conference
+// on one MD, in XDP native and socket mode, end to end through the driver. Every endpoint must receive
 // and verify every other's media with 0 loss, and each MD's link counters
 // must equal what the other MD's senders sent over the whole run, and what
 // its own sent (every packet crossed the link exactly once, in both
@@ -25,9 +26,14 @@ func TestSmokeCascade(t *testing.T) {
 	one := Group{Name: "paced-conf5-3senders-160B", Participants: 5, Senders: 3, Payload: 160, Pattern: "paced", Rate: 300, Burst: 1, Streams: 2}
 	casc := one
 	casc.Name, casc.MDs, casc.Split, casc.OneMD = report.CascadePrefix+"2md-"+one.Name, 2, []int{2, 3}, one.Name
+	// The same over two MDs in RFC 8723 double: the links' keys are
+	// double-profile keys whose outer half is the link key, and the
+	// endpoints open both layers.
+	dbl := casc
+	dbl.Name, dbl.Profile = casc.Name+"-double", benchkeys.ProfileDouble
 	plan := Plan{
 		Paths:  []string{"mdfast-xdp-native", "mdfast-socket"},
-		Groups: []Group{one, casc},
+		Groups: []Group{one, casc, dbl},
 		Timing: Timing{Warmup: 200 * time.Millisecond, Duration: 600 * time.Millisecond, Drain: 200 * time.Millisecond},
 	}
 	var prog bytes.Buffer
@@ -37,8 +43,8 @@ func TestSmokeCascade(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
-	if len(r.Scenarios) != 4 {
-		t.Fatalf("%d scenarios, want 4", len(r.Scenarios))
+	if len(r.Scenarios) != 6 {
+		t.Fatalf("%d scenarios, want 6", len(r.Scenarios))
 	}
 	cascades := 0
 	for _, s := range r.Scenarios {
@@ -52,7 +58,7 @@ func TestSmokeCascade(t *testing.T) {
 			continue
 		}
 		cascades++
-		if len(s.MDs) != 2 || s.OneMDGroup != one.Name || s.MDCPU <= 0 {
+		if len(s.MDs) != 2 || s.OneMDGroup != one.Name || s.MDCPU <= 0 || (s.Profile == benchkeys.ProfileDouble) != strings.HasSuffix(s.Group, "-double") {
 			t.Fatalf("%s %s: MDs %+v, one-MD group %q, md_cpu %v", s.Path, s.Name, s.MDs, s.OneMDGroup, s.MDCPU)
 		}
 		wantMode := strings.TrimPrefix(s.Path, "mdfast-")
@@ -79,11 +85,11 @@ func TestSmokeCascade(t *testing.T) {
 			t.Fatalf("%s: the MDs forwarded %.0f pps, the endpoints received %.0f", s.Path, fwd, s.ForwardedPPS)
 		}
 	}
-	if cascades != 2 {
-		t.Fatalf("%d cascade scenarios, want 2", cascades)
+	if cascades != 4 {
+		t.Fatalf("%d cascade scenarios, want 4", cascades)
 	}
-	if len(r.Cascade) != 2 {
-		t.Fatalf("%d cascade aggregates, want 2", len(r.Cascade))
+	if len(r.Cascade) != 4 {
+		t.Fatalf("%d cascade aggregates, want 4", len(r.Cascade))
 	}
 	for _, a := range r.Cascade {
 		if a.Rounds != 1 || a.CrossedOnce != 1 || a.LinksLossless != 1 || a.OneMD.N != 1 || a.PerCPUSecond.N != 1 || len(a.MDs) != 2 || a.MDs[0].VsOneMD.N != 1 {

@@ -13,6 +13,16 @@
 // original header and the payload like any other sample. The forwarder
 // only ever has the hop-by-hop keys.
 //
+// # Several MDs (a cascade)
+//
+// With a cascade key file (benchkeys.Cascade: the conference split over
+// several MDs joined by links) each endpoint sends to its own MD
+// (File.MDOf) and receives from it; every endpoint must still receive
+// and open every other's media with its own keys, whether it came from a
+// local sender or across a link. Config.MDPids gives each MD's CPU time
+// over the measured phase, and Result.MDs what each MD's senders sent
+// (the whole run too, for the link counters) and its members received.
+//
 // # How it sends
 //
 // Each sending endpoint has one goroutine and one UDP socket (the socket it
