@@ -540,4 +540,3 @@ func (d *Directory) emit(st *dirState, rev int64) {
 	default:
 	}
 }
-
