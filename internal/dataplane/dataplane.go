@@ -117,9 +117,10 @@ type Config struct {
 	// packet (default DefaultSpin). See XDPPortConfig.
 	Wait Wait
 	Spin time.Duration
-	// MaxSSRCs and OpenerIdle: see WorkerConfig.
-	MaxSSRCs   int
-	OpenerIdle time.Duration
+	// MaxSSRCs, MaxSSRCsPerLink and OpenerIdle: see WorkerConfig.
+	MaxSSRCs        int
+	MaxSSRCsPerLink int
+	OpenerIdle      time.Duration
 	// Table is the key table (required).
 	Table Table
 	// Neighbours resolves next hops for AF_XDP; nil makes the Dataplane run
@@ -418,7 +419,7 @@ func (d *Dataplane) addWorker(p Port) {
 	slow, prio := d.slow, d.slowPrio
 	d.ports = append(d.ports, p)
 	w := NewWorker(i, p, d.cfg.Table.NewReader(), WorkerConfig{
-		BatchSize: d.cfg.BatchSize, MaxSSRCs: d.cfg.MaxSSRCs, OpenerIdle: d.cfg.OpenerIdle,
+		BatchSize: d.cfg.BatchSize, MaxSSRCs: d.cfg.MaxSSRCs, MaxSSRCsPerLink: d.cfg.MaxSSRCsPerLink, OpenerIdle: d.cfg.OpenerIdle,
 		Slow: slow, SlowPriority: prio, Triage: d.prioritized, Bulk: d.pushBulk, BulkRoom: d.bulkRoom, Pin: pin, CPU: cpu, Logger: d.log,
 	})
 	d.hub.join(w)

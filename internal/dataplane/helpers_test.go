@@ -53,6 +53,9 @@ func (r *memReader) Route(src netip.AddrPort) (*Peer, []*Peer, bool) {
 	p, ok := r.t.byAddr[src]
 	return p, r.t.members, ok
 }
+func (r *memReader) RouteLink(netip.AddrPort, uint32) (*Peer, []*Peer, bool) {
+	return nil, nil, false
+}
 func (r *memReader) Admit(sender *Peer, ssrc uint32, _ bool, index uint64, _ int64) bool {
 	r.idx = index
 	owner, ok := r.t.ssrcs[ssrc]

@@ -54,6 +54,10 @@ func (k *ktReader) peer(ep *keytable.Endpoint) *Peer {
 			Gen:  ep.Gen(),
 			Addr: ep.Addr(),
 			Recv: ep.Recv(), Send: ep.Send(), Seen: ep, Ref: ep,
+			Link: ep.Link(), Tag: ep.Tag(),
+		}
+		if p.Link {
+			p.Traffic = ep
 		}
 		k.peers[ep] = p
 	}
@@ -63,7 +67,19 @@ func (k *ktReader) peer(ep *keytable.Endpoint) *Peer {
 // Route implements Reader. A sender whose receive side another worker owns
 // (keytable.Reader.Own) is not routed here: Route returns it with false.
 func (k *ktReader) Route(src netip.AddrPort) (*Peer, []*Peer, bool) {
-	ep := k.snap.LookupAddr(src)
+	ep, link := k.snap.Resolve(keytable.KeyOf(src))
+	if link {
+		return LinkAddress, nil, false
+	}
+	return k.route(ep)
+}
+
+// RouteLink implements Reader with keytable.Snapshot.LookupLink.
+func (k *ktReader) RouteLink(src netip.AddrPort, tag uint32) (*Peer, []*Peer, bool) {
+	return k.route(k.snap.LookupLink(keytable.KeyOf(src), tag))
+}
+
+func (k *ktReader) route(ep *keytable.Endpoint) (*Peer, []*Peer, bool) {
 	if ep == nil {
 		return nil, nil, false
 	}

@@ -49,6 +49,11 @@ const (
 	// WaitSpin) found packets without going to poll.
 	XDPPollSleeps
 	XDPSpinCatches
+	// LinkRx counts packets from peer Media Distributors' links that
+	// opened (see link.go); LinkTx copies sent on links. Per link they
+	// are in keytable.LinkStats.
+	LinkRx
+	LinkTx
 	numTotals
 )
 
@@ -132,6 +137,16 @@ const (
 	DropRxError
 	// DropSlowFull: the slow-path queue was full (or there is none).
 	DropSlowFull
+	// DropLinkNoTag: an RTP packet from a peer Media Distributor's media
+	// address without CSRCs (so without a conference tag), or an RTCP one
+	// too short for its tag.
+	DropLinkNoTag
+	// DropLinkUnknownTag: a packet from a peer Media Distributor's media
+	// address whose tag names no link association there.
+	DropLinkUnknownTag
+	// DropLinkCSRCFull: a copy for a link of an RTP packet with 15 CSRCs,
+	// which leaves no room for the tag. Counted per link.
+	DropLinkCSRCFull
 	// NumCounters is the number of counters.
 	NumCounters
 )
@@ -156,6 +171,9 @@ var counterNames = [NumCounters]string{
 	DropNoSource: "drop_no_source", DropTooBig: "drop_too_big", DropSeal: "drop_seal",
 	DropTxFull: "drop_tx_full", DropTxError: "drop_tx_error", DropRxError: "drop_rx_error",
 	DropSlowFull: "drop_slow_full",
+	LinkRx:       "link_rx", LinkTx: "link_tx",
+	DropLinkNoTag: "drop_link_no_tag", DropLinkUnknownTag: "drop_link_unknown_tag",
+	DropLinkCSRCFull: "drop_link_csrc_full",
 }
 
 // String returns the metric-style name, e.g. "drop_auth".

@@ -3,6 +3,7 @@ package dataplane
 import (
 	"net/netip"
 
+	"github.com/mdfast/mdfast/internal/keytable"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
@@ -28,7 +29,20 @@ type Peer struct {
 	Seen interface{ Touch(now int64) }
 	// Ref is the table's own handle on the endpoint (for its Reader).
 	Ref any
+	// Link marks a link association: the hop to a peer Media Distributor
+	// for one conference. Packets on it carry Tag (link.go); what comes
+	// from a link is forwarded only to members that are not links.
+	Link bool
+	Tag  uint32
+	// Traffic, for a link, is told what each batch sent on it and
+	// received from it (*keytable.Endpoint has this method).
+	Traffic interface{ AddLinkTraffic(keytable.LinkStats) }
 }
+
+// LinkAddress is the Peer Route returns, with false, for the media address
+// of a peer Media Distributor that link associations share: the worker
+// reads the packet's conference tag and routes it with RouteLink.
+var LinkAddress = &Peer{Link: true}
 
 // Reader is what a worker needs from the key table: a per-worker read
 // view, used between Begin and End once per batch (the table publishes
@@ -44,7 +58,15 @@ type Reader interface {
 	// When another reader holds the sender's receive state (its flow moved
 	// to this worker's queue), Route returns the sender, no members and
 	// false; for an unknown source, nil and false.
+	//
+	// For the media address of a peer Media Distributor Route returns
+	// LinkAddress and false; RouteLink then picks the link by the
+	// packet's tag.
 	Route(src netip.AddrPort) (sender *Peer, members []*Peer, ok bool)
+	// RouteLink is Route for a packet from a peer Media Distributor's
+	// media address carrying conference tag tag: the link association
+	// (nil and false for an unknown tag) and its conference's members.
+	RouteLink(src netip.AddrPort, tag uint32) (sender *Peer, members []*Peer, ok bool)
 	// Admit claims ssrc for sender in its conference (if it is not the
 	// sender's already) and admits one authenticated packet under it:
 	// index is its SRTP index (ROC << 16 | SEQ), or its SRTCP index when

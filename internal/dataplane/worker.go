@@ -13,8 +13,12 @@ package dataplane
 //  3. Look up the sender by source address in the key table; the Reader
 //     takes one snapshot per batch (Begin/End around the batch). A sender
 //     whose receive state another worker holds is dropped (DropMisrouted)
-//     and that worker is asked to hand it over (handover.go).
-//  4. HBH open in place with this worker's own Opener for the sender,
+//     and that worker is asked to hand it over (handover.go). From a peer
+//     Media Distributor's media address, the packet's conference tag
+//     (link.go: the last CSRC, or the word after an SRTCP packet) picks
+//     the link association (no tag or an unknown one: counted drops).
+//  4. HBH open in place with this worker's own Opener for the sender (for
+//     a link, then take the tag CSRC out of the header),
 //     created on the sender's first packet and replaced when its keys
 //     change (Peer.Gen), or handed over by the worker that had it. An
 //     Opener is held by one worker at a time: the flow hash (RSS queue or
@@ -23,7 +27,8 @@ package dataplane
 //  5. Admit the packet under the sender's claim on its SSRC (a collision,
 //     an SSRC over the sender's budget or an index a re-based SSRC cannot
 //     place drops it) and update the sender's last-seen time.
-//  6. For each member of the conference except the sender: take a TX
+//  6. For each member of the conference except the sender (and, for a
+//     packet from a link, except the links: never link to link): take a TX
 //     buffer from the port, seal the plaintext straight into it with the
 //     member's Send keys under the index the key table gives for that
 //     member (the sender's own, or, when the member was sent the SSRC
@@ -35,8 +40,12 @@ package dataplane
 //     the outer layer is opened and sealed; the inner one is copied as is,
 //     and so is the EKTField (RFC 8870) that ends every double-profile
 //     SRTP packet: taken off before the open, appended after each seal.
+//     A copy for a link gets the conference's tag: one more CSRC before
+//     the seal (none left at 15 CSRCs: counted drop), or a word after
+//     the SRTCP packet; its packets and octets are counted per link.
 //  7. Flush the TX batch, release the RX buffers, reap completions, and
-//     publish the batch's counters. Between batches (and when idle) serve
+//     publish the batch's counters (the per-link ones: one atomic add per
+//     counter and link per batch). Between batches (and when idle) serve
 //     the hand-over mailbox.
 //
 // Nothing in the loop allocates once the worker has seen its senders: the
@@ -54,6 +63,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/mdfast/mdfast/internal/ekt"
+	"github.com/mdfast/mdfast/internal/keytable"
 	"github.com/mdfast/mdfast/internal/slowpkt"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
@@ -69,6 +79,11 @@ type WorkerConfig struct {
 	BatchSize int
 	// MaxSSRCs bounds the SSRCs tracked per sender (default 64).
 	MaxSSRCs int
+	// MaxSSRCsPerLink bounds the SSRCs tracked per link association, which
+	// carries every sender behind a peer Media Distributor (default
+	// keytable.DefaultMaxSSRCsPerLink; set it to the key table's
+	// Config.MaxSSRCsPerLink).
+	MaxSSRCsPerLink int
 	// OpenerIdle is how long an Opener for a sender that sends nothing is
 	// kept (default 10 minutes). It must exceed the key table's idle
 	// expiry: an Opener dropped while its keys live would forget its replay
@@ -123,6 +138,9 @@ type Worker struct {
 	reqScratch  []handoverRequest
 	giftScratch []gift
 
+	// links accumulates the batch's per-link traffic (link.go).
+	links []linkAcc
+
 	counts    Counts
 	published Counts
 	pub       [NumCounters]atomic.Uint64
@@ -146,6 +164,9 @@ func NewWorker(id int, port Port, r Reader, cfg WorkerConfig) *Worker {
 	if cfg.MaxSSRCs <= 0 {
 		cfg.MaxSSRCs = 64
 	}
+	if cfg.MaxSSRCsPerLink <= 0 {
+		cfg.MaxSSRCsPerLink = keytable.DefaultMaxSSRCsPerLink
+	}
 	if cfg.OpenerIdle <= 0 {
 		cfg.OpenerIdle = 10 * time.Minute
 	}
@@ -156,6 +177,7 @@ func NewWorker(id int, port Port, r Reader, cfg WorkerConfig) *Worker {
 		id: id, port: port, table: r, cfg: cfg,
 		rx:      make([]RxPacket, cfg.BatchSize),
 		openers: make(map[uint64]*openerEntry),
+		links:   make([]linkAcc, 0, maxLinkAccs),
 		asked:   make(map[uint64]int64),
 		retry:   handoverRetry, quiet: handoverQuiet,
 	}
@@ -218,6 +240,7 @@ func (w *Worker) poll() error {
 		w.handle(&w.rx[i], now)
 	}
 	w.table.End()
+	w.flushLinks()
 	w.flush()
 	w.port.Release(w.rx[:n])
 	if now >= w.sweepAt {
@@ -262,7 +285,28 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		c[DropJunk]++
 		return
 	}
+	rtcp := len(b) >= 2 && b[1] >= 192 && b[1] <= 223
 	sender, members, ok := w.table.Route(p.Src)
+	if !ok && sender == LinkAddress {
+		var (
+			tag    uint32
+			reason Reason
+		)
+		if rtcp {
+			b, tag, reason = rtcpLinkTag(b)
+		} else {
+			tag, reason = rtpLinkTag(b)
+		}
+		if reason != 0 {
+			c[reason]++
+			return
+		}
+		sender, members, ok = w.table.RouteLink(p.Src, tag)
+		if sender == nil {
+			c[DropLinkUnknownTag]++
+			return
+		}
+	}
 	if !ok {
 		if sender == nil {
 			c[DropUnknownSource]++
@@ -279,21 +323,25 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	}
 	e.used = now
 
-	rtcp := len(b) >= 2 && b[1] >= 192 && b[1] <= 223
 	var (
-		plain []byte
-		ssrc  uint32
-		idx   uint64 // SRTP index (ROC << 16 | SEQ) or SRTCP index
-		tail  []byte // the EKTField, carried to every receiver untouched
+		// rxLink is the link the packet came from, if it did.
+		rxLink *keytable.LinkStats
+		plain  []byte
+		ssrc   uint32
+		idx    uint64 // SRTP index (ROC << 16 | SEQ) or SRTCP index
+		tail   []byte // the EKTField, carried to every receiver untouched
 	)
 	double := e.keys.Profile().IsDouble()
+	if sender.Link {
+		rxLink = w.linkStats(sender)
+	}
 	if !rtcp && double {
 		// RFC 8723 section 5.1 with RFC 8870 section 4.1: a double-profile
 		// SRTP packet ends in an EKTField after the outer tag. The MD holds
 		// no EKTKey: it carries the field as it came.
 		n, _, err := ekt.FieldLen(b)
 		if err != nil {
-			c[DropEKTField]++
+			w.dropRx(rxLink, DropEKTField)
 			return
 		}
 		b, tail = b[:len(b)-n], b[len(b)-n:]
@@ -301,41 +349,61 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	if rtcp {
 		info, err := e.o.OpenRTCP(b)
 		if err != nil {
-			c[openReason(err)]++
+			w.dropRx(rxLink, openReason(err))
 			return
 		}
 		plain, ssrc, idx = b[:info.Len], info.SSRC, uint64(info.Index)
 	} else {
 		info, err := e.o.OpenRTP(b)
 		if err != nil {
-			c[openReason(err)]++
+			w.dropRx(rxLink, openReason(err))
 			return
 		}
 		plain, ssrc, idx = b[:info.Len], info.SSRC, info.Index()
+		if rxLink != nil {
+			plain = stripLinkTag(plain)
+		}
 	}
 	e.opened = now
 	if !w.table.Admit(sender, ssrc, rtcp, idx, now) {
-		c[DropSSRCCollision]++
+		w.dropRx(rxLink, DropSSRCCollision)
 		return
+	}
+	if rxLink != nil {
+		rxLink.RxPackets++
+		rxLink.RxBytes += uint64(len(p.Payload))
+		c[LinkRx]++
 	}
 	if sender.Seen != nil && e.touched != now {
 		e.touched = now
 		sender.Seen.Touch(now)
 	}
 
-	sent := 0
+	sent, eligible := 0, 0
 	for _, r := range members {
-		if r == nil || r.ID == sender.ID || r.Send == nil {
+		if r == nil || r.ID == sender.ID || (r.Link && sender.Link) {
+			continue // never back, never from a link to a link
+		}
+		eligible++
+		if r.Send == nil {
 			continue
+		}
+		var txLink *keytable.LinkStats
+		if r.Link {
+			txLink = w.linkStats(r)
+			if !rtcp && plain[0]&0x0f == 15 {
+				w.dropTx(txLink, DropLinkCSRCFull)
+				continue
+			}
 		}
 		buf, reason := w.port.TxBuffer(r.Addr, p)
 		if reason != 0 {
-			c[reason]++
+			w.dropTx(txLink, reason)
 			continue
 		}
 		oi, ok := w.table.OutIndex(r)
 		if !ok {
-			c[DropSSRCIndex]++
+			w.dropTx(txLink, DropSSRCIndex)
 			continue
 		}
 		overhead := r.Send.RTPOverhead() + len(tail)
@@ -344,8 +412,11 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		} else if oi != idx && double {
 			overhead += srtpfast.MaxOHBLen - 1 // the OHB may grow
 		}
+		if r.Link {
+			overhead += linkTagLen
+		}
 		if cap(buf) < len(plain)+overhead {
-			c[DropTooBig]++
+			w.dropTx(txLink, DropTooBig)
 			continue
 		}
 		// Seal from the opened plaintext straight into the TX frame:
@@ -359,6 +430,20 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		switch {
 		case rtcp:
 			out, err = r.Send.SealRTCP(&w.sc, buf[:0], plain, uint32(oi))
+			if err == nil && r.Link {
+				out = binary.BigEndian.AppendUint32(out, r.Tag) // within cap
+			}
+		case r.Link:
+			// The tag goes in as a CSRC, so the header moves: build the
+			// packet in the frame and seal it in place.
+			out = insertLinkTag(buf, plain, r.Tag)
+			if oi != idx {
+				out, err = rebase(out, double, uint16(oi))
+				c[Rebased]++
+			}
+			if err == nil {
+				out, err = r.Send.SealRTP(&w.sc, out[:0], out, uint32(oi>>16))
+			}
 		case oi == idx:
 			out, err = r.Send.SealRTP(&w.sc, buf[:0], plain, uint32(oi>>16))
 		default:
@@ -371,19 +456,41 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 			}
 		}
 		if err != nil {
-			c[DropSeal]++
+			w.dropTx(txLink, DropSeal)
 			continue
 		}
 		if len(tail) != 0 {
 			out = append(out, tail...) // within cap: checked above
 		}
 		w.port.Commit(len(out))
+		if txLink != nil {
+			txLink.TxPackets++
+			txLink.TxBytes += uint64(len(out))
+			c[LinkTx]++
+		}
 		sent++
 	}
 	if sent > 0 {
 		c[Forwarded]++
-	} else if len(members) <= 1 {
+	} else if eligible == 0 {
 		c[DropNoReceivers]++
+	}
+}
+
+// dropRx counts a dropped packet from a sender, and against its link if
+// it came from one.
+func (w *Worker) dropRx(l *keytable.LinkStats, reason Reason) {
+	w.counts[reason]++
+	if l != nil {
+		l.RxDrops++
+	}
+}
+
+// dropTx counts a dropped copy, and against the link it was for if any.
+func (w *Worker) dropTx(l *keytable.LinkStats, reason Reason) {
+	w.counts[reason]++
+	if l != nil {
+		l.TxDrops++
 	}
 }
 
@@ -411,7 +518,11 @@ func (w *Worker) opener(p *Peer) *openerEntry {
 		e = w.openers[p.ID]
 	}
 	if e == nil || e.gen != p.Gen || e.keys != p.Recv {
-		e = &openerEntry{gen: p.Gen, keys: p.Recv, o: srtpfast.NewOpener(p.Recv, w.cfg.MaxSSRCs), peer: p}
+		n := w.cfg.MaxSSRCs
+		if p.Link {
+			n = w.cfg.MaxSSRCsPerLink // every sender behind the peer MD
+		}
+		e = &openerEntry{gen: p.Gen, keys: p.Recv, o: srtpfast.NewOpener(p.Recv, n), peer: p}
 		w.openers[p.ID] = e
 	}
 	w.last, w.lastID = e, p.ID

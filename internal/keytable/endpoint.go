@@ -35,8 +35,8 @@ type Endpoint struct {
 	a    *assoc
 	cs   *confState // nil while the endpoint is being moved between conferences
 	join uint64     // join sequence number in conf (see JoinSeq)
-	link bool   // a link association (Association.Link)
-	tag  uint32 // its conference's link tag
+	link bool       // a link association (Association.Link)
+	tag  uint32     // its conference's link tag
 	// noConsent takes the endpoint out of its conference's receivers
 	// (Table.SetConsent); it stays a member and its media is forwarded.
 	noConsent bool
@@ -72,6 +72,64 @@ func (e *Endpoint) Link() bool { return e.link }
 
 // Tag returns a link association's conference tag (zero otherwise).
 func (e *Endpoint) Tag() uint32 { return e.tag }
+
+// key returns the key of e's address slot: its address, with its tag for
+// a link association.
+func (e *Endpoint) key() AddrKey { return KeyOf(e.addr).withTag(e.tag) }
+
+// LinkStats are a link association's traffic counters: what the workers
+// sent to the peer Media Distributor for the conference and received from
+// it (UDP payloads, authenticated ones for Rx), and the copies and packets
+// they dropped on the way (TxDrops: a copy not sent on the link, e.g. a
+// packet with 15 CSRCs that has no room for the tag; RxDrops: a packet
+// from the link that did not open or was not admitted). Each worker adds
+// its share once per batch (AddLinkTraffic).
+type LinkStats struct {
+	TxPackets, TxBytes, RxPackets, RxBytes uint64
+	TxDrops, RxDrops                       uint64
+}
+
+// linkCounters are the atomics behind LinkStats, allocated for link
+// associations only.
+type linkCounters struct {
+	txPackets, txBytes, rxPackets, rxBytes atomic.Uint64
+	txDrops, rxDrops                       atomic.Uint64
+}
+
+// LinkStats returns the traffic counters of a link association, summed
+// over its versions and the workers' published batches; zero for an
+// association that is not a link.
+func (e *Endpoint) LinkStats() LinkStats {
+	c := e.a.link
+	if c == nil {
+		return LinkStats{}
+	}
+	return LinkStats{
+		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
+		RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(),
+		TxDrops: c.txDrops.Load(), RxDrops: c.rxDrops.Load(),
+	}
+}
+
+// AddLinkTraffic adds d to a link association's counters (a worker calls
+// it once per batch per link it carried, with what that batch counted:
+// one atomic add per non-zero counter). It does nothing for an association
+// that is not a link. It does not allocate.
+func (e *Endpoint) AddLinkTraffic(d LinkStats) {
+	c := e.a.link
+	if c == nil {
+		return
+	}
+	for _, x := range [...]struct {
+		n uint64
+		c *atomic.Uint64
+	}{{d.TxPackets, &c.txPackets}, {d.TxBytes, &c.txBytes}, {d.RxPackets, &c.rxPackets},
+		{d.RxBytes, &c.rxBytes}, {d.TxDrops, &c.txDrops}, {d.RxDrops, &c.rxDrops}} {
+		if x.n != 0 {
+			x.c.Add(x.n)
+		}
+	}
+}
 
 // Send returns the keys of packets to the endpoint (server_write).
 func (e *Endpoint) Send() *srtpfast.Keys { return e.send }
@@ -129,4 +187,6 @@ type assoc struct {
 	collisions atomic.Uint64
 	overBudget atomic.Uint64
 	lost       atomic.Uint64
+	// link holds a link association's traffic counters (nil otherwise).
+	link *linkCounters
 }

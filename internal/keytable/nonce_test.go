@@ -5,13 +5,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"math/rand/v2"
+	"net/netip"
 	"testing"
 
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
 // nonceModel drives a Table with join, leave, rejoin, re-key, move,
-// consent (SetConsent) and takeover sequences and packets whose indices start over with every key
+// consent (SetConsent) and takeover sequences, among associations and link
+// associations (two peer Media Distributors, one link per peer and
+// conference, which claim SSRCs for all the senders behind them and, like
+// a worker, are never sent what came from a link), and packets whose indices start over with every key
 // (the worst a sender can do), admitting only what a real Opener would
 // (each index once per sender key and SSRC, none more than ReplayWindow
 // behind the highest). It records every (receiver key, SSRC, kind, index)
@@ -22,7 +26,8 @@ type nonceModel struct {
 	t      *Table
 	next   int         // next association number
 	live   map[int]int // association number → key number
-	keys   int         // key pairs made
+	links  map[int]Association
+	keys   int // key pairs made
 	opener map[[2]uint64]*modelOpener
 	sealed map[[4]uint64]bool
 	now    int64
@@ -32,7 +37,9 @@ type nonceModel struct {
 	// deliveredOld counts packets under a re-based claim that reached a
 	// receiver which had been sent the SSRC before.
 	deliveredOld int
-	pairs        []keyPair
+	// linkPkts counts packets admitted from link associations.
+	linkPkts int
+	pairs    []keyPair
 }
 
 type modelOpener struct {
@@ -41,8 +48,8 @@ type modelOpener struct {
 }
 
 func newNonceModel(tb testing.TB) *nonceModel {
-	m := &nonceModel{tb: tb, live: map[int]int{}, opener: map[[2]uint64]*modelOpener{}, sealed: map[[4]uint64]bool{}, now: 1e12}
-	m.t = newTable(tb, Config{MaxSSRCsPerSender: 3, MaxSSRCsPerConference: 16})
+	m := &nonceModel{tb: tb, live: map[int]int{}, links: map[int]Association{}, opener: map[[2]uint64]*modelOpener{}, sealed: map[[4]uint64]bool{}, now: 1e12}
+	m.t = newTable(tb, Config{MaxSSRCsPerSender: 3, MaxSSRCsPerLink: 4, MaxSSRCsPerConference: 16})
 	for i := range 4 {
 		m.pairs = append(m.pairs, newPair(tb, i))
 	}
@@ -81,8 +88,23 @@ func (m *nonceModel) step(op, v, w byte) {
 			return
 		}
 		m.keys++
-		if _, err := m.t.Install(ctx, assocOf(m.next, ConferenceID(1+v%2), m.pairs[m.keys%4])); err != nil {
+		a := assocOf(m.next, ConferenceID(1+v%2), m.pairs[m.keys%4])
+		if w%3 == 0 {
+			// A link to peer w%2 for the conference, if it has none.
+			a.Link, a.Tag = true, 0x7a90_0000|uint32(a.Conference)
+			a.Addr = netipPeer(int(w/3) % 2)
+			for _, l := range m.links {
+				if l.Addr == a.Addr && l.Tag == a.Tag {
+					a.Link, a.Tag, a.Addr = false, 0, addrOf(m.next)
+					break
+				}
+			}
+		}
+		if _, err := m.t.Install(ctx, a); err != nil {
 			m.tb.Fatal(err)
+		}
+		if a.Link {
+			m.links[m.next] = a
 		}
 		m.live[m.next] = m.keys
 		m.next++
@@ -92,23 +114,27 @@ func (m *nonceModel) step(op, v, w byte) {
 				m.tb.Fatal(err)
 			}
 			delete(m.live, n)
+			delete(m.links, n)
 		}
 	case 2: // re-key
 		if n, ok := m.pick(v); ok {
 			m.keys++
 			a := assocOf(n, m.ep(n).Conference(), m.pairs[m.keys%4])
+			if l, ok := m.links[n]; ok {
+				a.Link, a.Tag, a.Addr = true, l.Tag, l.Addr
+			}
 			if _, err := m.t.Install(ctx, a); err != nil {
 				m.tb.Fatal(err)
 			}
 		}
-	case 3: // move
-		if n, ok := m.pick(v); ok {
+	case 3: // move (a link stays in its conference)
+		if n, ok := m.pick(v); ok && m.links[n].ID != idOf(n) {
 			if _, err := m.t.SetConference(ctx, idOf(n), ConferenceID(1+w%2)); err != nil && !isConflict(err) {
 				m.tb.Fatal(err)
 			}
 		}
 	case 4: // consent taken away or given back (RFC 7675): out of the receivers, still a member
-		if n, ok := m.pick(v); ok {
+		if n, ok := m.pick(v); ok && m.links[n].ID != idOf(n) { // a link always has consent
 			if _, err := m.t.SetConsent(ctx, idOf(n), w&1 == 0); err != nil {
 				m.tb.Fatal(err)
 			}
@@ -159,8 +185,11 @@ func (m *nonceModel) packet(ep *Endpoint, ssrc uint32, kind Kind, idx uint64) {
 		return
 	}
 	m.pkts++
+	if ep.Link() {
+		m.linkPkts++
+	}
 	for _, r := range snap.Receivers(ep) {
-		if r.a == ep.a {
+		if r.a == ep.a || (ep.Link() && r.Link()) {
 			continue
 		}
 		out, ok := cl.Out(r)
@@ -180,7 +209,7 @@ func (m *nonceModel) packet(ep *Endpoint, ssrc uint32, kind Kind, idx uint64) {
 
 // TestNonceNeverRepeats runs random sequences of the model.
 func TestNonceNeverRepeats(t *testing.T) {
-	var pkts, old, consents int
+	var pkts, old, consents, links int
 	for seed := range uint64(200) {
 		r := rand.New(rand.NewPCG(seed, 1))
 		m := newNonceModel(t)
@@ -190,10 +219,11 @@ func TestNonceNeverRepeats(t *testing.T) {
 		pkts += m.pkts
 		old += m.deliveredOld
 		consents += m.consents
+		links += m.linkPkts
 	}
-	t.Logf("%d packets admitted, %d re-based copies, %d consent changes", pkts, old, consents)
-	if pkts == 0 || old == 0 || consents == 0 {
-		t.Fatalf("the model exercised nothing: %d packets, %d re-based copies, %d consent changes", pkts, old, consents)
+	t.Logf("%d packets admitted (%d from links), %d re-based copies, %d consent changes", pkts, links, old, consents)
+	if pkts == 0 || old == 0 || consents == 0 || links == 0 {
+		t.Fatalf("the model exercised nothing: %d packets (%d from links), %d re-based copies, %d consent changes", pkts, links, old, consents)
 	}
 }
 
@@ -213,3 +243,8 @@ func FuzzNonceNeverRepeats(f *testing.F) {
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+// netipPeer is the media address of peer Media Distributor n.
+func netipPeer(n int) netip.AddrPort {
+	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, 255, byte(1 + n)}), 5004)
+}

@@ -11,9 +11,15 @@ import (
 // mapped form are the same key) and the UDP port. The zone of an IPv6
 // address is not part of the key. It is a comparable fixed-size value, so a
 // worker builds it on its stack from a parsed header without allocating.
+//
+// Inside the table a key also carries a link tag: the slot of a link
+// association is its peer's address with its conference's tag (Snapshot.
+// LookupLink), so several links share one address; the keys KeyOf, KeyV4
+// and KeyV6 build have none.
 type AddrKey struct {
 	ip   [16]byte
 	port uint16
+	tag  uint32
 }
 
 // KeyOf returns the key of a transport address.
@@ -46,8 +52,21 @@ func (k AddrKey) AddrPort() netip.AddrPort {
 func (k *AddrKey) hash() uint64 {
 	lo := binary.LittleEndian.Uint64(k.ip[0:8])
 	hi := binary.LittleEndian.Uint64(k.ip[8:16])
-	return mix(lo ^ (hi * 0x9e3779b97f4a7c15) ^ uint64(k.port)<<17)
+	return mix(lo ^ (hi * 0x9e3779b97f4a7c15) ^ uint64(k.port)<<17 ^ uint64(k.tag)*0xbf58476d1ce4e5b9)
 }
+
+// withTag returns k with link tag tag.
+func (k AddrKey) withTag(tag uint32) AddrKey {
+	k.tag = tag
+	return k
+}
+
+// linkAddr is the endpoint in the address slot (no tag) of a peer Media
+// Distributor's media address while link associations use it: it reserves
+// the address (no association but a link may take it) and tells a worker
+// to read the packet's tag (Snapshot.Resolve). It is never a member of a
+// conference and is not returned by Lookup.
+var linkAddr = &Endpoint{link: true}
 
 func confHash(id ConferenceID) uint64 { return mix(uint64(id) + 0x632be59bd9b4e019) }
 
@@ -102,8 +121,41 @@ func (s *Snapshot) Epoch() uint64 { return s.epoch }
 // Len returns the number of associations whose endpoint is routable in s.
 func (s *Snapshot) Len() int { return s.n }
 
-// Lookup returns the endpoint whose transport address is k, or nil.
+// Lookup returns the endpoint whose transport address is k, or nil. It
+// never returns a link association (several share one address; see
+// Resolve and LookupLink).
 func (s *Snapshot) Lookup(k AddrKey) *Endpoint {
+	if e := s.get(k); e != linkAddr {
+		return e
+	}
+	return nil
+}
+
+// Resolve is Lookup for a worker: it returns the endpoint whose transport
+// address is k, or, when k is the media address of a peer Media
+// Distributor that link associations use, nil and link true: the packet's
+// conference tag then picks the association (LookupLink). It neither
+// locks nor allocates.
+func (s *Snapshot) Resolve(k AddrKey) (ep *Endpoint, link bool) {
+	e := s.get(k)
+	if e == linkAddr {
+		return nil, true
+	}
+	return e, false
+}
+
+// LookupLink returns the link association of the peer Media Distributor
+// at k for the conference whose link tag is tag, or nil. Like Lookup it is
+// one probe of the address table: O(1), no lock, no allocation.
+func (s *Snapshot) LookupLink(k AddrKey, tag uint32) *Endpoint {
+	if tag == 0 {
+		return nil
+	}
+	return s.get(k.withTag(tag))
+}
+
+// get returns what the address slot k holds (linkAddr included), or nil.
+func (s *Snapshot) get(k AddrKey) *Endpoint {
 	h := k.hash()
 	sl := s.addrs[h&s.mask]
 	if len(sl) == 0 {
@@ -267,15 +319,21 @@ func insertAddr(sl []addrSlot, m uint64, e addrSlot) {
 	}
 }
 
-func (x *txn) putAddr(ep *Endpoint) {
-	k := KeyOf(ep.addr)
+// putAddr puts ep in its address slot (for a link: its peer's address
+// with its tag).
+func (x *txn) putAddr(ep *Endpoint) { x.putKey(ep.key(), ep) }
+
+// putKey puts ep in slot k; linkAddr is not counted as an association.
+func (x *txn) putKey(k AddrKey, ep *Endpoint) {
 	i := k.hash() & x.s.mask
 	sl := x.addrShard(i, 1)
 	m := uint64(len(sl) - 1)
 	for j := k.hash() >> 32 & m; ; j = (j + 1) & m {
 		if sl[j].ep == nil {
 			x.addrN[i]++
-			x.s.n++
+			if ep != linkAddr {
+				x.s.n++
+			}
 			sl[j] = addrSlot{k, ep}
 			return
 		}
@@ -286,8 +344,8 @@ func (x *txn) putAddr(ep *Endpoint) {
 	}
 }
 
-func (x *txn) delAddr(ap netip.AddrPort) {
-	k := KeyOf(ap)
+// delKey empties slot k.
+func (x *txn) delKey(k AddrKey) {
 	i := k.hash() & x.s.mask
 	sl := x.addrShard(i, 0)
 	m := uint64(len(sl) - 1)
@@ -301,7 +359,9 @@ func (x *txn) delAddr(ap netip.AddrPort) {
 		}
 	}
 	x.addrN[i]--
-	x.s.n--
+	if sl[j].ep != linkAddr {
+		x.s.n--
+	}
 	// Backward-shift deletion keeps every probe chain unbroken.
 	for l := (j + 1) & m; sl[l].ep != nil; l = (l + 1) & m {
 		home := sl[l].key.hash() >> 32 & m

@@ -260,6 +260,14 @@ func (t *Table) claimFor(ep *Endpoint, ssrc uint32, now int64) *claim {
 	return t.claimSlow(ep, cs, ssrc, now)
 }
 
+// budget is the most live claims ep's association may hold.
+func (t *Table) budget(ep *Endpoint) int64 {
+	if ep.link {
+		return int64(t.cfg.MaxSSRCsPerLink)
+	}
+	return int64(t.cfg.MaxSSRCsPerSender)
+}
+
 func (t *Table) collision(ep *Endpoint) {
 	t.stats.collisions.Add(1)
 	ep.a.collisions.Add(1)
@@ -302,7 +310,7 @@ func (t *Table) claimSlow(ep *Endpoint, cs *confState, ssrc uint32, now int64) *
 			return nil
 		}
 		// Taken over: the owner was silent or outsent.
-		if ep.a.nclaims.Load() >= int64(t.cfg.MaxSSRCsPerSender) {
+		if ep.a.nclaims.Load() >= t.budget(ep) {
 			t.stats.overBudget.Add(1)
 			ep.a.overBudget.Add(1)
 			return nil
@@ -313,7 +321,7 @@ func (t *Table) claimSlow(ep *Endpoint, cs *confState, ssrc uint32, now int64) *
 		t.stats.takeovers.Add(1)
 		return t.replace(cs, m, c, ep, ssrc, now)
 	}
-	if ep.a.nclaims.Load() >= int64(t.cfg.MaxSSRCsPerSender) {
+	if ep.a.nclaims.Load() >= t.budget(ep) {
 		t.stats.overBudget.Add(1)
 		ep.a.overBudget.Add(1)
 		return nil

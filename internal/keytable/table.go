@@ -18,7 +18,11 @@ import (
 const (
 	DefaultMaxAssociations       = 65536
 	DefaultMaxSSRCsPerConference = 4096
-	DefaultGraceTimeout          = time.Second
+	// DefaultMaxSSRCsPerLink bounds the live claims of one link
+	// association: every remote sender of the conference behind the peer
+	// Media Distributor sends through it.
+	DefaultMaxSSRCsPerLink = 1024
+	DefaultGraceTimeout    = time.Second
 	// shardTarget is the number of associations per shard the default
 	// shard count aims at (see doc.go for the measurement behind it).
 	shardTarget = 128
@@ -45,6 +49,12 @@ type Config struct {
 	// (Stats.SSRCOverBudget, Endpoint.OverBudget). Zero means
 	// DefaultMaxSSRCsPerSender.
 	MaxSSRCsPerSender int
+	// MaxSSRCsPerLink is MaxSSRCsPerSender for link associations, which
+	// carry the SSRCs of all the conference's senders behind a peer Media
+	// Distributor. Zero means DefaultMaxSSRCsPerLink; it is capped at
+	// MaxSSRCsPerConference. A worker's Opener for a link must track as
+	// many SSRCs (dataplane.WorkerConfig.MaxSSRCsPerLink).
+	MaxSSRCsPerLink int
 	// ClaimContest is the contest period of SSRC takeovers: an owner that
 	// sent nothing under its SSRC for this long, or less than half of what
 	// colliding senders sent over a period, loses it to the next one (see
@@ -83,6 +93,12 @@ type Association struct {
 	Link bool
 	// Tag is the conference's link tag (cascade.Tag of its name), nonzero
 	// for a link association, zero otherwise.
+	//
+	// A link association shares its address only with other links, each
+	// with its own Tag; it is never idle-expired (the link manager removes
+	// it), always has consent, stays in its conference (SetConference
+	// refuses it) and may claim MaxSSRCsPerLink SSRCs. Re-keying keeps
+	// Link and Tag.
 	Tag uint32
 }
 
@@ -135,6 +151,9 @@ type Table struct {
 	byID  map[uuid.UUID]*assoc
 	confs map[ConferenceID]*confState
 	gen   uint64
+	// links counts, per peer address (a key without tag), the link
+	// associations using it: its slot holds linkAddr while it is not 0.
+	links map[AddrKey]int
 
 	rmu     sync.Mutex // serializes changes of readers
 	readers atomic.Pointer[[]*Reader]
@@ -145,7 +164,7 @@ type Table struct {
 // New returns an empty Table.
 func New(cfg Config) (*Table, error) {
 	if cfg.MaxAssociations < 0 || cfg.Shards < 0 || cfg.MaxSSRCsPerConference < 0 || cfg.GraceTimeout < 0 ||
-		cfg.MaxSSRCsPerSender < 0 || cfg.ClaimContest < 0 {
+		cfg.MaxSSRCsPerSender < 0 || cfg.MaxSSRCsPerLink < 0 || cfg.ClaimContest < 0 {
 		return nil, fmt.Errorf("keytable: new table: %w: negative limit in %+v", ErrInvalid, cfg)
 	}
 	if cfg.MaxAssociations == 0 {
@@ -167,6 +186,10 @@ func New(cfg Config) (*Table, error) {
 	if cfg.MaxSSRCsPerSender == 0 {
 		cfg.MaxSSRCsPerSender = DefaultMaxSSRCsPerSender
 	}
+	if cfg.MaxSSRCsPerLink == 0 {
+		cfg.MaxSSRCsPerLink = DefaultMaxSSRCsPerLink
+	}
+	cfg.MaxSSRCsPerLink = min(cfg.MaxSSRCsPerLink, cfg.MaxSSRCsPerConference)
 	if cfg.ClaimContest == 0 {
 		cfg.ClaimContest = DefaultClaimContest
 	}
@@ -177,6 +200,7 @@ func New(cfg Config) (*Table, error) {
 		cfg:   cfg,
 		byID:  make(map[uuid.UUID]*assoc),
 		confs: make(map[ConferenceID]*confState),
+		links: make(map[AddrKey]int),
 	}
 	t.snap.Store(&Snapshot{
 		epoch: 1,
@@ -239,10 +263,54 @@ func (t *Table) publish(x *txn) uint64 {
 	return x.s.epoch
 }
 
-// addrFree reports whether ap is unused or used by a itself. Under t.mu.
-func (t *Table) addrFree(ap netip.AddrPort, a *assoc) bool {
-	e := t.snap.Load().LookupAddr(ap)
+// addrFree reports whether association a (nil: a new one), a link with
+// tag when link, may use address ap: a link shares it only with other
+// links, each with its own tag; any other association needs it alone.
+// Under t.mu.
+func (t *Table) addrFree(ap netip.AddrPort, link bool, tag uint32, a *assoc) bool {
+	s := t.snap.Load()
+	k := KeyOf(ap)
+	e := s.get(k)
+	if !link {
+		return e == nil || (e != linkAddr && e.a == a)
+	}
+	if e != nil && e != linkAddr {
+		return false
+	}
+	e = s.get(k.withTag(tag))
 	return e == nil || e.a == a
+}
+
+// linkAddrAdd and linkAddrDel count the link associations at ap in x,
+// reserving its slot (linkAddr) for the first and freeing it after the
+// last. Under t.mu.
+func (t *Table) linkAddrAdd(x *txn, ap netip.AddrPort) {
+	k := KeyOf(ap)
+	if t.links[k] == 0 {
+		x.putKey(k, linkAddr)
+	}
+	t.links[k]++
+}
+
+func (t *Table) linkAddrDel(x *txn, ap netip.AddrPort) {
+	k := KeyOf(ap)
+	if t.links[k]--; t.links[k] <= 0 {
+		delete(t.links, k)
+		x.delKey(k)
+	}
+}
+
+// validAssoc checks what Install needs of a.
+func validAssoc(a Association) error {
+	switch {
+	case a.ID == uuid.Nil || !validAddr(a.Addr) || a.Recv == nil || a.Send == nil:
+		return fmt.Errorf("keytable: install %v at %v: %w: need an ID, an address with a port and both keys", a.ID, a.Addr, ErrInvalid)
+	case a.Link && a.Tag == 0:
+		return fmt.Errorf("keytable: install link %v at %v: %w: a link needs a nonzero tag", a.ID, a.Addr, ErrInvalid)
+	case !a.Link && a.Tag != 0:
+		return fmt.Errorf("keytable: install %v at %v: %w: tag %#x on an association that is not a link", a.ID, a.Addr, ErrInvalid, a.Tag)
+	}
+	return nil
 }
 
 func validAddr(ap netip.AddrPort) bool {
@@ -264,8 +332,8 @@ func validAddr(ap netip.AddrPort) bool {
 // It returns ErrInvalid, ErrTableFull, ErrAddrInUse, or ErrGraceTimeout
 // (re-key published, a reader did not finish in time).
 func (t *Table) Install(ctx context.Context, a Association) (*Endpoint, error) {
-	if a.ID == uuid.Nil || !validAddr(a.Addr) || a.Recv == nil || a.Send == nil {
-		return nil, fmt.Errorf("keytable: install %v at %v: %w: need an ID, an address with a port and both keys", a.ID, a.Addr, ErrInvalid)
+	if err := validAssoc(a); err != nil {
+		return nil, err
 	}
 	t.mu.Lock()
 	if as, ok := t.byID[a.ID]; ok {
@@ -276,9 +344,9 @@ func (t *Table) Install(ctx context.Context, a Association) (*Endpoint, error) {
 		t.stats.tableFull.Add(1)
 		return nil, fmt.Errorf("keytable: install %v: %w (%d associations)", a.ID, ErrTableFull, t.cfg.MaxAssociations)
 	}
-	if !t.addrFree(a.Addr, nil) {
+	if !t.addrFree(a.Addr, a.Link, a.Tag, nil) {
 		t.mu.Unlock()
-		return nil, fmt.Errorf("keytable: install %v at %v: %w", a.ID, a.Addr, ErrAddrInUse)
+		return nil, fmt.Errorf("keytable: install %v at %v (link %t, tag %#x): %w", a.ID, a.Addr, a.Link, a.Tag, ErrAddrInUse)
 	}
 	x := newTxn(t.snap.Load())
 	ep := t.insertLocked(x, a)
@@ -293,7 +361,12 @@ func (t *Table) insertLocked(x *txn, a Association) *Endpoint {
 	t.gen++
 	as := &assoc{id: a.ID, serial: t.gen}
 	as.lastSeen.Store(t.cfg.Now().UnixNano())
-	ep := &Endpoint{id: a.ID, gen: t.gen, addr: a.Addr, conf: a.Conference, recv: a.Recv, send: a.Send, a: as}
+	ep := &Endpoint{id: a.ID, gen: t.gen, addr: a.Addr, conf: a.Conference, recv: a.Recv, send: a.Send, a: as,
+		link: a.Link, tag: a.Tag}
+	if a.Link {
+		as.link = new(linkCounters)
+		t.linkAddrAdd(x, a.Addr)
+	}
 	t.joinLocked(x, ep)
 	as.cur = ep
 	t.byID[a.ID] = as
@@ -354,7 +427,10 @@ func (t *Table) removeLocked(x *txn, as *assoc) *confState {
 		as.away = nil
 	}
 	cs := t.leaveLocked(x, as, false)
-	x.delAddr(as.cur.addr)
+	x.delKey(as.cur.key())
+	if as.cur.link {
+		t.linkAddrDel(x, as.cur.addr)
+	}
 	delete(t.byID, as.id)
 	return cs
 }
@@ -364,7 +440,11 @@ func (t *Table) removeLocked(x *txn, as *assoc) *confState {
 func (t *Table) replaceLocked(x *txn, nep *Endpoint) {
 	as := nep.a
 	if as.cur.addr != nep.addr {
-		x.delAddr(as.cur.addr)
+		x.delKey(as.cur.key())
+		if nep.link {
+			t.linkAddrDel(x, as.cur.addr)
+			t.linkAddrAdd(x, nep.addr)
+		}
 	}
 	x.putAddr(nep)
 	if nep.cs != nil {
@@ -380,7 +460,11 @@ func (t *Table) rekey(ctx context.Context, as *assoc, a Association) (*Endpoint,
 		t.mu.Unlock()
 		return nil, fmt.Errorf("keytable: re-key %v: %w: conference %d differs from %d (use SetConference)", a.ID, ErrInvalid, a.Conference, as.cur.conf)
 	}
-	if !t.addrFree(a.Addr, as) {
+	if a.Link != as.cur.link || a.Tag != as.cur.tag {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("keytable: re-key %v: %w: link %t tag %#x differ from link %t tag %#x", a.ID, ErrInvalid, a.Link, a.Tag, as.cur.link, as.cur.tag)
+	}
+	if !t.addrFree(a.Addr, a.Link, a.Tag, as) {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("keytable: re-key %v at %v: %w", a.ID, a.Addr, ErrAddrInUse)
 	}
@@ -446,7 +530,7 @@ func (t *Table) SetAddr(ctx context.Context, id uuid.UUID, addr netip.AddrPort) 
 		t.mu.Unlock()
 		return as.cur, nil
 	}
-	if !t.addrFree(addr, as) {
+	if !t.addrFree(addr, as.cur.link, as.cur.tag, as) {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("keytable: set address of %v to %v: %w", id, addr, ErrAddrInUse)
 	}
@@ -469,13 +553,19 @@ func (t *Table) SetAddr(ctx context.Context, id uuid.UUID, addr netip.AddrPort) 
 // kept) but is left out of Snapshot.Receivers, so workers pay nothing per
 // packet for it. The key generation and address are unchanged. When it
 // returns nil after taking consent away, no worker sends to the endpoint.
-// It returns ErrNotFound or ErrGraceTimeout (change published).
+// A link association always has consent: taking it away returns
+// ErrInvalid (the link manager removes a dead link instead). It returns
+// ErrNotFound or ErrGraceTimeout (change published).
 func (t *Table) SetConsent(ctx context.Context, id uuid.UUID, consent bool) (*Endpoint, error) {
 	t.mu.Lock()
 	as, ok := t.byID[id]
 	if !ok {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("keytable: set consent of %v: %w", id, ErrNotFound)
+	}
+	if as.cur.link && !consent {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("keytable: set consent of link %v: %w: a link association always has consent", id, ErrInvalid)
 	}
 	if as.cur.noConsent == !consent {
 		t.mu.Unlock()
@@ -504,13 +594,18 @@ func (t *Table) SetConsent(ctx context.Context, id uuid.UUID, consent bool) (*En
 // removes the association and says so). When it returns nil, no worker
 // forwards the old conference's packets to it or its packets to the old
 // conference. It also returns ErrNotFound, ErrInvalid (a move already in
-// progress) and ErrGraceTimeout (change published).
+// progress, or a link association: its tag is its conference's; install
+// another link instead) and ErrGraceTimeout (change published).
 func (t *Table) SetConference(ctx context.Context, id uuid.UUID, conf ConferenceID) (*Endpoint, error) {
 	t.mu.Lock()
 	as, ok := t.byID[id]
 	if !ok {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("keytable: move %v to conference %d: %w", id, conf, ErrNotFound)
+	}
+	if as.cur.link {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("keytable: move link %v to conference %d: %w: a link belongs to its conference", id, conf, ErrInvalid)
 	}
 	old := as.cs.Load()
 	if old == nil {
@@ -590,7 +685,9 @@ func cmpErr(a, b error) error {
 // ExpireIdle removes every association whose endpoint has not been touched
 // (Endpoint.Touch) for longer than idle, as Remove does, in one published
 // change, and returns their IDs so that the caller can send
-// EndpointDisconnect for each. Like Remove it waits for the grace period;
+// EndpointDisconnect for each. Link associations are never expired: a
+// link carries media only while the peer's members send, and the link
+// manager removes it when the peer goes. Like Remove it waits for the grace period;
 // on ErrGraceTimeout the IDs are still returned (the removal is
 // published).
 func (t *Table) ExpireIdle(ctx context.Context, idle time.Duration) ([]uuid.UUID, error) {
@@ -599,7 +696,7 @@ func (t *Table) ExpireIdle(ctx context.Context, idle time.Duration) ([]uuid.UUID
 	var ids []uuid.UUID
 	var x *txn
 	for id, as := range t.byID {
-		if as.lastSeen.Load() >= cutoff {
+		if as.cur.link || as.lastSeen.Load() >= cutoff {
 			continue
 		}
 		if x == nil {
