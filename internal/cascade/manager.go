@@ -36,6 +36,8 @@ type Table interface {
 // LinkCounters are one link association's data-plane counters.
 type LinkCounters struct {
 	TxPackets, TxBytes, RxPackets, RxBytes uint64
+	// TxDrops and RxDrops are packets the data plane dropped on the link.
+	TxDrops, RxDrops uint64
 }
 
 // Local is a conference this MD hosts members of.
@@ -178,6 +180,7 @@ type peer struct {
 	since     time.Time // runner started
 	candSince time.Time
 	links     map[string]*link
+	retired   LinkCounters // of links removed
 	backoff   time.Duration
 	retryAt   time.Time
 	failures  int
@@ -186,6 +189,7 @@ type peer struct {
 type link struct {
 	id   uuid.UUID
 	conf Local
+	addr netip.AddrPort
 	ep   *keytable.Endpoint
 }
 
@@ -283,7 +287,7 @@ func (m *Manager) Stats() Stats {
 	m.statsMu.Lock()
 	defer m.statsMu.Unlock()
 	for id, p := range m.stats {
-		ps := PeerStats{Established: p.up, Links: len(p.links)}
+		ps := PeerStats{Established: p.up, Links: len(p.links), LinkCounters: p.retired}
 		for _, l := range p.links {
 			if m.cfg.LinkStats != nil && l.ep != nil {
 				c := m.cfg.LinkStats(l.ep)
@@ -291,6 +295,8 @@ func (m *Manager) Stats() Stats {
 				ps.TxBytes += c.TxBytes
 				ps.RxPackets += c.RxPackets
 				ps.RxBytes += c.RxBytes
+				ps.TxDrops += c.TxDrops
+				ps.RxDrops += c.RxDrops
 			}
 		}
 		s.Peers[id] = ps
@@ -434,6 +440,7 @@ func (m *Manager) removeLinks(ctx context.Context, p *peer, keep map[string]Loca
 			m.log.Log(slog.LevelError, "cascade-remove", "cascade: remove link association", "peer", p.id, "conference", conf, "err", err)
 		}
 		m.statsMu.Lock()
+		m.retire(p, l)
 		delete(p.links, conf)
 		m.statsMu.Unlock()
 	}
@@ -463,11 +470,15 @@ func (m *Manager) installLinks(ctx context.Context, p *peer, r *dtls.Runner, con
 		ln := p.links[conf]
 		if ln == nil {
 			ln = &link{id: uuid.New()}
-		} else if ln.conf.ID != l.ID {
-			// The conference's table ID changed: a new association.
+		} else if ln.conf.ID != l.ID || ln.addr != p.alive.Media {
+			// The conference's table ID or the peer's media address
+			// changed: a new association.
 			tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			_ = m.cfg.Table.Remove(tctx, ln.id)
 			cancel()
+			m.statsMu.Lock()
+			m.retire(p, ln)
+			m.statsMu.Unlock()
 			ln = &link{id: uuid.New()}
 		}
 		tctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -480,10 +491,25 @@ func (m *Manager) installLinks(ctx context.Context, p *peer, r *dtls.Runner, con
 			continue
 		}
 		m.statsMu.Lock()
-		ln.conf, ln.ep = l, ep
+		ln.conf, ln.ep, ln.addr = l, ep, p.alive.Media
 		p.links[conf] = ln
 		m.statsMu.Unlock()
 	}
+}
+
+// retire adds a removed link's counters to its peer's totals, so that the
+// peer's counters never go back. Under statsMu.
+func (m *Manager) retire(p *peer, l *link) {
+	if m.cfg.LinkStats == nil || l.ep == nil {
+		return
+	}
+	c := m.cfg.LinkStats(l.ep)
+	p.retired.TxPackets += c.TxPackets
+	p.retired.TxBytes += c.TxBytes
+	p.retired.RxPackets += c.RxPackets
+	p.retired.RxBytes += c.RxBytes
+	p.retired.TxDrops += c.TxDrops
+	p.retired.RxDrops += c.RxDrops
 }
 
 // verifier is the VerifyPeer of an association with p: the chain must
