@@ -400,6 +400,35 @@ func TestCascadeThreeMDs(t *testing.T) {
 			t.Errorf("%s still has %v links to the dead md3", d.name, l)
 		}
 	}
+
+	// Phase 3: etcd stops for twice the lease. Established media keeps
+	// flowing; when etcd is back, the MDs register again on new leases
+	// and the links stay.
+	regs := mds[0].metric(t, "mdfast_directory_registrations_total")
+	etcd.Stop(0)
+	talkAll(survivors, 2*n)
+	waitFor(5*time.Second, func() bool { return complete(survivors, survivors, 3*n) })
+	checkMedia(survivors, survivors, 2*n, 3*n)
+	if _, ok := waitFor(2*lease, func() bool { return mds[0].metric(t, "mdfast_directory_registered") == 0 }); !ok {
+		t.Error("md1 still says it is registered with etcd stopped for longer than the lease")
+	}
+	if err := etcd.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	if _, ok := waitFor(20*time.Second, func() bool {
+		return mds[0].metric(t, "mdfast_directory_registered") == 1 && mds[1].metric(t, "mdfast_directory_registered") == 1 &&
+			mds[0].metric(t, "mdfast_directory_registrations_total") > regs && mds[0].metric(t, "mdfast_directory_peers") == 2
+	}); !ok {
+		t.Fatal("the MDs did not register again after etcd came back")
+	}
+	t.Logf("MDs registered again %v after etcd was restarted", time.Since(back).Round(time.Millisecond))
+	talkAll(survivors, 3*n)
+	waitFor(5*time.Second, func() bool { return complete(survivors, survivors, 4*n) })
+	checkMedia(survivors, survivors, 3*n, 4*n)
+	if h := mds[0].metric(t, `mdfast_cascade_handshakes_total{result="ok"}`); h != 2 {
+		t.Errorf("md1 made %v link handshakes, want 2 (one per peer): the etcd outage must not rebuild the links", h)
+	}
 }
 
 // startCascadeMD runs "mdfast run" in node's namespace; SIGKILL ends it in
