@@ -281,12 +281,16 @@ func (cm *cascadeMD) Stop() {
 	cm.cl.Close()
 }
 
-// check is the readiness check "directory": this MD is registered.
+// check is the readiness check "directory": this MD has registered in
+// the directory since it started. A later etcd outage does not make it
+// unready: its established links and media do not need etcd, and an
+// outage of the store must not take every MD out of a load balancer at
+// once (mdfast_directory_registered says it).
 func (cm *cascadeMD) check() error {
 	s := cm.dir.State()
-	if !s.Registered {
+	if s.Registrations == 0 {
 		if s.LastError != "" {
-			return fmt.Errorf("not registered in the directory: %s", s.LastError)
+			return fmt.Errorf("not registered in the directory yet: %s", s.LastError)
 		}
 		return errors.New("not registered in the directory yet")
 	}

@@ -412,6 +412,9 @@ func TestCascadeThreeMDs(t *testing.T) {
 	if _, ok := waitFor(2*lease, func() bool { return mds[0].metric(t, "mdfast_directory_registered") == 0 }); !ok {
 		t.Error("md1 still says it is registered with etcd stopped for longer than the lease")
 	}
+	if code, _, err := syssim.Get(mds[0].client, mds[0].metrics+"/readyz"); err != nil || code != http.StatusOK {
+		t.Errorf("md1 /readyz = %d %v during the etcd outage; an outage of the store must not make the MDs unready", code, err)
+	}
 	if err := etcd.Restart(0); err != nil {
 		t.Fatal(err)
 	}

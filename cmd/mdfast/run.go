@@ -106,7 +106,7 @@ const readyPeriod = 250 * time.Millisecond
 // workers (every data-plane worker runs), xdp_program (XDP modes: the
 // classifier is still attached to the interface of that name) and tunnel
 // (at least one tunnel to a KD is up) and, for an MD of several, directory
-// (this MD is registered in etcd).
+// (this MD has registered in etcd since it started).
 func readiness(dp *dataplane.Dataplane, md *tunnel.MD, cm *cascadeMD, events *metrics.Events, log *slog.Logger) *ready.Checker {
 	checks := []ready.Check{{Name: "workers", Func: dp.CheckWorkers}}
 	if dp.Mode() != dataplane.ModeSocket {

@@ -109,3 +109,25 @@ func TestDeriveKeys(t *testing.T) {
 		t.Fatal("short keying material accepted")
 	}
 }
+
+func TestIsClientHello(t *testing.T) {
+	hello := make([]byte, 14)
+	hello[0], hello[13] = 22, 1
+	cases := []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"client hello", hello, true},
+		{"empty", nil, false},
+		{"short", hello[:13], false},
+		{"epoch 1", func() []byte { b := bytes.Clone(hello); b[4] = 1; return b }(), false},
+		{"application data", func() []byte { b := bytes.Clone(hello); b[0] = 23; return b }(), false},
+		{"server hello", func() []byte { b := bytes.Clone(hello); b[13] = 2; return b }(), false},
+	}
+	for _, c := range cases {
+		if got := isClientHello(c.b); got != c.want {
+			t.Errorf("%s: isClientHello = %v, want %v", c.name, got, c.want)
+		}
+	}
+}
