@@ -251,3 +251,31 @@ func TestNewRejects(t *testing.T) {
 		}
 	}
 }
+
+// TestRestartWithinLease: an MD restarted before its old lease expired
+// takes its entries over at once; what only the old incarnation hosted
+// goes with the old lease, without waiting for it to expire.
+func TestRestartWithinLease(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	const lease = 10 * time.Second
+	a := startNode(t, c, "md-a", 1, lease)
+	b := startNode(t, c, "md-b", 2, lease)
+	_ = b.d.Host("x", KindSingle)
+	_ = b.d.Host("y", KindSingle)
+	waitView(t, a, 5*time.Second, "a sees b host x and y", func(v View) bool {
+		return hosts(v, "md-b", "x", KindSingle) && hosts(v, "md-b", "y", KindSingle)
+	})
+	old := a.d.View().Peers["md-b"].Alive
+	b.kill()
+	b2 := startNode(t, c, "md-b", 2, lease)
+	_ = b2.d.Host("x", KindSingle)
+	took := waitView(t, a, 5*time.Second, "the restarted b's entries replace the old ones", func(v View) bool {
+		p, ok := v.Peers["md-b"]
+		_, y := p.Conferences["y"]
+		return ok && !p.Alive.Equal(old) && hosts(v, "md-b", "x", KindSingle) && !y
+	})
+	if took > lease/2 {
+		t.Fatalf("took %v: the old lease was left to expire", took)
+	}
+}
