@@ -12,6 +12,10 @@
 //     RSS change or an address change moves a flow to another queue; the
 //     Opener moves with it, at no instant held by two workers, and a
 //     stopped worker parks its Openers for the others.
+//   - The hop to peer Media Distributors (link.go): reading a packet's
+//     conference tag from a peer's media address, stripping it after the
+//     open, adding it to copies for links (never forwarding from a link to
+//     a link), and the per-link traffic counters, batched per worker.
 //   - Port: batch I/O for one worker behind one interface, with two
 //     implementations: the AF_XDP port (an afxdp.Socket; frames parsed and
 //     written with package frame, next-hop MACs from package neigh) and the

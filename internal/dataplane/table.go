@@ -35,8 +35,18 @@ type Peer struct {
 	Link bool
 	Tag  uint32
 	// Traffic, for a link, is told what each batch sent on it and
-	// received from it (*keytable.Endpoint has this method).
-	Traffic interface{ AddLinkTraffic(keytable.LinkStats) }
+	// received from it, and says when the link is gone
+	// (*keytable.Endpoint has these methods).
+	Traffic LinkTraffic
+}
+
+// LinkTraffic is what a worker needs of a link association beyond its
+// keys.
+type LinkTraffic interface {
+	// AddLinkTraffic adds one batch's traffic on the link.
+	AddLinkTraffic(keytable.LinkStats)
+	// Removed reports whether the link association was removed.
+	Removed() bool
 }
 
 // LinkAddress is the Peer Route returns, with false, for the media address

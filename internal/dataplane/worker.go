@@ -436,8 +436,11 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		case r.Link:
 			// The tag goes in as a CSRC, so the header moves: build the
 			// packet in the frame and seal it in place.
+			// Its ROC usually differs from the sender's (the peer's
+			// Opener counts it from the link's first packet, see
+			// keytable's Claim.Out); the SEQ only when re-based.
 			out = insertLinkTag(buf, plain, r.Tag)
-			if oi != idx {
+			if uint16(oi) != uint16(idx) {
 				out, err = rebase(out, double, uint16(oi))
 				c[Rebased]++
 			}
@@ -533,9 +536,17 @@ func (w *Worker) opener(p *Peer) *openerEntry {
 // releases their ownership: with no state left here, whichever worker the
 // sender's flow reaches next builds the Opener (as this one would), instead
 // of asking a worker that has nothing to hand over.
+//
+// A link's Opener is kept until the link is removed, however long it is
+// silent: links are never idle-expired, and a fresh Opener would start
+// every SSRC at ROC 0 while the peer MD goes on with the ROC it counts
+// for the link (keytable's Claim.Out).
 func (w *Worker) sweep(now int64) {
 	idle := int64(w.cfg.OpenerIdle)
 	for id, e := range w.openers {
+		if p := e.peer; p.Link && p.Traffic != nil && !p.Traffic.Removed() {
+			continue
+		}
 		if now-e.used > idle {
 			delete(w.openers, id)
 			if w.last == e {

@@ -28,15 +28,52 @@
 // to the sender's *Endpoint, and Snapshot.Receivers returns the
 // conference's member list. Both are a shift-and-mask to a shard plus a
 // linear probe in a flat slot array: O(1), no lock, no allocation
-// (testing.AllocsPerRun asserts it, for Admit and Claim.Out too).
+// (testing.AllocsPerRun asserts it, for Admit and Claim.Out too). A worker
+// uses Snapshot.Resolve, which also tells it when the address is a peer
+// Media Distributor's, whose link associations Snapshot.LookupLink finds
+// by (address, conference tag): one more probe of the same table, where a
+// link's slot is keyed by its address and tag (see "Links" below).
 //
-// Per packet the worker does: Lookup (drop unknown sources) → Own (drop if
+// Per packet the worker does: Resolve (drop unknown sources; from a link
+// address, LookupLink by the packet's tag) → Own (drop if
 // another worker owns the endpoint's receive state) → open with its Opener
 // for ep.Gen() → Admit(ep, ssrc, kind, index, max JoinSeq of the
 // receivers, now) (drop on false) → Touch → for each receiver r ≠ ep in
 // Receivers(ep): seal with r.Send() under index Claim.Out(r) (rewriting
 // SEQ, and recording the original in the OHB for the double profiles, when
-// it is not the packet's own) and send to r.Addr().
+// it is not the packet's own) and send to r.Addr(); a packet from a link
+// goes to no other link.
+//
+// # Links: the hop to a peer Media Distributor
+//
+// A conference with members on several MDs has, on each, one link
+// association per peer MD (Association.Link, installed by the link
+// manager in internal/cascade, with the hop keys of that conference in
+// each direction). To this table a link is an association like any
+// other: a member of its conference, a receiver the workers seal for with
+// its Send key, and a sender whose SSRCs (those of every remote sender
+// behind the peer) are claimed under it. What differs:
+//
+//   - Address: all the links to one peer share the peer's media address.
+//     The address slot (no tag) holds a reserved marker while links use
+//     the address (no other association may take it, ErrAddrInUse; nor may
+//     a link take an address an association uses), and each link has its
+//     own slot keyed by (address, Tag); two links with the same address
+//     and tag are refused. Table.links counts the links per address.
+//   - Life: never idle-expired (ExpireIdle skips links), always consent
+//     (SetConsent(false) is ErrInvalid), never moved (SetConference is
+//     ErrInvalid: the tag is the conference's); a re-key keeps Link and Tag.
+//   - Budget: Config.MaxSSRCsPerLink claims (default 1024, at most
+//     MaxSSRCsPerConference) instead of MaxSSRCsPerSender; the worker's
+//     Opener for a link tracks as many SSRCs.
+//   - Indices towards a link: a link receiver without a lane gets the
+//     sender's SEQ unchanged but the ROC counted from the first packet the
+//     claim sends it (Claim.Out subtracts that packet's ROC part, the
+//     claim's per-link base), because the peer MD opens with a fresh
+//     Opener that starts every SSRC at ROC 0, and a link may be set up or
+//     re-keyed long after a stream began. Lanes work as for any receiver.
+//   - Counters: LinkStats (packets and octets each way, copies and packets
+//     dropped), added to by each worker once per batch.
 //
 // # Writing: sharded copy-on-write, chosen by measurement
 //
@@ -120,7 +157,9 @@
 //  1. Within one claim, r gets each input index at most once: one worker,
 //     one Opener per sender key generation, and the Opener accepts each
 //     index once (see "One sender stream, one worker"); Claim.Out is
-//     injective (in, or in plus a per-receiver constant).
+//     injective (in, or in plus a per-receiver constant, or for a link
+//     receiver without a lane in minus its base, fixed for the claim once
+//     set).
 //  2. A claim that ends is closed first: Admit raises the claim's served
 //     mark (the largest JoinSeq among the packet's receivers) and then
 //     checks the closed bit while raising the claim's highest index;
@@ -129,7 +168,10 @@
 //     seen by the closer, or was refused. The closer records, per receiver
 //     key that was a member (or is moving out), one past the highest index
 //     the claim may have given it: hist[s][r] exceeds every index r was
-//     sent under s.
+//     sent under s. For a link receiver without a lane whose base the
+//     closer reads, that is hi - base + 1 (exact: Out sent it in - base
+//     for in <= hi); if Out sets the base after the closer read it, the
+//     closer records hi + 1, above anything in - base.
 //  3. The next claim copies hist[s] as its lanes. A receiver with a lane
 //     gets out = lane + RebaseMargin + (in - anchor), where anchor is the
 //     claim's first admitted index; Admit drops a packet with in +
@@ -161,8 +203,20 @@
 // So across leave, rejoin, re-key, move, consent and takeover, each (receiver key,
 // SSRC, kind, index) is sealed at most once. TestNonceNeverRepeats and
 // FuzzNonceNeverRepeats collect every one the table hands out over random
-// such sequences, with senders that start their indices over, and fail on
-// a repeat.
+// such sequences, with senders that start their indices over and link
+// associations among the members (links to two peers, as senders and
+// receivers, never sent what came from a link), and fail on a repeat.
+//
+// Links change nothing in this argument. Their keys are per conference
+// (derived per conference by the link manager), so a link's Send key is
+// a receiver key of one conference only, like an endpoint's; as a
+// receiver it is covered by 1-6 (its base is a per-receiver constant of
+// the claim); as a sender it is one association, with one Opener per key
+// generation on one worker, whose claims are the SSRCs of the remote
+// senders: the peer MD sent each (link key, SSRC, kind, index) at most
+// once (this same argument on that MD), the Opener accepts it at most
+// once here. The SRTCP tag after the packet is not authenticated but only
+// picks the keys (a wrong tag picks another conference's, which fail).
 //
 // Continuity: a receiver with a lane sees the SSRC go on a little above
 // its last index (RebaseMargin plus reordering), well inside the 2^15 its
@@ -218,16 +272,19 @@
 // Config.MaxSSRCsPerConference bounds the SSRCs a conference holds state
 // for (live claims and SSRCs with history); the history of an SSRC is one
 // lane (24 bytes plus map overhead) per receiver key that was sent it,
-// dropped when that receiver leaves; a claim costs about 120 bytes (96
-// and its claim-map entry) and a copy of its SSRC's lanes.
+// dropped when that receiver leaves; a claim costs about 136 bytes (112,
+// the size class of its 104 octets, and its claim-map entry), a copy of
+// its SSRC's lanes and, once it reached a link, a small map of link bases.
 // Beside the AEAD state (the two srtpfast.Keys, about 1.6 KB each), an
-// association costs about 590 to 640 bytes of heap with two SSRCs claimed
-// (TestMemoryPerAssociation here: 20,000 associations in conferences of
-// 10; internal/memtest: 10,000 and 100,000 installed one by one, in
-// conferences of 4 and of 100): the Endpoint (112 B) and association
-// state (128 B), its address slot (32 B at ≤ 3/4 load), its ID index
-// entry, its member-list slot and its share of the conference, and two
-// claims (96 B each) with their entries in the conference's claim map.
+// association costs about 650 to 710 bytes of heap with two SSRCs claimed
+// (TestMemoryPerAssociation here: 688 B with 20,000 associations in
+// conferences of 10, 640 B before links; internal/memtest's key-table
+// share at 10,000 in conferences of 4 and of 100: 711 and 654 B, 664 and
+// 606 B before links): the Endpoint (120 B) and association state
+// (120 B), its address slot (32 B at ≤ 3/4 load), its ID index entry, its
+// member-list slot and its share of the conference, and two claims (112 B
+// each) with their entries in the conference's claim map. A link
+// association adds its traffic counters (48 B).
 // Each write also leaves the copied root arrays and shards as garbage (tens
 // of kilobytes at 100,000 associations).
 //

@@ -144,6 +144,11 @@ func (e *Endpoint) Touch(now int64) {
 	}
 }
 
+// Removed reports whether the association has been removed from the
+// table (any version of it): a worker may then forget the receive state it
+// keeps for it.
+func (e *Endpoint) Removed() bool { return e.a.removed.Load() }
+
 // LastSeen returns the last time given to Touch (or the install time).
 func (e *Endpoint) LastSeen() int64 { return e.a.lastSeen.Load() }
 
@@ -189,4 +194,7 @@ type assoc struct {
 	lost       atomic.Uint64
 	// link holds a link association's traffic counters (nil otherwise).
 	link *linkCounters
+	// removed is set when the association is removed (Remove, ExpireIdle,
+	// a failed move).
+	removed atomic.Bool
 }

@@ -278,3 +278,70 @@ func TestLinkLookupAllocs(t *testing.T) {
 		t.Error("link not found")
 	}
 }
+
+// TestLinkOutROC: a link that joins while a stream runs at ROC 5 is sent
+// the stream with the SEQ unchanged and the ROC counted from 0 (the peer
+// MD's Opener starts the SSRC there); when the sender re-keys, the next
+// claim continues just above what the link was sent, not above the
+// sender's index.
+func TestLinkOutROC(t *testing.T) {
+	ctx := context.Background()
+	tb := newTable(t, Config{})
+	p, q := newPair(t, 0), newPair(t, 1)
+	snd, err := tb.Install(ctx, assocOf(1, 1, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tb.Install(ctx, assocOf(2, 1, p)); err != nil {
+		t.Fatal(err)
+	}
+	const ssrc = 0x55
+	idx := uint64(5<<16 | 60000)
+	if _, ok := send(t, tb, snd, ssrc, idx); !ok {
+		t.Fatal("refused")
+	}
+	l, err := tb.Install(ctx, linkOf(3, 1, 0, 0xf1, p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last uint64
+	for i := range uint64(10000) { // crosses a ROC boundary at the sender
+		in := idx + 1 + i
+		c, ok := send(t, tb, snd, ssrc, in)
+		if !ok {
+			t.Fatal("refused")
+		}
+		out, ok := c.Out(l)
+		if !ok || uint16(out) != uint16(in) || out>>16 != in>>16-5 {
+			t.Fatalf("index %#x to the link: %#x, %t; want SEQ kept, ROC from 0", in, out, ok)
+		}
+		last = out
+	}
+	// A copy older than the link's first ROC cycle is refused.
+	if c, ok := send(t, tb, snd, ssrc, 4<<16|65535); ok {
+		if out, ok := c.Out(l); ok {
+			t.Fatalf("old index to the link: %#x", out)
+		}
+	}
+	// The sender re-keys: a new claim, re-based for the link just above
+	// what it was sent.
+	a := assocOf(1, 1, q)
+	if _, err := tb.Install(ctx, a); err != nil {
+		t.Fatal(err)
+	}
+	snd2, _ := tb.Get(a.ID)
+	c, ok := send(t, tb, snd2, ssrc, 7)
+	if !ok {
+		t.Fatal("refused after re-key")
+	}
+	out, ok := c.Out(l)
+	if !ok || out <= last || out > last+RebaseMargin+1 {
+		t.Fatalf("after re-key: %#x (last %#x), want just above", out, last)
+	}
+	if n := testing.AllocsPerRun(100, func() {
+		c, _ := send(t, tb, snd2, ssrc, 8)
+		_, _ = c.Out(l)
+	}); n != 0 {
+		t.Errorf("Out to a link allocates %v per packet once its base is set", n)
+	}
+}

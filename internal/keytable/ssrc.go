@@ -93,7 +93,8 @@ type member struct {
 // the claim began get its packets under rebased indices (lanes); the
 // others get the sender's own indices.
 //
-// A claim is 96 octets (two per sender of audio and video; TestClaimSize):
+// A claim is 104 octets, in the 112-octet size class (two per sender of
+// audio and video; TestClaimSize; 96 before linkBase):
 // the packet counts are 32-bit, which the contest reads only as
 // differences within one contest period.
 type claim struct {
@@ -106,6 +107,13 @@ type claim struct {
 	// lanes is, per receiver key generation, what it had been sent under
 	// the SSRC when the claim began. Immutable; nil when nobody had.
 	lanes map[uint64]lane
+	// linkBase is, per link receiver key generation without a lane, what
+	// Out subtracts from the SRTP index for it: the ROC part of the first
+	// index it was sent under the claim, so that the peer MD's fresh
+	// Opener, which starts an SSRC at ROC 0, can open it (see Out).
+	// Copy-on-write, written only by the owner's worker (once per link
+	// and claim), read by closers.
+	linkBase atomic.Pointer[map[uint64]uint64]
 
 	// Written by the owner's worker, read by closers and contenders.
 	hi     [2]atomic.Uint64 // closedBit | setBit | highest index admitted
@@ -156,14 +164,31 @@ func (c Claim) Rebased() bool { return c.c != nil && len(c.c.lanes) != 0 }
 // receiver r: the packet's own index unless r's current Send key was sent
 // the SSRC before this claim began; then one that continues, with a gap of
 // RebaseMargin, above everything r was sent under it. ok is false (drop
-// this copy; count it) when that index would leave the index space. It
-// neither locks nor allocates.
+// this copy; count it) when that index would leave the index space.
+//
+// A link receiver (Association.Link) without a lane gets SRTP indices
+// with the SEQ unchanged and the ROC counted from the first packet it is
+// sent under the claim: the peer MD's Opener for it starts every SSRC at
+// ROC 0 (RFC 3711 section 3.3.1), and a link may be set up, or re-keyed,
+// long after the stream began. A copy older than that first packet's ROC
+// cycle is refused (ok false).
+//
+// Out neither locks nor allocates, but for the first packet of a claim
+// towards each link receiver (one small map copy). Only the worker that
+// admitted the packet may call it.
 func (c Claim) Out(r *Endpoint) (out uint64, ok bool) {
-	if len(c.c.lanes) == 0 {
-		return c.in, true
+	var (
+		l     lane
+		found bool
+	)
+	if len(c.c.lanes) != 0 {
+		l, found = c.c.lanes[r.gen]
 	}
-	l, found := c.c.lanes[r.gen]
 	if !found || l.next[c.kind] == 0 {
+		if r.link && c.kind == KindRTP {
+			base := c.c.linkBaseFor(r.gen, c.in)
+			return c.in - base, c.in >= base
+		}
 		return c.in, true
 	}
 	// Admit guaranteed c.in+RebaseMargin > c.anchor.
@@ -173,6 +198,25 @@ func (c Claim) Out(r *Endpoint) (out uint64, ok bool) {
 		limit = rtcpLimit
 	}
 	return out, out < limit
+}
+
+// linkBaseFor returns the base of link receiver gen under c, setting it
+// from in on first use. Owner's worker only.
+func (c *claim) linkBaseFor(gen, in uint64) uint64 {
+	m := c.linkBase.Load()
+	if m != nil {
+		if b, ok := (*m)[gen]; ok {
+			return b
+		}
+	}
+	b := in &^ 0xffff
+	nm := make(map[uint64]uint64, 1)
+	if m != nil {
+		maps.Copy(nm, *m)
+	}
+	nm[gen] = b
+	c.linkBase.Store(&nm)
+	return b
 }
 
 // ClaimSSRC claims ssrc for ep without admitting a packet (for the control
@@ -418,6 +462,10 @@ func (cs *confState) record(c *claim, only *member) {
 		return
 	}
 	served := c.served.Load()
+	var linkBase map[uint64]uint64
+	if m := c.linkBase.Load(); m != nil {
+		linkBase = *m
+	}
 	h := cs.hist[c.ssrc]
 	add := func(mb member) {
 		if mb.a == c.owner {
@@ -434,6 +482,14 @@ func (cs *confState) record(c *claim, only *member) {
 			switch {
 			case l.next[k] != 0:
 				next = l.next[k] + (hi[k] + RebaseMargin - anchor[k]) + 1
+			case mb.join <= served && mb.a.link != nil && Kind(k) == KindRTP:
+				// A link: Out sent it in - base; without a base
+				// (Out set none, or set it after this read) in at
+				// most.
+				next = hi[k] + 1
+				if b, ok := linkBase[mb.gen]; ok && b <= hi[k] {
+					next = hi[k] - b + 1
+				}
 			case mb.join <= served:
 				next = hi[k] + 1
 			default:

@@ -427,6 +427,7 @@ func (t *Table) removeLocked(x *txn, as *assoc) *confState {
 		as.away = nil
 	}
 	cs := t.leaveLocked(x, as, false)
+	as.removed.Store(true)
 	x.delKey(as.cur.key())
 	if as.cur.link {
 		t.linkAddrDel(x, as.cur.addr)
