@@ -102,6 +102,7 @@ func TestPresence(t *testing.T) {
 // cascadeMDProc is one mdfast of the cascade test, in its namespace.
 type cascadeMDProc struct {
 	name    string
+	cfg     string // -config path
 	node    *netnstest.Node
 	cmd     *exec.Cmd
 	exited  chan error
@@ -190,7 +191,7 @@ func TestCascadeThreeMDs(t *testing.T) {
 	etcdtest.Binary(t)
 	const (
 		lease = 3 * time.Second
-		n     = 150 // packets per sender per phase
+		n     = 150 // packets per sender per phase (at most 4n < 65536: no SEQ wrap)
 	)
 	p := writePKI(t)
 	br := netnstest.NewBridge(t)
@@ -267,7 +268,8 @@ func TestCascadeThreeMDs(t *testing.T) {
 	// The endpoints join, each through its MD.
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	for _, e := range eps {
+	join := func(e *cascadeEP) {
+		t.Helper()
 		u, err := epNode.NS.ListenUDP(ip(100), 0)
 		if err != nil {
 			t.Fatal(err)
@@ -288,7 +290,11 @@ func TestCascadeThreeMDs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s joining md%d: %v", e.name, e.md+1, err)
 		}
-		t.Cleanup(func() { _ = e.s.Close() })
+		s := e.s
+		t.Cleanup(func() { _ = s.Close() })
+	}
+	for _, e := range eps {
+		join(e)
 	}
 	// Links: each MD has one link association (the one conference) with
 	// each of the two others.
@@ -432,6 +438,69 @@ func TestCascadeThreeMDs(t *testing.T) {
 	if h := mds[0].metric(t, `mdfast_cascade_handshakes_total{result="ok"}`); h != 2 {
 		t.Errorf("md1 made %v link handshakes, want 2 (one per peer): the etcd outage must not rebuild the links", h)
 	}
+
+	// Phase 4: md3 comes back (a new incarnation in the directory): the
+	// others build new associations with it, its endpoints join again and
+	// everyone hears everyone, with no loss.
+	md3 := startCascadeMD(t, "md3", mdNodes[2], mds[2].cfg)
+	waitReady(t, md3)
+	mds[2] = md3
+	for _, e := range eps[4:] {
+		_ = e.s.Close()
+		e.mu.Lock()
+		e.got = map[uint32][][]byte{}
+		e.mu.Unlock()
+		join(e)
+	}
+	restarted := time.Now()
+	if _, ok := waitFor(20*time.Second, func() bool {
+		return linksUp(mds[0], "md2", "md3") && linksUp(mds[1], "md1", "md3") && linksUp(mds[2], "md1", "md2")
+	}); !ok {
+		t.Fatal("the links with the restarted md3 did not come up")
+	}
+	t.Logf("links with the restarted md3 up %v after its endpoints joined again", time.Since(restarted).Round(time.Millisecond))
+	before := map[[2]int]int{}
+	for i, r := range eps {
+		for j, x := range eps {
+			before[[2]int{i, j}] = len(r.from(x.ssrc))
+		}
+	}
+	talkAll(eps, 4*n)
+	gained := func() bool {
+		for i, r := range eps {
+			for j, x := range eps {
+				if i != j && len(r.from(x.ssrc)) < before[[2]int{i, j}]+n {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	waitFor(5*time.Second, gained)
+	for i, r := range eps {
+		for j, x := range eps {
+			if i == j {
+				continue
+			}
+			got := r.from(x.ssrc)
+			if len(got) != before[[2]int{i, j}]+n {
+				t.Errorf("after md3's restart %s got %d packets from %s, want %d", r.name, len(got)-before[[2]int{i, j}], x.name, n)
+				continue
+			}
+			for k := range n {
+				if !bytes.Equal(got[before[[2]int{i, j}]+k], payloadOf(x.ssrc, 4*n+uint16(k))) {
+					t.Errorf("after md3's restart: packet %d from %s to %s differs from what was sent", k, x.name, r.name)
+					break
+				}
+			}
+		}
+		if st := r.s.Stats(); st.DropOuter != 0 || st.DropInner != 0 || st.DropEKTAuth != 0 {
+			t.Errorf("%s after md3's restart: stats %+v (want no authentication failure)", r.name, st)
+		}
+	}
+	if h := mds[0].metric(t, `mdfast_cascade_handshakes_total{result="ok"}`); h != 3 {
+		t.Errorf("md1 made %v link handshakes, want 3 (a new association with the restarted md3)", h)
+	}
 }
 
 // startCascadeMD runs "mdfast run" in node's namespace; SIGKILL ends it in
@@ -445,7 +514,7 @@ func startCascadeMD(t *testing.T, name string, node *netnstest.Node, cfg string)
 	}
 	cmd.Path = ipPath
 	cmd.Args = append([]string{"ip", "netns", "exec", node.NS.Name}, cmd.Args...)
-	d := &cascadeMDProc{name: name, node: node, cmd: cmd, exited: make(chan error, 1), stderr: new(syncBuffer),
+	d := &cascadeMDProc{name: name, cfg: cfg, node: node, cmd: cmd, exited: make(chan error, 1), stderr: new(syncBuffer),
 		client: netnsHTTPClient(node.NS, 5*time.Second), metrics: "http://127.0.0.1:9542"}
 	cmd.Stdout, cmd.Stderr = new(syncBuffer), d.stderr
 	if err := cmd.Start(); err != nil {
