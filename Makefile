@@ -73,8 +73,8 @@ fuzz:
 	done
 
 ## bench: as root, measures mdfast (XDP native, XDP generic, socket, the
-## whole system), the baseline forwarder and the reflector (the generator's
-## calibration) in network namespaces, in interleaved rounds; writes
+## whole system), the baseline forwarder and the reflectors (the generator's
+## calibration: socket, and AF_XDP in each XDP mode) in network namespaces, in interleaved rounds; writes
 ## bench/results/latest.* (BENCH_QUICK=1: a subset in 3 rounds, about five
 ## minutes; BENCH_PATHS=a,b limits paths or adds the wait variants, e.g.
 ## mdfast-xdp-native-poll; BENCH_NICE=n the niceness, default -10;

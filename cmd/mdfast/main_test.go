@@ -258,6 +258,13 @@ func TestCheckConfigExitStatus(t *testing.T) {
 	p := writePKI(t)
 	good := p.writeConfig(t, "good.yaml", p.yaml())
 	bad := p.writeConfig(t, "bad.yaml", p.yaml("queues: 0"))
+	several := func(cert string) []string {
+		return []string{"etcd-endpoints: [http://198.18.0.10:2379]", "md-id: md-1", "address: 198.18.0.1",
+			"cascade-listen: 198.18.0.1:5800", "cascade-cert: " + cert, "cascade-key: " + p.key, "cascade-ca: " + p.caFile}
+	}
+	cascadeGood := p.writeConfig(t, "cascade.yaml", p.yaml(several(p.certFile)...))
+	cascadeJunk := p.writeConfig(t, "cascade-junk.yaml", p.yaml(several(p.junkFile)...))
+	cascadeAlone := p.writeConfig(t, "cascade-alone.yaml", p.yaml("cascade-listen: 198.18.0.1:5800"))
 	for _, tc := range []struct {
 		name     string
 		args     []string
@@ -268,6 +275,9 @@ func TestCheckConfigExitStatus(t *testing.T) {
 		{"good", []string{"check-config", "-config", good}, 0, "configuration OK\n", ""},
 		{"bad", []string{"check-config", "-config", bad}, 1, "", "mdfast: config: queues: 0 is not in 1..1024"},
 		{"help", []string{"check-config", "-h"}, 2, "", "-media-ports"},
+		{"cascade", []string{"check-config", "-config", cascadeGood}, 0, "configuration OK\n", ""},
+		{"cascade junk certificate", []string{"check-config", "-config", cascadeJunk}, 1, "", "mdfast: config: cascade-cert:"},
+		{"cascade without etcd", []string{"check-config", "-config", cascadeAlone}, 1, "", "mdfast: config: cascade-listen: needs etcd-endpoints"},
 		{"version", []string{"version"}, 0, "mdfast ", ""},
 		{"unknown", []string{"frobnicate"}, 1, "", `unknown subcommand "frobnicate"`},
 	} {

@@ -55,6 +55,11 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	if c.Etcd().Enabled() {
+		if _, _, err := cascadeTLS(&c); err != nil {
+			return err
+		}
+	}
 	// What run needs of the host: the interface the XDP modes attach to.
 	if c.Interface != "" && c.Mode != "socket" {
 		if _, err := net.InterfaceByName(c.Interface); err != nil {
@@ -100,8 +105,9 @@ const readyPeriod = 250 * time.Millisecond
 // readiness builds the checks behind /readyz and mdfast_ready{check}:
 // workers (every data-plane worker runs), xdp_program (XDP modes: the
 // classifier is still attached to the interface of that name) and tunnel
-// (at least one tunnel to a KD is up).
-func readiness(dp *dataplane.Dataplane, md *tunnel.MD, events *metrics.Events, log *slog.Logger) *ready.Checker {
+// (at least one tunnel to a KD is up) and, for an MD of several, directory
+// (this MD has registered in etcd since it started).
+func readiness(dp *dataplane.Dataplane, md *tunnel.MD, cm *cascadeMD, events *metrics.Events, log *slog.Logger) *ready.Checker {
 	checks := []ready.Check{{Name: "workers", Func: dp.CheckWorkers}}
 	if dp.Mode() != dataplane.ModeSocket {
 		checks = append(checks, ready.Check{Name: "xdp_program", Func: dp.CheckXDP})
@@ -112,6 +118,9 @@ func readiness(dp *dataplane.Dataplane, md *tunnel.MD, events *metrics.Events, l
 		}
 		return nil
 	}})
+	if cm != nil {
+		checks = append(checks, ready.Check{Name: "directory", Func: cm.check})
+	}
 	return ready.New(ready.Config{Checks: checks, OnChange: events.SetReady, Logger: log})
 }
 
@@ -174,6 +183,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer closeDP()
 	log.Info("data plane running", "path", dp.Mode().String())
 
+	// An MD of several: the slow path's table writes go through presence,
+	// which publishes the conferences with local members.
+	var relayTable mdslow.Table = table
+	var cm *cascadeMD
+	if c.Etcd().Enabled() {
+		if cm, err = newCascade(&c, table, memb, log); err != nil {
+			return err
+		}
+		relayTable = cm.pres
+	}
+	var cascadeStopped sync.Once
+	stopCascade := func() {
+		if cm != nil {
+			cascadeStopped.Do(cm.Stop)
+		}
+	}
+	defer stopCascade()
+
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	events := metrics.NewEvents(promReg)
@@ -181,7 +208,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		events.SetTunnel(k, false)
 	}
 	relay, err := mdslow.New(mdslow.Config{
-		Sender: dp, Neighbours: dp, Table: table, Membership: memb, Credentials: memb, Limits: c.Limits(),
+		Sender: dp, Neighbours: dp, Table: relayTable, Membership: memb, Credentials: memb, Limits: c.Limits(),
 		SlowPriority: dp.SlowPriority(),
 		OnHandshake:  events.ObserveHandshake, OnTunnelState: events.SetTunnel, Logger: log,
 	})
@@ -208,8 +235,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Table:     table.Stats,
 		Slow:      relay.Stats,
 	}))
+	if cm != nil {
+		promReg.MustRegister(newCascadeCollector(cm))
+		cm.Start()
+	}
 	d := &daemon{log: log, level: level, cfg: c, args: args, dp: dp, table: table, relay: relay, memb: memb, events: events}
-	checker := readiness(dp, md, events, log)
+	checker := readiness(dp, md, cm, events, log)
 	checker.Update()
 	readyCtx, stopReady := context.WithCancel(context.Background())
 	var readyWG sync.WaitGroup
@@ -301,6 +332,9 @@ loop:
 	cancelFlush()
 	stopTun()
 	tunWG.Wait()
+	// The links go before the data plane; the lease is revoked, so peers
+	// drop this MD's links at once.
+	stopCascade()
 	stopChecker()
 	closeDP()
 	log.Info("stopped")

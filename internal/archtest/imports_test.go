@@ -38,6 +38,10 @@ var rules = []struct {
 		"fingerprints and tls-ids are shared below both daemons"},
 	{"internal/sdp", []string{"internal/keydist", "internal/control", "internal/mdslow", "internal/dtls", "net/http"},
 		"the SDP reader and answer writer know neither registries, HTTP nor the MD"},
+	{"internal/directory", []string{"internal/keytable", "internal/srtpfast", "internal/dataplane", "internal/dtls", "internal/cascade"},
+		"the MD directory knows names and addresses in etcd, not keys, links or packets"},
+	{"internal/cascade", []string{"internal/dataplane", "internal/afxdp", "bpf", "internal/mdslow", "internal/tunnel"},
+		"the link manager writes links into the key table through its own interface; it never forwards media"},
 	{"perc", []string{"internal/keydist", "internal/dataplane", "internal/keytable", "internal/tunnel", "internal/mdslow"},
 		"the endpoint package depends on neither daemon"},
 }

@@ -74,6 +74,22 @@ type Config struct {
 	MetricsListen            string
 	LogLevel                 string
 	LogFormat                string
+
+	// Several MDs: the shared store and the links (cascade.go).
+	EtcdEndpoints    StringList
+	EtcdPrefix       string
+	EtcdCA           string
+	EtcdCert         string
+	EtcdKey          string
+	EtcdUser         string
+	EtcdPasswordFile string
+	MDID             string
+	CascadeListen    string
+	CascadeMediaAddr string
+	CascadeCert      string
+	CascadeKey       string
+	CascadeCA        string
+	DirectoryLease   Duration
 }
 
 // Defaults returns the default configuration.
@@ -284,7 +300,8 @@ func (c *Config) Options() []options.Option {
 	)
 	logOpts := options.Log(&c.LogLevel, &c.LogFormat)
 	logOpts[0] = logOpts[0].Reloadable() // log-level
-	return append(o, logOpts...)
+	o = append(o, logOpts...)
+	return append(o, c.cascadeOptions()...)
 }
 
 // ErrDefaultConferenceRemoved is wrapped by the validation error of a

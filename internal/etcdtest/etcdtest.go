@@ -18,6 +18,7 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc"
 
 	"github.com/mdfast/mdfast/internal/syssim"
 )
@@ -222,13 +223,17 @@ func (c *Cluster) probe() error {
 func (c *Cluster) client() (*clientv3.Client, error) {
 	cfg := clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: time.Second}
 	if c.opts.Netns != "" {
-		return nil, fmt.Errorf("etcdtest: client from outside namespace %s: use a client inside it", c.opts.Netns)
+		// Connections are made from inside the members' namespace.
+		dial := syssim.DialIn(c.opts.Netns)
+		cfg.DialOptions = []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return dial(ctx, "tcp", addr)
+		})}
 	}
 	return clientv3.New(cfg)
 }
 
-// Client returns a client of the cluster (only for a cluster on loopback
-// of this namespace), closed in t.Cleanup.
+// Client returns a client of the cluster (for a cluster in a namespace,
+// its connections are made from inside it), closed in t.Cleanup.
 func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
 	cl, err := c.client()

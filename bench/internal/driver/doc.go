@@ -3,7 +3,8 @@
 // mode through bench/mdharness, the whole system as "mdfast-system":
 // keydist and `mdfast run` started with internal/syssim, keys from real
 // DTLS-SRTP handshakes that bench/loadgen runs and times, and
-// bench/baseline) and every scenario
+// bench/baseline; and bench/reflector, the calibration: after each paced
+// step the reflector with the path's I/O, ReflectorFor) and every scenario
 // group of a Plan starts the forwarder pinned to one core, runs
 // bench/loadgen pinned to another, collects the results and writes them
 // (package report). It owns the child processes and the namespaces and

@@ -183,8 +183,8 @@ func method(cfg Config) []string {
 		"offered_pps = packets per second sent to the forwarder × fanout (what a lossless forwarder delivers); forwarded_pps = packets per second the endpoints received. Step \"sat\" sends as fast as the generator can (its own core may be the limit, see md_cpu); the percentage steps pace at that fraction of the input rate the forwarder sustained at \"sat\".",
 		"Endpoints seal with internal/srtpfast (client_write keys) just before sendmmsg and verify with pion/srtp (server_write keys): a sample of the received packets is decrypted and compared octet for octet; latency is receive time minus the send time in the payload (one clock).",
 		fmt.Sprintf("Rounds: %d. Every round measures every group on every path, one path after the other (the order reversed every other round), each step with a fresh forwarder process; a path's ratio to the baseline is computed per round from the same round's baseline, and the summary gives its median over the rounds with the smallest and largest (min–max). Goals are judged at the median, never on one round.", max(cfg.Plan.Rounds, 1)),
-		"Reflector (the generator's calibration): bench/reflector, a UDP socket forwarder with no crypto (recvmmsg, then for every other member of the conference the same datagram unchanged, sendmmsg; internal/udpbatch, one goroutine, pinned like the forwarders). Its receivers decrypt with the sender's client_write keys instead of their own server_write keys (the same pion/srtp work per sampled packet). A socket reflector and not an XDP one: XDP_TX and XDP_REDIRECT send one frame per received frame, and a fan-out needs copies (TC bpf_clone_redirect, another program to build and load); the socket reflector is the simplest forwarder that fans out, and so the floor any forwarder on this host starts from. After every paced step of a swept single-profile group the reflector runs at the same input rate (the same round), so each path has its own calibration; on the fixed patterns (audio, video) it runs once per round like a path.",
-		fmt.Sprintf("Added latency = a path's latency percentile minus the reflector's same percentile at the same rate in the same round (p50, p99, p99.9): a difference of the two distributions' quantiles, not of single packets (no packet goes through both). What it removes: the generator's own queueing and scheduling (a batch shares one send time), the veth and the receiving sockets. What it keeps: everything the forwarder adds over the simplest socket forwarder, its wake-up included. Negative values (the path faster than the reflector, e.g. noise, or an XDP path that skips the socket the reflector reads from) are reported as measured. Summaries give the median over the rounds and min–max. A reflector step busier than %.0f%% of a core (its md_cpu) calibrates nothing: it queues packets itself, and the step shows \"reflector saturated\" instead of an added latency. The added-latency goal is judged only when the reflector's own p99 moved less than the goal between the rounds (else NOT RESOLVED: the host was too noisy).", report.MaxReflectorCPU*100),
+		"Reflectors (the generator's calibration): bench/reflector, a forwarder with no keys and no crypto that sends every media datagram unchanged to every other member of the conference, in one of three modes, each the calibration of the paths with the same I/O. " + ReflectorPath + ": UDP sockets (recvmmsg, sendmmsg; internal/udpbatch, one goroutine), for mdfast-socket and the baseline. " + ReflectorXDPNative + " and " + ReflectorXDPGeneric + ": AF_XDP, for the paths in that XDP mode (" + ReflectorXDPNative + " also for mdfast-system, which runs " + SystemMode + ", and the -wait variants): the classifier mdfast loads (bpf/, DTLS and STUN to the AF_XDP socket too) attached in that mode, one AF_XDP socket per queue (copy mode on veth) with cmd/mdfast's default sizes, batch and idle wait (internal/config: poll with need_wakeup), driven through internal/dataplane's XDPPort with a neighbour table; per received batch every datagram is copied into one TX frame per other member (TxBuffer, copy, Commit) and the batch flushed at once. So the packet path up to user space and back is mdfast's own, and what an XDP path adds over its reflector is its key-table lookup, its crypto and its per-packet bookkeeping. (XDP_TX or XDP_REDIRECT alone cannot fan out: one frame out per frame in.) Every reflector is pinned like the forwarders. Its receivers decrypt with the sender's client_write keys instead of their own server_write keys (the same pion/srtp work per sampled packet). After every paced step of a swept single-profile group the path's reflector runs at the same input rate (the same round), so each path has its own calibration; on the fixed patterns (audio, video) every reflector runs once per round like a path, and calibrates the paths of its kind. A path whose reflector is not in the plan is not calibrated (no reflector of another kind stands in).",
+		fmt.Sprintf("Added latency = a path's latency percentile minus its reflector's same percentile at the same rate in the same round (p50, p99, p99.9): a difference of the two distributions' quantiles, not of single packets (no packet goes through both). What it removes: the generator's own queueing and scheduling (a batch shares one send time), the veth and the receiving sockets. What it keeps: everything the forwarder adds over the simplest forwarder with the same I/O (for an XDP path: its key table, its crypto and its bookkeeping, and any difference in its wake-ups). Negative values (the path faster than its reflector: noise) are reported as measured. Summaries give the median over the rounds and min–max. A reflector step busier than %.0f%% of a core (its md_cpu) calibrates nothing: it queues packets itself, and the step shows \"<reflector> saturated\" instead of an added latency. The added-latency goal of the XDP paths is judged against the XDP reflector of the same mode, and only when that reflector calibrated the step in the rounds and its own p99 moved less than the goal between them (else NOT RESOLVED: the reflector saturated, or the host was too noisy).", report.MaxReflectorCPU*100),
 		"Double (profile " + benchkeys.ProfileDouble + ", 0x0009, RFC 8723; groups named *-double): every endpoint seals both layers itself with internal/double (crypto/cipher, independent of internal/srtpfast): the inner layer under the conference's end-to-end key, an empty OHB, the outer layer under its own hop-by-hop client_write key; the forwarder holds only the hop-by-hop (outer) keys, installed directly into its key table, and re-seals the outer layer per receiver; receivers remove the outer layer with their server_write key, then the inner one with the end-to-end key, and compare the payload octet for octet. Measured on " + strings.Join(DoublePaths, ", ") + ": not on baseline (pion/srtp v3 has no double profile). On " + SystemPath + " the handshakes negotiate 0x0009 with EKT: the KD gives the forwarder only the hop-by-hop halves and every endpoint the conference's EKTKey, whose salt is the end-to-end salt; every packet ends in a ShortEKTField the forwarder carries.",
 	}
 }
@@ -212,6 +212,9 @@ func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path
 		bin, args = "baseline", []string{"-keys", keys}
 	case path == ReflectorPath:
 		bin, args = "reflector", []string{"-keys", keys}
+	case path == ReflectorXDPNative, path == ReflectorXDPGeneric:
+		// On the topology of the path it calibrates: a socket per queue.
+		bin, args = "reflector", []string{"-keys", keys, "-mode", strings.TrimPrefix(path, "reflector-"), "-iface", topo.MDIf, "-queues", strconv.Itoa(max(topo.Queues, 1))}
 	case path == "mdfast-xdp-native", path == "mdfast-xdp-generic", path == "mdfast-socket":
 		bin, args = "mdharness", []string{"-keys", keys, "-mode", strings.TrimPrefix(path, "mdfast-"), "-iface", topo.MDIf}
 	case path == MQPath, path == MQPath2Cores:
@@ -362,13 +365,14 @@ func runGroup(ctx context.Context, cfg *Config, topo *netns.Topology, it Item, p
 		if !calibrate || st == "sat" {
 			continue
 		}
-		// The reflector at the rate this step was paced at.
-		pr.show(fmt.Sprintf("r%d %s %s@%s (for %s)", it.Round, ReflectorPath, g.Name, st, path))
+		// The path's reflector at the rate this step was paced at.
+		ref := ReflectorFor(path)
+		pr.show(fmt.Sprintf("r%d %s %s@%s (for %s)", it.Round, ref, g.Name, st, path))
 		var c report.Scenario
 		if rerr != "" {
-			c = base(ReflectorPath, g, st, rerr)
+			c = base(ref, g, st, rerr)
 		} else {
-			c = runStep(ctx, cfg, topo, ReflectorPath, directKeys, nil, g, st, rate)
+			c = runStep(ctx, cfg, topo, ref, directKeys, nil, g, st, rate)
 		}
 		c.Round, c.Calibrates = it.Round, path
 		out = append(out, c)
@@ -421,7 +425,7 @@ func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysP
 		return s
 	}
 	s.Mode = fw.mode
-	res, err := runLoadgen(ctx, cfg, topo, fw.pid, keysPath, g, rate, sample, path == ReflectorPath)
+	res, err := runLoadgen(ctx, cfg, topo, fw.pid, keysPath, g, rate, sample, report.IsReflector(path))
 	if err != nil {
 		s.Error = err.Error()
 	} else {
@@ -452,19 +456,19 @@ func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysP
 }
 
 func base(path string, g *Group, step, errText string) report.Scenario {
-	keys := KeysDirect
-	switch path {
-	case BaselinePath:
+	keys, ref := KeysDirect, ReflectorFor(path)
+	switch {
+	case path == BaselinePath:
 		keys = KeysBaseline
-	case ReflectorPath:
-		keys = KeysReflector
-	case SystemPath:
+	case report.IsReflector(path):
+		keys, ref = KeysReflector, ""
+	case path == SystemPath:
 		keys = KeysHandshake
 	}
 	return report.Scenario{
 		Name: g.Name + "@" + step, Group: g.Name, Step: step, Path: path, Payload: g.Payload,
 		Fanout: g.Fanout(), Participants: g.Participants, Senders: g.Senders, Pattern: g.Pattern,
-		Keys: keys, Error: errText, MDCPU: -1, CoreCPU: -1, Profile: g.KeyProfile(),
+		Keys: keys, Error: errText, MDCPU: -1, CoreCPU: -1, Profile: g.KeyProfile(), Reflector: ref,
 	}
 }
 

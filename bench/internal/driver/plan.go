@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
+	"github.com/mdfast/mdfast/bench/internal/report"
 )
 
 // Group is one scenario group: a conference shape and a traffic pattern,
@@ -58,21 +59,21 @@ func (g *Group) KeyProfile() string {
 }
 
 // RunsOn says whether the group is measured on path as a path of its own.
-// The reflector runs single-profile groups only, and of the swept ones
+// The reflectors run single-profile groups only, and of the swept ones
 // only as the calibration of another path's paced steps (Calibrated).
 func (g *Group) RunsOn(path string) bool {
 	if g.MDs > 1 {
 		return slices.Contains(CascadePaths, path)
 	}
-	if path == ReflectorPath {
+	if report.IsReflector(path) {
 		return g.KeyProfile() == benchkeys.Profile && g.Pattern != "flood"
 	}
 	return g.KeyProfile() != benchkeys.ProfileDouble || slices.Contains(DoublePaths, path)
 }
 
 // Calibrated says whether each paced step of the group on another path is
-// followed by the reflector at the same rate (a swept single-profile
-// group, when the plan has the reflector).
+// followed by that path's reflector (ReflectorFor) at the same rate (a
+// swept single-profile group, when the plan has that reflector).
 func (g *Group) Calibrated() bool {
 	return g.MDs <= 1 && g.Pattern == "flood" && g.KeyProfile() == benchkeys.Profile
 }
@@ -107,17 +108,45 @@ type Plan struct {
 	Rounds int
 }
 
-// ReflectorPath is the generator's calibration: bench/reflector copies
-// every datagram to the other members unchanged (no crypto), so what it
-// measures is the generator's, the veth's and a minimal socket
-// forwarder's own latency.
-const ReflectorPath = "reflector"
+// The reflectors are the generator's calibration: bench/reflector copies
+// every media datagram to the other members unchanged (no crypto), so what
+// it measures is the generator's, the veth's and a minimal forwarder's own
+// latency. ReflectorPath is the socket reflector (recvmmsg/sendmmsg), the
+// calibration of the socket paths; ReflectorXDPNative and
+// ReflectorXDPGeneric are the AF_XDP reflector (mdfast's classifier,
+// internal/dataplane's XDPPort) in that mode, the calibration of the paths
+// in that mode. See ReflectorFor.
+const (
+	ReflectorPath       = report.Reflector
+	ReflectorXDPNative  = report.ReflectorXDPNative
+	ReflectorXDPGeneric = report.ReflectorXDPGeneric
+)
+
+// ReflectorFor returns the reflector that calibrates path: the XDP
+// reflector of the XDP mode path runs in (mdfast-xdp-native and its wait
+// variants, the multi-queue paths, and mdfast-system, which asks for
+// SystemMode; mdfast-xdp-generic), the socket reflector for the others
+// (mdfast-socket, the baseline).
+func ReflectorFor(path string) string {
+	if v, ok := Variants[path]; ok {
+		path = "mdfast-" + v.Mode
+	}
+	switch path {
+	case "mdfast-xdp-native", MQPath, MQPath2Cores, SystemPath: // SystemMode is xdp-native
+		return ReflectorXDPNative
+	case "mdfast-xdp-generic":
+		return ReflectorXDPGeneric
+	}
+	return ReflectorPath
+}
 
 // BaselinePath is the forwarder every ratio is taken against.
 const BaselinePath = "baseline"
 
-// AllPaths, in the order a round measures them.
-var AllPaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket", SystemPath, BaselinePath, ReflectorPath}
+// AllPaths, in the order a round measures them. The reflectors run as
+// paths of their own only on the fixed patterns (RunsOn); on the swept
+// groups each runs after every paced step of the paths it calibrates.
+var AllPaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket", SystemPath, BaselinePath, ReflectorPath, ReflectorXDPNative, ReflectorXDPGeneric}
 
 // Variants are paths run only when named (BENCH_PATHS): mdfast-xdp-native
 // with another idle wait than the default (poll), for measuring the wait
@@ -131,7 +160,7 @@ var Variants = map[string]struct{ Mode, Wait string }{
 
 // Item is one entry of a run's schedule: a group measured on a path in a
 // round (its saturation step, its paced steps, and after each paced step
-// the reflector at the same rate when the group is Calibrated).
+// the path's reflector at the same rate when the group is Calibrated).
 type Item struct {
 	Round int
 	Path  string
@@ -168,10 +197,11 @@ func (p *Plan) Schedule() []Item {
 	return out
 }
 
-// calibrates says whether the reflector follows each paced step of g on
-// path.
+// calibrates says whether path's reflector (ReflectorFor) follows each
+// paced step of g on path: only when the plan has that reflector, never
+// one of another kind instead.
 func (p *Plan) calibrates(g *Group, path string) bool {
-	return g.Calibrated() && path != ReflectorPath && slices.Contains(p.Paths, ReflectorPath)
+	return g.Calibrated() && !report.IsReflector(path) && slices.Contains(p.Paths, ReflectorFor(path))
 }
 
 func fanoutGroup(fanout, payload int, steps []float64) Group {
@@ -225,13 +255,14 @@ func FullPlan() Plan {
 
 // QuickPlan (BENCH_QUICK=1): three rounds of 1→4 at 160 B (saturation,
 // 70%, 50%, 10%) and a conference of 10 sending audio, on every path; 1→4
-// at 160 B double (saturation, 50%) on the DoublePaths; 1→4 at 160 B over
-// two MDs (saturation) on the CascadePaths. Steps are 1 s.
+// at 160 B double (saturation, 50%) on the DoublePaths. Steps are 1 s.
+// (The two-MD group is left out to stay within five minutes:
+// BENCH_CASCADE=1 BENCH_QUICK=1 measures it with its one-MD group.)
 func QuickPlan() Plan {
 	return Plan{
 		Paths:  AllPaths,
 		Rounds: 3,
-		Groups: []Group{fanoutGroup(4, 160, []float64{0.7, 0.5, 0.1}), confGroup(10, false), doubleGroup(4, 160, []float64{0.5}), cascadeGroup(4, 160, nil)},
+		Groups: []Group{fanoutGroup(4, 160, []float64{0.7, 0.5, 0.1}), confGroup(10, false), doubleGroup(4, 160, []float64{0.5})},
 		Timing: Timing{Warmup: 200 * time.Millisecond, Duration: time.Second, Drain: 200 * time.Millisecond},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
+	"github.com/mdfast/mdfast/bench/internal/report"
 )
 
 // TestPlanDouble: both plans have the double 1→4 group, it runs on the
@@ -24,7 +25,7 @@ func TestPlanDouble(t *testing.T) {
 			t.Fatalf("%s plan: double group %+v", name, g)
 		}
 		for _, path := range AllPaths {
-			want := path != BaselinePath && path != ReflectorPath
+			want := path != BaselinePath && !report.IsReflector(path)
 			if g.RunsOn(path) != want {
 				t.Errorf("%s plan: double group runs on %s: %v", name, path, !want)
 			}
@@ -37,7 +38,7 @@ func TestPlanDouble(t *testing.T) {
 				}
 				if g.RunsOn(path) {
 					n += len(g.steps())
-					if g.Calibrated() && path != ReflectorPath {
+					if g.Calibrated() && !report.IsReflector(path) {
 						n += len(g.steps()) - 1 // the reflector after each paced step
 					}
 				}
@@ -51,12 +52,12 @@ func TestPlanDouble(t *testing.T) {
 		}
 	}
 	// The quick plan: 3 rounds of 1→4 (sat, 70%, 50%, 10%) on the five
-	// forwarding paths with the reflector after each paced step, the
-	// audio conference on all six, the double group on the four double
-	// paths, the two-MD group (sat) on the three cascade paths. At about
-	// 1.8 s a step that is under 5 minutes.
+	// forwarding paths with the path's reflector after each paced step,
+	// the audio conference on all five and the three reflectors, the
+	// double group on the four double paths. At about 1.8 s a step that
+	// is under 5 minutes.
 	q := QuickPlan()
-	if want := 3 * (5*4 + 5*3 + 6 + 4*2 + 3); q.Steps() != want {
+	if want := 3 * (5*4 + 5*3 + 8 + 4*2); q.Steps() != want {
 		t.Errorf("quick plan has %d steps, want %d", q.Steps(), want)
 	}
 	if float64(q.Steps())*(q.Timing.Warmup+q.Timing.Duration+q.Timing.Drain+time.Second/2).Seconds() > 300 {
@@ -174,5 +175,96 @@ func TestStepRate(t *testing.T) {
 				t.Fatalf("stepRate(%q, %v) = %v, %q", tc.step, tc.sat, got, e)
 			}
 		})
+	}
+}
+
+// TestReflectorFor: every XDP path is calibrated by the XDP reflector of
+// its mode, the socket paths by the socket reflector; a reflector has none.
+func TestReflectorFor(t *testing.T) {
+	want := map[string]string{
+		"mdfast-xdp-native":          ReflectorXDPNative,
+		"mdfast-xdp-native-poll":     ReflectorXDPNative,
+		"mdfast-xdp-native-adaptive": ReflectorXDPNative,
+		"mdfast-xdp-native-busypoll": ReflectorXDPNative,
+		"mdfast-xdp-native-spin":     ReflectorXDPNative,
+		MQPath:                       ReflectorXDPNative,
+		MQPath2Cores:                 ReflectorXDPNative,
+		SystemPath:                   ReflectorXDPNative,
+		"mdfast-xdp-generic":         ReflectorXDPGeneric,
+		"mdfast-socket":              ReflectorPath,
+		BaselinePath:                 ReflectorPath,
+	}
+	for path, ref := range want {
+		if got := ReflectorFor(path); got != ref {
+			t.Errorf("ReflectorFor(%s) = %s, want %s", path, got, ref)
+		}
+		if s := base(path, &Group{Name: "g", Participants: 2}, "50%", ""); s.Reflector != ref || s.Keys == KeysReflector {
+			t.Errorf("%s: scenario reflector %q, keys %q", path, s.Reflector, s.Keys)
+		}
+	}
+	for v := range Variants {
+		if _, ok := want[v]; !ok {
+			t.Errorf("variant %s not covered", v)
+		}
+	}
+	for _, r := range []string{ReflectorPath, ReflectorXDPNative, ReflectorXDPGeneric} {
+		if !slices.Contains(AllPaths, r) || !report.IsReflector(r) {
+			t.Errorf("%s: not a reflector path of AllPaths", r)
+		}
+		if s := base(r, &Group{Name: "g", Participants: 2}, "50%", ""); s.Reflector != "" || s.Keys != KeysReflector {
+			t.Errorf("%s: scenario reflector %q, keys %q", r, s.Reflector, s.Keys)
+		}
+	}
+}
+
+// TestCalibrationPairing: each path's paced steps are followed by its own
+// reflector, only when the plan has it (no reflector of another kind
+// stands in); on the fixed patterns every reflector of the plan runs once
+// per round as a path, in the plan's order.
+func TestCalibrationPairing(t *testing.T) {
+	fl, conf := fanoutGroup(4, 160, []float64{0.5}), confGroup(10, false)
+	p := Plan{Paths: AllPaths, Groups: []Group{fl, conf}, Rounds: 2}
+	for _, path := range []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket", SystemPath, BaselinePath} {
+		if !p.calibrates(&p.Groups[0], path) {
+			t.Errorf("%s not calibrated with every reflector in the plan", path)
+		}
+		if p.calibrates(&p.Groups[1], path) {
+			t.Errorf("%s: the fixed pattern is calibrated by the round's reflector steps, not after each step", path)
+		}
+	}
+	for _, r := range []string{ReflectorPath, ReflectorXDPNative, ReflectorXDPGeneric} {
+		if p.calibrates(&p.Groups[0], r) {
+			t.Errorf("reflector %s calibrated", r)
+		}
+	}
+	// Only the socket reflector: the XDP paths go uncalibrated.
+	p.Paths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socket", ReflectorPath}
+	for path, want := range map[string]bool{"mdfast-xdp-native": false, "mdfast-xdp-generic": false, "mdfast-socket": true} {
+		if p.calibrates(&p.Groups[0], path) != want {
+			t.Errorf("socket reflector only: %s calibrated %v", path, !want)
+		}
+	}
+	// Per round: 1→4 sat+50% on three paths, the 50% steps followed by
+	// their reflector; the conference on the three paths and the socket
+	// reflector.
+	if n := p.Steps(); n != 2*(3*2+1+4) {
+		t.Errorf("socket reflector only: %d steps", n)
+	}
+	p.Paths = []string{"mdfast-xdp-native", "mdfast-socket", ReflectorXDPNative, ReflectorPath}
+	var got []string
+	for _, it := range p.Schedule() {
+		got = append(got, fmt.Sprintf("%d:%s:%s", it.Round, it.Group.Name[:4], it.Path))
+	}
+	want := []string{
+		"1:fano:mdfast-xdp-native", "1:fano:mdfast-socket",
+		"1:conf:mdfast-xdp-native", "1:conf:mdfast-socket", "1:conf:" + ReflectorXDPNative, "1:conf:" + ReflectorPath,
+		"2:fano:mdfast-socket", "2:fano:mdfast-xdp-native",
+		"2:conf:" + ReflectorPath, "2:conf:" + ReflectorXDPNative, "2:conf:mdfast-socket", "2:conf:mdfast-xdp-native",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("schedule\n got %s\nwant %s", strings.Join(got, " "), strings.Join(want, " "))
+	}
+	if n := p.Steps(); n != 2*(2*2+2+4) {
+		t.Errorf("%d steps", n)
 	}
 }

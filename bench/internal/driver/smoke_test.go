@@ -118,6 +118,59 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
+// TestSmokeXDPReflector runs 1→4 at 160 B (saturation and 50%) on both
+// XDP paths with their XDP reflectors in the plan, and checks that each
+// path's 50% step was followed by the AF_XDP reflector of its own mode
+// (bench/reflector -mode xdp-*), whose reflected packets the receivers
+// verified, and that the added latency was taken against it.
+func TestSmokeXDPReflector(t *testing.T) {
+	bin, mdCore, genCore := prepare(t)
+	plan := Plan{
+		Paths:  []string{"mdfast-xdp-native", "mdfast-xdp-generic", ReflectorPath, ReflectorXDPNative, ReflectorXDPGeneric},
+		Groups: []Group{fanoutGroup(4, 160, []float64{0.5})},
+		Timing: Timing{Warmup: 200 * time.Millisecond, Duration: 500 * time.Millisecond, Drain: 200 * time.Millisecond},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	r, err := Run(ctx, Config{Bin: bin, Plan: plan, MDCore: mdCore, GenCore: genCore, Command: "go test"})
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var got []string
+	for _, s := range r.Scenarios {
+		got = append(got, s.Path+"@"+s.Step+">"+s.Calibrates)
+		if s.Error != "" {
+			t.Fatalf("%s %s: %s", s.Path, s.Name, s.Error)
+		}
+		if s.Received == 0 || s.Verified == 0 || s.VerifyErrors != 0 {
+			t.Fatalf("%s %s: received %d, verified %d, errors %d", s.Path, s.Name, s.Received, s.Verified, s.VerifyErrors)
+		}
+		switch s.Path {
+		case ReflectorXDPNative, ReflectorXDPGeneric:
+			if want := "reflector " + strings.TrimPrefix(s.Path, "reflector-"); !strings.HasPrefix(s.Mode, want) {
+				t.Errorf("%s ran as %q, want %q", s.Path, s.Mode, want)
+			}
+			if s.ForwarderRx == 0 {
+				t.Errorf("%s: no rx_packets counter from the reflector", s.Path)
+			}
+		default:
+			if s.Reflector != ReflectorFor(s.Path) {
+				t.Errorf("%s: calibrated by %q", s.Path, s.Reflector)
+			}
+			if s.Step == "50%" && s.Added == nil && !s.CalibrationSaturated {
+				t.Errorf("%s@50%%: not calibrated", s.Path)
+			}
+		}
+	}
+	want := []string{
+		"mdfast-xdp-native@sat>", "mdfast-xdp-native@50%>", ReflectorXDPNative + "@50%>mdfast-xdp-native",
+		"mdfast-xdp-generic@sat>", "mdfast-xdp-generic@50%>", ReflectorXDPGeneric + "@50%>mdfast-xdp-generic",
+	}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Fatalf("steps\n got %v\nwant %v", got, want)
+	}
+}
+
 func itoa(i int) string { return strconv.Itoa(i) }
 
 // prepare skips unless root with taskset, builds the benchmark's

@@ -71,7 +71,7 @@ func Evaluate(sum []Aggregate) []Finding {
 	var out []Finding
 	var paths []string
 	for _, a := range sum {
-		if a.Path != Reflector && !slices.Contains(paths, a.Path) {
+		if !IsReflector(a.Path) && !slices.Contains(paths, a.Path) {
 			paths = append(paths, a.Path)
 		}
 	}
@@ -133,27 +133,29 @@ func Evaluate(sum []Aggregate) []Finding {
 		}
 		out = append(out, g)
 		// 4. Added p99 at 50% of saturation (XDP paths).
-		h := Finding{Goal: "added p99 latency over the reflector at 50% of saturation, worst group's median, µs", Path: p, Target: GoalAddedP99us}
+		// Each path against its own reflector: an XDP path against the
+		// XDP reflector of its mode.
+		h := Finding{Goal: "added p99 latency over the path's reflector at 50% of saturation, worst group's median, µs", Path: p, Target: GoalAddedP99us}
 		if a := worstAt(sum, p, 0.5, func(a *Aggregate) stats.Spread { return a.AddedP99us }); a != nil {
 			h.set(a.AddedP99us)
-			h.Detail = fmt.Sprintf("%s; min–max %.0f–%.0f over %d rounds (%s); the reflector's own p99 %.0f–%.0f µs", a.Name, a.AddedP99us.Min, a.AddedP99us.Max,
+			h.Detail = fmt.Sprintf("%s against %s; min–max %.0f–%.0f over %d rounds (%s); the reflector's own p99 %.0f–%.0f µs", a.Name, a.Reflector, a.AddedP99us.Min, a.AddedP99us.Max,
 				a.AddedP99us.N, list(a.AddedP99us.Values, "%.0f"), a.RefP99us.Min, a.RefP99us.Max)
 			res := resolution(a)
 			switch {
 			case !xdpPath(p):
 				h.Detail += "; the goal is for the XDP paths"
 			case a.SaturatedCalibrations >= a.AddedP99us.N:
-				h.Detail += fmt.Sprintf("; NOT RESOLVED: the reflector was saturated at this rate in %d rounds and calibrated only %d", a.SaturatedCalibrations, a.AddedP99us.N)
+				h.Detail += fmt.Sprintf("; NOT RESOLVED: %s was saturated at this rate in %d rounds and calibrated only %d", a.Reflector, a.SaturatedCalibrations, a.AddedP99us.N)
 			case res > GoalAddedP99us:
 				h.Detail += fmt.Sprintf("; NOT RESOLVED: the calibration moved by %.0f µs between rounds (more than the %g µs goal), so the host was too noisy to tell", res, float64(GoalAddedP99us))
 			default:
 				h.Met = met(h.Value <= GoalAddedP99us)
 			}
 		} else if a := saturatedAt(sum, p, 0.5); a != nil {
-			h.Detail = fmt.Sprintf("NOT RESOLVED: %s: the reflector was busier than %.0f%% of a core at this rate in %d of %d rounds (the socket reflector cannot calibrate rates this high on this host)",
-				a.Name, MaxReflectorCPU*100, a.SaturatedCalibrations, a.Rounds)
+			h.Detail = fmt.Sprintf("NOT RESOLVED: %s: %s was busier than %.0f%% of a core at this rate in %d of %d rounds (it cannot calibrate rates this high on this host)",
+				a.Name, a.Reflector, MaxReflectorCPU*100, a.SaturatedCalibrations, a.Rounds)
 		} else {
-			h.Detail = "not measured in this run (no reflector step at the same rate)"
+			h.Detail = "not measured in this run (no step of the path's reflector at the same rate)"
 		}
 		out = append(out, h)
 	}

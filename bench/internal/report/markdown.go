@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/mdfast/mdfast/bench/internal/stats"
@@ -19,10 +20,11 @@ func (r *Run) Markdown(w io.Writer) error {
 		fmt.Fprintf(&b, "- %s\n", m)
 	}
 	writeSummary(&b, r)
+	writeCalibration(&b, r.Summary)
 	writeWaits(&b, r.Summary)
 	writeMQ(&b, r.Summary)
 	writeCascade(&b, r.Cascade)
-	fmt.Fprintf(&b, "\nEvery step of every round (a reflector row \"for X\" is the calibration run right after X's step at the same rate; added = this row's percentile minus its reflector's):\n")
+	fmt.Fprintf(&b, "\nEvery step of every round (a reflector row \"for X\" is X's calibration, run right after X's step at the same rate: the XDP reflector of X's mode for an XDP path, the socket reflector for the others; added = this row's percentile minus its reflector's):\n")
 	b.WriteString("\n| round | scenario | path | payload | fanout | participants | offered pps | forwarded pps | loss | p50 µs | p99 µs | p99.9 µs | added p50/p99/p99.9 µs | md_cpu | core_cpu | fwd pkt / MD CPU-s | profile |\n")
 	b.WriteString("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, s := range r.Scenarios {
@@ -36,7 +38,7 @@ func (r *Run) Markdown(w io.Writer) error {
 		}
 		added := "–"
 		if s.CalibrationSaturated {
-			added = "reflector saturated"
+			added = reflectorOf(&s) + " saturated"
 		}
 		if s.Added != nil {
 			added = fmt.Sprintf("%.0f / %.0f / %.0f", s.Added.P50, s.Added.P99, s.Added.P999)
@@ -123,7 +125,7 @@ func writeSummary(b *strings.Builder, r *Run) {
 	if len(r.Summary) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "\nOver %d rounds: median (min–max). Ratio = forwarded packets per forwarder CPU-second over the same round's baseline (saturation steps). Added = latency over the reflector at the same rate in the same round:\n\n", r.Rounds)
+	fmt.Fprintf(b, "\nOver %d rounds: median (min–max). Ratio = forwarded packets per forwarder CPU-second over the same round's baseline (saturation steps). Added = latency over the path's reflector (see Calibration) at the same rate in the same round:\n\n", r.Rounds)
 	b.WriteString("| scenario | path | rounds | forwarded pps | loss | ratio vs baseline | p50 µs | p99 µs | added p50 µs | added p99 µs | added p99.9 µs | md_cpu | profile |\n")
 	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, a := range r.Summary {
@@ -137,6 +139,37 @@ func writeSummary(b *strings.Builder, r *Run) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a.Name, a.Path, rounds,
 			spread(a.ForwardedPPS, "%.0f"), spreadPct(a.Loss), spread(a.Ratio, "%.2f×"), spread(a.P50us, "%.0f"), spread(a.P99us, "%.0f"),
 			spread(a.AddedP50us, "%.0f"), spread(a.AddedP99us, "%.0f"), spread(a.AddedP999us, "%.0f"), spread(a.MDCPU, "%.2f"), ShortProfile(a.Profile))
+	}
+}
+
+// writeCalibration writes which reflector calibrated each path's added
+// latency, and in how many of the steps that measured latency.
+func writeCalibration(b *strings.Builder, sum []Aggregate) {
+	type row struct {
+		path, ref           string
+		steps, added, satur int
+	}
+	var rows []row
+	for _, a := range sum {
+		if a.Reflector == "" || a.P99us.N == 0 {
+			continue
+		}
+		i := slices.IndexFunc(rows, func(r row) bool { return r.path == a.Path && r.ref == a.Reflector })
+		if i < 0 {
+			rows = append(rows, row{path: a.Path, ref: a.Reflector})
+			i = len(rows) - 1
+		}
+		rows[i].steps += a.P99us.N
+		rows[i].added += a.AddedP99us.N
+		rows[i].satur += a.SaturatedCalibrations
+	}
+	if len(rows) == 0 {
+		return
+	}
+	b.WriteString("\nCalibration: the reflector each path's added latency is taken against (the XDP reflector of the same mode for an XDP path, the socket reflector for the others), and how many of the path's steps with latency samples it calibrated (saturated: the reflector was busier than its limit at that rate):\n\n")
+	b.WriteString("| path | reflector | steps calibrated | reflector saturated | steps |\n|---|---|--:|--:|--:|\n")
+	for _, r := range rows {
+		fmt.Fprintf(b, "| %s | %s | %d | %d | %d |\n", r.path, r.ref, r.added, r.satur, r.steps)
 	}
 }
 

@@ -103,7 +103,13 @@ type Scenario struct {
 	// it was run after at the same rate (empty on the fixed patterns,
 	// where the reflector runs once per round for every path).
 	Calibrates string `json:"calibrates,omitempty"`
-	// Added is the latency this step adds over the reflector at the same
+	// Reflector, on a step of a path that is not a reflector, names the
+	// reflector path that calibrates it: ReflectorXDPNative or
+	// ReflectorXDPGeneric for a path in that XDP mode, Reflector (the
+	// socket one) for the others. Empty in results written before the
+	// XDP reflectors, which were all calibrated by the socket reflector.
+	Reflector string `json:"reflector,omitempty"`
+	// Added is the latency this step adds over its reflector at the same
 	// rate in the same round (AttachAdded); nil when not calibrated.
 	Added *stats.Added `json:"added_latency,omitempty"`
 	// ForwarderRx, XDPPollSleeps and XDPSpinCatches are the forwarder's

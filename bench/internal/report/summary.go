@@ -9,10 +9,30 @@ import (
 
 // Reflector and Baseline are the two paths the others are measured
 // against: the generator's calibration and the forwarder of every ratio.
+// Reflector is the socket reflector (bench/reflector -mode socket), the
+// calibration of the socket paths; ReflectorXDPNative and
+// ReflectorXDPGeneric are the AF_XDP reflector in each XDP mode, the
+// calibration of the paths in that mode.
 const (
-	Reflector = "reflector"
-	Baseline  = "baseline"
+	Reflector           = "reflector"
+	ReflectorXDPNative  = "reflector-xdp-native"
+	ReflectorXDPGeneric = "reflector-xdp-generic"
+	Baseline            = "baseline"
 )
+
+// IsReflector says whether path is one of the reflectors.
+func IsReflector(path string) bool {
+	return path == Reflector || path == ReflectorXDPNative || path == ReflectorXDPGeneric
+}
+
+// reflectorOf is the reflector that calibrates s: Scenario.Reflector, or
+// the socket reflector for results written before there were others.
+func reflectorOf(s *Scenario) string {
+	if s.Reflector == "" {
+		return Reflector
+	}
+	return s.Reflector
+}
 
 // MaxReflectorCPU is the busiest a reflector step may be (its md_cpu, 1.0
 // = one core) and still calibrate: past it the reflector queues packets
@@ -20,22 +40,26 @@ const (
 // taken against it would be too small.
 const MaxReflectorCPU = 0.5
 
-// AttachAdded sets Added on every step (not the reflector's own) for which
-// the same round measured the reflector at the same group and step: the
-// reflector run after it at its rate (Calibrates names its path), or, on
-// the fixed patterns, the reflector's step of that round. Both must have
-// latency samples (Verified > 0), and the reflector must not have been
-// busier than MaxReflectorCPU (else CalibrationSaturated is set instead).
+// AttachAdded sets Added on every step (not a reflector's own) for which
+// the same round measured its reflector (Scenario.Reflector: the XDP
+// reflector of the same mode for an XDP path, the socket one otherwise) at
+// the same group and step: the reflector run after it at its rate
+// (Calibrates names its path), or, on the fixed patterns, that reflector's
+// step of the round. Both must have latency samples (Verified > 0), and
+// the reflector must not have been busier than MaxReflectorCPU (else
+// CalibrationSaturated is set instead). No step is calibrated by a
+// reflector of another kind.
 func AttachAdded(scs []Scenario) {
 	for i := range scs {
 		s := &scs[i]
 		s.Added, s.RefP99us, s.CalibrationSaturated = nil, 0, false
-		if s.Path == Reflector || s.Error != "" || s.Verified == 0 {
+		if IsReflector(s.Path) || s.Error != "" || s.Verified == 0 {
 			continue
 		}
+		ref := reflectorOf(s)
 		for j := range scs {
 			c := &scs[j]
-			if c.Path != Reflector || c.Error != "" || c.Verified == 0 || c.Round != s.Round || c.Group != s.Group || c.Step != s.Step {
+			if c.Path != ref || c.Error != "" || c.Verified == 0 || c.Round != s.Round || c.Group != s.Group || c.Step != s.Step {
 				continue
 			}
 			if c.Calibrates == s.Path || (c.Calibrates == "" && s.Pattern != "flood") {
@@ -68,6 +92,9 @@ type Aggregate struct {
 	Profile string `json:"profile"`
 	Payload int    `json:"payload"`
 	Fanout  int    `json:"fanout"`
+	// Reflector is the reflector path that calibrates the step (see
+	// Scenario.Reflector); empty on a reflector's own rows.
+	Reflector string `json:"reflector,omitempty"`
 	// Rounds is how many rounds measured the step; Errors how many could
 	// not.
 	Rounds int `json:"rounds"`
@@ -156,6 +183,9 @@ func Summarize(scs []Scenario) []Aggregate {
 		f := ss[0]
 		a := Aggregate{Name: f.Group + "@" + f.Step, Group: f.Group, Step: f.Step, Path: f.Path, Pattern: f.Pattern,
 			Profile: f.Profile, Payload: f.Payload, Fanout: f.Fanout}
+		if !IsReflector(f.Path) {
+			a.Reflector = reflectorOf(f)
+		}
 		var fwd, loss, p50, p99, p999, cpu, pcs, ratio, ad50, ad99, ad999, ref99, sleeps, catches, mqPPS, mqCPU []float64
 		for _, s := range ss {
 			if s.Error != "" {

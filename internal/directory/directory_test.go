@@ -1,0 +1,281 @@
+package directory
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/mdfast/mdfast/internal/etcdclient"
+	"github.com/mdfast/mdfast/internal/etcdtest"
+	"github.com/mdfast/mdfast/internal/testutil"
+)
+
+// node is one Directory running against the test cluster with its own
+// client (so that "killing" it can close the client first).
+type node struct {
+	d      *Directory
+	cl     *clientv3.Client
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startNode(t *testing.T, c *etcdtest.Cluster, id string, n int, lease time.Duration) *node {
+	t.Helper()
+	ec := etcdclient.Config{Endpoints: c.Endpoints(), DialTimeout: time.Second}
+	cl, err := etcdclient.New(ec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := Alive{
+		Media:       netip.AddrPortFrom(netip.MustParseAddr("198.18.0.1"), uint16(5000+n)),
+		Cascade:     netip.AddrPortFrom(netip.MustParseAddr("198.18.0.1"), uint16(6000+n)),
+		Fingerprint: [32]byte{byte(n)},
+		Started:     time.Now(),
+	}
+	d, err := New(Config{Client: cl, Key: ec.Key, ID: id, Self: self, Lease: lease,
+		BackoffMax: 500 * time.Millisecond,
+		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	nd := &node{d: d, cl: cl, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(nd.done); _ = d.Run(ctx) }()
+	t.Cleanup(nd.stop)
+	return nd
+}
+
+var stopMu sync.Mutex
+
+func (n *node) stop() {
+	stopMu.Lock()
+	defer stopMu.Unlock()
+	n.cancel()
+	<-n.done
+	n.cl.Close()
+}
+
+// kill ends the node as a SIGKILL would: the client goes away first, so
+// the lease is never revoked and must expire.
+func (n *node) kill() {
+	n.cl.Close()
+	n.cancel()
+	<-n.done
+}
+
+// waitView waits until ok(view) holds for n's directory.
+func waitView(t *testing.T, n *node, within time.Duration, what string, ok func(View) bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	deadline := time.After(within)
+	for {
+		if ok(n.d.View()) {
+			return time.Since(start)
+		}
+		select {
+		case <-n.d.Updates():
+		case <-time.After(50 * time.Millisecond):
+		case <-deadline:
+			t.Fatalf("%s: not within %v; view %+v, state %+v", what, within, n.d.View(), n.d.State())
+		}
+	}
+}
+
+func hosts(v View, id, conf string, kind Kind) bool {
+	p, ok := v.Peers[id]
+	return ok && p.Conferences[conf] == kind
+}
+
+func TestPresenceAndWatch(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	a := startNode(t, c, "md-a", 1, 2*time.Second)
+	b := startNode(t, c, "md-b", 2, 2*time.Second)
+
+	waitView(t, a, 5*time.Second, "a sees b alive", func(v View) bool { _, ok := v.Peers["md-b"]; return ok })
+	if p := a.d.View().Peers["md-b"]; !p.Alive.Equal(b.d.cfg.Self) {
+		t.Fatalf("a's view of b: %+v, want %+v", p.Alive, b.d.cfg.Self)
+	}
+	if err := b.d.Host("room/1", KindDouble); err != nil {
+		t.Fatal(err)
+	}
+	waitView(t, a, 5*time.Second, "a sees b host room/1", func(v View) bool { return hosts(v, "md-b", "room/1", KindDouble) })
+	waitView(t, b, 5*time.Second, "b sees itself host room/1", func(v View) bool { return hosts(v, "md-b", "room/1", KindDouble) })
+
+	// A burst of changes is one transaction, not one write per change.
+	before := b.d.State().Publishes
+	for i := range 100 {
+		_ = b.d.Host(fmt.Sprintf("burst-%d", i%5), KindSingle)
+		b.d.Unhost(fmt.Sprintf("burst-%d", i%5))
+	}
+	_ = b.d.Host("burst-final", KindSingle)
+	waitView(t, a, 5*time.Second, "a sees the burst's result", func(v View) bool { return hosts(v, "md-b", "burst-final", KindSingle) })
+	if n := b.d.State().Publishes - before; n > 2 {
+		t.Fatalf("a burst of 201 presence changes made %d etcd transactions, want at most 2 (debounced)", n)
+	}
+	b.d.Unhost("room/1")
+	waitView(t, a, 5*time.Second, "a sees b withdraw room/1", func(v View) bool {
+		_, ok := v.Peers["md-b"].Conferences["room/1"]
+		return !ok && hosts(v, "md-b", "burst-final", KindSingle)
+	})
+	if s := a.d.State(); !s.Registered || s.BadEntries != 0 || s.Peers != 2 {
+		t.Fatalf("state of a: %+v", s)
+	}
+
+	// A clean stop revokes the lease: b's entries go at once.
+	b.stop()
+	waitView(t, a, time.Second, "a sees b gone after its clean stop", func(v View) bool { _, ok := v.Peers["md-b"]; return !ok })
+}
+
+func TestKilledMDExpiresWithinLease(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	const lease = 2 * time.Second
+	a := startNode(t, c, "md-a", 1, lease)
+	b := startNode(t, c, "md-b", 2, lease)
+	_ = b.d.Host("room", KindSingle)
+	waitView(t, a, 5*time.Second, "a sees b host room", func(v View) bool { return hosts(v, "md-b", "room", KindSingle) })
+	b.kill()
+	// etcd checks expiry every 500 ms; the lease may have just been renewed.
+	took := waitView(t, a, lease+time.Second, "b's entries expire", func(v View) bool { _, ok := v.Peers["md-b"]; return !ok })
+	t.Logf("killed MD's entries gone %v after the kill (lease %v)", took.Round(10*time.Millisecond), lease)
+	cl := c.Client(t)
+	r, err := cl.Get(context.Background(), etcdclient.DefaultPrefix+"md/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range r.Kvs {
+		if string(kv.Key) != etcdclient.DefaultPrefix+aliveKey("md-a") {
+			t.Fatalf("left in etcd after b's lease expired: %s", kv.Key)
+		}
+	}
+}
+
+func TestEtcdStopRestart(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	const lease = 2 * time.Second
+	a := startNode(t, c, "md-a", 1, lease)
+	b := startNode(t, c, "md-b", 2, lease)
+	_ = a.d.Host("room", KindDouble)
+	_ = b.d.Host("room", KindDouble)
+	full := func(v View) bool { return hosts(v, "md-a", "room", KindDouble) && hosts(v, "md-b", "room", KindDouble) }
+	waitView(t, a, 5*time.Second, "full view", full)
+	regs := a.d.State().Registrations
+
+	c.Stop(0)
+	// Down for longer than the lease: the keepalive gives up.
+	time.Sleep(2 * lease)
+	if !full(a.d.View()) {
+		t.Fatalf("view lost while etcd is down: %+v", a.d.View())
+	}
+	if s := a.d.State(); s.Registered || s.LastError == "" {
+		t.Fatalf("state while etcd is down: %+v (want unregistered with an error)", s)
+	}
+	// A change while etcd is down is published once it is back.
+	_ = b.d.Host("later", KindSingle)
+
+	if err := c.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitHealthy(20 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	waitView(t, a, 15*time.Second, "registered again and republished", func(v View) bool {
+		return full(v) && hosts(v, "md-b", "later", KindSingle)
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for !a.d.State().Registered || a.d.State().LastError != "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("a not registered again: %+v", a.d.State())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if a.d.State().Registrations <= regs {
+		t.Fatalf("no new registration after the lease was lost: %+v", a.d.State())
+	}
+	// The old leases' expiry must not take the new entries with them.
+	time.Sleep(lease + time.Second)
+	if !full(a.d.View()) || !hosts(a.d.View(), "md-b", "later", KindSingle) {
+		t.Fatalf("entries lost after re-registration: %+v", a.d.View())
+	}
+}
+
+func TestBadEntriesIgnored(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	a := startNode(t, c, "md-a", 1, 2*time.Second)
+	cl := c.Client(t)
+	ctx := context.Background()
+	p := etcdclient.DefaultPrefix
+	for k, v := range map[string]string{
+		p + "md/alive/bad id": `{}`,
+		p + "md/alive/md-x":   `not json`,
+		p + "md/conf/r/md-a":  `{"profile":"triple"}`,
+		p + "md/weird":        `x`,
+	} {
+		if _, err := cl.Put(ctx, k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitView(t, a, 5*time.Second, "bad entries counted", func(View) bool { return a.d.State().BadEntries >= 4 })
+	v := a.d.View()
+	if _, ok := v.Peers["md-x"]; ok || len(v.Peers) != 1 || len(v.Peers["md-a"].Conferences) != 0 {
+		t.Fatalf("view with bad entries: %+v", v)
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	good := Config{Client: &clientv3.Client{}, Key: func(s string) string { return s }, ID: "md", Self: testAlive()}
+	if _, err := New(good); err != nil {
+		t.Fatal(err)
+	}
+	for name, mod := range map[string]func(*Config){
+		"no client":  func(c *Config) { c.Client = nil },
+		"bad id":     func(c *Config) { c.ID = "a/b" },
+		"no addr":    func(c *Config) { c.Self.Media = netip.AddrPort{} },
+		"short":      func(c *Config) { c.Lease = time.Second },
+		"fractional": func(c *Config) { c.Lease = 2500 * time.Millisecond },
+	} {
+		c := good
+		mod(&c)
+		if _, err := New(c); err == nil {
+			t.Errorf("%s: New accepted %+v", name, c)
+		}
+	}
+}
+
+// TestRestartWithinLease: an MD restarted before its old lease expired
+// takes its entries over at once; what only the old incarnation hosted
+// goes with the old lease, without waiting for it to expire.
+func TestRestartWithinLease(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	const lease = 10 * time.Second
+	a := startNode(t, c, "md-a", 1, lease)
+	b := startNode(t, c, "md-b", 2, lease)
+	_ = b.d.Host("x", KindSingle)
+	_ = b.d.Host("y", KindSingle)
+	waitView(t, a, 5*time.Second, "a sees b host x and y", func(v View) bool {
+		return hosts(v, "md-b", "x", KindSingle) && hosts(v, "md-b", "y", KindSingle)
+	})
+	old := a.d.View().Peers["md-b"].Alive
+	b.kill()
+	b2 := startNode(t, c, "md-b", 2, lease)
+	_ = b2.d.Host("x", KindSingle)
+	took := waitView(t, a, 5*time.Second, "the restarted b's entries replace the old ones", func(v View) bool {
+		p, ok := v.Peers["md-b"]
+		_, y := p.Conferences["y"]
+		return ok && !p.Alive.Equal(old) && hosts(v, "md-b", "x", KindSingle) && !y
+	})
+	if took > lease/2 {
+		t.Fatalf("took %v: the old lease was left to expire", took)
+	}
+}
