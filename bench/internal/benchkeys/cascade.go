@@ -7,16 +7,13 @@ package benchkeys
 // bench/mdharness -md i) installs its own members and one link association
 // per peer MD, with the conference's per-direction link keys.
 //
-// The link keys are derived exactly as internal/cascade derives them from a
-// DTLS-SRTP association (DeriveKeys: HKDF-SHA256 over the association's
-// exported keying material, info "mdfast cascade v1" | direction octet |
-// conference name, 16 octets of key and 12 of salt; the MD with the
-// smaller md-id is the DTLS client, direction 1 is client to server), and
-// the tag is internal/cascade's Tag. The bench has no DTLS between its
-// harnesses: the keying material of the pair (i, j) is itself derived from
-// Cascade.Secret (pairEKM). LinkKeys and Tag are copies of cascade's
-// definitions (internal/cascade was not merged when this was written):
-// once it is, they should call cascade.DeriveKeys and cascade.Tag.
+// The link keys are internal/cascade's (DeriveKeys: HKDF-SHA256 over a
+// DTLS-SRTP association's exported keying material, info "mdfast cascade
+// v1" | direction octet | conference name; the MD with the smaller md-id is
+// the DTLS client) and the tag is cascade.Tag of the conference's name.
+// The bench has no DTLS between its harnesses: the keying material of the
+// pair (i, j) is derived from Cascade.Secret instead (pairEKM), the only
+// part that is the bench's own.
 
 import (
 	"crypto/hkdf"
@@ -28,13 +25,14 @@ import (
 	"net/netip"
 	"strconv"
 
+	"github.com/mdfast/mdfast/internal/cascade"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
 // Cascade is the split of a key file's conference over several MDs.
 type Cascade struct {
-	// Name is the conference's name: its link tag is Tag(Name) and it
-	// enters every link key's derivation.
+	// Name is the conference's name: its link tag is cascade.Tag(Name)
+	// and it enters every link key's derivation.
 	Name string `json:"name"`
 	// MDs are the MDs' media addresses. MD i's md-id is MDID(i), so of
 	// two MDs the one with the smaller index is the DTLS client of
@@ -46,21 +44,14 @@ type Cascade struct {
 }
 
 // SecretLen is the length of Cascade.Secret; ExportLen the keying
-// material of one link (SRTP_AEAD_AES_128_GCM: 2 × (16 + 12) octets, what
-// internal/cascade exports from a DTLS association).
+// material of one link (what internal/cascade exports from a DTLS
+// association).
 const (
 	SecretLen = 32
-	ExportLen = 2 * (keyLen + saltLen)
+	ExportLen = cascade.ExportLen
 )
 
-const (
-	linkInfoLabel = "mdfast cascade v1"
-	tagLabel      = "mdfast cascade tag v1"
-	pairLabel     = "mdfast bench link v1"
-	// Direction octets of the link key derivation.
-	dirClientToServer byte = 1
-	dirServerToClient byte = 2
-)
+const pairLabel = "mdfast bench link v1"
 
 // MDID is MD i's md-id in a cascade file: "md00", "md01", ... (so the
 // lexicographic order of the ids is the order of the indices).
@@ -150,24 +141,13 @@ func (f *File) Members(md int) []int {
 	return out
 }
 
-// Tag returns a conference's link tag as internal/cascade defines it: the
-// first four octets, big endian, of SHA-256("mdfast cascade tag v1" ||
-// name), 1 instead of 0.
-func Tag(name string) uint32 {
-	sum := sha256.Sum256([]byte(tagLabel + name))
-	if t := binary.BigEndian.Uint32(sum[:4]); t != 0 {
-		return t
-	}
-	return 1
-}
-
 // Link is what MD self installs for one peer MD: the link association's
 // address (the peer's media address), tag and keys.
 type Link struct {
 	// Peer is the peer MD's index, Addr its media address.
 	Peer int
 	Addr netip.AddrPort
-	// Tag is the conference's tag (Tag(Cascade.Name)).
+	// Tag is the conference's tag (cascade.Tag(Cascade.Name)).
 	Tag uint32
 	// Send seals what self sends to the peer, Recv opens what it
 	// receives from it.
@@ -175,9 +155,9 @@ type Link struct {
 }
 
 // Links returns MD self's link associations, one per peer MD, with the
-// conference's link keys for the file's profile (a double file's links
-// are double-profile keys whose outer half is the link key, as
-// internal/cascade builds them).
+// conference's link keys for the file's profile (cascade.DeriveKeys: a
+// double file's links are double-profile keys whose outer half is the link
+// key).
 func (f *File) Links(self int) ([]Link, error) {
 	c := f.Cascade
 	if c == nil {
@@ -195,12 +175,12 @@ func (f *File) Links(self int) ([]Link, error) {
 		if err != nil {
 			return nil, err
 		}
-		send, recv, err := LinkKeys(ekm, self < peer, c.Name, f.IsDouble())
+		send, recv, err := cascade.DeriveKeys(ekm, self < peer, c.Name, f.IsDouble())
 		clear(ekm)
 		if err != nil {
-			return nil, err
+			return nil, fmt.Errorf("benchkeys: link %d-%d: %w", self, peer, err)
 		}
-		out = append(out, Link{Peer: peer, Addr: c.MDs[peer], Tag: Tag(c.Name), Send: send, Recv: recv})
+		out = append(out, Link{Peer: peer, Addr: c.MDs[peer], Tag: cascade.Tag(c.Name), Send: send, Recv: recv})
 	}
 	return out, nil
 }
@@ -217,48 +197,4 @@ func pairEKM(secret []byte, i, j int) ([]byte, error) {
 		return nil, fmt.Errorf("benchkeys: link keying material: %w", err)
 	}
 	return ekm, nil
-}
-
-// LinkKeys derives one conference's link keys from a link's keying
-// material ekm as internal/cascade's DeriveKeys does: send seals what this
-// side sends, recv opens what it receives (client: this side is the DTLS
-// client, the MD with the smaller md-id); double selects the RFC 8723
-// double profile, whose outer half is the derived key.
-func LinkKeys(ekm []byte, client bool, conference string, double bool) (send, recv *srtpfast.Keys, err error) {
-	if len(ekm) < ExportLen {
-		return nil, nil, fmt.Errorf("benchkeys: link keys: %d octets of keying material, want %d", len(ekm), ExportLen)
-	}
-	p := srtpfast.ProfileAEADAES128GCM
-	if double {
-		p = srtpfast.ProfileDoubleAEADAES128GCM
-	}
-	c2s, err := linkDir(ekm, dirClientToServer, conference, p)
-	if err != nil {
-		return nil, nil, err
-	}
-	s2c, err := linkDir(ekm, dirServerToClient, conference, p)
-	if err != nil {
-		return nil, nil, err
-	}
-	if client {
-		return c2s, s2c, nil
-	}
-	return s2c, c2s, nil
-}
-
-func linkDir(ekm []byte, dir byte, conference string, p srtpfast.Profile) (*srtpfast.Keys, error) {
-	info := make([]byte, 0, len(linkInfoLabel)+1+len(conference))
-	info = append(info, linkInfoLabel...)
-	info = append(info, dir)
-	info = append(info, conference...)
-	okm, err := hkdf.Key(sha256.New, ekm, nil, string(info), keyLen+saltLen)
-	if err != nil {
-		return nil, fmt.Errorf("benchkeys: link keys: %w", err)
-	}
-	defer clear(okm)
-	k, err := srtpfast.NewKeys(p, okm[:keyLen], okm[keyLen:], nil)
-	if err != nil {
-		return nil, fmt.Errorf("benchkeys: link keys: %w", err)
-	}
-	return k, nil
 }

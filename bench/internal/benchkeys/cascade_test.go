@@ -1,16 +1,16 @@
 package benchkeys
 
 import (
-	"crypto/hkdf"
-	"crypto/sha256"
 	"encoding/binary"
 	"encoding/json"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/mdfast/mdfast/internal/cascade"
 	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
@@ -46,7 +46,7 @@ func TestCascadeWriteLoad(t *testing.T) {
 				t.Fatal(err)
 			}
 			if len(l0) != 1 || len(l1) != 1 || l0[0].Peer != 1 || l0[0].Addr != cascadeMDs[1] || l1[0].Addr != cascadeMDs[0] ||
-				l0[0].Tag != Tag("bench-1") || l1[0].Tag != l0[0].Tag {
+				l0[0].Tag != cascade.Tag("bench-1") || l1[0].Tag != l0[0].Tag {
 				t.Fatalf("links %+v %+v", l0, l1)
 			}
 			if l0[0].Send.Profile() != g.SRTPProfile() {
@@ -78,45 +78,48 @@ func linkOpens(t *testing.T, send, recv *srtpfast.Keys) bool {
 	return err == nil
 }
 
-// TestLinkKeysDefinition recomputes the contract's derivation
-// (HKDF-SHA256, info "mdfast cascade v1" | direction | conference) and the
-// tag independently.
-func TestLinkKeysDefinition(t *testing.T) {
-	ekm := make([]byte, ExportLen)
-	for i := range ekm {
-		ekm[i] = byte(i * 7)
-	}
-	okm, err := hkdf.Key(sha256.New, ekm, nil, "mdfast cascade v1\x01room-1", 28)
+// TestLinksAreCascadeKeys: a file's links carry internal/cascade's keys
+// and tag for the pair's keying material, the smaller index as the DTLS
+// client; every pair has its own material.
+func TestLinksAreCascadeKeys(t *testing.T) {
+	mds := append(slices.Clone(cascadeMDs), netip.MustParseAddrPort("198.18.0.5:5004"))
+	f, err := GenerateCascade(Profile, 3, netip.MustParseAddr("198.18.0.2"), 40000, mds, []int{0, 1, 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := srtpfast.NewKeys(srtpfast.ProfileAEADAES128GCM, okm[:16], okm[16:], nil)
+	ekm, err := pairEKM(f.Cascade.Secret, 0, 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	send, recv, err := LinkKeys(ekm, true, "room-1", false)
+	send, recv, err := cascade.DeriveKeys(ekm, true, f.Cascade.Name, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !linkOpens(t, send, want) || !linkOpens(t, want, send) {
-		t.Fatal("the client's send key is not HKDF(ekm, info 1|conference)")
-	}
-	ssend, srecv, err := LinkKeys(ekm, false, "room-1", false)
+	l0, err := f.Links(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !linkOpens(t, send, srecv) || !linkOpens(t, ssend, recv) {
-		t.Fatal("client and server keys do not pair")
+	l2, err := f.Links(2)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, other, _ := LinkKeys(ekm, false, "room-2", false); linkOpens(t, send, other) {
-		t.Fatal("two conferences share a link key")
+	if len(l0) != 2 || l0[1].Peer != 2 || l2[0].Peer != 0 || l0[1].Tag != cascade.Tag(f.Cascade.Name) {
+		t.Fatalf("links %+v, %+v", l0, l2)
 	}
-	if _, _, err := LinkKeys(ekm[:ExportLen-1], true, "room-1", false); err == nil {
-		t.Fatal("short keying material accepted")
+	// MD 0 is the client of the pair (0, 2): cascade's client send key
+	// seals what MD 2 opens, and its client recv key opens what MD 2
+	// seals; and MD 0's own keys pair with MD 2's.
+	if !linkOpens(t, send, l2[0].Recv) || !linkOpens(t, l2[0].Send, recv) || linkOpens(t, send, l0[1].Recv) ||
+		!linkOpens(t, l0[1].Send, l2[0].Recv) || !linkOpens(t, l2[0].Send, l0[1].Recv) {
+		t.Fatal("links are not cascade.DeriveKeys of the pair's keying material")
 	}
-	sum := sha256.Sum256([]byte("mdfast cascade tag v1room-1"))
-	if got := Tag("room-1"); got != binary.BigEndian.Uint32(sum[:4]) || got == 0 {
-		t.Fatalf("Tag(room-1) = %#x", got)
+	// Pair (0, 1) has other keys than pair (0, 2).
+	if linkOpens(t, l0[0].Send, l2[0].Recv) {
+		t.Fatal("two pairs share a link key")
+	}
+	other, err := pairEKM(f.Cascade.Secret, 0, 1)
+	if err != nil || len(other) != ExportLen || slices.Equal(other, ekm) {
+		t.Fatalf("pair keying material: %d octets, equal %v, %v", len(other), slices.Equal(other, ekm), err)
 	}
 }
 

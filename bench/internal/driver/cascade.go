@@ -35,7 +35,7 @@ var CascadePaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-s
 
 // KeysCascade says how the MDs of a cascade group get their keys.
 const KeysCascade = "direct, cascade: each bench/mdharness -md i installs its own members' keys and one link association per peer MD " +
-	"(keytable link, the conference's tag, per-direction link keys derived as internal/cascade derives them, from a per-pair secret in the key file instead of a DTLS exporter)"
+	"(keytable link, cascade.Tag of the conference, per-direction link keys from cascade.DeriveKeys over keying material derived from a per-pair secret in the key file instead of a DTLS exporter)"
 
 // cascadeGroup is fanoutGroup(fanout, payload, steps) split over two MDs:
 // the sender and one receiver on the first, the other fanout-1 receivers
