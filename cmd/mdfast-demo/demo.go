@@ -220,7 +220,7 @@ func (d *demo) setup() error {
 // startKD starts KD replica k (again, after restartKD).
 func (d *demo) startKD(k int) error {
 	args := d.files.KeydistArgs(net.JoinHostPort(hostAddr(kdHostN(k)), strconv.Itoa(tunnelPort)), metricsKD)
-	if d.o.multi() {
+	if d.o.kds > 1 {
 		args = append(args, d.multiKDArgs(k)...)
 	}
 	if d.o.web {

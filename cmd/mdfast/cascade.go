@@ -158,6 +158,60 @@ func (p *presence) update(fn func()) {
 	}
 }
 
+// linkTable is the key table as the link manager writes it: the first
+// link towards a peer MD asks the data plane to resolve the peer's next
+// hop (as the slow path does for an endpoint), so that the first packets
+// on a new link are not dropped as no_neighbour; its last link forgets it.
+type linkTable struct {
+	*keytable.Table
+	nb mdslow.Neighbours
+
+	mu    sync.Mutex
+	links map[uuid.UUID]netip.Addr
+	refs  map[netip.Addr]int
+}
+
+// Install implements cascade.Table.
+func (l *linkTable) Install(ctx context.Context, a keytable.Association) (*keytable.Endpoint, error) {
+	ep, err := l.Table.Install(ctx, a)
+	if err != nil || l.nb == nil {
+		return ep, err
+	}
+	ip := a.Addr.Addr()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if old, ok := l.links[a.ID]; ok {
+		if old == ip {
+			return ep, nil
+		}
+		l.unref(old)
+	}
+	l.links[a.ID] = ip
+	if l.refs[ip]++; l.refs[ip] == 1 {
+		l.nb.Resolve(ip)
+	}
+	return ep, nil
+}
+
+// Remove implements cascade.Table.
+func (l *linkTable) Remove(ctx context.Context, id uuid.UUID) error {
+	err := l.Table.Remove(ctx, id)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ip, ok := l.links[id]; ok && (err == nil || errors.Is(err, keytable.ErrNotFound)) {
+		delete(l.links, id)
+		l.unref(ip)
+	}
+	return err
+}
+
+func (l *linkTable) unref(ip netip.Addr) {
+	if l.refs[ip]--; l.refs[ip] <= 0 {
+		delete(l.refs, ip)
+		l.nb.Forget(ip)
+	}
+}
+
 // cascadeMD is what an MD of several runs beside its data plane: the etcd
 // client, the directory and the link manager.
 type cascadeMD struct {
@@ -191,7 +245,7 @@ func cascadeTLS(c *config.Config) (tls.Certificate, *x509.CertPool, error) {
 // newCascade builds the directory and the link manager over table (the
 // links) and wraps relayTable (the slow path's writes) to follow local
 // presence. Start runs them.
-func newCascade(c *config.Config, table *keytable.Table, memb *control.Membership, log *slog.Logger) (*cascadeMD, error) {
+func newCascade(c *config.Config, table *keytable.Table, nb mdslow.Neighbours, memb *control.Membership, log *slog.Logger) (*cascadeMD, error) {
 	cert, roots, err := cascadeTLS(c)
 	if err != nil {
 		return nil, err
@@ -207,7 +261,8 @@ func newCascade(c *config.Config, table *keytable.Table, memb *control.Membershi
 		return nil, &config.FieldError{Field: "cascade-listen", Err: err}
 	}
 	mgr, err := cascade.NewManager(cascade.Config{
-		ID: id, Conn: pc, Certificate: cert, Roots: roots, Table: table, Logger: log,
+		ID: id, Conn: pc, Certificate: cert, Roots: roots, Logger: log,
+		Table: &linkTable{Table: table, nb: nb, links: map[uuid.UUID]netip.Addr{}, refs: map[netip.Addr]int{}},
 		LinkStats: func(e *keytable.Endpoint) cascade.LinkCounters {
 			s := e.LinkStats()
 			return cascade.LinkCounters{TxPackets: s.TxPackets, TxBytes: s.TxBytes, RxPackets: s.RxPackets, RxBytes: s.RxBytes,

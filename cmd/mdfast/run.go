@@ -188,7 +188,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var relayTable mdslow.Table = table
 	var cm *cascadeMD
 	if c.Etcd().Enabled() {
-		if cm, err = newCascade(&c, table, memb, log); err != nil {
+		if cm, err = newCascade(&c, table, dp, memb, log); err != nil {
 			return err
 		}
 		relayTable = cm.pres

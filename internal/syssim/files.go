@@ -164,7 +164,7 @@ func (f *Files) MDFastArgs(md MD) []string {
 	args := []string{"run", "-config", f.Path(MDConfigFile),
 		"-interface", md.Interface, "-mode", md.Mode, "-address", md.Address, "-media-ports", strconv.Itoa(md.Port),
 		"-kd", md.KD, "-kd-server-name", "kd",
-		"-tunnel-cert", f.Path(md.Cert+".crt"), "-tunnel-key", f.Path(md.Cert+".key"), "-tunnel-ca", f.Path("ca.crt"),
+		"-tunnel-cert", f.Path(md.Cert + ".crt"), "-tunnel-key", f.Path(md.Cert + ".key"), "-tunnel-ca", f.Path("ca.crt"),
 		"-tunnel-backoff-max", "500ms", "-control-token-file", f.Path("control.token"), "-metrics-listen", md.Metrics,
 		"-profiles", "0x0009,0x000A,0x0007,0x0008"}
 	return append(args, md.Extra...)
