@@ -222,3 +222,23 @@ func (s *Session) setUsable(spi uint16, now time.Time) bool {
 	set := s.sets[spi]
 	return set != nil && set.usable(now)
 }
+
+// EKTSPI returns the SPI of the newest EKT parameter set the Key
+// Distributor gave this endpoint (RFC 8870: it names the conference's
+// EKTKey in every FullEKTField), and false before the first EKTKey. Every
+// member of a conference holds the same one once a re-key has reached
+// them all, whichever KD replica keyed each (README: KD replicas).
+func (s *Session) EKTSPI() (uint16, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var newest *ektSet
+	for _, set := range s.sets {
+		if newest == nil || set.seq > newest.seq {
+			newest = set
+		}
+	}
+	if newest == nil {
+		return 0, false
+	}
+	return newest.spi, true
+}

@@ -206,6 +206,12 @@ func TestRekeyOnLeave(t *testing.T) {
 	}
 	sendAll(t, ms, ssrcs, 0, 20)
 	a, b, cc := ms[0], ms[1], ms[2]
+	spi0, ok := a.s.EKTSPI()
+	for _, m := range ms {
+		if spi, has := m.s.EKTSPI(); !ok || !has || spi != spi0 {
+			t.Fatalf("members' EKT SPIs before the leave: %d %v, want one SPI", spi, has)
+		}
+	}
 
 	// What b knows, kept before it leaves (Close zeroes it).
 	b.s.mu.Lock()
@@ -236,6 +242,11 @@ func TestRekeyOnLeave(t *testing.T) {
 		i += 5
 	}
 	t.Logf("both switched %v after the leave", time.Since(start))
+	if sa, _ := a.s.EKTSPI(); sa == spi0 {
+		t.Errorf("EKTSPI still %d after the re-key", sa)
+	} else if sc, _ := cc.s.EKTSPI(); sc != sa {
+		t.Errorf("EKTSPI after the re-key: %d and %d, want one", sa, sc)
+	}
 	c.md.mu.Lock()
 	from := len(c.md.seen)
 	c.md.mu.Unlock()
