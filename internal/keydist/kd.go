@@ -288,6 +288,9 @@ func New(cfg Config) (*KeyDistributor, error) {
 		k.work[i] = make(chan job, cfg.InboundQueueLength)
 		k.wg.Go(func() { k.worker(k.work[i]) })
 	}
+	if n, ok := cfg.EKT.(ektNotifier); ok {
+		n.setNotify(k.ektChanged)
+	}
 	cfg.Registry.Subscribe(k.revalidate)
 	k.wg.Add(1)
 	go k.janitor()
@@ -789,7 +792,9 @@ func (k *KeyDistributor) sweep(now time.Time) {
 	}
 	if now.After(k.ttlCheck) {
 		k.ttlCheck = now.Add(ttlCheckInterval)
-		k.renewEKT(now)
+		k.renewEKT(now, false)
+	} else {
+		k.renewEKT(now, true)
 	}
 }
 
@@ -800,7 +805,10 @@ const ttlCheckInterval = 10 * time.Second
 // renewEKT re-keys every conference whose EKT parameter set has used three
 // quarters of its TTL: an EKTKey must not be used past it (RFC 8870
 // section 5.2.2).
-func (k *KeyDistributor) renewEKT(now time.Time) {
+//
+// With onlyDue it only retries the re-keys that failed (rekeyDue: the
+// store was unreachable when a member left).
+func (k *KeyDistributor) renewEKT(now time.Time, onlyDue bool) {
 	k.mu.Lock()
 	confs := make(map[string]*ektConference, len(k.members))
 	for c, conf := range k.members {
@@ -808,9 +816,14 @@ func (k *KeyDistributor) renewEKT(now time.Time) {
 	}
 	k.mu.Unlock()
 	for c, conf := range confs {
+		if onlyDue && !conf.needsRekey() {
+			continue
+		}
 		conf.mu.Lock()
 		var flush []*association
-		if len(conf.members) > 0 {
+		if len(conf.members) > 0 && conf.rekeyDue {
+			flush = k.rekeyLocked(c, conf)
+		} else if len(conf.members) > 0 && !onlyDue {
 			if p, err := k.cfg.EKT.Current(c); err == nil {
 				due := now.Sub(p.Created) > p.TTL*3/4
 				p.zero()
@@ -824,6 +837,13 @@ func (k *KeyDistributor) renewEKT(now time.Time) {
 			o.flush()
 		}
 	}
+}
+
+// needsRekey reports rekeyDue (it takes the conference's lock).
+func (c *ektConference) needsRekey() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rekeyDue
 }
 
 // AssociationInfo describes one live association (admin API).
