@@ -72,7 +72,7 @@ func TestEKTRenewedBeforeTTL(t *testing.T) {
 	if n := len(ep.ektKeys()); n != 1 {
 		t.Fatalf("re-keyed at two thirds of the TTL: %d keys", n)
 	}
-	e.kd.renewEKT(time.Now().Add(46 * time.Minute), false)
+	e.kd.renewEKT(time.Now().Add(46*time.Minute), false)
 	k2 := ep.waitKeys(t, 2, 5*time.Second)[1]
 	if k2.SPI != k.SPI+1 || len(ep.ektKeys()) != 2 {
 		t.Fatalf("spi %d -> %d, %d keys", k.SPI, k2.SPI, len(ep.ektKeys()))

@@ -558,4 +558,3 @@ var (
 	_ EKTSource   = (*EtcdEKT)(nil)
 	_ ektNotifier = (*EtcdEKT)(nil)
 )
-

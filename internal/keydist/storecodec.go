@@ -55,7 +55,7 @@ const (
 	// StoreKeyLen is the length of the key that seals EKT parameter sets.
 	StoreKeyLen = 32
 	// maxStoreValue bounds every value read from the store.
-	maxStoreValue = 4096
+	maxStoreValue  = 4096
 	sealedAADLabel = "mdfast kd ekt v1"
 )
 
