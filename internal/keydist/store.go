@@ -54,7 +54,7 @@ type Store struct {
 	mu       sync.Mutex
 	lease    clientv3.LeaseID // 0 while none is held
 	onLease  []func()         // told (from the lease goroutine) after a new lease
-	leaseSig chan struct{}    // closed and replaced on every lease change
+	registry *regMirror       // nil unless AttachRegistry
 }
 
 // StoreConfig configures a Store.
@@ -127,7 +127,7 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{cl: cfg.Client, prefix: cfg.Prefix, replica: cfg.Replica, timeout: cfg.Timeout, ttl: cfg.LeaseTTL,
-		aead: aead, log: cfg.Logger, rl: newRateLog(cfg.Logger, 10*time.Second, 10), leaseSig: make(chan struct{}),
+		aead: aead, log: cfg.Logger, rl: newRateLog(cfg.Logger, 10*time.Second, 10),
 		errs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "keydist", Name: "store_errors_total",
 			Help: "Requests to the etcd store that failed (unreachable, timed out, or a value refused), by operation.",
@@ -258,8 +258,6 @@ func (s *Store) leaseLoop() {
 		s.mu.Lock()
 		s.lease = g.ID
 		subs := append([]func(){}, s.onLease...)
-		close(s.leaseSig)
-		s.leaseSig = make(chan struct{})
 		s.mu.Unlock()
 		s.log.Info("store lease granted", "replica", s.replica, "lease", fmt.Sprintf("%x", int64(g.ID)), "ttl", s.ttl)
 		for _, f := range subs {
@@ -288,6 +286,12 @@ func (s *Store) Check() error {
 	}
 	if _, err := s.currentLease(); err != nil {
 		return err
+	}
+	s.mu.Lock()
+	reg := s.registry
+	s.mu.Unlock()
+	if reg != nil && !reg.isLoaded() {
+		return errors.New("registry not loaded from the store yet")
 	}
 	return nil
 }

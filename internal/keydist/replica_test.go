@@ -1,0 +1,204 @@
+package keydist
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/mdfast/mdfast/internal/dtls"
+	"github.com/mdfast/mdfast/internal/tunnel"
+)
+
+// replica is one in-process KD replica on the shared etcd.
+type replica struct {
+	*env
+	store *Store
+	ekt   *EtcdEKT
+}
+
+func newReplica(t *testing.T, c TestEtcd, name string) *replica {
+	t.Helper()
+	s := newTestStore(t, c, name)
+	src := newTestEtcdEKT(t, s)
+	e := newEnv(t, envOpts{
+		mdProfiles: []tunnel.ProtectionProfile{tunnel.ProfileDoubleAEADAES128GCM, tunnel.ProfileAEADAES128GCM},
+		cfg: func(cfg *Config) {
+			cfg.EKT = src
+			s.AttachRegistry(cfg.Registry)
+		},
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for s.Check() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("replica %s not ready: %v", name, s.Check())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return &replica{env: e, store: s, ekt: src}
+}
+
+func sameKey(a, b *dtls.EKTKey) bool {
+	return a.SPI == b.SPI && bytes.Equal(a.Key, b.Key) && bytes.Equal(a.MasterSalt, b.MasterSalt)
+}
+
+// TestReplicasShareEKT: two KD replicas on one etcd. Endpoints of one
+// double+EKT conference handshaking on either get the same EKT set; an
+// endpoint registered through replica 1 completes on replica 2; a member
+// leaving on replica 1 re-keys the members on replica 2 (both while
+// replica 1 keeps members and when its last one leaves); with replica 1
+// gone, a newcomer through replica 2 gets the members' SPI.
+func TestReplicasShareEKT(t *testing.T) {
+	c := startEtcd(t)
+	r1 := newReplica(t, c, "kd1")
+	r2 := newReplica(t, c, "kd2")
+	join := func(reg *Registry, via *replica) *ektEndpoint {
+		t.Helper()
+		ep, err := joinDoubleVia(t, reg, via.env, "conf", ProfileDoubleAES128GCM, dtls.EKTCipherAESKW128)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep.waitKeys(t, 1, 5*time.Second)
+		return ep
+	}
+	a1 := join(r1.reg, r1)
+	a2 := join(r1.reg, r1)
+	b1 := join(r1.reg, r2) // registered through replica 1, handshake on replica 2
+	b2 := join(r2.reg, r2)
+	k0 := a1.ektKeys()[0]
+	for _, ep := range []*ektEndpoint{a2, b1, b2} {
+		if !sameKey(ep.ektKeys()[0], k0) {
+			t.Fatal("two EKT parameter sets handed to members of one conference")
+		}
+	}
+
+	// a1 leaves replica 1: replica 1 re-keys, replica 2's members follow.
+	_ = a1.r.Close()
+	k1 := a2.waitKeys(t, 2, 5*time.Second)[1]
+	if k1.SPI == k0.SPI {
+		t.Fatal("no re-key on leave")
+	}
+	for _, ep := range []*ektEndpoint{b1, b2} {
+		k := ep.waitKeys(t, 2, 5*time.Second)[1]
+		if !sameKey(k, k1) {
+			t.Fatalf("member on replica 2 got SPI %d, replica 1's re-key is SPI %d", k.SPI, k1.SPI)
+		}
+	}
+	waitCounter(t, r2.kd.m.ektRemoteRekeys, 1)
+
+	// a2, replica 1's last member, leaves: the set is re-keyed in the
+	// store (whoever left knew it) and replica 2's members get it.
+	_ = a2.r.Close()
+	k2 := b1.waitKeys(t, 3, 5*time.Second)[2]
+	if k2.SPI == k1.SPI || bytes.Equal(k2.Key, k1.Key) {
+		t.Fatal("replica 1's last member left without a re-key")
+	}
+	if k := b2.waitKeys(t, 3, 5*time.Second)[2]; !sameKey(k, k2) {
+		t.Fatal("replica 2's members got different sets")
+	}
+	for _, ep := range []*ektEndpoint{a1, a2} {
+		if n := len(ep.ektKeys()); n > 2 {
+			t.Fatalf("a member who left got %d EKTKeys", n)
+		}
+	}
+
+	// Replica 1 dies: newcomers join through replica 2 with the same SPI.
+	_ = r1.kd.Close()
+	_ = r1.store.Close()
+	b3 := join(r2.reg, r2)
+	if k := b3.ektKeys()[0]; !sameKey(k, k2) {
+		t.Fatalf("newcomer after replica 1 died got SPI %d, members have %d", k.SPI, k2.SPI)
+	}
+}
+
+// TestReplicaStoreDown: with etcd stopped, an established association
+// keeps its keys (nothing ends, no EKTKey), a conference already held
+// still admits members, a new conference's first handshake fails within
+// the bound with a counted error, registry writes answer 503, readiness
+// fails; after etcd restarts, all of it works without restarting the KD.
+func TestReplicaStoreDown(t *testing.T) {
+	c := startEtcd(t)
+	r := newReplica(t, c, "kd1")
+	a, err := joinDouble(t, r.env, "held", ProfileDoubleAES128GCM, dtls.EKTCipherAESKW128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ka := a.waitKeys(t, 1, 5*time.Second)[0]
+	// Registered now, joined while etcd is down.
+	freshTLSID := NewTLSID()
+	freshCfg, freshFP := simClientConfig(t, freshTLSID, ProfileDoubleAES128GCM, ProfileAEADAES128GCM)
+	freshCfg.EKTCiphers = []dtls.EKTCipher{dtls.EKTCipherAESKW128}
+	freshCfg.VerifyPeer = dtls.PinSHA256(r.kdFP)
+	if _, err := r.reg.AddEndpoint("fresh", Endpoint{TLSID: freshTLSID, Fingerprint: freshFP}); err != nil {
+		t.Fatal(err)
+	}
+
+	c.Stop(0)
+	if err := r.store.Check(); err == nil {
+		t.Fatal("readiness passes with etcd stopped")
+	}
+	// A registry write fails clearly: ErrStoreUnavailable, 503 at the API.
+	if _, err := r.reg.AddEndpoint("held", Endpoint{TLSID: NewTLSID(), Fingerprint: freshFP}); !errors.Is(err, ErrStoreUnavailable) {
+		t.Fatalf("registry write with etcd down: %v", err)
+	}
+	admin, err := NewAdminHandler(AdminConfig{Registry: r.reg, KD: r.kd, Token: "0123456789abcdef0123", Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(http.MethodPut, "/v1/conferences/other", strings.NewReader(`{"allow_legacy":false}`))
+	req.Header.Set("Authorization", "Bearer 0123456789abcdef0123")
+	rec := httptest.NewRecorder()
+	admin.ServeHTTP(rec, req)
+	if rec.Code != http.StatusServiceUnavailable {
+		t.Fatalf("admin PUT with etcd down: %d %s", rec.Code, rec.Body)
+	}
+
+	// The first handshake of a new conference fails within the bound.
+	before := counterValue(r.kd.m.ended.WithLabelValues(reasonEKTUnavailable))
+	start := time.Now()
+	f, _ := joinRegistered(t, r.env, freshCfg, ProfileDoubleAES128GCM)
+	waitCounter(t, r.kd.m.ended.WithLabelValues(reasonEKTUnavailable), before+1)
+	if took := time.Since(start); took > 4*time.Second {
+		t.Fatalf("failed after %v: the store timeout is 1s", took)
+	}
+	if len(f.ektKeys()) != 0 {
+		t.Fatal("an EKTKey without the store")
+	}
+	if counterValue(r.store.errCount(storeOpEKTGet)) == 0 {
+		t.Fatal("store error not counted")
+	}
+	// The established member kept its association and got nothing new.
+	time.Sleep(300 * time.Millisecond)
+	if n := len(a.ektKeys()); n != 1 {
+		t.Fatalf("established member got %d EKTKeys during the outage", n)
+	}
+	if id := r.relay.idFor(a.local); hasKind(r.relay.events(id), "disconnect") {
+		t.Fatal("established association ended during the outage")
+	}
+
+	if err := c.Restart(0); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for r.store.Check() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after etcd came back: %v", r.store.Check())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, err := joinDouble(t, r.env, "held", ProfileDoubleAES128GCM, dtls.EKTCipherAESKW128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if k := b.waitKeys(t, 1, 5*time.Second)[0]; !sameKey(k, ka) {
+		t.Fatalf("newcomer after the outage got SPI %d, the member has %d", k.SPI, ka.SPI)
+	}
+	n, err := joinDouble(t, r.env, "fresh", ProfileDoubleAES128GCM, dtls.EKTCipherAESKW128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.waitKeys(t, 1, 5*time.Second)
+}
