@@ -140,6 +140,9 @@ func (m *regMirror) load() (int64, error) {
 // parse checks one value against its key (below kd/registry/).
 func (m *regMirror) parse(k string, b []byte) (regKV, error) {
 	parts := strings.Split(k, "/")
+	if len(parts) >= 2 && parts[0] != "tlsid" && ValidateConferenceID(parts[1]) != nil {
+		return regKV{}, fmt.Errorf("registry key %q: conference id: %w", k, ErrStoreValue)
+	}
 	switch {
 	case len(parts) == 2 && parts[0] == "conf":
 		c, err := parseStoredConference(parts[1], b)

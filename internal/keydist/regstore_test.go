@@ -1,0 +1,77 @@
+package keydist
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// TestRegistryValuesBadInput: registry values read from the store are
+// checked against their keys and validated like API input.
+func TestRegistryValuesBadInput(t *testing.T) {
+	m := &regMirror{s: &Store{prefix: "/p/"}}
+	fp := Fingerprint{1, 2, 3}
+	tlsID := NewTLSID()
+	id := entryID(tlsID, fp)
+	good := `{"conference":"c","tls_id":"` + tlsID + `","fingerprint":"` + fp.String() + `"}`
+	if v, err := m.parse("ep/c/"+id, []byte(good)); err != nil || v.ep == nil || v.ep.TLSID != tlsID {
+		t.Fatalf("good endpoint: %v %v", v, err)
+	}
+	if v, err := m.parse("revoked/c/"+id, []byte(good)); err != nil || !v.revoked {
+		t.Fatalf("good revocation: %v %v", v, err)
+	}
+	if v, err := m.parse("conf/c", []byte(`{"conference":"c","allow_legacy":true}`)); err != nil || !v.conf.AllowLegacy {
+		t.Fatalf("good conference: %v %v", v, err)
+	}
+	for _, tc := range []struct{ name, key, val string }{
+		{"empty", "ep/c/" + id, ""},
+		{"not json", "ep/c/" + id, "{"},
+		{"huge", "ep/c/" + id, `{"conference":"` + strings.Repeat("c", maxStoreValue) + `"}`},
+		{"unknown field", "ep/c/" + id, strings.TrimSuffix(good, "}") + `,"x":1}`},
+		{"trailing", "ep/c/" + id, good + "{}"},
+		{"other conference", "ep/d/" + id, good},
+		{"moved entry", "ep/c/" + entryID(tlsID, Fingerprint{9}), good},
+		{"bad tls-id", "ep/c/" + entryID("short", fp), `{"conference":"c","tls_id":"short","fingerprint":"` + fp.String() + `"}`},
+		{"no fingerprint", "ep/c/" + entryID(tlsID, Fingerprint{}), `{"conference":"c","tls_id":"` + tlsID + `","fingerprint":"` + Fingerprint{}.String() + `"}`},
+		{"bad fingerprint", "ep/c/" + id, `{"conference":"c","tls_id":"` + tlsID + `","fingerprint":"sha-256 zz"}`},
+		{"bad kd tls-id", "ep/c/" + id, strings.TrimSuffix(good, "}") + `,"kd_tls_id":"x"}`},
+		{"conference mismatch", "conf/c", `{"conference":"d"}`},
+		{"conference type", "conf/c", `{"conference":"c","allow_legacy":"yes"}`},
+		{"claim empty", "tlsid/ab", ""},
+		{"claim bad", "tlsid/ab", "a/b"},
+		{"unknown kind", "other/c", good},
+		{"too deep", "ep/c/" + id + "/x", good},
+		{"too shallow", "ep/c", good},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := m.parse(tc.key, []byte(tc.val)); !errors.Is(err, ErrStoreValue) {
+				t.Fatalf("got %v, want ErrStoreValue", err)
+			}
+		})
+	}
+}
+
+// FuzzRegistryValue: no key or value panics; what parses is valid.
+func FuzzRegistryValue(f *testing.F) {
+	m := &regMirror{s: &Store{prefix: "/p/"}}
+	fp := Fingerprint{1, 2, 3}
+	tlsID := "abcdefghijklmnopqrstuvwxyz"
+	f.Add("ep/c/"+entryID(tlsID, fp), []byte(`{"conference":"c","tls_id":"`+tlsID+`","fingerprint":"`+fp.String()+`"}`))
+	f.Add("conf/c", []byte(`{"conference":"c","allow_legacy":true}`))
+	f.Add("tlsid/x", []byte("c"))
+	f.Fuzz(func(t *testing.T, key string, val []byte) {
+		v, err := m.parse(key, val)
+		if err != nil {
+			if !errors.Is(err, ErrStoreValue) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if v.ep != nil {
+			e := Endpoint{TLSID: v.ep.TLSID, Fingerprint: v.ep.Fingerprint, KDTLSID: v.ep.KDTLSID}
+			if validateEndpoint(&e, true) != nil || entryID(e.TLSID, e.Fingerprint) != key[strings.LastIndexByte(key, '/')+1:] {
+				t.Fatal("accepted an invalid endpoint")
+			}
+		}
+	})
+}
