@@ -389,6 +389,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), reloads)
 	var ekt keydist.EKTSource
 	var checks []ready.Check
+	var publisher keydist.AssociationPublisher
+	remoteAssocs := func() []keydist.AssociationInfo { return nil }
 	if ecfg := c.etcd(); ecfg.Enabled() {
 		cl, err := etcdclient.New(ecfg)
 		if err != nil {
@@ -412,6 +414,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		checks = append(checks, ready.Check{Name: "store", Func: store.Check})
+		publisher, remoteAssocs = store, store.RemoteAssociations
 		log.Info("KD replica on etcd", "endpoints", ecfg.Endpoints, "prefix", ecfg.Key(""), "replica", store.Replica())
 	} else {
 		if ekt, err = keydist.NewMemoryEKT(keydist.MemoryEKTConfig{Cipher: cipher, TTL: c.EKTTTL}); err != nil {
@@ -431,6 +434,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	checker.Update()
 	kd, err := keydist.New(keydist.Config{
 		EKT:                      ekt,
+		Publisher:                publisher,
 		RekeyOnJoin:              c.RekeyOnJoin,
 		Certificate:              dtlsCert,
 		Registry:                 reg,
@@ -493,7 +497,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		join, err = keydist.NewJoin(keydist.JoinConfig{
 			Registry:       reg,
 			MD:             &keydist.MDControlClient{URL: c.MDControlURL, Token: mdToken},
-			Associations:   kd.Associations,
+			// With replicas, the endpoint's handshake may complete on
+			// another one: the session binds to its published association.
+			Associations:   func() []keydist.AssociationInfo { return append(kd.Associations(), remoteAssocs()...) },
 			Fingerprint:    fp,
 			Candidates:     addrs,
 			Secret:         joinSecret,

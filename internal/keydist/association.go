@@ -425,6 +425,10 @@ func (a *association) deliverKeys() {
 	profile := a.profile
 	// Under a.mu: a terminate that follows removes the record after it.
 	k.journalAdd(a, m)
+	if k.cfg.Publisher != nil {
+		k.cfg.Publisher.Established(AssociationInfo{MD: a.key.peer, ID: a.key.id, State: "established", Conference: m.Conference,
+			TLSID: m.Endpoint.TLSID, Fingerprint: m.Endpoint.Fingerprint.String(), Since: a.created})
+	}
 	a.afterConn(now) // unlocks; sends the final flight, then the EKTKey
 	k.moved(stateHandshaking, stateEstablished)
 	k.m.handshakes.WithLabelValues("ok").Inc()
@@ -780,6 +784,9 @@ func (a *association) terminate(reason string, alertDesc uint8, notifyMD bool) {
 	if prev == stateEstablished {
 		k.leaveEKT(a)
 		k.journalRemove(a.key)
+		if k.cfg.Publisher != nil {
+			k.cfg.Publisher.Ended(a.key.peer, a.key.id)
+		}
 	}
 	t := a.tunnel()
 	if t != nil {

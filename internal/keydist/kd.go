@@ -91,6 +91,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, if not nil, receives the KD's Prometheus collectors.
 	Metrics prometheus.Registerer
+	// Publisher, if not nil, is told of established associations and
+	// their end (KD replicas: Store publishes them for the other replicas'
+	// join endpoints).
+	Publisher AssociationPublisher
 	// Journal is the path of the association journal (journal.go): with
 	// it, the endpoints a previous run of the KD keyed can still be
 	// revoked after a restart. Empty disables it.

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/google/uuid"
 )
 
 // TestRegistryValuesBadInput: registry values read from the store are
@@ -72,6 +74,55 @@ func FuzzRegistryValue(f *testing.F) {
 			if validateEndpoint(&e, true) != nil || entryID(e.TLSID, e.Fingerprint) != key[strings.LastIndexByte(key, '/')+1:] {
 				t.Fatal("accepted an invalid endpoint")
 			}
+		}
+	})
+}
+
+// TestStoredAssocBadInput: published associations are checked against
+// their key and validated.
+func TestStoredAssocBadInput(t *testing.T) {
+	id := uuid.MustParse("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
+	fp := Fingerprint{1}.String()
+	tlsID := NewTLSID()
+	good := `{"md":"md1","id":"` + id.String() + `","conference":"c","tls_id":"` + tlsID + `","fingerprint":"` + fp + `","since":"2026-01-01T00:00:00Z"}`
+	d := assocDigest("md1", id)
+	if a, err := parseStoredAssoc(d, []byte(good)); err != nil || a.TLSID != tlsID {
+		t.Fatalf("good: %v %v", a, err)
+	}
+	for _, tc := range []struct{ name, digest, val string }{
+		{"empty", d, ""},
+		{"not json", d, "["},
+		{"other digest", assocDigest("md2", id), good},
+		{"bad id", d, strings.Replace(good, id.String(), "nope", 1)},
+		{"bad conference", d, strings.Replace(good, `"conference":"c"`, `"conference":"a/b"`, 1)},
+		{"bad tls-id", d, strings.Replace(good, tlsID, "x", 1)},
+		{"bad fingerprint", d, strings.Replace(good, fp, "sha-256 00", 1)},
+		{"unknown field", d, strings.TrimSuffix(good, "}") + `,"key":"00"}`},
+		{"huge", d, strings.Repeat(" ", maxStoreValue+1)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := parseStoredAssoc(tc.digest, []byte(tc.val)); !errors.Is(err, ErrStoreValue) {
+				t.Fatalf("got %v, want ErrStoreValue", err)
+			}
+		})
+	}
+}
+
+// FuzzStoredAssoc: no published association panics; what parses matches
+// its key.
+func FuzzStoredAssoc(f *testing.F) {
+	id := uuid.MustParse("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
+	f.Add(assocDigest("md1", id), []byte(`{"md":"md1","id":"`+id.String()+`","conference":"c","fingerprint":"`+Fingerprint{1}.String()+`","since":"2026-01-01T00:00:00Z"}`))
+	f.Fuzz(func(t *testing.T, digest string, val []byte) {
+		a, err := parseStoredAssoc(digest, val)
+		if err != nil {
+			if !errors.Is(err, ErrStoreValue) {
+				t.Fatalf("untyped error %v", err)
+			}
+			return
+		}
+		if assocDigest(a.MD, a.ID) != digest {
+			t.Fatal("accepted a record under another key")
 		}
 	})
 }

@@ -28,6 +28,7 @@ func newReplica(t *testing.T, c TestEtcd, name string) *replica {
 		mdProfiles: []tunnel.ProtectionProfile{tunnel.ProfileDoubleAEADAES128GCM, tunnel.ProfileAEADAES128GCM},
 		cfg: func(cfg *Config) {
 			cfg.EKT = src
+			cfg.Publisher = s
 			s.AttachRegistry(cfg.Registry)
 		},
 	})
@@ -201,4 +202,68 @@ func TestReplicaStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	n.waitKeys(t, 1, 5*time.Second)
+}
+
+// remoteHas reports whether s lists an association of conference with
+// tls-id tlsID published by another replica.
+func remoteHas(s *Store, conference, tlsID string) bool {
+	for _, a := range s.RemoteAssociations() {
+		if a.Conference == conference && a.TLSID == tlsID && a.State == "established" {
+			return true
+		}
+	}
+	return false
+}
+
+func waitFor(t *testing.T, what string, f func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !f() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within 10s: %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestAssociationsAcrossReplicas: an association established on replica 2
+// is listed by replica 1 (what its join endpoint binds sessions to); its
+// end removes it; when replica 2 vanishes (its lease goes) the
+// associations it held stay listed as orphans (the MD still forwards with
+// their keys), not as ended.
+func TestAssociationsAcrossReplicas(t *testing.T) {
+	c := startEtcd(t)
+	r1 := newReplica(t, c, "kd1")
+	r2 := newReplica(t, c, "kd2")
+	var tlsIDs []string
+	var eps []*ektEndpoint
+	for range 2 {
+		tlsID := NewTLSID()
+		cfg, fp := simClientConfig(t, tlsID, ProfileDoubleAES128GCM, ProfileAEADAES128GCM)
+		cfg.EKTCiphers = []dtls.EKTCipher{dtls.EKTCipherAESKW128}
+		cfg.VerifyPeer = dtls.PinSHA256(r2.kdFP)
+		if _, err := r1.reg.AddEndpoint("conf", Endpoint{TLSID: tlsID, Fingerprint: fp}); err != nil {
+			t.Fatal(err)
+		}
+		ep, err := joinRegistered(t, r2.env, cfg, ProfileDoubleAES128GCM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep.waitKeys(t, 1, 5*time.Second)
+		tlsIDs, eps = append(tlsIDs, tlsID), append(eps, ep)
+	}
+	for _, id := range tlsIDs {
+		waitFor(t, "replica 1 lists replica 2's association", func() bool { return remoteHas(r1.store, "conf", id) })
+	}
+	if remoteHas(r2.store, "conf", tlsIDs[0]) {
+		t.Fatal("a replica lists its own associations as remote")
+	}
+	_ = eps[0].r.Close()
+	waitFor(t, "an ended association leaves replica 1's list", func() bool { return !remoteHas(r1.store, "conf", tlsIDs[0]) })
+	// Replica 2 loses the store (its lease is revoked, as when it dies).
+	_ = r2.store.Close()
+	time.Sleep(500 * time.Millisecond)
+	if !remoteHas(r1.store, "conf", tlsIDs[1]) {
+		t.Fatal("the association of a vanished replica was taken for ended")
+	}
 }

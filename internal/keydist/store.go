@@ -55,6 +55,15 @@ type Store struct {
 	lease    clientv3.LeaseID // 0 while none is held
 	onLease  []func()         // told (from the lease goroutine) after a new lease
 	registry *regMirror       // nil unless AttachRegistry
+
+	pubMu    sync.Mutex
+	pubWant  map[string]string   // this replica's association records
+	pubDirty map[string]struct{} // keys to write (or delete)
+	pubKick  chan struct{}
+
+	remMu  sync.Mutex
+	remote map[string]*remoteAssoc // other replicas' records, by key below kd/assoc/
+	alive  map[string]bool         // replicas whose alive key exists
 }
 
 // StoreConfig configures a Store.
@@ -97,6 +106,7 @@ const (
 	storeOpValue    = "bad_value"
 	storeOpRegistry = "registry_write"
 	storeOpRegLoad  = "registry_load"
+	storeOpAssoc    = "association_publish"
 )
 
 // NewStore checks cfg and starts the lease goroutine (it keeps trying
@@ -133,7 +143,7 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 			Help: "Requests to the etcd store that failed (unreachable, timed out, or a value refused), by operation.",
 		}, []string{"op"}),
 	}
-	for _, op := range []string{storeOpLease, storeOpEKTGet, storeOpEKTRekey, storeOpForget, storeOpWatch, storeOpValue, storeOpRegistry, storeOpRegLoad} {
+	for _, op := range []string{storeOpLease, storeOpEKTGet, storeOpEKTRekey, storeOpForget, storeOpWatch, storeOpValue, storeOpRegistry, storeOpRegLoad, storeOpAssoc} {
 		s.errs.WithLabelValues(op)
 	}
 	if cfg.Metrics != nil {
@@ -141,8 +151,13 @@ func NewStore(cfg StoreConfig) (*Store, error) {
 			return nil, fmt.Errorf("keydist: register store metrics: %w", err)
 		}
 	}
+	s.pubWant, s.pubDirty, s.pubKick = map[string]string{}, map[string]struct{}{}, make(chan struct{}, 1)
+	s.remote, s.alive = map[string]*remoteAssoc{}, map[string]bool{}
+	s.onLease = append(s.onLease, s.republish)
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Go(s.leaseLoop)
+	s.wg.Go(s.publishLoop)
+	s.wg.Go(s.assocMirrorLoop)
 	return s, nil
 }
 
@@ -169,6 +184,11 @@ func newSealAEAD(key []byte) (cipher.AEAD, error) {
 func (s *Store) Close() error {
 	s.cancel()
 	s.wg.Wait()
+	// The associations the KD ended on its way down are deleted one by
+	// one, so that the other replicas see ends, not a vanished replica.
+	ctx, cancel := context.WithTimeout(context.Background(), s.timeout)
+	s.flushPublished(ctx)
+	cancel()
 	s.mu.Lock()
 	id := s.lease
 	s.lease = 0
