@@ -495,8 +495,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		joinSecret = []byte(secret)
 		join, err = keydist.NewJoin(keydist.JoinConfig{
-			Registry:       reg,
-			MD:             &keydist.MDControlClient{URL: c.MDControlURL, Token: mdToken},
+			Registry: reg,
+			MD:       &keydist.MDControlClient{URL: c.MDControlURL, Token: mdToken},
 			// With replicas, the endpoint's handshake may complete on
 			// another one: the session binds to its published association.
 			Associations:   func() []keydist.AssociationInfo { return append(kd.Associations(), remoteAssocs()...) },
