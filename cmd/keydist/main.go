@@ -494,11 +494,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		joinSecret = []byte(secret)
+		// With replicas, an endpoint's handshake may complete on another
+		// one: the session binds to the association it published.
 		join, err = keydist.NewJoin(keydist.JoinConfig{
-			Registry: reg,
-			MD:       &keydist.MDControlClient{URL: c.MDControlURL, Token: mdToken},
-			// With replicas, the endpoint's handshake may complete on
-			// another one: the session binds to its published association.
+			Registry:       reg,
+			MD:             &keydist.MDControlClient{URL: c.MDControlURL, Token: mdToken},
 			Associations:   func() []keydist.AssociationInfo { return append(kd.Associations(), remoteAssocs()...) },
 			Fingerprint:    fp,
 			Candidates:     addrs,
