@@ -77,6 +77,7 @@ func TestReplicasShareEKT(t *testing.T) {
 	}
 
 	// a1 leaves replica 1: replica 1 re-keys, replica 2's members follow.
+	left := time.Now()
 	_ = a1.r.Close()
 	k1 := a2.waitKeys(t, 2, 5*time.Second)[1]
 	if k1.SPI == k0.SPI {
@@ -88,6 +89,7 @@ func TestReplicasShareEKT(t *testing.T) {
 			t.Fatalf("member on replica 2 got SPI %d, replica 1's re-key is SPI %d", k.SPI, k1.SPI)
 		}
 	}
+	t.Logf("a leave on replica 1 re-keyed the members on replica 2 %v after it", time.Since(left))
 	waitCounter(t, r2.kd.m.ektRemoteRekeys, 1)
 
 	// a2, replica 1's last member, leaves: the set is re-keyed in the
