@@ -157,8 +157,8 @@ func (m *regMirror) parse(k string, b []byte) (regKV, error) {
 		}
 		return regKV{ep: &e, revoked: parts[0] == "revoked"}, nil
 	case len(parts) == 2 && parts[0] == "tlsid":
-		if len(b) == 0 || len(b) > 128 || ValidateConferenceID(string(b)) != nil {
-			return regKV{}, fmt.Errorf("tls-id claim %s: %w", parts[1], ErrStoreValue)
+		if _, _, err := parseClaim(b); err != nil {
+			return regKV{}, fmt.Errorf("tls-id claim %s: %w", parts[1], err)
 		}
 		return regKV{}, nil
 	}
@@ -244,6 +244,46 @@ func (m *regMirror) revokedKey(conf string, e *Endpoint) string {
 }
 func (m *regMirror) claimKey(tlsID string) string { return m.prefix() + "tlsid/" + tlsIDClaim(tlsID) }
 
+// A tls-id claim's value names the entry that holds it:
+// "<conference>/<entry id>".
+func claimValue(conf string, e *Endpoint) string { return conf + "/" + entryID(e.TLSID, e.Fingerprint) }
+
+func parseClaim(b []byte) (conf, id string, err error) {
+	conf, id, ok := strings.Cut(string(b), "/")
+	if !ok || len(b) > 256 || ValidateConferenceID(conf) != nil || len(id) != 32 || strings.Trim(id, "0123456789abcdef") != "" {
+		return "", "", ErrStoreValue
+	}
+	return conf, id, nil
+}
+
+// dropStaleClaim deletes tlsID's claim if the entry it names is gone (a
+// conference removed through another replica while this entry was being
+// added there), and reports whether it did.
+func (m *regMirror) dropStaleClaim(tlsID string) (bool, error) {
+	ctx, cancel := m.s.reqCtx()
+	defer cancel()
+	g, err := m.s.cl.Get(ctx, m.claimKey(tlsID))
+	if err != nil {
+		return false, m.s.fail(storeOpRegistry, err)
+	}
+	if len(g.Kvs) == 0 {
+		return true, nil
+	}
+	conf, id, err := parseClaim(g.Kvs[0].Value)
+	if err != nil {
+		return false, m.s.fail(storeOpRegistry, fmt.Errorf("tls-id claim: %w", err))
+	}
+	ep := m.prefix() + "ep/" + conf + "/" + id
+	resp, err := m.s.cl.Txn(ctx).
+		If(clientv3.Compare(clientv3.ModRevision(m.claimKey(tlsID)), "=", g.Kvs[0].ModRevision),
+			clientv3.Compare(clientv3.CreateRevision(ep), "=", 0)).
+		Then(clientv3.OpDelete(m.claimKey(tlsID))).Commit()
+	if err != nil {
+		return false, m.s.fail(storeOpRegistry, err)
+	}
+	return resp.Succeeded, nil
+}
+
 func mustJSON(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -281,13 +321,19 @@ func (m *regMirror) addEndpoint(conf string, e Endpoint, allowLegacy, newConf, a
 	if addEntry {
 		if e.TLSID != "" {
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(m.claimKey(e.TLSID)), "=", 0))
-			ops = append(ops, clientv3.OpPut(m.claimKey(e.TLSID), conf))
+			ops = append(ops, clientv3.OpPut(m.claimKey(e.TLSID), claimValue(conf, &e)))
 		} else {
 			cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(m.epKey(conf, &e)), "=", 0))
 		}
 		ops = append(ops, clientv3.OpPut(m.epKey(conf, &e), mustJSON(storedEndpoint{Conference: conf, TLSID: e.TLSID, Fingerprint: e.Fingerprint, KDTLSID: e.KDTLSID})))
 	}
 	ok, err := m.commit(cmps, ops)
+	if err == nil && !ok && addEntry && e.TLSID != "" {
+		var dropped bool
+		if dropped, err = m.dropStaleClaim(e.TLSID); err == nil && dropped {
+			ok, err = m.commit(cmps, ops)
+		}
+	}
 	if err != nil {
 		return err
 	}

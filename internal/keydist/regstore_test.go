@@ -25,6 +25,9 @@ func TestRegistryValuesBadInput(t *testing.T) {
 	if v, err := m.parse("conf/c", []byte(`{"conference":"c","allow_legacy":true}`)); err != nil || !v.conf.AllowLegacy {
 		t.Fatalf("good conference: %v %v", v, err)
 	}
+	if _, err := m.parse("tlsid/ab", []byte("c/"+id)); err != nil {
+		t.Fatalf("good claim: %v", err)
+	}
 	for _, tc := range []struct{ name, key, val string }{
 		{"empty", "ep/c/" + id, ""},
 		{"not json", "ep/c/" + id, "{"},
@@ -41,6 +44,9 @@ func TestRegistryValuesBadInput(t *testing.T) {
 		{"conference type", "conf/c", `{"conference":"c","allow_legacy":"yes"}`},
 		{"claim empty", "tlsid/ab", ""},
 		{"claim bad", "tlsid/ab", "a/b"},
+		{"claim no id", "tlsid/ab", "c"},
+		{"claim bad conference", "tlsid/ab", "a b/" + id},
+		{"claim bad id", "tlsid/ab", "c/" + strings.ToUpper(id)},
 		{"unknown kind", "other/c", good},
 		{"too deep", "ep/c/" + id + "/x", good},
 		{"too shallow", "ep/c", good},
@@ -60,7 +66,7 @@ func FuzzRegistryValue(f *testing.F) {
 	tlsID := "abcdefghijklmnopqrstuvwxyz"
 	f.Add("ep/c/"+entryID(tlsID, fp), []byte(`{"conference":"c","tls_id":"`+tlsID+`","fingerprint":"`+fp.String()+`"}`))
 	f.Add("conf/c", []byte(`{"conference":"c","allow_legacy":true}`))
-	f.Add("tlsid/x", []byte("c"))
+	f.Add("tlsid/x", []byte("c/"+entryID(tlsID, fp)))
 	f.Fuzz(func(t *testing.T, key string, val []byte) {
 		v, err := m.parse(key, val)
 		if err != nil {

@@ -269,3 +269,90 @@ func TestAssociationsAcrossReplicas(t *testing.T) {
 		t.Fatal("the association of a vanished replica was taken for ended")
 	}
 }
+
+// TestRegistryAcrossReplicas: the registry's API layer through two
+// replicas: a tls-id raced into two conferences through both is
+// registered once; a removal through one replica is seen by the other;
+// removing a conference hides its file entries on both (revocations are
+// shared) and frees its tls-ids; a stale tls-id claim (its entry gone) does
+// not block a new registration.
+func TestRegistryAcrossReplicas(t *testing.T) {
+	c := startEtcd(t)
+	r1 := newReplica(t, c, "kd1")
+	r2 := newReplica(t, c, "kd2")
+	fp := Fingerprint{7}
+	for range 5 {
+		tlsID := NewTLSID()
+		var e1, e2 error
+		done := make(chan struct{})
+		go func() { _, e1 = r1.reg.AddEndpoint("one", Endpoint{TLSID: tlsID, Fingerprint: fp}); close(done) }()
+		_, e2 = r2.reg.AddEndpoint("two", Endpoint{TLSID: tlsID, Fingerprint: fp})
+		<-done
+		if (e1 == nil) == (e2 == nil) {
+			t.Fatalf("one tls-id raced into two conferences: %v / %v", e1, e2)
+		}
+		if err := cmpErr(e1, e2); !errors.Is(err, ErrDuplicate) {
+			t.Fatalf("loser: %v, want ErrDuplicate", err)
+		}
+	}
+	tlsID := NewTLSID()
+	added, err := r1.reg.AddEndpoint("conf", Endpoint{TLSID: tlsID, Fingerprint: fp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "replica 2 sees the endpoint with replica 1's KD tls-id", func() bool {
+		c, ok := r2.reg.Conference("conf")
+		return ok && len(c.Endpoints) == 1 && c.Endpoints[0].KDTLSID == added.KDTLSID
+	})
+	if n, err := r2.reg.RemoveEndpoint("conf", tlsID, nil); err != nil || n != 1 {
+		t.Fatalf("remove through replica 2: %d %v", n, err)
+	}
+	waitFor(t, "replica 1 sees the removal", func() bool {
+		c, _ := r1.reg.Conference("conf")
+		return len(c.Endpoints) == 0
+	})
+	if _, err := r2.reg.AddEndpoint("other", Endpoint{TLSID: tlsID, Fingerprint: fp}); err != nil {
+		t.Fatalf("tls-id not freed by its removal: %v", err)
+	}
+
+	// File entries: the same file on both replicas; removing the
+	// conference through replica 1 hides them on replica 2 too.
+	fileID := NewTLSID()
+	for _, r := range []*replica{r1, r2} {
+		if err := r.reg.ReplaceFile([]Conference{{ID: "filed", Endpoints: []Endpoint{{TLSID: fileID, Fingerprint: fp, KDTLSID: NewTLSID()}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apiID := NewTLSID()
+	if _, err := r2.reg.AddEndpoint("filed", Endpoint{TLSID: apiID, Fingerprint: fp}); err != nil {
+		t.Fatal(err)
+	}
+	if err := r1.reg.RemoveConference("filed"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "replica 2 hides the removed conference's entries", func() bool {
+		c, _ := r2.reg.Conference("filed")
+		return len(c.Endpoints) == 0
+	})
+	if _, err := r1.reg.AddEndpoint("again", Endpoint{TLSID: apiID, Fingerprint: fp}); err != nil {
+		t.Fatalf("tls-id of a removed conference not freed: %v", err)
+	}
+
+	// A stale claim: its entry does not exist.
+	stale := NewTLSID()
+	m := r1.reg.store.(*regMirror)
+	ghost := Endpoint{TLSID: stale, Fingerprint: Fingerprint{9}}
+	if _, err := c.Client(t).Put(t.Context(), m.claimKey(stale), claimValue("gone", &ghost)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r2.reg.AddEndpoint("conf", Endpoint{TLSID: stale, Fingerprint: fp}); err != nil {
+		t.Fatalf("a stale claim blocks the tls-id: %v", err)
+	}
+}
+
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
