@@ -213,11 +213,11 @@ func (c *config) options() []options.Option {
 			}
 			return nil
 		}),
-		options.String(&c.EtcdPrefix, "etcd-prefix", etcdclient.DefaultPrefix, "prefix of every etcd key (the KDs write only below <prefix>kd/)"),
+		options.String(&c.EtcdPrefix, "etcd-prefix", etcdclient.DefaultPrefix, "prefix of every etcd key (the KDs write only in its kd/ subtree)"),
 		options.String(&c.EtcdCA, "etcd-ca", "", "CA certificate (PEM) that verifies the etcd members (https endpoints)"),
 		options.String(&c.EtcdCert, "etcd-cert", "", "client certificate (PEM) for etcd"),
 		options.String(&c.EtcdKey, "etcd-key", "", "client key (PEM) for etcd"),
-		options.String(&c.EtcdUser, "etcd-user", "", "etcd user (RBAC: read-write on <prefix>kd/ only)"),
+		options.String(&c.EtcdUser, "etcd-user", "", "etcd user (RBAC: read-write on the prefix's kd/ subtree only)"),
 		options.String(&c.EtcdPasswordFile, "etcd-password-file", "", "file holding the etcd user's password"),
 		options.String(&c.EKTStoreKeyFile, "ekt-store-key-file", "", "file holding the 32 random octets (raw, or 64 hex digits) that seal EKT parameter sets in etcd; the same on every KD replica, never given to MDs").Check(func() error {
 			if c.EKTStoreKeyFile == "" {
