@@ -321,6 +321,15 @@ func (a *association) clientHello(info *dtls.ClientHelloInfo) (dtls.ServerSelect
 	if a.hasTLSID {
 		m, ok := snap.lookupTLSID(info.ExternalSessionID)
 		if !ok {
+			// With replicas, the tls-id may have been registered through
+			// another one a moment ago: catch up with the store once
+			// (bounded, coalesced across misses).
+			if s := k.cfg.Registry.catchUp(); s != nil {
+				snap = s
+				m, ok = snap.lookupTLSID(info.ExternalSessionID)
+			}
+		}
+		if !ok {
 			return reject(reasonUnknownTLSID, dtls.AlertAccessDenied, errors.New("tls-id not registered"))
 		}
 		sel.ExternalSessionID = []byte(m.Endpoint.KDTLSID)

@@ -185,6 +185,9 @@ func (e *EtcdEKT) join(conference string) (*EKTParams, int64, error) {
 		e.s.errs.WithLabelValues(storeOpEKTGet).Inc()
 		return nil, 0, err
 	}
+	if err := e.s.failFast(storeOpEKTGet); err != nil {
+		return nil, 0, err
+	}
 	fresh, err := (&MemoryEKT{cipher: e.cipher, ttl: e.ttl}).newParams(nil)
 	if err != nil {
 		return nil, 0, err
@@ -206,6 +209,7 @@ func (e *EtcdEKT) join(conference string) (*EKTParams, int64, error) {
 		fresh.zero()
 		return nil, 0, e.s.fail(storeOpEKTGet, err)
 	}
+	e.s.ok()
 	if resp.Succeeded {
 		fresh.rev = resp.Header.Revision
 		return fresh, resp.Header.Revision, nil
@@ -241,6 +245,9 @@ func (e *EtcdEKT) Rekey(conference string, spi uint16) (EKTParams, error) {
 // rekey replaces conference's set if its SPI is still spi
 // (compare-and-swap on its mod revision) and returns the current set.
 func (e *EtcdEKT) rekey(conference string, spi uint16) (*EKTParams, error) {
+	if err := e.s.failFast(storeOpEKTRekey); err != nil {
+		return nil, err
+	}
 	key := e.setKey(conference)
 	ctx, cancel := e.s.reqCtx()
 	defer cancel()
@@ -248,6 +255,7 @@ func (e *EtcdEKT) rekey(conference string, spi uint16) (*EKTParams, error) {
 	if err != nil {
 		return nil, e.s.fail(storeOpEKTRekey, err)
 	}
+	e.s.ok()
 	if len(g.Kvs) == 0 {
 		return nil, fmt.Errorf("keydist: re-key conference %q: %w", conference, ErrNotFound)
 	}

@@ -273,13 +273,31 @@ func (r *Registry) ReplaceFile(confs []Conference) error {
 	return nil
 }
 
-// setDynamic replaces the API layer with the store's (regMirror).
-func (r *Registry) setDynamic(api map[string]*confLayer, revoked map[entryKey]bool) {
+// swapDynamic replaces the API layer with the store's (regMirror); the
+// caller notifies the subscribers.
+func (r *Registry) swapDynamic(api map[string]*confLayer, revoked map[entryKey]bool) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.api, r.revoked = api, revoked
-	subs := r.publish()
-	r.mu.Unlock()
-	notify(subs)
+	r.snap.Store(r.merge())
+}
+
+// catchUp, with a store, waits until the registry holds every write the
+// store had when it was called and returns the new snapshot; nil without
+// a store or when the store did not answer.
+func (r *Registry) catchUp() *snapshot {
+	st := r.getStore()
+	if st == nil || st.catchUp() != nil {
+		return nil
+	}
+	return r.current()
+}
+
+// subscribers returns the functions Subscribe registered.
+func (r *Registry) subscribers() []func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.subs)
 }
 
 func (r *Registry) getStore() regStore {

@@ -29,6 +29,10 @@ type regStore interface {
 	addEndpoint(conf string, e Endpoint, allowLegacy, newConf, addEntry bool) error
 	removeEndpoints(conf string, api, revokeFile []Endpoint) error
 	removeConference(id string, api, revokeFile []Endpoint) error
+	// catchUp returns once the layer holds every write the store had
+	// when it was called (a ClientHello's tls-id registered through
+	// another replica a moment ago).
+	catchUp() error
 }
 
 // regMirror keeps a Registry's dynamic layer equal to the store's.
@@ -41,6 +45,15 @@ type regMirror struct {
 	applied int64            // store revision the layer reflects
 	loaded  bool
 	sig     chan struct{} // closed and replaced when applied moves
+	flight  *syncFlight   // the catch-up read in progress, if any
+	changed chan struct{} // wakes the notifier
+}
+
+// syncFlight is one catch-up read, shared by the misses that wait for it.
+type syncFlight struct {
+	started time.Time
+	done    chan struct{}
+	err     error
 }
 
 // regKV is one parsed registry value.
@@ -56,7 +69,7 @@ type regKV struct {
 // replica's writes into reg. Its goroutine runs until s.Close; the first
 // load happens as soon as etcd answers (Check fails until then).
 func (s *Store) AttachRegistry(reg *Registry) {
-	m := &regMirror{s: s, reg: reg, kvs: map[string]regKV{}, sig: make(chan struct{})}
+	m := &regMirror{s: s, reg: reg, kvs: map[string]regKV{}, sig: make(chan struct{}), changed: make(chan struct{}, 1)}
 	reg.mu.Lock()
 	reg.store = m
 	reg.mu.Unlock()
@@ -64,6 +77,7 @@ func (s *Store) AttachRegistry(reg *Registry) {
 	s.registry = m
 	s.mu.Unlock()
 	s.wg.Go(m.run)
+	s.wg.Go(m.notifier)
 }
 
 func (m *regMirror) prefix() string { return m.s.key("kd/registry/") }
@@ -103,8 +117,9 @@ func (m *regMirror) run() {
 					m.kvs[k] = v
 				}
 			}
-			m.publishLocked(resp.Header.Revision)
+			api, revoked := m.buildLocked()
 			m.mu.Unlock()
+			m.publish(resp.Header.Revision, api, revoked)
 		}
 		cancel()
 	}
@@ -131,8 +146,11 @@ func (m *regMirror) load() (int64, error) {
 	}
 	m.mu.Lock()
 	m.kvs = kvs
+	api, revoked := m.buildLocked()
+	m.mu.Unlock()
+	m.publish(g.Header.Revision, api, revoked)
+	m.mu.Lock()
 	m.loaded = true
-	m.publishLocked(g.Header.Revision)
 	m.mu.Unlock()
 	return g.Header.Revision, nil
 }
@@ -165,8 +183,9 @@ func (m *regMirror) parse(k string, b []byte) (regKV, error) {
 	return regKV{}, fmt.Errorf("registry key %q: %w", k, ErrStoreValue)
 }
 
-// publishLocked rebuilds the registry's dynamic layer. Called with m.mu.
-func (m *regMirror) publishLocked(rev int64) {
+// buildLocked builds the registry's dynamic layer from the store's
+// values. Called with m.mu.
+func (m *regMirror) buildLocked() (map[string]*confLayer, map[entryKey]bool) {
 	type item struct {
 		rev int64
 		e   storedEndpoint
@@ -199,11 +218,38 @@ func (m *regMirror) publishLocked(rev int64) {
 		}
 		l.endpoints = append(l.endpoints, Endpoint{TLSID: it.e.TLSID, Fingerprint: it.e.Fingerprint, KDTLSID: it.e.KDTLSID, Source: "api"})
 	}
-	m.reg.setDynamic(api, revoked)
+	return api, revoked
+}
+
+// publish swaps the registry's dynamic layer, wakes the writers waiting
+// for rev, and has the notifier goroutine tell the registry's subscribers:
+// the KD's revalidation may wait for an association's lock, held by a
+// ClientHello that waits for this goroutine (catchUp).
+func (m *regMirror) publish(rev int64, api map[string]*confLayer, revoked map[entryKey]bool) {
+	m.reg.swapDynamic(api, revoked)
+	m.mu.Lock()
 	if rev > m.applied {
 		m.applied = rev
 		close(m.sig)
 		m.sig = make(chan struct{})
+	}
+	m.mu.Unlock()
+	select {
+	case m.changed <- struct{}{}:
+	default: // a notification is pending: it will read the newest snapshot
+	}
+}
+
+// notifier tells the registry's subscribers of changes, coalesced: each
+// reads the registry's current snapshot.
+func (m *regMirror) notifier() {
+	for {
+		select {
+		case <-m.s.ctx.Done():
+			return
+		case <-m.changed:
+			notify(m.reg.subscribers())
+		}
 	}
 }
 
@@ -227,6 +273,47 @@ func (m *regMirror) waitApplied(rev int64) error {
 			return fmt.Errorf("%w: closed", ErrStoreUnavailable)
 		}
 	}
+}
+
+func (m *regMirror) catchUp() error {
+	arrived := time.Now()
+	for {
+		m.mu.Lock()
+		f := m.flight
+		if f == nil {
+			f = &syncFlight{started: time.Now(), done: make(chan struct{})}
+			m.flight = f
+			m.mu.Unlock()
+			f.err = m.syncNow()
+			m.mu.Lock()
+			m.flight = nil
+			m.mu.Unlock()
+			close(f.done)
+			return f.err
+		}
+		m.mu.Unlock()
+		<-f.done
+		if !f.started.Before(arrived) {
+			return f.err
+		}
+		// That read began before this miss: it may not cover it.
+	}
+}
+
+// syncNow reads the store's revision (a linearizable read) and waits until
+// the watch has applied it.
+func (m *regMirror) syncNow() error {
+	if err := m.s.failFast(storeOpRegLoad); err != nil {
+		return err
+	}
+	ctx, cancel := m.s.reqCtx()
+	g, err := m.s.cl.Get(ctx, m.prefix(), clientv3.WithPrefix(), clientv3.WithCountOnly())
+	cancel()
+	if err != nil {
+		return m.s.fail(storeOpRegLoad, err)
+	}
+	m.s.ok()
+	return m.waitApplied(g.Header.Revision)
 }
 
 func (m *regMirror) isLoaded() bool {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -50,6 +51,11 @@ type Store struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// failedAt is when a request last failed for want of etcd (Unix
+	// nanoseconds; 0 after a success): for a second after it, requests made
+	// on a KD worker fail at once instead of waiting out the timeout again.
+	failedAt atomic.Int64
 
 	mu       sync.Mutex
 	lease    clientv3.LeaseID // 0 while none is held
@@ -222,6 +228,7 @@ func (s *Store) fail(op string, err error) error {
 		s.rl.Log(slog.LevelError, "store_value", "refused a value in the store", "op", op, "err", err)
 		return err
 	}
+	s.failedAt.Store(time.Now().UnixNano())
 	s.errs.WithLabelValues(op).Inc()
 	s.rl.Log(slog.LevelWarn, "store_"+op, "etcd store request failed", "op", op, "err", err)
 	return fmt.Errorf("%w: %s: %w", ErrStoreUnavailable, op, err)
@@ -229,6 +236,20 @@ func (s *Store) fail(op string, err error) error {
 
 // Errors returns the counter of failed store requests for op (tests).
 func (s *Store) errCount(op string) prometheus.Counter { return s.errs.WithLabelValues(op) }
+
+// failFast is the circuit breaker of requests made on a KD worker: within
+// a second of a failure they fail at once (counted under op).
+func (s *Store) failFast(op string) error {
+	at := s.failedAt.Load()
+	if at == 0 || time.Since(time.Unix(0, at)) > time.Second {
+		return nil
+	}
+	s.errs.WithLabelValues(op).Inc()
+	return fmt.Errorf("%w: %s: failed less than a second ago", ErrStoreUnavailable, op)
+}
+
+// ok records a request that etcd answered.
+func (s *Store) ok() { s.failedAt.Store(0) }
 
 // currentLease returns the replica's lease, or ErrStoreUnavailable.
 func (s *Store) currentLease() (clientv3.LeaseID, error) {
@@ -302,8 +323,10 @@ func (s *Store) Check() error {
 	ctx, cancel := s.reqCtx()
 	defer cancel()
 	if _, err := s.cl.Get(ctx, s.key("kd/"), clientv3.WithCountOnly(), clientv3.WithPrefix()); err != nil {
+		s.failedAt.Store(time.Now().UnixNano())
 		return fmt.Errorf("etcd store unreachable: %w", err)
 	}
+	s.ok()
 	if _, err := s.currentLease(); err != nil {
 		return err
 	}
