@@ -318,6 +318,16 @@ func (e *EtcdEKT) Forget(conference string) {
 	e.mu.Unlock()
 }
 
+// zeroAll zeroes and drops every cached set (the store is closing).
+func (e *EtcdEKT) zeroAll() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for c, s := range e.confs {
+		s.p.zero()
+		delete(e.confs, c)
+	}
+}
+
 // Conferences returns how many conferences this replica holds a set of.
 func (e *EtcdEKT) Conferences() int {
 	e.mu.Lock()
@@ -330,6 +340,7 @@ func (e *EtcdEKT) Conferences() int {
 func (e *EtcdEKT) upkeepLoop() {
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	defer e.zeroAll()
 	for {
 		select {
 		case <-e.s.ctx.Done():

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -355,4 +357,91 @@ func cmpErr(a, b error) error {
 		return a
 	}
 	return b
+}
+
+// TestJoinAcrossReplicas: a WebRTC/PERC app joins through replica 1's join
+// endpoint and its endpoint's handshake reaches replica 2 (the MD's tunnel
+// led there). Replica 1's session binds to that association (published in
+// the store) instead of timing out and unregistering the endpoint; when
+// the endpoint leaves, the session ends and the registration is gone on
+// both replicas.
+func TestJoinAcrossReplicas(t *testing.T) {
+	c := startEtcd(t)
+	r1 := newReplica(t, c, "kd1")
+	r2 := newReplica(t, c, "kd2")
+	if err := r1.reg.SetConference("perc", false); err != nil {
+		t.Fatal(err)
+	}
+	md := newFakeMD(t)
+	secret := bytes.Repeat([]byte{3}, 32)
+	var mu sync.Mutex
+	now := time.Now()
+	j, err := NewJoin(JoinConfig{
+		Registry:      r1.reg,
+		MD:            &MDControlClient{URL: md.srv.URL, Token: fakeMDToken},
+		Associations:  func() []AssociationInfo { return append(r1.kd.Associations(), r1.store.RemoteAssociations()...) },
+		Fingerprint:   r1.kdFP,
+		Candidates:    []netip.AddrPort{netip.MustParseAddrPort("198.18.0.1:4000")},
+		Secret:        secret,
+		Logger:        discardLogger(),
+		SweepInterval: time.Hour, // swept by hand
+		now: func() time.Time {
+			mu.Lock()
+			defer mu.Unlock()
+			return now
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(j.Handler())
+	t.Cleanup(func() {
+		srv.Close()
+		_ = j.Close()
+	})
+	tlsID := NewTLSID()
+	cfg, fp := simClientConfig(t, tlsID, ProfileDoubleAES128GCM, ProfileAEADAES128GCM)
+	cfg.EKTCiphers = []dtls.EKTCipher{dtls.EKTCipherAESKW128}
+	cfg.VerifyPeer = dtls.PinSHA256(r2.kdFP)
+	tok, err := MintJoinToken(secret, "perc", now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequest("POST", srv.URL+"/v1/join/perc", strings.NewReader(testOffer(fp, tlsID)))
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Content-Type", "application/sdp")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("join through replica 1: %d", resp.StatusCode)
+	}
+	ep, err := joinRegistered(t, r2.env, cfg, ProfileDoubleAES128GCM)
+	if err != nil {
+		t.Fatalf("handshake on replica 2 of an endpoint joined through replica 1: %v", err)
+	}
+	ep.waitKeys(t, 1, 5*time.Second)
+	waitFor(t, "replica 1 lists the association", func() bool { return remoteHas(r1.store, "perc", tlsID) })
+	mu.Lock()
+	now = now.Add(DefaultJoinTimeout + time.Second)
+	mu.Unlock()
+	j.sweep()
+	if s := j.Sessions(); len(s) != 1 || s[0].Association == "" {
+		t.Fatalf("session not bound to the association on replica 2: %+v", s)
+	}
+	if _, ok := r2.reg.current().lookupTLSID([]byte(tlsID)); !ok {
+		t.Fatal("the endpoint's registration is gone")
+	}
+	_ = ep.r.Close()
+	waitFor(t, "the association's end reaches replica 1", func() bool { return !remoteHas(r1.store, "perc", tlsID) })
+	j.sweep()
+	if s := j.Sessions(); len(s) != 0 {
+		t.Fatalf("session outlived its association: %+v", s)
+	}
+	waitFor(t, "the registration is gone on replica 2", func() bool {
+		_, ok := r2.reg.current().lookupTLSID([]byte(tlsID))
+		return !ok
+	})
 }
