@@ -9,7 +9,6 @@ import (
 	"sync"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/mdfast/mdfast/internal/dtls"
@@ -101,15 +100,16 @@ func (e *EtcdEKT) memberKey(conference string) string {
 	return e.membersPrefix(conference) + e.s.replica
 }
 
-func (e *EtcdEKT) open(conference string, kv *mvccpb.KeyValue) (*EKTParams, error) {
-	if len(kv.Value) > maxStoreValue {
-		return nil, fmt.Errorf("sealed EKT set of %d octets: %w", len(kv.Value), ErrStoreValue)
+// open opens a set read from the store at mod revision rev.
+func (e *EtcdEKT) open(conference string, value []byte, rev int64) (*EKTParams, error) {
+	if len(value) > maxStoreValue {
+		return nil, fmt.Errorf("sealed EKT set of %d octets: %w", len(value), ErrStoreValue)
 	}
-	p, err := openParams(e.s.aead, e.s.prefix, conference, e.cipher, kv.Value)
+	p, err := openParams(e.s.aead, e.s.prefix, conference, e.cipher, value)
 	if err != nil {
 		return nil, err
 	}
-	p.rev = kv.ModRevision
+	p.rev = rev
 	return &p, nil
 }
 
@@ -219,7 +219,7 @@ func (e *EtcdEKT) join(conference string) (*EKTParams, int64, error) {
 	if len(kvs) != 1 {
 		return nil, 0, e.s.fail(storeOpEKTGet, fmt.Errorf("set of conference %q vanished inside a transaction", conference))
 	}
-	p, err := e.open(conference, kvs[0])
+	p, err := e.open(conference, kvs[0].Value, kvs[0].ModRevision)
 	if err != nil {
 		return nil, 0, e.s.fail(storeOpEKTGet, err)
 	}
@@ -259,7 +259,7 @@ func (e *EtcdEKT) rekey(conference string, spi uint16) (*EKTParams, error) {
 	if len(g.Kvs) == 0 {
 		return nil, fmt.Errorf("keydist: re-key conference %q: %w", conference, ErrNotFound)
 	}
-	old, err := e.open(conference, g.Kvs[0])
+	old, err := e.open(conference, g.Kvs[0].Value, g.Kvs[0].ModRevision)
 	if err != nil {
 		return nil, e.s.fail(storeOpEKTRekey, err)
 	}
@@ -294,7 +294,7 @@ func (e *EtcdEKT) rekey(conference string, spi uint16) (*EKTParams, error) {
 	if len(kvs) != 1 {
 		return nil, fmt.Errorf("keydist: re-key conference %q: deleted meanwhile: %w", conference, ErrNotFound)
 	}
-	cur, err := e.open(conference, kvs[0])
+	cur, err := e.open(conference, kvs[0].Value, kvs[0].ModRevision)
 	if err != nil {
 		return nil, e.s.fail(storeOpEKTRekey, err)
 	}
@@ -453,7 +453,8 @@ func (e *EtcdEKT) refresh(conference string) {
 		e.dropAndNotify(conference)
 		return
 	}
-	p, err := e.open(conference, resp.Responses[0].GetResponseRange().Kvs[0])
+	kv := resp.Responses[0].GetResponseRange().Kvs[0]
+	p, err := e.open(conference, kv.Value, kv.ModRevision)
 	if err != nil {
 		_ = e.s.fail(storeOpEKTGet, err)
 		return
@@ -559,7 +560,7 @@ func (e *EtcdEKT) event(escaped string, ev *clientv3.Event) {
 		e.dropAndNotify(conference)
 		return
 	}
-	p, err := e.open(conference, ev.Kv)
+	p, err := e.open(conference, ev.Kv.Value, ev.Kv.ModRevision)
 	if err != nil {
 		_ = e.s.fail(storeOpWatch, err)
 		return
