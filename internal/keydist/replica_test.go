@@ -120,10 +120,11 @@ func TestReplicasShareEKT(t *testing.T) {
 }
 
 // TestReplicaStoreDown: with etcd stopped, an established association
-// keeps its keys (nothing ends, no EKTKey), a conference already held
-// still admits members, a new conference's first handshake fails within
-// the bound with a counted error, registry writes answer 503, readiness
-// fails; after etcd restarts, all of it works without restarting the KD.
+// keeps its keys (nothing ends, no EKTKey), a new conference's first
+// handshake fails within the bound with a counted error, registry writes
+// answer 503, readiness fails, and the re-key a departure needs waits;
+// after etcd restarts the re-key is made and sent, a newcomer gets it, and
+// a new conference works, without restarting the KD.
 func TestReplicaStoreDown(t *testing.T) {
 	c := startEtcd(t)
 	r := newReplica(t, c, "kd1")
@@ -132,6 +133,11 @@ func TestReplicaStoreDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	ka := a.waitKeys(t, 1, 5*time.Second)[0]
+	a2, err := joinDouble(t, r.env, "held", ProfileDoubleAES128GCM, dtls.EKTCipherAESKW128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2.waitKeys(t, 1, 5*time.Second)
 	// Registered now, joined while etcd is down.
 	freshTLSID := NewTLSID()
 	freshCfg, freshFP := simClientConfig(t, freshTLSID, ProfileDoubleAES128GCM, ProfileAEADAES128GCM)
@@ -183,6 +189,10 @@ func TestReplicaStoreDown(t *testing.T) {
 	if id := r.relay.idFor(a.local); hasKind(r.relay.events(id), "disconnect") {
 		t.Fatal("established association ended during the outage")
 	}
+	// A member leaves during the outage: the re-key it needs cannot be
+	// made now; it is made (and sent) once etcd is back.
+	_ = a2.r.Close()
+	waitCounter(t, r.store.errCount(storeOpEKTRekey), 1)
 
 	if err := c.Restart(0); err != nil {
 		t.Fatal(err)
@@ -194,12 +204,16 @@ func TestReplicaStoreDown(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	kr := a.waitKeys(t, 2, 10*time.Second)[1]
+	if kr.SPI == ka.SPI || bytes.Equal(kr.Key, ka.Key) {
+		t.Fatal("the re-key a departure during the outage needed was not made after it")
+	}
 	b, err := joinDouble(t, r.env, "held", ProfileDoubleAES128GCM, dtls.EKTCipherAESKW128)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if k := b.waitKeys(t, 1, 5*time.Second)[0]; !sameKey(k, ka) {
-		t.Fatalf("newcomer after the outage got SPI %d, the member has %d", k.SPI, ka.SPI)
+	if k := b.waitKeys(t, 1, 5*time.Second)[0]; !sameKey(k, kr) {
+		t.Fatalf("newcomer after the outage got SPI %d, the member has %d", k.SPI, kr.SPI)
 	}
 	n, err := joinDouble(t, r.env, "fresh", ProfileDoubleAES128GCM, dtls.EKTCipherAESKW128)
 	if err != nil {
