@@ -16,6 +16,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -37,9 +38,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/mdfast/mdfast/internal/dtls"
+	"github.com/mdfast/mdfast/internal/etcdclient"
 	"github.com/mdfast/mdfast/internal/httpserve"
 	"github.com/mdfast/mdfast/internal/keydist"
 	"github.com/mdfast/mdfast/internal/options"
+	"github.com/mdfast/mdfast/internal/ready"
 	"github.com/mdfast/mdfast/internal/tunnel"
 )
 
@@ -94,8 +97,22 @@ type config struct {
 	JoinRate         float64
 	JoinRateSource   float64
 	JoinAllowOrigin  options.StringList
+	EtcdEndpoints    options.StringList
+	EtcdPrefix       string
+	EtcdCA           string
+	EtcdCert         string
+	EtcdKey          string
+	EtcdUser         string
+	EtcdPasswordFile string
+	EKTStoreKeyFile  string
 	LogLevel         string
 	LogFormat        string
+}
+
+// etcd is the store configuration of the options.
+func (c *config) etcd() etcdclient.Config {
+	return etcdclient.Config{Endpoints: c.EtcdEndpoints, Prefix: c.EtcdPrefix, CAFile: c.EtcdCA, CertFile: c.EtcdCert,
+		KeyFile: c.EtcdKey, Username: c.EtcdUser, PasswordFile: c.EtcdPasswordFile}
 }
 
 // defaultJournal is the association journal in systemd's StateDirectory
@@ -186,7 +203,52 @@ func (c *config) options() []options.Option {
 		options.Float(&c.JoinRateSource, "join-rate-per-source", keydist.DefaultJoinRatePerSource, "join endpoint requests per second from one IPv4 address or IPv6 /64 (burst 10)"),
 		options.List(&c.JoinAllowOrigin, "join-allow-origin", nil, "web origins allowed to call the join endpoint (CORS; * for any; repeatable)"),
 	)
+	o = append(o,
+		options.List(&c.EtcdEndpoints, "etcd-endpoints", nil, "etcd client URLs (repeatable): KD replicas keep the registry's API layer and the EKT parameter sets there (empty: this process only)").Check(func() error {
+			if err := c.etcd().Validate(); err != nil {
+				return err
+			}
+			if len(c.EtcdEndpoints) > 0 && c.EKTStoreKeyFile == "" {
+				return errors.New("-etcd-endpoints needs -ekt-store-key-file (the key that seals EKT parameter sets in etcd)")
+			}
+			return nil
+		}),
+		options.String(&c.EtcdPrefix, "etcd-prefix", etcdclient.DefaultPrefix, "prefix of every etcd key (the KDs write only in its kd/ subtree)"),
+		options.String(&c.EtcdCA, "etcd-ca", "", "CA certificate (PEM) that verifies the etcd members (https endpoints)"),
+		options.String(&c.EtcdCert, "etcd-cert", "", "client certificate (PEM) for etcd"),
+		options.String(&c.EtcdKey, "etcd-key", "", "client key (PEM) for etcd"),
+		options.String(&c.EtcdUser, "etcd-user", "", "etcd user (RBAC: read-write on the prefix's kd/ subtree only)"),
+		options.String(&c.EtcdPasswordFile, "etcd-password-file", "", "file holding the etcd user's password"),
+		options.String(&c.EKTStoreKeyFile, "ekt-store-key-file", "", "file holding the 32 random octets (raw, or 64 hex digits) that seal EKT parameter sets in etcd; the same on every KD replica, never given to MDs").Check(func() error {
+			if c.EKTStoreKeyFile == "" {
+				return nil
+			}
+			k, err := readStoreKey(c.EKTStoreKeyFile)
+			clear(k)
+			return err
+		}),
+	)
 	return append(o, options.Log(&c.LogLevel, &c.LogFormat)...)
+}
+
+// readStoreKey reads the EKT store key: 32 raw octets or 64 hex digits
+// (surrounding white space ignored).
+func readStoreKey(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("EKT store key: %w", err)
+	}
+	defer clear(b)
+	if len(b) == keydist.StoreKeyLen {
+		return append([]byte(nil), b...), nil
+	}
+	t := strings.TrimSpace(string(b))
+	k, err := hex.DecodeString(t)
+	if err != nil || len(k) != keydist.StoreKeyLen {
+		clear(k)
+		return nil, fmt.Errorf("EKT store key %s: want %d raw octets or %d hex digits", path, keydist.StoreKeyLen, 2*keydist.StoreKeyLen)
+	}
+	return k, nil
 }
 
 // parseMediaAddrs parses -md-media-addr values.
@@ -323,14 +385,56 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ekt, err := keydist.NewMemoryEKT(keydist.MemoryEKTConfig{Cipher: cipher, TTL: c.EKTTTL})
-	if err != nil {
-		return err
-	}
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), reloads)
+	var ekt keydist.EKTSource
+	var checks []ready.Check
+	var publisher keydist.AssociationPublisher
+	remoteAssocs := func() []keydist.AssociationInfo { return nil }
+	if ecfg := c.etcd(); ecfg.Enabled() {
+		cl, err := etcdclient.New(ecfg)
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		key, err := readStoreKey(c.EKTStoreKeyFile)
+		if err != nil {
+			return err
+		}
+		store, err := keydist.NewStore(keydist.StoreConfig{Client: cl, Prefix: ecfg.Key(""), SealKey: key, Logger: log, Metrics: promReg})
+		clear(key)
+		if err != nil {
+			return err
+		}
+		// Deferred before kd.Close, so run after it: the KD's members
+		// leave first, then the lease (and this replica's memberships) go.
+		defer store.Close()
+		store.AttachRegistry(reg)
+		if ekt, err = keydist.NewEtcdEKT(store, keydist.MemoryEKTConfig{Cipher: cipher, TTL: c.EKTTTL}); err != nil {
+			return err
+		}
+		checks = append(checks, ready.Check{Name: "store", Func: store.Check})
+		publisher, remoteAssocs = store, store.RemoteAssociations
+		log.Info("KD replica on etcd", "endpoints", ecfg.Endpoints, "prefix", ecfg.Key(""), "replica", store.Replica())
+	} else {
+		if ekt, err = keydist.NewMemoryEKT(keydist.MemoryEKTConfig{Cipher: cipher, TTL: c.EKTTTL}); err != nil {
+			return err
+		}
+	}
+	readyGauge := prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: "keydist", Name: "ready",
+		Help: "1 when the readiness check passes (/readyz), by check."}, []string{"check"})
+	promReg.MustRegister(readyGauge)
+	checker := ready.New(ready.Config{Checks: checks, Logger: log, OnChange: func(check string, ok bool) {
+		v := 0.0
+		if ok {
+			v = 1
+		}
+		readyGauge.WithLabelValues(check).Set(v)
+	}})
+	checker.Update()
 	kd, err := keydist.New(keydist.Config{
 		EKT:                      ekt,
+		Publisher:                publisher,
 		RekeyOnJoin:              c.RekeyOnJoin,
 		Certificate:              dtlsCert,
 		Registry:                 reg,
@@ -390,10 +494,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		joinSecret = []byte(secret)
+		// With replicas, an endpoint's handshake may complete on another
+		// one: the session binds to the association it published.
 		join, err = keydist.NewJoin(keydist.JoinConfig{
 			Registry:       reg,
 			MD:             &keydist.MDControlClient{URL: c.MDControlURL, Token: mdToken},
-			Associations:   kd.Associations,
+			Associations:   func() []keydist.AssociationInfo { return append(kd.Associations(), remoteAssocs()...) },
 			Fingerprint:    fp,
 			Candidates:     addrs,
 			Secret:         joinSecret,
@@ -442,6 +548,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		mux.Handle("/v1/", api)
 		if c.MetricsListen == "" {
 			mux.Handle("GET /metrics", metricsHandler)
+			mux.Handle("GET /readyz", checker)
 		}
 		if err := web.Serve(c.AdminListen, mux, "admin API"); err != nil {
 			return err
@@ -450,6 +557,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if c.MetricsListen != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", metricsHandler)
+		mux.Handle("GET /readyz", checker)
 		if err := web.Serve(c.MetricsListen, mux, "metrics"); err != nil {
 			return err
 		}
@@ -477,6 +585,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if watcher != nil {
 		wg.Go(func() { watcher.Run(ctx) })
 	}
+	wg.Go(func() { checker.Run(ctx, time.Second) })
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

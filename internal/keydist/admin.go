@@ -96,6 +96,9 @@ func writeErr(w http.ResponseWriter, err error) {
 		code = http.StatusNotFound
 	case errors.Is(err, ErrDuplicate):
 		code = http.StatusConflict
+	case errors.Is(err, ErrStoreUnavailable):
+		code = http.StatusServiceUnavailable
+		w.Header().Set("Retry-After", "5")
 	case errors.Is(err, ErrInvalidTLSID), errors.Is(err, ErrInvalidFingerprint),
 		errors.Is(err, ErrInvalidConference), errors.Is(err, errBadRequest):
 		code = http.StatusBadRequest

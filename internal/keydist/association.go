@@ -321,6 +321,15 @@ func (a *association) clientHello(info *dtls.ClientHelloInfo) (dtls.ServerSelect
 	if a.hasTLSID {
 		m, ok := snap.lookupTLSID(info.ExternalSessionID)
 		if !ok {
+			// With replicas, the tls-id may have been registered through
+			// another one a moment ago: catch up with the store once
+			// (bounded, coalesced across misses).
+			if s := k.cfg.Registry.catchUp(); s != nil {
+				snap = s
+				m, ok = snap.lookupTLSID(info.ExternalSessionID)
+			}
+		}
+		if !ok {
 			return reject(reasonUnknownTLSID, dtls.AlertAccessDenied, errors.New("tls-id not registered"))
 		}
 		sel.ExternalSessionID = []byte(m.Endpoint.KDTLSID)
@@ -425,6 +434,10 @@ func (a *association) deliverKeys() {
 	profile := a.profile
 	// Under a.mu: a terminate that follows removes the record after it.
 	k.journalAdd(a, m)
+	if k.cfg.Publisher != nil {
+		k.cfg.Publisher.Established(AssociationInfo{MD: a.key.peer, ID: a.key.id, State: "established", Conference: m.Conference,
+			TLSID: m.Endpoint.TLSID, Fingerprint: m.Endpoint.Fingerprint.String(), Since: a.created})
+	}
 	a.afterConn(now) // unlocks; sends the final flight, then the EKTKey
 	k.moved(stateHandshaking, stateEstablished)
 	k.m.handshakes.WithLabelValues("ok").Inc()
@@ -520,6 +533,13 @@ func (a *association) sendMediaKeys(ctx context.Context, mk *tunnel.MediaKeys) e
 type ektConference struct {
 	mu      sync.Mutex
 	members map[*association]struct{}
+	// sent is the revision (EKTParams.rev) of the newest set queued to
+	// the members: a set from the store that is not newer was sent
+	// already (by this replica's own re-key) or is superseded.
+	sent int64
+	// rekeyDue: a re-key that a member's departure needs failed (store
+	// unreachable); the janitor tries again.
+	rekeyDue bool
 }
 
 // lockEKTConf returns conference's EKT state, made when absent, locked.
@@ -593,6 +613,7 @@ func (a *association) joinEKT() {
 	if k.cfg.RekeyOnJoin {
 		targets = conf.memberList()
 	}
+	conf.sent = max(conf.sent, params.rev)
 	for _, o := range targets {
 		o.queueEKTKey(&params)
 	}
@@ -683,10 +704,16 @@ func (k *KeyDistributor) rekeyLocked(conference string, conf *ektConference) []*
 		cur, err = k.cfg.EKT.Rekey(conference, spi)
 	}
 	if err != nil {
-		k.rl.Log(slog.LevelError, "ekt_rekey", "EKT re-key failed", "conference", conference, "err", err)
+		conf.rekeyDue = true
+		k.rl.Log(slog.LevelError, "ekt_rekey", "EKT re-key failed; retried by the janitor", "conference", conference, "err", err)
 		return nil
 	}
 	defer cur.zero()
+	conf.rekeyDue = false
+	if cur.rev != 0 && cur.rev <= conf.sent {
+		return nil // another replica's re-key, already sent through ektChanged
+	}
+	conf.sent = max(conf.sent, cur.rev)
 	members := conf.memberList()
 	k.m.ektRekeys.Inc()
 	k.log.Info("EKT re-key", "conference", conference, "spi", cur.SPI, "members", len(members))
@@ -694,6 +721,46 @@ func (k *KeyDistributor) rekeyLocked(conference string, conf *ektConference) []*
 		o.queueEKTKey(&cur)
 	}
 	return members
+}
+
+// ektChanged is told by the EKT source that conference's set changed
+// under the KD (another replica re-keyed it, or it vanished from the store
+// and Current makes it again): the members here get the new set exactly as
+// after the KD's own re-key.
+func (k *KeyDistributor) ektChanged(conference string) {
+	k.mu.Lock()
+	conf := k.members[conference]
+	k.mu.Unlock()
+	if conf == nil {
+		return
+	}
+	conf.mu.Lock()
+	if len(conf.members) == 0 {
+		conf.mu.Unlock()
+		return
+	}
+	p, err := k.cfg.EKT.Current(conference)
+	if err != nil {
+		conf.mu.Unlock()
+		k.rl.Log(slog.LevelError, "ekt_remote", "EKT parameter set changed in the store but could not be read", "conference", conference, "err", err)
+		return
+	}
+	defer p.zero()
+	if p.rev <= conf.sent {
+		conf.mu.Unlock()
+		return
+	}
+	conf.sent = p.rev
+	members := conf.memberList()
+	k.m.ektRemoteRekeys.Inc()
+	k.log.Info("EKT re-key by another replica", "conference", conference, "spi", p.SPI, "members", len(members))
+	for _, o := range members {
+		o.queueEKTKey(&p)
+	}
+	conf.mu.Unlock()
+	for _, o := range members {
+		o.flush()
+	}
 }
 
 // terminate ends the association once: it leaves the tables, ends the
@@ -726,6 +793,9 @@ func (a *association) terminate(reason string, alertDesc uint8, notifyMD bool) {
 	if prev == stateEstablished {
 		k.leaveEKT(a)
 		k.journalRemove(a.key)
+		if k.cfg.Publisher != nil {
+			k.cfg.Publisher.Ended(a.key.peer, a.key.id)
+		}
 	}
 	t := a.tunnel()
 	if t != nil {

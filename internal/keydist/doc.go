@@ -93,8 +93,22 @@
 //	    --data-binary @offer.sdp https://kd.example:8443/v1/join/room-1  # 201, Location, answer
 //	curl -s -X DELETE -H "Authorization: Bearer $TOKEN" https://kd.example:8443/v1/join/sessions/<id>
 //
+// # Replicas on etcd
+//
+// With a Store (store.go), several KD processes share one etcd: the
+// registry's API layer lives there (regstore.go: written in transactions
+// that also claim the tls-id, mirrored by a watch into every replica's
+// Registry), each conference's EKT parameter set too (ektstore.go: sealed
+// under a key only the KDs hold, created if absent and re-keyed by
+// compare-and-swap, so members of one conference never get two sets; a
+// watch sends another replica's re-key to the local members), and each
+// replica's established associations (assocstore.go, for the join
+// endpoint). etcd being unreachable costs only what needs a new write: a
+// new conference's set, a re-key (retried), a registration (503);
+// established associations and joins of conferences already held go on.
+//
 // The package owns the KD logic, the endpoint registry (file and admin API
-// sources) and its metrics. It must not parse the tunnel wire format (that
+// sources, optionally in etcd) and its metrics. It must not parse the tunnel wire format (that
 // is internal/tunnel) nor DTLS (that is internal/dtls), and it never logs
 // key material.
 package keydist

@@ -44,6 +44,10 @@ type EKTParams struct {
 	SPI     uint16
 	TTL     time.Duration
 	Created time.Time
+
+	// rev orders the sets of a conference: the store's mod revision of
+	// the set (EtcdEKT), 0 for sources with one process (MemoryEKT).
+	rev int64
 }
 
 // EKTKey is the DTLS EKTKey message for the parameter set (its slices are

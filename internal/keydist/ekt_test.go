@@ -67,12 +67,12 @@ func TestEKTRenewedBeforeTTL(t *testing.T) {
 		t.Fatal(err)
 	}
 	k := ep.waitKeys(t, 1, 5*time.Second)[0]
-	e.kd.renewEKT(time.Now().Add(40 * time.Minute)) // TTL 1 h: not yet
+	e.kd.renewEKT(time.Now().Add(40*time.Minute), false) // TTL 1 h: not yet
 	time.Sleep(100 * time.Millisecond)
 	if n := len(ep.ektKeys()); n != 1 {
 		t.Fatalf("re-keyed at two thirds of the TTL: %d keys", n)
 	}
-	e.kd.renewEKT(time.Now().Add(46 * time.Minute))
+	e.kd.renewEKT(time.Now().Add(46*time.Minute), false)
 	k2 := ep.waitKeys(t, 2, 5*time.Second)[1]
 	if k2.SPI != k.SPI+1 || len(ep.ektKeys()) != 2 {
 		t.Fatalf("spi %d -> %d, %d keys", k.SPI, k2.SPI, len(ep.ektKeys()))

@@ -54,13 +54,27 @@ func (ep *ektEndpoint) waitKeys(t *testing.T, n int, timeout time.Duration) []*d
 // handshake offering profile first (then AEAD_AES_128_GCM) and ciphers.
 func joinDouble(t *testing.T, e *env, conference string, profile uint16, ciphers ...dtls.EKTCipher) (*ektEndpoint, error) {
 	t.Helper()
+	return joinDoubleVia(t, e.reg, e, conference, profile, ciphers...)
+}
+
+// joinDoubleVia is joinDouble with the endpoint registered in reg (another
+// replica's registry, in the store tests) and its handshake through e.
+func joinDoubleVia(t *testing.T, reg *Registry, e *env, conference string, profile uint16, ciphers ...dtls.EKTCipher) (*ektEndpoint, error) {
+	t.Helper()
 	tlsID := NewTLSID()
 	cfg, fp := simClientConfig(t, tlsID, profile, ProfileAEADAES128GCM)
 	cfg.EKTCiphers = ciphers
 	cfg.VerifyPeer = dtls.PinSHA256(e.kdFP)
-	if _, err := e.reg.AddEndpoint(conference, Endpoint{TLSID: tlsID, Fingerprint: fp}); err != nil {
+	if _, err := reg.AddEndpoint(conference, Endpoint{TLSID: tlsID, Fingerprint: fp}); err != nil {
 		t.Fatal(err)
 	}
+	return joinRegistered(t, e, cfg, profile)
+}
+
+// joinRegistered runs the handshake of an endpoint already registered,
+// with its client configuration cfg, through e.
+func joinRegistered(t *testing.T, e *env, cfg *dtls.Config, profile uint16) (*ektEndpoint, error) {
+	t.Helper()
 	c, err := dtls.NewClient(cfg)
 	if err != nil {
 		t.Fatal(err)

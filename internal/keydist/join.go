@@ -428,6 +428,9 @@ func (j *Join) post(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		if errors.Is(err, ErrDuplicate) {
 			j.fail(w, r, http.StatusConflict, "duplicate", "this certificate fingerprint or tls-id has already joined the conference")
+		} else if errors.Is(err, ErrStoreUnavailable) {
+			w.Header().Set("Retry-After", "5")
+			j.fail(w, r, http.StatusServiceUnavailable, "store_unavailable", "the key distributor's store (etcd) is unreachable; try again shortly")
 		} else {
 			j.fail(w, r, http.StatusBadRequest, "registry", err.Error())
 		}

@@ -91,6 +91,10 @@ type Config struct {
 	Logger *slog.Logger
 	// Metrics, if not nil, receives the KD's Prometheus collectors.
 	Metrics prometheus.Registerer
+	// Publisher, if not nil, is told of established associations and
+	// their end (KD replicas: Store publishes them for the other replicas'
+	// join endpoints).
+	Publisher AssociationPublisher
 	// Journal is the path of the association journal (journal.go): with
 	// it, the endpoints a previous run of the KD keyed can still be
 	// revoked after a restart. Empty disables it.
@@ -287,6 +291,9 @@ func New(cfg Config) (*KeyDistributor, error) {
 	for i := range k.work {
 		k.work[i] = make(chan job, cfg.InboundQueueLength)
 		k.wg.Go(func() { k.worker(k.work[i]) })
+	}
+	if n, ok := cfg.EKT.(ektNotifier); ok {
+		n.setNotify(k.ektChanged)
 	}
 	cfg.Registry.Subscribe(k.revalidate)
 	k.wg.Add(1)
@@ -789,7 +796,9 @@ func (k *KeyDistributor) sweep(now time.Time) {
 	}
 	if now.After(k.ttlCheck) {
 		k.ttlCheck = now.Add(ttlCheckInterval)
-		k.renewEKT(now)
+		k.renewEKT(now, false)
+	} else {
+		k.renewEKT(now, true)
 	}
 }
 
@@ -800,7 +809,10 @@ const ttlCheckInterval = 10 * time.Second
 // renewEKT re-keys every conference whose EKT parameter set has used three
 // quarters of its TTL: an EKTKey must not be used past it (RFC 8870
 // section 5.2.2).
-func (k *KeyDistributor) renewEKT(now time.Time) {
+//
+// With onlyDue it only retries the re-keys that failed (rekeyDue: the
+// store was unreachable when a member left).
+func (k *KeyDistributor) renewEKT(now time.Time, onlyDue bool) {
 	k.mu.Lock()
 	confs := make(map[string]*ektConference, len(k.members))
 	for c, conf := range k.members {
@@ -808,9 +820,14 @@ func (k *KeyDistributor) renewEKT(now time.Time) {
 	}
 	k.mu.Unlock()
 	for c, conf := range confs {
+		if onlyDue && !conf.needsRekey() {
+			continue
+		}
 		conf.mu.Lock()
 		var flush []*association
-		if len(conf.members) > 0 {
+		if len(conf.members) > 0 && conf.rekeyDue {
+			flush = k.rekeyLocked(c, conf)
+		} else if len(conf.members) > 0 && !onlyDue {
 			if p, err := k.cfg.EKT.Current(c); err == nil {
 				due := now.Sub(p.Created) > p.TTL*3/4
 				p.zero()
@@ -824,6 +841,13 @@ func (k *KeyDistributor) renewEKT(now time.Time) {
 			o.flush()
 		}
 	}
+}
+
+// needsRekey reports rekeyDue (it takes the conference's lock).
+func (c *ektConference) needsRekey() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rekeyDue
 }
 
 // AssociationInfo describes one live association (admin API).

@@ -57,6 +57,7 @@ type metrics struct {
 	dtlsDrops       *prometheus.CounterVec
 	helloVerify     prometheus.Counter
 	ektRekeys       prometheus.Counter
+	ektRemoteRekeys prometheus.Counter
 }
 
 // dtlsDrop counts a record or fragment the DTLS servers dropped.
@@ -125,6 +126,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "keydist", Name: "ekt_rekeys_total",
 			Help: "New EKT parameter sets given to conferences (a member left or joined, or the key's TTL ran low).",
 		}),
+		ektRemoteRekeys: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "ekt_remote_rekeys_total",
+			Help: "New EKT parameter sets made by another KD replica (seen in the store) and sent to this replica's members.",
+		}),
 		helloVerify: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "keydist", Name: "hello_verify_requests_total",
 			Help: "ClientHellos answered statelessly (HelloVerifyRequest, or nothing usable): no association kept.",
@@ -137,7 +142,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.associations, m.handshakes, m.ended, m.drops, m.mediaKeys,
 			m.disconnectsOut, m.disconnectsIn, m.disconnectsLost, m.tunnels, m.hsDuration, m.rxDatagrams, m.txDatagrams,
-			m.ektKeysSent, m.ektKeysAcked, m.dtlsDrops, m.helloVerify, m.ektRekeys} {
+			m.ektKeysSent, m.ektKeysAcked, m.dtlsDrops, m.helloVerify, m.ektRekeys, m.ektRemoteRekeys} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

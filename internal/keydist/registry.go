@@ -151,6 +151,9 @@ type Registry struct {
 	kdIDs   map[entryKey]string
 	subs    []func()
 	snap    atomic.Pointer[snapshot]
+	// store, when set (Store.AttachRegistry), holds the API layer: api
+	// and revoked are then a mirror of it, changed only by setDynamic.
+	store regStore
 	// warn receives merge conflicts (a file entry shadowing an API entry).
 	warn func(msg string, args ...any)
 }
@@ -270,10 +273,49 @@ func (r *Registry) ReplaceFile(confs []Conference) error {
 	return nil
 }
 
+// swapDynamic replaces the API layer with the store's (regMirror); the
+// caller notifies the subscribers.
+func (r *Registry) swapDynamic(api map[string]*confLayer, revoked map[entryKey]bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.api, r.revoked = api, revoked
+	r.snap.Store(r.merge())
+}
+
+// catchUp, with a store, waits until the registry holds every write the
+// store had when it was called and returns the new snapshot; nil without
+// a store or when the store did not answer.
+func (r *Registry) catchUp() *snapshot {
+	st := r.getStore()
+	if st == nil || st.catchUp() != nil {
+		return nil
+	}
+	return r.current()
+}
+
+// subscribers returns the functions Subscribe registered.
+func (r *Registry) subscribers() []func() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.subs)
+}
+
+func (r *Registry) getStore() regStore {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.store
+}
+
 // SetConference creates or updates a conference in the API source.
 func (r *Registry) SetConference(id string, allowLegacy bool) error {
 	if err := ValidateConferenceID(id); err != nil {
 		return fmt.Errorf("set conference: %w", err)
+	}
+	if st := r.getStore(); st != nil {
+		if err := st.setConference(id, allowLegacy); err != nil {
+			return fmt.Errorf("set conference %q: %w", id, err)
+		}
+		return nil
 	}
 	r.mu.Lock()
 	c := r.api[id]
@@ -297,6 +339,25 @@ func (r *Registry) RemoveConference(id string) error {
 	if !inAPI && !inFile {
 		r.mu.Unlock()
 		return fmt.Errorf("remove conference %q: %w", id, ErrNotFound)
+	}
+	if r.store != nil {
+		st := r.store
+		var api, file []Endpoint
+		if a := r.api[id]; a != nil {
+			api = slices.Clone(a.endpoints)
+		}
+		if inFile {
+			for _, e := range f.endpoints {
+				if !r.revoked[entryKey{conf: id, tlsID: e.TLSID, fp: e.Fingerprint}] {
+					file = append(file, e)
+				}
+			}
+		}
+		r.mu.Unlock()
+		if err := st.removeConference(id, api, file); err != nil {
+			return fmt.Errorf("remove conference %q: %w", id, err)
+		}
+		return nil
 	}
 	delete(r.api, id)
 	if inFile {
@@ -337,17 +398,29 @@ func (r *Registry) AddEndpoint(conf string, e Endpoint) (Endpoint, error) {
 		r.mu.Unlock()
 		return Endpoint{}, fmt.Errorf("add endpoint to %q: fingerprint registered: %w", conf, ErrDuplicate)
 	}
-	c := r.api[conf]
-	if c == nil {
-		c = &confLayer{allowLegacy: allowLegacy}
-		r.api[conf] = c
-	}
 	e.Source = "api"
 	if e.KDTLSID == "" {
 		e.KDTLSID = r.kdIDs[k]
 		if e.KDTLSID == "" {
 			e.KDTLSID = NewTLSID()
 		}
+	}
+	if r.store != nil {
+		st, newConf, addEntry := r.store, r.api[conf] == nil, !r.revoked[k] || !r.fileHas(k)
+		r.mu.Unlock()
+		if err := st.addEndpoint(conf, e, allowLegacy, newConf, addEntry); err != nil {
+			return Endpoint{}, fmt.Errorf("add endpoint to %q: %w", conf, err)
+		}
+		out, ok := r.current().entry(k)
+		if !ok {
+			return Endpoint{}, fmt.Errorf("add endpoint to %q: not in the merged registry (a file entry with its tls-id?): %w", conf, ErrDuplicate)
+		}
+		return out, nil
+	}
+	c := r.api[conf]
+	if c == nil {
+		c = &confLayer{allowLegacy: allowLegacy}
+		r.api[conf] = c
 	}
 	wasRevoked := r.revoked[k]
 	delete(r.revoked, k)
@@ -380,6 +453,32 @@ func (r *Registry) RemoveEndpoint(conf, tlsID string, fp *Fingerprint) (int, err
 		return (tlsID == "" || e.TLSID == tlsID) && (fp == nil || e.Fingerprint == *fp)
 	}
 	r.mu.Lock()
+	if r.store != nil {
+		st := r.store
+		var api, file []Endpoint
+		if c := r.api[conf]; c != nil {
+			for _, e := range c.endpoints {
+				if sel(e) {
+					api = append(api, e)
+				}
+			}
+		}
+		if c := r.file[conf]; c != nil {
+			for _, e := range c.endpoints {
+				if sel(e) && !r.revoked[entryKey{conf: conf, tlsID: e.TLSID, fp: e.Fingerprint}] {
+					file = append(file, e)
+				}
+			}
+		}
+		r.mu.Unlock()
+		if len(api)+len(file) == 0 {
+			return 0, fmt.Errorf("remove endpoint from %q: %w", conf, ErrNotFound)
+		}
+		if err := st.removeEndpoints(conf, api, file); err != nil {
+			return 0, fmt.Errorf("remove endpoint from %q: %w", conf, err)
+		}
+		return len(api) + len(file), nil
+	}
 	n := 0
 	if c := r.api[conf]; c != nil {
 		before := len(c.endpoints)

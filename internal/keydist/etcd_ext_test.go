@@ -1,0 +1,14 @@
+package keydist_test
+
+import (
+	"testing"
+
+	"github.com/mdfast/mdfast/internal/etcdtest"
+	"github.com/mdfast/mdfast/internal/keydist"
+)
+
+func init() {
+	keydist.StartTestEtcd = func(t testing.TB) keydist.TestEtcd {
+		return etcdtest.Start(t, etcdtest.Options{})
+	}
+}
