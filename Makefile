@@ -102,6 +102,8 @@ bench-ir: deps
 ## DEMO_KD_RESTART=1); ends with one "demo: ..." summary line. DEMO_WEB=1:
 ## prints a URL to open in two browser tabs on this host, which join a
 ## WebRTC conference through keydist's join endpoint (Ctrl-C ends it).
+## DEMO_MDS=3: three MDs on a shared directory in etcd, linked to each
+## other, with two KD replicas (DEMO_KDS) on the same etcd.
 demo: deps build
 	@[ "$$(id -u)" -eq 0 ] || { echo "make demo: run as root (network namespaces, XDP)" >&2; exit 1; }
 	DEMO_BIN=bin ./bin/mdfast-demo

@@ -66,8 +66,8 @@ type demo struct {
 	path  string
 	files *syssim.Files
 
-	kdHTTP     *http.Client
-	joinSecret []byte // DEMO_WEB
+	kdHTTP     []*http.Client // into each KD replica's namespace
+	joinSecret []byte         // DEMO_WEB
 }
 
 func run(ctx context.Context) (int, error) {
@@ -180,7 +180,9 @@ func (d *demo) setup() error {
 	for m := range d.o.mds {
 		d.http = append(d.http, syssim.HTTPClient(d.topo.ns(mdRole(m))))
 	}
-	d.kdHTTP = syssim.HTTPClient(d.topo.ns("kd"))
+	for k := range d.o.kds {
+		d.kdHTTP = append(d.kdHTTP, syssim.HTTPClient(d.topo.ns(kdRole(k))))
+	}
 	if d.o.multi() {
 		if err := d.startEtcd(); err != nil {
 			return d.fail(err)
@@ -235,23 +237,14 @@ func (d *demo) startKD(k int) error {
 	return err
 }
 
-// kdMetric sums the samples of keydist's metric family name whose labels
-// contain labels.
-func (d *demo) kdMetric(name, labels string) (float64, error) {
-	_, body, err := syssim.Get(d.kdHTTP, "http://"+metricsKD+"/metrics")
+// kdMetric sums the samples of KD replica k's metric family name whose
+// labels contain labels.
+func (d *demo) kdMetric(k int, name, labels string) (float64, error) {
+	_, body, err := syssim.Get(d.kdHTTP[k], "http://"+metricsKD+"/metrics")
 	if err != nil {
 		return 0, err
 	}
-	var sum float64
-	for line := range strings.SplitSeq(body, "\n") {
-		if strings.HasPrefix(line, name+"{") && strings.Contains(line, labels) {
-			f := strings.Fields(line)
-			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
-				sum += v
-			}
-		}
-	}
-	return sum, nil
+	return sumLabeled(body, name, labels), nil
 }
 
 // mdPath is the data-plane path the (first) MD reports.

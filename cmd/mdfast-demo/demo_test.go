@@ -11,7 +11,7 @@ import (
 	"github.com/mdfast/mdfast/internal/testutil"
 )
 
-var summaryRE = regexp.MustCompile(`(?m)^demo: endpoints=(\d+) handshakes_ok=(\d+) forwarded=(\d+) delivered_ok=(\d+) lost=(\d+) auth_failures=(\d+) path=(xdp-native|xdp-generic|socket) profile=(0x[0-9a-f,x]+) ekt_ok=(\d+) md_e2e_keys=(\d+)$`)
+var summaryRE = regexp.MustCompile(`(?m)^demo: endpoints=(\d+) handshakes_ok=(\d+) forwarded=(\d+) delivered_ok=(\d+) lost=(\d+) auth_failures=(\d+) path=(xdp-native|xdp-generic|socket) profile=(0x[0-9a-f,x]+) ekt_ok=(\d+) md_e2e_keys=(\d+)(.*)$`)
 
 // runDemo builds mdfast, keydist and the demo, runs the demo with env and
 // returns its summary fields.
@@ -98,5 +98,47 @@ func TestDemoSocketPath(t *testing.T) {
 	checkSummary(t, m, 3)
 	if m[7] != "socket" {
 		t.Errorf("path=%s, want socket", m[7])
+	}
+}
+
+var multiRE = regexp.MustCompile(`(\w+)_(link_tx|link_rx|handshakes_ok)=(\d+)`)
+
+// TestDemoMulti runs DEMO_MDS=3 with two KD replicas (the defaults): six
+// endpoints, two per MD, all hear each other with no loss and no
+// authentication failure across the links; both replicas completed
+// handshakes; what the MDs sent on their links is what they received.
+func TestDemoMulti(t *testing.T) {
+	m := runDemo(t, "DEMO_SECONDS=5", "DEMO_MDS=3", "DEMO_ENDPOINTS=6")
+	checkSummary(t, m, 6)
+	if m[8] != "0x0009" || num(t, m[9]) != 6 || num(t, m[10]) != 0 {
+		t.Errorf("profile=%s ekt_ok=%s md_e2e_keys=%s, want 0x0009, 6, 0", m[8], m[9], m[10])
+	}
+	var tx, rx int
+	mds, kds := map[string]bool{}, 0
+	for _, f := range multiRE.FindAllStringSubmatch(m[11], -1) {
+		v := num(t, f[3])
+		switch f[2] {
+		case "link_tx":
+			tx += v
+			mds[f[1]] = v > 0
+		case "link_rx":
+			rx += v
+		case "handshakes_ok":
+			if v == 0 {
+				t.Errorf("KD replica %s completed no handshake", f[1])
+			}
+			kds++
+		}
+	}
+	if len(mds) != 3 || kds != 2 {
+		t.Fatalf("summary names %d MDs and %d KD replicas, want 3 and 2: %s", len(mds), kds, m[11])
+	}
+	for md, sent := range mds {
+		if !sent {
+			t.Errorf("%s sent nothing on its links", md)
+		}
+	}
+	if tx != rx {
+		t.Errorf("the MDs sent %d packets on links and received %d", tx, rx)
 	}
 }

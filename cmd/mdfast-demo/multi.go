@@ -136,10 +136,20 @@ func (d *demo) waitLinks(ctx context.Context, timeout time.Duration) error {
 	}
 }
 
-// linkSummary is the summary line's per-MD link traffic: packets each MD
-// sent to and received from its peers.
+// linkSummary is the summary line's per-MD link traffic (packets each MD
+// sent to and received from its peers) and, with KD replicas, the
+// handshakes each replica completed.
 func (d *demo) linkSummary() (string, error) {
 	var b strings.Builder
+	if len(d.kds) > 1 {
+		for k := range d.kds {
+			ok, err := d.kdMetric(k, "keydist_handshakes_total", `result="ok"`)
+			if err != nil {
+				return "", fmt.Errorf("%s metrics: %w", kdRole(k), err)
+			}
+			fmt.Fprintf(&b, " %s_handshakes_ok=%.0f", kdRole(k), ok)
+		}
+	}
 	for m := range d.mds {
 		_, body, err := d.get(m, "/metrics")
 		if err != nil {
@@ -148,4 +158,18 @@ func (d *demo) linkSummary() (string, error) {
 		fmt.Fprintf(&b, " %s_link_tx=%.0f %s_link_rx=%.0f", mdRole(m), syssim.SumMetric(body, metricLinkTx), mdRole(m), syssim.SumMetric(body, metricLinkRx))
 	}
 	return b.String(), nil
+}
+
+// sumLabeled sums the samples of family name whose labels contain label.
+func sumLabeled(body, name, label string) float64 {
+	var sum float64
+	for line := range strings.SplitSeq(body, "\n") {
+		if strings.HasPrefix(line, name+"{") && strings.Contains(line, label) {
+			f := strings.Fields(line)
+			if v, err := strconv.ParseFloat(f[len(f)-1], 64); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
 }

@@ -157,7 +157,7 @@ func (d *demo) web(ctx context.Context) (int, error) {
 		defer cancel()
 	}
 	<-ctx.Done()
-	joined, err := d.kdMetric("keydist_join_requests_total", `method="POST",result="ok"`)
+	joined, err := d.kdMetric(0, "keydist_join_requests_total", `method="POST",result="ok"`)
 	if err != nil {
 		return 1, err
 	}
