@@ -22,9 +22,11 @@ func BenchmarkEKTCurrent(b *testing.B) {
 		b.Fatal(err)
 	}
 	e.max = 1 << 30
+	n := 0 // conference names stay new across runs (-count)
 	b.Run("memory-new", func(b *testing.B) {
-		for i := 0; b.Loop(); i++ {
-			p, err := m.Current("m" + strconv.Itoa(i))
+		for b.Loop() {
+			n++
+			p, err := m.Current("m" + strconv.Itoa(n))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -32,8 +34,9 @@ func BenchmarkEKTCurrent(b *testing.B) {
 		}
 	})
 	b.Run("etcd-new", func(b *testing.B) {
-		for i := 0; b.Loop(); i++ {
-			p, err := e.Current("n" + strconv.Itoa(i))
+		for b.Loop() {
+			n++
+			p, err := e.Current("n" + strconv.Itoa(n))
 			if err != nil {
 				b.Fatal(err)
 			}
