@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -179,59 +181,76 @@ func (e *cascadeEP) send(t *testing.T, seq0 uint16, n int) {
 	}
 }
 
-// TestCascadeThreeMDs: a real etcd, three mdfast daemons on three
-// namespace hosts and one KD; six PERC endpoints (double + EKT) of one
-// conference, two on each MD. Every endpoint gets every other's media octet
-// for octet with no loss and no authentication failure, and the per-link
-// counters show each packet crossed each link exactly once. Then one MD is
-// killed (SIGKILL): the others' media keep flowing with no loss and its
-// directory entries expire within the lease.
+// TestCascadeThreeMDs: a real etcd, three mdfast daemons (xdp-native) on
+// three namespace hosts and two keydist replicas sharing the etcd; PERC
+// endpoints (double + EKT) of one conference, two on each MD. Every
+// endpoint gets every other's media octet for octet with no loss and no
+// authentication failure, every member holds the same EKT SPI whichever
+// replica keyed it, and the per-link counters show each packet crossed
+// each link exactly once. Then the faults, each followed by media between
+// everyone still there, with no loss:
+//
+//  1. md3 is killed (SIGKILL): the others' media keep flowing, its
+//     directory entries expire within the lease;
+//  2. KD replica kd1 is killed: two new endpoints join through kd2 and get
+//     the EKT SPI the members already hold;
+//  3. etcd stops for twice the lease: established media keeps flowing, the
+//     MDs stay ready and register again when it is back; an endpoint that
+//     tries to join meanwhile either completes with the conference's SPI or
+//     fails, and then joins once etcd is back;
+//  4. md3 restarts: new links, its endpoints join again; if that re-keys
+//     the conference, the members kd1 had keyed (which no replica can
+//     re-key) are ended at their MD by kd2 and join again.
 func TestCascadeThreeMDs(t *testing.T) {
-	testutil.NeedRoot(t, "runs three mdfast daemons and etcd in network namespaces")
+	testutil.NeedRoot(t, "runs three mdfast daemons, two keydist replicas and etcd in network namespaces")
 	etcdtest.Binary(t)
 	const (
 		lease = 3 * time.Second
-		n     = 150 // packets per sender per phase (at most 4n < 65536: no SEQ wrap)
+		n     = 150 // packets per sender per phase (at most 5n < 65536: no SEQ wrap)
 	)
 	p := writePKI(t)
 	br := netnstest.NewBridge(t)
 	ip := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}) }
 	etcdNode := br.Node(t, 24, ip(10))
-	kdNode := br.Node(t, 24, ip(20))
+	kdNodes := []*netnstest.Node{br.Node(t, 24, ip(20)), br.Node(t, 24, ip(21))}
 	epNode := br.Node(t, 24, ip(100))
 	mdNodes := []*netnstest.Node{br.Node(t, 24, ip(1)), br.Node(t, 24, ip(2)), br.Node(t, 24, ip(3))}
+	// The AF_XDP path needs the endpoints' and the peer MDs' MACs before
+	// the first packet; the KDs and etcd are reached through the kernel.
+	for _, m := range mdNodes {
+		m.Neigh(t, epNode)
+		epNode.Neigh(t, m)
+		for _, o := range mdNodes {
+			if o != m {
+				m.Neigh(t, o)
+			}
+		}
+	}
 
 	etcd := etcdtest.Start(t, etcdtest.Options{Netns: etcdNode.NS.Name, IP: ip(10)})
 
-	// Six endpoints of one conference, two per MD; one KD (file registry).
+	// Endpoints of one conference: six joining at once (two per MD), two
+	// joining after kd1's death (on md1 and md2), one during the etcd
+	// outage (on md1).
 	var eps []*cascadeEP
-	reg := keydist.NewRegistry()
-	conf := keydist.Conference{ID: "room"}
+	var ids []endpointsim.Identity
 	mappings := []string{"mappings:", "  tls-ids:"}
-	for i := range 6 {
-		e := &cascadeEP{name: fmt.Sprintf("ep%d", i), ssrc: 0xC0DE0000 + uint32(i), md: i / 2, got: map[uint32][][]byte{}}
+	for i, md := range []int{0, 0, 1, 1, 2, 2, 0, 1, 0} {
+		e := &cascadeEP{name: fmt.Sprintf("ep%d", i), ssrc: 0xC0DE0000 + uint32(i), md: md, got: map[uint32][][]byte{}}
 		id, err := endpointsim.NewIdentity(time.Hour)
 		if err != nil {
 			t.Fatal(err)
 		}
 		e.id = id
-		conf.Endpoints = append(conf.Endpoints, keydist.Endpoint{TLSID: e.id.TLSID, Fingerprint: e.id.Fingerprint()})
+		ids = append(ids, id)
 		mappings = append(mappings, fmt.Sprintf("    %q: room", e.id.TLSID))
 		eps = append(eps, e)
 	}
-	if err := reg.ReplaceFile([]keydist.Conference{conf}); err != nil {
-		t.Fatal(err)
-	}
-	var ln net.Listener
-	if err := kdNode.NS.Do(func() (err error) {
-		ln, err = net.Listen("tcp4", ip(20).String()+":5740")
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	kdAddr, kdFP := serveKDRegistry(t, p, ln, reg)
+	first, late, outage := eps[:6], eps[6:8], eps[8]
+	kds, kdFP := startKDReplicas(t, p, kdNodes, ids, etcd.Endpoints()[0])
 
-	// Three MDs, each with its cascade certificate from the test CA.
+	// Three MDs, each with its cascade certificate from the test CA, each
+	// with a tunnel to both replicas.
 	var mds []*cascadeMDProc
 	for i, node := range mdNodes {
 		name := fmt.Sprintf("md%d", i+1)
@@ -239,10 +258,11 @@ func TestCascadeThreeMDs(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg := p.writeConfig(t, name+".yaml", strings.Join(append([]string{
-			"mode: socket",
+			"mode: xdp-native",
+			"interface: eth0",
 			"address: " + node.Addrs[0].String(),
 			"media-ports: [5004]",
-			"kd: [" + kdAddr + "]",
+			"kd: [" + kds[0].addr + ", " + kds[1].addr + "]",
 			"kd-server-name: kd",
 			"tunnel-cert: " + p.certFile,
 			"tunnel-key: " + p.key,
@@ -266,17 +286,19 @@ func TestCascadeThreeMDs(t *testing.T) {
 	}
 
 	// The endpoints join, each through its MD.
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	join := func(e *cascadeEP) {
-		t.Helper()
+	tryJoin := func(e *cascadeEP, timeout time.Duration) error {
 		u, err := epNode.NS.ListenUDP(ip(100), 0)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
-		e.s, err = perc.Dial(ctx, u, netip.AddrPortFrom(ip(e.md+1), 5004), perc.Config{
+		e.mu.Lock()
+		e.got = map[uint32][][]byte{}
+		e.mu.Unlock()
+		s, err := perc.Dial(ctx, u, netip.AddrPortFrom(ip(e.md+1), 5004), perc.Config{
 			Certificate: e.id.Cert, TLSID: e.id.TLSID, KDFingerprint: kdFP,
-			Profiles: []uint16{perc.ProfileDoubleAES128GCM}, HandshakeTimeout: 15 * time.Second,
+			Profiles: []uint16{perc.ProfileDoubleAES128GCM}, HandshakeTimeout: timeout,
 			OnRTP: func(pk perc.RTPPacket) {
 				e.mu.Lock()
 				defer e.mu.Unlock()
@@ -288,12 +310,20 @@ func TestCascadeThreeMDs(t *testing.T) {
 			},
 		})
 		if err != nil {
+			u.Close()
+			return err
+		}
+		e.s = s
+		t.Cleanup(func() { _ = s.Close() })
+		return nil
+	}
+	join := func(e *cascadeEP) {
+		t.Helper()
+		if err := tryJoin(e, 15*time.Second); err != nil {
 			t.Fatalf("%s joining md%d: %v", e.name, e.md+1, err)
 		}
-		s := e.s
-		t.Cleanup(func() { _ = s.Close() })
 	}
-	for _, e := range eps {
+	for _, e := range first {
 		join(e)
 	}
 	// Links: each MD has one link association (the one conference) with
@@ -317,41 +347,45 @@ func TestCascadeThreeMDs(t *testing.T) {
 	}
 	t.Logf("links between the three MDs up %v after the last endpoint joined", time.Since(start).Round(time.Millisecond))
 
-	// Phase 1: everyone talks.
-	talkAll := func(senders []*cascadeEP, seq0 uint16) {
+	// phase has members send n packets each from seq0 at once; every
+	// member must get exactly those n from every other, octet for octet,
+	// with no authentication failure.
+	phase := func(what string, members []*cascadeEP, seq0 uint16) {
+		t.Helper()
+		before := map[[2]int]int{}
+		for i, r := range members {
+			for j, x := range members {
+				before[[2]int{i, j}] = len(r.from(x.ssrc))
+			}
+		}
 		var wg sync.WaitGroup
-		for _, e := range senders {
+		for _, e := range members {
 			wg.Go(func() { e.send(t, seq0, n) })
 		}
 		wg.Wait()
-	}
-	complete := func(rx []*cascadeEP, tx []*cascadeEP, upto int) bool {
-		for _, r := range rx {
-			for _, s := range tx {
-				if r != s && len(r.from(s.ssrc)) < upto {
-					return false
+		waitFor(5*time.Second, func() bool {
+			for i, r := range members {
+				for j, x := range members {
+					if i != j && len(r.from(x.ssrc)) < before[[2]int{i, j}]+n {
+						return false
+					}
 				}
 			}
-		}
-		return true
-	}
-	talkAll(eps, 0)
-	waitFor(5*time.Second, func() bool { return complete(eps, eps, n) })
-	checkMedia := func(rx, tx []*cascadeEP, seq0 uint16, upto int) {
-		t.Helper()
-		for _, r := range rx {
-			for _, s := range tx {
-				if r == s {
+			return true
+		})
+		for i, r := range members {
+			for j, x := range members {
+				if i == j {
 					continue
 				}
-				got := r.from(s.ssrc)
-				if len(got) != upto {
-					t.Errorf("%s (md%d) got %d packets from %s (md%d), want %d", r.name, r.md+1, len(got), s.name, s.md+1, upto)
+				got := r.from(x.ssrc)
+				if len(got) != before[[2]int{i, j}]+n {
+					t.Errorf("%s: %s (md%d) got %d packets from %s (md%d), want %d", what, r.name, r.md+1, len(got)-before[[2]int{i, j}], x.name, x.md+1, n)
 					continue
 				}
-				for i := upto - n; i < upto; i++ {
-					if !bytes.Equal(got[i], payloadOf(s.ssrc, seq0+uint16(i-(upto-n)))) {
-						t.Errorf("%s: packet %d from %s differs from what was sent", r.name, i, s.name)
+				for k := range n {
+					if !bytes.Equal(got[before[[2]int{i, j}]+k], payloadOf(x.ssrc, seq0+uint16(k))) {
+						t.Errorf("%s: packet %d from %s to %s differs from what was sent", what, k, x.name, r.name)
 						break
 					}
 				}
@@ -359,13 +393,48 @@ func TestCascadeThreeMDs(t *testing.T) {
 			r.mu.Lock()
 			bad := r.bad
 			r.mu.Unlock()
-			st := r.s.Stats()
-			if bad != 0 || st.DropOuter != 0 || st.DropInner != 0 || st.DropReplay != 0 || st.DropEKTAuth != 0 {
-				t.Errorf("%s: %d foreign payloads, stats %+v (want no authentication failure)", r.name, bad, st)
+			if st := r.s.Stats(); bad != 0 || st.DropOuter != 0 || st.DropInner != 0 || st.DropReplay != 0 || st.DropEKTAuth != 0 {
+				t.Errorf("%s: %s: %d foreign payloads, stats %+v (want no authentication failure)", what, r.name, bad, st)
 			}
 		}
+		if t.Failed() {
+			t.FailNow()
+		}
 	}
-	checkMedia(eps, eps, 0, n)
+	// sameSPI waits until every member holds the same EKT parameter set
+	// (a re-key reaches them all, whichever replica keyed each).
+	sameSPI := func(what string, members []*cascadeEP) uint16 {
+		t.Helper()
+		var spis []uint16
+		if _, ok := waitFor(10*time.Second, func() bool {
+			spis = spis[:0]
+			for _, e := range members {
+				spi, ok := e.s.EKTSPI()
+				if !ok {
+					return false
+				}
+				spis = append(spis, spi)
+			}
+			for _, spi := range spis {
+				if spi != spis[0] {
+					return false
+				}
+			}
+			return true
+		}); !ok {
+			t.Fatalf("%s: the members' EKT SPIs differ: %v", what, spis)
+		}
+		return spis[0]
+	}
+	kdOK := func(k int) float64 { return kds[k].metric(t, `keydist_handshakes_total{result="ok"}`) }
+
+	// Everyone talks.
+	phase("all six", first, 0)
+	spi := sameSPI("all six", first)
+	if kdOK(0) == 0 || kdOK(1) == 0 || kdOK(0)+kdOK(1) != 6 {
+		t.Errorf("replicas completed %v and %v handshakes, want 6 spread over both", kdOK(0), kdOK(1))
+	}
+	t.Logf("six endpoints keyed by kd1 (%v) and kd2 (%v), one EKT SPI %d", kdOK(0), kdOK(1), spi)
 	// Each packet crossed each link once: MD i sent exactly its two local
 	// senders' packets to each peer, and each peer received exactly those.
 	for i, d := range mds {
@@ -384,15 +453,13 @@ func TestCascadeThreeMDs(t *testing.T) {
 		t.FailNow()
 	}
 
-	// Phase 2: md3 is killed; the other four endpoints keep talking.
+	// Fault 1: md3 is killed; the other four endpoints keep talking.
 	killed := time.Now()
 	_ = mds[2].cmd.Process.Signal(unix.SIGKILL)
 	<-mds[2].exited
 	mds[2].exited <- nil
-	survivors := eps[:4]
-	talkAll(survivors, n)
-	waitFor(5*time.Second, func() bool { return complete(survivors, survivors, 2*n) })
-	checkMedia(survivors, survivors, n, 2*n)
+	survivors := first[:4]
+	phase("md3 killed", survivors, n)
 	// etcd checks for expired leases every 500 ms.
 	_, ok := waitFor(time.Until(killed.Add(lease+time.Second)), func() bool {
 		return mds[0].metric(t, "mdfast_directory_peers") == 2 && mds[1].metric(t, "mdfast_directory_peers") == 2
@@ -407,19 +474,43 @@ func TestCascadeThreeMDs(t *testing.T) {
 		}
 	}
 
-	// Phase 3: etcd stops for twice the lease. Established media keeps
+	// Fault 2: KD replica kd1 is killed. Two new endpoints join through
+	// kd2 and get the parameter set the members hold; everyone talks.
+	spi = sameSPI("after md3's death", survivors)
+	kd2Before := kdOK(1)
+	kds[0].proc.Kill()
+	<-kds[0].proc.Done()
+	for _, e := range late {
+		join(e)
+	}
+	if got := kdOK(1) - kd2Before; got != 2 {
+		t.Errorf("kd2 completed %v handshakes after kd1's death, want 2", got)
+	}
+	present := append(append([]*cascadeEP(nil), survivors...), late...)
+	if got := sameSPI("after kd1's death", present); got != spi {
+		t.Errorf("endpoints that joined through kd2 hold SPI %d, the members SPI %d", got, spi)
+	}
+	phase("kd1 killed", present, 2*n)
+
+	// Fault 3: etcd stops for twice the lease. Established media keeps
 	// flowing; when etcd is back, the MDs register again on new leases
-	// and the links stay.
+	// and the links stay. An endpoint joining meanwhile either completes
+	// with the conference's parameter set or fails; it joins once etcd is
+	// back.
 	regs := mds[0].metric(t, "mdfast_directory_registrations_total")
 	etcd.Stop(0)
-	talkAll(survivors, 2*n)
-	waitFor(5*time.Second, func() bool { return complete(survivors, survivors, 3*n) })
-	checkMedia(survivors, survivors, 2*n, 3*n)
+	phase("etcd down", present, 3*n)
 	if _, ok := waitFor(2*lease, func() bool { return mds[0].metric(t, "mdfast_directory_registered") == 0 }); !ok {
 		t.Error("md1 still says it is registered with etcd stopped for longer than the lease")
 	}
 	if code, _, err := syssim.Get(mds[0].client, mds[0].metrics+"/readyz"); err != nil || code != http.StatusOK {
 		t.Errorf("md1 /readyz = %d %v during the etcd outage; an outage of the store must not make the MDs unready", code, err)
+	}
+	outageErr := tryJoin(outage, 8*time.Second)
+	if outageErr != nil {
+		t.Logf("%s could not join during the etcd outage: %v", outage.name, outageErr)
+	} else if got, _ := outage.s.EKTSPI(); got != spi {
+		t.Errorf("%s joined during the etcd outage with SPI %d, the members hold %d", outage.name, got, spi)
 	}
 	if err := etcd.Restart(0); err != nil {
 		t.Fatal(err)
@@ -432,24 +523,27 @@ func TestCascadeThreeMDs(t *testing.T) {
 		t.Fatal("the MDs did not register again after etcd came back")
 	}
 	t.Logf("MDs registered again %v after etcd was restarted", time.Since(back).Round(time.Millisecond))
-	talkAll(survivors, 3*n)
-	waitFor(5*time.Second, func() bool { return complete(survivors, survivors, 4*n) })
-	checkMedia(survivors, survivors, 3*n, 4*n)
+	if outageErr != nil {
+		join(outage)
+	}
+	present = append(present, outage)
+	if got := sameSPI("after the etcd outage", present); got != spi {
+		t.Errorf("after the etcd outage the members hold SPI %d, want %d (nobody left)", got, spi)
+	}
+	phase("etcd back", present, 4*n)
 	if h := mds[0].metric(t, `mdfast_cascade_handshakes_total{result="ok"}`); h != 2 {
 		t.Errorf("md1 made %v link handshakes, want 2 (one per peer): the etcd outage must not rebuild the links", h)
 	}
 
-	// Phase 4: md3 comes back (a new incarnation in the directory): the
-	// others build new associations with it, its endpoints join again and
-	// everyone hears everyone, with no loss.
+	// Fault 4 ends: md3 comes back (a new incarnation in the directory):
+	// the others build new associations with it, its endpoints join again
+	// and everyone hears everyone, with no loss.
+	closedBefore := mds[0].metric(t, `mdfast_slowpath_events_total{event="closed_by_kd"}`) + mds[1].metric(t, `mdfast_slowpath_events_total{event="closed_by_kd"}`)
 	md3 := startCascadeMD(t, "md3", mdNodes[2], mds[2].cfg)
 	waitReady(t, md3)
 	mds[2] = md3
-	for _, e := range eps[4:] {
+	for _, e := range first[4:] {
 		_ = e.s.Close()
-		e.mu.Lock()
-		e.got = map[uint32][][]byte{}
-		e.mu.Unlock()
 		join(e)
 	}
 	restarted := time.Now()
@@ -459,48 +553,130 @@ func TestCascadeThreeMDs(t *testing.T) {
 		t.Fatal("the links with the restarted md3 did not come up")
 	}
 	t.Logf("links with the restarted md3 up %v after its endpoints joined again", time.Since(restarted).Round(time.Millisecond))
-	before := map[[2]int]int{}
-	for i, r := range eps {
-		for j, x := range eps {
-			before[[2]int{i, j}] = len(r.from(x.ssrc))
-		}
-	}
-	talkAll(eps, 4*n)
-	gained := func() bool {
-		for i, r := range eps {
-			for j, x := range eps {
-				if i != j && len(r.from(x.ssrc)) < before[[2]int{i, j}]+n {
-					return false
-				}
+	// md3's endpoints' old associations ended with md3: if kd2 held one,
+	// that is a departure and kd2 re-keys the conference. Members keyed
+	// by the dead kd1 cannot be given the new set (their DTLS association
+	// died with kd1): kd2 ends them at their MD, and they join again, as
+	// an application does when its media stops.
+	if _, ok := waitFor(10*time.Second, func() bool {
+		s0, _ := eps[0].s.EKTSPI()
+		for _, e := range eps {
+			if s, _ := e.s.EKTSPI(); s != s0 {
+				return false
 			}
 		}
 		return true
-	}
-	waitFor(5*time.Second, gained)
-	for i, r := range eps {
-		for j, x := range eps {
-			if i == j {
-				continue
-			}
-			got := r.from(x.ssrc)
-			if len(got) != before[[2]int{i, j}]+n {
-				t.Errorf("after md3's restart %s got %d packets from %s, want %d", r.name, len(got)-before[[2]int{i, j}], x.name, n)
-				continue
-			}
-			for k := range n {
-				if !bytes.Equal(got[before[[2]int{i, j}]+k], payloadOf(x.ssrc, 4*n+uint16(k))) {
-					t.Errorf("after md3's restart: packet %d from %s to %s differs from what was sent", k, x.name, r.name)
-					break
-				}
+	}); !ok {
+		newest, _ := late[0].s.EKTSPI() // keyed by kd2
+		var orphans []*cascadeEP
+		for _, e := range eps {
+			if s, _ := e.s.EKTSPI(); s != newest {
+				orphans = append(orphans, e)
 			}
 		}
-		if st := r.s.Stats(); st.DropOuter != 0 || st.DropInner != 0 || st.DropEKTAuth != 0 {
-			t.Errorf("%s after md3's restart: stats %+v (want no authentication failure)", r.name, st)
+		t.Logf("re-keyed to SPI %d; %d members keyed by the dead kd1 cannot follow", newest, len(orphans))
+		if _, ok := waitFor(5*time.Second, func() bool {
+			return mds[0].metric(t, `mdfast_slowpath_events_total{event="closed_by_kd"}`)+mds[1].metric(t, `mdfast_slowpath_events_total{event="closed_by_kd"}`) >= closedBefore+float64(len(orphans))
+		}); !ok {
+			t.Errorf("the %d members kd2 could not re-key were not ended at their MDs (closed_by_kd)", len(orphans))
+		}
+		for _, e := range orphans {
+			_ = e.s.Close()
+			join(e)
 		}
 	}
+	sameSPI("md3 back", eps)
+	phase("md3 back", eps, 5*n)
 	if h := mds[0].metric(t, `mdfast_cascade_handshakes_total{result="ok"}`); h != 3 {
 		t.Errorf("md1 made %v link handshakes, want 3 (a new association with the restarted md3)", h)
 	}
+}
+
+// kdReplica is one keydist process of the cascade test.
+type kdReplica struct {
+	addr   string // tunnel listener
+	proc   *syssim.Proc
+	client *http.Client
+}
+
+func (k *kdReplica) metric(t *testing.T, series string) float64 {
+	t.Helper()
+	code, body, err := syssim.Get(k.client, "http://127.0.0.1:9541/metrics")
+	if err != nil || code != http.StatusOK {
+		t.Fatalf("keydist: GET /metrics = %d %v", code, err)
+	}
+	return syssim.SumMetric(body, series)
+}
+
+// startKDReplicas runs one keydist per node, all on the etcd at
+// etcdURL with one EKT store key, one registry file (the conference
+// "room" of ids) and one DTLS certificate (the endpoints know one KD
+// fingerprint), each with its own journal; they listen for tunnels on
+// their node's address, port 5740.
+func startKDReplicas(t *testing.T, p *pki, nodes []*netnstest.Node, ids []endpointsim.Identity, etcdURL string) ([]*kdReplica, keydist.Fingerprint) {
+	t.Helper()
+	bin := buildKeydist(t)
+	dir := t.TempDir()
+	f := &syssim.Files{Dir: dir}
+	if err := f.WriteRegistry("room", ids); err != nil {
+		t.Fatal(err)
+	}
+	if err := syssim.WriteTLSCert(dir, "kd", p.ca.Leaf(t, "kd")); err != nil {
+		t.Fatal(err)
+	}
+	dtlsCert, err := keydist.GenerateCertificate(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syssim.WriteTLSCert(dir, "kd-dtls", dtlsCert); err != nil {
+		t.Fatal(err)
+	}
+	ca, err := os.ReadFile(p.caFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		t.Fatal(err)
+	}
+	for path, b := range map[string][]byte{f.Path("ca.crt"): ca, f.Path("ekt-store.key"): []byte(hex.EncodeToString(key) + "\n")} {
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var kds []*kdReplica
+	for i, node := range nodes {
+		addr := netip.AddrPortFrom(node.Addrs[0], 5740).String()
+		args := append([]string{"ip", "netns", "exec", node.NS.Name, bin}, f.KeydistArgs(addr, "127.0.0.1:9541")...)
+		args = append(args, "-journal", f.Path(fmt.Sprintf("kd%d.journal", i+1)),
+			"-etcd-endpoints", etcdURL, "-ekt-store-key-file", f.Path("ekt-store.key"))
+		proc, err := syssim.Start(fmt.Sprintf("kd%d", i+1), filepath.Join(dir, fmt.Sprintf("kd%d.log", i+1)), exec.Command(args[0], args[1:]...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := &kdReplica{addr: addr, proc: proc, client: netnsHTTPClient(node.NS, 5*time.Second)}
+		t.Cleanup(func() {
+			proc.Stop(unix.SIGTERM)
+			if t.Failed() {
+				t.Logf("kd%d log:\n%s", i+1, proc.Tail(40))
+			}
+		})
+		if err := syssim.WaitReady(context.Background(), k.client, "http://127.0.0.1:9541/readyz", 20*time.Second, proc); err != nil {
+			t.Fatalf("kd%d: %v\n%s", i+1, err, proc.Tail(40))
+		}
+		kds = append(kds, k)
+	}
+	return kds, keydist.CertFingerprint(dtlsCert)
+}
+
+// buildKeydist builds cmd/keydist into a directory of the test's.
+func buildKeydist(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "keydist")
+	if out, err := exec.Command("go", "build", "-o", path, "github.com/mdfast/mdfast/cmd/keydist").CombinedOutput(); err != nil {
+		t.Fatalf("build keydist: %v\n%s", err, out)
+	}
+	return path
 }
 
 // startCascadeMD runs "mdfast run" in node's namespace; SIGKILL ends it in
