@@ -27,7 +27,8 @@ import (
 // vanish together with their replica's alive key (its lease expired: the
 // replica died or lost etcd) are kept as orphans: the MD still forwards
 // with the keys it holds, and the join session stays bound until its app
-// ends it (or OrphanTTL passes). Records are written by one goroutine
+// ends it, its conference is re-keyed (the replica that re-keys ends it at
+// its MD: orphans.go), or OrphanTTL passes. Records are written by one goroutine
 // that coalesces changes and retries while etcd is unreachable; a new
 // lease re-publishes everything.
 

@@ -2,6 +2,7 @@ package keydist
 
 import (
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -122,5 +123,105 @@ func TestReplicaOrphansEndedOnRekey(t *testing.T) {
 	}
 	if n := counterValue(r2.kd.m.orphansDisconnected); n != 2 {
 		t.Fatalf("orphans_disconnected_total %v, want 2", n)
+	}
+}
+
+// fakeOrphanEKT is a MemoryEKT that also holds orphans, as EtcdEKT does
+// for the KeyDistributor.
+type fakeOrphanEKT struct {
+	*MemoryEKT
+	mu        sync.Mutex
+	orphans   []orphan
+	forgotten []orphan
+	rekeyed   func(string)
+}
+
+func (f *fakeOrphanEKT) setRekeyed(g func(string)) { f.rekeyed = g }
+
+func (f *fakeOrphanEKT) orphansOf(conference string) []orphan {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []orphan
+	for _, o := range f.orphans {
+		if o.conference == conference {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
+func (f *fakeOrphanEKT) forgetOrphan(o orphan) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.orphans = slices.DeleteFunc(f.orphans, func(x orphan) bool { return x.key == o.key })
+	f.forgotten = append(f.forgotten, o)
+}
+
+func (f *fakeOrphanEKT) numForgotten() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.forgotten)
+}
+
+// TestOrphanRetriesBounded: an orphan whose MD has no tunnel is retried
+// on the janitor tick a bounded number of times, then given up (counted;
+// its record stays for the next re-key); the next re-key with a tunnel up
+// ends it once, and a re-key while one is still queued does not queue it
+// twice.
+func TestOrphanRetriesBounded(t *testing.T) {
+	mem, err := NewMemoryEKT(MemoryEKTConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeOrphanEKT{MemoryEKT: mem}
+	id1, id2 := uuid.New(), uuid.New()
+	src.orphans = []orphan{
+		{key: "kd1/a", replica: "kd1", md: "md1", id: id1, conference: "conf"},
+		{key: "kd1/b", replica: "kd1", md: "md1", id: id2, conference: "other"},
+	}
+	cert, err := GenerateCertificate(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := New(Config{Certificate: cert, Registry: NewRegistry(), Logger: discardLogger(), EKT: src,
+		HandshakeTimeout: 80 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kd.Close() })
+	if src.rekeyed == nil {
+		t.Fatal("the KD did not subscribe to the source's re-keys")
+	}
+	kd.mu.Lock()
+	kd.orphanRetries, kd.orphanRetryInterval = 3, time.Millisecond
+	kd.mu.Unlock()
+
+	src.rekeyed("conf")
+	src.rekeyed("conf") // queued once
+	if n := kd.numOrphansPending(); n != 1 {
+		t.Fatalf("%d orphans queued, want 1", n)
+	}
+	waitCounter(t, kd.m.orphanDisconnectsFailed, 1)
+	if n := counterValue(kd.m.orphanDisconnectRetries); n != 3 {
+		t.Fatalf("%v retries, want 3", n)
+	}
+	if n := kd.numOrphansPending(); n != 0 || src.numForgotten() != 0 {
+		t.Fatalf("after giving up: %d queued, %d forgotten", n, src.numForgotten())
+	}
+
+	ft := &fakeTunnel{id: "t1", peer: "md1"}
+	kd.tunnelUp(ft)
+	src.rekeyed("conf")
+	if d := ft.disconnects(); len(d) != 1 || d[0] != id1 {
+		t.Fatalf("EndpointDisconnect for %v, want [%v]", d, id1)
+	}
+	src.rekeyed("conf")
+	time.Sleep(100 * time.Millisecond)
+	if d := ft.disconnects(); len(d) != 1 {
+		t.Fatalf("an orphan ended twice: %v", d)
+	}
+	if counterValue(kd.m.orphansDisconnected) != 1 || src.numForgotten() != 1 || len(src.orphansOf("other")) != 1 {
+		t.Fatalf("disconnected %v, forgotten %d, other's orphans %d", counterValue(kd.m.orphansDisconnected),
+			src.numForgotten(), len(src.orphansOf("other")))
 	}
 }
