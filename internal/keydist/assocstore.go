@@ -27,7 +27,8 @@ import (
 // vanish together with their replica's alive key (its lease expired: the
 // replica died or lost etcd) are kept as orphans: the MD still forwards
 // with the keys it holds, and the join session stays bound until its app
-// ends it (or OrphanTTL passes). Records are written by one goroutine
+// ends it, its conference is re-keyed (the replica that re-keys ends it at
+// its MD: orphans.go), or OrphanTTL passes. Records are written by one goroutine
 // that coalesces changes and retries while etcd is unreachable; a new
 // lease re-publishes everything.
 
@@ -319,3 +320,46 @@ type AssociationPublisher interface {
 }
 
 var _ AssociationPublisher = (*Store)(nil)
+
+// orphan is an association of a vanished replica, as the KeyDistributor
+// needs it to end it at its MD.
+type orphan struct {
+	key        string // below kd/assoc/: <replica>/<digest>
+	replica    string
+	md         string
+	id         uuid.UUID
+	conference string
+	tlsID      string
+}
+
+// orphansOf returns the orphaned associations of conference: records of
+// replicas that vanished (their lease expired) while keying them.
+func (s *Store) orphansOf(conference string) []orphan {
+	s.remMu.Lock()
+	defer s.remMu.Unlock()
+	var out []orphan
+	for k, r := range s.remote {
+		if r.orphaned.IsZero() || r.a.Conference != conference {
+			continue
+		}
+		out = append(out, orphan{key: k, replica: r.replica, md: r.a.MD, id: r.a.ID, conference: r.a.Conference, tlsID: r.a.TLSID})
+	}
+	return out
+}
+
+// forgetOrphan drops an orphan the KeyDistributor ended at its MD: from
+// the mirror, and from etcd if its record is still there (it is not once
+// the vanished replica's lease expired; the delete is then a no-op). The
+// delete goes through the publishing goroutine, retried while etcd is
+// unreachable.
+func (s *Store) forgetOrphan(o orphan) {
+	s.remMu.Lock()
+	r := s.remote[o.key]
+	if r == nil || r.orphaned.IsZero() {
+		s.remMu.Unlock()
+		return
+	}
+	delete(s.remote, o.key)
+	s.remMu.Unlock()
+	s.publish(s.assocPrefix()+o.key, nil)
+}

@@ -103,7 +103,24 @@
 // compare-and-swap, so members of one conference never get two sets; a
 // watch sends another replica's re-key to the local members), and each
 // replica's established associations (assocstore.go, for the join
-// endpoint). etcd being unreachable costs only what needs a new write: a
+// endpoint, and so that the others know a dead replica's associations).
+//
+// A replica that dies takes its associations' DTLS state with it: their
+// endpoints keep their keys at the MD (media goes on: they are NOT ended
+// when their replica dies), but nobody can send them an EKTKey any more.
+// The other replicas keep the dead replica's records as orphans. When
+// their conference is re-keyed (a member left, the set's TTL ran low), the
+// replica whose compare-and-swap replaced the set (one per re-key, so no
+// orphan is ended twice) ends each orphan of that conference at its MD:
+// EndpointDisconnect over its own tunnel to the MD named in the record
+// (orphans.go), then the record is forgotten (deleted from etcd if still
+// there). The endpoint joins again and gets the new set; it would
+// otherwise lose the others' media after the grace period and keep a key
+// whoever left knows. Without a tunnel to that MD it is retried on the
+// janitor tick (30 times, a second apart), then given up until the next
+// re-key; keydist_orphans_disconnected_total,
+// keydist_orphan_disconnect_retries_total and
+// keydist_orphan_disconnects_failed_total count it. etcd being unreachable costs only what needs a new write: a
 // new conference's set, a re-key (retried), a registration (503);
 // established associations and joins of conferences already held go on.
 //

@@ -27,6 +27,10 @@ import (
 //   - Forget (the replica's last member of the conference left) removes
 //     the membership; the set is deleted if no replica is a member any
 //     more, else re-keyed (whoever left knew the key).
+//   - The replica whose compare-and-swap replaced a set (exactly one per
+//     re-key) tells its KeyDistributor, which ends the conference's
+//     orphans (associations of vanished replicas, assocstore.go) at their
+//     MDs: they cannot get the new set.
 //   - A watch on the sets tells the KeyDistributor when another replica
 //     changed the set of a conference it has members of; it sends them the
 //     new EKTKey exactly as after its own re-key.
@@ -47,6 +51,7 @@ type EtcdEKT struct {
 	joining map[string]int64     // conferences being joined: the newest revision a watch event showed
 	stale   map[string]bool      // cached sets to read again (changed while being joined)
 	notify  func(conference string)
+	rekeyed func(conference string) // told after this replica's re-key replaced a set
 	kick    chan struct{}
 }
 
@@ -84,6 +89,19 @@ func (e *EtcdEKT) setNotify(f func(conference string)) {
 	e.notify = f
 	e.mu.Unlock()
 }
+
+// setRekeyed implements orphanSource.
+func (e *EtcdEKT) setRekeyed(f func(conference string)) {
+	e.mu.Lock()
+	e.rekeyed = f
+	e.mu.Unlock()
+}
+
+// orphansOf implements orphanSource.
+func (e *EtcdEKT) orphansOf(conference string) []orphan { return e.s.orphansOf(conference) }
+
+// forgetOrphan implements orphanSource.
+func (e *EtcdEKT) forgetOrphan(o orphan) { e.s.forgetOrphan(o) }
 
 // Cipher implements EKTSource.
 func (e *EtcdEKT) Cipher() dtls.EKTCipher { return e.cipher }
@@ -286,7 +304,15 @@ func (e *EtcdEKT) rekey(conference string, spi uint16) (*EKTParams, error) {
 		return nil, e.s.fail(storeOpEKTRekey, err)
 	}
 	if resp.Succeeded {
+		// This replica's compare-and-swap replaced the set: of all
+		// replicas, it alone ends the conference's orphans.
 		next.rev = resp.Header.Revision
+		e.mu.Lock()
+		f := e.rekeyed
+		e.mu.Unlock()
+		if f != nil {
+			f(conference)
+		}
 		return next, nil
 	}
 	next.zero()
@@ -574,7 +600,18 @@ type ektNotifier interface {
 	setNotify(f func(conference string))
 }
 
+// orphanSource is implemented by EKT sources shared by KD replicas that
+// know the associations of vanished replicas (EtcdEKT): after a re-key
+// this replica made, the KeyDistributor ends the conference's orphans at
+// their MDs and forgets them.
+type orphanSource interface {
+	setRekeyed(f func(conference string))
+	orphansOf(conference string) []orphan
+	forgetOrphan(o orphan)
+}
+
 var (
-	_ EKTSource   = (*EtcdEKT)(nil)
-	_ ektNotifier = (*EtcdEKT)(nil)
+	_ EKTSource    = (*EtcdEKT)(nil)
+	_ ektNotifier  = (*EtcdEKT)(nil)
+	_ orphanSource = (*EtcdEKT)(nil)
 )

@@ -180,6 +180,9 @@ type KeyDistributor struct {
 	ttlCheck   time.Time    // janitor: next look at the EKT parameter sets' age
 	work       []chan job   // one queue per worker
 
+	orphanRetries       int           // orphanRetries (tests shorten it)
+	orphanRetryInterval time.Duration // orphanRetryInterval (tests shorten it)
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -192,7 +195,8 @@ type KeyDistributor struct {
 	pending   int
 	peers     map[string]*peerState
 	restored  map[assocKey]*restored
-	journal   *journal // nil without Config.Journal
+	orphans   map[assocKey]*orphanJob // vanished replicas' associations to end (orphans.go)
+	journal   *journal                // nil without Config.Journal
 }
 
 var _ tunnel.KDHandler = (*KeyDistributor)(nil)
@@ -253,6 +257,10 @@ func New(cfg Config) (*KeyDistributor, error) {
 		perTunnel: map[string]int{},
 		peers:     map[string]*peerState{},
 		restored:  map[assocKey]*restored{},
+		orphans:   map[assocKey]*orphanJob{},
+
+		orphanRetries:       orphanRetries,
+		orphanRetryInterval: orphanRetryInterval,
 	}
 	if cfg.Journal != "" {
 		j, entries, err := openJournal(cfg.Journal)
@@ -294,6 +302,9 @@ func New(cfg Config) (*KeyDistributor, error) {
 	}
 	if n, ok := cfg.EKT.(ektNotifier); ok {
 		n.setNotify(k.ektChanged)
+	}
+	if o, ok := cfg.EKT.(orphanSource); ok {
+		o.setRekeyed(k.orphansRekeyed)
 	}
 	cfg.Registry.Subscribe(k.revalidate)
 	k.wg.Add(1)
@@ -787,6 +798,7 @@ func (k *KeyDistributor) sweep(now time.Time) {
 	}
 	k.sendRestoredDisconnectsLocked()
 	k.mu.Unlock()
+	k.endOrphans(now, true)
 	for _, e := range ends {
 		desc := uint8(0)
 		if e.reason == reasonHandshakeTimeout {

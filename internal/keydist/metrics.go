@@ -58,6 +58,10 @@ type metrics struct {
 	helloVerify     prometheus.Counter
 	ektRekeys       prometheus.Counter
 	ektRemoteRekeys prometheus.Counter
+
+	orphansDisconnected     prometheus.Counter
+	orphanDisconnectRetries prometheus.Counter
+	orphanDisconnectsFailed prometheus.Counter
 }
 
 // dtlsDrop counts a record or fragment the DTLS servers dropped.
@@ -130,6 +134,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "keydist", Name: "ekt_remote_rekeys_total",
 			Help: "New EKT parameter sets made by another KD replica (seen in the store) and sent to this replica's members.",
 		}),
+		orphansDisconnected: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "orphans_disconnected_total",
+			Help: "Associations of a vanished KD replica ended at their MD (EndpointDisconnect) because this replica re-keyed their conference.",
+		}),
+		orphanDisconnectRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "orphan_disconnect_retries_total",
+			Help: "Attempts to end an orphaned association that found no live tunnel to its MD (retried on the janitor tick).",
+		}),
+		orphanDisconnectsFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "orphan_disconnects_failed_total",
+			Help: "Orphaned associations given up after the bounded retries without a tunnel to their MD (the conference's next re-key tries again).",
+		}),
 		helloVerify: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "keydist", Name: "hello_verify_requests_total",
 			Help: "ClientHellos answered statelessly (HelloVerifyRequest, or nothing usable): no association kept.",
@@ -142,7 +158,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	if reg != nil {
 		for _, c := range []prometheus.Collector{m.associations, m.handshakes, m.ended, m.drops, m.mediaKeys,
 			m.disconnectsOut, m.disconnectsIn, m.disconnectsLost, m.tunnels, m.hsDuration, m.rxDatagrams, m.txDatagrams,
-			m.ektKeysSent, m.ektKeysAcked, m.dtlsDrops, m.helloVerify, m.ektRekeys, m.ektRemoteRekeys} {
+			m.ektKeysSent, m.ektKeysAcked, m.dtlsDrops, m.helloVerify, m.ektRekeys, m.ektRemoteRekeys,
+			m.orphansDisconnected, m.orphanDisconnectRetries, m.orphanDisconnectsFailed} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
