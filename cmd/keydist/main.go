@@ -105,6 +105,7 @@ type config struct {
 	EtcdUser         string
 	EtcdPasswordFile string
 	EKTStoreKeyFile  string
+	StoreLease       time.Duration
 	LogLevel         string
 	LogFormat        string
 }
@@ -226,6 +227,12 @@ func (c *config) options() []options.Option {
 			k, err := readStoreKey(c.EKTStoreKeyFile)
 			clear(k)
 			return err
+		}),
+		options.Dur(&c.StoreLease, "store-lease", keydist.DefaultStoreLease, "lease of this replica's entries in etcd: when it dies, the other replicas take its associations as orphans within it (at least 2s)").Check(func() error {
+			if c.StoreLease < 2*time.Second {
+				return fmt.Errorf("store-lease %v: at least 2s", c.StoreLease)
+			}
+			return nil
 		}),
 	)
 	return append(o, options.Log(&c.LogLevel, &c.LogFormat)...)
@@ -401,7 +408,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		store, err := keydist.NewStore(keydist.StoreConfig{Client: cl, Prefix: ecfg.Key(""), SealKey: key, Logger: log, Metrics: promReg})
+		store, err := keydist.NewStore(keydist.StoreConfig{Client: cl, Prefix: ecfg.Key(""), SealKey: key, LeaseTTL: c.StoreLease, Logger: log, Metrics: promReg})
 		clear(key)
 		if err != nil {
 			return err

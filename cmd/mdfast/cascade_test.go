@@ -19,6 +19,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/pion/rtp"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sys/unix"
 
 	"github.com/mdfast/mdfast/internal/cascade"
@@ -247,14 +248,19 @@ func TestCascadeThreeMDs(t *testing.T) {
 		eps = append(eps, e)
 	}
 	first, late, outage := eps[:6], eps[6:8], eps[8]
-	kds, kdFP := startKDReplicas(t, p, kdNodes, ids, etcd.Endpoints()[0])
+	kds, kdFP := startKDReplicas(t, p, kdNodes, ids, etcd.Endpoints()[0], lease)
 
 	// Three MDs, each with its cascade certificate from the test CA, each
 	// with a tunnel to both replicas.
 	var mds []*cascadeMDProc
 	for i, node := range mdNodes {
 		name := fmt.Sprintf("md%d", i+1)
+		// Each MD its own tunnel identity (the KDs address an MD by it)
+		// and its own cascade certificate, from the test CA.
 		if err := syssim.WriteTLSCert(p.dir, name+"-cascade", p.ca.Leaf(t, name)); err != nil {
+			t.Fatal(err)
+		}
+		if err := syssim.WriteTLSCert(p.dir, name+"-tunnel", p.ca.Leaf(t, name)); err != nil {
 			t.Fatal(err)
 		}
 		cfg := p.writeConfig(t, name+".yaml", strings.Join(append([]string{
@@ -264,8 +270,8 @@ func TestCascadeThreeMDs(t *testing.T) {
 			"media-ports: [5004]",
 			"kd: [" + kds[0].addr + ", " + kds[1].addr + "]",
 			"kd-server-name: kd",
-			"tunnel-cert: " + p.certFile,
-			"tunnel-key: " + p.key,
+			"tunnel-cert: " + filepath.Join(p.dir, name+"-tunnel.crt"),
+			"tunnel-key: " + filepath.Join(p.dir, name+"-tunnel.key"),
 			"tunnel-ca: " + p.caFile,
 			"tunnel-backoff-max: 200ms",
 			"control-listen: ''",
@@ -538,6 +544,28 @@ func TestCascadeThreeMDs(t *testing.T) {
 	// Fault 4 ends: md3 comes back (a new incarnation in the directory):
 	// the others build new associations with it, its endpoints join again
 	// and everyone hears everyone, with no loss.
+	// kd1's lease (renewed by etcd's restart) must have run out, so that
+	// kd2 holds kd1's associations as orphans: only kd2's alive key is
+	// left under kd/assoc/.
+	ecl := etcd.Client(t)
+	if _, ok := waitFor(3*lease, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		r, err := ecl.Get(ctx, "/mdfast/v1/kd/assoc/", clientv3.WithPrefix(), clientv3.WithKeysOnly())
+		if err != nil {
+			return false
+		}
+		alive := 0
+		for _, kv := range r.Kvs {
+			if !strings.Contains(strings.TrimPrefix(string(kv.Key), "/mdfast/v1/kd/assoc/"), "/") {
+				alive++
+			}
+		}
+		return alive == 1
+	}); !ok {
+		t.Fatal("kd1's alive key is still in etcd three leases after etcd came back")
+	}
+	rekeysBefore := kds[1].metric(t, "keydist_ekt_rekeys_total")
 	closedBefore := mds[0].metric(t, `mdfast_slowpath_events_total{event="closed_by_kd"}`) + mds[1].metric(t, `mdfast_slowpath_events_total{event="closed_by_kd"}`)
 	md3 := startCascadeMD(t, "md3", mdNodes[2], mds[2].cfg)
 	waitReady(t, md3)
@@ -556,27 +584,28 @@ func TestCascadeThreeMDs(t *testing.T) {
 	// md3's endpoints' old associations ended with md3: if kd2 held one,
 	// that is a departure and kd2 re-keys the conference. Members keyed
 	// by the dead kd1 cannot be given the new set (their DTLS association
-	// died with kd1): kd2 ends them at their MD, and they join again, as
-	// an application does when its media stops.
-	if _, ok := waitFor(10*time.Second, func() bool {
-		s0, _ := eps[0].s.EKTSPI()
-		for _, e := range eps {
-			if s, _ := e.s.EKTSPI(); s != s0 {
-				return false
+	// died with kd1): the re-keying replica ends them at their MD, and
+	// they join again, as an application does when its media stops.
+	if _, rekeyed := waitFor(5*time.Second, func() bool { return kds[1].metric(t, "keydist_ekt_rekeys_total") > rekeysBefore }); rekeyed {
+		var newest uint16
+		waitFor(5*time.Second, func() bool { // kd2's members all hold the new set
+			newest, _ = late[0].s.EKTSPI()
+			for _, e := range append([]*cascadeEP{late[1], outage}, first[4:]...) {
+				if s, _ := e.s.EKTSPI(); s != newest || newest == spi {
+					return false
+				}
 			}
-		}
-		return true
-	}); !ok {
-		newest, _ := late[0].s.EKTSPI() // keyed by kd2
+			return true
+		})
 		var orphans []*cascadeEP
-		for _, e := range eps {
+		for _, e := range first[:4] {
 			if s, _ := e.s.EKTSPI(); s != newest {
 				orphans = append(orphans, e)
 			}
 		}
-		t.Logf("re-keyed to SPI %d; %d members keyed by the dead kd1 cannot follow", newest, len(orphans))
+		t.Logf("md3's return re-keyed the conference to SPI %d; %d members keyed by the dead kd1 could not follow", newest, len(orphans))
 		if _, ok := waitFor(5*time.Second, func() bool {
-			return mds[0].metric(t, `mdfast_slowpath_events_total{event="closed_by_kd"}`)+mds[1].metric(t, `mdfast_slowpath_events_total{event="closed_by_kd"}`) >= closedBefore+float64(len(orphans))
+			return mds[0].metric(t, `mdfast_slowpath_events_total{event="closed_by_kd"}`)+mds[1].metric(t, `mdfast_slowpath_events_total{event="closed_by_kd"}`) == closedBefore+float64(len(orphans))
 		}); !ok {
 			t.Errorf("the %d members kd2 could not re-key were not ended at their MDs (closed_by_kd)", len(orphans))
 		}
@@ -584,6 +613,8 @@ func TestCascadeThreeMDs(t *testing.T) {
 			_ = e.s.Close()
 			join(e)
 		}
+	} else {
+		t.Log("md3's return did not re-key the conference (kd1 had keyed both of its endpoints)")
 	}
 	sameSPI("md3 back", eps)
 	phase("md3 back", eps, 5*n)
@@ -611,9 +642,9 @@ func (k *kdReplica) metric(t *testing.T, series string) float64 {
 // startKDReplicas runs one keydist per node, all on the etcd at
 // etcdURL with one EKT store key, one registry file (the conference
 // "room" of ids) and one DTLS certificate (the endpoints know one KD
-// fingerprint), each with its own journal; they listen for tunnels on
-// their node's address, port 5740.
-func startKDReplicas(t *testing.T, p *pki, nodes []*netnstest.Node, ids []endpointsim.Identity, etcdURL string) ([]*kdReplica, keydist.Fingerprint) {
+// fingerprint), each with its own journal and a store lease of lease;
+// they listen for tunnels on their node's address, port 5740.
+func startKDReplicas(t *testing.T, p *pki, nodes []*netnstest.Node, ids []endpointsim.Identity, etcdURL string, lease time.Duration) ([]*kdReplica, keydist.Fingerprint) {
 	t.Helper()
 	bin := buildKeydist(t)
 	dir := t.TempDir()
@@ -649,7 +680,7 @@ func startKDReplicas(t *testing.T, p *pki, nodes []*netnstest.Node, ids []endpoi
 		addr := netip.AddrPortFrom(node.Addrs[0], 5740).String()
 		args := append([]string{"ip", "netns", "exec", node.NS.Name, bin}, f.KeydistArgs(addr, "127.0.0.1:9541")...)
 		args = append(args, "-journal", f.Path(fmt.Sprintf("kd%d.journal", i+1)),
-			"-etcd-endpoints", etcdURL, "-ekt-store-key-file", f.Path("ekt-store.key"))
+			"-etcd-endpoints", etcdURL, "-ekt-store-key-file", f.Path("ekt-store.key"), "-store-lease", lease.String())
 		proc, err := syssim.Start(fmt.Sprintf("kd%d", i+1), filepath.Join(dir, fmt.Sprintf("kd%d.log", i+1)), exec.Command(args[0], args[1:]...))
 		if err != nil {
 			t.Fatal(err)
