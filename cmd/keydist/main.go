@@ -204,8 +204,10 @@ func (c *config) options() []options.Option {
 		options.Float(&c.JoinRateSource, "join-rate-per-source", keydist.DefaultJoinRatePerSource, "join endpoint requests per second from one IPv4 address or IPv6 /64 (burst 10)"),
 		options.List(&c.JoinAllowOrigin, "join-allow-origin", nil, "web origins allowed to call the join endpoint (CORS; * for any; repeatable)"),
 	)
-	o = append(o,
-		options.List(&c.EtcdEndpoints, "etcd-endpoints", nil, "etcd client URLs (repeatable): KD replicas keep the registry's API layer and the EKT parameter sets there (empty: this process only)").Check(func() error {
+	o = append(o, options.Etcd(options.EtcdFields{Endpoints: &c.EtcdEndpoints, Prefix: &c.EtcdPrefix, CA: &c.EtcdCA, Cert: &c.EtcdCert,
+		Key: &c.EtcdKey, User: &c.EtcdUser, PasswordFile: &c.EtcdPasswordFile},
+		etcdclient.DefaultPrefix, "KD replicas keep the registry's API layer and the EKT parameter sets there (empty: this process only)", "kd/",
+		func() error {
 			if err := c.etcd().Validate(); err != nil {
 				return err
 			}
@@ -213,13 +215,8 @@ func (c *config) options() []options.Option {
 				return errors.New("-etcd-endpoints needs -ekt-store-key-file (the key that seals EKT parameter sets in etcd)")
 			}
 			return nil
-		}),
-		options.String(&c.EtcdPrefix, "etcd-prefix", etcdclient.DefaultPrefix, "prefix of every etcd key (the KDs write only in its kd/ subtree)"),
-		options.String(&c.EtcdCA, "etcd-ca", "", "CA certificate (PEM) that verifies the etcd members (https endpoints)"),
-		options.String(&c.EtcdCert, "etcd-cert", "", "client certificate (PEM) for etcd"),
-		options.String(&c.EtcdKey, "etcd-key", "", "client key (PEM) for etcd"),
-		options.String(&c.EtcdUser, "etcd-user", "", "etcd user (RBAC: read-write on the prefix's kd/ subtree only)"),
-		options.String(&c.EtcdPasswordFile, "etcd-password-file", "", "file holding the etcd user's password"),
+		})...)
+	o = append(o,
 		options.String(&c.EKTStoreKeyFile, "ekt-store-key-file", "", "file holding the 32 random octets (raw, or 64 hex digits) that seal EKT parameter sets in etcd; the same on every KD replica, never given to MDs").Check(func() error {
 			if c.EKTStoreKeyFile == "" {
 				return nil

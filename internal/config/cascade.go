@@ -35,14 +35,9 @@ func (c *Config) cascadeOptions() []options.Option {
 		}
 	}
 	etcdCheck := func() error { return c.Etcd().Validate() }
-	return []options.Option{
-		options.List(&c.EtcdEndpoints, "etcd-endpoints", nil, "etcd client URLs (http:// or https://; repeatable): the shared directory of MDs; empty: this MD works alone").Check(etcdCheck),
-		options.String(&c.EtcdPrefix, "etcd-prefix", etcdclient.DefaultPrefix, "prefix of every key in etcd").Check(etcdCheck),
-		options.String(&c.EtcdCA, "etcd-ca", "", "CA bundle (PEM) of the etcd members' certificates (https endpoints)"),
-		options.String(&c.EtcdCert, "etcd-cert", "", "client certificate (PEM) for etcd"),
-		options.String(&c.EtcdKey, "etcd-key", "", "client key (PEM) for etcd"),
-		options.String(&c.EtcdUser, "etcd-user", "", "etcd user (with etcd-password-file)"),
-		options.String(&c.EtcdPasswordFile, "etcd-password-file", "", "file holding the etcd user's password"),
+	return append(options.Etcd(options.EtcdFields{Endpoints: &c.EtcdEndpoints, Prefix: &c.EtcdPrefix, CA: &c.EtcdCA, Cert: &c.EtcdCert,
+		Key: &c.EtcdKey, User: &c.EtcdUser, PasswordFile: &c.EtcdPasswordFile},
+		etcdclient.DefaultPrefix, "the shared directory of MDs; empty: this MD works alone", "md/", etcdCheck),
 		options.String(&c.MDID, "md-id", "", "this MD's name in the directory, unique among the MDs (empty: the host name)").Check(func() error {
 			if err := needs("md-id", c.MDID != ""); err != nil {
 				return err
@@ -80,7 +75,7 @@ func (c *Config) cascadeOptions() []options.Option {
 			}
 			return nil
 		}),
-	}
+	)
 }
 
 // Etcd returns the store's client configuration.
