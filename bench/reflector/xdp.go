@@ -15,7 +15,6 @@ import (
 	"github.com/mdfast/mdfast/internal/afxdp"
 	"github.com/mdfast/mdfast/internal/config"
 	"github.com/mdfast/mdfast/internal/dataplane"
-	"github.com/mdfast/mdfast/internal/frame"
 	"github.com/mdfast/mdfast/internal/neigh"
 )
 
@@ -103,19 +102,11 @@ func openXDP(o xdpOptions) (_ *xdpPlane, err error) {
 	if x.nb, err = neigh.New(neigh.Options{Ifindex: ifi.Index, Logger: o.Logger}); err != nil {
 		return nil, fmt.Errorf("reflector: %s: %w", o.Mode, err)
 	}
-	pcfg := dataplane.XDPPortConfig{
-		MAC: frame.MAC(ifi.HardwareAddr), UDPChecksumIPv4: dc.UDPChecksumIPv4,
-		Poll: dc.Poll, Batch: dc.BatchSize, Wait: dc.Wait, Spin: dc.Spin,
-	}
+	pcfg := dc.PortConfig(ifi.HardwareAddr)
 	for q := range o.Queues {
-		sock, err := afxdp.Open(afxdp.Config{
-			Ifindex: ifi.Index, QueueID: uint32(q), Mode: dc.XSKMode,
-			NumFrames: dc.NumFrames, FrameSize: dc.FrameSize,
-			FillRingSize: dc.RingSize, CompletionRingSize: dc.RingSize,
-			RxRingSize: dc.RingSize, TxRingSize: dc.RingSize,
-		})
+		sock, err := dc.OpenQueue(ifi.Index, q)
 		if err != nil {
-			return nil, fmt.Errorf("reflector: %s: queue %d: %w", o.Mode, q, err)
+			return nil, fmt.Errorf("reflector: %s: %w", o.Mode, err)
 		}
 		x.xsk = sock.Mode()
 		x.loops = append(x.loops, newReflectLoop(dataplane.NewXDPPort(sock, x.nb, pcfg), o.Members, dc.BatchSize))

@@ -387,20 +387,11 @@ func openXDP(cfg Config, m Mode) (_ *Dataplane, err error) {
 		}
 		nb = d.nb
 	}
-	pcfg := XDPPortConfig{
-		MAC: frame.MAC(ifi.HardwareAddr), UDPChecksumIPv4: cfg.UDPChecksumIPv4,
-		Poll: cfg.Poll, Batch: cfg.BatchSize, Wait: cfg.Wait, Spin: cfg.Spin,
-	}
+	pcfg := cfg.PortConfig(ifi.HardwareAddr)
 	for q := range cfg.Queues {
-		sock, err := afxdp.Open(afxdp.Config{
-			Ifindex: ifi.Index, QueueID: uint32(q), Mode: cfg.XSKMode,
-			NumFrames: cfg.NumFrames, FrameSize: cfg.FrameSize,
-			FillRingSize: cfg.RingSize, CompletionRingSize: cfg.RingSize,
-			RxRingSize: cfg.RingSize, TxRingSize: cfg.RingSize,
-			PreferBusyPoll: cfg.BusyPoll, BusyPollUsec: cfg.BusyPollUsec, BusyPollBudget: cfg.BusyPollBudget,
-		})
+		sock, err := cfg.OpenQueue(ifi.Index, q)
 		if err != nil {
-			return nil, fmt.Errorf("dataplane: %s: queue %d: %w", m, q, err)
+			return nil, fmt.Errorf("dataplane: %s: %w", m, err)
 		}
 		d.addWorker(NewXDPPort(sock, nb, pcfg))
 		if err := d.cl.RegisterSocket(uint32(q), sock.FD()); err != nil {
@@ -408,6 +399,32 @@ func openXDP(cfg Config, m Mode) (_ *Dataplane, err error) {
 		}
 	}
 	return d, nil
+}
+
+// PortConfig is the XDPPortConfig of cfg's ports on an interface with
+// Ethernet address mac.
+func (cfg *Config) PortConfig(mac net.HardwareAddr) XDPPortConfig {
+	return XDPPortConfig{
+		MAC: frame.MAC(mac), UDPChecksumIPv4: cfg.UDPChecksumIPv4,
+		Poll: cfg.Poll, Batch: cfg.BatchSize, Wait: cfg.Wait, Spin: cfg.Spin,
+	}
+}
+
+// OpenQueue opens the AF_XDP socket of queue q of interface ifindex with
+// cfg's bind mode, UMEM and ring sizes and busy-poll settings (the
+// daemon's, and the bench reflector's, which must do the same I/O).
+func (cfg *Config) OpenQueue(ifindex, q int) (*afxdp.Socket, error) {
+	sock, err := afxdp.Open(afxdp.Config{
+		Ifindex: ifindex, QueueID: uint32(q), Mode: cfg.XSKMode,
+		NumFrames: cfg.NumFrames, FrameSize: cfg.FrameSize,
+		FillRingSize: cfg.RingSize, CompletionRingSize: cfg.RingSize,
+		RxRingSize: cfg.RingSize, TxRingSize: cfg.RingSize,
+		PreferBusyPoll: cfg.BusyPoll, BusyPollUsec: cfg.BusyPollUsec, BusyPollBudget: cfg.BusyPollBudget,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("queue %d: %w", q, err)
+	}
+	return sock, nil
 }
 
 func (d *Dataplane) addWorker(p Port) {
