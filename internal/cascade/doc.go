@@ -33,7 +33,10 @@
 // Each (peer, conference) is installed through Table as a
 // keytable.Association with Link set and Tag = Tag(conference name), the
 // value every packet on the hop carries as its last CSRC. A new
-// association with the same peer re-keys the same link IDs.
+// association with the same peer re-keys the same link IDs. A conference
+// whose link this association already keyed (removed since, or moved to
+// another table ID or kind) gets a new association rather than its old
+// keys again under a fresh SRTP index and replay window.
 //
 // # What it must not do
 //

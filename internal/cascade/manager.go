@@ -180,10 +180,16 @@ type peer struct {
 	since     time.Time // runner started
 	candSince time.Time
 	links     map[string]*link
-	retired   LinkCounters // of links removed
-	backoff   time.Duration
-	retryAt   time.Time
-	failures  int
+	// keyed holds the conferences whose link keys were derived from
+	// runner's keying material and installed: their keys are the same
+	// every time they are derived from it, so a link for one of them is
+	// never installed again over runner (a fresh link association would
+	// restart the SRTP index and replay state under used keys).
+	keyed    map[string]bool
+	retired  LinkCounters // of links removed
+	backoff  time.Duration
+	retryAt  time.Time
+	failures int
 }
 
 type link struct {
@@ -417,10 +423,22 @@ func (m *Manager) syncLinks(ctx context.Context, p *peer) {
 		return
 	}
 	var missing []string
+	reused := false
 	for conf, l := range p.shared {
 		if ln, ok := p.links[conf]; !ok || ln.conf != l {
 			missing = append(missing, conf)
+			reused = reused || p.keyed[conf]
 		}
+	}
+	if reused {
+		// This association already keyed a link of one of them (removed
+		// since, or of another table ID or kind): the same keys again
+		// would repeat (key, SSRC, index) and accept replays. A new
+		// association re-keys every link.
+		m.cfg.Logger.Info("cascade: a conference's link comes back; new association for fresh keys", "peer", p.id)
+		m.closeAssoc(p)
+		p.backoff, p.retryAt = 0, time.Time{}
+		return
 	}
 	if len(missing) > 0 {
 		m.installLinks(ctx, p, p.runner, missing)
@@ -494,6 +512,10 @@ func (m *Manager) installLinks(ctx context.Context, p *peer, r *dtls.Runner, con
 		ln.conf, ln.ep, ln.addr = l, ep, p.alive.Media
 		p.links[conf] = ln
 		m.statsMu.Unlock()
+		if p.keyed == nil {
+			p.keyed = map[string]bool{}
+		}
+		p.keyed[conf] = true
 	}
 }
 
@@ -645,6 +667,7 @@ func (m *Manager) handleEvent(ctx context.Context, e runnerEvent) {
 		}
 		p.up = true
 		m.statsMu.Unlock()
+		p.keyed = map[string]bool{}
 		p.backoff, p.failures = 0, 0
 		m.cfg.Logger.Info("cascade: link association up", "peer", p.id, "client", p.client, "conferences", len(p.shared))
 		// A new association re-keys every link.

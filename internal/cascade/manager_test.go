@@ -370,3 +370,49 @@ func TestUnknownSourceDropped(t *testing.T) {
 		t.Fatal("a stranger became a peer")
 	}
 }
+
+// A conference that stops being shared and comes back over the same
+// association must not get its old link keys again: a fresh link
+// association restarts the SRTP index and the replay window, so the same
+// keys would repeat (key, SSRC, index) and accept replayed packets.
+func TestReturningConferenceGetsFreshKeys(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := newCA(t)
+	a := startMD(t, "md-a", c.issue(t, "md-a"), c.pool, 5004)
+	b := startMD(t, "md-b", c.issue(t, "md-b"), c.pool, 6004)
+	a.m.SetLocal(localA)
+	b.m.SetLocal(localB)
+	v := view(confs, a, b)
+	a.m.SetView(v)
+	b.m.SetView(v)
+	waitFor(t, 5*time.Second, "links up", func() bool { return len(a.table.byConf()) == 2 && len(b.table.byConf()) == 2 })
+	before := a.table.byConf()
+
+	// b stops hosting room-s...
+	v2 := view(confs, a)
+	v2.Peers["md-b"] = directory.Peer{ID: "md-b", Alive: b.alive, Conferences: map[string]directory.Kind{"room-d": directory.KindDouble}}
+	b.m.SetLocal(map[string]Local{"room-d": localB["room-d"]})
+	a.m.SetView(v2)
+	b.m.SetView(v2)
+	waitFor(t, 5*time.Second, "room-s link removed", func() bool {
+		_, okA := a.table.byConf()[2]
+		_, okB := b.table.byConf()[3]
+		return !okA && !okB
+	})
+	// ...and hosts it again.
+	b.m.SetLocal(localB)
+	a.m.SetView(v)
+	b.m.SetView(v)
+	waitFor(t, 5*time.Second, "room-s link back", func() bool {
+		_, okA := a.table.byConf()[2]
+		_, okB := b.table.byConf()[3]
+		return okA && okB
+	})
+	waitFor(t, 5*time.Second, "keys agree", func() bool {
+		la, lb := a.table.byConf(), b.table.byConf()
+		return len(la) == 2 && len(lb) == 2 && opens(t, la[2].Send, lb[3].Recv) && opens(t, la[1].Send, lb[7].Recv)
+	})
+	if opens(t, before[2].Send, b.table.byConf()[3].Recv) {
+		t.Fatal("room-s came back with the link keys it had before")
+	}
+}

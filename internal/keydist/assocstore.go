@@ -347,6 +347,16 @@ func (s *Store) orphansOf(conference string) []orphan {
 	return out
 }
 
+// isOrphan reports whether o is still kept as an orphan: its record is
+// there, of the same association, and its replica has not re-published
+// it (a replica back on a new lease holds it again).
+func (s *Store) isOrphan(o orphan) bool {
+	s.remMu.Lock()
+	defer s.remMu.Unlock()
+	r := s.remote[o.key]
+	return r != nil && !r.orphaned.IsZero() && r.a.MD == o.md && r.a.ID == o.id
+}
+
 // forgetOrphan drops an orphan the KeyDistributor ended at its MD: from
 // the mirror, and from etcd if its record is still there (it is not once
 // the vanished replica's lease expired; the delete is then a no-op). The

@@ -103,6 +103,9 @@ func (e *EtcdEKT) orphansOf(conference string) []orphan { return e.s.orphansOf(c
 // forgetOrphan implements orphanSource.
 func (e *EtcdEKT) forgetOrphan(o orphan) { e.s.forgetOrphan(o) }
 
+// isOrphan implements orphanSource.
+func (e *EtcdEKT) isOrphan(o orphan) bool { return e.s.isOrphan(o) }
+
 // Cipher implements EKTSource.
 func (e *EtcdEKT) Cipher() dtls.EKTCipher { return e.cipher }
 
@@ -608,6 +611,9 @@ type orphanSource interface {
 	setRekeyed(f func(conference string))
 	orphansOf(conference string) []orphan
 	forgetOrphan(o orphan)
+	// isOrphan reports whether o is still an orphan (its replica has not
+	// come back and re-published it meanwhile).
+	isOrphan(o orphan) bool
 }
 
 var (

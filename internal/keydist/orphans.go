@@ -78,6 +78,12 @@ func (k *KeyDistributor) endOrphans(now time.Time, tick bool) {
 		if tick && now.Before(j.next) {
 			continue
 		}
+		if !src.isOrphan(j.o) {
+			// Its replica came back and holds it again while the job
+			// waited for a tunnel: a live association, not ours to end.
+			delete(k.orphans, key)
+			continue
+		}
 		var t tunnelConn
 		if p := k.peers[key.peer]; p != nil {
 			// The record does not name the MD instance: the newest tunnel

@@ -157,6 +157,20 @@ func (f *fakeOrphanEKT) forgetOrphan(o orphan) {
 	f.forgotten = append(f.forgotten, o)
 }
 
+func (f *fakeOrphanEKT) isOrphan(o orphan) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.ContainsFunc(f.orphans, func(x orphan) bool { return x.key == o.key })
+}
+
+// revive takes o out of the orphans without ending it: its replica came
+// back and re-published it.
+func (f *fakeOrphanEKT) revive(key string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.orphans = slices.DeleteFunc(f.orphans, func(x orphan) bool { return x.key == key })
+}
+
 func (f *fakeOrphanEKT) numForgotten() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -223,5 +237,47 @@ func TestOrphanRetriesBounded(t *testing.T) {
 	if counterValue(kd.m.orphansDisconnected) != 1 || src.numForgotten() != 1 || len(src.orphansOf("other")) != 1 {
 		t.Fatalf("disconnected %v, forgotten %d, other's orphans %d", counterValue(kd.m.orphansDisconnected),
 			src.numForgotten(), len(src.orphansOf("other")))
+	}
+}
+
+// TestQueuedOrphanRevivedNotEnded: an orphan queued while its MD has no
+// tunnel to this replica, whose replica then comes back on a new lease and
+// re-publishes it (a live association again), is not ended when the
+// tunnel comes up.
+func TestQueuedOrphanRevivedNotEnded(t *testing.T) {
+	mem, err := NewMemoryEKT(MemoryEKTConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := &fakeOrphanEKT{MemoryEKT: mem}
+	id := uuid.New()
+	src.orphans = []orphan{{key: "kd1/a", replica: "kd1", md: "md1", id: id, conference: "conf"}}
+	cert, err := GenerateCertificate(time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kd, err := New(Config{Certificate: cert, Registry: NewRegistry(), Logger: discardLogger(), EKT: src,
+		HandshakeTimeout: 80 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = kd.Close() })
+	kd.mu.Lock()
+	kd.orphanRetries, kd.orphanRetryInterval = 1000, time.Millisecond
+	kd.mu.Unlock()
+
+	src.rekeyed("conf")
+	if n := kd.numOrphansPending(); n != 1 {
+		t.Fatalf("%d orphans queued, want 1", n)
+	}
+	src.revive("kd1/a")
+	ft := &fakeTunnel{id: "t1", peer: "md1"}
+	kd.tunnelUp(ft)
+	kd.endOrphans(time.Now().Add(time.Second), true)
+	if d := ft.disconnects(); len(d) != 0 {
+		t.Fatalf("EndpointDisconnect for %v: a live replica's association was ended", d)
+	}
+	if n := kd.numOrphansPending(); n != 0 {
+		t.Fatalf("%d orphans still queued", n)
 	}
 }
