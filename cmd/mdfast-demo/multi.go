@@ -69,23 +69,19 @@ func (d *demo) startEtcd() error {
 }
 
 // multiMDArgs are MD m's directory and link arguments, its tunnels to
-// every KD replica, and the certificates they need (the files' CA signs
-// the MDs' tunnel and link certificates alike).
+// every KD replica, and the certificate they need: one per MD from the
+// files' CA, naming its md-id (as a link certificate must), for its
+// tunnels and its links alike.
 func (d *demo) multiMDArgs(m int) ([]string, error) {
-	ip := net.ParseIP(hostAddr(mdHostN(m)))
-	if m > 0 {
-		if err := d.files.WriteLeaf(mdRole(m), ip); err != nil {
+	if m > 0 { // md's is the files' own md.crt
+		if err := d.files.WriteLeaf(mdRole(m), net.ParseIP(hostAddr(mdHostN(m)))); err != nil {
 			return nil, err
 		}
-	}
-	link := mdRole(m) + "-link"
-	if err := d.files.WriteLeaf(link, ip); err != nil {
-		return nil, err
 	}
 	args := []string{
 		"-etcd-endpoints", etcdURL(), "-md-id", mdRole(m),
 		"-cascade-listen", net.JoinHostPort(hostAddr(mdHostN(m)), strconv.Itoa(cascadePort)),
-		"-cascade-cert", d.files.Path(link + ".crt"), "-cascade-key", d.files.Path(link + ".key"),
+		"-cascade-cert", d.files.Path(mdRole(m) + ".crt"), "-cascade-key", d.files.Path(mdRole(m) + ".key"),
 		"-cascade-ca", d.files.Path("ca.crt"),
 	}
 	for k := 1; k < d.o.kds; k++ {

@@ -210,6 +210,15 @@ func NewManager(cfg Config) (*Manager, error) {
 	if len(cfg.Certificate.Certificate) == 0 {
 		return nil, fmt.Errorf("%w: a certificate is required", ErrConfig)
 	}
+	// Peers check that this MD's certificate names its md-id (verifier):
+	// say so now rather than with every handshake refused.
+	leaf, err := x509.ParseCertificate(cfg.Certificate.Certificate[0])
+	if err != nil {
+		return nil, fmt.Errorf("%w: certificate: %w", ErrConfig, err)
+	}
+	if err := leaf.VerifyHostname(cfg.ID); err != nil {
+		return nil, fmt.Errorf("%w: the certificate must name the md-id %q as a DNS name: %w", ErrConfig, cfg.ID, err)
+	}
 	if cfg.RetransmitTimeout <= 0 {
 		cfg.RetransmitTimeout = DefaultRetransmitTimeout
 	}
@@ -247,7 +256,6 @@ func NewManager(cfg Config) (*Manager, error) {
 		// Settle needs a VerifyPeer; each Conn gets its own (verifier).
 		VerifyPeer: func([][]byte) error { return ErrPeerCertificate },
 	}
-	var err error
 	if m.clients, err = base.Settle(false); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrConfig, err)
 	}
@@ -558,7 +566,11 @@ func (m *Manager) verifier(id string, want [sha256.Size]byte) func([][]byte) err
 		for _, c := range certs[1:] {
 			inter.AddCert(c)
 		}
-		if _, err := certs[0].Verify(x509.VerifyOptions{Roots: m.cfg.Roots, Intermediates: inter,
+		// The certificate must name the md-id (a DNS name): the
+		// fingerprint alone binds it to whatever directory entry holds
+		// it, and an MD with any certificate of the CA that could write
+		// another MD's entry would take that MD's links over.
+		if _, err := certs[0].Verify(x509.VerifyOptions{Roots: m.cfg.Roots, Intermediates: inter, DNSName: id,
 			KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}); err != nil {
 			return fmt.Errorf("%w: peer %s: %w", ErrPeerCertificate, id, err)
 		}

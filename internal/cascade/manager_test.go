@@ -5,9 +5,11 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"errors"
 	"log/slog"
 	"math/big"
 	"net"
@@ -414,5 +416,32 @@ func TestReturningConferenceGetsFreshKeys(t *testing.T) {
 	})
 	if opens(t, before[2].Send, b.table.byConf()[3].Recv) {
 		t.Fatal("room-s came back with the link keys it had before")
+	}
+}
+
+// TestCertificateNamesMDID: an MD's cascade certificate must name its
+// md-id. NewManager refuses its own that does not; a peer's that does not
+// is refused even with the fingerprint of the peer's directory entry and
+// a chain to the cascade CA (an MD holding any certificate of the CA, able
+// to write another MD's entry, would otherwise take that MD's links).
+func TestCertificateNamesMDID(t *testing.T) {
+	c := newCA(t)
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	if _, err := NewManager(Config{ID: "md-b", Conn: pc, Certificate: c.issue(t, "md-x"), Roots: c.pool, Table: newFakeTable()}); !errors.Is(err, ErrConfig) {
+		t.Fatalf("NewManager with a certificate for md-x as md-b: %v, want ErrConfig", err)
+	}
+	a := startMD(t, "md-a", c.issue(t, "md-a"), c.pool, 5004)
+	for _, tc := range []struct {
+		cert tls.Certificate
+		ok   bool
+	}{{c.issue(t, "md-b"), true}, {c.issue(t, "md-x"), false}} {
+		err := a.m.verifier("md-b", sha256.Sum256(tc.cert.Certificate[0]))(tc.cert.Certificate)
+		if tc.ok != (err == nil) || (err != nil && !errors.Is(err, ErrPeerCertificate)) {
+			t.Errorf("peer md-b presenting a certificate (want accepted: %v): %v", tc.ok, err)
+		}
 	}
 }

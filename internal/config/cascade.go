@@ -65,7 +65,7 @@ func (c *Config) cascadeOptions() []options.Option {
 			_, err := c.MediaAddr()
 			return err
 		}),
-		options.String(&c.CascadeCert, "cascade-cert", "", "certificate (PEM) of this MD towards peer MDs; its SHA-256 is published").Check(file("cascade-cert", &c.CascadeCert)),
+		options.String(&c.CascadeCert, "cascade-cert", "", "certificate (PEM) of this MD towards peer MDs: it must name md-id as a DNS name; its SHA-256 is published").Check(file("cascade-cert", &c.CascadeCert)),
 		options.String(&c.CascadeKey, "cascade-key", "", "key (PEM) of cascade-cert").Check(file("cascade-key", &c.CascadeKey)),
 		options.String(&c.CascadeCA, "cascade-ca", "", "CA bundle (PEM) peer MDs' certificates must chain to").Check(file("cascade-ca", &c.CascadeCA)),
 		options.Dur(&c.DirectoryLease, "directory-lease", Duration(directory.DefaultLease), "lease of this MD's directory entries: a dead MD's entries expire within it (whole seconds)").Check(func() error {
