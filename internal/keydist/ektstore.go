@@ -2,6 +2,7 @@ package keydist
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"net/url"
@@ -496,6 +497,18 @@ func (e *EtcdEKT) refresh(conference string) {
 func (e *EtcdEKT) applyRemote(conference string, p *EKTParams, memberRev int64) {
 	e.mu.Lock()
 	c := e.confs[conference]
+	if c != nil && p.rev > c.p.rev && !spiAfter(p.SPI, c.p.SPI) && !p.sameSet(c.p) {
+		// Every re-key makes the stored set's SPI plus one (newParams):
+		// a newer write with an SPI not after the one held is an older
+		// set put back (a restored backup, a replayed value), which a
+		// member who has left may know. Keep the held set; the next
+		// re-key replaces both.
+		held := c.p.SPI
+		e.mu.Unlock()
+		_ = e.s.fail(storeOpEKTGet, fmt.Errorf("conference %q: a set with SPI %d written over the held SPI %d (rolled back?): %w", conference, p.SPI, held, ErrStoreValue))
+		p.zero()
+		return
+	}
 	if c == nil || p.rev <= c.p.rev {
 		if c != nil && memberRev > c.memberRev {
 			c.memberRev = memberRev
@@ -519,6 +532,17 @@ func (e *EtcdEKT) applyRemote(conference string, p *EKTParams, memberRev int64) 
 // dropAndNotify forgets a cached set that vanished from the store (its
 // last member replica's Forget, after this replica's lease was lost) and
 // tells the KeyDistributor, whose Current then joins again.
+// spiAfter reports whether SPI a comes after b in serial-number order
+// (RFC 1982 over 16 bits): re-keys count SPIs up and may wrap.
+func spiAfter(a, b uint16) bool { return int16(a-b) > 0 }
+
+// sameSet reports whether p and q are the same parameter set (a value
+// written again unchanged).
+func (p *EKTParams) sameSet(q *EKTParams) bool {
+	return p.SPI == q.SPI && p.Cipher == q.Cipher && subtle.ConstantTimeCompare(p.Key, q.Key) == 1 &&
+		subtle.ConstantTimeCompare(p.Salt, q.Salt) == 1
+}
+
 func (e *EtcdEKT) dropAndNotify(conference string) {
 	e.mu.Lock()
 	c := e.confs[conference]

@@ -234,6 +234,55 @@ func TestEtcdEKTSealed(t *testing.T) {
 	}
 }
 
+// TestEtcdEKTRollbackRefused: an older sealed set written back over the
+// current one (a restored backup, a replayed value: it opens, and gets a
+// newer revision) is not adopted by a replica holding the newer set; it
+// is counted as a bad value, and the next re-key goes on from the newer
+// one. The same value written again unchanged is no rollback.
+func TestEtcdEKTRollbackRefused(t *testing.T) {
+	c := startEtcd(t)
+	s := newTestStore(t, c, "r1")
+	a := newTestEtcdEKT(t, s)
+	b := newTestEtcdEKT(t, newTestStore(t, c, "r2"))
+	first, err := a.Current("conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Current("conf"); err != nil {
+		t.Fatal(err)
+	}
+	cl := c.Client(t)
+	ctx := context.Background()
+	g, err := cl.Get(ctx, a.setKey("conf"))
+	if err != nil || len(g.Kvs) != 1 {
+		t.Fatal(g, err)
+	}
+	old := g.Kvs[0].Value
+	next, err := a.Rekey("conf", first.SPI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b follows the re-key", func() bool { p, _ := b.Current("conf"); return p.SPI == next.SPI })
+	cur, err := cl.Get(ctx, a.setKey("conf"))
+	if err != nil || len(cur.Kvs) != 1 {
+		t.Fatal(cur, err)
+	}
+	bad := counterValue(s.errCount(storeOpValue))
+	if _, err := cl.Put(ctx, a.setKey("conf"), string(cur.Kvs[0].Value)); err != nil { // unchanged: fine
+		t.Fatal(err)
+	}
+	if _, err := cl.Put(ctx, a.setKey("conf"), string(old)); err != nil { // rolled back
+		t.Fatal(err)
+	}
+	waitCounter(t, s.errCount(storeOpValue), bad+1)
+	time.Sleep(200 * time.Millisecond) // b's watch has seen it too
+	for name, e := range map[string]*EtcdEKT{"a": a, "b": b} {
+		if p, _ := e.Current("conf"); p.SPI != next.SPI || !bytes.Equal(p.Key, next.Key) {
+			t.Errorf("replica %s holds SPI %d after the rollback, want %d", name, p.SPI, next.SPI)
+		}
+	}
+}
+
 // TestEtcdEKTStoreDown: with etcd stopped, a conference this replica
 // holds still answers from the cache; a new one fails within the bound
 // with ErrStoreUnavailable, counted; after a restart it works again.
