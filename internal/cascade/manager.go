@@ -797,8 +797,12 @@ func (m *Manager) read() {
 			if errors.As(err, &ne) && ne.Timeout() {
 				continue
 			}
+			// Anything else (ENOBUFS, an ICMP error queued on the
+			// socket) is the socket's, not the end of the links: log it
+			// (rate-limited) and keep reading, without spinning.
 			m.log.Log(slog.LevelError, "cascade-read", "cascade: read", "err", err)
-			return
+			time.Sleep(10 * time.Millisecond)
+			continue
 		}
 		ua, ok := from.(*net.UDPAddr)
 		if !ok {
