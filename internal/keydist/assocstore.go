@@ -357,6 +357,20 @@ func (s *Store) isOrphan(o orphan) bool {
 	return r != nil && !r.orphaned.IsZero() && r.a.MD == o.md && r.a.ID == o.id
 }
 
+// orphanByID returns the orphan association id relayed by md, if there is
+// one (an EndpointDisconnect for it reached this replica: its endpoint
+// left while the replica that keyed it is gone). O(records).
+func (s *Store) orphanByID(md string, id uuid.UUID) (orphan, bool) {
+	s.remMu.Lock()
+	defer s.remMu.Unlock()
+	for k, r := range s.remote {
+		if !r.orphaned.IsZero() && r.a.ID == id && r.a.MD == md {
+			return orphan{key: k, replica: r.replica, md: r.a.MD, id: r.a.ID, conference: r.a.Conference, tlsID: r.a.TLSID}, true
+		}
+	}
+	return orphan{}, false
+}
+
 // forgetOrphan drops an orphan the KeyDistributor ended at its MD: from
 // the mirror, and from etcd if its record is still there (it is not once
 // the vanished replica's lease expired; the delete is then a no-op). The

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"net/url"
 	"strings"
 	"sync"
@@ -106,6 +107,9 @@ func (e *EtcdEKT) forgetOrphan(o orphan) { e.s.forgetOrphan(o) }
 
 // isOrphan implements orphanSource.
 func (e *EtcdEKT) isOrphan(o orphan) bool { return e.s.isOrphan(o) }
+
+// orphanByID implements orphanSource.
+func (e *EtcdEKT) orphanByID(md string, id uuid.UUID) (orphan, bool) { return e.s.orphanByID(md, id) }
 
 // Cipher implements EKTSource.
 func (e *EtcdEKT) Cipher() dtls.EKTCipher { return e.cipher }
@@ -638,6 +642,8 @@ type orphanSource interface {
 	// isOrphan reports whether o is still an orphan (its replica has not
 	// come back and re-published it meanwhile).
 	isOrphan(o orphan) bool
+	// orphanByID returns the orphan association id relayed by md.
+	orphanByID(md string, id uuid.UUID) (orphan, bool)
 }
 
 var (

@@ -659,6 +659,9 @@ func (k *KeyDistributor) handleEndpointDisconnect(t tunnelConn, id uuid.UUID) {
 		}
 	}
 	k.mu.Unlock()
+	if a == nil && k.orphanLeft(t.Peer(), id) {
+		return
+	}
 	if a == nil {
 		k.m.drops.WithLabelValues(reasonClosedMD).Inc()
 		k.rl.Log(slog.LevelDebug, reasonClosedMD, "EndpointDisconnect for an unknown association", "md", t.Peer(), "association", id)

@@ -60,6 +60,7 @@ type metrics struct {
 	ektRemoteRekeys prometheus.Counter
 
 	orphansDisconnected     prometheus.Counter
+	orphansLeft             prometheus.Counter
 	orphanDisconnectRetries prometheus.Counter
 	orphanDisconnectsFailed prometheus.Counter
 }
@@ -134,6 +135,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Namespace: "keydist", Name: "ekt_remote_rekeys_total",
 			Help: "New EKT parameter sets made by another KD replica (seen in the store) and sent to this replica's members.",
 		}),
+		orphansLeft: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keydist", Name: "orphans_left_total",
+			Help: "Associations of a vanished KD replica whose end their MD reported here (EndpointDisconnect): forgotten, and their conference re-keyed where this replica has members.",
+		}),
 		orphansDisconnected: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "keydist", Name: "orphans_disconnected_total",
 			Help: "Associations of a vanished KD replica ended at their MD (EndpointDisconnect) because this replica re-keyed their conference.",
@@ -159,7 +164,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		for _, c := range []prometheus.Collector{m.associations, m.handshakes, m.ended, m.drops, m.mediaKeys,
 			m.disconnectsOut, m.disconnectsIn, m.disconnectsLost, m.tunnels, m.hsDuration, m.rxDatagrams, m.txDatagrams,
 			m.ektKeysSent, m.ektKeysAcked, m.dtlsDrops, m.helloVerify, m.ektRekeys, m.ektRemoteRekeys,
-			m.orphansDisconnected, m.orphanDisconnectRetries, m.orphanDisconnectsFailed} {
+			m.orphansDisconnected, m.orphansLeft, m.orphanDisconnectRetries, m.orphanDisconnectsFailed} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

@@ -19,7 +19,11 @@ import (
 // orphan of the conference at its MD with EndpointDisconnect, over its
 // own tunnel to that MD; the endpoint then joins again. Orphans are not
 // ended when their replica dies: that would cut media for every member
-// the dead replica keyed.
+// the dead replica keyed. When an orphan's endpoint leaves (its MD ends
+// the association and sends EndpointDisconnect, on any live tunnel since
+// the one it was pinned to is gone), the replica that receives it forgets
+// the orphan and re-keys the conference as for any departure
+// (orphanLeft).
 
 // Bounds of the retries of an orphan whose MD has no tunnel to this KD.
 const (
@@ -127,4 +131,44 @@ func (k *KeyDistributor) numOrphansPending() int {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return len(k.orphans)
+}
+
+// orphanLeft handles an EndpointDisconnect from md for association id
+// that no replica holds: if it is an orphan, its endpoint has left while
+// the replica that keyed it is gone, and it knew the conference's key. The
+// orphan is forgotten and the conference re-keyed as for any departure
+// (which also ends the conference's other orphans: they cannot follow).
+// Only a replica with members of the conference can send them the new set;
+// one without logs that it could not re-key (the MD sends the disconnect
+// on any of its live tunnels). It reports whether id was an orphan.
+func (k *KeyDistributor) orphanLeft(md string, id uuid.UUID) bool {
+	src, ok := k.cfg.EKT.(orphanSource)
+	if !ok {
+		return false
+	}
+	o, ok := src.orphanByID(md, id)
+	if !ok {
+		return false
+	}
+	src.forgetOrphan(o)
+	k.m.orphansLeft.Inc()
+	k.mu.Lock()
+	conf := k.members[o.conference]
+	k.mu.Unlock()
+	if conf == nil {
+		k.rl.Log(slog.LevelWarn, "orphan_left_no_members", "an orphaned member left a conference this replica has no members of: not re-keyed here",
+			"md", md, "association", id, "conference", o.conference)
+		return true
+	}
+	conf.mu.Lock()
+	var stay []*association
+	if len(conf.members) > 0 {
+		stay = k.rekeyLocked(o.conference, conf)
+	}
+	conf.mu.Unlock()
+	for _, a := range stay {
+		a.flush()
+	}
+	k.rl.Log(slog.LevelInfo, "orphan_left", "an orphaned member left: conference re-keyed", "md", md, "association", id, "conference", o.conference)
+	return true
 }

@@ -126,6 +126,68 @@ func TestReplicaOrphansEndedOnRekey(t *testing.T) {
 	}
 }
 
+// TestOrphanLeftRekeys: an orphan's endpoint leaves while the replica
+// that keyed it is gone; its MD sends the EndpointDisconnect to another
+// replica, which forgets the orphan and re-keys its conference for the
+// members it holds (the leaver knew the key); another conference's orphan
+// and an EndpointDisconnect for an association nobody knows change
+// nothing.
+func TestOrphanLeftRekeys(t *testing.T) {
+	c := startEtcd(t)
+	r1 := newReplica(t, c, "kd1")
+	r2 := newReplica(t, c, "kd2")
+	join := func(via *replica, conference string) *ektEndpoint {
+		t.Helper()
+		ep, err := joinDoubleVia(t, via.reg, via.env, conference, ProfileDoubleAES128GCM, dtls.EKTCipherAESKW128)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep.waitKeys(t, 1, 5*time.Second)
+		return ep
+	}
+	join(r1, "conf")
+	join(r1, "other")
+	b1, b2 := join(r2, "conf"), join(r2, "conf")
+	var md string
+	byConf := map[string]uuid.UUID{}
+	for _, a := range r1.kd.Associations() {
+		md = a.MD
+		byConf[a.Conference] = a.ID
+	}
+	waitFor(t, "replica 2 lists replica 1's associations", func() bool { return len(r2.store.RemoteAssociations()) == 2 })
+	_ = r1.store.Close()
+	_ = r1.kd.Close()
+	waitFor(t, "replica 1's associations are orphans at replica 2", func() bool {
+		return len(r2.store.orphansOf("conf")) == 1 && len(r2.store.orphansOf("other")) == 1
+	})
+	ft := &fakeTunnel{id: "md-to-kd2", peer: md}
+	r2.kd.tunnelUp(ft)
+	rekeys := counterValue(r2.kd.m.ektRekeys)
+
+	r2.kd.handleEndpointDisconnect(ft, uuid.New()) // nobody's
+	time.Sleep(100 * time.Millisecond)
+	if n := counterValue(r2.kd.m.ektRekeys); n != rekeys || counterValue(r2.kd.m.orphansLeft) != 0 {
+		t.Fatalf("an unknown association's end re-keyed (%v) or counted as an orphan's", n-rekeys)
+	}
+
+	r2.kd.handleEndpointDisconnect(ft, byConf["conf"])
+	waitCounter(t, r2.kd.m.ektRekeys, rekeys+1)
+	b1.waitKeys(t, 2, 5*time.Second)
+	b2.waitKeys(t, 2, 5*time.Second)
+	if n := counterValue(r2.kd.m.orphansLeft); n != 1 {
+		t.Fatalf("orphans_left_total %v, want 1", n)
+	}
+	if n := len(r2.store.orphansOf("conf")); n != 0 {
+		t.Fatalf("the orphan that left is still kept (%d)", n)
+	}
+	if o := r2.store.orphansOf("other"); len(o) != 1 || o[0].id != byConf["other"] {
+		t.Fatalf("the orphan of another conference was touched: %v", o)
+	}
+	if d := ft.disconnects(); len(d) != 0 {
+		t.Fatalf("EndpointDisconnects sent %v: the re-key had no orphan left to end", d)
+	}
+}
+
 // fakeOrphanEKT is a MemoryEKT that also holds orphans, as EtcdEKT does
 // for the KeyDistributor.
 type fakeOrphanEKT struct {
@@ -161,6 +223,17 @@ func (f *fakeOrphanEKT) isOrphan(o orphan) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return slices.ContainsFunc(f.orphans, func(x orphan) bool { return x.key == o.key })
+}
+
+func (f *fakeOrphanEKT) orphanByID(md string, id uuid.UUID) (orphan, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, o := range f.orphans {
+		if o.md == md && o.id == id {
+			return o, true
+		}
+	}
+	return orphan{}, false
 }
 
 // revive takes o out of the orphans without ending it: its replica came
