@@ -362,8 +362,8 @@ func logPlacement(log *slog.Logger, m *control.Membership) {
 // option declared Reload must be in exactly one (TestReloadCoversOptions).
 // All run on every reload, changed or not: the file's mappings replace
 // those set through the control API, as they always have. (idle-timeout
-// reaches the slow path; the data plane's Opener lifetime, max(10m,
-// 2×idle-timeout), keeps its start value.)
+// reaches the slow path and the data plane's Opener lifetime, max(10m,
+// 2×idle-timeout), which must outlive it.)
 var reloaders = []struct {
 	options []string
 	apply   func(d *daemon, n *config.Config)
@@ -376,6 +376,9 @@ var reloaders = []struct {
 	{[]string{"idle-timeout", "handshake-timeout", "consent-timeout", "max-pending", "max-pending-per-prefix",
 		"new-associations-per-second", "new-associations-burst"}, func(d *daemon, n *config.Config) {
 		d.relay.SetLimits(n.Limits())
+		if d.dp != nil {
+			d.dp.SetOpenerIdle(n.OpenerIdle())
+		}
 	}},
 	{[]string{"mappings"}, func(d *daemon, n *config.Config) {
 		if err := d.memb.Replace(n.Mappings); err != nil {

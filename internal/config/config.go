@@ -458,12 +458,16 @@ func (c *Config) Dataplane(table dataplane.Table, log *slog.Logger) (dataplane.C
 		BatchSize: c.BatchSize, BusyPoll: c.BusyPoll, CPUs: c.CPUs, SocketBuffer: c.SockBuffer,
 		XSKMode: xskMode, RingSize: c.RingSize, NumFrames: c.UMEMFrames, FrameSize: c.FrameSize,
 		BusyPollUsec: busyUsec, BusyPollBudget: busyBudget, UDPChecksumIPv4: c.UDPChecksumIPv4,
-		// An Opener outlives the association's idle expiry, so a live
-		// sender never loses its replay window to eviction.
-		OpenerIdle: max(10*time.Minute, 2*c.IdleTimeout.D()),
+		OpenerIdle: c.OpenerIdle(),
 		Table:      table, Logger: log,
 	}, nil
 }
+
+// OpenerIdle is how long the data plane keeps an idle sender's receive
+// state: max(10 minutes, 2×idle-timeout). It outlives the association's
+// idle expiry, so a live sender never loses its replay window to eviction;
+// a reload of idle-timeout changes it too (Dataplane.SetOpenerIdle).
+func (c *Config) OpenerIdle() time.Duration { return max(10*time.Minute, 2*c.IdleTimeout.D()) }
 
 // Validate checks every field, in declaration order, and returns all
 // problems joined, each a *FieldError naming its field. It checks that

@@ -427,6 +427,15 @@ func (cfg *Config) OpenQueue(ifindex, q int) (*afxdp.Socket, error) {
 	return sock, nil
 }
 
+// SetOpenerIdle changes every worker's Opener lifetime (Config.OpenerIdle),
+// e.g. when a reload changes the key table's idle expiry, which it must
+// exceed.
+func (d *Dataplane) SetOpenerIdle(dur time.Duration) {
+	for _, w := range d.workers {
+		w.SetOpenerIdle(dur)
+	}
+}
+
 func (d *Dataplane) addWorker(p Port) {
 	i := len(d.workers)
 	cpu, pin := 0, len(d.cfg.CPUs) > 0

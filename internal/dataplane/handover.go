@@ -181,10 +181,12 @@ func (w *Worker) misrouted(sender *Peer, now int64) {
 		o.box.pending.Store(true)
 	}
 	h.mu.Unlock()
-	if sent {
-		w.counts[HandoverRequests]++
-		o.port.Wake()
+	if !sent {
+		w.counts[HandoverMailboxFull]++
+		return
 	}
+	w.counts[HandoverRequests]++
+	o.port.Wake()
 }
 
 // adopt takes the parked state of sender, if a stopped worker left it.

@@ -399,3 +399,68 @@ func TestSweepReleases(t *testing.T) {
 		t.Fatalf("misrouted %v", got)
 	}
 }
+
+// TestHandoverMailboxFull: a request the owner's full mailbox cannot take
+// is counted (HandoverMailboxFull), wakes nobody, and is made again after
+// handoverRetry once there is room.
+func TestHandoverMailboxFull(t *testing.T) {
+	q := newTwoQueues(t, 3)
+	a := q.eps[0]
+	send := func(qi int) int {
+		plain, enc := a.sealRTP(t, 80)
+		return q.deliver(t, qi, a.peer.Addr, enc, plain)
+	}
+	if n := send(0); n != 2 {
+		t.Fatalf("queue 0 forwarded to %d receivers, want 2", n)
+	}
+	h := q.ws[0].hub
+	h.mu.Lock()
+	for len(q.ws[0].box.reqs) < cap(q.ws[0].box.reqs) {
+		q.ws[0].box.reqs = append(q.ws[0].box.reqs, handoverRequest{})
+	}
+	h.mu.Unlock()
+	q.ws[1].retry = 0
+	if n := send(1); n != 0 {
+		t.Fatal("misrouted packet forwarded")
+	}
+	if got := q.stat(HandoverMailboxFull); got != [2]uint64{0, 1} {
+		t.Fatalf("mailbox full %v, want [0 1]", got)
+	}
+	if got := q.stat(HandoverRequests); got != [2]uint64{0, 0} {
+		t.Fatalf("requests %v, want none sent", got)
+	}
+	if w := q.ports[0].wakes.Load(); w != 0 {
+		t.Fatalf("owner woken %d times for a request it did not get", w)
+	}
+	h.mu.Lock()
+	q.ws[0].box.reqs = q.ws[0].box.reqs[:0]
+	h.mu.Unlock()
+	send(1)
+	if got := q.stat(HandoverRequests); got != [2]uint64{0, 1} {
+		t.Fatalf("requests %v after room was made, want [0 1]", got)
+	}
+}
+
+// TestSetOpenerIdle: the Opener lifetime follows SetOpenerIdle (a reload
+// of idle-timeout): longer keeps an idle sender's state past the old
+// lifetime, shorter drops it at the next sweep.
+func TestSetOpenerIdle(t *testing.T) {
+	q := newTwoQueues(t, 2)
+	a := q.eps[0]
+	plain, enc := a.sealRTP(t, 50)
+	if n := q.deliver(t, 0, a.peer.Addr, enc, plain); n != 1 {
+		t.Fatalf("forwarded to %d", n)
+	}
+	later := time.Now().Add(time.Hour).UnixNano()
+	q.ws[0].SetOpenerIdle(2 * time.Hour)
+	q.ws[0].sweep(later)
+	if on := q.holds(a); len(on) != 1 {
+		t.Fatalf("Opener on %v after an hour with a 2 h lifetime, want kept", on)
+	}
+	q.ws[0].SetOpenerIdle(0) // ignored
+	q.ws[0].SetOpenerIdle(30 * time.Minute)
+	q.ws[0].sweep(later)
+	if on := q.holds(a); len(on) != 0 {
+		t.Fatalf("Opener still on %v after an hour with a 30 min lifetime", on)
+	}
+}

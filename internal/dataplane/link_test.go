@@ -721,7 +721,7 @@ func TestLinkOpenerKept(t *testing.T) {
 	if len(w.openers) != 2 {
 		t.Fatalf("MD1 holds %d Openers, want B's and the link's", len(w.openers))
 	}
-	w.cfg.OpenerIdle = time.Millisecond
+	w.SetOpenerIdle(time.Millisecond)
 	time.Sleep(5 * time.Millisecond)
 	w.sweep(time.Now().UnixNano())
 	if len(w.openers) != 1 {

@@ -141,6 +141,9 @@ type Worker struct {
 	// links accumulates the batch's per-link traffic (link.go).
 	links []linkAcc
 
+	// openerIdle is cfg.OpenerIdle, changed by SetOpenerIdle.
+	openerIdle atomic.Int64
+
 	counts    Counts
 	published Counts
 	pub       [NumCounters]atomic.Uint64
@@ -181,8 +184,18 @@ func NewWorker(id int, port Port, r Reader, cfg WorkerConfig) *Worker {
 		asked:   make(map[uint64]int64),
 		retry:   handoverRetry, quiet: handoverQuiet,
 	}
+	w.openerIdle.Store(int64(cfg.OpenerIdle))
 	port.Bind(&w.counts)
 	return w
+}
+
+// SetOpenerIdle changes how long the worker keeps an idle sender's
+// Opener (WorkerConfig.OpenerIdle) from its next sweep on; zero or less
+// is ignored. It is safe to call from any goroutine.
+func (w *Worker) SetOpenerIdle(d time.Duration) {
+	if d > 0 {
+		w.openerIdle.Store(int64(d))
+	}
 }
 
 // Run locks the goroutine to its thread (pinned to cfg.CPU when cfg.Pin) and
@@ -542,7 +555,7 @@ func (w *Worker) opener(p *Peer) *openerEntry {
 // every SSRC at ROC 0 while the peer MD goes on with the ROC it counts
 // for the link (keytable's Claim.Out).
 func (w *Worker) sweep(now int64) {
-	idle := int64(w.cfg.OpenerIdle)
+	idle := w.openerIdle.Load()
 	for id, e := range w.openers {
 		if p := e.peer; p.Link && p.Traffic != nil && !p.Traffic.Removed() {
 			continue
