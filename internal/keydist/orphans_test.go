@@ -31,6 +31,18 @@ func sortedIDs(ids []uuid.UUID) []uuid.UUID {
 	return out
 }
 
+// joinKeyed makes an endpoint join conference (double profile, EKT)
+// through replica via and waits for its first EKTKey.
+func joinKeyed(t *testing.T, via *replica, conference string) *ektEndpoint {
+	t.Helper()
+	ep, err := joinDoubleVia(t, via.reg, via.env, conference, ProfileDoubleAES128GCM, dtls.EKTCipherAESKW128)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep.waitKeys(t, 1, 5*time.Second)
+	return ep
+}
+
 // TestReplicaOrphansEndedOnRekey: replica 1 keys members of two
 // conferences and dies (its lease goes): replica 2 keeps them as orphans
 // and ends none. A member of replica 2 leaves "conf": replica 2 re-keys
@@ -42,22 +54,13 @@ func TestReplicaOrphansEndedOnRekey(t *testing.T) {
 	c := startEtcd(t)
 	r1 := newReplica(t, c, "kd1")
 	r2 := newReplica(t, c, "kd2")
-	join := func(via *replica, conference string) *ektEndpoint {
-		t.Helper()
-		ep, err := joinDoubleVia(t, via.reg, via.env, conference, ProfileDoubleAES128GCM, dtls.EKTCipherAESKW128)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ep.waitKeys(t, 1, 5*time.Second)
-		return ep
-	}
 	for range 2 {
-		join(r1, "conf")
+		joinKeyed(t, r1, "conf")
 	}
-	join(r1, "other")
-	b1, b2 := join(r2, "conf"), join(r2, "conf")
-	b3 := join(r2, "conf")
-	join(r2, "other")
+	joinKeyed(t, r1, "other")
+	b1, b2 := joinKeyed(t, r2, "conf"), joinKeyed(t, r2, "conf")
+	b3 := joinKeyed(t, r2, "conf")
+	joinKeyed(t, r2, "other")
 
 	// Replica 1's associations, by conference, as its MD knows them.
 	var md string
@@ -136,18 +139,9 @@ func TestOrphanLeftRekeys(t *testing.T) {
 	c := startEtcd(t)
 	r1 := newReplica(t, c, "kd1")
 	r2 := newReplica(t, c, "kd2")
-	join := func(via *replica, conference string) *ektEndpoint {
-		t.Helper()
-		ep, err := joinDoubleVia(t, via.reg, via.env, conference, ProfileDoubleAES128GCM, dtls.EKTCipherAESKW128)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ep.waitKeys(t, 1, 5*time.Second)
-		return ep
-	}
-	join(r1, "conf")
-	join(r1, "other")
-	b1, b2 := join(r2, "conf"), join(r2, "conf")
+	joinKeyed(t, r1, "conf")
+	joinKeyed(t, r1, "other")
+	b1, b2 := joinKeyed(t, r2, "conf"), joinKeyed(t, r2, "conf")
 	var md string
 	byConf := map[string]uuid.UUID{}
 	for _, a := range r1.kd.Associations() {
