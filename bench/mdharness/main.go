@@ -15,7 +15,10 @@
 // -queues runs one worker per NIC queue (or SO_REUSEPORT socket), -cpus
 // pins them. On SIGUSR1 it prints one JSON line {"snapshot": counters}
 // with the data plane's counters at that moment (the load generator sends
-// it at the start and the end of its measured phase: -md-snapshot).
+// it at the start and the end of its measured phase: -md-snapshot); in
+// the XDP modes the line also has "dwell", the workers' dwell histogram
+// summed (dwell.Sparse: each forwarded packet's time from the XDP
+// receive to its batch's TX kick).
 //
 // A cascade key file (benchkeys.Cascade, issue 14) splits the conference
 // over several MDs: -md i makes the harness MD i, listening on
@@ -49,6 +52,7 @@ import (
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
 	"github.com/mdfast/mdfast/internal/config"
 	"github.com/mdfast/mdfast/internal/dataplane"
+	"github.com/mdfast/mdfast/internal/dwell"
 	"github.com/mdfast/mdfast/internal/keytable"
 )
 
@@ -174,7 +178,16 @@ func run() error {
 		case <-ctx.Done():
 		case <-usr1:
 			st := dp.Stats()
-			if err := json.NewEncoder(os.Stdout).Encode(map[string]any{"snapshot": counterMap(&st)}); err != nil {
+			snap := map[string]any{"snapshot": counterMap(&st)}
+			if dp.Mode() != dataplane.ModeSocket {
+				var sum dwell.Hist
+				ws := dp.WorkerDwell()
+				for i := range ws {
+					sum.Add(&ws[i])
+				}
+				snap["dwell"] = sum.Sparse()
+			}
+			if err := json.NewEncoder(os.Stdout).Encode(snap); err != nil {
 				return fmt.Errorf("print snapshot: %w", err)
 			}
 		}

@@ -45,8 +45,11 @@ package dataplane
 //     the SRTCP packet; its packets and octets are counted per link.
 //  7. Flush the TX batch, release the RX buffers, reap completions, and
 //     publish the batch's counters (the per-link ones: one atomic add per
-//     counter and link per batch). Between batches (and when idle) serve
-//     the hand-over mailbox.
+//     counter and link per batch). Once the flush's TX kick returned, one
+//     clock reading gives the dwell of every forwarded packet that came
+//     with an XDP receive time (RxPacket.RxTime), counted in the worker's
+//     dwell histogram (package dwell). Between batches (and when idle)
+//     serve the hand-over mailbox.
 //
 // Nothing in the loop allocates once the worker has seen its senders: the
 // batch slices are allocated once in NewWorker, the nonce scratch lives in
@@ -62,6 +65,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mdfast/mdfast/internal/dwell"
 	"github.com/mdfast/mdfast/internal/ekt"
 	"github.com/mdfast/mdfast/internal/keytable"
 	"github.com/mdfast/mdfast/internal/slowpkt"
@@ -147,6 +151,9 @@ type Worker struct {
 	counts    Counts
 	published Counts
 	pub       [NumCounters]atomic.Uint64
+
+	// dwell is the histogram of forwarded packets' time in the worker.
+	dwell *dwell.Recorder
 }
 
 type openerEntry struct {
@@ -185,6 +192,10 @@ func NewWorker(id int, port Port, r Reader, cfg WorkerConfig) *Worker {
 		retry:   handoverRetry, quiet: handoverQuiet,
 	}
 	w.openerIdle.Store(int64(cfg.OpenerIdle))
+	var err error
+	if w.dwell, err = dwell.NewRecorder(cfg.BatchSize); err != nil {
+		cfg.Logger.Warn("dataplane: no dwell measurement", "worker", id, "err", err)
+	}
 	port.Bind(&w.counts)
 	return w
 }
@@ -255,6 +266,7 @@ func (w *Worker) poll() error {
 	w.table.End()
 	w.flushLinks()
 	w.flush()
+	w.dwell.Observe()
 	w.port.Release(w.rx[:n])
 	if now >= w.sweepAt {
 		w.sweep(now)
@@ -488,6 +500,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	}
 	if sent > 0 {
 		c[Forwarded]++
+		w.dwell.Mark(p.RxTime)
 	} else if eligible == 0 {
 		c[DropNoReceivers]++
 	}
@@ -617,7 +630,12 @@ func (w *Worker) publish() {
 			w.published[i] = v
 		}
 	}
+	w.dwell.Publish()
 }
+
+// Dwell copies the worker's dwell histogram, as of its last batch, into h.
+// It is safe to call from any goroutine.
+func (w *Worker) Dwell(h *dwell.Hist) { w.dwell.Snapshot(h) }
 
 // Stats returns a snapshot of the worker's counters, as of its last batch.
 // It is safe to call from any goroutine.
