@@ -328,14 +328,16 @@ func (f *forwarder) finish() (map[string]uint64, error) {
 }
 
 // dwellOf summarizes the dwells counted between two snapshots of a
-// forwarder's histogram (nil when none was).
+// forwarder's histogram (nil when none was); a percentile of 100 ms or
+// more is reported as report.DwellLimitUs.
 func dwellOf(start, end *dwell.Hist) *report.Dwell {
 	d := end.Sub(start)
 	n := d.Count()
 	if n == 0 {
 		return nil
 	}
-	us := func(q float64) float64 { return float64(d.Quantile(q)) / 1e3 }
+	// A quantile in the overflow bin is at least dwell.Max.
+	us := func(q float64) float64 { return float64(min(d.Quantile(q), dwell.Max)) / 1e3 }
 	return &report.Dwell{Packets: n, P50us: us(0.5), P99us: us(0.99), P999us: us(0.999)}
 }
 

@@ -305,3 +305,15 @@ func TestDwellOf(t *testing.T) {
 		t.Fatalf("no packets: %+v", d)
 	}
 }
+
+// TestDwellOfLimit: a percentile in the histogram's overflow bin is
+// reported as the limit, which the report shows as a bound.
+func TestDwellOfLimit(t *testing.T) {
+	var start, end dwell.Hist
+	for range 10 {
+		end.Observe(int64(time.Hour))
+	}
+	if d := dwellOf(&start, &end); d == nil || d.P50us != report.DwellLimitUs || d.P999us != report.DwellLimitUs || dwell.Max != report.DwellLimitUs*time.Microsecond {
+		t.Fatalf("dwell %+v", d)
+	}
+}

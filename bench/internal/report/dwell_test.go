@@ -55,6 +55,10 @@ func TestAddedDwell(t *testing.T) {
 		{"reflector busy", []float64{80}, []float64{50}, 0.7, []float64{30}, true},
 		{"no reflector dwell", []float64{80, 90}, []float64{0, 55}, 0.3, []float64{math.NaN(), 35}, false},
 		{"no path dwell", []float64{0}, []float64{50}, 0.3, []float64{math.NaN()}, false},
+		// A percentile at the histogram's limit is only a bound.
+		{"path at limit", []float64{DwellLimitUs}, []float64{50}, 0.3, []float64{math.NaN()}, false},
+		{"path p99.9 at limit", []float64{60000}, []float64{50}, 0.3, []float64{math.NaN()}, false},
+		{"reflector at limit", []float64{80, 90}, []float64{DwellLimitUs, 55}, 0.3, []float64{math.NaN(), 35}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := dwellRun(tc.path, tc.ref, tc.refCPU)
@@ -98,6 +102,8 @@ func TestDwellFinding(t *testing.T) {
 		{"added above", []float64{200, 210, 190}, []float64{50, 55, 60}, 150, met(false), "added dwell p99"},
 		{"above, no reflector dwell", []float64{80, 90}, []float64{0, 0}, 85, met(false), "no dwell of " + ReflectorXDPNative},
 		{"one round", []float64{40}, []float64{30}, 40, nil, "NOT JUDGED"},
+		{"noisy reflector", []float64{200, 210, 190}, []float64{50, 150, 60}, 130, nil, "NOT RESOLVED: the reflector's dwell p99 moved by 100 µs"},
+		{"at limit, no added dwell", []float64{DwellLimitUs, DwellLimitUs}, []float64{50, 55}, DwellLimitUs, met(false), "≥100000 over 2 rounds; above the goal, and no dwell of"},
 		{"busy reflector said", []float64{80, 90}, []float64{50, 55}, 32.5, met(true), "busier than 50% of a core"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -143,6 +149,14 @@ func TestDwellMarkdown(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("Markdown lacks %q:\n%s", want, md)
 		}
+	}
+	// At the histogram's limit: a bound.
+	b.Reset()
+	if err := dwellRun([]float64{DwellLimitUs}, []float64{50}, 0.3).Markdown(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "| 25000 / ≥100000 / ≥100000 | – |") || !strings.Contains(b.String(), "| 25000 | ≥100000 | ≥100000 | – |") {
+		t.Errorf("no bound at the limit:\n%s", b.String())
 	}
 	// An old result file (no dwell fields) re-reported: dashes.
 	old := dwellRun([]float64{0}, []float64{0}, 0.3)

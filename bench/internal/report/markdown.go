@@ -140,7 +140,7 @@ func writeSummary(b *strings.Builder, r *Run) {
 		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a.Name, a.Path, rounds,
 			spread(a.ForwardedPPS, "%.0f"), spreadPct(a.Loss), spread(a.Ratio, "%.2f×"), spread(a.P50us, "%.0f"), spread(a.P99us, "%.0f"),
 			spread(a.AddedP50us, "%.0f"), spread(a.AddedP99us, "%.0f"), spread(a.AddedP999us, "%.0f"),
-			spread(a.DwellP50us, "%.0f"), spread(a.DwellP99us, "%.0f"), spread(a.DwellP999us, "%.0f"), spread(a.AddedDwellP99us, "%.0f"),
+			dwellSpread(a.DwellP50us), dwellSpread(a.DwellP99us), dwellSpread(a.DwellP999us), spread(a.AddedDwellP99us, "%.0f"),
 			spread(a.MDCPU, "%.2f"), ShortProfile(a.Profile))
 	}
 }
