@@ -73,6 +73,7 @@ func run() error {
 		cpuList  = flag.String("cpus", "", "comma-separated CPUs to pin worker i to (i modulo the list); empty: no pinning")
 		waitName = flag.String("wait", "", "AF_XDP idle wait: poll, adaptive, spin, or busypoll (poll with SO_PREFER_BUSY_POLL, SO_BUSY_POLL 50 µs, budget 64); empty: the daemon's default")
 		spin     = flag.Duration("spin", 0, "spin of the adaptive wait after the last packet (0: default)")
+		kick     = flag.Int("tx-kick-frames", 0, "kick TX after every this many datagrams queued within a batch (0: once per batch, the default)")
 		mdIndex  = flag.Int("md", 0, "in a cascade key file: which of its MDs this harness is (index in cascade.mds)")
 	)
 	flag.Parse()
@@ -153,6 +154,10 @@ func run() error {
 	if *spin > 0 {
 		dpCfg.Spin = *spin
 		waitDesc += " (spin " + spin.String() + ")"
+	}
+	if *kick > 0 {
+		dpCfg.TxKickFrames = *kick
+		waitDesc += fmt.Sprintf(" (tx kick every %d)", *kick)
 	}
 	dp, err := dataplane.New(dpCfg)
 	if err != nil {

@@ -122,6 +122,10 @@ type Config struct {
 	// front of redirected frames (bpf.Options.NoRxTime): no dwell is
 	// measured then.
 	NoRxTime bool
+	// TxKickFrames kicks TX after every this many datagrams queued within
+	// a batch (see WorkerConfig.TxKickFrames); 0, the default, once per
+	// batch.
+	TxKickFrames int
 	// MaxSSRCs, MaxSSRCsPerLink and OpenerIdle: see WorkerConfig.
 	MaxSSRCs        int
 	MaxSSRCsPerLink int
@@ -451,7 +455,8 @@ func (d *Dataplane) addWorker(p Port) {
 	d.ports = append(d.ports, p)
 	w := NewWorker(i, p, d.cfg.Table.NewReader(), WorkerConfig{
 		BatchSize: d.cfg.BatchSize, MaxSSRCs: d.cfg.MaxSSRCs, MaxSSRCsPerLink: d.cfg.MaxSSRCsPerLink, OpenerIdle: d.cfg.OpenerIdle,
-		Slow: slow, SlowPriority: prio, Triage: d.prioritized, Bulk: d.pushBulk, BulkRoom: d.bulkRoom, Pin: pin, CPU: cpu, Logger: d.log,
+		TxKickFrames: d.cfg.TxKickFrames,
+		Slow:         slow, SlowPriority: prio, Triage: d.prioritized, Bulk: d.pushBulk, BulkRoom: d.bulkRoom, Pin: pin, CPU: cpu, Logger: d.log,
 	})
 	d.hub.join(w)
 	d.workers = append(d.workers, w)

@@ -66,3 +66,44 @@ func TestWorkerDwell(t *testing.T) {
 		t.Fatalf("%d dwells for %d forwarded with a receive time", h.Count(), st[Forwarded]-1)
 	}
 }
+
+// TestTxKickFrames: with WorkerConfig.TxKickFrames the worker flushes as
+// soon as that many copies are queued (after the packet that reached it)
+// and observes the dwell of the packets flushed so far at that kick; the
+// batch's end flushes the rest. Nothing allocates.
+func TestTxKickFrames(t *testing.T) {
+	f := newFixture(t, 5) // 4 copies per packet
+	f.w = NewWorker(0, f.port, f.tbl.NewReader(), WorkerConfig{TxKickFrames: 8})
+	f.port.rxAgo = int64(100 * time.Microsecond)
+	f.port.sentAtFlush = make([]int, 0, 16)
+	s := f.eps[0]
+	for range 5 {
+		_, enc := s.sealRTP(t, 160)
+		f.port.push(enc, s.peer.Addr)
+	}
+	var h dwell.Hist
+	f.poll(t)
+	// 5 packets × 4 copies: kicks after the 2nd (8) and 4th (16), then
+	// the batch's flush (20).
+	if got := f.port.sentAtFlush; len(got) != 3 || got[0] != 8 || got[1] != 16 || got[2] != 20 {
+		t.Fatalf("flushed at %v copies, want [8 16 20]", got)
+	}
+	if f.w.Dwell(&h); h.Count() != 5 {
+		t.Fatalf("%d dwells for 5 packets", h.Count())
+	}
+	pkts := make([][]byte, 204) // AllocsPerRun runs once more to warm up
+	for i := range pkts {
+		_, pkts[i] = s.sealRTP(t, 160)
+	}
+	i := 0
+	allocs := testing.AllocsPerRun(100, func() {
+		f.port.reset()
+		f.port.push(pkts[i], s.peer.Addr)
+		f.port.push(pkts[i+1], s.peer.Addr)
+		i += 2
+		_ = f.w.poll()
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per batch with TxKickFrames", allocs)
+	}
+}

@@ -27,7 +27,11 @@ type fakePort struct {
 	// rxAgo, when non-zero, gives every received packet the receive time
 	// dwell.Now()-rxAgo, as the XDP port's metadata would.
 	rxAgo int64
-	wakes atomic.Int64
+	// flushes counts Flush calls; sentAtFlush the datagrams committed by
+	// each.
+	flushes     int
+	sentAtFlush []int
+	wakes       atomic.Int64
 }
 
 func newFakePort(queue, out int) *fakePort {
@@ -99,7 +103,13 @@ func (p *fakePort) Commit(n int) {
 	p.c[TxBytes] += uint64(n)
 }
 
-func (p *fakePort) Flush() error { return nil }
+func (p *fakePort) Flush() error {
+	p.flushes++
+	if len(p.sentAtFlush) < cap(p.sentAtFlush) {
+		p.sentAtFlush = append(p.sentAtFlush, p.ntx)
+	}
+	return nil
+}
 func (p *fakePort) Interrupt()   {}
 func (p *fakePort) Wake()        { p.wakes.Add(1) }
 func (p *fakePort) Close() error { return nil }

@@ -105,6 +105,13 @@ type WorkerConfig struct {
 	// from a source (so that a flood is not copied only to be dropped).
 	Bulk     func(SlowPacket) bool
 	BulkRoom func(from netip.Addr) bool
+	// TxKickFrames, when positive, flushes the TX batch (the AF_XDP kick)
+	// as soon as this many datagrams were queued since the last flush,
+	// after the packet whose copies reached it, instead of only once per
+	// received batch (and when the port's TX batch is full): the first
+	// packets of a large batch leave before the rest are sealed. Their
+	// dwell is observed at that kick. 0 (the default) flushes per batch.
+	TxKickFrames int
 	// Pin pins the worker's thread to CPU.
 	Pin bool
 	CPU int
@@ -154,6 +161,9 @@ type Worker struct {
 
 	// dwell is the histogram of forwarded packets' time in the worker.
 	dwell *dwell.Recorder
+	// unkicked counts the datagrams queued since the last flush
+	// (WorkerConfig.TxKickFrames).
+	unkicked int
 }
 
 type openerEntry struct {
@@ -267,6 +277,7 @@ func (w *Worker) poll() error {
 	w.flushLinks()
 	w.flush()
 	w.dwell.Observe()
+	w.unkicked = 0
 	w.port.Release(w.rx[:n])
 	if now >= w.sweepAt {
 		w.sweep(now)
@@ -501,6 +512,13 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	if sent > 0 {
 		c[Forwarded]++
 		w.dwell.Mark(p.RxTime)
+		if k := w.cfg.TxKickFrames; k > 0 {
+			if w.unkicked += sent; w.unkicked >= k {
+				w.flush()
+				w.dwell.Observe()
+				w.unkicked = 0
+			}
+		}
 	} else if eligible == 0 {
 		c[DropNoReceivers]++
 	}

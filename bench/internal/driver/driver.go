@@ -226,6 +226,9 @@ func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path
 		bin, args = "mdharness", []string{"-keys", keys, "-mode", "xdp-native", "-iface", topo.MDIf, "-queues", strconv.Itoa(Queues(path))}
 	case variant:
 		bin, args = "mdharness", []string{"-keys", keys, "-mode", v.Mode, "-wait", v.Wait, "-iface", topo.MDIf}
+		if v.Kick > 0 {
+			args = append(args, "-tx-kick-frames", strconv.Itoa(v.Kick))
+		}
 	default:
 		return nil, fmt.Errorf("driver: unknown path %q", path)
 	}

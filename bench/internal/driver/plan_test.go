@@ -188,6 +188,7 @@ func TestReflectorFor(t *testing.T) {
 		"mdfast-xdp-native-adaptive": ReflectorXDPNative,
 		"mdfast-xdp-native-busypoll": ReflectorXDPNative,
 		"mdfast-xdp-native-spin":     ReflectorXDPNative,
+		"mdfast-xdp-native-kick16":   ReflectorXDPNative,
 		MQPath:                       ReflectorXDPNative,
 		MQPath2Cores:                 ReflectorXDPNative,
 		SystemPath:                   ReflectorXDPNative,
