@@ -130,8 +130,7 @@ func dwellFinding(sum []Aggregate, p string) Finding {
 		return f
 	}
 	if a.AddedDwellP99us.N == 0 {
-		f.Met = met(false)
-		f.Detail += fmt.Sprintf("; above the goal, and no dwell of %s at the same rate in the same round to take the added dwell from", a.Reflector)
+		f.Detail += fmt.Sprintf("; NOT RESOLVED: above the goal, and no dwell of %s at the same rate in the same round to take the added dwell from", a.Reflector)
 		return f
 	}
 	f.set(a.AddedDwellP99us)
