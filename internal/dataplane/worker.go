@@ -436,7 +436,9 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 			c[DropSeal]++
 			continue
 		}
-		n += copy(buf[n:], tail) // within buf: checked above
+		if len(tail) != 0 {
+			n += copy(buf[n:], tail) // within buf: checked above
+		}
 		w.port.Commit(n)
 		sent++
 	}

@@ -234,8 +234,8 @@ func (k *Keys) SealRTP(s *Scratch, dst, pkt []byte, roc uint32) ([]byte, error) 
 		return dst, e
 	}
 	ret, out := sliceForAppend(dst, len(pkt)+tagLen+len(k.mki))
-	if e := k.sealRTP(s, out, pkt, hdr, roc); e != 0 {
-		return dst, e
+	if _, err := k.SealRTPHeader(s, out, pkt, hdr, roc); err != nil {
+		return dst, err
 	}
 	return ret, nil
 }
@@ -274,17 +274,9 @@ func (k *Keys) SealRTPHeader(s *Scratch, out, pkt []byte, hdr int, roc uint32) (
 	if len(out) < n {
 		return 0, ErrTailroom
 	}
-	if e := k.sealRTP(s, out[:n], pkt, hdr, roc); e != 0 {
-		return 0, e
-	}
-	return n, nil
-}
-
-// sealRTP seals pkt, whose RTP header is hdr octets (rtpHdrLen <= hdr <=
-// len(pkt)), into out, exactly len(pkt) + tagLen + len(k.mki) octets.
-func (k *Keys) sealRTP(s *Scratch, out, pkt []byte, hdr int, roc uint32) Error {
+	out = out[:n]
 	if inexactOverlap(out, pkt) {
-		return ErrOverlap
+		return 0, ErrOverlap
 	}
 	if hdr == rtpHdrLen { // no CSRC, no extension: a fixed-size copy
 		*(*[rtpHdrLen]byte)(out) = *(*[rtpHdrLen]byte)(pkt)
@@ -296,5 +288,5 @@ func (k *Keys) sealRTP(s *Scratch, out, pkt []byte, hdr int, roc uint32) Error {
 	if len(k.mki) != 0 {
 		copy(out[len(pkt)+tagLen:], k.mki)
 	}
-	return 0
+	return n, nil
 }
