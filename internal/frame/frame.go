@@ -336,15 +336,12 @@ func (t *Template) Write(buf []byte, n int) error {
 	}
 	if hl == minHeaderLen && !t.udpSum {
 		// IPv4 without VLAN tag or UDP checksum, the usual case: with
-		// constant offsets into an array, no bounds checks.
+		// constant offsets into an array, no bounds checks, and the copy
+		// in three 16-octet moves (the last two overlap).
 		d := (*[minHeaderLen]byte)(buf)
-		le := binary.LittleEndian
-		le.PutUint64(d[0:], le.Uint64(t.b[0:]))
-		le.PutUint64(d[8:], le.Uint64(t.b[8:]))
-		le.PutUint64(d[16:], le.Uint64(t.b[16:]))
-		le.PutUint64(d[24:], le.Uint64(t.b[24:]))
-		le.PutUint64(d[32:], le.Uint64(t.b[32:]))
-		le.PutUint64(d[34:], le.Uint64(t.b[34:]))
+		*(*[16]byte)(d[0:]) = *(*[16]byte)(t.b[0:])
+		*(*[16]byte)(d[16:]) = *(*[16]byte)(t.b[16:])
+		*(*[16]byte)(d[26:]) = *(*[16]byte)(t.b[26:])
 		ulen := udpHeaderLen + n
 		tot := uint32(ipv4HeaderLen + ulen)
 		binary.BigEndian.PutUint16(d[ethHeaderLen+2:], uint16(tot))
@@ -352,23 +349,14 @@ func (t *Template) Write(buf []byte, n int) error {
 		binary.BigEndian.PutUint16(d[minHeaderLen-4:], uint16(ulen))
 		return nil
 	}
-	// hl is 42 to 66 (minHeaderLen to MaxHeaderLen). Copied in 8-octet
-	// words, the last one ending at hl: the compiler makes each a load and
-	// a store, where an array or slice copy of this size calls memmove.
+	// hl is 42 to 66 (minHeaderLen to MaxHeaderLen). Copied in 16-octet
+	// moves, the last one ending at hl: a copy of hl octets would call
+	// memmove.
 	d := buf[:hl]
-	if len(d) < minHeaderLen {
-		return ErrNoRoom // never: Build makes no shorter header
+	for i := 0; i < hl-16; i += 16 {
+		*(*[16]byte)(d[i:]) = *(*[16]byte)(t.b[i:])
 	}
-	le := binary.LittleEndian
-	le.PutUint64(d[0:], le.Uint64(t.b[0:]))
-	le.PutUint64(d[8:], le.Uint64(t.b[8:]))
-	le.PutUint64(d[16:], le.Uint64(t.b[16:]))
-	le.PutUint64(d[24:], le.Uint64(t.b[24:]))
-	le.PutUint64(d[32:], le.Uint64(t.b[32:]))
-	for i := 40; i < hl-8; i += 8 {
-		le.PutUint64(d[i:], le.Uint64(t.b[i:]))
-	}
-	le.PutUint64(d[hl-8:], le.Uint64(t.b[hl-8:]))
+	*(*[16]byte)(d[hl-16:]) = *(*[16]byte)(t.b[hl-16:])
 	ulen := udpHeaderLen + n
 	binary.BigEndian.PutUint16(d[hl-4:], uint16(ulen)) // the UDP length
 	ip := d[t.ip:]
