@@ -42,9 +42,11 @@ type txCache struct {
 	// key the key of its tuple.
 	in  *RxPacket
 	key uint64
-	// locals are the tuples last given keys; next is the last key given
-	// (0 is never one: no entry matches before it is built).
+	// locals are the tuples last given keys, last the index of the one
+	// used last; next is the last key given (0 is never one: no entry
+	// matches before it is built).
 	locals [txLocals]txLocal
+	last   int
 	next   uint64
 }
 
@@ -101,14 +103,19 @@ func (c *txCache) reply(in *RxPacket) {
 	c.in = in
 	gen := c.nb.Gen()
 	vlan := uint32(in.vlanProto)<<16 | uint32(in.vlanTCI)
+	if l := &c.locals[c.last]; l.key != 0 && l.gen == gen && l.local == in.Dst && l.vlan == vlan {
+		c.key = l.key // the tuple of the datagram before: the usual case
+		return
+	}
 	for i := range c.locals {
 		if l := &c.locals[i]; l.key != 0 && l.gen == gen && l.local == in.Dst && l.vlan == vlan {
-			c.key = l.key
+			c.key, c.last = l.key, i
 			return
 		}
 	}
 	c.next++
-	c.locals[c.next%txLocals] = txLocal{local: in.Dst, vlan: vlan, gen: gen, key: c.next}
+	c.last = int(c.next % txLocals)
+	c.locals[c.last] = txLocal{local: in.Dst, vlan: vlan, gen: gen, key: c.next}
 	c.key = c.next
 }
 
