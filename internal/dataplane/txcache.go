@@ -76,13 +76,28 @@ func newTxCache(nb Neighbours, mac frame.MAC, udpChecksum bool) txCache {
 // the same in until done must see the same *in (the worker's fan-out of
 // one received datagram): its tuple is read on the first.
 func (c *txCache) headers(dst netip.AddrPort, in *RxPacket) (*frame.Template, Reason) {
-	if in != c.in {
-		c.reply(in)
+	if in == c.in { // a hit calls nothing: nothing to save on the stack
+		if e := c.slot(dst); e.key == c.key && e.dst == dst {
+			return &e.t, 0
+		}
 	}
+	return c.build(dst, in)
+}
+
+// slot returns the entry dst maps to.
+func (c *txCache) slot(dst netip.AddrPort) *txCacheEntry {
 	a := dst.Addr().As16()
 	h := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(a[8:]) ^ uint64(dst.Port())<<48
 	h *= 0x9E3779B97F4A7C15 // Fibonacci hashing: the top bits are well mixed
-	e := &c.e[h>>(64-10)&(txCacheSize-1)]
+	return &c.e[h>>(64-10)&(txCacheSize-1)]
+}
+
+// build is headers for the first copy of a datagram, or on a miss.
+func (c *txCache) build(dst netip.AddrPort, in *RxPacket) (*frame.Template, Reason) {
+	if in != c.in {
+		c.reply(in)
+	}
+	e := c.slot(dst)
 	if e.key == c.key && e.dst == dst {
 		return &e.t, 0
 	}
