@@ -236,3 +236,33 @@ func TestRedirectWithSocket(t *testing.T) {
 		t.Errorf("after UnregisterSocket: verdict %d counter %s", v, counter)
 	}
 }
+
+// TestNoRxTime loads the classifier with Options.NoRxTime: frames it
+// redirects to a real AF_XDP socket carry no metadata (run checks the
+// output is the frame alone).
+func TestNoRxTime(t *testing.T) {
+	testutil.NeedRoot(t, "loading XDP programs needs CAP_BPF and CAP_NET_ADMIN")
+	pair := netnstest.NewPair(t)
+	c, err := Load(Options{Ports: []uint16{mediaPort}, NoRxTime: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var sock *afxdp.Socket
+	err = pair.MD.NS.Do(func() (err error) {
+		sock, err = afxdp.Open(afxdp.Config{Ifindex: pair.MD.Index, Mode: afxdp.ModeCopy, NumFrames: 64})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sock.Close()
+	if err := c.RegisterSocket(0, sock.FD()); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range [][]byte{rtp, rtcp} {
+		if v, counter := run(t, c, frame{payload: p}.build()); v != xdpRedirect || counter != CounterRedirect {
+			t.Errorf("payload % x: verdict %d counter %s", p[:2], v, counter)
+		}
+	}
+}

@@ -27,6 +27,16 @@
 //
 // Every verdict is counted in a per-CPU array indexed by enum counter, which
 // loader.go mirrors as Go constants.
+//
+// Receive time: every frame redirected to an AF_XDP socket carries, in the
+// XDP metadata in front of the packet, a struct rx_meta with the time the
+// classifier redirected it (bpf_ktime_get_ns, CLOCK_MONOTONIC). The kernel
+// copies the metadata into the UMEM in front of the frame (copy mode) or
+// leaves it there (zero-copy); afxdp.Socket.RxTime reads it, and the
+// workers measure from it how long each packet stayed in the Media
+// Distributor (its dwell). A driver without metadata support makes
+// bpf_xdp_adjust_meta fail: the frame is redirected without it. A frame the
+// map does not take (no socket on the RX queue) is passed without it.
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -64,6 +74,24 @@ enum counter {
 // known endpoints) instead of overflowing one kernel socket's receive queue
 // in front of it. IP fragments still go to the kernel, which reassembles.
 volatile const __u32 slow_to_xsk = 0;
+
+// no_rx_time is set by the loader (bpf.Options.NoRxTime): redirected frames
+// then carry no struct rx_meta.
+volatile const __u32 no_rx_time = 0;
+
+// RX_META_MAGIC marks a struct rx_meta ("mdT1" read as a little-endian
+// word). Keep it and the layout in sync with afxdp.RxMetaMagic and
+// afxdp.RxMetaLen (a test checks the frames of a real socket).
+#define RX_META_MAGIC 0x3154646d
+
+// rx_meta is the XDP metadata of a redirected frame, right in front of the
+// packet: 16 octets (a multiple of 4, at most 32, as bpf_xdp_adjust_meta
+// requires), in host byte order.
+struct rx_meta {
+	__u32 magic;    // RX_META_MAGIC
+	__u32 reserved; // 0
+	__u64 rx_ns;    // bpf_ktime_get_ns() at the redirect
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -104,6 +132,35 @@ static __always_inline int count(enum counter c, int verdict)
 
 	if (v)
 		*v += 1;
+	return verdict;
+}
+
+// redirect_xsk redirects the frame to the AF_XDP socket of its RX queue
+// with its receive time in the metadata (see struct rx_meta). It returns
+// XDP_REDIRECT, or XDP_PASS when no socket took the frame (the metadata is
+// then taken off again).
+static __always_inline long redirect_xsk(struct xdp_md *ctx)
+{
+	int meta = 0;
+	long verdict;
+
+	if (!no_rx_time && bpf_xdp_adjust_meta(ctx, -(int)sizeof(struct rx_meta)) == 0) {
+		// The helper moved data_meta: the verifier wants the bounds again.
+		struct rx_meta *m = (void *)(long)ctx->data_meta;
+		void *data = (void *)(long)ctx->data;
+
+		if ((void *)(m + 1) <= data) {
+			m->magic = RX_META_MAGIC;
+			m->reserved = 0;
+			m->rx_ns = bpf_ktime_get_ns();
+			meta = 1;
+		} else {
+			bpf_xdp_adjust_meta(ctx, (int)sizeof(struct rx_meta));
+		}
+	}
+	verdict = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+	if (verdict != XDP_REDIRECT && meta)
+		bpf_xdp_adjust_meta(ctx, (int)sizeof(struct rx_meta));
 	return verdict;
 }
 
@@ -255,14 +312,14 @@ int classify(struct xdp_md *ctx)
 	first = *(__u8 *)(udp + 1);
 
 	if (first >= 128 && first <= 191) {
-		verdict = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+		verdict = redirect_xsk(ctx);
 		if (verdict == XDP_REDIRECT)
 			return count(COUNTER_REDIRECT, XDP_REDIRECT);
 		return count(COUNTER_PASS_NO_SOCKET, (int)verdict);
 	}
 	if ((first >= 20 && first <= 63) || first <= 3) {
 		if (slow_to_xsk) {
-			verdict = bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+			verdict = redirect_xsk(ctx);
 			if (verdict == XDP_REDIRECT)
 				return count(COUNTER_REDIRECT_SLOW, XDP_REDIRECT);
 		}

@@ -37,6 +37,7 @@ const (
 	classifyMapMediaPorts = "media_ports"
 	classifyMapXsks       = "xsks"
 	classifyProgClassify  = "classify"
+	classifyVarNoRxTime   = "no_rx_time"
 	classifyVarSlowToXsk  = "slow_to_xsk"
 )
 
@@ -98,6 +99,7 @@ type classifyMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type classifyVariableSpecs struct {
+	NoRxTime  *ebpf.VariableSpec `ebpf:"no_rx_time"`
 	SlowToXsk *ebpf.VariableSpec `ebpf:"slow_to_xsk"`
 }
 
@@ -138,6 +140,7 @@ func (m *classifyMaps) Close() error {
 //
 // It can be passed to loadClassifyObjects or ebpf.CollectionSpec.LoadAndAssign.
 type classifyVariables struct {
+	NoRxTime  *ebpf.Variable `ebpf:"no_rx_time"`
 	SlowToXsk *ebpf.Variable `ebpf:"slow_to_xsk"`
 }
 

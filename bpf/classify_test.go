@@ -8,7 +8,9 @@ import (
 	"testing"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
+	"github.com/mdfast/mdfast/internal/afxdp"
 	"github.com/mdfast/mdfast/internal/testutil"
 )
 
@@ -149,6 +151,15 @@ func loadTest(t testing.TB) *Classifier {
 	return c
 }
 
+// monotonicNow reads CLOCK_MONOTONIC, bpf_ktime_get_ns's clock.
+func monotonicNow(t *testing.T) int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	return ts.Nano()
+}
+
 // run runs the classifier once on in and returns the verdict and the one
 // counter that moved (it fails unless exactly one moved by one).
 func run(t *testing.T, c *Classifier, in []byte) (uint32, Counter) {
@@ -157,12 +168,29 @@ func run(t *testing.T, c *Classifier, in []byte) (uint32, Counter) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t0 := monotonicNow(t)
 	ret, out, err := c.Program().Test(in)
 	if err != nil {
 		t.Fatalf("Program.Test(%d octets): %v", len(in), err)
 	}
+	t1 := monotonicNow(t)
+	// BPF_PROG_TEST_RUN returns the frame from its metadata on: a
+	// redirected frame carries its receive time in front (struct rx_meta,
+	// afxdp.RxMetaLen octets), every other frame none.
+	if ret == xdpRedirect && c.rxTime {
+		if len(out) != len(in)+afxdp.RxMetaLen {
+			t.Fatalf("redirected frame of %d octets with %d octets of metadata, want %d", len(in), len(out)-len(in), afxdp.RxMetaLen)
+		}
+		meta := out[:afxdp.RxMetaLen]
+		out = out[afxdp.RxMetaLen:]
+		magic, rsv := binary.NativeEndian.Uint32(meta), binary.NativeEndian.Uint32(meta[4:])
+		ns := int64(binary.NativeEndian.Uint64(meta[8:]))
+		if magic != afxdp.RxMetaMagic || rsv != 0 || ns < t0 || ns > t1 {
+			t.Errorf("metadata magic %#x reserved %d time %d, want %#x 0 in [%d, %d]", magic, rsv, ns, afxdp.RxMetaMagic, t0, t1)
+		}
+	}
 	if !bytes.Equal(out, in) {
-		t.Errorf("the program modified the frame")
+		t.Errorf("the program modified the frame (or left metadata on a verdict %d)", ret)
 	}
 	after, err := c.Counters()
 	if err != nil {

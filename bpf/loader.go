@@ -112,6 +112,9 @@ type Options struct {
 	// too (counted as CounterRedirectSlow), instead of to the kernel; see
 	// slow_to_xsk in classify.c.
 	SlowToXSK bool
+	// NoRxTime leaves the receive time out of redirected frames (see
+	// struct rx_meta in classify.c): the workers then measure no dwell.
+	NoRxTime bool
 }
 
 // Classifier is the loaded XDP program and its maps. Its methods are safe
@@ -119,6 +122,7 @@ type Options struct {
 type Classifier struct {
 	objs       classifyObjects
 	queueSlots uint32
+	rxTime     bool // redirected frames carry struct rx_meta
 
 	mu          sync.Mutex
 	closed      bool
@@ -146,7 +150,17 @@ func Load(opts Options) (*Classifier, error) {
 		}
 	}
 
-	c := &Classifier{queueSlots: slots, attachments: make(map[*Attachment]struct{})}
+	if opts.NoRxTime {
+		v, ok := spec.Variables["no_rx_time"]
+		if !ok {
+			return nil, errors.New("bpf: classifier has no no_rx_time variable")
+		}
+		if err := v.Set(uint32(1)); err != nil {
+			return nil, fmt.Errorf("bpf: set no_rx_time: %w", err)
+		}
+	}
+
+	c := &Classifier{queueSlots: slots, rxTime: !opts.NoRxTime, attachments: make(map[*Attachment]struct{})}
 	if err := spec.LoadAndAssign(&c.objs, nil); err != nil {
 		return nil, fmt.Errorf("bpf: load classifier into the kernel: %w", err)
 	}

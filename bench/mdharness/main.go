@@ -15,7 +15,10 @@
 // -queues runs one worker per NIC queue (or SO_REUSEPORT socket), -cpus
 // pins them. On SIGUSR1 it prints one JSON line {"snapshot": counters}
 // with the data plane's counters at that moment (the load generator sends
-// it at the start and the end of its measured phase: -md-snapshot).
+// it at the start and the end of its measured phase: -md-snapshot); in
+// the XDP modes the line also has "dwell", the workers' dwell histogram
+// summed (dwell.Sparse: each forwarded packet's time from the XDP
+// receive to its batch's TX kick).
 //
 // A cascade key file (benchkeys.Cascade, issue 14) splits the conference
 // over several MDs: -md i makes the harness MD i, listening on
@@ -49,6 +52,7 @@ import (
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
 	"github.com/mdfast/mdfast/internal/config"
 	"github.com/mdfast/mdfast/internal/dataplane"
+	"github.com/mdfast/mdfast/internal/dwell"
 	"github.com/mdfast/mdfast/internal/keytable"
 )
 
@@ -69,6 +73,7 @@ func run() error {
 		cpuList  = flag.String("cpus", "", "comma-separated CPUs to pin worker i to (i modulo the list); empty: no pinning")
 		waitName = flag.String("wait", "", "AF_XDP idle wait: poll, adaptive, spin, or busypoll (poll with SO_PREFER_BUSY_POLL, SO_BUSY_POLL 50 µs, budget 64); empty: the daemon's default")
 		spin     = flag.Duration("spin", 0, "spin of the adaptive wait after the last packet (0: default)")
+		kick     = flag.Int("tx-kick-frames", 0, "kick TX after every this many datagrams queued within a batch (0: once per batch, the default)")
 		mdIndex  = flag.Int("md", 0, "in a cascade key file: which of its MDs this harness is (index in cascade.mds)")
 	)
 	flag.Parse()
@@ -150,6 +155,10 @@ func run() error {
 		dpCfg.Spin = *spin
 		waitDesc += " (spin " + spin.String() + ")"
 	}
+	if *kick > 0 {
+		dpCfg.TxKickFrames = *kick
+		waitDesc += fmt.Sprintf(" (tx kick every %d)", *kick)
+	}
 	dp, err := dataplane.New(dpCfg)
 	if err != nil {
 		return fmt.Errorf("data plane: %w", err)
@@ -174,7 +183,16 @@ func run() error {
 		case <-ctx.Done():
 		case <-usr1:
 			st := dp.Stats()
-			if err := json.NewEncoder(os.Stdout).Encode(map[string]any{"snapshot": counterMap(&st)}); err != nil {
+			snap := map[string]any{"snapshot": counterMap(&st)}
+			if dp.Mode() != dataplane.ModeSocket {
+				var sum dwell.Hist
+				ws := dp.WorkerDwell()
+				for i := range ws {
+					sum.Add(&ws[i])
+				}
+				snap["dwell"] = sum.Sparse()
+			}
+			if err := json.NewEncoder(os.Stdout).Encode(snap); err != nil {
 				return fmt.Errorf("print snapshot: %w", err)
 			}
 		}

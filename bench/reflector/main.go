@@ -29,6 +29,12 @@
 // It prints "ready reflector" (socket) or "ready reflector <mode>" on
 // stdout once it reflects and, on SIGTERM or SIGINT, one JSON line with its
 // counters (XDP modes: the data plane's counter names, the non-zero ones).
+// In the XDP modes, each SIGUSR1 (loadgen -md-snapshot, at the start and
+// the end of the measured phase) prints one JSON line {"snapshot":
+// counters, "dwell": histogram}: the counters so far and the dwell
+// histogram of the reflected datagrams (dwell.Sparse), measured as
+// mdfast's workers measure theirs (XDP receive time to the return of the
+// batch's TX kick). In socket mode SIGUSR1 is not handled.
 //
 //	reflector -keys keys.json
 //	reflector -keys keys.json -mode xdp-native -iface mdfb-md
@@ -93,16 +99,22 @@ func run() error {
 		if err != nil {
 			return err
 		}
+		usr1 := make(chan os.Signal, 1)
+		signal.Notify(usr1, syscall.SIGUSR1)
+		defer signal.Stop(usr1)
 		fmt.Printf("ready reflector %s\n", x.Describe())
-		<-ctx.Done()
-		st, err := x.Close()
-		counters := map[string]uint64{}
-		for c := dataplane.Counter(0); c < dataplane.NumCounters; c++ {
-			if st[c] != 0 {
-				counters[c.String()] = st[c]
+		for ctx.Err() == nil {
+			select {
+			case <-ctx.Done():
+			case <-usr1:
+				st, h := x.Stats(), x.Dwell()
+				if err := json.NewEncoder(os.Stdout).Encode(map[string]any{"snapshot": counterMap(&st), "dwell": h.Sparse()}); err != nil {
+					return fmt.Errorf("print snapshot: %w", err)
+				}
 			}
 		}
-		out = map[string]any{"mode": "reflector " + mode.String(), "counters": counters}
+		st, err := x.Close()
+		out = map[string]any{"mode": "reflector " + mode.String(), "counters": counterMap(&st)}
 		if err != nil {
 			log.Error("reflector: close", "err", err)
 		}
@@ -113,4 +125,15 @@ func run() error {
 		return fmt.Errorf("print stats: %w", err)
 	}
 	return nil
+}
+
+// counterMap is st's non-zero counters by name.
+func counterMap(st *dataplane.Stats) map[string]uint64 {
+	counters := map[string]uint64{}
+	for c := dataplane.Counter(0); c < dataplane.NumCounters; c++ {
+		if st[c] != 0 {
+			counters[c.String()] = st[c]
+		}
+	}
+	return counters
 }

@@ -102,7 +102,7 @@ func testXDPNetns(t *testing.T, mode dataplane.Mode) {
 			}
 		}
 	}
-	before := x.Stats()
+	before, dwell0 := x.Stats(), x.Dwell()
 	// Each endpoint sends media of several sizes (RTP and RTCP); the two
 	// others get each datagram unchanged.
 	sizes := []int{12 + 160, 12 + 1200, 8 + 40}
@@ -154,6 +154,12 @@ func testXDPNetns(t *testing.T, mode dataplane.Mode) {
 		d(dataplane.DropUnknownSource) != 1 || d(dataplane.DropJunk) != 1 {
 		t.Fatalf("counters over the test: forwarded %d, tx %d, rx %d, unknown source %d, junk %d (all %v)",
 			d(dataplane.Forwarded), d(dataplane.TxPackets), d(dataplane.RxPackets), d(dataplane.DropUnknownSource), d(dataplane.DropJunk), nonZero(st))
+	}
+	// Every reflected datagram's dwell was measured (the XDP receive time
+	// reached the reflector through the UMEM), none under 1 µs.
+	dwell1 := x.Dwell()
+	if dd := dwell1.Sub(&dwell0); dd.Count() != d(dataplane.Forwarded) || dd.Bins[0] != 0 {
+		t.Fatalf("%d dwells for %d reflected datagrams, %d under 1 µs", dd.Count(), d(dataplane.Forwarded), dd.Bins[0])
 	}
 	if got := cc[bpf.CounterRedirect] + cc[bpf.CounterRedirectSlow]; got != st[dataplane.RxPackets] {
 		t.Fatalf("classifier redirected %d datagrams, the reflector received %d (classifier %v)", got, st[dataplane.RxPackets], cc)

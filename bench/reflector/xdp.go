@@ -15,6 +15,7 @@ import (
 	"github.com/mdfast/mdfast/internal/afxdp"
 	"github.com/mdfast/mdfast/internal/config"
 	"github.com/mdfast/mdfast/internal/dataplane"
+	"github.com/mdfast/mdfast/internal/dwell"
 	"github.com/mdfast/mdfast/internal/neigh"
 )
 
@@ -161,6 +162,17 @@ func (x *xdpPlane) Stats() dataplane.Stats {
 	return s
 }
 
+// Dwell returns the loops' dwell histograms summed, as of their last
+// batch; safe from any goroutine.
+func (x *xdpPlane) Dwell() dwell.Hist {
+	var sum, h dwell.Hist
+	for _, l := range x.loops {
+		l.dwell.Snapshot(&h)
+		sum.Add(&h)
+	}
+	return sum
+}
+
 // Close stops the loops, closes the sockets, detaches the classifier and
 // returns the final counters.
 func (x *xdpPlane) Close() (dataplane.Stats, error) {
@@ -202,11 +214,16 @@ type reflectLoop struct {
 	rx      []dataplane.RxPacket
 	c       dataplane.Counts
 	pub     [dataplane.NumCounters]atomic.Uint64
+	// dwell is each reflected datagram's time from the XDP receive to the
+	// return of its batch's TX kick, as mdfast's workers measure it.
+	dwell *dwell.Recorder
 }
 
 func newReflectLoop(port dataplane.Port, members []netip.AddrPort, batch int) *reflectLoop {
 	l := &reflectLoop{port: port, members: members, rx: make([]dataplane.RxPacket, max(batch, 1))}
 	port.Bind(&l.c)
+	// Without the monotonic clock the Recorder marks nothing (no dwell).
+	l.dwell, _ = dwell.NewRecorder(len(l.rx))
 	return l
 }
 
@@ -241,6 +258,7 @@ func (l *reflectLoop) poll() error {
 	if err := l.port.Flush(); err != nil {
 		l.c[dataplane.DropTxError]++
 	}
+	l.dwell.Observe()
 	if n > 0 {
 		l.port.Release(l.rx[:n])
 	}
@@ -299,6 +317,7 @@ func (l *reflectLoop) reflect(p *dataplane.RxPacket) {
 	}
 	if sent {
 		c[dataplane.Forwarded]++
+		l.dwell.Mark(p.RxTime)
 	}
 }
 
@@ -306,6 +325,7 @@ func (l *reflectLoop) publish() {
 	for i := range l.c {
 		l.pub[i].Store(l.c[i])
 	}
+	l.dwell.Publish()
 }
 
 // Stats returns the loop's counters as of its last batch; safe from any

@@ -17,6 +17,7 @@ import (
 
 	"github.com/mdfast/mdfast/bpf"
 	"github.com/mdfast/mdfast/internal/afxdp"
+	"github.com/mdfast/mdfast/internal/dwell"
 	"github.com/mdfast/mdfast/internal/fairq"
 	"github.com/mdfast/mdfast/internal/frame"
 	"github.com/mdfast/mdfast/internal/neigh"
@@ -117,6 +118,14 @@ type Config struct {
 	// packet (default DefaultSpin). See XDPPortConfig.
 	Wait Wait
 	Spin time.Duration
+	// NoRxTime makes the XDP program leave out the receive time it puts in
+	// front of redirected frames (bpf.Options.NoRxTime): no dwell is
+	// measured then.
+	NoRxTime bool
+	// TxKickFrames kicks TX after every this many datagrams queued within
+	// a batch (see WorkerConfig.TxKickFrames); 0, the default, once per
+	// batch.
+	TxKickFrames int
 	// MaxSSRCs, MaxSSRCsPerLink and OpenerIdle: see WorkerConfig.
 	MaxSSRCs        int
 	MaxSSRCsPerLink int
@@ -354,7 +363,7 @@ func openXDP(cfg Config, m Mode) (_ *Dataplane, err error) {
 	// slow path's triage rather than overflowing the kernel socket, which
 	// still receives IP fragments and what arrives on a queue without a
 	// socket.
-	if d.cl, err = bpf.Load(bpf.Options{QueueSlots: slots, Ports: cfg.Ports, SlowToXSK: true}); err != nil {
+	if d.cl, err = bpf.Load(bpf.Options{QueueSlots: slots, Ports: cfg.Ports, SlowToXSK: true, NoRxTime: cfg.NoRxTime}); err != nil {
 		return nil, fmt.Errorf("dataplane: %s: %w", m, err)
 	}
 	bm := bpf.ModeNative
@@ -446,7 +455,8 @@ func (d *Dataplane) addWorker(p Port) {
 	d.ports = append(d.ports, p)
 	w := NewWorker(i, p, d.cfg.Table.NewReader(), WorkerConfig{
 		BatchSize: d.cfg.BatchSize, MaxSSRCs: d.cfg.MaxSSRCs, MaxSSRCsPerLink: d.cfg.MaxSSRCsPerLink, OpenerIdle: d.cfg.OpenerIdle,
-		Slow: slow, SlowPriority: prio, Triage: d.prioritized, Bulk: d.pushBulk, BulkRoom: d.bulkRoom, Pin: pin, CPU: cpu, Logger: d.log,
+		TxKickFrames: d.cfg.TxKickFrames,
+		Slow:         slow, SlowPriority: prio, Triage: d.prioritized, Bulk: d.pushBulk, BulkRoom: d.bulkRoom, Pin: pin, CPU: cpu, Logger: d.log,
 	})
 	d.hub.join(w)
 	d.workers = append(d.workers, w)
@@ -717,6 +727,17 @@ func (d *Dataplane) SlowStats() Stats {
 		s[i] = d.slowStats[i].Load()
 	}
 	return s
+}
+
+// WorkerDwell returns each worker's dwell histogram: the time from the XDP
+// receive of each forwarded media packet to the return of the TX kick of
+// the batch that carried its copies (empty in socket mode).
+func (d *Dataplane) WorkerDwell() []dwell.Hist {
+	out := make([]dwell.Hist, len(d.workers))
+	for i, w := range d.workers {
+		w.Dwell(&out[i])
+	}
+	return out
 }
 
 // WorkerStats returns each worker's counters.

@@ -3,6 +3,8 @@ package dataplane
 import (
 	"net/netip"
 	"sync/atomic"
+
+	"github.com/mdfast/mdfast/internal/dwell"
 )
 
 // fakePort is a Port in memory: tests push datagrams and read what was
@@ -22,7 +24,14 @@ type fakePort struct {
 	ntx    int
 	curDst netip.AddrPort
 	full   bool // TxBuffer fails with DropTxFull
-	wakes  atomic.Int64
+	// rxAgo, when non-zero, gives every received packet the receive time
+	// dwell.Now()-rxAgo, as the XDP port's metadata would.
+	rxAgo int64
+	// flushes counts Flush calls; sentAtFlush the datagrams committed by
+	// each.
+	flushes     int
+	sentAtFlush []int
+	wakes       atomic.Int64
 }
 
 func newFakePort(queue, out int) *fakePort {
@@ -67,6 +76,9 @@ func (p *fakePort) Receive(rx []RxPacket) (int, error) {
 	for n < len(rx) && p.head < p.tail {
 		i := p.head % len(p.rxBuf)
 		rx[n] = RxPacket{Payload: p.rxBuf[i][:p.rxLen[i]], Src: p.rxSrc[i], Dst: p.local}
+		if p.rxAgo != 0 {
+			rx[n].RxTime = dwell.Now() - p.rxAgo
+		}
 		p.head++
 		n++
 	}
@@ -91,7 +103,13 @@ func (p *fakePort) Commit(n int) {
 	p.c[TxBytes] += uint64(n)
 }
 
-func (p *fakePort) Flush() error { return nil }
+func (p *fakePort) Flush() error {
+	p.flushes++
+	if len(p.sentAtFlush) < cap(p.sentAtFlush) {
+		p.sentAtFlush = append(p.sentAtFlush, p.ntx)
+	}
+	return nil
+}
 func (p *fakePort) Interrupt()   {}
 func (p *fakePort) Wake()        { p.wakes.Add(1) }
 func (p *fakePort) Close() error { return nil }

@@ -13,6 +13,11 @@ type RxPacket struct {
 	// Drop is non-zero when the port could not parse the datagram; the
 	// worker counts it and skips the packet.
 	Drop Reason
+	// RxTime is when the XDP program redirected the frame
+	// (CLOCK_MONOTONIC nanoseconds, from the frame's metadata; see
+	// afxdp.Socket.RxTime), 0 when unknown (socket mode, a driver without
+	// XDP metadata). The worker measures the packet's dwell from it.
+	RxTime int64
 
 	// VLAN tag of the received frame (AF_XDP), repeated on replies.
 	vlanProto, vlanTCI uint16

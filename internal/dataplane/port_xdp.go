@@ -181,7 +181,7 @@ func (p *XDPPort) Receive(rx []RxPacket) (int, error) {
 		}
 		rx[i] = RxPacket{
 			Payload: buf[off : off+ln], Src: h.SrcAddr, Dst: h.DstAddr,
-			vlanProto: h.VLANProto, vlanTCI: h.VLANTCI,
+			vlanProto: h.VLANProto, vlanTCI: h.VLANTCI, RxTime: p.sock.RxTime(d[i]),
 		}
 	}
 	return n, nil

@@ -45,8 +45,11 @@ package dataplane
 //     the SRTCP packet; its packets and octets are counted per link.
 //  7. Flush the TX batch, release the RX buffers, reap completions, and
 //     publish the batch's counters (the per-link ones: one atomic add per
-//     counter and link per batch). Between batches (and when idle) serve
-//     the hand-over mailbox.
+//     counter and link per batch). Once the flush's TX kick returned, one
+//     clock reading gives the dwell of every forwarded packet that came
+//     with an XDP receive time (RxPacket.RxTime), counted in the worker's
+//     dwell histogram (package dwell). Between batches (and when idle)
+//     serve the hand-over mailbox.
 //
 // Nothing in the loop allocates once the worker has seen its senders: the
 // batch slices are allocated once in NewWorker, the nonce scratch lives in
@@ -62,6 +65,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/mdfast/mdfast/internal/dwell"
 	"github.com/mdfast/mdfast/internal/ekt"
 	"github.com/mdfast/mdfast/internal/keytable"
 	"github.com/mdfast/mdfast/internal/slowpkt"
@@ -101,6 +105,13 @@ type WorkerConfig struct {
 	// from a source (so that a flood is not copied only to be dropped).
 	Bulk     func(SlowPacket) bool
 	BulkRoom func(from netip.Addr) bool
+	// TxKickFrames, when positive, flushes the TX batch (the AF_XDP kick)
+	// as soon as this many datagrams were queued since the last flush,
+	// after the packet whose copies reached it, instead of only once per
+	// received batch (and when the port's TX batch is full): the first
+	// packets of a large batch leave before the rest are sealed. Their
+	// dwell is observed at that kick. 0 (the default) flushes per batch.
+	TxKickFrames int
 	// Pin pins the worker's thread to CPU.
 	Pin bool
 	CPU int
@@ -147,6 +158,12 @@ type Worker struct {
 	counts    Counts
 	published Counts
 	pub       [NumCounters]atomic.Uint64
+
+	// dwell is the histogram of forwarded packets' time in the worker.
+	dwell *dwell.Recorder
+	// unkicked counts the datagrams queued since the last flush
+	// (WorkerConfig.TxKickFrames).
+	unkicked int
 }
 
 type openerEntry struct {
@@ -185,6 +202,10 @@ func NewWorker(id int, port Port, r Reader, cfg WorkerConfig) *Worker {
 		retry:   handoverRetry, quiet: handoverQuiet,
 	}
 	w.openerIdle.Store(int64(cfg.OpenerIdle))
+	var err error
+	if w.dwell, err = dwell.NewRecorder(cfg.BatchSize); err != nil {
+		cfg.Logger.Warn("dataplane: no dwell measurement", "worker", id, "err", err)
+	}
 	port.Bind(&w.counts)
 	return w
 }
@@ -255,6 +276,8 @@ func (w *Worker) poll() error {
 	w.table.End()
 	w.flushLinks()
 	w.flush()
+	w.dwell.Observe()
+	w.unkicked = 0
 	w.port.Release(w.rx[:n])
 	if now >= w.sweepAt {
 		w.sweep(now)
@@ -444,6 +467,14 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	}
 	if sent > 0 {
 		c[Forwarded]++
+		w.dwell.Mark(p.RxTime)
+		if k := w.cfg.TxKickFrames; k > 0 {
+			if w.unkicked += sent; w.unkicked >= k {
+				w.flush()
+				w.dwell.Observe()
+				w.unkicked = 0
+			}
+		}
 	} else if eligible == 0 {
 		c[DropNoReceivers]++
 	}
@@ -664,7 +695,12 @@ func (w *Worker) publish() {
 			w.published[i] = v
 		}
 	}
+	w.dwell.Publish()
 }
+
+// Dwell copies the worker's dwell histogram, as of its last batch, into h.
+// It is safe to call from any goroutine.
+func (w *Worker) Dwell(h *dwell.Hist) { w.dwell.Snapshot(h) }
 
 // Stats returns a snapshot of the worker's counters, as of its last batch.
 // It is safe to call from any goroutine.

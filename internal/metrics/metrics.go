@@ -9,6 +9,7 @@ import (
 
 	"github.com/mdfast/mdfast/bpf"
 	"github.com/mdfast/mdfast/internal/dataplane"
+	"github.com/mdfast/mdfast/internal/dwell"
 	"github.com/mdfast/mdfast/internal/keytable"
 	"github.com/mdfast/mdfast/internal/mdslow"
 )
@@ -45,6 +46,7 @@ var (
 	dSlowPath  = desc("slow_path_packets_total", "Datagrams handed to the slow path (DTLS, STUN), per queue.", "queue")
 	dDropped   = desc("packets_dropped_total", "Datagrams dropped, per queue and reason.", "queue", "reason")
 	dHandover  = desc("handovers_total", "Hand-overs of senders' receive state between workers, per queue: accepted (state taken over), requested (asked of the owner), parked (left by a stopped worker), mailbox_full (a request the owner's full mailbox could not take; asked again later).", "queue", "event")
+	dDwell     = desc("forward_dwell_seconds", "Time each forwarded media packet spent in the Media Distributor, per queue: from the XDP program's redirect of the received frame (its receive time, in the frame's metadata) to the return of the TX kick of the batch carrying its copies (XDP modes; packets without a receive time are not counted).", "queue")
 	dMode      = desc("dataplane_mode", "The data path in use (1 for the active mode).", "mode")
 	dXDP       = desc("xdp_classifier_total", "XDP classifier verdicts.", "verdict")
 	dAssoc     = desc("associations", "Associations with keys installed in the key table.")
@@ -65,7 +67,7 @@ func NewCollector(src Source) *Collector { return &Collector{src: src} }
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{dReceived, dXDPWait, dRxBytes, dForwarded, dSent, dTxBytes, dSlowPath, dDropped,
+	for _, d := range []*prometheus.Desc{dReceived, dXDPWait, dDwell, dRxBytes, dForwarded, dSent, dTxBytes, dSlowPath, dDropped,
 		dHandover, dMode, dXDP, dAssoc, dPending, dConfs, dTable, dSlow, dRefused, dMoves, dConsent} {
 		ch <- d
 	}
@@ -100,6 +102,11 @@ func queueStats(ch chan<- prometheus.Metric, q string, s *dataplane.Stats) {
 	}
 }
 
+// dwellMetric is mdfast_forward_dwell_seconds of queue q.
+func dwellMetric(q string, h *dwell.Hist) prometheus.Metric {
+	return prometheus.MustNewConstHistogram(dDwell, h.Count(), float64(h.Sum)/1e9, h.PromCounts(), q)
+}
+
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	if c.src.Dataplane != nil {
@@ -113,6 +120,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			if dp.Mode() != dataplane.ModeSocket {
 				slow := dp.SlowStats()
 				queueStats(ch, SlowQueue, &slow)
+				dw := dp.WorkerDwell()
+				for i := range dw {
+					ch <- dwellMetric(strconv.Itoa(i), &dw[i])
+				}
 			}
 			for _, m := range []dataplane.Mode{dataplane.ModeXDPNative, dataplane.ModeXDPGeneric, dataplane.ModeSocket} {
 				v := 0.0

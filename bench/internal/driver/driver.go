@@ -24,6 +24,7 @@ import (
 	"github.com/mdfast/mdfast/bench/internal/gen"
 	"github.com/mdfast/mdfast/bench/internal/netns"
 	"github.com/mdfast/mdfast/bench/internal/report"
+	"github.com/mdfast/mdfast/internal/dwell"
 	"github.com/mdfast/mdfast/internal/syssim"
 )
 
@@ -185,6 +186,7 @@ func method(cfg Config) []string {
 		fmt.Sprintf("Rounds: %d. Every round measures every group on every path, one path after the other (the order reversed every other round), each step with a fresh forwarder process; a path's ratio to the baseline is computed per round from the same round's baseline, and the summary gives its median over the rounds with the smallest and largest (min–max). Goals are judged at the median, never on one round.", max(cfg.Plan.Rounds, 1)),
 		"Reflectors (the generator's calibration): bench/reflector, a forwarder with no keys and no crypto that sends every media datagram unchanged to every other member of the conference, in one of three modes, each the calibration of the paths with the same I/O. " + ReflectorPath + ": UDP sockets (recvmmsg, sendmmsg; internal/udpbatch, one goroutine), for mdfast-socket and the baseline. " + ReflectorXDPNative + " and " + ReflectorXDPGeneric + ": AF_XDP, for the paths in that XDP mode (" + ReflectorXDPNative + " also for mdfast-system, which runs " + SystemMode + ", and the -wait variants): the classifier mdfast loads (bpf/, DTLS and STUN to the AF_XDP socket too) attached in that mode, one AF_XDP socket per queue (copy mode on veth) with cmd/mdfast's default sizes, batch and idle wait (internal/config: poll with need_wakeup), driven through internal/dataplane's XDPPort with a neighbour table; per received batch every datagram is copied into one TX frame per other member (TxBuffer, copy, Commit) and the batch flushed at once. So the packet path up to user space and back is mdfast's own, and what an XDP path adds over its reflector is its key-table lookup, its crypto and its per-packet bookkeeping. (XDP_TX or XDP_REDIRECT alone cannot fan out: one frame out per frame in.) Every reflector is pinned like the forwarders. Its receivers decrypt with the sender's client_write keys instead of their own server_write keys (the same pion/srtp work per sampled packet). After every paced step of a swept single-profile group the path's reflector runs at the same input rate (the same round), so each path has its own calibration; on the fixed patterns (audio, video) every reflector runs once per round like a path, and calibrates the paths of its kind. A path whose reflector is not in the plan is not calibrated (no reflector of another kind stands in).",
 		fmt.Sprintf("Added latency = a path's latency percentile minus its reflector's same percentile at the same rate in the same round (p50, p99, p99.9): a difference of the two distributions' quantiles, not of single packets (no packet goes through both). What it removes: the generator's own queueing and scheduling (a batch shares one send time), the veth and the receiving sockets. What it keeps: everything the forwarder adds over the simplest forwarder with the same I/O (for an XDP path: its key table, its crypto and its bookkeeping, and any difference in its wake-ups). Negative values (the path faster than its reflector: noise) are reported as measured. Summaries give the median over the rounds and min–max. A reflector step busier than %.0f%% of a core (its md_cpu) calibrates nothing: it queues packets itself, and the step shows \"<reflector> saturated\" instead of an added latency. The added-latency goal of the XDP paths is judged against the XDP reflector of the same mode, and only when that reflector calibrated the step in the rounds and its own p99 moved less than the goal between them (else NOT RESOLVED: the reflector saturated, or the host was too noisy).", report.MaxReflectorCPU*100),
+		fmt.Sprintf("Dwell (XDP paths and XDP reflectors): the time each forwarded packet spends in the forwarder, measured by the forwarder itself: the XDP classifier writes the receive time (bpf_ktime_get_ns, CLOCK_MONOTONIC) in the metadata in front of every frame it redirects, the kernel copies it into the UMEM with the frame, and the worker (or the reflector's loop), once the TX kick of the batch carrying the packet's copies has returned, reads the clock once and counts now − receive time per forwarded packet in a histogram (internal/dwell: 1 µs bins below 100 µs, at most 5 %% wide above; the percentiles are bin upper edges). The generator signals the forwarder at the start and the end of the measured phase (-md-snapshot) and the step's dwell is the histogram's difference between the two. Dwell leaves out what happens before the redirect (the generator, the veth, the receive-side XDP run, charged to the generator's core on veth) and after the kick (the copy-mode TX and the delivery to the endpoints), so neither the generator's queueing nor a reflector's saturation blurs it. Added dwell = a path's dwell percentile minus its XDP reflector's at the same rate in the same round; a reflector busier than %.0f%% of a core is flagged (\"reflector busy\"): its dwell then includes its own queueing. The latency goal of the XDP paths at 50%% (added p99 ≤ %d µs) is judged from the dwell: the path's whole dwell p99 at or under the goal is enough (it adds at most its whole dwell), otherwise the added dwell p99 decides. The send-to-receive columns are kept beside it.", report.MaxReflectorCPU*100, report.GoalAddedP99us),
 		"Double (profile " + benchkeys.ProfileDouble + ", 0x0009, RFC 8723; groups named *-double): every endpoint seals both layers itself with internal/double (crypto/cipher, independent of internal/srtpfast): the inner layer under the conference's end-to-end key, an empty OHB, the outer layer under its own hop-by-hop client_write key; the forwarder holds only the hop-by-hop (outer) keys, installed directly into its key table, and re-seals the outer layer per receiver; receivers remove the outer layer with their server_write key, then the inner one with the end-to-end key, and compare the payload octet for octet. Measured on " + strings.Join(DoublePaths, ", ") + ": not on baseline (pion/srtp v3 has no double profile). On " + SystemPath + " the handshakes negotiate 0x0009 with EKT: the KD gives the forwarder only the hop-by-hop halves and every endpoint the conference's EKTKey, whose salt is the end-to-end salt; every packet ends in a ShortEKTField the forwarder carries.",
 	}
 }
@@ -201,6 +203,9 @@ type forwarder struct {
 	done func() (map[string]uint64, error)
 	// queueRx is set by finish: packets per worker (multi-queue paths).
 	queueRx []uint64
+	// dwell is set by finish from the first two snapshot lines (the
+	// measured phase), when they carry a dwell histogram.
+	dwell *report.Dwell
 }
 
 func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path, keys string) (*forwarder, error) {
@@ -221,6 +226,9 @@ func startForwarder(ctx context.Context, cfg *Config, topo *netns.Topology, path
 		bin, args = "mdharness", []string{"-keys", keys, "-mode", "xdp-native", "-iface", topo.MDIf, "-queues", strconv.Itoa(Queues(path))}
 	case variant:
 		bin, args = "mdharness", []string{"-keys", keys, "-mode", v.Mode, "-wait", v.Wait, "-iface", topo.MDIf}
+		if v.Kick > 0 {
+			args = append(args, "-tx-kick-frames", strconv.Itoa(v.Kick))
+		}
 	default:
 		return nil, fmt.Errorf("driver: unknown path %q", path)
 	}
@@ -281,11 +289,24 @@ func (f *forwarder) finish() (map[string]uint64, error) {
 	if f.done != nil {
 		return f.done()
 	}
-	f.queueRx = nil
+	f.queueRx, f.dwell = nil, nil
 	_ = f.stop()
 	var last string
+	var snaps []dwell.Hist
 	for l := range f.lines {
 		last = l
+		var snap struct {
+			Snapshot map[string]uint64 `json:"snapshot"`
+			Dwell    *dwell.Sparse     `json:"dwell"`
+		}
+		if json.Unmarshal([]byte(l), &snap) == nil && snap.Snapshot != nil && snap.Dwell != nil {
+			if h, herr := snap.Dwell.Hist(); herr == nil {
+				snaps = append(snaps, h)
+			}
+		}
+	}
+	if len(snaps) >= 2 {
+		f.dwell = dwellOf(&snaps[0], &snaps[1])
 	}
 	err := f.cmd.Wait()
 	var st struct {
@@ -307,6 +328,20 @@ func (f *forwarder) finish() (map[string]uint64, error) {
 		}
 	}
 	return drops, err
+}
+
+// dwellOf summarizes the dwells counted between two snapshots of a
+// forwarder's histogram (nil when none was); a percentile of 100 ms or
+// more is reported as report.DwellLimitUs.
+func dwellOf(start, end *dwell.Hist) *report.Dwell {
+	d := end.Sub(start)
+	n := d.Count()
+	if n == 0 {
+		return nil
+	}
+	// A quantile in the overflow bin is at least dwell.Max.
+	us := func(q float64) float64 { return float64(min(d.Quantile(q), dwell.Max)) / 1e3 }
+	return &report.Dwell{Packets: n, P50us: us(0.5), P99us: us(0.99), P999us: us(0.999)}
 }
 
 func runGroup(ctx context.Context, cfg *Config, topo *netns.Topology, it Item, pr *progress) ([]report.Scenario, error) {
@@ -425,7 +460,7 @@ func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysP
 		return s
 	}
 	s.Mode = fw.mode
-	res, err := runLoadgen(ctx, cfg, topo, fw.pid, keysPath, g, rate, sample, report.IsReflector(path))
+	res, err := runLoadgen(ctx, cfg, topo, fw.pid, keysPath, g, rate, sample, report.IsReflector(path), hasDwell(path))
 	if err != nil {
 		s.Error = err.Error()
 	} else {
@@ -448,6 +483,7 @@ func runStep(ctx context.Context, cfg *Config, topo *netns.Topology, path, keysP
 		}
 	}
 	s.QueueRx = fw.queueRx
+	s.Dwell = fw.dwell
 	if ferr != nil && ctx.Err() == nil {
 		cfg.Logger.Warn("driver: forwarder exit", "path", path, "group", g.Name, "step", st, "err", ferr,
 			"stderr", lastLine(fw.stderr.String()))
@@ -492,7 +528,20 @@ func fill(s *report.Scenario, r *gen.Result) {
 	}
 }
 
-func runLoadgen(ctx context.Context, cfg *Config, topo *netns.Topology, mdPid int, keys string, g *Group, rate float64, sample int, reflected bool) (*gen.Result, error) {
+// hasDwell says whether path's forwarder measures its dwell and prints it
+// on SIGUSR1 (mdharness in an XDP mode, the XDP reflectors).
+func hasDwell(path string) bool {
+	if v, ok := Variants[path]; ok {
+		return strings.HasPrefix(v.Mode, "xdp-")
+	}
+	switch path {
+	case "mdfast-xdp-native", "mdfast-xdp-generic", MQPath, MQPath2Cores, ReflectorXDPNative, ReflectorXDPGeneric:
+		return true
+	}
+	return false
+}
+
+func runLoadgen(ctx context.Context, cfg *Config, topo *netns.Topology, mdPid int, keys string, g *Group, rate float64, sample int, reflected, snapshot bool) (*gen.Result, error) {
 	t := cfg.Plan.Timing
 	args := []string{
 		"-keys", keys, "-senders", strconv.Itoa(g.Senders), "-rate", strconv.FormatFloat(rate, 'f', 3, 64),
@@ -502,6 +551,11 @@ func runLoadgen(ctx context.Context, cfg *Config, topo *netns.Topology, mdPid in
 	}
 	if reflected {
 		args = append(args, "-reflected")
+	}
+	if snapshot {
+		// The forwarder prints its counters and dwell histogram at the
+		// start and the end of the measured phase.
+		args = append(args, "-md-pids", strconv.Itoa(mdPid), "-md-snapshot")
 	}
 	return loadgen(ctx, cfg, topo.GenNS, args)
 }

@@ -150,12 +150,18 @@ var AllPaths = []string{"mdfast-xdp-native", "mdfast-xdp-generic", "mdfast-socke
 
 // Variants are paths run only when named (BENCH_PATHS): mdfast-xdp-native
 // with another idle wait than the default (poll), for measuring the wait
-// against the default in the same run (see mdharness -wait).
-var Variants = map[string]struct{ Mode, Wait string }{
-	"mdfast-xdp-native-poll":     {"xdp-native", "poll"},
-	"mdfast-xdp-native-adaptive": {"xdp-native", "adaptive"},
-	"mdfast-xdp-native-busypoll": {"xdp-native", "busypoll"},
-	"mdfast-xdp-native-spin":     {"xdp-native", "spin"},
+// against the default in the same run (see mdharness -wait), or with the
+// TX kicked every Kick datagrams within a batch (mdharness
+// -tx-kick-frames; 0: once per batch, the default).
+var Variants = map[string]struct {
+	Mode, Wait string
+	Kick       int
+}{
+	"mdfast-xdp-native-poll":     {"xdp-native", "poll", 0},
+	"mdfast-xdp-native-adaptive": {"xdp-native", "adaptive", 0},
+	"mdfast-xdp-native-busypoll": {"xdp-native", "busypoll", 0},
+	"mdfast-xdp-native-spin":     {"xdp-native", "spin", 0},
+	"mdfast-xdp-native-kick16":   {"xdp-native", "poll", 16},
 }
 
 // Item is one entry of a run's schedule: a group measured on a path in a

@@ -9,6 +9,7 @@ import (
 
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
 	"github.com/mdfast/mdfast/bench/internal/report"
+	"github.com/mdfast/mdfast/internal/dwell"
 )
 
 // TestPlanDouble: both plans have the double 1→4 group, it runs on the
@@ -187,6 +188,7 @@ func TestReflectorFor(t *testing.T) {
 		"mdfast-xdp-native-adaptive": ReflectorXDPNative,
 		"mdfast-xdp-native-busypoll": ReflectorXDPNative,
 		"mdfast-xdp-native-spin":     ReflectorXDPNative,
+		"mdfast-xdp-native-kick16":   ReflectorXDPNative,
 		MQPath:                       ReflectorXDPNative,
 		MQPath2Cores:                 ReflectorXDPNative,
 		SystemPath:                   ReflectorXDPNative,
@@ -266,5 +268,53 @@ func TestCalibrationPairing(t *testing.T) {
 	}
 	if n := p.Steps(); n != 2*(2*2+2+4) {
 		t.Errorf("%d steps", n)
+	}
+}
+
+// TestHasDwell: the SIGUSR1 snapshots (and with them the dwell) are asked
+// only of the forwarders that print them: mdharness in an XDP mode and
+// the XDP reflectors (the socket reflector does not handle SIGUSR1).
+func TestHasDwell(t *testing.T) {
+	for path, want := range map[string]bool{
+		"mdfast-xdp-native": true, "mdfast-xdp-generic": true, MQPath: true, MQPath2Cores: true,
+		"mdfast-xdp-native-adaptive": true, ReflectorXDPNative: true, ReflectorXDPGeneric: true,
+		"mdfast-socket": false, ReflectorPath: false, BaselinePath: false, SystemPath: false,
+	} {
+		if hasDwell(path) != want {
+			t.Errorf("hasDwell(%s) = %v", path, !want)
+		}
+	}
+}
+
+// TestDwellOf: a step's dwell is the histogram's difference between the
+// snapshots at the start and the end of the measured phase.
+func TestDwellOf(t *testing.T) {
+	var start, end dwell.Hist
+	for range 50 {
+		start.Observe(int64(time.Second)) // before the measured phase
+	}
+	end = start
+	for i := range 1000 {
+		end.Observe(int64(10+i%20) * 1000) // 10..29 µs
+	}
+	end.Observe(int64(5 * time.Millisecond))
+	d := dwellOf(&start, &end)
+	if d == nil || d.Packets != 1001 || d.P50us != 21 || d.P99us != 30 || d.P999us != 30 {
+		t.Fatalf("dwell %+v", d)
+	}
+	if d := dwellOf(&start, &start); d != nil {
+		t.Fatalf("no packets: %+v", d)
+	}
+}
+
+// TestDwellOfLimit: a percentile in the histogram's overflow bin is
+// reported as the limit, which the report shows as a bound.
+func TestDwellOfLimit(t *testing.T) {
+	var start, end dwell.Hist
+	for range 10 {
+		end.Observe(int64(time.Hour))
+	}
+	if d := dwellOf(&start, &end); d == nil || d.P50us != report.DwellLimitUs || d.P999us != report.DwellLimitUs || dwell.Max != report.DwellLimitUs*time.Microsecond {
+		t.Fatalf("dwell %+v", d)
 	}
 }

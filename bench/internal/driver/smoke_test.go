@@ -122,7 +122,9 @@ func TestSmoke(t *testing.T) {
 // XDP paths with their XDP reflectors in the plan, and checks that each
 // path's 50% step was followed by the AF_XDP reflector of its own mode
 // (bench/reflector -mode xdp-*), whose reflected packets the receivers
-// verified, and that the added latency was taken against it.
+// verified, and that the added latency was taken against it; every step
+// reports its dwell (measured in the forwarder over the measured phase),
+// and each path's 50% step its added dwell over its reflector.
 func TestSmokeXDPReflector(t *testing.T) {
 	bin, mdCore, genCore := prepare(t)
 	plan := Plan{
@@ -145,6 +147,9 @@ func TestSmokeXDPReflector(t *testing.T) {
 		if s.Received == 0 || s.Verified == 0 || s.VerifyErrors != 0 {
 			t.Fatalf("%s %s: received %d, verified %d, errors %d", s.Path, s.Name, s.Received, s.Verified, s.VerifyErrors)
 		}
+		if d := s.Dwell; d == nil || d.Packets == 0 || d.P50us <= 0 || d.P99us < d.P50us || d.P999us < d.P99us || d.Packets > s.Sent {
+			t.Errorf("%s %s: dwell %+v (sent %d)", s.Path, s.Name, d, s.Sent)
+		}
 		switch s.Path {
 		case ReflectorXDPNative, ReflectorXDPGeneric:
 			if want := "reflector " + strings.TrimPrefix(s.Path, "reflector-"); !strings.HasPrefix(s.Mode, want) {
@@ -159,6 +164,9 @@ func TestSmokeXDPReflector(t *testing.T) {
 			}
 			if s.Step == "50%" && s.Added == nil && !s.CalibrationSaturated {
 				t.Errorf("%s@50%%: not calibrated", s.Path)
+			}
+			if s.Step == "50%" && (s.AddedDwell == nil || s.RefDwell == nil) {
+				t.Errorf("%s@50%%: no added dwell", s.Path)
 			}
 		}
 	}

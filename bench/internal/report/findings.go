@@ -158,6 +158,12 @@ func Evaluate(sum []Aggregate) []Finding {
 			h.Detail = "not measured in this run (no step of the path's reflector at the same rate)"
 		}
 		out = append(out, h)
+		// 5. Dwell at 50% of saturation (XDP paths): measured inside the
+		// forwarder, so neither the generator nor a reflector's
+		// saturation blurs it.
+		if xdpPath(p) {
+			out = append(out, dwellFinding(sum, p))
+		}
 	}
 	// One round decides nothing.
 	for i := range out {

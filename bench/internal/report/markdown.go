@@ -21,19 +21,20 @@ func (r *Run) Markdown(w io.Writer) error {
 	}
 	writeSummary(&b, r)
 	writeCalibration(&b, r.Summary)
+	writeDwell(&b, r.Summary)
 	writeWaits(&b, r.Summary)
 	writeMQ(&b, r.Summary)
 	writeCascade(&b, r.Cascade)
-	fmt.Fprintf(&b, "\nEvery step of every round (a reflector row \"for X\" is X's calibration, run right after X's step at the same rate: the XDP reflector of X's mode for an XDP path, the socket reflector for the others; added = this row's percentile minus its reflector's):\n")
-	b.WriteString("\n| round | scenario | path | payload | fanout | participants | offered pps | forwarded pps | loss | p50 µs | p99 µs | p99.9 µs | added p50/p99/p99.9 µs | md_cpu | core_cpu | fwd pkt / MD CPU-s | profile |\n")
-	b.WriteString("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	fmt.Fprintf(&b, "\nEvery step of every round (a reflector row \"for X\" is X's calibration, run right after X's step at the same rate: the XDP reflector of X's mode for an XDP path, the socket reflector for the others; added = this row's percentile minus its reflector's; dwell = time in the forwarder from the XDP receive to the TX kick, measured by the forwarder, XDP paths and XDP reflectors only):\n")
+	b.WriteString("\n| round | scenario | path | payload | fanout | participants | offered pps | forwarded pps | loss | p50 µs | p99 µs | p99.9 µs | added p50/p99/p99.9 µs | dwell p50/p99/p99.9 µs | added dwell p50/p99/p99.9 µs | md_cpu | core_cpu | fwd pkt / MD CPU-s | profile |\n")
+	b.WriteString("|--:|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, s := range r.Scenarios {
 		path := s.Path
 		if s.Calibrates != "" {
 			path += " (for " + s.Calibrates + ")"
 		}
 		if s.Error != "" {
-			fmt.Fprintf(&b, "| %d | %s | %s | %d | %d | %d | error: %s |||||||||| %s |\n", s.Round, s.Name, path, s.Payload, s.Fanout, s.Participants, mdEscape(s.Error), ShortProfile(s.Profile))
+			fmt.Fprintf(&b, "| %d | %s | %s | %d | %d | %d | error: %s |||||||||||| %s |\n", s.Round, s.Name, path, s.Payload, s.Fanout, s.Participants, mdEscape(s.Error), ShortProfile(s.Profile))
 			continue
 		}
 		added := "–"
@@ -43,9 +44,9 @@ func (r *Run) Markdown(w io.Writer) error {
 		if s.Added != nil {
 			added = fmt.Sprintf("%.0f / %.0f / %.0f", s.Added.P50, s.Added.P99, s.Added.P999)
 		}
-		fmt.Fprintf(&b, "| %d | %s | %s | %d | %d | %d | %.0f | %.0f | %s | %.0f | %.0f | %.0f | %s | %.2f | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %d | %s | %s | %d | %d | %d | %.0f | %.0f | %s | %.0f | %.0f | %.0f | %s | %s | %s | %.2f | %s | %s | %s |\n",
 			s.Round, s.Name, path, s.Payload, s.Fanout, s.Participants, s.OfferedPPS, s.ForwardedPPS,
-			pct(s.Loss), s.P50us, s.P99us, s.P999us, added, s.MDCPU, optional(s.CoreCPU), perCPU(s.ForwardedPerCPUSecond), ShortProfile(s.Profile))
+			pct(s.Loss), s.P50us, s.P99us, s.P999us, added, dwellCell(s.Dwell), addedDwellCell(&s), s.MDCPU, optional(s.CoreCPU), perCPU(s.ForwardedPerCPUSecond), ShortProfile(s.Profile))
 	}
 	writeHandshakes(&b, r.Scenarios)
 	if len(r.Findings) > 0 {
@@ -125,9 +126,9 @@ func writeSummary(b *strings.Builder, r *Run) {
 	if len(r.Summary) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "\nOver %d rounds: median (min–max). Ratio = forwarded packets per forwarder CPU-second over the same round's baseline (saturation steps). Added = latency over the path's reflector (see Calibration) at the same rate in the same round:\n\n", r.Rounds)
-	b.WriteString("| scenario | path | rounds | forwarded pps | loss | ratio vs baseline | p50 µs | p99 µs | added p50 µs | added p99 µs | added p99.9 µs | md_cpu | profile |\n")
-	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
+	fmt.Fprintf(b, "\nOver %d rounds: median (min–max). Ratio = forwarded packets per forwarder CPU-second over the same round's baseline (saturation steps). Added = latency over the path's reflector (see Calibration) at the same rate in the same round. Dwell = time in the forwarder from the XDP receive to the TX kick, measured by the forwarder (XDP paths and XDP reflectors); added dwell = that minus its reflector's at the same rate in the same round:\n\n", r.Rounds)
+	b.WriteString("| scenario | path | rounds | forwarded pps | loss | ratio vs baseline | p50 µs | p99 µs | added p50 µs | added p99 µs | added p99.9 µs | dwell p50 µs | dwell p99 µs | dwell p99.9 µs | added dwell p99 µs | md_cpu | profile |\n")
+	b.WriteString("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|\n")
 	for _, a := range r.Summary {
 		rounds := fmt.Sprint(a.Rounds)
 		if a.Errors > 0 {
@@ -136,9 +137,11 @@ func writeSummary(b *strings.Builder, r *Run) {
 		if a.SaturatedCalibrations > 0 {
 			rounds += fmt.Sprintf(" (%d: reflector saturated)", a.SaturatedCalibrations)
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a.Name, a.Path, rounds,
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a.Name, a.Path, rounds,
 			spread(a.ForwardedPPS, "%.0f"), spreadPct(a.Loss), spread(a.Ratio, "%.2f×"), spread(a.P50us, "%.0f"), spread(a.P99us, "%.0f"),
-			spread(a.AddedP50us, "%.0f"), spread(a.AddedP99us, "%.0f"), spread(a.AddedP999us, "%.0f"), spread(a.MDCPU, "%.2f"), ShortProfile(a.Profile))
+			spread(a.AddedP50us, "%.0f"), spread(a.AddedP99us, "%.0f"), spread(a.AddedP999us, "%.0f"),
+			dwellSpread(a.DwellP50us), dwellSpread(a.DwellP99us), dwellSpread(a.DwellP999us), spread(a.AddedDwellP99us, "%.0f"),
+			spread(a.MDCPU, "%.2f"), ShortProfile(a.Profile))
 	}
 }
 

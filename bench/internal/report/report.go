@@ -130,6 +130,15 @@ type Scenario struct {
 	// compared with (see SummarizeCascade).
 	MDs        []MD   `json:"mds,omitempty"`
 	OneMDGroup string `json:"one_md_group,omitempty"`
+	// Dwell is the packets' time in the forwarder over the measured
+	// phase (XDP paths and XDP reflectors), nil when not measured.
+	Dwell *Dwell `json:"dwell,omitempty"`
+	// AddedDwell is Dwell minus its reflector's at the same rate in the
+	// same round (AttachAddedDwell), RefDwell that reflector's Dwell;
+	// RefDwellBusy says the reflector was busier than MaxReflectorCPU.
+	AddedDwell   *stats.Added `json:"added_dwell,omitempty"`
+	RefDwell     *Dwell       `json:"reflector_dwell,omitempty"`
+	RefDwellBusy bool         `json:"reflector_dwell_busy,omitempty"`
 }
 
 // Host describes where the run happened.
@@ -165,10 +174,11 @@ type Run struct {
 }
 
 // Finish derives what r's scenarios imply: each step's added latency
-// (AttachAdded), the summary over the rounds, the findings and the
+// (AttachAdded) and added dwell (AttachAddedDwell), the summary over the rounds, the findings and the
 // cascade table.
 func (r *Run) Finish() {
 	AttachAdded(r.Scenarios)
+	AttachAddedDwell(r.Scenarios)
 	r.Summary = Summarize(r.Scenarios)
 	r.Findings = Evaluate(r.Summary)
 	r.Cascade = SummarizeCascade(r.Scenarios)

@@ -138,6 +138,22 @@ type Aggregate struct {
 	// QueueRx is, per round that measured the step, the packets each of
 	// the forwarder's workers received (multi-queue paths).
 	QueueRx [][]uint64 `json:"queue_rx_packets,omitempty"`
+	// DwellP50us, DwellP99us and DwellP999us are the per-round dwell
+	// percentiles (Scenario.Dwell); AddedDwellP50us, P99us and P999us the
+	// per-round added dwells (Scenario.AddedDwell), of which
+	// BusyDwellCalibrations were taken over a reflector busier than
+	// MaxReflectorCPU; RefDwellP50us, P99us and P999us are those
+	// reflectors' own dwell percentiles.
+	DwellP50us            stats.Spread `json:"dwell_p50_us"`
+	DwellP99us            stats.Spread `json:"dwell_p99_us"`
+	DwellP999us           stats.Spread `json:"dwell_p999_us"`
+	AddedDwellP50us       stats.Spread `json:"added_dwell_p50_us"`
+	AddedDwellP99us       stats.Spread `json:"added_dwell_p99_us"`
+	AddedDwellP999us      stats.Spread `json:"added_dwell_p999_us"`
+	RefDwellP50us         stats.Spread `json:"reflector_dwell_p50_us"`
+	RefDwellP99us         stats.Spread `json:"reflector_dwell_p99_us"`
+	RefDwellP999us        stats.Spread `json:"reflector_dwell_p999_us"`
+	BusyDwellCalibrations int          `json:"busy_dwell_calibrations,omitempty"`
 }
 
 // Summarize groups scs by group, step and path (the reflector's
@@ -187,6 +203,7 @@ func Summarize(scs []Scenario) []Aggregate {
 			a.Reflector = reflectorOf(f)
 		}
 		var fwd, loss, p50, p99, p999, cpu, pcs, ratio, ad50, ad99, ad999, ref99, sleeps, catches, mqPPS, mqCPU []float64
+		var dw50, dw99, dw999, adw50, adw99, adw999, rdw50, rdw99, rdw999 []float64
 		for _, s := range ss {
 			if s.Error != "" {
 				a.Errors++
@@ -223,6 +240,18 @@ func Summarize(scs []Scenario) []Aggregate {
 				ad50, ad99, ad999 = append(ad50, s.Added.P50), append(ad99, s.Added.P99), append(ad999, s.Added.P999)
 				ref99 = append(ref99, s.RefP99us)
 			}
+			if d := s.Dwell; d != nil && d.Packets > 0 {
+				dw50, dw99, dw999 = append(dw50, d.P50us), append(dw99, d.P99us), append(dw999, d.P999us)
+			}
+			if d := s.AddedDwell; d != nil {
+				adw50, adw99, adw999 = append(adw50, d.P50), append(adw99, d.P99), append(adw999, d.P999)
+				if r := s.RefDwell; r != nil {
+					rdw50, rdw99, rdw999 = append(rdw50, r.P50us), append(rdw99, r.P99us), append(rdw999, r.P999us)
+				}
+				if s.RefDwellBusy {
+					a.BusyDwellCalibrations++
+				}
+			}
 			if s.ForwarderRx > 0 && s.XDPPollSleeps+s.XDPSpinCatches > 0 {
 				k := float64(s.ForwarderRx) / 1000
 				sleeps, catches = append(sleeps, float64(s.XDPPollSleeps)/k), append(catches, float64(s.XDPSpinCatches)/k)
@@ -235,6 +264,9 @@ func Summarize(scs []Scenario) []Aggregate {
 		a.RefP99us = stats.SpreadOf(ref99)
 		a.SleepsPerK, a.CatchesPerK = stats.SpreadOf(sleeps), stats.SpreadOf(catches)
 		a.MQPPS, a.MQPerCPU = stats.SpreadOf(mqPPS), stats.SpreadOf(mqCPU)
+		a.DwellP50us, a.DwellP99us, a.DwellP999us = stats.SpreadOf(dw50), stats.SpreadOf(dw99), stats.SpreadOf(dw999)
+		a.AddedDwellP50us, a.AddedDwellP99us, a.AddedDwellP999us = stats.SpreadOf(adw50), stats.SpreadOf(adw99), stats.SpreadOf(adw999)
+		a.RefDwellP50us, a.RefDwellP99us, a.RefDwellP999us = stats.SpreadOf(rdw50), stats.SpreadOf(rdw99), stats.SpreadOf(rdw999)
 		out = append(out, a)
 	}
 	return out
