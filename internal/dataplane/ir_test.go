@@ -305,8 +305,7 @@ func (p *irPort) Receive(rx []RxPacket) (int, error) {
 			rx[i] = RxPacket{Drop: parseReason(err)}
 			continue
 		}
-		rx[i] = RxPacket{Payload: buf[off : off+ln], Src: h.SrcAddr, Dst: h.DstAddr,
-			vlanProto: h.VLANProto, vlanTCI: h.VLANTCI}
+		rx[i].setFrame(buf[off:off+ln], h)
 	}
 	p.nrx = 0
 	return n, nil
