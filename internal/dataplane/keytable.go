@@ -155,7 +155,7 @@ func (k *ktReader) route(ep *keytable.Endpoint) (*Peer, []*Peer, bool) {
 	return k.peer(ep), k.members, true
 }
 
-// Admit implements Reader with keytable.Table.Admit.
+// Admit implements Reader with keytable.Reader.Admit.
 func (k *ktReader) Admit(sender *Peer, ssrc uint32, rtcp bool, index uint64, now int64) bool {
 	ep, ok := sender.Ref.(*keytable.Endpoint)
 	if !ok {
@@ -165,7 +165,7 @@ func (k *ktReader) Admit(sender *Peer, ssrc uint32, rtcp bool, index uint64, now
 	if rtcp {
 		kind = keytable.KindRTCP
 	}
-	k.claim, ok = k.t.Admit(ep, ssrc, kind, index, k.maxJoin, now)
+	k.claim, ok = k.r.Admit(ep, ssrc, kind, index, k.maxJoin, now)
 	return ok
 }
 
