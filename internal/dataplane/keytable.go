@@ -36,7 +36,7 @@ type ktReader struct {
 	// were built from: within a batch (one snapshot, immutable) the next
 	// packet from the same conference reuses them. Reset by Begin and End.
 	routed *keytable.Endpoint
-	// lastKey and lastPeer are the source and sender of the last packet
+	// lastSrc and lastPeer are the source and sender of the last packet
 	// Route routed (lastPeer nil: none): the next packet from that source
 	// in the batch (the packets of a video frame come in a burst) takes
 	// its route again, members and maxJoin included, without a lookup.
@@ -44,7 +44,7 @@ type ktReader struct {
 	// end in a route. Ownership (Reader.Own) once granted stays with this
 	// reader for the batch: only its own HandOver and Release give it
 	// away, and the worker calls those between batches.
-	lastKey  keytable.AddrKey
+	lastSrc  netip.AddrPort
 	lastPeer *Peer
 }
 
@@ -109,18 +109,17 @@ func (k *ktReader) peerSlow(ep *keytable.Endpoint) *Peer {
 // Route implements Reader. A sender whose receive side another worker owns
 // (keytable.Reader.Own) is not routed here: Route returns it with false.
 func (k *ktReader) Route(src netip.AddrPort) (*Peer, []*Peer, bool) {
-	key := keytable.KeyOf(src)
-	if k.lastPeer != nil && key == k.lastKey {
+	if k.lastPeer != nil && src == k.lastSrc {
 		return k.lastPeer, k.members, true
 	}
 	k.lastPeer = nil
-	ep, link := k.snap.Resolve(key)
+	ep, link := k.snap.Resolve(keytable.KeyOf(src))
 	if link {
 		return LinkAddress, nil, false
 	}
 	p, members, ok := k.route(ep)
 	if ok {
-		k.lastKey, k.lastPeer = key, p
+		k.lastSrc, k.lastPeer = src, p
 	}
 	return p, members, ok
 }
