@@ -135,6 +135,7 @@ func (r *Reader) End() { r.active.Store(0) }
 // used afterwards.
 func (r *Reader) Close() {
 	r.active.Store(0)
+	r.claims = [claimSlots]claimSlot{} // let go of the Endpoints and their keys
 	t := r.t
 	t.rmu.Lock()
 	defer t.rmu.Unlock()
