@@ -67,6 +67,7 @@ func (r *memReader) Admit(sender *Peer, ssrc uint32, _ bool, index uint64, _ int
 }
 
 func (r *memReader) OutIndex(*Peer) (uint64, bool) { return r.idx, true }
+func (r *memReader) Rebased() bool                 { return false }
 
 // The memTable routes every sender on every worker: nothing to hand over.
 func (r *memReader) ID() int                       { return 1 }

@@ -271,7 +271,7 @@ type irPort struct {
 	txLen  [irBatch]int
 	ntx    int
 	curHdr *frame.Template
-	curOff int
+	curBuf []byte
 	hdrs   txCache
 	sent   uint64
 	// flushed, if set, sees the frames of each flush (tests only).
@@ -279,8 +279,9 @@ type irPort struct {
 }
 
 func newIRPort(mac frame.MAC, nb map[netip.Addr]neigh.Entry) *irPort {
-	p := &irPort{c: new(Counts), mac: mac, local: netip.MustParseAddrPort("198.18.0.1:5004"), hdrs: newTxCache()}
+	p := &irPort{c: new(Counts), mac: mac, local: netip.MustParseAddrPort("198.18.0.1:5004")}
 	p.nb.m.Store(&nb)
+	p.hdrs = newTxCache(&p.nb, mac, false)
 	bufs := irBuffers(2 * irBatch)
 	copy(p.rx[:], bufs[:irBatch])
 	copy(p.tx[:], bufs[irBatch:])
@@ -314,21 +315,21 @@ func (p *irPort) Receive(rx []RxPacket) (int, error) {
 func (p *irPort) Release([]RxPacket) {}
 
 func (p *irPort) TxBuffer(dst netip.AddrPort, in *RxPacket) ([]byte, Reason) {
-	t, r := p.hdrs.headers(&p.nb, p.mac, false, dst, in)
+	t, r := p.hdrs.headers(dst, in)
 	if r != 0 {
 		return nil, r
 	}
 	p.curHdr = t
-	p.curOff = t.Len()
-	return p.tx[p.ntx][p.curOff:p.curOff], 0
+	p.curBuf = p.tx[p.ntx]
+	return p.curBuf[t.Len():t.Len()], 0
 }
 
 func (p *irPort) Commit(n int) {
-	if p.curHdr.Write(p.tx[p.ntx], n) != nil {
+	if p.curHdr.Write(p.curBuf, n) != nil {
 		p.c[DropTooBig]++
 		return
 	}
-	p.txLen[p.ntx] = p.curOff + n
+	p.txLen[p.ntx] = p.curHdr.Len() + n
 	p.c[TxBytes] += uint64(n)
 	p.ntx++
 	if p.ntx == len(p.tx) {
@@ -337,6 +338,7 @@ func (p *irPort) Commit(n int) {
 }
 
 func (p *irPort) Flush() error {
+	p.hdrs.done()
 	if p.flushed != nil && p.ntx > 0 {
 		p.flushed(p.tx[:p.ntx], p.txLen[:p.ntx])
 	}

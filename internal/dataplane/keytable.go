@@ -177,6 +177,9 @@ func (k *ktReader) OutIndex(r *Peer) (uint64, bool) {
 	return k.claim.Out(ep)
 }
 
+// Rebased implements Reader with keytable.Claim.Rebased.
+func (k *ktReader) Rebased() bool { return k.claim.Rebased() }
+
 // ID implements Reader.
 func (k *ktReader) ID() int { return k.r.ID() }
 

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -217,4 +218,88 @@ func TestKeyTableRouteRepeat(t *testing.T) {
 	}
 	route(0, true, 0, 2)
 	r.End()
+}
+
+// TestReaderRebased: the key table Reader's Rebased says when OutIndex
+// may differ from the admitted index for a member that is not a link (the
+// worker then asks OutIndex per receiver; otherwise it seals under the
+// packet's own index). A first stream is never re-based; the stream of a
+// sender that rejoined with the same SSRC is, for the members that were
+// sent the first one, and not for a member that joined in between.
+func TestReaderRebased(t *testing.T) {
+	kt, err := keytable.New(keytable.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := newConference(t, newMemTable(), addrs(5))
+	a, b, d, late, a2 := eps[0], eps[1], eps[2], eps[3], eps[4]
+	ids := map[*endpoint]uuid.UUID{}
+	join := func(e *endpoint) {
+		ids[e] = uuid.New()
+		if _, err := kt.Install(context.Background(), keytable.Association{
+			ID: ids[e], Addr: e.peer.Addr, Conference: 7, Recv: e.peer.Recv, Send: e.peer.Send,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rd := KeyTable{kt}.NewReader()
+	defer rd.(*ktReader).Close()
+	now := time.Now().UnixNano()
+	// admit admits one RTP packet of ssrc with index idx from e and
+	// returns Rebased and, per member, OutIndex.
+	admit := func(e *endpoint, ssrc uint32, idx uint64) (bool, map[netip.AddrPort]uint64) {
+		t.Helper()
+		rd.Begin()
+		defer rd.End()
+		sender, members, ok := rd.Route(e.peer.Addr)
+		if !ok || !rd.Admit(sender, ssrc, false, idx, now) {
+			t.Fatalf("%v: not routed or not admitted", e.peer.Addr)
+		}
+		out := map[netip.AddrPort]uint64{}
+		for _, m := range members {
+			if m.ID == sender.ID {
+				continue
+			}
+			oi, ok := rd.OutIndex(m)
+			if !ok {
+				t.Fatalf("OutIndex(%v) refused", m.Addr)
+			}
+			out[m.Addr] = oi
+		}
+		return rd.Rebased(), out
+	}
+
+	join(a)
+	join(b)
+	join(d)
+	const ssrc = 0x5eed
+	for i := range uint64(50) {
+		idx := 1000 + i
+		rebased, out := admit(a, ssrc, idx)
+		if rebased {
+			t.Fatalf("first stream, packet %d: Rebased", i)
+		}
+		for m, oi := range out {
+			if oi != idx {
+				t.Fatalf("first stream: OutIndex(%v) = %d, want the packet's %d", m, oi, idx)
+			}
+		}
+	}
+	if err := kt.Remove(context.Background(), ids[a]); err != nil {
+		t.Fatal(err)
+	}
+	join(late)
+	join(a2) // the rejoin: new keys, the same SSRC, indices from 10
+	rebased, out := admit(a2, ssrc, 10)
+	if !rebased {
+		t.Fatal("rejoined stream: not Rebased")
+	}
+	if out[late.peer.Addr] != 10 {
+		t.Fatalf("member that joined in between: OutIndex %d, want the packet's 10", out[late.peer.Addr])
+	}
+	for _, m := range []*endpoint{b, d} {
+		if oi := out[m.peer.Addr]; oi <= 1049 {
+			t.Fatalf("member sent the first stream: OutIndex %d, want above its 1049", oi)
+		}
+	}
 }

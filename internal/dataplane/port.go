@@ -53,7 +53,10 @@ type Port interface {
 	// Release gives back the buffers of packets returned by Receive.
 	Release(rx []RxPacket)
 	// TxBuffer returns the payload buffer of the next datagram to dst, a
-	// reply to in (same local address and VLAN), or a drop reason.
+	// reply to in (same local address and VLAN), or a drop reason. The
+	// port may read *in once for all the calls with the same in until the
+	// next Flush (the copies of one received datagram): the caller must
+	// not change it in between.
 	TxBuffer(dst netip.AddrPort, in *RxPacket) ([]byte, Reason)
 	// Commit queues the datagram: n octets written into the last TxBuffer.
 	Commit(n int)

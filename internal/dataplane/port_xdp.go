@@ -115,7 +115,7 @@ type XDPPort struct {
 	cur    afxdp.Desc // frame reserved for the next datagram
 	have   bool
 	curHdr *frame.Template // of the reserved frame's datagram, in hdrs
-	curOff int
+	curBuf []byte          // the reserved frame (sock.Frame(cur))
 	hdrs   txCache
 
 	lastRx int64 // nanotime of the last non-empty Receive (WaitAdaptive)
@@ -134,7 +134,7 @@ func NewXDPPort(sock *afxdp.Socket, nb Neighbours, cfg XDPPortConfig) *XDPPort {
 	}
 	return &XDPPort{
 		sock: sock, nb: nb, cfg: cfg, c: new(Counts),
-		hdrs: newTxCache(),
+		hdrs: newTxCache(nb, cfg.MAC, cfg.UDPChecksumIPv4),
 		rxd:  make([]afxdp.Desc, cfg.Batch),
 		txd:  make([]afxdp.Desc, cfg.Batch),
 		txn:  make([]uint32, cfg.Batch),
@@ -232,7 +232,7 @@ func (p *XDPPort) Release(rx []RxPacket) {
 
 // TxBuffer implements Port.
 func (p *XDPPort) TxBuffer(dst netip.AddrPort, in *RxPacket) ([]byte, Reason) {
-	t, r := p.hdrs.headers(p.nb, p.cfg.MAC, p.cfg.UDPChecksumIPv4, dst, in)
+	t, r := p.hdrs.headers(dst, in)
 	if r != 0 {
 		return nil, r
 	}
@@ -240,9 +240,8 @@ func (p *XDPPort) TxBuffer(dst netip.AddrPort, in *RxPacket) ([]byte, Reason) {
 		return nil, DropTxFull
 	}
 	p.curHdr = t
-	p.curOff = t.Len()
-	buf := p.sock.Frame(p.cur)
-	return buf[p.curOff:p.curOff], 0
+	p.curBuf = p.sock.Frame(p.cur)
+	return p.curBuf[t.Len():t.Len()], 0
 }
 
 // txHeaders fills h with the headers of a datagram from mac to dst sent in
@@ -290,12 +289,11 @@ func (p *XDPPort) alloc() bool {
 
 // Commit implements Port: it writes the headers and queues the frame.
 func (p *XDPPort) Commit(n int) {
-	buf := p.sock.Frame(p.cur)
-	if p.curHdr.Write(buf, n) != nil {
+	if p.curHdr.Write(p.curBuf, n) != nil {
 		p.c[DropTooBig]++
 		return // the frame stays reserved for the next datagram
 	}
-	p.cur.Len = uint32(p.curOff + n)
+	p.cur.Len = uint32(p.curHdr.Len() + n)
 	p.txd[p.ntx] = p.cur
 	p.txn[p.ntx] = uint32(n)
 	p.ntx++
@@ -309,6 +307,7 @@ func (p *XDPPort) Commit(n int) {
 // not fit the TX ring are dropped and counted), then reaps completions and
 // refills the fill ring.
 func (p *XDPPort) Flush() error {
+	p.hdrs.done()
 	var err error
 	if p.ntx > 0 {
 		q, terr := p.sock.Transmit(p.txd[:p.ntx])

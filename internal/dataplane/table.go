@@ -90,6 +90,12 @@ type Reader interface {
 	// caller then rewrites SEQ and seals under the new ROC, or uses it as
 	// the SRTCP index). false means drop this copy.
 	OutIndex(r *Peer) (uint64, bool)
+	// Rebased reports whether OutIndex may give a receiver that is not a
+	// link, for the packet Admit last admitted, an index other than the
+	// packet's own (its SSRC was sent to some member under an earlier
+	// owner). When false the worker seals those copies under the packet's
+	// own index without asking OutIndex for each.
+	Rebased() bool
 
 	// The rest moves a sender's receive state between readers (see
 	// handover.go); it is called outside the per-packet path and may be

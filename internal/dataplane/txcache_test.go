@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	"fmt"
 	"net/netip"
 	"testing"
 
@@ -39,7 +40,7 @@ func TestTxCache(t *testing.T) {
 	}}
 	in4 := &RxPacket{Dst: netip.MustParseAddrPort("198.18.0.1:5004")}
 	in6 := &RxPacket{Dst: netip.MustParseAddrPort("[2001:db8::1]:5004")}
-	c := newTxCache()
+	c := newTxCache(nb, mac, true)
 
 	// check asks for the headers of a 100-octet datagram to dst in reply
 	// to in, compares them with txHeaders + frame.Write, and returns how
@@ -47,7 +48,7 @@ func TestTxCache(t *testing.T) {
 	check := func(name string, dst netip.AddrPort, in *RxPacket) int {
 		t.Helper()
 		before := nb.lookups
-		tp, r := c.headers(nb, mac, true, dst, in)
+		tp, r := c.headers(dst, in)
 		if r != 0 {
 			t.Fatalf("%s: %v", name, r)
 		}
@@ -88,6 +89,7 @@ func TestTxCache(t *testing.T) {
 		{"another port of a's address", netip.AddrPortFrom(a.Addr(), 4001), in4, nil, true},
 	}
 	for _, s := range steps {
+		c.done() // each step is a batch of its own
 		if s.change != nil {
 			s.change()
 		}
@@ -96,10 +98,36 @@ func TestTxCache(t *testing.T) {
 		}
 	}
 
+	// Within the copies of one datagram the generation is read once: a
+	// change is seen from the next batch on (after the port's Flush).
+	c.done()
+	check("batch before the change", a, in4)
+	nb.m[a.Addr()] = neigh.Entry{MAC: frame.MAC{2, 0, 0, 0, 0, 0xe}}
+	nb.gen++
+	before := nb.lookups
+	if _, r := c.headers(a, in4); r != 0 || nb.lookups != before {
+		t.Fatalf("same datagram after a generation change: reason %v, %d lookups", r, nb.lookups-before)
+	}
+	c.done()
+	if check("next batch", a, in4) == 0 {
+		t.Fatal("next batch after a generation change: not rebuilt")
+	}
+
+	// More local tuples than the cache keeps keys for, in turn: each
+	// datagram still gets its own headers (evicted tuples rebuild).
+	for round := range 3 {
+		for i := range txLocals + 3 {
+			c.done()
+			in := &RxPacket{Dst: netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 18, 0, byte(10 + i)}), 5004)}
+			check(fmt.Sprintf("round %d, local %d", round, i), a, in)
+		}
+	}
+
 	// Destinations sharing a slot evict each other and stay correct.
+	c.done()
 	var coll []netip.AddrPort
 	slot := func(d netip.AddrPort) *txCacheEntry {
-		tp, _ := c.headers(nb, mac, true, d, in4)
+		tp, _ := c.headers(d, in4)
 		for i := range c.e {
 			if &c.e[i].t == tp {
 				return &c.e[i]
@@ -125,14 +153,14 @@ func TestTxCache(t *testing.T) {
 
 	// No next hop: a drop reason, the miss reported, nothing cached.
 	u := netip.MustParseAddrPort("198.18.9.9:4000")
-	if _, r := c.headers(nb, mac, true, u, in4); r != DropNoNeighbour || nb.misses != 1 {
+	if _, r := c.headers(u, in4); r != DropNoNeighbour || nb.misses != 1 {
 		t.Fatalf("unresolved: reason %v, misses %d", r, nb.misses)
 	}
 	nb.m[u.Addr()] = neigh.Entry{MAC: frame.MAC{2, 0, 0, 0, 0, 0xd}}
 	nb.gen++
 	check("resolved later", u, in4)
 
-	if allocs := testing.AllocsPerRun(100, func() { _, _ = c.headers(nb, mac, true, a, in4) }); allocs != 0 {
+	if allocs := testing.AllocsPerRun(100, func() { _, _ = c.headers(a, in4) }); allocs != 0 {
 		t.Fatalf("headers allocates %.1f times", allocs)
 	}
 }

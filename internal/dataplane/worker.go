@@ -393,6 +393,18 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	}
 
 	sent, eligible := 0, 0
+	// What every copy of the packet shares, found once: a plain copy (of
+	// an SRTP packet, to a member that is not a link, under the packet's
+	// own index: every copy unless the SSRC was re-based) is sealed from
+	// the opened packet with the header length found here; the others
+	// take sendCopy. The Opener checked the header: RTPHeaderLen cannot
+	// fail on it.
+	var hdr int
+	plainCopies := !rtcp && !w.table.Rebased()
+	if plainCopies {
+		hdr, _ = srtpfast.RTPHeaderLen(plain)
+	}
+	room := len(plain) + len(tail) // and the receiver's RTPOverhead
 	for _, r := range members {
 		if r == nil || r.ID == sender.ID || (r.Link && sender.Link) {
 			continue // never back, never from a link to a link
@@ -401,89 +413,33 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		if r.Send == nil {
 			continue
 		}
-		var txLink *keytable.LinkStats
-		if r.Link {
-			txLink = w.linkStats(r)
-			if !rtcp && plain[0]&0x0f == 15 {
-				w.dropTx(txLink, DropLinkCSRCFull)
-				continue
+		if !plainCopies || r.Link {
+			if w.sendCopy(r, p, plain, tail, rtcp, double, idx) {
+				sent++
 			}
+			continue
 		}
 		buf, reason := w.port.TxBuffer(r.Addr, p)
 		if reason != 0 {
-			w.dropTx(txLink, reason)
+			c[reason]++
 			continue
 		}
-		oi, ok := w.table.OutIndex(r)
-		if !ok {
-			w.dropTx(txLink, DropSSRCIndex)
+		// Seal from the opened plaintext straight into the TX frame: one
+		// pass over the payload per receiver.
+		buf = buf[:cap(buf)]
+		if len(buf) < room+r.Send.RTPOverhead() {
+			c[DropTooBig]++
 			continue
 		}
-		overhead := r.Send.RTPOverhead() + len(tail)
-		if rtcp {
-			overhead = r.Send.RTCPOverhead()
-		} else if oi != idx && double {
-			overhead += srtpfast.MaxOHBLen - 1 // the OHB may grow
-		}
-		if r.Link {
-			overhead += linkTagLen
-		}
-		if cap(buf) < len(plain)+overhead {
-			w.dropTx(txLink, DropTooBig)
-			continue
-		}
-		// Seal from the opened plaintext straight into the TX frame:
-		// one pass over the payload per receiver. Only a re-based packet,
-		// whose header (and OHB) differ for this receiver, is copied
-		// first and sealed in place.
-		var (
-			out []byte
-			err error
-		)
-		switch {
-		case rtcp:
-			out, err = r.Send.SealRTCP(&w.sc, buf[:0], plain, uint32(oi))
-			if err == nil && r.Link {
-				out = binary.BigEndian.AppendUint32(out, r.Tag) // within cap
-			}
-		case r.Link:
-			// The tag goes in as a CSRC, so the header moves: build the
-			// packet in the frame and seal it in place.
-			// Its ROC usually differs from the sender's (the peer's
-			// Opener counts it from the link's first packet, see
-			// keytable's Claim.Out); the SEQ only when re-based.
-			out = insertLinkTag(buf, plain, r.Tag)
-			if uint16(oi) != uint16(idx) {
-				out, err = rebase(out, double, uint16(oi))
-				c[Rebased]++
-			}
-			if err == nil {
-				out, err = r.Send.SealRTP(&w.sc, out[:0], out, uint32(oi>>16))
-			}
-		case oi == idx:
-			out, err = r.Send.SealRTP(&w.sc, buf[:0], plain, uint32(oi>>16))
-		default:
-			out = buf[:len(plain)]
-			copy(out, plain)
-			out, err = rebase(out, double, uint16(oi))
-			c[Rebased]++
-			if err == nil {
-				out, err = r.Send.SealRTP(&w.sc, out[:0], out, uint32(oi>>16))
-			}
-		}
+		n, err := r.Send.SealRTPHeader(&w.sc, buf, plain, hdr, uint32(idx>>16))
 		if err != nil {
-			w.dropTx(txLink, DropSeal)
+			c[DropSeal]++
 			continue
 		}
 		if len(tail) != 0 {
-			out = append(out, tail...) // within cap: checked above
+			n += copy(buf[n:], tail) // within buf: checked above
 		}
-		w.port.Commit(len(out))
-		if txLink != nil {
-			txLink.TxPackets++
-			txLink.TxBytes += uint64(len(out))
-			c[LinkTx]++
-		}
+		w.port.Commit(n)
 		sent++
 	}
 	if sent > 0 {
@@ -491,6 +447,97 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	} else if eligible == 0 {
 		c[DropNoReceivers]++
 	}
+}
+
+// sendCopy seals and sends the copy of an opened packet for receiver r
+// when it is not a plain one (see handle): an SRTCP packet, a copy for a
+// link (tagged), or one whose index r's claim re-bases. It reports whether
+// the copy was sent; a drop is counted.
+func (w *Worker) sendCopy(r *Peer, p *RxPacket, plain, tail []byte, rtcp, double bool, idx uint64) bool {
+	c := &w.counts
+	var txLink *keytable.LinkStats
+	if r.Link {
+		txLink = w.linkStats(r)
+		if !rtcp && plain[0]&0x0f == 15 {
+			w.dropTx(txLink, DropLinkCSRCFull)
+			return false
+		}
+	}
+	buf, reason := w.port.TxBuffer(r.Addr, p)
+	if reason != 0 {
+		w.dropTx(txLink, reason)
+		return false
+	}
+	oi, ok := w.table.OutIndex(r)
+	if !ok {
+		w.dropTx(txLink, DropSSRCIndex)
+		return false
+	}
+	overhead := r.Send.RTPOverhead() + len(tail)
+	if rtcp {
+		overhead = r.Send.RTCPOverhead()
+	} else if oi != idx && double {
+		overhead += srtpfast.MaxOHBLen - 1 // the OHB may grow
+	}
+	if r.Link {
+		overhead += linkTagLen
+	}
+	if cap(buf) < len(plain)+overhead {
+		w.dropTx(txLink, DropTooBig)
+		return false
+	}
+	// Seal from the opened plaintext straight into the TX frame: one pass
+	// over the payload per receiver. Only a re-based packet, whose header
+	// (and OHB) differ for this receiver, is copied first and sealed in
+	// place.
+	var (
+		out []byte
+		err error
+	)
+	switch {
+	case rtcp:
+		out, err = r.Send.SealRTCP(&w.sc, buf[:0], plain, uint32(oi))
+		if err == nil && r.Link {
+			out = binary.BigEndian.AppendUint32(out, r.Tag) // within cap
+		}
+	case r.Link:
+		// The tag goes in as a CSRC, so the header moves: build the packet
+		// in the frame and seal it in place. Its ROC usually differs from
+		// the sender's (the peer's Opener counts it from the link's first
+		// packet, see keytable's Claim.Out); the SEQ only when re-based.
+		out = insertLinkTag(buf, plain, r.Tag)
+		if uint16(oi) != uint16(idx) {
+			out, err = rebase(out, double, uint16(oi))
+			c[Rebased]++
+		}
+		if err == nil {
+			out, err = r.Send.SealRTP(&w.sc, out[:0], out, uint32(oi>>16))
+		}
+	case oi == idx:
+		out, err = r.Send.SealRTP(&w.sc, buf[:0], plain, uint32(oi>>16))
+	default:
+		out = buf[:len(plain)]
+		copy(out, plain)
+		out, err = rebase(out, double, uint16(oi))
+		c[Rebased]++
+		if err == nil {
+			out, err = r.Send.SealRTP(&w.sc, out[:0], out, uint32(oi>>16))
+		}
+	}
+	if err != nil {
+		w.dropTx(txLink, DropSeal)
+		return false
+	}
+	if len(tail) != 0 {
+		out = append(out, tail...) // within cap: checked above
+	}
+	w.port.Commit(len(out))
+	if txLink != nil {
+		txLink.TxPackets++
+		txLink.TxBytes += uint64(len(out))
+		c[LinkTx]++
+	}
+	return true
 }
 
 // dropRx counts a dropped packet from a sender, and against its link if

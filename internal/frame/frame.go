@@ -314,6 +314,9 @@ func fold(s uint32) uint16 {
 // IPv6 and UDP.
 const MaxHeaderLen = ethHeaderLen + vlanTagLen + ipv6HeaderLen + udpHeaderLen
 
+// minHeaderLen is the shortest: Ethernet, IPv4 and UDP.
+const minHeaderLen = ethHeaderLen + ipv4HeaderLen + udpHeaderLen
+
 // Template is the headers of a flow (one Headers value) built once, to be
 // stamped in front of each datagram of the flow: Template.Write produces
 // exactly what Write produces for the same Headers, but per datagram it
@@ -371,30 +374,41 @@ func (t *Template) Write(buf []byte, n int) error {
 	if hl == 0 || n < 0 || len(buf) < hl+n || n > t.dataMax {
 		return ErrNoRoom
 	}
-	// Fixed-size copies for the four header lengths compile to a few
-	// moves instead of a call to memmove.
-	switch hl {
-	case 42: // IPv4
-		*(*[42]byte)(buf) = *(*[42]byte)(t.b[:])
-	case 46: // IPv4, VLAN
-		*(*[46]byte)(buf) = *(*[46]byte)(t.b[:])
-	case 62: // IPv6
-		*(*[62]byte)(buf) = *(*[62]byte)(t.b[:])
-	default: // IPv6, VLAN
-		*(*[MaxHeaderLen]byte)(buf) = t.b
-	}
-	ulen := udpHeaderLen + n
-	if t.v6 {
-		binary.BigEndian.PutUint16(buf[int(t.ip)+4:], uint16(ulen))
-	} else {
-		ip := buf[t.ip : int(t.ip)+ipv4HeaderLen]
+	if hl == minHeaderLen && !t.udpSum {
+		// IPv4 without VLAN tag or UDP checksum, the usual case: with
+		// constant offsets into an array, no bounds checks, and the copy
+		// in three 16-octet moves (the last two overlap).
+		d := (*[minHeaderLen]byte)(buf)
+		*(*[16]byte)(d[0:]) = *(*[16]byte)(t.b[0:])
+		*(*[16]byte)(d[16:]) = *(*[16]byte)(t.b[16:])
+		*(*[16]byte)(d[26:]) = *(*[16]byte)(t.b[26:])
+		ulen := udpHeaderLen + n
 		tot := uint32(ipv4HeaderLen + ulen)
-		binary.BigEndian.PutUint16(ip[2:4], uint16(tot))
-		binary.BigEndian.PutUint16(ip[10:12], fold(t.ipSum+tot))
+		binary.BigEndian.PutUint16(d[ethHeaderLen+2:], uint16(tot))
+		binary.BigEndian.PutUint16(d[ethHeaderLen+10:], fold(t.ipSum+tot))
+		binary.BigEndian.PutUint16(d[minHeaderLen-4:], uint16(ulen))
+		return nil
 	}
-	u := buf[hl-udpHeaderLen : hl+n]
-	binary.BigEndian.PutUint16(u[4:6], uint16(ulen))
+	// hl is 42 to 66 (minHeaderLen to MaxHeaderLen). Copied in 16-octet
+	// moves, the last one ending at hl: a copy of hl octets would call
+	// memmove.
+	d := buf[:hl]
+	for i := 0; i < hl-16; i += 16 {
+		*(*[16]byte)(d[i:]) = *(*[16]byte)(t.b[i:])
+	}
+	*(*[16]byte)(d[hl-16:]) = *(*[16]byte)(t.b[hl-16:])
+	ulen := udpHeaderLen + n
+	binary.BigEndian.PutUint16(d[hl-4:], uint16(ulen)) // the UDP length
+	ip := d[t.ip:]
+	if t.v6 {
+		binary.BigEndian.PutUint16(ip[4:], uint16(ulen))
+	} else {
+		tot := uint32(ipv4HeaderLen + ulen)
+		binary.BigEndian.PutUint16(ip[2:], uint16(tot))
+		binary.BigEndian.PutUint16(ip[10:], fold(t.ipSum+tot))
+	}
 	if t.udpSum {
+		u := buf[hl-udpHeaderLen : hl+n]
 		c := fold(sum(u, t.pseudo+uint32(ulen)))
 		if c == 0 {
 			c = 0xffff

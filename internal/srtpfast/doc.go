@@ -13,8 +13,10 @@
 //     (RFC 3711 appendix A) and a replay window of ReplayWindow packets for
 //     SRTP, and the SRTCP index with its own window.
 //   - The packet transforms: Opener.OpenRTP / Opener.OpenRTCP (in place),
-//     Keys.SealRTP / Keys.SealRTCP (append-style, in place allowed), and
-//     RewriteDouble for the RFC 8723 section 5.2 header change with the
+//     Keys.SealRTP / Keys.SealRTCP (append-style, in place allowed),
+//     Keys.SealRTPHeader (SealRTP for a fan-out: the header length, from
+//     RTPInfo.HeaderLen or RTPHeaderLen, found once per packet, not once
+//     per receiver), and RewriteDouble for the RFC 8723 section 5.2 header change with the
 //     Original Header Block (OHB) update.
 //
 // # What it must not do

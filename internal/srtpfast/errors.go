@@ -54,7 +54,8 @@ const (
 	// exactly (dst must be pkt[:0] or not overlap pkt at all). A caller bug.
 	ErrOverlap
 	// ErrTailroom: RewriteDouble needs more capacity than the packet slice
-	// has to grow the OHB (at most 3 octets). A caller bug.
+	// has to grow the OHB (at most 3 octets), or the buffer given to
+	// SealRTPHeader is shorter than the sealed packet. A caller bug.
 	ErrTailroom
 
 	// NumErrors is one more than the largest Error: size a counter array

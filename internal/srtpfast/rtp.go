@@ -236,16 +236,59 @@ func (k *Keys) SealRTP(s *Scratch, dst, pkt []byte, roc uint32) ([]byte, error) 
 		return dst, e
 	}
 	ret, out := sliceForAppend(dst, len(pkt)+tagLen+len(k.mki))
-	if inexactOverlap(out, pkt) {
-		return dst, ErrOverlap
+	if _, err := k.SealRTPHeader(s, out, pkt, hdr, roc); err != nil {
+		return dst, err
 	}
-	if &out[0] != &pkt[0] { // not in place
-		copy(out, pkt[:hdr])
+	return ret, nil
+}
+
+// RTPHeaderLen validates the RTP header of the packet pkt (version, CSRC
+// count and header extension within pkt) and returns its length, or one of
+// ErrShort, ErrVersion, ErrCSRCOverflow, ErrExtensionOverflow.
+func RTPHeaderLen(pkt []byte) (int, error) {
+	n, e := rtpHeaderLen(pkt)
+	if e != 0 {
+		return 0, e
+	}
+	return n, nil
+}
+
+// SealRTPHeader is SealRTP for a caller that already knows the length hdr
+// of pkt's RTP header (the RTPInfo.HeaderLen of the packet an Opener
+// opened, or what RTPHeaderLen returned for pkt), for a fan-out that seals
+// one packet for many receivers: it does not parse the header again. It
+// seals pkt into out (header | ciphertext | tag | MKI, the octets SealRTP
+// appends) and returns the length written, k.RTPOverhead() more than
+// len(pkt). out must be that long (else ErrTailroom) and must either start
+// at pkt or not overlap it (else ErrOverlap); hdr must be at least the
+// fixed header and within pkt (else ErrShort). With a hdr that is not
+// pkt's header length the output is not an SRTP packet anyone can open;
+// it never panics. s is the worker's scratch; nil uses a temporary (one
+// allocation). The output is the same as SealRTP's, octet for octet.
+func (k *Keys) SealRTPHeader(s *Scratch, out, pkt []byte, hdr int, roc uint32) (int, error) {
+	if s == nil {
+		s = new(Scratch)
+	}
+	if hdr < rtpHdrLen || hdr > len(pkt) {
+		return 0, ErrShort
+	}
+	n := len(pkt) + tagLen + len(k.mki)
+	if len(out) < n {
+		return 0, ErrTailroom
+	}
+	out = out[:n]
+	if inexactOverlap(out, pkt) {
+		return 0, ErrOverlap
+	}
+	if hdr == rtpHdrLen { // no CSRC, no extension: a fixed-size copy
+		*(*[rtpHdrLen]byte)(out) = *(*[rtpHdrLen]byte)(pkt)
+	} else {
+		copy(out[:hdr], pkt[:hdr]) // in place: copies onto itself
 	}
 	k.rtpSalt.iv(&s.iv, binary.BigEndian.Uint32(pkt[8:]), roc, uint32(binary.BigEndian.Uint16(pkt[2:])))
 	k.rtp.Seal(out[hdr:hdr], s.iv[:], pkt[hdr:], out[:hdr])
 	if len(k.mki) != 0 {
 		copy(out[len(pkt)+tagLen:], k.mki)
 	}
-	return ret, nil
+	return n, nil
 }
