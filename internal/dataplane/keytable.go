@@ -32,10 +32,13 @@ type ktReader struct {
 	members []*Peer
 	maxJoin uint64         // of the members Route returned
 	claim   keytable.Claim // what Admit admitted last
-	// routed is the first endpoint of the conference members and maxJoin
-	// were built from: within a batch (one snapshot, immutable) the next
-	// packet from the same conference reuses them. Reset by Begin and End.
-	routed *keytable.Endpoint
+	// routedConf is the conference members and maxJoin were built for,
+	// when routed: within a batch (one snapshot, immutable, where a
+	// conference's receivers depend on nothing else) the next packet from
+	// the same conference reuses them without looking them up. Reset by
+	// Begin and End.
+	routedConf keytable.ConferenceID
+	routed     bool
 	// lastSrc and lastPeer are the source and sender of the last packet
 	// Route routed (lastPeer nil: none): the next packet from that source
 	// in the batch (the packets of a video frame come in a burst) takes
@@ -49,7 +52,7 @@ type ktReader struct {
 }
 
 func (k *ktReader) Begin() {
-	k.routed, k.lastPeer = nil, nil
+	k.routed, k.lastPeer = false, nil
 	k.snap = k.r.Begin()
 	if len(k.peers) > 4*k.snap.Len()+1024 {
 		clear(k.peers) // old versions; live ones are rebuilt on use
@@ -71,7 +74,7 @@ func recentSlot(ep *keytable.Endpoint) uint64 {
 	return uint64(uintptr(unsafe.Pointer(ep))) * 0x9e3779b97f4a7c15 >> (64 - 8) // < recentPeers
 }
 
-func (k *ktReader) End() { k.snap, k.routed, k.lastPeer = nil, nil, nil; k.r.End() }
+func (k *ktReader) End() { k.snap, k.routed, k.lastPeer = nil, false, nil; k.r.End() }
 
 // Close unregisters the keytable.Reader (Worker.Run calls it on exit).
 func (k *ktReader) Close() { k.r.Close() }
@@ -137,19 +140,16 @@ func (k *ktReader) route(ep *keytable.Endpoint) (*Peer, []*Peer, bool) {
 	if !k.r.Own(ep) {
 		return k.peer(ep), nil, false
 	}
-	// A conference's member slice is one per snapshot and every endpoint
-	// is in one conference: its first member names it.
-	if recv := k.snap.Receivers(ep); len(recv) == 0 || recv[0] != k.routed {
+	// A conference's receivers are one slice per snapshot, found by the
+	// conference alone.
+	if conf := ep.Conference(); !k.routed || conf != k.routedConf {
 		k.members = k.members[:0]
 		k.maxJoin = 0
-		for _, m := range recv {
+		for _, m := range k.snap.Receivers(ep) {
 			k.members = append(k.members, k.peer(m))
 			k.maxJoin = max(k.maxJoin, m.JoinSeq())
 		}
-		k.routed = nil
-		if len(recv) > 0 {
-			k.routed = recv[0]
-		}
+		k.routedConf, k.routed = conf, true
 	}
 	return k.peer(ep), k.members, true
 }
