@@ -39,8 +39,14 @@ func (s *Socket) Metadata(d Desc, n int) []byte {
 // It clears the marker: a later packet received into the same frame
 // without metadata does not inherit this one's time.
 func (s *Socket) RxTime(d Desc) int64 {
-	m := s.Metadata(d, RxMetaLen)
-	if m == nil || binary.NativeEndian.Uint32(m[0:4]) != RxMetaMagic {
+	return TakeRxTime(s.Metadata(d, RxMetaLen))
+}
+
+// TakeRxTime returns the receive time in the metadata m (the RxMetaLen
+// octets in front of a received packet), or 0 when m is shorter or does
+// not start with RxMetaMagic; it clears the marker.
+func TakeRxTime(m []byte) int64 {
+	if len(m) < RxMetaLen || binary.NativeEndian.Uint32(m[0:4]) != RxMetaMagic {
 		return 0
 	}
 	binary.NativeEndian.PutUint32(m[0:4], 0)

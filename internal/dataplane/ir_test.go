@@ -49,6 +49,8 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 
+	"github.com/mdfast/mdfast/internal/afxdp"
+	"github.com/mdfast/mdfast/internal/dwell"
 	"github.com/mdfast/mdfast/internal/frame"
 	"github.com/mdfast/mdfast/internal/keytable"
 	"github.com/mdfast/mdfast/internal/neigh"
@@ -57,6 +59,12 @@ import (
 
 // irBatch is the receive batch of every measurement (the worker's default).
 const irBatch = 64
+
+// irMeta is the room in front of each received frame for the XDP
+// metadata (afxdp.RxMetaLen): irPort stages a receive time there, as the
+// classifier does, and reads it as XDPPort does, so the dwell measurement
+// is counted.
+const irMeta = afxdp.RxMetaLen
 
 // irImpls are the implementations measured, in table order.
 var irImpls = []string{"mdfast", "gcm", "pion"}
@@ -247,6 +255,11 @@ func (r *irWorker) counts() (uint64, uint64, error) {
 	if r.port.sent != st[Forwarded]*uint64(r.fanout) {
 		return st[Forwarded], r.port.sent, fmt.Errorf("%d frames sent for %d packets forwarded to %d receivers", r.port.sent, st[Forwarded], r.fanout)
 	}
+	var h dwell.Hist
+	r.w.Dwell(&h)
+	if h.Count() != st[Forwarded] {
+		return st[Forwarded], r.port.sent, fmt.Errorf("%d dwell observations for %d packets forwarded", h.Count(), st[Forwarded])
+	}
 	return st[Forwarded], r.port.sent, nil
 }
 
@@ -290,7 +303,10 @@ func newIRPort(mac frame.MAC, nb map[netip.Addr]neigh.Entry) *irPort {
 
 // stage writes a frame into the next receive buffer (what the NIC does).
 func (p *irPort) stage(f []byte) {
-	p.rxLen[p.nrx] = copy(p.rx[p.nrx], f)
+	m := p.rx[p.nrx][:irMeta]
+	binary.NativeEndian.PutUint32(m[0:], afxdp.RxMetaMagic)
+	binary.NativeEndian.PutUint64(m[8:], uint64(dwell.Now()))
+	p.rxLen[p.nrx] = copy(p.rx[p.nrx][irMeta:], f)
 	p.nrx++
 }
 
@@ -300,14 +316,13 @@ func (p *irPort) Receive(rx []RxPacket) (int, error) {
 	n := min(p.nrx, len(rx))
 	h := &p.hdr
 	for i := range n {
-		buf := p.rx[i][:p.rxLen[i]]
+		buf := p.rx[i][irMeta : irMeta+p.rxLen[i]]
 		off, ln, err := frame.Parse(buf, h)
 		if err != nil {
 			rx[i] = RxPacket{Drop: parseReason(err)}
 			continue
 		}
-		rx[i] = RxPacket{Payload: buf[off : off+ln], Src: h.SrcAddr, Dst: h.DstAddr,
-			vlanProto: h.VLANProto, vlanTCI: h.VLANTCI}
+		rx[i].setFrame(buf[off:off+ln], h, afxdp.TakeRxTime(p.rx[i][:irMeta]))
 	}
 	p.nrx = 0
 	return n, nil

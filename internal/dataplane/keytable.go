@@ -3,6 +3,7 @@ package dataplane
 import (
 	"encoding/binary"
 	"net/netip"
+	"unsafe"
 
 	"github.com/mdfast/mdfast/internal/keytable"
 )
@@ -18,33 +19,76 @@ func (k KeyTable) NewReader() Reader {
 }
 
 type ktReader struct {
-	t       *keytable.Table
-	r       *keytable.Reader
-	snap    *keytable.Snapshot
-	peers   map[*keytable.Endpoint]*Peer
+	t     *keytable.Table
+	r     *keytable.Reader
+	snap  *keytable.Snapshot
+	peers map[*keytable.Endpoint]*Peer
+	// recent is a direct-mapped cache in front of peers, indexed by a hash
+	// of the Endpoint's address: a hit costs a few instructions where the
+	// map costs a call and a probe. Its entries hold their Endpoints (as
+	// the map does), so an address in it is never reused for another
+	// Endpoint while cached; it is cleared with peers.
+	recent  [recentPeers]recentPeer
 	members []*Peer
 	maxJoin uint64         // of the members Route returned
 	claim   keytable.Claim // what Admit admitted last
-	// routed is the first endpoint of the conference members and maxJoin
-	// were built from: within a batch (one snapshot, immutable) the next
-	// packet from the same conference reuses them. Reset by Begin and End.
-	routed *keytable.Endpoint
+	// routedConf is the conference members and maxJoin were built for,
+	// when routed: within a batch (one snapshot, immutable, where a
+	// conference's receivers depend on nothing else) the next packet from
+	// the same conference reuses them without looking them up. Reset by
+	// Begin and End.
+	routedConf keytable.ConferenceID
+	routed     bool
+	// lastSrc and lastPeer are the source and sender of the last packet
+	// Route routed (lastPeer nil: none): the next packet from that source
+	// in the batch (the packets of a video frame come in a burst) takes
+	// its route again, members and maxJoin included, without a lookup.
+	// Reset by Begin and End, and by any Route or RouteLink that does not
+	// end in a route. Ownership (Reader.Own) once granted stays with this
+	// reader for the batch: only its own HandOver and Release give it
+	// away, and the worker calls those between batches.
+	lastSrc  netip.AddrPort
+	lastPeer *Peer
 }
 
 func (k *ktReader) Begin() {
-	k.routed = nil
+	k.routed, k.lastPeer = false, nil
 	k.snap = k.r.Begin()
 	if len(k.peers) > 4*k.snap.Len()+1024 {
 		clear(k.peers) // old versions; live ones are rebuilt on use
+		k.recent = [recentPeers]recentPeer{}
 	}
 }
 
-func (k *ktReader) End() { k.snap, k.routed = nil, nil; k.r.End() }
+// recentPeers is the size of ktReader.recent: recentSlot's range.
+const recentPeers = 1 << 8
+
+type recentPeer struct {
+	ep *keytable.Endpoint
+	p  *Peer
+}
+
+// recentSlot returns ep's slot in ktReader.recent: Fibonacci hashing of
+// its address (heap objects do not move).
+func recentSlot(ep *keytable.Endpoint) uint64 {
+	return uint64(uintptr(unsafe.Pointer(ep))) * 0x9e3779b97f4a7c15 >> (64 - 8) // < recentPeers
+}
+
+func (k *ktReader) End() { k.snap, k.routed, k.lastPeer = nil, false, nil; k.r.End() }
 
 // Close unregisters the keytable.Reader (Worker.Run calls it on exit).
 func (k *ktReader) Close() { k.r.Close() }
 
 func (k *ktReader) peer(ep *keytable.Endpoint) *Peer {
+	if r := &k.recent[recentSlot(ep)]; r.ep == ep {
+		return r.p
+	}
+	return k.peerSlow(ep)
+}
+
+// peerSlow is peer on a miss of recent: the map, or a new Peer; it fills
+// ep's slot in recent.
+func (k *ktReader) peerSlow(ep *keytable.Endpoint) *Peer {
 	p := k.peers[ep]
 	if p == nil {
 		id := ep.ID()
@@ -61,21 +105,31 @@ func (k *ktReader) peer(ep *keytable.Endpoint) *Peer {
 		}
 		k.peers[ep] = p
 	}
+	k.recent[recentSlot(ep)] = recentPeer{ep, p}
 	return p
 }
 
 // Route implements Reader. A sender whose receive side another worker owns
 // (keytable.Reader.Own) is not routed here: Route returns it with false.
 func (k *ktReader) Route(src netip.AddrPort) (*Peer, []*Peer, bool) {
+	if k.lastPeer != nil && src == k.lastSrc {
+		return k.lastPeer, k.members, true
+	}
+	k.lastPeer = nil
 	ep, link := k.snap.Resolve(keytable.KeyOf(src))
 	if link {
 		return LinkAddress, nil, false
 	}
-	return k.route(ep)
+	p, members, ok := k.route(ep)
+	if ok {
+		k.lastSrc, k.lastPeer = src, p
+	}
+	return p, members, ok
 }
 
 // RouteLink implements Reader with keytable.Snapshot.LookupLink.
 func (k *ktReader) RouteLink(src netip.AddrPort, tag uint32) (*Peer, []*Peer, bool) {
+	k.lastPeer = nil // route may rebuild members
 	return k.route(k.snap.LookupLink(keytable.KeyOf(src), tag))
 }
 
@@ -86,24 +140,21 @@ func (k *ktReader) route(ep *keytable.Endpoint) (*Peer, []*Peer, bool) {
 	if !k.r.Own(ep) {
 		return k.peer(ep), nil, false
 	}
-	// A conference's member slice is one per snapshot and every endpoint
-	// is in one conference: its first member names it.
-	if recv := k.snap.Receivers(ep); len(recv) == 0 || recv[0] != k.routed {
+	// A conference's receivers are one slice per snapshot, found by the
+	// conference alone.
+	if conf := ep.Conference(); !k.routed || conf != k.routedConf {
 		k.members = k.members[:0]
 		k.maxJoin = 0
-		for _, m := range recv {
+		for _, m := range k.snap.Receivers(ep) {
 			k.members = append(k.members, k.peer(m))
 			k.maxJoin = max(k.maxJoin, m.JoinSeq())
 		}
-		k.routed = nil
-		if len(recv) > 0 {
-			k.routed = recv[0]
-		}
+		k.routedConf, k.routed = conf, true
 	}
 	return k.peer(ep), k.members, true
 }
 
-// Admit implements Reader with keytable.Table.Admit.
+// Admit implements Reader with keytable.Reader.Admit.
 func (k *ktReader) Admit(sender *Peer, ssrc uint32, rtcp bool, index uint64, now int64) bool {
 	ep, ok := sender.Ref.(*keytable.Endpoint)
 	if !ok {
@@ -113,7 +164,7 @@ func (k *ktReader) Admit(sender *Peer, ssrc uint32, rtcp bool, index uint64, now
 	if rtcp {
 		kind = keytable.KindRTCP
 	}
-	k.claim, ok = k.t.Admit(ep, ssrc, kind, index, k.maxJoin, now)
+	k.claim, ok = k.r.Admit(ep, ssrc, kind, index, k.maxJoin, now)
 	return ok
 }
 

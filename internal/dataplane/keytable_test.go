@@ -3,6 +3,7 @@ package dataplane
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -127,6 +128,96 @@ func TestKeyTableRouteCache(t *testing.T) {
 	if st := w.Stats(); st.Drops() != 0 {
 		t.Fatalf("drops: %s", nonZero(&st))
 	}
+}
+
+// TestKeyTableRouteRepeat: Route reuses the last route for the next packet
+// from the same source in a batch, and only then: interleaved with packets
+// of another conference, of a sender another reader owns, of an unknown
+// source and of a link address, each gets its own answer; a change
+// between batches (a removal, a new address) is seen by the next batch.
+func TestKeyTableRouteRepeat(t *testing.T) {
+	kt, err := keytable.New(keytable.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := newConference(t, newMemTable(), addrs(5))
+	conf := []keytable.ConferenceID{7, 7, 7, 8, 8}
+	ids := make([]uuid.UUID, len(eps))
+	for i, e := range eps {
+		ids[i][0], ids[i][15] = 0xce, byte(i+1)
+		if _, err := kt.Install(context.Background(), keytable.Association{
+			ID: ids[i], Addr: e.peer.Addr, Conference: conf[i], Recv: e.peer.Recv, Send: e.peer.Send,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another reader owns endpoint 2's receive side.
+	other := KeyTable{kt}.NewReader()
+	other.Begin()
+	if _, _, ok := other.Route(eps[2].peer.Addr); !ok {
+		t.Fatal("the other reader does not own endpoint 2")
+	}
+	other.End()
+
+	r := KeyTable{kt}.NewReader()
+	unknown := netip.MustParseAddrPort("198.18.9.9:4000")
+	// route checks the answer for a packet from endpoint i (-1: unknown).
+	route := func(i int, wantOK bool, wantMembers ...int) {
+		t.Helper()
+		src := unknown
+		if i >= 0 {
+			src = eps[i].peer.Addr
+		}
+		p, members, ok := r.Route(src)
+		if ok != wantOK || (i < 0) != (p == nil) || (p != nil && p.Addr != src) {
+			t.Fatalf("Route(%v) = %v, %v; want ok %v", src, p, ok, wantOK)
+		}
+		var got []netip.AddrPort
+		for _, m := range members {
+			got = append(got, m.Addr)
+		}
+		var want []netip.AddrPort
+		for _, m := range wantMembers {
+			want = append(want, eps[m].peer.Addr)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("Route(%v): members %v, want %v", src, got, want)
+		}
+	}
+	r.Begin()
+	route(0, true, 0, 1, 2)
+	route(0, true, 0, 1, 2)
+	route(3, true, 3, 4)
+	route(3, true, 3, 4)
+	route(0, true, 0, 1, 2)
+	route(2, false) // misrouted
+	route(0, true, 0, 1, 2)
+	route(-1, false)
+	route(0, true, 0, 1, 2)
+	route(4, true, 3, 4)
+	route(1, true, 0, 1, 2)
+	route(1, true, 0, 1, 2)
+	r.End()
+
+	// Between batches endpoint 1 leaves, endpoint 0 moves.
+	if err := kt.Remove(context.Background(), ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	old := eps[0].peer.Addr
+	eps[0].peer.Addr = netip.MustParseAddrPort("198.18.0.200:5000")
+	if _, err := kt.SetAddr(context.Background(), ids[0], eps[0].peer.Addr); err != nil {
+		t.Fatal(err)
+	}
+	r.Begin()
+	if p, _, ok := r.Route(eps[1].peer.Addr); ok || p != nil {
+		t.Fatalf("Route(removed endpoint) = %v, %v", p, ok)
+	}
+	route(0, true, 0, 2)
+	if p, _, ok := r.Route(old); ok || p != nil {
+		t.Fatalf("Route(old address) = %v, %v", p, ok)
+	}
+	route(0, true, 0, 2)
+	r.End()
 }
 
 // TestReaderRebased: the key table Reader's Rebased says when OutIndex

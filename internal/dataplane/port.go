@@ -1,6 +1,10 @@
 package dataplane
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/mdfast/mdfast/internal/frame"
+)
 
 // RxPacket is one received datagram, valid until the Port's Release.
 type RxPacket struct {
@@ -21,6 +25,19 @@ type RxPacket struct {
 
 	// VLAN tag of the received frame (AF_XDP), repeated on replies.
 	vlanProto, vlanTCI uint16
+}
+
+// setFrame makes p the datagram of a parsed frame (frame.Parse): its UDP
+// payload, the headers' addresses and VLAN tag, its receive time (0:
+// unknown), no drop. It assigns field
+// by field: a composite literal would zero and copy the whole struct per
+// packet. A field added to RxPacket must be set here too.
+func (p *RxPacket) setFrame(payload []byte, h *frame.Headers, rxTime int64) {
+	p.Payload = payload
+	p.RxTime = rxTime
+	p.Src, p.Dst = h.SrcAddr, h.DstAddr
+	p.Drop = 0
+	p.vlanProto, p.vlanTCI = h.VLANProto, h.VLANTCI
 }
 
 // Port is the batch I/O of one worker: one NIC queue (AF_XDP) or one

@@ -179,10 +179,7 @@ func (p *XDPPort) Receive(rx []RxPacket) (int, error) {
 			rx[i] = RxPacket{Drop: parseReason(err)}
 			continue
 		}
-		rx[i] = RxPacket{
-			Payload: buf[off : off+ln], Src: h.SrcAddr, Dst: h.DstAddr,
-			vlanProto: h.VLANProto, vlanTCI: h.VLANTCI, RxTime: p.sock.RxTime(d[i]),
-		}
+		rx[i].setFrame(buf[off:off+ln], h, p.sock.RxTime(d[i]))
 	}
 	return n, nil
 }

@@ -607,10 +607,10 @@ func (w *Worker) opener(p *Peer) *openerEntry {
 	if p.Recv == nil {
 		return nil
 	}
-	e := w.last
-	if e == nil || w.lastID != p.ID {
-		e = w.openers[p.ID]
+	if e := w.last; e != nil && w.lastID == p.ID && e.gen == p.Gen && e.keys == p.Recv {
+		return e // the sender of the packet before
 	}
+	e := w.openers[p.ID]
 	if e == nil || e.gen != p.Gen || e.keys != p.Recv {
 		n := w.cfg.MaxSSRCs
 		if p.Link {

@@ -164,6 +164,12 @@ func TestParseBadInput(t *testing.T) {
 		{"ipv4 too short for udp", mod(v4, func(b []byte) { b[16], b[17] = 0, 24 }), ErrTruncated},
 		{"udp length 7", mod(v4, func(b []byte) { b[38], b[39] = 0, 7 }), ErrBadUDP},
 		{"udp length past ip", mod(v4, func(b []byte) { b[38], b[39] = 0, 29 }), ErrBadUDP},
+		{"ipv4 total 19", mod(v4, func(b []byte) { b[16], b[17] = 0, 19 }), ErrBadIPHeader},
+		{"ipv4 total 20", mod(v4, func(b []byte) { b[16], b[17] = 0, 20 }), ErrTruncated},
+		{"ipv4 header only", v4[:14+20], ErrTruncated},
+		{"ipv4 udp header cut", v4[:14+20+7], ErrTruncated},
+		{"ipv4 udp length past ip, ip shortened", mod(v4, func(b []byte) { b[16], b[17] = 0, 28 }), ErrBadUDP},
+		{"ipv4 options past frame", mod(v4[:14+24], func(b []byte) { b[14] = 0x46; b[16], b[17] = 0, 24 }), ErrTruncated},
 		{"short ipv6", v6[:14+39], ErrTruncated},
 		{"ipv6 version 4", mod(v6, func(b []byte) { b[14] = 0x40 }), ErrBadIPHeader},
 		{"ipv6 payload past frame", mod(v6, func(b []byte) { b[18], b[19] = 0x05, 0 }), ErrTruncated},
@@ -175,6 +181,10 @@ func TestParseBadInput(t *testing.T) {
 			var h Headers
 			if _, _, err := Parse(tc.frame, &h); !errors.Is(err, tc.want) {
 				t.Fatalf("Parse: %v, want %v", err, tc.want)
+			}
+			// The general path agrees (untagged IPv4 takes the fast one).
+			if _, _, err := parse(tc.frame, &h); !errors.Is(err, tc.want) {
+				t.Fatalf("parse: %v, want %v", err, tc.want)
 			}
 		})
 	}
@@ -214,9 +224,16 @@ func TestZeroAllocs(t *testing.T) {
 func FuzzParse(f *testing.F) {
 	f.Add(validFrame(false, false))
 	f.Add(validFrame(true, true))
+	f.Add(validFrame(false, true))
+	f.Add(validFrame(true, false))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		var h Headers
+		var h, want Headers
 		off, n, err := Parse(b, &h)
+		// Parse's fast path returns what the general one does.
+		woff, wn, werr := parse(b, &want)
+		if err != werr || (err == nil && (off != woff || n != wn || h != want)) {
+			t.Fatalf("Parse = %d, %d, %v, %+v; the general path: %d, %d, %v, %+v", off, n, err, h, woff, wn, werr, want)
+		}
 		if err != nil {
 			return
 		}

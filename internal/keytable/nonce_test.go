@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/mdfast/mdfast/internal/srtpfast"
@@ -40,6 +42,11 @@ type nonceModel struct {
 	// linkPkts counts packets admitted from link associations.
 	linkPkts int
 	pairs    []keyPair
+	// reader, when set, admits the packets (Reader.Admit, with its claim
+	// cache) instead of Table.Admit.
+	reader *Reader
+	// admitted records each packet's Admit result, in order.
+	admitted []bool
 }
 
 type modelOpener struct {
@@ -60,14 +67,10 @@ func (m *nonceModel) pick(v byte) (int, bool) {
 	if len(m.live) == 0 {
 		return 0, false
 	}
-	i := int(v) % len(m.live)
-	for n := range m.live {
-		if i == 0 {
-			return n, true
-		}
-		i--
-	}
-	return 0, false
+	// In order: the same operations pick the same association (two
+	// models run in lockstep, TestReaderAdmitMatchesTable).
+	live := slices.Sorted(maps.Keys(m.live))
+	return live[int(v)%len(live)], true
 }
 
 func (m *nonceModel) ep(n int) *Endpoint {
@@ -180,7 +183,16 @@ func (m *nonceModel) packet(ep *Endpoint, ssrc uint32, kind Kind, idx uint64) {
 	for _, r := range snap.Receivers(ep) {
 		maxJoin = max(maxJoin, r.JoinSeq())
 	}
-	cl, ok := m.t.Admit(ep, ssrc, kind, idx, maxJoin, m.now)
+	var (
+		cl Claim
+		ok bool
+	)
+	if m.reader != nil {
+		cl, ok = m.reader.Admit(ep, ssrc, kind, idx, maxJoin, m.now)
+	} else {
+		cl, ok = m.t.Admit(ep, ssrc, kind, idx, maxJoin, m.now)
+	}
+	m.admitted = append(m.admitted, ok)
 	if !ok {
 		return
 	}
@@ -224,6 +236,35 @@ func TestNonceNeverRepeats(t *testing.T) {
 	t.Logf("%d packets admitted (%d from links), %d re-based copies, %d consent changes", pkts, links, old, consents)
 	if pkts == 0 || old == 0 || consents == 0 || links == 0 {
 		t.Fatalf("the model exercised nothing: %d packets (%d from links), %d re-based copies, %d consent changes", pkts, links, old, consents)
+	}
+}
+
+// TestReaderAdmitMatchesTable runs the model twice in lockstep, admitting
+// through Table.Admit and through a Reader's Admit (its claim cache): the
+// same packets are admitted and the table counts the same after every
+// step, through takeovers, re-keys, removals and moves; and no nonce
+// repeats on the Reader's side either.
+func TestReaderAdmitMatchesTable(t *testing.T) {
+	var hits int
+	for seed := range uint64(200) {
+		r := rand.New(rand.NewPCG(seed, 2))
+		plain, cached := newNonceModel(t), newNonceModel(t)
+		cached.reader = cached.t.NewReader()
+		for i := range 300 {
+			op, v, w := byte(r.Uint32()), byte(r.Uint32()), byte(r.Uint32())
+			plain.step(op, v, w)
+			cached.step(op, v, w)
+			if !slices.Equal(plain.admitted, cached.admitted) {
+				t.Fatalf("seed %d step %d: admitted %v, with the Reader %v", seed, i, plain.admitted, cached.admitted)
+			}
+			if a, b := plain.t.Stats(), cached.t.Stats(); a != b {
+				t.Fatalf("seed %d step %d: stats %+v, with the Reader %+v", seed, i, a, b)
+			}
+		}
+		hits += cached.pkts
+	}
+	if hits == 0 {
+		t.Fatal("nothing admitted")
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // maxReaders bounds the reader IDs, which Reader.Own packs into the low 15
@@ -41,6 +42,44 @@ type Reader struct {
 	_      [56]byte
 	t      *Table
 	id     uint16
+	// claims caches the claims Admit found, by Endpoint version and
+	// SSRC (claimSlotOf): a hit skips the conference's claim map. An
+	// entry is used only while its claim is open: every claim leaves the
+	// live map closed (replace, retire), so an open one is still the
+	// live claim of that SSRC for that Endpoint version. Entries hold
+	// their Endpoint and claim, so their addresses are not reused while
+	// cached.
+	claims [claimSlots]claimSlot
+}
+
+// claimSlots is the size of Reader.claims: claimSlotOf's range.
+const claimSlots = 1 << 6
+
+type claimSlot struct {
+	ep   *Endpoint
+	c    *claim
+	ssrc uint32
+}
+
+// claimSlotOf returns the slot of (ep, ssrc) in Reader.claims.
+func claimSlotOf(ep *Endpoint, ssrc uint32) uint64 {
+	return (uint64(uintptr(unsafe.Pointer(ep))) ^ uint64(ssrc)) * 0x9e3779b97f4a7c15 >> (64 - 6) // < claimSlots
+}
+
+// Admit is Table.Admit for this reader's worker, with the same results
+// and counts: it remembers the claims it found, so that a packet of a
+// sender and SSRC it saw before, whose claim is still open, does not look
+// the claim up again. Only the reader's goroutine may call it.
+func (r *Reader) Admit(ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) (Claim, bool) {
+	s := &r.claims[claimSlotOf(ep, ssrc)]
+	c := s.c
+	if s.ep != ep || s.ssrc != ssrc || c.hi[kind].Load()&closedBit != 0 {
+		if c = r.t.claimFor(ep, ssrc, now); c == nil {
+			return Claim{}, false
+		}
+		*s = claimSlot{ep: ep, c: c, ssrc: ssrc}
+	}
+	return r.t.admit(c, kind, index, maxJoin, now)
 }
 
 // NewReader registers a worker and returns its Reader. It panics if more
@@ -96,6 +135,7 @@ func (r *Reader) End() { r.active.Store(0) }
 // used afterwards.
 func (r *Reader) Close() {
 	r.active.Store(0)
+	r.claims = [claimSlots]claimSlot{} // let go of the Endpoints and their keys
 	t := r.t
 	t.rmu.Lock()
 	defer t.rmu.Unlock()

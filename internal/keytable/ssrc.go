@@ -244,6 +244,12 @@ func (t *Table) Admit(ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint6
 	if c == nil {
 		return Claim{}, false
 	}
+	return t.admit(c, kind, index, maxJoin, now)
+}
+
+// admit admits one packet under c, ep's live claim on the packet's SSRC
+// (see Admit).
+func (t *Table) admit(c *claim, kind Kind, index, maxJoin uint64, now int64) (Claim, bool) {
 	// Receivers first, then the index: a closer that sets closedBit and
 	// then reads served sees this packet's receivers whenever the index
 	// check below passes (all atomics here are sequentially consistent).

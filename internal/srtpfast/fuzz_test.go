@@ -2,6 +2,7 @@ package srtpfast
 
 import (
 	"bytes"
+	"encoding/binary"
 	"math/rand/v2"
 	"reflect"
 	"testing"
@@ -145,6 +146,45 @@ func FuzzRewriteDouble(f *testing.F) {
 		}
 		if _, e := ohbLen(buf[hdr:n]); e != 0 {
 			t.Fatal(e)
+		}
+	})
+}
+
+// rtpHeaderLenRef is rtpHeaderLen as RFC 3550 section 5.1 reads, step by
+// step: the reference the inlinable one is compared with.
+func rtpHeaderLenRef(pkt []byte) (int, Error) {
+	if len(pkt) < 12 {
+		return 0, ErrShort
+	}
+	if pkt[0]>>6 != 2 {
+		return 0, ErrVersion
+	}
+	n := 12 + 4*int(pkt[0]&0x0f)
+	if n > len(pkt) {
+		return 0, ErrCSRCOverflow
+	}
+	if pkt[0]&0x10 == 0 {
+		return n, 0
+	}
+	if n+4 > len(pkt) {
+		return 0, ErrExtensionOverflow
+	}
+	n += 4 + 4*int(binary.BigEndian.Uint16(pkt[n+2:]))
+	if n > len(pkt) {
+		return 0, ErrExtensionOverflow
+	}
+	return n, 0
+}
+
+// FuzzRTPHeaderLen: rtpHeaderLen agrees with the reference on any input.
+func FuzzRTPHeaderLen(f *testing.F) {
+	f.Add([]byte{0x80, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1})
+	f.Add([]byte{0x91, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 2, 0xbe, 0xde, 0, 1, 1, 2, 3, 4})
+	f.Add([]byte{0x90, 96, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0xbe, 0xde, 0, 2, 1, 2, 3, 4})
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		n, e := rtpHeaderLen(pkt)
+		if wn, we := rtpHeaderLenRef(pkt); n != wn || e != we {
+			t.Fatalf("rtpHeaderLen(% x) = %d, %v; want %d, %v", pkt, n, e, wn, we)
 		}
 	})
 }

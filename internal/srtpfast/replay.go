@@ -122,16 +122,13 @@ func (t *ssrcTable) lookup(ssrc uint32) *ssrcState {
 	if t.last >= 0 && t.states[t.last].ssrc == ssrc {
 		return &t.states[t.last]
 	}
-	for i := hashSSRC(ssrc) & t.mask; ; i = (i + 1) & t.mask {
-		s := t.slots[i]
-		if s == 0 {
-			return nil
-		}
-		if t.states[s-1].ssrc == ssrc {
-			t.last = s - 1
-			return &t.states[s-1]
+	for i := hashSSRC(ssrc) & t.mask; t.slots[i] != 0; i = (i + 1) & t.mask {
+		if s := t.slots[i] - 1; t.states[s].ssrc == ssrc {
+			t.last = s
+			return &t.states[s]
 		}
 	}
+	return nil
 }
 
 // full reports whether no new SSRC can be inserted.

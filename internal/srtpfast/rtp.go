@@ -38,6 +38,8 @@ func (i *RTPInfo) Index() uint64 { return uint64(i.ROC)<<16 | uint64(i.Seq) }
 func (i *RTPInfo) PayloadLen() int { return i.Len - i.HeaderLen }
 
 // rtpHeaderLen validates the RTP header of pkt and returns its length.
+// It is small enough to be inlined (the per-packet path calls it for the
+// open and for every seal).
 func rtpHeaderLen(pkt []byte) (int, Error) {
 	if len(pkt) < rtpHdrLen {
 		return 0, ErrShort
@@ -50,10 +52,10 @@ func rtpHeaderLen(pkt []byte) (int, Error) {
 		return 0, ErrCSRCOverflow
 	}
 	if pkt[0]&0x10 != 0 {
-		if n+4 > len(pkt) {
-			return 0, ErrExtensionOverflow
+		// The extension header (4 octets), then its length in words.
+		if n += 4; n <= len(pkt) {
+			n += 4 * int(binary.BigEndian.Uint16(pkt[n-2:]))
 		}
-		n += 4 + 4*int(binary.BigEndian.Uint16(pkt[n+2:]))
 		if n > len(pkt) {
 			return 0, ErrExtensionOverflow
 		}
