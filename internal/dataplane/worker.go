@@ -366,6 +366,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		ssrc   uint32
 		idx    uint64 // SRTP index (ROC << 16 | SEQ) or SRTCP index
 		tail   []byte // the EKTField, carried to every receiver untouched
+		hdr    int    // RTP header length of plain (the Opener measured it)
 	)
 	double := e.keys.Profile().IsDouble()
 	if sender.Link {
@@ -395,9 +396,10 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 			w.dropRx(rxLink, openReason(err))
 			return
 		}
-		plain, ssrc, idx = b[:info.Len], info.SSRC, info.Index()
+		plain, ssrc, idx, hdr = b[:info.Len], info.SSRC, info.Index(), info.HeaderLen
 		if rxLink != nil {
 			plain = stripLinkTag(plain)
+			hdr -= linkTagLen // the CSRC stripLinkTag removed
 		}
 	}
 	e.opened = now
@@ -420,13 +422,9 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	// an SRTP packet, to a member that is not a link, under the packet's
 	// own index: every copy unless the SSRC was re-based) is sealed from
 	// the opened packet with the header length found here; the others
-	// take sendCopy. The Opener checked the header: RTPHeaderLen cannot
-	// fail on it.
-	var hdr int
+	// take sendCopy. The Opener measured the header (hdr), less the
+	// link's tag if stripped.
 	plainCopies := !rtcp && !w.table.Rebased()
-	if plainCopies {
-		hdr, _ = srtpfast.RTPHeaderLen(plain)
-	}
 	room := len(plain) + len(tail) // and the receiver's RTPOverhead
 	for _, r := range members {
 		if r == nil || r.ID == sender.ID || (r.Link && sender.Link) {
