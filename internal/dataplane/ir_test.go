@@ -23,6 +23,10 @@ package dataplane
 //     header copy and one Seal, IVs as RFC 7714 builds them (the floor);
 //   - pion: pion/srtp v3, DecryptRTP once and EncryptRTP per receiver.
 //
+// Each is measured with one sender and with several whose packets
+// alternate one by one in every batch (irCase): the worker's per-batch
+// caches of routes and Openers are then looked up, not just reused.
+//
 // TestIREntries runs every measurement natively and checks what it
 // forwarded and that the measured calls do not allocate.
 
