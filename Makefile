@@ -89,8 +89,9 @@ bench: deps
 
 ## bench-ir: instructions per forwarded packet under callgrind (valgrind,
 ## installed by deps): mdfast's worker against raw crypto/cipher AES-GCM and
-## pion/srtp, fan-out 1, 4, 16, 160 and 1200 B; writes bench/results/ir-*
-## and ir-latest.{md,json}. Needs no root; about a minute on 2 cores.
+## pion/srtp, fan-out 1, 4, 16, 160 and 1200 B, 1 sender and 4 senders
+## interleaved; writes bench/results/ir-* and ir-latest.{md,json}. Needs no
+## root; under a minute on 2 cores.
 bench-ir: deps
 	@command -v valgrind >/dev/null || { echo "make bench-ir: valgrind is missing (scripts/deps.sh installs it as root)" >&2; exit 1; }
 	$(GO) test -c -o bin/bench/dataplane.test ./internal/dataplane

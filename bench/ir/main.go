@@ -53,13 +53,14 @@ type config struct {
 	goal     float64
 	sizes    []int
 	fanouts  []int
+	senders  []int
 }
 
 func run() error {
 	var (
-		c              config
-		sizes, fanouts string
-		command        = "make bench-ir"
+		c                       config
+		sizes, fanouts, senders string
+		command                 = "make bench-ir"
 	)
 	flag.StringVar(&c.test, "test", "", "internal/dataplane test binary (go test -c); built into a temporary directory when empty")
 	flag.StringVar(&c.out, "out", "bench/results", "results directory")
@@ -70,6 +71,7 @@ func run() error {
 	flag.Float64Var(&c.goal, "goal", 1.15, "goal: mdfast Ir/packet at most this times raw GCM's")
 	flag.StringVar(&sizes, "sizes", "160,1200", "SRTP packet sizes")
 	flag.StringVar(&fanouts, "fanouts", "1,4,16", "receivers per packet")
+	flag.StringVar(&senders, "senders", "1,4", "senders whose packets alternate one by one (at most 16)")
 	flag.Parse()
 	var err error
 	if c.sizes, err = ints(sizes); err != nil {
@@ -77,6 +79,9 @@ func run() error {
 	}
 	if c.fanouts, err = ints(fanouts); err != nil {
 		return fmt.Errorf("-fanouts: %w", err)
+	}
+	if c.senders, err = ints(senders); err != nil {
+		return fmt.Errorf("-senders: %w", err)
 	}
 	if c.n <= 0 || c.n%64 != 0 {
 		return fmt.Errorf("-n %d: want a positive multiple of 64", c.n)
@@ -160,8 +165,10 @@ func measureAll(ctx context.Context, c config) (*Report, error) {
 	var cases []Case
 	for _, size := range c.sizes {
 		for _, fanout := range c.fanouts {
-			for _, impl := range impls {
-				cases = append(cases, Case{impl, size, fanout})
+			for _, snd := range c.senders {
+				for _, impl := range impls {
+					cases = append(cases, Case{impl, size, fanout, snd})
+				}
 			}
 		}
 	}

@@ -19,14 +19,18 @@ const (
 
 var impls = []string{implMdfast, implGCM, implPion}
 
-// Case is one measurement.
+// Case is one measurement: Senders senders' packets alternate one by one,
+// each sent to Fanout receivers.
 type Case struct {
-	Impl   string `json:"impl"`
-	Size   int    `json:"size"`
-	Fanout int    `json:"fanout"`
+	Impl    string `json:"impl"`
+	Size    int    `json:"size"`
+	Fanout  int    `json:"fanout"`
+	Senders int    `json:"senders"`
 }
 
-func (c Case) String() string { return fmt.Sprintf("%s/%d/%d", c.Impl, c.Size, c.Fanout) }
+func (c Case) String() string {
+	return fmt.Sprintf("%s/%d/%d/%d", c.Impl, c.Size, c.Fanout, c.Senders)
+}
 
 // Phases is what callgrind counted for one measurement: phase A processed
 // N packets, phase B 2N.
@@ -103,13 +107,14 @@ func measure(c Case, ph Phases, n, top int) (Measurement, error) {
 	return m, nil
 }
 
-// Row is one size × fan-out of the table.
+// Row is one size × fan-out × senders of the table.
 type Row struct {
-	Size   int     `json:"size"`
-	Fanout int     `json:"fanout"`
-	Mdfast float64 `json:"mdfast_ir_per_packet"`
-	GCM    float64 `json:"gcm_ir_per_packet"`
-	Pion   float64 `json:"pion_ir_per_packet"`
+	Size    int     `json:"size"`
+	Fanout  int     `json:"fanout"`
+	Senders int     `json:"senders"`
+	Mdfast  float64 `json:"mdfast_ir_per_packet"`
+	GCM     float64 `json:"gcm_ir_per_packet"`
+	Pion    float64 `json:"pion_ir_per_packet"`
 	// VsGCM and VsPion are Mdfast/GCM and Mdfast/Pion.
 	VsGCM  float64 `json:"mdfast_vs_gcm"`
 	VsPion float64 `json:"mdfast_vs_pion"`
@@ -130,14 +135,14 @@ type Report struct {
 	Cases    []Measurement `json:"measurements"`
 }
 
-// rows builds the table from the measurements: one row per size and
-// fan-out that all three implementations were measured at, in size then
-// fan-out order.
+// rows builds the table from the measurements: one row per size, fan-out
+// and senders that all three implementations were measured at, in size,
+// fan-out then senders order.
 func rows(ms []Measurement, goal float64) ([]Row, error) {
-	type key struct{ size, fanout int }
+	type key struct{ size, fanout, senders int }
 	by := map[key]map[string]float64{}
 	for _, m := range ms {
-		k := key{m.Size, m.Fanout}
+		k := key{m.Size, m.Fanout, m.Senders}
 		if by[k] == nil {
 			by[k] = map[string]float64{}
 		}
@@ -150,10 +155,10 @@ func rows(ms []Measurement, goal float64) ([]Row, error) {
 	for k, v := range by {
 		for _, impl := range impls {
 			if v[impl] <= 0 {
-				return nil, fmt.Errorf("%d B fan-out %d: no measurement of %s", k.size, k.fanout, impl)
+				return nil, fmt.Errorf("%d B fan-out %d senders %d: no measurement of %s", k.size, k.fanout, k.senders, impl)
 			}
 		}
-		r := Row{Size: k.size, Fanout: k.fanout, Mdfast: v[implMdfast], GCM: v[implGCM], Pion: v[implPion]}
+		r := Row{Size: k.size, Fanout: k.fanout, Senders: k.senders, Mdfast: v[implMdfast], GCM: v[implGCM], Pion: v[implPion]}
 		r.VsGCM, r.VsPion = r.Mdfast/r.GCM, r.Mdfast/r.Pion
 		r.Holds = r.VsGCM <= goal
 		out = append(out, r)
@@ -162,7 +167,10 @@ func rows(ms []Measurement, goal float64) ([]Row, error) {
 		if out[i].Size != out[j].Size {
 			return out[i].Size < out[j].Size
 		}
-		return out[i].Fanout < out[j].Fanout
+		if out[i].Fanout != out[j].Fanout {
+			return out[i].Fanout < out[j].Fanout
+		}
+		return out[i].Senders < out[j].Senders
 	})
 	return out, nil
 }
@@ -191,39 +199,42 @@ func (r *Report) Markdown(w io.Writer) error {
 	fmt.Fprintf(&b, "- **raw GCM**: `crypto/cipher` alone: one `Open`, then per receiver a header copy\n")
 	fmt.Fprintf(&b, "  and one `Seal` (RFC 7714 IVs).\n")
 	fmt.Fprintf(&b, "- **pion/srtp**: v3 `DecryptRTP` once, `EncryptRTP` per receiver.\n\n")
-	fmt.Fprintf(&b, "Size is the SRTP packet (UDP payload, tag included). Goal: mdfast ≤ %.2f× raw GCM at every fan-out.\n\n", r.Goal)
-	fmt.Fprintf(&b, "| size | fan-out | mdfast Ir/pkt | raw GCM Ir/pkt | pion/srtp Ir/pkt | mdfast/raw GCM | mdfast/pion | ≤ %.2f× raw GCM |\n", r.Goal)
-	fmt.Fprintf(&b, "|---:|---:|---:|---:|---:|---:|---:|:---|\n")
+	fmt.Fprintf(&b, "Size is the SRTP packet (UDP payload, tag included). Senders: that many senders'\n")
+	fmt.Fprintf(&b, "packets alternate one by one in every batch, each to fan-out receivers (the other\n")
+	fmt.Fprintf(&b, "members of its conference; two conferences of two at fan-out 1 with 4 senders), in\n")
+	fmt.Fprintf(&b, "all three implementations. Goal: mdfast ≤ %.2f× raw GCM on every row.\n\n", r.Goal)
+	fmt.Fprintf(&b, "| size | fan-out | senders | mdfast Ir/pkt | raw GCM Ir/pkt | pion/srtp Ir/pkt | mdfast/raw GCM | mdfast/pion | ≤ %.2f× raw GCM |\n", r.Goal)
+	fmt.Fprintf(&b, "|---:|---:|---:|---:|---:|---:|---:|---:|:---|\n")
 	for _, row := range r.Rows {
 		holds := "no"
 		if row.Holds {
 			holds = "yes"
 		}
-		fmt.Fprintf(&b, "| %d B | %d | %.0f | %.0f | %.0f | %.2f× | %.2f× | %s |\n",
-			row.Size, row.Fanout, row.Mdfast, row.GCM, row.Pion, row.VsGCM, row.VsPion, holds)
+		fmt.Fprintf(&b, "| %d B | %d | %d | %.0f | %.0f | %.0f | %.2f× | %.2f× | %s |\n",
+			row.Size, row.Fanout, row.Senders, row.Mdfast, row.GCM, row.Pion, row.VsGCM, row.VsPion, holds)
 	}
 	fmt.Fprintf(&b, "\n## Where the instructions go\n\n")
 	fmt.Fprintf(&b, "Self costs of phase B per packet: in `crypto/` (the AEAD) and elsewhere.\n\n")
-	fmt.Fprintf(&b, "| size | fan-out | mdfast crypto/ | mdfast other | raw GCM crypto/ | raw GCM other | pion crypto/ | pion other |\n")
-	fmt.Fprintf(&b, "|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Fprintf(&b, "| size | fan-out | senders | mdfast crypto/ | mdfast other | raw GCM crypto/ | raw GCM other | pion crypto/ | pion other |\n")
+	fmt.Fprintf(&b, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	by := map[string]Measurement{}
 	for _, m := range r.Cases {
 		by[m.Case.String()] = m
 	}
 	for _, row := range r.Rows {
 		get := func(impl string) Measurement {
-			return by[Case{impl, row.Size, row.Fanout}.String()]
+			return by[Case{impl, row.Size, row.Fanout, row.Senders}.String()]
 		}
 		md, g, p := get(implMdfast), get(implGCM), get(implPion)
-		fmt.Fprintf(&b, "| %d B | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n",
-			row.Size, row.Fanout, md.Crypto, md.Other, g.Crypto, g.Other, p.Crypto, p.Other)
+		fmt.Fprintf(&b, "| %d B | %d | %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f |\n",
+			row.Size, row.Fanout, row.Senders, md.Crypto, md.Other, g.Crypto, g.Other, p.Crypto, p.Other)
 	}
 	for _, row := range r.Rows {
-		md := by[Case{implMdfast, row.Size, row.Fanout}.String()]
+		md := by[Case{implMdfast, row.Size, row.Fanout, row.Senders}.String()]
 		if len(md.Top) == 0 {
 			continue
 		}
-		fmt.Fprintf(&b, "\nmdfast, %d B, fan-out %d: top functions outside `crypto/` (self Ir/packet)\n\n", row.Size, row.Fanout)
+		fmt.Fprintf(&b, "\nmdfast, %d B, fan-out %d, %d sender(s): top functions outside `crypto/` (self Ir/packet)\n\n", row.Size, row.Fanout, row.Senders)
 		fmt.Fprintf(&b, "| Ir/pkt | function |\n|---:|:---|\n")
 		for _, f := range md.Top {
 			fmt.Fprintf(&b, "| %.0f | `%s` |\n", f.PerPacket, strings.TrimPrefix(f.Name, "github.com/mdfast/mdfast/"))

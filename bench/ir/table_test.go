@@ -27,7 +27,7 @@ func prof(t *testing.T, summary uint64, self map[string]uint64) *callgrind.Profi
 }
 
 func TestMeasure(t *testing.T) {
-	c := Case{implMdfast, 160, 4}
+	c := Case{implMdfast, 160, 4, 1}
 	a := prof(t, 1_000_100, nil)
 	b := prof(t, 2_000_100, map[string]uint64{
 		"crypto/internal/fips140/aes/gcm.gcmAesEnc":     1_200_000,
@@ -71,20 +71,20 @@ func TestMeasure(t *testing.T) {
 
 func TestRows(t *testing.T) {
 	ms := []Measurement{
-		{Case: Case{implMdfast, 1200, 1}, PerPacket: 1150},
-		{Case: Case{implGCM, 1200, 1}, PerPacket: 1000},
-		{Case: Case{implPion, 1200, 1}, PerPacket: 2300},
-		{Case: Case{implMdfast, 160, 16}, PerPacket: 3000},
-		{Case: Case{implGCM, 160, 16}, PerPacket: 2000},
-		{Case: Case{implPion, 160, 16}, PerPacket: 1500},
+		{Case: Case{implMdfast, 1200, 1, 1}, PerPacket: 1150},
+		{Case: Case{implGCM, 1200, 1, 1}, PerPacket: 1000},
+		{Case: Case{implPion, 1200, 1, 1}, PerPacket: 2300},
+		{Case: Case{implMdfast, 160, 16, 1}, PerPacket: 3000},
+		{Case: Case{implGCM, 160, 16, 1}, PerPacket: 2000},
+		{Case: Case{implPion, 160, 16, 1}, PerPacket: 1500},
 	}
 	rs, err := rows(ms, 1.15)
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []Row{
-		{Size: 160, Fanout: 16, Mdfast: 3000, GCM: 2000, Pion: 1500, VsGCM: 1.5, VsPion: 2, Holds: false},
-		{Size: 1200, Fanout: 1, Mdfast: 1150, GCM: 1000, Pion: 2300, VsGCM: 1.15, VsPion: 0.5, Holds: true},
+		{Size: 160, Fanout: 16, Senders: 1, Mdfast: 3000, GCM: 2000, Pion: 1500, VsGCM: 1.5, VsPion: 2, Holds: false},
+		{Size: 1200, Fanout: 1, Senders: 1, Mdfast: 1150, GCM: 1000, Pion: 2300, VsGCM: 1.15, VsPion: 0.5, Holds: true},
 	}
 	if len(rs) != len(want) {
 		t.Fatalf("%d rows", len(rs))
@@ -100,13 +100,26 @@ func TestRows(t *testing.T) {
 	if _, err := rows(append(ms, ms[0]), 1.15); err == nil {
 		t.Error("a case measured twice: no error")
 	}
+	// Senders make rows of their own, after the one-sender row.
+	four := []Measurement{
+		{Case: Case{implMdfast, 1200, 1, 4}, PerPacket: 1300},
+		{Case: Case{implGCM, 1200, 1, 4}, PerPacket: 1000},
+		{Case: Case{implPion, 1200, 1, 4}, PerPacket: 2600},
+	}
+	rs, err = rows(append(four, ms...), 1.15)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 3 || rs[1].Senders != 1 || rs[2] != (Row{Size: 1200, Fanout: 1, Senders: 4, Mdfast: 1300, GCM: 1000, Pion: 2600, VsGCM: 1.3, VsPion: 0.5, Holds: false}) {
+		t.Fatalf("rows with 4 senders: %+v", rs)
+	}
 }
 
 func TestReportFiles(t *testing.T) {
 	r := &Report{Started: "2026-12-01T00:00:00Z", Command: "make bench-ir", Go: "go1.26", Valgrind: "valgrind-3.19.0", N: 256, Goal: 1.15, Seconds: 60}
 	for _, impl := range impls {
 		for _, fan := range []int{1, 4} {
-			m := Measurement{Case: Case{impl, 160, fan}, PerPacket: float64(1000 * fan), Nonlinearity: 0.02}
+			m := Measurement{Case: Case{impl, 160, fan, 1}, PerPacket: float64(1000 * fan), Nonlinearity: 0.02}
 			if impl == implMdfast {
 				m.PerPacket *= 1.1
 				m.Top = []FuncCost{{"github.com/mdfast/mdfast/internal/frame.Write", 230}}
@@ -123,10 +136,10 @@ func TestReportFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
-		"| 160 B | 1 | 1100 | 1000 | 1000 | 1.10× | 1.10× | yes |",
-		"| 160 B | 4 | 4400 | 4000 | 4000 | 1.10× | 1.10× | yes |",
+		"| 160 B | 1 | 1 | 1100 | 1000 | 1000 | 1.10× | 1.10× | yes |",
+		"| 160 B | 4 | 1 | 4400 | 4000 | 4000 | 1.10× | 1.10× | yes |",
 		"| 230 | `internal/frame.Write` |",
-		"mdfast/160/1: phase B is 2.0% off twice phase A",
+		"mdfast/160/1/1: phase B is 2.0% off twice phase A",
 	} {
 		if !strings.Contains(md.String(), want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md.String())
@@ -146,8 +159,8 @@ func TestReportFiles(t *testing.T) {
 }
 
 func TestByCost(t *testing.T) {
-	got := byCost([]Case{{implGCM, 160, 1}, {implGCM, 1200, 16}, {implGCM, 160, 16}, {implPion, 160, 1}})
-	want := []Case{{implGCM, 1200, 16}, {implGCM, 160, 16}, {implGCM, 160, 1}, {implPion, 160, 1}}
+	got := byCost([]Case{{implGCM, 160, 1, 1}, {implGCM, 1200, 16, 1}, {implGCM, 160, 16, 1}, {implPion, 160, 1, 1}})
+	want := []Case{{implGCM, 1200, 16, 1}, {implGCM, 160, 16, 1}, {implGCM, 160, 1, 1}, {implPion, 160, 1, 1}}
 	for i := range want {
 		if got[i] != want[i] {
 			t.Fatalf("%v, want %v", got, want)

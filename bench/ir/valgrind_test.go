@@ -27,7 +27,7 @@ func TestCallgrind(t *testing.T) {
 		t.Fatalf("build the dataplane test binary: %v", err)
 	}
 	c := config{test: bin, n: 64, top: 5}
-	cases := []Case{{implMdfast, 160, 1}, {implGCM, 160, 1}}
+	cases := []Case{{implMdfast, 160, 1, 4}, {implGCM, 160, 1, 4}}
 	got, err := runGroup(context.Background(), vg, c, tmp, 0, cases)
 	if err != nil {
 		t.Fatal(err)

@@ -212,9 +212,7 @@ func (w *Worker) receive(g gift) {
 	}
 	g.e.peer = g.peer
 	w.openers[g.peer.ID] = g.e
-	if w.lastID == g.peer.ID {
-		w.last = nil
-	}
+	w.forget(g.peer.ID)
 	delete(w.asked, g.peer.ID)
 	w.counts[Handovers]++
 }
@@ -263,9 +261,7 @@ func (w *Worker) answer(r *handoverRequest, now int64) {
 	// Step 3 of the ordering: out of w's map first, then ownership, then
 	// the Opener to the new owner.
 	delete(w.openers, id)
-	if w.last == e {
-		w.last = nil
-	}
+	w.forget(id)
 	h := w.hub
 	h.mu.Lock()
 	to := r.from
@@ -313,7 +309,7 @@ func (w *Worker) park(closing bool) {
 		}
 		delete(w.openers, id)
 	}
-	w.last = nil
+	w.recent = [recentOpeners]recentOpener{}
 	h.mu.Unlock()
 	w.counts[HandoversParked] += uint64(n)
 	w.publish()

@@ -15,7 +15,9 @@ type KeyTable struct{ T *keytable.Table }
 // Peers, one per Endpoint version (allocated once per version, not per
 // packet).
 func (k KeyTable) NewReader() Reader {
-	return &ktReader{t: k.T, r: k.T.NewReader(), peers: make(map[*keytable.Endpoint]*Peer)}
+	r := &ktReader{t: k.T, r: k.T.NewReader(), peers: make(map[*keytable.Endpoint]*Peer)}
+	r.last = &r.routes[0]
+	return r
 }
 
 type ktReader struct {
@@ -29,30 +31,54 @@ type ktReader struct {
 	// the map does), so an address in it is never reused for another
 	// Endpoint while cached; it is cleared with peers.
 	recent  [recentPeers]recentPeer
-	members []*Peer
-	maxJoin uint64         // of the members Route returned
+	maxJoin uint64         // of the members Route returned last
 	claim   keytable.Claim // what Admit admitted last
-	// routedConf is the conference members and maxJoin were built for,
-	// when routed: within a batch (one snapshot, immutable, where a
-	// conference's receivers depend on nothing else) the next packet from
-	// the same conference reuses them without looking them up. Reset by
-	// Begin and End.
+	// conf and confJoin are the receivers and their highest JoinSeq of
+	// routedConf, when routed: within a batch (one snapshot, immutable,
+	// where a conference's receivers depend on nothing else) the next
+	// packet from the same conference reuses them without looking them
+	// up. Reset by Begin and End.
+	conf       []*Peer
+	confJoin   uint64
 	routedConf keytable.ConferenceID
 	routed     bool
-	// lastSrc and lastPeer are the source and sender of the last packet
-	// Route routed (lastPeer nil: none): the next packet from that source
-	// in the batch (the packets of a video frame come in a burst) takes
-	// its route again, members and maxJoin included, without a lookup.
-	// Reset by Begin and End, and by any Route or RouteLink that does not
-	// end in a route. Ownership (Reader.Own) once granted stays with this
-	// reader for the batch: only its own HandOver and Release give it
-	// away, and the worker calls those between batches.
-	lastSrc  netip.AddrPort
-	lastPeer *Peer
+	// routes are the sources Route routed in this batch (epoch),
+	// direct-mapped by a hash of the source: the next packet from one of
+	// them (several senders' packets interleave; a video frame's come in
+	// a burst) takes its route again, members and maxJoin included,
+	// without a lookup. An entry holds its own copy of the members. Only
+	// a route is kept: a source Route does not route is looked up each
+	// time. Ownership (Reader.Own) once granted stays with this reader
+	// for the batch: only its own HandOver and Release give it away, and
+	// the worker calls those between batches.
+	routes [routeSlots]routeEntry
+	epoch  uint64
+	// last is the entry Route took last (never nil: an entry of routes).
+	last *routeEntry
+}
+
+// routeSlots is the size of ktReader.routes (a power of two).
+const routeSlots = 1 << 4
+
+type routeEntry struct {
+	src     netip.AddrPort
+	epoch   uint64 // the batch it was routed in; 0: never
+	peer    *Peer
+	members []*Peer
+	maxJoin uint64
+}
+
+// routeSlot returns src's slot in ktReader.routes: Fibonacci hashing of
+// its address and port.
+func routeSlot(src netip.AddrPort) uint64 {
+	a := src.Addr().As16()
+	h := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(a[8:]) ^ uint64(src.Port())<<48
+	return h * 0x9e3779b97f4a7c15 >> (64 - 4) // < routeSlots
 }
 
 func (k *ktReader) Begin() {
-	k.routed, k.lastPeer = false, nil
+	k.routed = false
+	k.epoch++
 	k.snap = k.r.Begin()
 	if len(k.peers) > 4*k.snap.Len()+1024 {
 		clear(k.peers) // old versions; live ones are rebuilt on use
@@ -74,7 +100,11 @@ func recentSlot(ep *keytable.Endpoint) uint64 {
 	return uint64(uintptr(unsafe.Pointer(ep))) * 0x9e3779b97f4a7c15 >> (64 - 8) // < recentPeers
 }
 
-func (k *ktReader) End() { k.snap, k.routed, k.lastPeer = nil, false, nil; k.r.End() }
+func (k *ktReader) End() {
+	k.snap, k.routed = nil, false
+	k.epoch++ // no route of this batch is taken in the next
+	k.r.End()
+}
 
 // Close unregisters the keytable.Reader (Worker.Run calls it on exit).
 func (k *ktReader) Close() { k.r.Close() }
@@ -112,24 +142,35 @@ func (k *ktReader) peerSlow(ep *keytable.Endpoint) *Peer {
 // Route implements Reader. A sender whose receive side another worker owns
 // (keytable.Reader.Own) is not routed here: Route returns it with false.
 func (k *ktReader) Route(src netip.AddrPort) (*Peer, []*Peer, bool) {
-	if k.lastPeer != nil && src == k.lastSrc {
-		return k.lastPeer, k.members, true
+	e := k.last // the source of the packet before: no hashing
+	if e.epoch != k.epoch || e.src != src {
+		if e = &k.routes[routeSlot(src)]; e.epoch != k.epoch || e.src != src {
+			return k.routeMiss(src, e)
+		}
+		k.last = e
 	}
-	k.lastPeer = nil
+	k.maxJoin = e.maxJoin
+	return e.peer, e.members, true
+}
+
+// routeMiss is Route for a source not routed yet in the batch: it looks
+// it up and, when routed, fills its entry e.
+func (k *ktReader) routeMiss(src netip.AddrPort, e *routeEntry) (*Peer, []*Peer, bool) {
 	ep, link := k.snap.Resolve(keytable.KeyOf(src))
 	if link {
 		return LinkAddress, nil, false
 	}
 	p, members, ok := k.route(ep)
 	if ok {
-		k.lastSrc, k.lastPeer = src, p
+		e.src, e.epoch, e.peer, e.maxJoin = src, k.epoch, p, k.maxJoin
+		e.members = append(e.members[:0], members...)
+		k.last = e
 	}
 	return p, members, ok
 }
 
 // RouteLink implements Reader with keytable.Snapshot.LookupLink.
 func (k *ktReader) RouteLink(src netip.AddrPort, tag uint32) (*Peer, []*Peer, bool) {
-	k.lastPeer = nil // route may rebuild members
 	return k.route(k.snap.LookupLink(keytable.KeyOf(src), tag))
 }
 
@@ -143,15 +184,16 @@ func (k *ktReader) route(ep *keytable.Endpoint) (*Peer, []*Peer, bool) {
 	// A conference's receivers are one slice per snapshot, found by the
 	// conference alone.
 	if conf := ep.Conference(); !k.routed || conf != k.routedConf {
-		k.members = k.members[:0]
-		k.maxJoin = 0
+		k.conf = k.conf[:0]
+		k.confJoin = 0
 		for _, m := range k.snap.Receivers(ep) {
-			k.members = append(k.members, k.peer(m))
-			k.maxJoin = max(k.maxJoin, m.JoinSeq())
+			k.conf = append(k.conf, k.peer(m))
+			k.confJoin = max(k.confJoin, m.JoinSeq())
 		}
 		k.routedConf, k.routed = conf, true
 	}
-	return k.peer(ep), k.members, true
+	k.maxJoin = k.confJoin
+	return k.peer(ep), k.conf, true
 }
 
 // Admit implements Reader with keytable.Reader.Admit.

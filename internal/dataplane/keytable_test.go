@@ -220,6 +220,68 @@ func TestKeyTableRouteRepeat(t *testing.T) {
 	r.End()
 }
 
+// TestKeyTableRouteMany: more sources in one batch than the route cache
+// has slots, in two conferences, interleaved in turn three times: every
+// packet gets its own sender and its conference's members (colliding
+// sources evict each other, never answer for each other), and the next
+// batch sees an endpoint removed in between.
+func TestKeyTableRouteMany(t *testing.T) {
+	kt, err := keytable.New(keytable.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3 * routeSlots
+	eps := newConference(t, newMemTable(), addrs(n))
+	ids := make([]uuid.UUID, n)
+	for i, e := range eps {
+		ids[i][0], ids[i][14], ids[i][15] = 0xcf, byte(i>>8), byte(i+1)
+		if _, err := kt.Install(context.Background(), keytable.Association{
+			ID: ids[i], Addr: e.peer.Addr, Conference: keytable.ConferenceID(7 + i%2), Recv: e.peer.Recv, Send: e.peer.Send,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := KeyTable{kt}.NewReader()
+	check := func(gone int) {
+		t.Helper()
+		r.Begin()
+		defer r.End()
+		for round := range 3 {
+			for i, e := range eps {
+				p, members, ok := r.Route(e.peer.Addr)
+				if i == gone {
+					if ok || p != nil {
+						t.Fatalf("round %d: removed endpoint %d routed", round, i)
+					}
+					continue
+				}
+				if !ok || p.Addr != e.peer.Addr {
+					t.Fatalf("round %d: Route(endpoint %d) = %v, %v", round, i, p, ok)
+				}
+				want := 0
+				for j := range eps {
+					if j%2 == i%2 && j != gone {
+						want++
+					}
+				}
+				if len(members) != want {
+					t.Fatalf("round %d: endpoint %d: %d members, want %d", round, i, len(members), want)
+				}
+				for _, m := range members {
+					if k := slices.IndexFunc(eps, func(x *endpoint) bool { return x.peer.Addr == m.Addr }); k%2 != i%2 || k == gone {
+						t.Fatalf("round %d: endpoint %d routed to endpoint %d", round, i, k)
+					}
+				}
+			}
+		}
+	}
+	check(-1)
+	if err := kt.Remove(context.Background(), ids[5]); err != nil {
+		t.Fatal(err)
+	}
+	check(5)
+}
+
 // TestReaderRebased: the key table Reader's Rebased says when OutIndex
 // may differ from the admitted index for a member that is not a link (the
 // worker then asks OutIndex per receiver; otherwise it seals under the

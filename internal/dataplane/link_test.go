@@ -815,7 +815,7 @@ func benchLinkHop(b *testing.B, c string, size int) {
 			p := (i + j) % ring
 			if p == 0 && i+j > 0 {
 				clear(md.w.openers)
-				md.w.last = nil
+				md.w.recent = [recentOpeners]recentOpener{}
 			}
 			md.port.push(pkts[p], src)
 		}

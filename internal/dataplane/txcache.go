@@ -76,10 +76,11 @@ func newTxCache(nb Neighbours, mac frame.MAC, udpChecksum bool) txCache {
 // the same in until done must see the same *in (the worker's fan-out of
 // one received datagram): its tuple is read on the first.
 func (c *txCache) headers(dst netip.AddrPort, in *RxPacket) (*frame.Template, Reason) {
-	if in == c.in { // a hit calls nothing: nothing to save on the stack
-		if e := c.slot(dst); e.key == c.key && e.dst == dst {
-			return &e.t, 0
-		}
+	if in != c.in {
+		c.reply(in) // the first copy of a datagram: its tuple's key
+	}
+	if e := c.slot(dst); e.key == c.key && e.dst == dst {
+		return &e.t, 0
 	}
 	return c.build(dst, in)
 }
@@ -92,15 +93,10 @@ func (c *txCache) slot(dst netip.AddrPort) *txCacheEntry {
 	return &c.e[h>>(64-10)&(txCacheSize-1)]
 }
 
-// build is headers for the first copy of a datagram, or on a miss.
+// build is headers on a miss: it builds dst's entry under the key of in's
+// tuple (reply has found it).
 func (c *txCache) build(dst netip.AddrPort, in *RxPacket) (*frame.Template, Reason) {
-	if in != c.in {
-		c.reply(in)
-	}
 	e := c.slot(dst)
-	if e.key == c.key && e.dst == dst {
-		return &e.t, 0
-	}
 	var hdr frame.Headers
 	if r := txHeaders(c.nb, c.mac, dst, in, &hdr); r != 0 {
 		return nil, r

@@ -130,8 +130,12 @@ type Worker struct {
 	rx      []RxPacket
 	sc      srtpfast.Scratch
 	openers map[uint64]*openerEntry
-	lastID  uint64
-	last    *openerEntry
+	// recent is a direct-mapped cache in front of openers, by sender ID:
+	// with several senders' packets interleaved in a batch, a hit costs a
+	// few instructions where the map costs a call and a probe. An entry
+	// is used only while its sender's generation and keys match; forget
+	// clears it when the entry leaves openers.
+	recent  [recentOpeners]recentOpener
 	sweepAt int64
 
 	txErrLogged bool
@@ -366,6 +370,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		ssrc   uint32
 		idx    uint64 // SRTP index (ROC << 16 | SEQ) or SRTCP index
 		tail   []byte // the EKTField, carried to every receiver untouched
+		hdr    int    // RTP header length of plain (the Opener measured it)
 	)
 	double := e.keys.Profile().IsDouble()
 	if sender.Link {
@@ -395,9 +400,10 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 			w.dropRx(rxLink, openReason(err))
 			return
 		}
-		plain, ssrc, idx = b[:info.Len], info.SSRC, info.Index()
+		plain, ssrc, idx, hdr = b[:info.Len], info.SSRC, info.Index(), info.HeaderLen
 		if rxLink != nil {
 			plain = stripLinkTag(plain)
+			hdr -= linkTagLen // the CSRC stripLinkTag removed
 		}
 	}
 	e.opened = now
@@ -420,13 +426,9 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	// an SRTP packet, to a member that is not a link, under the packet's
 	// own index: every copy unless the SSRC was re-based) is sealed from
 	// the opened packet with the header length found here; the others
-	// take sendCopy. The Opener checked the header: RTPHeaderLen cannot
-	// fail on it.
-	var hdr int
+	// take sendCopy. The Opener measured the header (hdr), less the
+	// link's tag if stripped.
 	plainCopies := !rtcp && !w.table.Rebased()
-	if plainCopies {
-		hdr, _ = srtpfast.RTPHeaderLen(plain)
-	}
 	room := len(plain) + len(tail) // and the receiver's RTPOverhead
 	for _, r := range members {
 		if r == nil || r.ID == sender.ID || (r.Link && sender.Link) {
@@ -607,8 +609,9 @@ func (w *Worker) opener(p *Peer) *openerEntry {
 	if p.Recv == nil {
 		return nil
 	}
-	if e := w.last; e != nil && w.lastID == p.ID && e.gen == p.Gen && e.keys == p.Recv {
-		return e // the sender of the packet before
+	r := &w.recent[openerSlot(p.ID)]
+	if e := r.e; e != nil && r.id == p.ID && e.gen == p.Gen && e.keys == p.Recv {
+		return e // a sender seen lately: the usual case
 	}
 	e := w.openers[p.ID]
 	if e == nil || e.gen != p.Gen || e.keys != p.Recv {
@@ -619,8 +622,28 @@ func (w *Worker) opener(p *Peer) *openerEntry {
 		e = &openerEntry{gen: p.Gen, keys: p.Recv, o: srtpfast.NewOpener(p.Recv, n), peer: p}
 		w.openers[p.ID] = e
 	}
-	w.last, w.lastID = e, p.ID
+	*r = recentOpener{id: p.ID, e: e}
 	return e
+}
+
+// recentOpeners is the size of Worker.recent (a power of two).
+const recentOpeners = 16
+
+type recentOpener struct {
+	id uint64
+	e  *openerEntry
+}
+
+// openerSlot returns the slot of sender id in Worker.recent: Fibonacci
+// hashing (IDs are random, but need not be).
+func openerSlot(id uint64) uint64 { return id * 0x9e3779b97f4a7c15 >> (64 - 4) } // < recentOpeners
+
+// forget drops sender id's entry from recent: its Opener left openers or
+// was replaced there.
+func (w *Worker) forget(id uint64) {
+	if r := &w.recent[openerSlot(id)]; r.id == id {
+		*r = recentOpener{}
+	}
 }
 
 // sweep forgets Openers of senders idle for longer than OpenerIdle, and
@@ -640,9 +663,7 @@ func (w *Worker) sweep(now int64) {
 		}
 		if now-e.used > idle {
 			delete(w.openers, id)
-			if w.last == e {
-				w.last = nil
-			}
+			w.forget(id)
 			w.table.Release(e.peer)
 		}
 	}
