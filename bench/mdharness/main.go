@@ -183,7 +183,7 @@ func run() error {
 		case <-ctx.Done():
 		case <-usr1:
 			st := dp.Stats()
-			snap := map[string]any{"snapshot": counterMap(&st)}
+			snap := map[string]any{"snapshot": st.NonZero()}
 			if dp.Mode() != dataplane.ModeSocket {
 				var sum dwell.Hist
 				ws := dp.WorkerDwell()
@@ -236,17 +236,6 @@ func installLinks(ctx context.Context, table *keytable.Table, kf *benchkeys.File
 	return out, nil
 }
 
-// counterMap is st's non-zero counters by name.
-func counterMap(st *dataplane.Stats) map[string]uint64 {
-	counters := map[string]uint64{}
-	for c := dataplane.Counter(0); c < dataplane.NumCounters; c++ {
-		if st[c] != 0 {
-			counters[c.String()] = st[c]
-		}
-	}
-	return counters
-}
-
 // printStats prints the totals ("counters"), per worker the packets
 // received, forwarded and the hand-overs ("workers") and, in a cascade,
 // each link's traffic ("links").
@@ -260,7 +249,7 @@ func printStats(m dataplane.Mode, st *dataplane.Stats, ws []dataplane.Stats, lin
 		})
 	}
 	out["workers"] = workers
-	out["counters"] = counterMap(st)
+	out["counters"] = st.NonZero()
 	if len(links) > 0 {
 		var ls []map[string]any
 		for _, l := range links {

@@ -108,13 +108,13 @@ func run() error {
 			case <-ctx.Done():
 			case <-usr1:
 				st, h := x.Stats(), x.Dwell()
-				if err := json.NewEncoder(os.Stdout).Encode(map[string]any{"snapshot": counterMap(&st), "dwell": h.Sparse()}); err != nil {
+				if err := json.NewEncoder(os.Stdout).Encode(map[string]any{"snapshot": st.NonZero(), "dwell": h.Sparse()}); err != nil {
 					return fmt.Errorf("print snapshot: %w", err)
 				}
 			}
 		}
 		st, err := x.Close()
-		out = map[string]any{"mode": "reflector " + mode.String(), "counters": counterMap(&st)}
+		out = map[string]any{"mode": "reflector " + mode.String(), "counters": st.NonZero()}
 		if err != nil {
 			log.Error("reflector: close", "err", err)
 		}
@@ -125,15 +125,4 @@ func run() error {
 		return fmt.Errorf("print stats: %w", err)
 	}
 	return nil
-}
-
-// counterMap is st's non-zero counters by name.
-func counterMap(st *dataplane.Stats) map[string]uint64 {
-	counters := map[string]uint64{}
-	for c := dataplane.Counter(0); c < dataplane.NumCounters; c++ {
-		if st[c] != 0 {
-			counters[c.String()] = st[c]
-		}
-	}
-	return counters
 }

@@ -172,7 +172,7 @@ func TestReflect(t *testing.T) {
 			}
 			st := l.Stats()
 			if want := max(tc.n, 1); st[tc.count] != want {
-				t.Errorf("%s = %d, want %d (counters %v)", tc.count, st[tc.count], want, nonZero(st))
+				t.Errorf("%s = %d, want %d (counters %v)", tc.count, st[tc.count], want, st.NonZero())
 			}
 			if got := st[dataplane.TxPackets]; got != uint64(len(tc.want)) {
 				t.Errorf("tx_packets %d, want %d", got, len(tc.want))
@@ -242,16 +242,9 @@ func TestReflectAllocs(t *testing.T) {
 		t.Fatalf("%v allocations per batch, want 0", allocs)
 	}
 	if st := l.Stats(); st[dataplane.Forwarded] < 200*32 || st[dataplane.TxPackets] != 3*st[dataplane.Forwarded] {
-		t.Fatalf("counters %v", nonZero(st))
+		t.Fatalf("counters %v", st.NonZero())
 	}
 }
 
-func nonZero(s dataplane.Stats) map[string]uint64 {
-	m := map[string]uint64{}
-	for c := dataplane.Counter(0); c < dataplane.NumCounters; c++ {
-		if s[c] != 0 {
-			m[c.String()] = s[c]
-		}
-	}
-	return m
-}
+// counters is s's non-zero counters by name.
+func counters(s dataplane.Stats) map[string]uint64 { return s.NonZero() }

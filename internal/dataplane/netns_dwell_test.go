@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/mdfast/mdfast/internal/dwell"
-	"github.com/mdfast/mdfast/internal/netnstest"
 	"github.com/mdfast/mdfast/internal/testutil"
 )
 
@@ -34,36 +33,12 @@ func TestNetnsDwell(t *testing.T) {
 }
 
 func testNetnsDwell(t *testing.T, mode Mode, noMeta bool) {
-	star := netnstest.NewStar(t, 3)
-	tbl := newMemTable()
-	var as []netip.AddrPort
-	for _, e := range star.Endpoints {
-		as = append(as, netip.AddrPortFrom(e.Addr, 40000))
-	}
-	eps := newConference(t, tbl, as)
-	conns := make([]*net.UDPConn, len(eps))
-	for i, e := range star.Endpoints {
-		c, err := e.NS.ListenUDP(e.Addr, 40000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		conns[i] = c
-	}
-	var dp *Dataplane
-	err := star.MD.NS.Do(func() error {
-		var err error
-		dp, err = New(Config{
-			Mode: mode, Interface: star.MD.Name, Ports: []uint16{mediaPort}, Queues: 1,
-			NumFrames: 1024, RingSize: 256, BatchSize: 32, Poll: 20 * time.Millisecond,
-			UDPChecksumIPv4: true, Table: tbl, NoRxTime: noMeta,
-		})
-		return err
+	star, tbl, eps, conns := starConference(t)
+	dp := starDataplane(t, star, Config{
+		Mode: mode, Queues: 1,
+		NumFrames: 1024, RingSize: 256, BatchSize: 32, Poll: 20 * time.Millisecond,
+		UDPChecksumIPv4: true, Table: tbl, NoRxTime: noMeta,
 	})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() { dp.Close() })
 	md := netip.AddrPortFrom(star.MD.Addr, mediaPort)
 	for _, e := range star.Endpoints {
 		dp.Resolve(e.Addr)

@@ -33,22 +33,7 @@ func TestNetns(t *testing.T) {
 }
 
 func testNetns(t *testing.T, mode Mode) {
-	star := netnstest.NewStar(t, 3)
-	tbl := newMemTable()
-	var as []netip.AddrPort
-	for _, e := range star.Endpoints {
-		as = append(as, netip.AddrPortFrom(e.Addr, 40000))
-	}
-	eps := newConference(t, tbl, as)
-	conns := make([]*net.UDPConn, len(eps))
-	for i, e := range star.Endpoints {
-		c, err := e.NS.ListenUDP(e.Addr, 40000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns[i] = c
-	}
+	star, tbl, eps, conns := starConference(t)
 	queues := 1
 	if mode == ModeSocket {
 		queues = 2
@@ -198,8 +183,8 @@ func testNetns(t *testing.T, mode Mode) {
 	for _, want := range [][]byte{dtls, stun} {
 		select {
 		case sp := <-dp.Slow():
-			if !bytes.Equal(sp.Data, want) || sp.From != as[2] {
-				t.Fatalf("slow path got % x from %s, want % x from %s", sp.Data, sp.From, want, as[2])
+			if from := netip.AddrPortFrom(star.Endpoints[2].Addr, 40000); !bytes.Equal(sp.Data, want) || sp.From != from {
+				t.Fatalf("slow path got % x from %s, want % x from %s", sp.Data, sp.From, want, from)
 			}
 		case <-time.After(2 * time.Second):
 			t.Fatalf("slow path: nothing received")
@@ -215,7 +200,7 @@ func testNetns(t *testing.T, mode Mode) {
 			t.Fatalf("classifier: redirect_slow %d pass_dtls %d pass_stun %d", cc[bpf.CounterRedirectSlow], cc[bpf.CounterPassDTLS], cc[bpf.CounterPassSTUN])
 		}
 	}
-	if err := dp.SendSlow(mediaPort, []byte{22, 1, 2}, as[2]); err != nil {
+	if err := dp.SendSlow(mediaPort, []byte{22, 1, 2}, netip.AddrPortFrom(star.Endpoints[2].Addr, 40000)); err != nil {
 		t.Fatal(err)
 	}
 	if b, ok := recv(2, 2*time.Second); !ok || !bytes.Equal(b, []byte{22, 1, 2}) {
@@ -331,4 +316,47 @@ func TestAutoNative(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.GoroutinesGone(t, planeGoroutines...)
+}
+
+// starConference returns a star of three namespaces around the MD's (see
+// netnstest.NewStar), a table holding one conference of its endpoints (port
+// 40000), the endpoints and a UDP socket bound in each endpoint's namespace,
+// closed with the test.
+func starConference(t *testing.T) (*netnstest.Star, *memTable, []*endpoint, []*net.UDPConn) {
+	t.Helper()
+	star := netnstest.NewStar(t, 3)
+	tbl := newMemTable()
+	var as []netip.AddrPort
+	for _, e := range star.Endpoints {
+		as = append(as, netip.AddrPortFrom(e.Addr, 40000))
+	}
+	eps := newConference(t, tbl, as)
+	conns := make([]*net.UDPConn, len(eps))
+	for i, e := range star.Endpoints {
+		c, err := e.NS.ListenUDP(e.Addr, 40000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		conns[i] = c
+	}
+	return star, tbl, eps, conns
+}
+
+// starDataplane starts a Dataplane in the star's MD namespace on its
+// interface and mediaPort, with the rest of cfg, closed with the test.
+func starDataplane(t *testing.T, star *netnstest.Star, cfg Config) *Dataplane {
+	t.Helper()
+	cfg.Interface, cfg.Ports = star.MD.Name, []uint16{mediaPort}
+	var dp *Dataplane
+	err := star.MD.NS.Do(func() error {
+		var err error
+		dp, err = New(cfg)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { dp.Close() })
+	return dp
 }

@@ -206,6 +206,17 @@ func (s *Stats) Add(o *Stats) {
 	}
 }
 
+// NonZero returns the counters that are not zero, by name (Counter.String).
+func (s *Stats) NonZero() map[string]uint64 {
+	m := map[string]uint64{}
+	for c := Counter(0); c < NumCounters; c++ {
+		if s[c] != 0 {
+			m[c.String()] = s[c]
+		}
+	}
+	return m
+}
+
 // Drops returns the sum of all drop counters.
 func (s *Stats) Drops() uint64 {
 	var n uint64

@@ -1,12 +1,10 @@
 package dataplane
 
 import (
-	"net"
 	"net/netip"
 	"testing"
 	"time"
 
-	"github.com/mdfast/mdfast/internal/netnstest"
 	"github.com/mdfast/mdfast/internal/testutil"
 )
 
@@ -86,36 +84,12 @@ func TestLonePacketsXDP(t *testing.T) {
 }
 
 func testLonePackets(t *testing.T, wait Wait) {
-	star := netnstest.NewStar(t, 3)
-	tbl := newMemTable()
-	var as []netip.AddrPort
-	for _, e := range star.Endpoints {
-		as = append(as, netip.AddrPortFrom(e.Addr, 40000))
-	}
-	eps := newConference(t, tbl, as)
-	conns := make([]*net.UDPConn, len(eps))
-	for i, e := range star.Endpoints {
-		c, err := e.NS.ListenUDP(e.Addr, 40000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		conns[i] = c
-	}
-	var dp *Dataplane
-	err := star.MD.NS.Do(func() error {
-		var err error
-		dp, err = New(Config{
-			Mode: ModeXDPNative, Interface: star.MD.Name, Ports: []uint16{mediaPort}, Queues: 1,
-			NumFrames: 1024, RingSize: 256, BatchSize: 64, Poll: 3 * time.Second, Wait: wait,
-			UDPChecksumIPv4: true, Table: tbl,
-		})
-		return err
+	star, tbl, eps, conns := starConference(t)
+	dp := starDataplane(t, star, Config{
+		Mode: ModeXDPNative, Queues: 1,
+		NumFrames: 1024, RingSize: 256, BatchSize: 64, Poll: 3 * time.Second, Wait: wait,
+		UDPChecksumIPv4: true, Table: tbl,
 	})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	defer dp.Close()
 	for _, e := range star.Endpoints {
 		dp.Resolve(e.Addr)
 	}
