@@ -210,18 +210,7 @@ func TestRedirectWithSocket(t *testing.T) {
 	testutil.NeedRoot(t, "loading XDP programs needs CAP_BPF and CAP_NET_ADMIN")
 	pair := netnstest.NewPair(t)
 	c := loadTest(t)
-	var sock *afxdp.Socket
-	err := pair.MD.NS.Do(func() (err error) {
-		sock, err = afxdp.Open(afxdp.Config{Ifindex: pair.MD.Index, Mode: afxdp.ModeCopy, NumFrames: 64})
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sock.Close()
-	if err := c.RegisterSocket(0, sock.FD()); err != nil {
-		t.Fatal(err)
-	}
+	registerSocket(t, pair, c)
 	testTruncation(t, c, xdpRedirect, CounterRedirect)
 	for _, p := range [][]byte{rtcp, {22, 1}, {0, 1}, {0x42}} {
 		v, _ := run(t, c, frame{payload: p}.build())
@@ -248,21 +237,28 @@ func TestNoRxTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	registerSocket(t, pair, c)
+	for _, p := range [][]byte{rtp, rtcp} {
+		if v, counter := run(t, c, frame{payload: p}.build()); v != xdpRedirect || counter != CounterRedirect {
+			t.Errorf("payload % x: verdict %d counter %s", p[:2], v, counter)
+		}
+	}
+}
+
+// registerSocket opens an AF_XDP socket (copy mode) on queue 0 of the
+// pair's MD interface, closed with the test, and registers it with c.
+func registerSocket(t *testing.T, pair *netnstest.Pair, c *Classifier) {
+	t.Helper()
 	var sock *afxdp.Socket
-	err = pair.MD.NS.Do(func() (err error) {
+	err := pair.MD.NS.Do(func() (err error) {
 		sock, err = afxdp.Open(afxdp.Config{Ifindex: pair.MD.Index, Mode: afxdp.ModeCopy, NumFrames: 64})
 		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sock.Close()
+	t.Cleanup(func() { sock.Close() })
 	if err := c.RegisterSocket(0, sock.FD()); err != nil {
 		t.Fatal(err)
-	}
-	for _, p := range [][]byte{rtp, rtcp} {
-		if v, counter := run(t, c, frame{payload: p}.build()); v != xdpRedirect || counter != CounterRedirect {
-			t.Errorf("payload % x: verdict %d counter %s", p[:2], v, counter)
-		}
 	}
 }
