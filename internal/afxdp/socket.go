@@ -615,6 +615,11 @@ func (s *Socket) drainWake() {
 	s.wakePending.Store(false)
 }
 
+// Woken reports, with one atomic load, whether a Wake is pending (the
+// next Wait returns at once and consumes it): for a caller that spins on
+// the ring instead of waiting.
+func (s *Socket) Woken() bool { return s.wakePending.Load() }
+
 // Wake makes a Wait in progress return soon (or the next one, if none
 // is). It is safe to call from any goroutine, also during or after Close
 // (then it does nothing); it never blocks and does not allocate. Many
