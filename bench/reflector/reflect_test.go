@@ -90,9 +90,10 @@ func (p *memPort) Flush() error {
 	return nil
 }
 
-func (p *memPort) Interrupt()   {}
-func (p *memPort) Wake()        {}
-func (p *memPort) Close() error { return nil }
+func (p *memPort) Interrupt()      {}
+func (p *memPort) Wake()           {}
+func (p *memPort) WaitUntil(int64) {}
+func (p *memPort) Close() error    { return nil }
 
 var (
 	md      = netip.MustParseAddrPort("198.18.0.1:5004")

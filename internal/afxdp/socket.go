@@ -3,6 +3,8 @@ package afxdp
 import (
 	"errors"
 	"fmt"
+	"runtime"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -123,9 +125,11 @@ var _ [unsafe.Sizeof(unix.XDPDesc{}) - unsafe.Sizeof(Desc{})]struct{}
 var _ [unsafe.Sizeof(Desc{}) - unsafe.Sizeof(unix.XDPDesc{})]struct{}
 
 // Socket is one AF_XDP socket bound to one NIC queue, with its own UMEM.
-// It is not safe for concurrent use: one worker goroutine drives it.
+// It is not safe for concurrent use: one worker goroutine drives it. The
+// exception is Wake, which any goroutine may call.
 type Socket struct {
 	fd       int
+	wakeFd   int // eventfd polled beside fd by Wait; written by Wake
 	cfg      Config
 	mode     Mode // ModeCopy or ModeZeroCopy, as bound
 	umem     []byte
@@ -136,7 +140,17 @@ type Socket struct {
 	rxDescs, txDescs     []Desc
 
 	frames frames
-	pollFd [1]unix.PollFd
+	pollFd [2]unix.PollFd // fd, wakeFd
+
+	// Wake's state, shared with other goroutines. wakePending coalesces
+	// wakes: only the Wake that sets it writes the eventfd, and Wait
+	// clears it after draining the eventfd. wakeUsers counts Wakes past
+	// their wakeShut check; release waits for them before closing wakeFd.
+	wakePending atomic.Bool
+	wakeShut    atomic.Bool
+	wakeUsers   atomic.Int32
+	wakeOne     [8]byte // the eventfd increment 1 (host order), read-only
+	wakeBuf     [8]byte // Wait's drain scratch
 
 	stats  SoftStats
 	closed bool
@@ -194,12 +208,17 @@ func open(cfg Config, mode Mode) (_ *Socket, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("afxdp: create socket: %w", err)
 	}
-	s := &Socket{fd: fd, cfg: cfg, mode: mode}
+	s := &Socket{fd: fd, wakeFd: -1, cfg: cfg, mode: mode}
 	defer func() {
 		if err != nil {
 			s.release()
 		}
 	}()
+	s.wakeFd, err = unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("afxdp: create wake eventfd: %w", err)
+	}
+	*(*uint64)(unsafe.Pointer(&s.wakeOne[0])) = 1
 
 	umemLen := int(cfg.NumFrames) * int(cfg.FrameSize)
 	s.umem, err = unix.Mmap(-1, 0, umemLen, unix.PROT_READ|unix.PROT_WRITE,
@@ -282,6 +301,7 @@ func open(cfg Config, mode Mode) (_ *Socket, err error) {
 
 	s.frames = newFrames(cfg.NumFrames, uint64(cfg.FrameSize))
 	s.pollFd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	s.pollFd[1] = unix.PollFd{Fd: int32(s.wakeFd), Events: unix.POLLIN}
 	s.Refill()
 	return s, nil
 }
@@ -547,9 +567,12 @@ func (s *Socket) kickResult(errno unix.Errno, what string) error {
 // Wait.
 func (s *Socket) Ready() bool { return !s.closed && s.rx.avail(1) > 0 }
 
-// Wait blocks until the RX ring has packets or timeout passes (a negative
-// timeout waits forever). It reports whether packets are ready. An
-// interrupted poll reports false and no error.
+// Wait blocks until the RX ring has packets, Wake is called or timeout
+// passes (a negative timeout waits forever; a positive one is rounded up
+// to whole milliseconds, so Wait never returns before it for lack of
+// resolution). It reports whether packets are ready. An interrupted poll
+// or a Wake reports false and no error. A Wake that came while the caller
+// was not waiting makes the next Wait return at once.
 func (s *Socket) Wait(timeout time.Duration) (bool, error) {
 	if s.closed {
 		return false, ErrClosed
@@ -559,9 +582,9 @@ func (s *Socket) Wait(timeout time.Duration) (bool, error) {
 	}
 	ms := -1
 	if timeout >= 0 {
-		ms = int(timeout.Milliseconds())
+		ms = int((timeout + time.Millisecond - 1) / time.Millisecond)
 	}
-	s.pollFd[0].Revents = 0
+	s.pollFd[0].Revents, s.pollFd[1].Revents = 0, 0
 	n, err := unix.Poll(s.pollFd[:], ms)
 	if err != nil {
 		if errors.Is(err, unix.EINTR) {
@@ -569,10 +592,47 @@ func (s *Socket) Wait(timeout time.Duration) (bool, error) {
 		}
 		return false, fmt.Errorf("afxdp: poll: %w", err)
 	}
-	if n > 0 && s.pollFd[0].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 {
-		return false, fmt.Errorf("afxdp: poll: revents %#x", s.pollFd[0].Revents)
+	if n > 0 {
+		for i := range s.pollFd {
+			if s.pollFd[i].Revents&(unix.POLLERR|unix.POLLNVAL) != 0 {
+				return false, fmt.Errorf("afxdp: poll fd %d: revents %#x", i, s.pollFd[i].Revents)
+			}
+		}
+		if s.pollFd[1].Revents&unix.POLLIN != 0 {
+			s.drainWake()
+		}
 	}
 	return s.rx.avail(1) > 0, nil
+}
+
+// drainWake resets the wake eventfd, then lets the next Wake write it
+// again. In that order a Wake is never lost: one that comes between the
+// two finds wakePending set and writes nothing, but its effect is already
+// due (the caller checks for work after Wait), and one after the Store
+// writes the eventfd and so ends the next Wait.
+func (s *Socket) drainWake() {
+	_, _ = unix.Read(s.wakeFd, s.wakeBuf[:]) // EAGAIN: nothing to drain
+	s.wakePending.Store(false)
+}
+
+// Woken reports, with one atomic load, whether a Wake is pending (the
+// next Wait returns at once and consumes it): for a caller that spins on
+// the ring instead of waiting.
+func (s *Socket) Woken() bool { return s.wakePending.Load() }
+
+// Wake makes a Wait in progress return soon (or the next one, if none
+// is). It is safe to call from any goroutine, also during or after Close
+// (then it does nothing); it never blocks and does not allocate. Many
+// Wakes before the waiter runs cost one eventfd write.
+func (s *Socket) Wake() {
+	if s.wakePending.Load() || !s.wakePending.CompareAndSwap(false, true) {
+		return // a wake-up is already due
+	}
+	s.wakeUsers.Add(1)
+	if !s.wakeShut.Load() {
+		_, _ = unix.Write(s.wakeFd, s.wakeOne[:]) // EAGAIN only at 2^64-1 unread
+	}
+	s.wakeUsers.Add(-1)
 }
 
 // FrameStats is the UMEM frame accounting: every frame is in exactly one of
@@ -661,6 +721,18 @@ func (s *Socket) release() error {
 			}
 			s.ringMaps[i] = nil
 		}
+	}
+	if s.wakeFd >= 0 {
+		// No Wake may write the eventfd after this: a Wake that passed
+		// its wakeShut check before the Store is counted in wakeUsers.
+		s.wakeShut.Store(true)
+		for s.wakeUsers.Load() != 0 {
+			runtime.Gosched()
+		}
+		if err := unix.Close(s.wakeFd); err != nil {
+			errs = append(errs, fmt.Errorf("afxdp: close wake eventfd: %w", err))
+		}
+		s.wakeFd = -1
 	}
 	if s.fd >= 0 {
 		if err := unix.Close(s.fd); err != nil {

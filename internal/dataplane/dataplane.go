@@ -109,9 +109,12 @@ type Config struct {
 	// 1024); the other lane is a fair queue of 16 datagrams for each of
 	// at most 4,096 source prefixes.
 	SlowQueue int
-	// Poll is how long an idle AF_XDP worker sleeps in poll (default 50 ms;
-	// it bounds how long Close waits, and how long an idle worker takes to
-	// answer a hand-over request, see handover.go).
+	// Poll is how long an idle AF_XDP worker sleeps in poll (default 50 ms).
+	// Close and hand-over requests wake it earlier (XDPPort.Wake, through
+	// the socket's eventfd), and a worker holding a request it can answer
+	// only later sleeps no longer than that (see handover.go): so Poll
+	// only bounds how often an idle worker reaps completions and publishes
+	// its counters.
 	Poll time.Duration
 	// Wait is how an AF_XDP worker waits for packets (default WaitPoll)
 	// and Spin how long WaitAdaptive spins after the last

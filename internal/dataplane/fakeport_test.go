@@ -32,6 +32,8 @@ type fakePort struct {
 	flushes     int
 	sentAtFlush []int
 	wakes       atomic.Int64
+	// waitUntil is the last WaitUntil deadline (Receive never waits).
+	waitUntil int64
 }
 
 func newFakePort(queue, out int) *fakePort {
@@ -110,6 +112,7 @@ func (p *fakePort) Flush() error {
 	}
 	return nil
 }
-func (p *fakePort) Interrupt()   {}
-func (p *fakePort) Wake()        { p.wakes.Add(1) }
-func (p *fakePort) Close() error { return nil }
+func (p *fakePort) Interrupt()        {}
+func (p *fakePort) Wake()             { p.wakes.Add(1) }
+func (p *fakePort) WaitUntil(d int64) { p.waitUntil = d }
+func (p *fakePort) Close() error      { return nil }

@@ -16,10 +16,17 @@ package dataplane
 //     once per handoverRetry per sender, however many packets arrive, so a
 //     misrouted flood costs a map read per packet, not a request.
 //  2. O serves its mailbox between batches (serve, once per loop: one
-//     atomic load when empty), also when idle, since Receive waits at most
-//     the poll interval (Config.Poll, 50 ms) before the loop runs again.
-//     If O opened a packet of the sender less than handoverQuiet ago, the
-//     flow still reaches O: it keeps the state and N asks again later. A
+//     atomic load when empty), also when idle: the Wake ends its Receive
+//     (for AF_XDP an eventfd polled beside the socket). If O opened a
+//     packet of the sender less than handoverQuiet ago, the flow still
+//     reaches O: it keeps the state and defers the request to the moment
+//     the sender will have been quiet that long, and its Receive waits no
+//     later than that (Port.WaitUntil), so an idle O hands over
+//     handoverQuiet after the sender's last packet, not a poll interval
+//     later. A deferred request lapses once N has not asked for
+//     handoverQuiet plus handoverRetry (N asks again every handoverRetry
+//     while the sender's packets reach it), e.g. when the flow went back
+//     to O; a new request refreshes it. A
 //     flow split for a moment by the move settles, and packets spoofed
 //     with the sender's address that land on another queue (a request is
 //     made before anything is authenticated) cannot take the state from a
@@ -120,6 +127,14 @@ type handoverRequest struct {
 	from *Worker
 }
 
+// deferredRequest is a request its owner could not answer yet: it opened
+// a packet of the sender less than handoverQuiet ago. It is answered again
+// at due, unless asked (when it was last made) is too old by then.
+type deferredRequest struct {
+	handoverRequest
+	asked, due int64
+}
+
 // gift is a receive state handed over: the Opener and the Peer it was for.
 type gift struct {
 	peer *Peer
@@ -133,6 +148,8 @@ func (h *hub) join(w *Worker) {
 	w.hub = h
 	w.rid = w.table.ID()
 	w.box.reqs = make([]handoverRequest, 0, mailboxRequests)
+	w.deferred = make([]deferredRequest, 0, mailboxRequests)
+	w.deferSpare = make([]deferredRequest, 0, mailboxRequests)
 	h.byReader[w.rid] = w
 }
 
@@ -217,35 +234,76 @@ func (w *Worker) receive(g gift) {
 	w.counts[Handovers]++
 }
 
-// serve answers w's mailbox: gifts are installed, requests answered. It
-// runs between batches, never inside one.
+// serve answers w's mailbox: gifts are installed, requests answered, and
+// deferred requests that are due answered again. It runs between batches,
+// never inside one; with nothing pending it costs an atomic load and a
+// comparison.
 func (w *Worker) serve(now int64) {
-	if w.hub == nil || !w.box.pending.Load() {
+	if w.hub == nil {
 		return
 	}
-	h := w.hub
-	h.mu.Lock()
-	w.box.pending.Store(false)
-	gifts := w.box.gifts
-	w.box.gifts = w.giftScratch[:0]
-	w.giftScratch = gifts[:0]
-	reqs := append(w.reqScratch[:0], w.box.reqs...)
-	w.box.reqs = w.box.reqs[:0]
-	h.mu.Unlock()
-	w.reqScratch = reqs[:0]
-	for _, g := range gifts {
-		w.receive(g)
+	due := w.deferDue != 0 && now >= w.deferDue
+	if !due && !w.box.pending.Load() {
+		return
 	}
-	clear(gifts)
+	var reqs []handoverRequest
+	if w.box.pending.Load() {
+		h := w.hub
+		h.mu.Lock()
+		w.box.pending.Store(false)
+		gifts := w.box.gifts
+		w.box.gifts = w.giftScratch[:0]
+		w.giftScratch = gifts[:0]
+		reqs = append(w.reqScratch[:0], w.box.reqs...)
+		w.box.reqs = w.box.reqs[:0]
+		h.mu.Unlock()
+		w.reqScratch = reqs[:0]
+		for _, g := range gifts {
+			w.receive(g)
+		}
+		clear(gifts)
+	}
+	if due {
+		// The older requests first: a new one for the same sender then
+		// refreshes what they deferred again.
+		pend := w.deferred
+		w.deferred = w.deferSpare[:0]
+		for i := range pend {
+			switch d := &pend[i]; {
+			case d.due > now:
+				w.deferred = append(w.deferred, *d)
+			case now-d.asked <= int64(w.quiet+w.retry):
+				w.answer(&d.handoverRequest, d.asked, now)
+			} // else lapsed: the requester stopped asking
+			pend[i] = deferredRequest{}
+		}
+		w.deferSpare = pend[:0]
+	}
 	for i := range reqs {
-		w.answer(&reqs[i], now)
+		w.answer(&reqs[i], now, now)
 		reqs[i] = handoverRequest{}
+	}
+	w.deferDue = 0
+	for i := range w.deferred {
+		if d := w.deferred[i].due; w.deferDue == 0 || d < w.deferDue {
+			w.deferDue = d
+		}
+	}
+	if w.deferDue != 0 {
+		w.port.WaitUntil(w.deferDue)
+		// A Wake that came since the mailbox was read may have been
+		// overwritten by WaitUntil (the socket port's read deadline):
+		// make sure the work it announced is not left for the deadline.
+		if w.box.pending.Load() {
+			w.port.Wake()
+		}
 	}
 }
 
-// answer hands the state reqs asks for to the requesting worker, if w
-// holds it and has not opened a packet of the sender for handoverQuiet.
-func (w *Worker) answer(r *handoverRequest, now int64) {
+// answer hands the state r asks for to the requesting worker, if w holds
+// it and has not opened a packet of the sender for handoverQuiet; if the
+// sender is not quiet yet, it defers r (asked when it was made).
+func (w *Worker) answer(r *handoverRequest, asked, now int64) {
 	id := r.peer.ID
 	e := w.openers[id]
 	if e == nil || e.gen != r.peer.Gen {
@@ -256,8 +314,10 @@ func (w *Worker) answer(r *handoverRequest, now int64) {
 		return
 	}
 	if now-e.opened < int64(w.quiet) {
-		return // the flow still reaches w; the requester asks again
+		w.deferRequest(r, asked, e.opened+int64(w.quiet), now)
+		return // the flow still reaches w
 	}
+	w.undefer(id)
 	// Step 3 of the ordering: out of w's map first, then ownership, then
 	// the Opener to the new owner.
 	delete(w.openers, id)
@@ -282,6 +342,44 @@ func (w *Worker) answer(r *handoverRequest, now int64) {
 	to.port.Wake()
 }
 
+// deferRequest keeps r to be answered again at due, replacing an earlier
+// request for the same sender, unless the requester has not asked for
+// quiet plus retry (it stopped seeing the sender's packets) or too many
+// are deferred (counted; the requester asks again).
+func (w *Worker) deferRequest(r *handoverRequest, asked, due, now int64) {
+	if now-asked > int64(w.quiet+w.retry) {
+		return
+	}
+	for i := range w.deferred {
+		if d := &w.deferred[i]; d.peer.ID == r.peer.ID {
+			d.handoverRequest = *r
+			d.asked = max(d.asked, asked)
+			d.due = due
+			return
+		}
+	}
+	if len(w.deferred) == cap(w.deferred) {
+		w.counts[HandoverMailboxFull]++
+		return
+	}
+	w.deferred = append(w.deferred, deferredRequest{handoverRequest: *r, asked: asked, due: due})
+	w.counts[HandoversDeferred]++
+}
+
+// undefer forgets the deferred request for sender id, if any: its state
+// is being handed over.
+func (w *Worker) undefer(id uint64) {
+	for i := range w.deferred {
+		if w.deferred[i].peer.ID == id {
+			last := len(w.deferred) - 1
+			w.deferred[i] = w.deferred[last]
+			w.deferred[last] = deferredRequest{}
+			w.deferred = w.deferred[:last]
+			return
+		}
+	}
+}
+
 // park leaves every state w holds to the other workers; w has stopped
 // (its Run is returning) and never runs a batch again. closing says the
 // whole data plane is stopping (nothing to log then).
@@ -301,6 +399,8 @@ func (w *Worker) park(closing bool) {
 		}
 	}
 	w.box.gifts, w.box.reqs = nil, nil
+	clear(w.deferred)
+	w.deferred, w.deferDue = w.deferred[:0], 0
 	n := 0
 	for id, e := range w.openers {
 		if w.table.HandOver(e.peer, 0) {

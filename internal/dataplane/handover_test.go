@@ -464,3 +464,99 @@ func TestSetOpenerIdle(t *testing.T) {
 		t.Fatalf("Opener still on %v after an hour with a 30 min lifetime", on)
 	}
 }
+
+// TestHandoverDeferred checks that an owner asked for a sender it opened
+// a packet of less than handoverQuiet ago keeps the request and hands
+// the state over once the sender has been quiet that long, without a new
+// request, having told its port to wait no later than that
+// (Port.WaitUntil); and that a deferred request lapses when the requester
+// stops asking (the flow came back). The worker's clock is given to serve
+// directly: nothing here depends on the machine's speed.
+func TestHandoverDeferred(t *testing.T) {
+	q := newTwoQueues(t, 3)
+	a := q.eps[0]
+	send := func(qi int) int {
+		plain, enc := a.sealRTP(t, 80)
+		return q.deliver(t, qi, a.peer.Addr, enc, plain)
+	}
+	opened := func() int64 {
+		for _, oe := range q.ws[0].openers {
+			if oe.keys == a.peer.Recv {
+				return oe.opened
+			}
+		}
+		t.Fatal("worker 0 holds no Opener for the sender")
+		return 0
+	}
+	w0, quiet, retry := q.ws[0], int64(handoverQuiet), int64(handoverRetry)
+	serve := func(w *Worker, now int64) {
+		w.serve(now)
+		w.publish()
+	}
+
+	if n := send(0); n != 2 {
+		t.Fatalf("queue 0 forwarded to %d receivers, want 2", n)
+	}
+	t0 := opened()
+	send(1) // misrouted: asks worker 0
+	serve(w0, t0+1)
+	if got := q.stat(HandoversDeferred); got != [2]uint64{1, 0} {
+		t.Fatalf("deferred %v, want worker 0 to defer the request", got)
+	}
+	if got := q.ports[0].waitUntil; got != t0+quiet {
+		t.Fatalf("WaitUntil %d, want the sender's last packet + handoverQuiet (%d)", got, t0+quiet)
+	}
+	serve(w0, t0+quiet-1) // not due yet, nothing new
+	if on := q.holds(a); len(on) != 1 || on[0] != 0 {
+		t.Fatalf("handed over before the sender was quiet: Opener on %v", on)
+	}
+	serve(w0, t0+quiet) // due: answered without a new request
+	if o, tr := q.owner(t, a); o != q.ws[1].table.ID() || !tr {
+		t.Fatalf("owner %d (transit %v), want in transit to %d", o, tr, q.ws[1].table.ID())
+	}
+	if len(w0.deferred) != 0 || w0.deferDue != 0 {
+		t.Fatalf("deferred requests left after the hand-over: %d, due %d", len(w0.deferred), w0.deferDue)
+	}
+	q.idle(t, 1)
+	if n := send(1); n != 2 {
+		t.Fatalf("after the hand-over queue 1 forwarded to %d receivers, want 2", n)
+	}
+	if got := q.stat(Handovers); got != [2]uint64{0, 1} {
+		t.Fatalf("hand-overs %v", got)
+	}
+
+	// Back to queue 0 (worker 1 now owns it), then the flow keeps reaching
+	// worker 1 after one stray packet on queue 0: worker 1 defers the
+	// request while the sender's packets keep reaching it, and the request
+	// lapses once worker 0 stops asking.
+	w1 := q.ws[1]
+	var t1 int64
+	for _, oe := range w1.openers {
+		t1 = oe.opened
+	}
+	q.ws[0].retry = 0
+	send(0) // misrouted on 0: asks worker 1
+	serve(w1, t1+1)
+	if got := q.stat(HandoversDeferred); got != [2]uint64{1, 1} {
+		t.Fatalf("deferred %v", got)
+	}
+	// The sender keeps sending to worker 1: each due time finds it not
+	// quiet and moves on, until the request is quiet+retry old.
+	now := t1 + 1
+	for len(w1.deferred) > 0 {
+		now = w1.deferDue
+		for _, oe := range w1.openers {
+			oe.opened = now - 1 // a packet just before each due time
+		}
+		serve(w1, now)
+		if now-t1 > 10*(quiet+retry) {
+			t.Fatal("deferred request never lapsed")
+		}
+	}
+	if asked := t1 + 1; now-asked <= quiet+retry || w1.deferDue != 0 {
+		t.Fatalf("request lapsed %d ns after it was made, before quiet+retry; due %d", now-asked, w1.deferDue)
+	}
+	if on := q.holds(a); len(on) != 1 || on[0] != 1 {
+		t.Fatalf("state moved while the flow reached its owner: Opener on %v", on)
+	}
+}

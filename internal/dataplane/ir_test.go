@@ -407,9 +407,10 @@ func (p *irPort) Flush() error {
 	return nil
 }
 
-func (p *irPort) Interrupt()   {}
-func (p *irPort) Wake()        {}
-func (p *irPort) Close() error { return nil }
+func (p *irPort) Interrupt()      {}
+func (p *irPort) Wake()           {}
+func (p *irPort) WaitUntil(int64) {}
+func (p *irPort) Close() error    { return nil }
 
 // irNeighbours is a fixed neighbour table read as neigh.Table reads its
 // snapshot (an atomic pointer to a map).

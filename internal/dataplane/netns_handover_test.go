@@ -47,6 +47,11 @@ func TestNetnsHandover(t *testing.T) {
 	}
 }
 
+// handoverTestPoll is the AF_XDP poll interval of TestNetnsHandover,
+// longer than the default so that a hand-over that waits for it (the
+// idle owner not woken) is told from one that does not by a wide margin.
+const handoverTestPoll = 300 * time.Millisecond
+
 func testNetnsHandover(t *testing.T, mode Mode) {
 	// The TX queue of the peer that reaches the MD's RX queue q: q in
 	// native mode; q+1 in generic mode, where the skb's queue_mapping
@@ -95,7 +100,7 @@ func testNetnsHandover(t *testing.T, mode Mode) {
 		var err error
 		dp, err = New(Config{
 			Mode: mode, Interface: pair.MD.Name, Ports: []uint16{mediaPort}, Queues: 2,
-			NumFrames: 1024, RingSize: 256, BatchSize: 32, Poll: 20 * time.Millisecond,
+			NumFrames: 1024, RingSize: 256, BatchSize: 32, Poll: handoverTestPoll,
 			UDPChecksumIPv4: true, Table: KeyTable{kt},
 		})
 		return err
@@ -201,17 +206,29 @@ func testNetnsHandover(t *testing.T, mode Mode) {
 		t.Fatal("packet before the move not delivered")
 	}
 
-	// Move endpoint 0's flow to queue 1 and send until media resumes.
+	// Move endpoint 0's flow to queue 1 and send a packet every 5 ms
+	// until media resumes. Worker 0, idle since the last packet, must be
+	// woken by worker 1's request (Port.Wake) and hand over handoverQuiet
+	// after the sender's last packet (Port.WaitUntil), not when its poll
+	// interval (handoverTestPoll) ends: resuming before half of that is
+	// possible only that way, whatever the machine's load (which can only
+	// make it later).
 	queueOf[0] = 1
 	start := time.Now()
 	lost := 0
-	for !deliver(0, nil, nil, 50*time.Millisecond) {
+	for !deliver(0, nil, nil, 5*time.Millisecond) {
 		lost++
 		if time.Since(start) > 5*time.Second {
 			t.Fatalf("media did not resume after the move; stats %s", nonZero(ptr(dp.Stats())))
 		}
 	}
-	t.Logf("%s: media resumed %v after the move (%d packets lost)", mode, time.Since(start).Round(time.Millisecond), lost)
+	resumed := time.Since(start)
+	t.Logf("%s: media resumed %v after the move (%d packets lost, one sent every 5 ms; poll interval %v, handoverQuiet %v)",
+		mode, resumed.Round(time.Millisecond), lost, handoverTestPoll, handoverQuiet)
+	if resumed >= handoverTestPoll/2 {
+		t.Errorf("%s: media resumed %v after the move, want < %v: the idle owner slept its poll interval (%v)",
+			mode, resumed.Round(time.Millisecond), handoverTestPoll/2, handoverTestPoll)
+	}
 	for range 20 {
 		if !deliver(0, nil, nil, 2*time.Second) {
 			t.Fatalf("after the move: not delivered; stats %s", nonZero(ptr(dp.Stats())))

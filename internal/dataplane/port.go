@@ -73,10 +73,18 @@ type Port interface {
 	// too (the worker is stopping). It is safe to call from any goroutine.
 	Interrupt()
 	// Wake makes a Receive that is waiting return soon, once: the worker
-	// has hand-over work (handover.go). A port whose Receive waits at most
-	// a short poll interval may do nothing. Safe from any goroutine; it
-	// must not allocate.
+	// has hand-over work (handover.go). A Wake while no Receive waits
+	// makes the next one return soon. Many Wakes may end one wait. Safe
+	// from any goroutine; it must not block or allocate.
 	Wake()
+	// WaitUntil makes Receive wait no later than deadline (Unix
+	// nanoseconds, the worker's batch clock), once, when no packet comes
+	// sooner: the worker holds a hand-over request it can answer then
+	// (handover.go). A deadline already passed is forgotten; a later call
+	// replaces it. The worker calls it between batches only while such a
+	// request waits, never on the per-packet path. A port whose Receive
+	// never waits may do nothing.
+	WaitUntil(deadline int64)
 	// Close releases the port. The worker must have stopped.
 	Close() error
 }

@@ -155,5 +155,16 @@ func (p *SocketPort) Wake() {
 	_ = p.conn.SetReadDeadline(time.Unix(1, 0))
 }
 
+// WaitUntil implements Port: it sets the read deadline, which the Receive
+// that returns for it clears again (as after a Wake). A Wake that this
+// overwrites is not lost: the worker checks its mailbox after calling
+// WaitUntil and wakes its port again if work came (handover.go).
+func (p *SocketPort) WaitUntil(deadline int64) {
+	_ = p.conn.SetReadDeadline(time.Unix(0, deadline))
+	if p.stopping.Load() { // Interrupt ran meanwhile
+		_ = p.conn.SetReadDeadline(time.Unix(1, 0))
+	}
+}
+
 // Close implements Port.
 func (p *SocketPort) Close() error { return p.conn.Close() }

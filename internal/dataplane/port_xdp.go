@@ -3,6 +3,7 @@ package dataplane
 import (
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/mdfast/mdfast/internal/afxdp"
@@ -119,6 +120,11 @@ type XDPPort struct {
 	hdrs   txCache
 
 	lastRx int64 // nanotime of the last non-empty Receive (WaitAdaptive)
+
+	// waitUntil is the WaitUntil deadline (Unix nanoseconds), 0 if none.
+	waitUntil int64
+	// stopping is set by Interrupt: Receive no longer waits.
+	stopping atomic.Bool
 }
 
 // NewXDPPort wraps sock (which it then owns) for one worker.
@@ -186,32 +192,57 @@ func (p *XDPPort) Receive(rx []RxPacket) (int, error) {
 
 // wait waits for packets on an empty RX ring as cfg.Wait says and receives
 // them into d. It returns 0 when none came within the poll interval (or,
-// spinning, within the spin).
+// spinning, within the spin), before the WaitUntil deadline, or when the
+// socket was woken (Wake, Interrupt).
 func (p *XDPPort) wait(d []afxdp.Desc) (int, error) {
+	if p.stopping.Load() {
+		return 0, nil
+	}
+	limit := p.cfg.Poll
+	if p.waitUntil != 0 {
+		left := time.Duration(p.waitUntil - time.Now().UnixNano())
+		switch {
+		case left <= 0:
+			p.waitUntil = 0 // passed: the worker has served it
+		case left < limit:
+			limit = left
+		}
+	}
 	switch p.cfg.Wait {
 	case WaitSpin:
-		if !p.spinUntil(nanotime() + int64(p.cfg.Poll)) {
-			return 0, nil
+		if !p.spinUntil(nanotime() + int64(limit)) {
+			return p.drainWake()
 		}
 		p.c[XDPSpinCatches]++
 		return p.sock.Receive(d)
 	case WaitAdaptive:
-		if p.lastRx != 0 && p.spinUntil(p.lastRx+int64(p.cfg.Spin)) {
+		if p.lastRx != 0 && p.spinUntil(min(p.lastRx+int64(p.cfg.Spin), nanotime()+int64(limit))) {
 			p.c[XDPSpinCatches]++
 			return p.sock.Receive(d)
 		}
 	}
 	p.c[XDPPollSleeps]++
-	ready, err := p.sock.Wait(p.cfg.Poll)
+	ready, err := p.sock.Wait(limit)
 	if err != nil || !ready {
 		return 0, err
 	}
 	return p.sock.Receive(d)
 }
 
+// drainWake consumes a pending wake-up of a spinning wait (a Wait that
+// returns at once) and receives nothing.
+func (p *XDPPort) drainWake() (int, error) {
+	if p.sock.Woken() {
+		if _, err := p.sock.Wait(0); err != nil {
+			return 0, err
+		}
+	}
+	return 0, nil
+}
+
 // spinUntil spins on the RX ring until it has packets (true) or the
-// monotonic clock passes deadline (false). The clock is read once per 64
-// looks at the ring.
+// monotonic clock passes deadline or the socket is woken (false). The
+// clock and the wake flag are read once per 64 looks at the ring.
 func (p *XDPPort) spinUntil(deadline int64) bool {
 	for {
 		for range 64 {
@@ -219,7 +250,7 @@ func (p *XDPPort) spinUntil(deadline int64) bool {
 				return true
 			}
 		}
-		if nanotime() >= deadline {
+		if nanotime() >= deadline || p.sock.Woken() {
 			return false
 		}
 	}
@@ -329,13 +360,20 @@ func (p *XDPPort) Flush() error {
 	return err
 }
 
-// Interrupt implements Port; Receive never waits longer than the poll
-// interval.
-func (p *XDPPort) Interrupt() {}
+// Interrupt implements Port: it wakes the socket, and no later Receive
+// waits.
+func (p *XDPPort) Interrupt() {
+	p.stopping.Store(true)
+	p.sock.Wake()
+}
 
-// Wake implements Port; Receive never waits longer than the poll interval,
-// after which the worker serves its hand-overs.
-func (p *XDPPort) Wake() {}
+// Wake implements Port: it wakes a Receive sleeping in poll(2) (or
+// spinning) through the socket's eventfd (afxdp.Socket.Wake).
+func (p *XDPPort) Wake() { p.sock.Wake() }
+
+// WaitUntil implements Port: Receive's wait ends at the earlier of the
+// poll interval and deadline.
+func (p *XDPPort) WaitUntil(deadline int64) { p.waitUntil = deadline }
 
 // Close implements Port: it closes the socket (removing it from the XSKMAP).
 func (p *XDPPort) Close() error { return p.sock.Close() }

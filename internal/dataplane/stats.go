@@ -46,6 +46,10 @@ const (
 	// the owner's mailbox (mailboxRequests waiting): the sender's packets
 	// stay dropped as misrouted and it asks again after handoverRetry.
 	HandoverMailboxFull
+	// HandoversDeferred counts hand-over requests this worker kept to
+	// answer later: it had opened a packet of the sender less than
+	// handoverQuiet before (a refreshed request is not counted again).
+	HandoversDeferred
 	// XDPPollSleeps counts the times an AF_XDP worker found its RX ring
 	// empty and went to sleep in poll (a packet that arrives then waits
 	// for the kernel to wake the worker; poll returns at once if one came
@@ -159,9 +163,9 @@ var counterNames = [NumCounters]string{
 	RxPackets: "rx_packets", RxBytes: "rx_bytes", TxPackets: "tx_packets", TxBytes: "tx_bytes",
 	Forwarded: "forwarded", SlowPath: "slow_path", SlowMedia: "slow_media", Rebased: "rebased",
 	Handovers: "handovers", HandoverRequests: "handover_requests", HandoversParked: "handovers_parked",
-	HandoverMailboxFull: "handover_mailbox_full",
-	DropMisrouted:       "drop_misrouted",
-	XDPPollSleeps:       "xdp_poll_sleeps", XDPSpinCatches: "xdp_spin_catches",
+	HandoverMailboxFull: "handover_mailbox_full", HandoversDeferred: "handovers_deferred",
+	DropMisrouted: "drop_misrouted",
+	XDPPollSleeps: "xdp_poll_sleeps", XDPSpinCatches: "xdp_spin_catches",
 	DropFrameTruncated: "drop_frame_truncated", DropFrameNotIP: "drop_frame_not_ip",
 	DropFrameNotUDP: "drop_frame_not_udp", DropFrameBadIP: "drop_frame_bad_ip",
 	DropFrameFragment: "drop_frame_fragment", DropFrameBadUDP: "drop_frame_bad_udp",

@@ -157,3 +157,39 @@ func testLonePackets(t *testing.T, wait Wait) {
 		}
 	}
 }
+
+// TestXDPCloseWakes: Close ends the AF_XDP workers' wait at once
+// (XDPPort.Interrupt wakes the socket's poll or spin), with a poll
+// interval of 10 s that an unwoken worker would sleep out, whatever the
+// Wait.
+func TestXDPCloseWakes(t *testing.T) {
+	testutil.NeedRoot(t, "XDP, AF_XDP and network namespaces")
+	for _, w := range []Wait{WaitPoll, WaitAdaptive, WaitSpin} {
+		t.Run(w.String(), func(t *testing.T) {
+			star := netnstest.NewStar(t, 1)
+			var dp *Dataplane
+			err := star.MD.NS.Do(func() error {
+				var err error
+				dp, err = New(Config{
+					Mode: ModeXDPNative, Interface: star.MD.Name, Ports: []uint16{mediaPort}, Queues: 1,
+					NumFrames: 256, RingSize: 64, Poll: 10 * time.Second, Wait: w, Table: newMemTable(),
+				})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond) // the worker is waiting (not needed for correctness)
+			start := time.Now()
+			if err := dp.Close(); err != nil {
+				t.Fatal(err)
+			}
+			took := time.Since(start)
+			t.Logf("%s: Close took %v", w, took.Round(time.Millisecond))
+			if took > 5*time.Second {
+				t.Fatalf("%s: Close took %v: the waiting worker was not woken", w, took)
+			}
+			testutil.GoroutinesGone(t, planeGoroutines...)
+		})
+	}
+}

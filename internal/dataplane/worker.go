@@ -152,6 +152,12 @@ type Worker struct {
 	asked       map[uint64]int64
 	reqScratch  []handoverRequest
 	giftScratch []gift
+	// deferred are the requests w could not answer yet (deferSpare is
+	// serve's second buffer for them); deferDue is the earliest of their
+	// due times, 0 if none.
+	deferred   []deferredRequest
+	deferSpare []deferredRequest
+	deferDue   int64
 
 	// links accumulates the batch's per-link traffic (link.go).
 	links []linkAcc

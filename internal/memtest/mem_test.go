@@ -201,11 +201,12 @@ func (p *port) Release([]dataplane.RxPacket) {}
 func (p *port) TxBuffer(netip.AddrPort, *dataplane.RxPacket) ([]byte, dataplane.Reason) {
 	return p.tx[:0], 0
 }
-func (p *port) Commit(int)   {}
-func (p *port) Flush() error { return nil }
-func (p *port) Interrupt()   {}
-func (p *port) Wake()        {}
-func (p *port) Close() error { return nil }
+func (p *port) Commit(int)      {}
+func (p *port) Flush() error    { return nil }
+func (p *port) Interrupt()      {}
+func (p *port) Wake()           {}
+func (p *port) WaitUntil(int64) {}
+func (p *port) Close() error    { return nil }
 
 // heap returns the live heap after a full collection.
 func heap() uint64 {

@@ -45,7 +45,7 @@ var (
 	dTxBytes   = desc("bytes_sent_total", "UDP payload octets sent, per queue.", "queue")
 	dSlowPath  = desc("slow_path_packets_total", "Datagrams handed to the slow path (DTLS, STUN), per queue.", "queue")
 	dDropped   = desc("packets_dropped_total", "Datagrams dropped, per queue and reason.", "queue", "reason")
-	dHandover  = desc("handovers_total", "Hand-overs of senders' receive state between workers, per queue: accepted (state taken over), requested (asked of the owner), parked (left by a stopped worker), mailbox_full (a request the owner's full mailbox could not take; asked again later).", "queue", "event")
+	dHandover  = desc("handovers_total", "Hand-overs of senders' receive state between workers, per queue: accepted (state taken over), requested (asked of the owner), parked (left by a stopped worker), mailbox_full (a request the owner's full mailbox could not take; asked again later), deferred (a request the owner kept to answer once the sender has been quiet for 20 ms).", "queue", "event")
 	dDwell     = desc("forward_dwell_seconds", "Time each forwarded media packet spent in the Media Distributor, per queue: from the XDP program's redirect of the received frame (its receive time, in the frame's metadata) to the return of the TX kick of the batch carrying its copies (XDP modes; packets without a receive time are not counted).", "queue")
 	dMode      = desc("dataplane_mode", "The data path in use (1 for the active mode).", "mode")
 	dXDP       = desc("xdp_classifier_total", "XDP classifier verdicts.", "verdict")
@@ -95,6 +95,7 @@ func queueStats(ch chan<- prometheus.Metric, q string, s *dataplane.Stats) {
 	counter(ch, dHandover, s[dataplane.HandoverRequests], q, "requested")
 	counter(ch, dHandover, s[dataplane.HandoversParked], q, "parked")
 	counter(ch, dHandover, s[dataplane.HandoverMailboxFull], q, "mailbox_full")
+	counter(ch, dHandover, s[dataplane.HandoversDeferred], q, "deferred")
 	for r := dataplane.Counter(0); r < dataplane.NumCounters; r++ {
 		if r.IsDrop() {
 			counter(ch, dDropped, s[r], q, r.String()[len("drop_"):])
