@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdfast/mdfast/internal/netnstest"
 	"github.com/mdfast/mdfast/internal/testutil"
 )
 
