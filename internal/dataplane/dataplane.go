@@ -416,6 +416,7 @@ func (cfg *Config) PortConfig(mac net.HardwareAddr) XDPPortConfig {
 	return XDPPortConfig{
 		MAC: frame.MAC(mac), UDPChecksumIPv4: cfg.UDPChecksumIPv4,
 		Poll: cfg.Poll, Batch: cfg.BatchSize, Wait: cfg.Wait, Spin: cfg.Spin,
+		NoRxTime: cfg.NoRxTime,
 	}
 }
 

@@ -35,6 +35,13 @@ type XDPPortConfig struct {
 	// packet (default DefaultSpin).
 	Wait Wait
 	Spin time.Duration
+	// NoRxTime says the XDP program puts no receive time in front of
+	// the frames (bpf.Options.NoRxTime): Receive then does not look for
+	// one. The octets in front of a received packet are whatever the
+	// UMEM frame held before, such as a datagram sent from it, which a
+	// sender chooses (its RTP header extension): read as metadata they
+	// would be receive times an outsider planted.
+	NoRxTime bool
 }
 
 // Wait is how an AF_XDP worker waits for packets when its RX ring is
@@ -174,12 +181,19 @@ func (p *XDPPort) Receive(rx []RxPacket) (int, error) {
 			rx[i] = RxPacket{Drop: DropFrameBad}
 			continue
 		}
+		// The receive time first, whatever the frame holds: reading it
+		// clears its marker, which must not outlive this packet in the
+		// frame (a later one may come without metadata).
+		var rxTime int64
+		if !p.cfg.NoRxTime {
+			rxTime = p.sock.RxTime(d[i])
+		}
 		off, ln, err := frame.Parse(buf, h)
 		if err != nil {
 			rx[i] = RxPacket{Drop: parseReason(err)}
 			continue
 		}
-		rx[i].setFrame(buf[off:off+ln], h, p.sock.RxTime(d[i]))
+		rx[i].setFrame(buf[off:off+ln], h, rxTime)
 	}
 	return n, nil
 }
