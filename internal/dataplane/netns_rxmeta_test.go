@@ -47,8 +47,9 @@ func (e *endpoint) rtpWithForgedMeta() []byte {
 }
 
 // TestNetnsForgedRxTime: with the receive time switched off in the XDP
-// program (Config.NoRxTime; the same holds for a driver without XDP
-// metadata) no packet may be observed in the dwell histogram. A sender
+// program (Config.NoRxTime), and with a driver without XDP metadata
+// support (the program writes none, the port looks for it: simulated with
+// Config.metaless), no packet may be observed in the dwell histogram. A sender
 // whose media carry, in a header extension (plaintext, forwarded as it
 // came), bytes that look like the XDP program's metadata must not be able
 // to plant receive times: the UMEM frames that carried its forwarded
@@ -57,11 +58,12 @@ func (e *endpoint) rtpWithForgedMeta() []byte {
 func TestNetnsForgedRxTime(t *testing.T) {
 	testutil.NeedRoot(t, "XDP, AF_XDP and network namespaces")
 	for _, m := range []Mode{ModeXDPNative, ModeXDPGeneric} {
-		t.Run(m.String(), func(t *testing.T) { testNetnsForgedRxTime(t, m) })
+		t.Run(m.String()+"/no-rx-time", func(t *testing.T) { testNetnsForgedRxTime(t, m, false) })
+		t.Run(m.String()+"/driver-without-metadata", func(t *testing.T) { testNetnsForgedRxTime(t, m, true) })
 	}
 }
 
-func testNetnsForgedRxTime(t *testing.T, mode Mode) {
+func testNetnsForgedRxTime(t *testing.T, mode Mode, metaless bool) {
 	star := netnstest.NewStar(t, 2)
 	tbl := newMemTable()
 	var as []netip.AddrPort
@@ -84,7 +86,7 @@ func testNetnsForgedRxTime(t *testing.T, mode Mode) {
 		dp, err = New(Config{
 			Mode: mode, Interface: star.MD.Name, Ports: []uint16{mediaPort}, Queues: 1,
 			NumFrames: 256, RingSize: 64, BatchSize: 16, Poll: 20 * time.Millisecond,
-			Table: tbl, NoRxTime: true,
+			Table: tbl, NoRxTime: true, metaless: metaless,
 		})
 		return err
 	})
