@@ -103,6 +103,11 @@ var epoch = time.Now()
 // nanotime is monotonic nanoseconds since epoch (no allocation).
 func nanotime() int64 { return int64(time.Since(epoch)) }
 
+// xdpPacketHeadroom is the kernel's XDP_PACKET_HEADROOM: the octets it
+// leaves in front of a packet it receives into a UMEM frame, beyond the
+// UMEM's own headroom.
+const xdpPacketHeadroom = 256
+
 // XDPPort is the AF_XDP port: received frames are parsed in the UMEM and
 // opened in place; each outgoing datagram is copied into a fresh UMEM
 // frame at the offset of its headers, sealed there, and given
@@ -119,8 +124,16 @@ type XDPPort struct {
 	txn []uint32 // UDP payload octets of each txd (TxBytes counts those, as the socket port does)
 	ntx int
 
-	cur    afxdp.Desc // frame reserved for the next datagram
-	have   bool
+	cur  afxdp.Desc // frame reserved for the next datagram
+	have bool
+	// txOff is where in its UMEM frame a datagram sent is placed: where
+	// the kernel places one received (XDP_PACKET_HEADROOM plus the
+	// UMEM headroom), so that what is sent never covers the octets in
+	// front of a later received packet, where Receive looks for the XDP
+	// program's receive time (afxdp.Socket.RxTime): a sender's octets
+	// forwarded there would read as metadata on a driver that writes
+	// none.
+	txOff  uint32
 	curHdr *frame.Template // of the reserved frame's datagram, in hdrs
 	curBuf []byte          // the reserved frame (sock.Frame(cur))
 	hdrs   txCache
@@ -141,10 +154,11 @@ func NewXDPPort(sock *afxdp.Socket, nb Neighbours, cfg XDPPortConfig) *XDPPort {
 	}
 	return &XDPPort{
 		sock: sock, nb: nb, cfg: cfg, c: new(Counts),
-		hdrs: newTxCache(nb, cfg.MAC, cfg.UDPChecksumIPv4),
-		rxd:  make([]afxdp.Desc, cfg.Batch),
-		txd:  make([]afxdp.Desc, cfg.Batch),
-		txn:  make([]uint32, cfg.Batch),
+		txOff: xdpPacketHeadroom + sock.Config().Headroom,
+		hdrs:  newTxCache(nb, cfg.MAC, cfg.UDPChecksumIPv4),
+		rxd:   make([]afxdp.Desc, cfg.Batch),
+		txd:   make([]afxdp.Desc, cfg.Batch),
+		txn:   make([]uint32, cfg.Batch),
 	}
 }
 
@@ -291,6 +305,8 @@ func (p *XDPPort) alloc() bool {
 	for try := 0; try < 2; try++ {
 		if p.sock.Alloc(p.txd[p.ntx:p.ntx+1]) == 1 {
 			p.cur = p.txd[p.ntx]
+			p.cur.Addr += uint64(p.txOff) // within the frame: see txOff
+			p.cur.Len -= p.txOff
 			p.have = true
 			return true
 		}
