@@ -125,6 +125,10 @@ type Config struct {
 	// front of redirected frames (bpf.Options.NoRxTime): no dwell is
 	// measured then.
 	NoRxTime bool
+	// metaless (tests) makes the ports look for receive times although
+	// the program writes none (NoRxTime): what a driver without XDP
+	// metadata support gives them.
+	metaless bool
 	// TxKickFrames kicks TX after every this many datagrams queued within
 	// a batch (see WorkerConfig.TxKickFrames); 0, the default, once per
 	// batch.
@@ -419,6 +423,7 @@ func (cfg *Config) PortConfig(mac net.HardwareAddr) XDPPortConfig {
 	return XDPPortConfig{
 		MAC: frame.MAC(mac), UDPChecksumIPv4: cfg.UDPChecksumIPv4,
 		Poll: cfg.Poll, Batch: cfg.BatchSize, Wait: cfg.Wait, Spin: cfg.Spin,
+		NoRxTime: cfg.NoRxTime && !cfg.metaless,
 	}
 }
 

@@ -365,3 +365,88 @@ func TestReaderRebased(t *testing.T) {
 		}
 	}
 }
+
+// TestKeyTableCachesAcrossChanges: what the adapter and the worker cache
+// (routes and members per batch, Peers, Openers, claims) never outlives a
+// change of the table between batches. After a batch that routed every
+// sender, a receiver is removed, another re-keyed (new Send keys: its
+// copies must be sealed with them) and a sender moved to another
+// conference: the next batch reaches exactly the members of the new
+// table, under their current keys, and the moved sender's packets reach
+// its new conference only.
+func TestKeyTableCachesAcrossChanges(t *testing.T) {
+	kt, err := keytable.New(keytable.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eps := newConference(t, newMemTable(), addrs(6))
+	ids := make([]uuid.UUID, len(eps))
+	for i := range ids {
+		ids[i][0], ids[i][15] = 0xcb, byte(i+1)
+	}
+	// install installs association i at endpoint i's address with the
+	// Send keys of endpoint keys.
+	install := func(i, keys int, conf keytable.ConferenceID) {
+		t.Helper()
+		if _, err := kt.Install(context.Background(), keytable.Association{
+			ID: ids[i], Addr: eps[i].peer.Addr, Conference: conf, Recv: eps[i].peer.Recv, Send: eps[keys].peer.Send,
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 4 {
+		install(i, i, 7)
+	}
+	install(5, 5, 8)
+	port := newFakePort(16, 64)
+	w := NewWorker(0, port, KeyTable{kt}.NewReader(), WorkerConfig{})
+	type copyTo struct{ addr, keys int } // receiver's address, whose keys open it
+	send := func(senders []int, want [][]copyTo) {
+		t.Helper()
+		var plains [][]byte
+		for _, s := range senders {
+			plain, enc := eps[s].sealRTP(t, 100)
+			plains = append(plains, plain)
+			port.push(enc, eps[s].peer.Addr)
+		}
+		if err := w.poll(); err != nil {
+			t.Fatal(err)
+		}
+		bufs, dsts := port.sent()
+		k := 0
+		for p, rs := range want {
+			for _, r := range rs {
+				if k >= len(bufs) {
+					t.Fatalf("%d datagrams sent, fewer than wanted", len(bufs))
+				}
+				if dsts[k] != eps[r.addr].peer.Addr {
+					t.Fatalf("packet %d: datagram %d to %v, want endpoint %d at %v", p, k, dsts[k], r.addr, eps[r.addr].peer.Addr)
+				}
+				eps[r.keys].open(t, bufs[k], plains[p])
+				k++
+			}
+		}
+		if k != len(bufs) {
+			t.Fatalf("%d datagrams sent, want %d", len(bufs), k)
+		}
+		port.reset()
+	}
+	send([]int{0, 3, 0, 1}, [][]copyTo{
+		{{1, 1}, {2, 2}, {3, 3}}, {{0, 0}, {1, 1}, {2, 2}}, {{1, 1}, {2, 2}, {3, 3}}, {{0, 0}, {2, 2}, {3, 3}},
+	})
+	ctx := context.Background()
+	if err := kt.Remove(ctx, ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	install(1, 4, 7) // re-keyed: endpoint 4's Send keys
+	if _, err := kt.SetConference(ctx, ids[3], 8); err != nil {
+		t.Fatal(err)
+	}
+	// (Endpoint 1's own packets would now be re-based: its association
+	// was re-keyed, a new claim on its SSRC; TestReaderRebased covers
+	// that.)
+	send([]int{0, 3, 0}, [][]copyTo{{{1, 4}}, {{5, 5}}, {{1, 4}}})
+	if st := w.Stats(); st.Drops() != 0 {
+		t.Fatalf("drops: %s", nonZero(&st))
+	}
+}

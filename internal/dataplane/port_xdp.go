@@ -36,6 +36,13 @@ type XDPPortConfig struct {
 	// packet (default DefaultSpin).
 	Wait Wait
 	Spin time.Duration
+	// NoRxTime says the XDP program puts no receive time in front of
+	// the frames (bpf.Options.NoRxTime): Receive then does not look for
+	// one. The octets in front of a received packet are whatever the
+	// UMEM frame held before, such as a datagram sent from it, which a
+	// sender chooses (its RTP header extension): read as metadata they
+	// would be receive times an outsider planted.
+	NoRxTime bool
 }
 
 // Wait is how an AF_XDP worker waits for packets when its RX ring is
@@ -97,6 +104,11 @@ var epoch = time.Now()
 // nanotime is monotonic nanoseconds since epoch (no allocation).
 func nanotime() int64 { return int64(time.Since(epoch)) }
 
+// xdpPacketHeadroom is the kernel's XDP_PACKET_HEADROOM: the octets it
+// leaves in front of a packet it receives into a UMEM frame, beyond the
+// UMEM's own headroom.
+const xdpPacketHeadroom = 256
+
 // XDPPort is the AF_XDP port: received frames are parsed in the UMEM and
 // opened in place; each outgoing datagram is copied into a fresh UMEM
 // frame at the offset of its headers, sealed there, and given
@@ -113,8 +125,16 @@ type XDPPort struct {
 	txn []uint32 // UDP payload octets of each txd (TxBytes counts those, as the socket port does)
 	ntx int
 
-	cur    afxdp.Desc // frame reserved for the next datagram
-	have   bool
+	cur  afxdp.Desc // frame reserved for the next datagram
+	have bool
+	// txOff is where in its UMEM frame a datagram sent is placed: where
+	// the kernel places one received (XDP_PACKET_HEADROOM plus the
+	// UMEM headroom), so that what is sent never covers the octets in
+	// front of a later received packet, where Receive looks for the XDP
+	// program's receive time (afxdp.Socket.RxTime): a sender's octets
+	// forwarded there would read as metadata on a driver that writes
+	// none.
+	txOff  uint32
 	curHdr *frame.Template // of the reserved frame's datagram, in hdrs
 	curBuf []byte          // the reserved frame (sock.Frame(cur))
 	hdrs   txCache
@@ -140,10 +160,11 @@ func NewXDPPort(sock *afxdp.Socket, nb Neighbours, cfg XDPPortConfig) *XDPPort {
 	}
 	return &XDPPort{
 		sock: sock, nb: nb, cfg: cfg, c: new(Counts),
-		hdrs: newTxCache(nb, cfg.MAC, cfg.UDPChecksumIPv4),
-		rxd:  make([]afxdp.Desc, cfg.Batch),
-		txd:  make([]afxdp.Desc, cfg.Batch),
-		txn:  make([]uint32, cfg.Batch),
+		txOff: xdpPacketHeadroom + sock.Config().Headroom,
+		hdrs:  newTxCache(nb, cfg.MAC, cfg.UDPChecksumIPv4),
+		rxd:   make([]afxdp.Desc, cfg.Batch),
+		txd:   make([]afxdp.Desc, cfg.Batch),
+		txn:   make([]uint32, cfg.Batch),
 	}
 }
 
@@ -180,12 +201,19 @@ func (p *XDPPort) Receive(rx []RxPacket) (int, error) {
 			rx[i] = RxPacket{Drop: DropFrameBad}
 			continue
 		}
+		// The receive time first, whatever the frame holds: reading it
+		// clears its marker, which must not outlive this packet in the
+		// frame (a later one may come without metadata).
+		var rxTime int64
+		if !p.cfg.NoRxTime {
+			rxTime = p.sock.RxTime(d[i])
+		}
 		off, ln, err := frame.Parse(buf, h)
 		if err != nil {
 			rx[i] = RxPacket{Drop: parseReason(err)}
 			continue
 		}
-		rx[i].setFrame(buf[off:off+ln], h, p.sock.RxTime(d[i]))
+		rx[i].setFrame(buf[off:off+ln], h, rxTime)
 	}
 	return n, nil
 }
@@ -308,6 +336,8 @@ func (p *XDPPort) alloc() bool {
 	for try := 0; try < 2; try++ {
 		if p.sock.Alloc(p.txd[p.ntx:p.ntx+1]) == 1 {
 			p.cur = p.txd[p.ntx]
+			p.cur.Addr += uint64(p.txOff) // within the frame: see txOff
+			p.cur.Len -= p.txOff
 			p.have = true
 			return true
 		}
