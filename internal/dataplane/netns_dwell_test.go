@@ -33,7 +33,7 @@ func TestNetnsDwell(t *testing.T) {
 }
 
 func testNetnsDwell(t *testing.T, mode Mode, noMeta bool) {
-	star, tbl, eps, conns := starConference(t)
+	star, tbl, eps, conns := starConference(t, 3)
 	dp := starDataplane(t, star, Config{
 		Mode: mode, Queues: 1,
 		NumFrames: 1024, RingSize: 256, BatchSize: 32, Poll: 20 * time.Millisecond,

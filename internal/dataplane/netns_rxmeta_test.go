@@ -2,14 +2,12 @@ package dataplane
 
 import (
 	"encoding/binary"
-	"net"
 	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/mdfast/mdfast/internal/afxdp"
 	"github.com/mdfast/mdfast/internal/dwell"
-	"github.com/mdfast/mdfast/internal/netnstest"
 	"github.com/mdfast/mdfast/internal/testutil"
 )
 
@@ -64,36 +62,12 @@ func TestNetnsForgedRxTime(t *testing.T) {
 }
 
 func testNetnsForgedRxTime(t *testing.T, mode Mode, metaless bool) {
-	star := netnstest.NewStar(t, 2)
-	tbl := newMemTable()
-	var as []netip.AddrPort
-	for _, e := range star.Endpoints {
-		as = append(as, netip.AddrPortFrom(e.Addr, 40000))
-	}
-	eps := newConference(t, tbl, as)
-	conns := make([]*net.UDPConn, len(eps))
-	for i, e := range star.Endpoints {
-		c, err := e.NS.ListenUDP(e.Addr, 40000)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		conns[i] = c
-	}
-	var dp *Dataplane
-	err := star.MD.NS.Do(func() error {
-		var err error
-		dp, err = New(Config{
-			Mode: mode, Interface: star.MD.Name, Ports: []uint16{mediaPort}, Queues: 1,
-			NumFrames: 256, RingSize: 64, BatchSize: 16, Poll: 20 * time.Millisecond,
-			Table: tbl, NoRxTime: true, metaless: metaless,
-		})
-		return err
+	star, tbl, eps, conns := starConference(t, 2)
+	dp := starDataplane(t, star, Config{
+		Mode: mode, Queues: 1,
+		NumFrames: 256, RingSize: 64, BatchSize: 16, Poll: 20 * time.Millisecond,
+		Table: tbl, NoRxTime: true, metaless: metaless,
 	})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	t.Cleanup(func() { dp.Close() })
 	md := netip.AddrPortFrom(star.MD.Addr, mediaPort)
 	for _, e := range star.Endpoints {
 		dp.Resolve(e.Addr)

@@ -33,7 +33,7 @@ func TestNetns(t *testing.T) {
 }
 
 func testNetns(t *testing.T, mode Mode) {
-	star, tbl, eps, conns := starConference(t)
+	star, tbl, eps, conns := starConference(t, 3)
 	queues := 1
 	if mode == ModeSocket {
 		queues = 2
@@ -318,13 +318,13 @@ func TestAutoNative(t *testing.T) {
 	testutil.GoroutinesGone(t, planeGoroutines...)
 }
 
-// starConference returns a star of three namespaces around the MD's (see
-// netnstest.NewStar), a table holding one conference of its endpoints (port
-// 40000), the endpoints and a UDP socket bound in each endpoint's namespace,
-// closed with the test.
-func starConference(t *testing.T) (*netnstest.Star, *memTable, []*endpoint, []*net.UDPConn) {
+// starConference returns a star of n endpoint namespaces around the MD's
+// (see netnstest.NewStar), a table holding one conference of its endpoints
+// (port 40000), the endpoints and a UDP socket bound in each endpoint's
+// namespace, closed with the test.
+func starConference(t *testing.T, n int) (*netnstest.Star, *memTable, []*endpoint, []*net.UDPConn) {
 	t.Helper()
-	star := netnstest.NewStar(t, 3)
+	star := netnstest.NewStar(t, n)
 	tbl := newMemTable()
 	var as []netip.AddrPort
 	for _, e := range star.Endpoints {

@@ -85,7 +85,7 @@ func TestLonePacketsXDP(t *testing.T) {
 }
 
 func testLonePackets(t *testing.T, wait Wait) {
-	star, tbl, eps, conns := starConference(t)
+	star, tbl, eps, conns := starConference(t, 3)
 	dp := starDataplane(t, star, Config{
 		Mode: ModeXDPNative, Queues: 1,
 		NumFrames: 1024, RingSize: 256, BatchSize: 64, Poll: 3 * time.Second, Wait: wait,
