@@ -2,7 +2,6 @@ package report
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strings"
 
@@ -128,27 +127,12 @@ type CascadeAggregate struct {
 // path, in the order they first appear, each round's MDs next to the
 // one-MD group (Scenario.OneMDGroup) of the same round, step and path.
 func SummarizeCascade(scs []Scenario) []CascadeAggregate {
-	type key struct{ group, step, path string }
-	var order []key
-	rows := map[key][]*Scenario{}
-	for i := range scs {
-		s := &scs[i]
-		if s.Calibrates != "" {
-			continue
-		}
-		k := key{s.Group, s.Step, s.Path}
-		if _, ok := rows[k]; !ok && IsCascade(s.Group) {
+	all, rows := groupSteps(scs)
+	var order []stepKey
+	for _, k := range all {
+		if IsCascade(k.group) {
 			order = append(order, k)
 		}
-		rows[k] = append(rows[k], s)
-	}
-	oneMD := func(group, step, path string, round int) float64 {
-		for _, s := range rows[key{group, step, path}] {
-			if s.Round == round && s.Error == "" && s.ForwardedPerCPUSecond > 0 {
-				return s.ForwardedPerCPUSecond
-			}
-		}
-		return math.NaN()
 	}
 	var out []CascadeAggregate
 	for _, k := range order {
@@ -164,7 +148,7 @@ func SummarizeCascade(scs []Scenario) []CascadeAggregate {
 				continue
 			}
 			a.Rounds++
-			base := oneMD(a.OneMDGroup, s.Step, s.Path, s.Round)
+			base := rows.forwardedPerCPU(stepKey{a.OneMDGroup, s.Step, s.Path}, s.Round)
 			one = append(one, base)
 			loss = append(loss, s.Loss)
 			var cpu float64

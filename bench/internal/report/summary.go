@@ -156,36 +156,51 @@ type Aggregate struct {
 	BusyDwellCalibrations int          `json:"busy_dwell_calibrations,omitempty"`
 }
 
-// Summarize groups scs by group, step and path (the reflector's
-// calibration steps are left out: they show in each path's added latency)
-// in the order they first appear, and summarizes each over the rounds.
-func Summarize(scs []Scenario) []Aggregate {
-	type key struct{ group, step, path string }
-	var order []key
-	rows := map[key][]*Scenario{}
+// stepKey names one step of one group on one path, over the rounds.
+type stepKey struct{ group, step, path string }
+
+// stepRows holds the measured steps (calibrations left out) by stepKey.
+type stepRows map[stepKey][]*Scenario
+
+// groupSteps groups the steps of scs that are not a reflector's
+// calibration by group, step and path; order lists the keys in the order
+// they first appear.
+func groupSteps(scs []Scenario) (order []stepKey, rows stepRows) {
+	rows = stepRows{}
 	for i := range scs {
 		s := &scs[i]
 		if s.Calibrates != "" {
 			continue
 		}
-		k := key{s.Group, s.Step, s.Path}
+		k := stepKey{s.Group, s.Step, s.Path}
 		if _, ok := rows[k]; !ok {
 			order = append(order, k)
 		}
 		rows[k] = append(rows[k], s)
 	}
-	perCPU := func(group, step, path string, round int) float64 {
-		for _, s := range rows[key{group, step, path}] {
-			if s.Round == round && s.Error == "" && s.ForwardedPerCPUSecond > 0 {
-				return s.ForwardedPerCPUSecond
-			}
+	return order, rows
+}
+
+// forwardedPerCPU returns the forwarded packets per forwarder CPU-second
+// of step k in round, NaN when that round has no error-free measurement.
+func (r stepRows) forwardedPerCPU(k stepKey, round int) float64 {
+	for _, s := range r[k] {
+		if s.Round == round && s.Error == "" && s.ForwardedPerCPUSecond > 0 {
+			return s.ForwardedPerCPUSecond
 		}
-		return nan
 	}
+	return nan
+}
+
+// Summarize groups scs by group, step and path (the reflector's
+// calibration steps are left out: they show in each path's added latency)
+// in the order they first appear, and summarizes each over the rounds.
+func Summarize(scs []Scenario) []Aggregate {
+	order, rows := groupSteps(scs)
 	// mqBase is MQBase's measurement of the multi-queue group's step in
 	// round, nil if that round has none.
 	mqBase := func(step string, round int) *Scenario {
-		for _, s := range rows[key{MQGroup, step, MQBase}] {
+		for _, s := range rows[stepKey{MQGroup, step, MQBase}] {
 			if s.Round == round && s.Error == "" && s.ForwardedPPS > 0 {
 				return s
 			}
@@ -219,7 +234,7 @@ func Summarize(scs []Scenario) []Aggregate {
 			if s.ForwardedPerCPUSecond > 0 {
 				pcs = append(pcs, s.ForwardedPerCPUSecond)
 				if s.Step == "sat" && s.Path != Baseline {
-					ratio = append(ratio, s.ForwardedPerCPUSecond/perCPU(k.group, k.step, Baseline, s.Round))
+					ratio = append(ratio, s.ForwardedPerCPUSecond/rows.forwardedPerCPU(stepKey{k.group, k.step, Baseline}, s.Round))
 				}
 			}
 			if s.Group == MQGroup && s.Step == "sat" && s.Path != MQBase {
