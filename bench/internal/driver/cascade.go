@@ -128,28 +128,12 @@ func runCascadeGroup(ctx context.Context, cfg *Config, topo *netns.Cascade, it I
 		}
 		return out, err
 	}
-	var out []report.Scenario
-	var satInput float64
-	for _, st := range g.steps() {
-		pr.show(fmt.Sprintf("r%d %s %s@%s", it.Round, path, g.Name, st))
-		rate, rerr := g.stepRate(st, satInput)
-		var s report.Scenario
-		if rerr != "" {
-			s = cascadeBase(path, g, st, rerr)
-		} else {
-			s = runCascadeStep(ctx, cfg, topo, path, keysPath, g, st, rate)
+	return runSteps(ctx, it, pr, func(st string, rate float64, why string) report.Scenario {
+		if why != "" {
+			return cascadeBase(path, g, st, why)
 		}
-		s.Round = it.Round
-		if st == "sat" && s.Error == "" {
-			satInput = s.ForwardedPPS / float64(g.Fanout())
-		}
-		out = append(out, s)
-		pr.step()
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return out, nil
+		return runCascadeStep(ctx, cfg, topo, path, keysPath, g, st, rate)
+	}, nil), nil
 }
 
 func writeCascadeKeys(topo *netns.Cascade, g *Group, path string) error {

@@ -377,46 +377,62 @@ func runGroup(ctx context.Context, cfg *Config, topo *netns.Topology, it Item, p
 	if err != nil {
 		return fail(err)
 	}
+	step := func(st string, rate float64, why string) report.Scenario {
+		if why != "" {
+			return base(path, g, st, why)
+		}
+		return runStep(ctx, cfg, topo, path, keysPath, files, g, st, rate)
+	}
+	var calibration func(st string, rate float64, why string) report.Scenario
+	if calibrate {
+		// The path's reflector at the rate the step was paced at.
+		calibration = func(st string, rate float64, why string) report.Scenario {
+			ref := ReflectorFor(path)
+			pr.show(fmt.Sprintf("r%d %s %s@%s (for %s)", it.Round, ref, g.Name, st, path))
+			var c report.Scenario
+			if why != "" {
+				c = base(ref, g, st, why)
+			} else {
+				c = runStep(ctx, cfg, topo, ref, directKeys, nil, g, st, rate)
+			}
+			c.Calibrates = path
+			return c
+		}
+	}
+	return runSteps(ctx, it, pr, step, calibration), nil
+}
+
+// runSteps runs the steps of it.Group on it.Path in order, each paced from the
+// input rate the saturation step sustained (Group.stepRate): step measures
+// one (why, when set, is why its rate cannot be set), and then, for a
+// paced step and unless ctx has ended, calibration (if not nil) measures
+// the path's reflector at the same rate. Every scenario gets it.Round
+// and counts as a step of pr; the loop ends early when ctx does.
+func runSteps(ctx context.Context, it Item, pr *progress, step, calibration func(st string, rate float64, why string) report.Scenario) []report.Scenario {
+	g := it.Group
 	var out []report.Scenario
 	var satInput float64
-	for _, st := range g.steps() {
-		pr.show(fmt.Sprintf("r%d %s %s@%s", it.Round, path, g.Name, st))
-		rate, rerr := g.stepRate(st, satInput)
-		var s report.Scenario
-		if rerr != "" {
-			s = base(path, g, st, rerr)
-		} else {
-			s = runStep(ctx, cfg, topo, path, keysPath, files, g, st, rate)
-		}
+	add := func(s report.Scenario) bool {
 		s.Round = it.Round
+		out = append(out, s)
+		pr.step()
+		return ctx.Err() == nil
+	}
+	for _, st := range g.steps() {
+		pr.show(fmt.Sprintf("r%d %s %s@%s", it.Round, it.Path, g.Name, st))
+		rate, why := g.stepRate(st, satInput)
+		s := step(st, rate, why)
 		if st == "sat" && s.Error == "" {
 			satInput = s.ForwardedPPS / float64(g.Fanout())
 		}
-		out = append(out, s)
-		pr.step()
-		if ctx.Err() != nil {
+		if !add(s) {
 			break
 		}
-		if !calibrate || st == "sat" {
-			continue
-		}
-		// The path's reflector at the rate this step was paced at.
-		ref := ReflectorFor(path)
-		pr.show(fmt.Sprintf("r%d %s %s@%s (for %s)", it.Round, ref, g.Name, st, path))
-		var c report.Scenario
-		if rerr != "" {
-			c = base(ref, g, st, rerr)
-		} else {
-			c = runStep(ctx, cfg, topo, ref, directKeys, nil, g, st, rate)
-		}
-		c.Round, c.Calibrates = it.Round, path
-		out = append(out, c)
-		pr.step()
-		if ctx.Err() != nil {
+		if calibration != nil && st != "sat" && !add(calibration(st, rate, why)) {
 			break
 		}
 	}
-	return out, nil
+	return out
 }
 
 // stepRate is the per-sender rate of step st (0: as fast as the generator
