@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -65,16 +66,8 @@ func testXDPNetns(t *testing.T, mode dataplane.Mode) {
 		t.Fatalf("describes itself as %q", x.Describe())
 	}
 	recv := func(i int, timeout time.Duration) ([]byte, bool) {
-		buf := make([]byte, 2048)
-		conns[i].SetReadDeadline(time.Now().Add(timeout))
-		n, from, err := conns[i].ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return nil, false
-		}
-		if from.Addr().Unmap() != md.Addr() || from.Port() != md.Port() {
-			t.Fatalf("endpoint %d: datagram from %s, want %s", i, from, md)
-		}
-		return buf[:n], true
+		t.Helper()
+		return netnstest.RecvFrom(t, conns[i], md, timeout, fmt.Sprintf("endpoint %d", i))
 	}
 	send := func(i int, b []byte) {
 		t.Helper()

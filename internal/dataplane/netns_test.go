@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"net/netip"
 	"os/exec"
@@ -70,16 +71,8 @@ func testNetns(t *testing.T, mode Mode) {
 	// recv reads one datagram at endpoint i and checks it decrypts to
 	// one of want (by first-seen plaintext match).
 	recv := func(i int, timeout time.Duration) ([]byte, bool) {
-		buf := make([]byte, 2048)
-		conns[i].SetReadDeadline(time.Now().Add(timeout))
-		n, from, err := conns[i].ReadFromUDPAddrPort(buf)
-		if err != nil {
-			return nil, false
-		}
-		if from.Addr().Unmap() != md.Addr() || from.Port() != md.Port() {
-			t.Fatalf("endpoint %d: datagram from %s, want %s", i, from, md)
-		}
-		return buf[:n], true
+		t.Helper()
+		return netnstest.RecvFrom(t, conns[i], md, timeout, fmt.Sprintf("endpoint %d", i))
 	}
 
 	// The daemon resolves each endpoint's next hop when it installs it, so

@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -239,4 +240,21 @@ func (ns *NS) ListenUDP(addr netip.Addr, port uint16) (*net.UDPConn, error) {
 		return nil, fmt.Errorf("netnstest: listen on %s:%d in %s: %w", addr, port, ns.Name, err)
 	}
 	return conn, nil
+}
+
+// RecvFrom reads one datagram on c within timeout; ok is false when none
+// came. A datagram from anywhere but want (an IPv4-mapped source counts as
+// IPv4) fails the test: name says whose socket it is.
+func RecvFrom(t testing.TB, c *net.UDPConn, want netip.AddrPort, timeout time.Duration, name string) (b []byte, ok bool) {
+	t.Helper()
+	buf := make([]byte, 2048)
+	c.SetReadDeadline(time.Now().Add(timeout))
+	n, from, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		return nil, false
+	}
+	if from.Addr().Unmap() != want.Addr() || from.Port() != want.Port() {
+		t.Fatalf("%s: datagram from %s, want %s", name, from, want)
+	}
+	return buf[:n], true
 }
