@@ -40,9 +40,6 @@ func testNetnsDwell(t *testing.T, mode Mode, noMeta bool) {
 		UDPChecksumIPv4: true, Table: tbl, NoRxTime: noMeta,
 	})
 	md := netip.AddrPortFrom(star.MD.Addr, mediaPort)
-	for _, e := range star.Endpoints {
-		dp.Resolve(e.Addr)
-	}
 	buf := make([]byte, 2048)
 	// drain reads what reaches the receivers until they are quiet.
 	drain := func(timeout time.Duration) int {

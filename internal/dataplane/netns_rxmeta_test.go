@@ -69,9 +69,6 @@ func testNetnsForgedRxTime(t *testing.T, mode Mode, metaless bool) {
 		Table: tbl, NoRxTime: true, metaless: metaless,
 	})
 	md := netip.AddrPortFrom(star.MD.Addr, mediaPort)
-	for _, e := range star.Endpoints {
-		dp.Resolve(e.Addr)
-	}
 	done := make(chan int)
 	go func() {
 		b := make([]byte, 2048)

@@ -337,7 +337,8 @@ func starConference(t *testing.T, n int) (*netnstest.Star, *memTable, []*endpoin
 }
 
 // starDataplane starts a Dataplane in the star's MD namespace on its
-// interface and mediaPort, with the rest of cfg, closed with the test.
+// interface and mediaPort, with the rest of cfg, closed with the test, and
+// asks it to resolve every endpoint's next hop.
 func starDataplane(t *testing.T, star *netnstest.Star, cfg Config) *Dataplane {
 	t.Helper()
 	cfg.Interface, cfg.Ports = star.MD.Name, []uint16{mediaPort}
@@ -351,5 +352,8 @@ func starDataplane(t *testing.T, star *netnstest.Star, cfg Config) *Dataplane {
 		t.Fatalf("New: %v", err)
 	}
 	t.Cleanup(func() { dp.Close() })
+	for _, e := range star.Endpoints {
+		dp.Resolve(e.Addr)
+	}
 	return dp
 }

@@ -91,9 +91,6 @@ func testLonePackets(t *testing.T, wait Wait) {
 		NumFrames: 1024, RingSize: 256, BatchSize: 64, Poll: 3 * time.Second, Wait: wait,
 		UDPChecksumIPv4: true, Table: tbl,
 	})
-	for _, e := range star.Endpoints {
-		dp.Resolve(e.Addr)
-	}
 	md := netip.AddrPortFrom(star.MD.Addr, mediaPort)
 	// The neighbour entries are resolved asynchronously: send until the
 	// first packet gets through (bounded), then measure lone packets.
