@@ -50,6 +50,13 @@ func newTwoQueues(t *testing.T, members int) *twoQueues {
 	return q
 }
 
+// send delivers a fresh 80-octet RTP packet of e on queue qi (deliver).
+func (q *twoQueues) send(t *testing.T, qi int, e *endpoint) int {
+	t.Helper()
+	plain, enc := e.sealRTP(t, 80)
+	return q.deliver(t, qi, e.peer.Addr, enc, plain)
+}
+
 // deliver pushes enc from src on queue qi, runs that worker once and
 // returns how many receivers got plain (decrypted with their own pion/srtp
 // contexts); other datagrams fail the test.
@@ -406,10 +413,7 @@ func TestSweepReleases(t *testing.T) {
 func TestHandoverMailboxFull(t *testing.T) {
 	q := newTwoQueues(t, 3)
 	a := q.eps[0]
-	send := func(qi int) int {
-		plain, enc := a.sealRTP(t, 80)
-		return q.deliver(t, qi, a.peer.Addr, enc, plain)
-	}
+	send := func(qi int) int { return q.send(t, qi, a) }
 	if n := send(0); n != 2 {
 		t.Fatalf("queue 0 forwarded to %d receivers, want 2", n)
 	}
@@ -475,10 +479,7 @@ func TestSetOpenerIdle(t *testing.T) {
 func TestHandoverDeferred(t *testing.T) {
 	q := newTwoQueues(t, 3)
 	a := q.eps[0]
-	send := func(qi int) int {
-		plain, enc := a.sealRTP(t, 80)
-		return q.deliver(t, qi, a.peer.Addr, enc, plain)
-	}
+	send := func(qi int) int { return q.send(t, qi, a) }
 	opened := func() int64 {
 		for _, oe := range q.ws[0].openers {
 			if oe.keys == a.peer.Recv {
