@@ -532,6 +532,9 @@ func fill(s *report.Scenario, r *gen.Result) {
 		s.ForwardedPerCPUSecond = r.ForwardedPPS / r.MDCPU
 	}
 	s.Sent, s.Received, s.Verified, s.VerifyErrors = r.Sent, r.Received, r.Verified, r.VerifyErrors
+	if r.SendBursts > 0 {
+		s.SendBurstMean, s.SendBurstMax = float64(r.Sent)/float64(r.SendBursts), r.SendBurstMax
+	}
 	if h := r.Handshake; h != nil {
 		s.Handshakes, s.HandshakesOK, s.HandshakeTotalMs = h.Endpoints, h.OK, h.TotalMs
 		if h.TotalMs > 0 {

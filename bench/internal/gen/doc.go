@@ -30,7 +30,12 @@
 // endpoint). Packets are paced by a schedule (rate × elapsed time, rounded
 // down to whole bursts for the video pattern) and sent in batches with
 // sendmmsg (package udpbatch); with Rate 0 the sender sends full batches as
-// fast as the socket takes them, to find saturation. Every batch is built
+// fast as the socket takes them, to find saturation. Between packets a
+// sender waits on a timerfd (microseconds late, not time.Sleep's
+// millisecond) and then sends what fell due: at 50 % of saturation a few
+// packets at a time rather than a millisecond's worth, so the forwarder
+// sees the rate it was asked to carry, not bursts. Result.SendBursts
+// counts how many sends that took. Every batch is built
 // and sealed (srtpfast, with the endpoint's client_write keys) just before
 // it is sent, so the send time in each payload is fresh: the sealing cost
 // (a fraction of a microsecond per packet) is small beside the system call.

@@ -13,6 +13,7 @@ import (
 	"github.com/mdfast/mdfast/bench/internal/benchkeys"
 	"github.com/mdfast/mdfast/internal/ekt"
 	"github.com/mdfast/mdfast/internal/srtpfast"
+	"github.com/mdfast/mdfast/internal/udpbatch"
 )
 
 // fakeMD is a minimal forwarder on loopback with the Media Distributor's
@@ -112,6 +113,11 @@ func TestRunLoopback(t *testing.T) {
 			if res.Profile != profile || res.Sent == 0 || res.VerifyErrors != 0 || res.Verified != res.Received ||
 				res.Received+res.Received/50 < res.Expected {
 				t.Fatalf("result %+v", res)
+			}
+			// Every measured packet went out in a counted burst, none
+			// larger than a batch.
+			if res.SendBursts == 0 || res.SendBursts > res.Sent || res.SendBurstMax < 1 || res.SendBurstMax > udpbatch.DefaultBatchSize {
+				t.Fatalf("bursts %d (largest %d) for %d packets", res.SendBursts, res.SendBurstMax, res.Sent)
 			}
 		})
 	}

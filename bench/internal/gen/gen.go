@@ -138,6 +138,15 @@ type Result struct {
 	Latency stats.Summary `json:"latency"`
 	// JitterUs is the mean RFC 3550 jitter over the streams, µs.
 	JitterUs float64 `json:"jitter_us"`
+	// SendBursts counts the senders' bursts in the measured phase: the
+	// packets a sender found due when its pacer woke it (or a full batch,
+	// flat out), handed to sendmmsg together, so they reach the forwarder
+	// back to back. Sent / SendBursts is the mean burst; SendBurstMax the
+	// largest. A paced step should show bursts of a few packets: bigger
+	// ones queue in the forwarder and show in its latency as the
+	// generator's doing.
+	SendBursts   uint64 `json:"send_bursts"`
+	SendBurstMax int    `json:"send_burst_max"`
 	// MDCPUSeconds is the forwarder's CPU time over the measured phase;
 	// MDCPU that divided by Seconds (1.0 = one core busy). CoreCPU is
 	// the busy fraction of its core (MDCore), softirq included; -1 when
@@ -284,6 +293,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 		senders[i] = s
+		defer s.pace.Close()
 	}
 
 	// Warm-up, then the measured phase, both with every sender in step.
@@ -342,6 +352,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for _, s := range senders {
 		res.Sent += s.sent
 		res.SendErrors += s.errors
+		res.SendBursts += s.bursts
+		res.SendBurstMax = max(res.SendBurstMax, s.burstMax)
 	}
 	res.Expected = res.Sent * uint64(res.Fanout)
 	var lat stats.Latency
@@ -475,9 +487,13 @@ type sender struct {
 	plain   []byte
 	msgs    []udpbatch.Message
 	bufs    [][]byte
+	pace    *pacer
 	sent    uint64 // measured phase only
 	sentAll uint64 // every phase
 	errors  uint64
+	// bursts and burstMax: Result.SendBursts and SendBurstMax.
+	bursts   uint64
+	burstMax int
 }
 
 func newSender(kf *benchkeys.File, i int, c *udpbatch.Conn, cfg Config, clk clock) (*sender, error) {
@@ -506,6 +522,9 @@ func newSender(kf *benchkeys.File, i int, c *udpbatch.Conn, cfg Config, clk cloc
 	for k := range s.ssrcs {
 		s.ssrcs[k] = StreamSSRC(e.SSRC, k)
 	}
+	if s.pace, err = newPacer(); err != nil {
+		return nil, fmt.Errorf("gen: endpoint %s: %w", e.Addr, err)
+	}
 	return s, nil
 }
 
@@ -513,6 +532,7 @@ func newSender(kf *benchkeys.File, i int, c *udpbatch.Conn, cfg Config, clk cloc
 func (s *sender) run(ctx context.Context, pt uint8, rate float64, start time.Time, d time.Duration) {
 	var done uint64
 	burst := uint64(s.cfg.Burst)
+	base := monoOf(start)
 	for ctx.Err() == nil {
 		el := time.Since(start)
 		if el >= d {
@@ -522,9 +542,12 @@ func (s *sender) run(ctx context.Context, pt uint8, rate float64, start time.Tim
 		if rate > 0 {
 			due := uint64(el.Seconds()*rate/float64(burst)+1) * burst // first burst at t=0
 			if due <= done {
-				// Sleep until the next burst is due, at most 2 ms.
+				// Wait until the next burst is due, at most 2 ms (ctx).
 				next := time.Duration(float64(done/burst) * float64(burst) / rate * 1e9)
-				time.Sleep(min(max(next-el, 20*time.Microsecond), 2*time.Millisecond))
+				if err := s.pace.waitUntil(base + int64(min(next, el+2*time.Millisecond))); err != nil {
+					s.cfg.Logger.Error("gen: pacing", "err", err)
+					return
+				}
 				continue
 			}
 			n = int(min(due-done, uint64(n)))
@@ -540,6 +563,10 @@ func (s *sender) run(ctx context.Context, pt uint8, rate float64, start time.Tim
 }
 
 func (s *sender) sendBatch(pt uint8, n int) {
+	if pt == MeasuredPT {
+		s.bursts++
+		s.burstMax = max(s.burstMax, n)
+	}
 	now := s.clk.now()
 	for i := range n {
 		st := s.next

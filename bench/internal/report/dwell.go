@@ -157,17 +157,21 @@ func writeDwell(b *strings.Builder, sum []Aggregate) {
 			continue
 		}
 		if !head {
-			b.WriteString("\nDwell: each forwarded packet's time in the forwarder, from the XDP program's redirect of the received frame (the receive time it writes in the frame's metadata) to the return of the TX kick of the batch carrying its copies, measured by the forwarder (internal/dwell) over the measured phase; beside it the dwell of the path's XDP reflector at the same rate in the same round, and the difference of the two distributions' percentiles (not taken when either has a percentile at the histogram's limit, ≥100000: 100 ms or more). Median over the rounds (min–max), µs; the reflector columns are those of the rounds that gave an added dwell:\n\n")
-			b.WriteString("| scenario | path | dwell p50 | dwell p99 | dwell p99.9 | reflector | reflector p50 | reflector p99 | reflector p99.9 | added p50 | added p99 | added p99.9 |\n|---|---|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|\n")
+			b.WriteString("\nDwell: each forwarded packet's time in the forwarder, from the XDP program's redirect of the received frame (the receive time it writes in the frame's metadata) to the return of the TX kick of the batch carrying its copies, measured by the forwarder (internal/dwell) over the measured phase; beside it the dwell of the path's XDP reflector at the same rate in the same round, and the difference of the two distributions' percentiles (not taken when either has a percentile at the histogram's limit, ≥100000: 100 ms or more). Median over the rounds (min–max), µs; the reflector columns are those of the rounds that gave an added dwell. Generator burst: the packets the generator's pacer sent back to back, mean per round, median (min–max) and the largest of any round; bursts queue in the forwarder and lengthen its tail:\n\n")
+			b.WriteString("| scenario | path | dwell p50 | dwell p99 | dwell p99.9 | reflector | reflector p50 | reflector p99 | reflector p99.9 | added p50 | added p99 | added p99.9 | generator burst |\n|---|---|--:|--:|--:|---|--:|--:|--:|--:|--:|--:|--:|\n")
 			head = true
 		}
 		ref := a.Reflector
 		if a.BusyDwellCalibrations > 0 {
 			ref += fmt.Sprintf(" (busy in %d)", a.BusyDwellCalibrations)
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a.Name, a.Path,
+		burst := "–"
+		if a.SendBurst.N > 0 {
+			burst = fmt.Sprintf("%s, max %d", spread(a.SendBurst, "%.1f"), a.SendBurstMax)
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", a.Name, a.Path,
 			dwellSpread(a.DwellP50us), dwellSpread(a.DwellP99us), dwellSpread(a.DwellP999us), ref,
 			dwellSpread(a.RefDwellP50us), dwellSpread(a.RefDwellP99us), dwellSpread(a.RefDwellP999us),
-			spread(a.AddedDwellP50us, "%.0f"), spread(a.AddedDwellP99us, "%.0f"), spread(a.AddedDwellP999us, "%.0f"))
+			spread(a.AddedDwellP50us, "%.0f"), spread(a.AddedDwellP99us, "%.0f"), spread(a.AddedDwellP999us, "%.0f"), burst)
 	}
 }

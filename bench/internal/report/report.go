@@ -119,6 +119,12 @@ type Scenario struct {
 	ForwarderRx    uint64 `json:"forwarder_rx_packets,omitempty"`
 	XDPPollSleeps  uint64 `json:"xdp_poll_sleeps,omitempty"`
 	XDPSpinCatches uint64 `json:"xdp_spin_catches,omitempty"`
+	// SendBurstMean is the generator's mean burst in the measured phase
+	// (packets handed to the kernel together, which reach the forwarder
+	// back to back: gen.Result.SendBursts), SendBurstMax its largest; 0
+	// in results from before they were counted.
+	SendBurstMean float64 `json:"send_burst_mean,omitempty"`
+	SendBurstMax  int     `json:"send_burst_max,omitempty"`
 	// CalibrationSaturated says the reflector step at this rate was
 	// busier than MaxReflectorCPU, so no added latency was taken.
 	CalibrationSaturated bool `json:"calibration_saturated,omitempty"`

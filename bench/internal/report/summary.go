@@ -154,6 +154,10 @@ type Aggregate struct {
 	RefDwellP99us         stats.Spread `json:"reflector_dwell_p99_us"`
 	RefDwellP999us        stats.Spread `json:"reflector_dwell_p999_us"`
 	BusyDwellCalibrations int          `json:"busy_dwell_calibrations,omitempty"`
+	// SendBurst is the generator's mean burst per round
+	// (Scenario.SendBurstMean), SendBurstMax the largest of any round.
+	SendBurst    stats.Spread `json:"send_burst_mean"`
+	SendBurstMax int          `json:"send_burst_max,omitempty"`
 }
 
 // stepKey names one step of one group on one path, over the rounds.
@@ -217,7 +221,7 @@ func Summarize(scs []Scenario) []Aggregate {
 		if !IsReflector(f.Path) {
 			a.Reflector = reflectorOf(f)
 		}
-		var fwd, loss, p50, p99, p999, cpu, pcs, ratio, ad50, ad99, ad999, ref99, sleeps, catches, mqPPS, mqCPU []float64
+		var fwd, loss, p50, p99, p999, cpu, pcs, ratio, ad50, ad99, ad999, ref99, sleeps, catches, mqPPS, mqCPU, bursts []float64
 		var dw50, dw99, dw999, adw50, adw99, adw999, rdw50, rdw99, rdw999 []float64
 		for _, s := range ss {
 			if s.Error != "" {
@@ -267,6 +271,10 @@ func Summarize(scs []Scenario) []Aggregate {
 					a.BusyDwellCalibrations++
 				}
 			}
+			if s.SendBurstMean > 0 {
+				bursts = append(bursts, s.SendBurstMean)
+				a.SendBurstMax = max(a.SendBurstMax, s.SendBurstMax)
+			}
 			if s.ForwarderRx > 0 && s.XDPPollSleeps+s.XDPSpinCatches > 0 {
 				k := float64(s.ForwarderRx) / 1000
 				sleeps, catches = append(sleeps, float64(s.XDPPollSleeps)/k), append(catches, float64(s.XDPSpinCatches)/k)
@@ -278,6 +286,7 @@ func Summarize(scs []Scenario) []Aggregate {
 		a.AddedP50us, a.AddedP99us, a.AddedP999us = stats.SpreadOf(ad50), stats.SpreadOf(ad99), stats.SpreadOf(ad999)
 		a.RefP99us = stats.SpreadOf(ref99)
 		a.SleepsPerK, a.CatchesPerK = stats.SpreadOf(sleeps), stats.SpreadOf(catches)
+		a.SendBurst = stats.SpreadOf(bursts)
 		a.MQPPS, a.MQPerCPU = stats.SpreadOf(mqPPS), stats.SpreadOf(mqCPU)
 		a.DwellP50us, a.DwellP99us, a.DwellP999us = stats.SpreadOf(dw50), stats.SpreadOf(dw99), stats.SpreadOf(dw999)
 		a.AddedDwellP50us, a.AddedDwellP99us, a.AddedDwellP999us = stats.SpreadOf(adw50), stats.SpreadOf(adw99), stats.SpreadOf(adw999)
