@@ -97,23 +97,11 @@ type config struct {
 	JoinRate         float64
 	JoinRateSource   float64
 	JoinAllowOrigin  options.StringList
-	EtcdEndpoints    options.StringList
-	EtcdPrefix       string
-	EtcdCA           string
-	EtcdCert         string
-	EtcdKey          string
-	EtcdUser         string
-	EtcdPasswordFile string
+	Etcd             etcdclient.Config
 	EKTStoreKeyFile  string
 	StoreLease       time.Duration
 	LogLevel         string
 	LogFormat        string
-}
-
-// etcd is the store configuration of the options.
-func (c *config) etcd() etcdclient.Config {
-	return etcdclient.Config{Endpoints: c.EtcdEndpoints, Prefix: c.EtcdPrefix, CAFile: c.EtcdCA, CertFile: c.EtcdCert,
-		KeyFile: c.EtcdKey, Username: c.EtcdUser, PasswordFile: c.EtcdPasswordFile}
 }
 
 // defaultJournal is the association journal in systemd's StateDirectory
@@ -204,14 +192,12 @@ func (c *config) options() []options.Option {
 		options.Float(&c.JoinRateSource, "join-rate-per-source", keydist.DefaultJoinRatePerSource, "join endpoint requests per second from one IPv4 address or IPv6 /64 (burst 10)"),
 		options.List(&c.JoinAllowOrigin, "join-allow-origin", nil, "web origins allowed to call the join endpoint (CORS; * for any; repeatable)"),
 	)
-	o = append(o, options.Etcd(options.EtcdFields{Endpoints: &c.EtcdEndpoints, Prefix: &c.EtcdPrefix, CA: &c.EtcdCA, Cert: &c.EtcdCert,
-		Key: &c.EtcdKey, User: &c.EtcdUser, PasswordFile: &c.EtcdPasswordFile},
-		etcdclient.DefaultPrefix, "KD replicas keep the registry's API layer and the EKT parameter sets there (empty: this process only)", "kd/",
+	o = append(o, c.Etcd.Options(etcdclient.DefaultPrefix, "KD replicas keep the registry's API layer and the EKT parameter sets there (empty: this process only)", "kd/",
 		func() error {
-			if err := c.etcd().Validate(); err != nil {
+			if err := c.Etcd.Validate(); err != nil {
 				return err
 			}
-			if len(c.EtcdEndpoints) > 0 && c.EKTStoreKeyFile == "" {
+			if len(c.Etcd.Endpoints) > 0 && c.EKTStoreKeyFile == "" {
 				return errors.New("-etcd-endpoints needs -ekt-store-key-file (the key that seals EKT parameter sets in etcd)")
 			}
 			return nil
@@ -395,7 +381,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var checks []ready.Check
 	var publisher keydist.AssociationPublisher
 	remoteAssocs := func() []keydist.AssociationInfo { return nil }
-	if ecfg := c.etcd(); ecfg.Enabled() {
+	if ecfg := c.Etcd; ecfg.Enabled() {
 		cl, err := etcdclient.New(ecfg)
 		if err != nil {
 			return err

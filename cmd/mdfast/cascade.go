@@ -273,7 +273,7 @@ func newCascade(c *config.Config, table *keytable.Table, nb mdslow.Neighbours, m
 		pc.Close()
 		return nil, err
 	}
-	ec := c.Etcd()
+	ec := c.Etcd
 	cl, err := etcdclient.New(ec)
 	if err != nil {
 		pc.Close()
@@ -304,7 +304,7 @@ func newCascade(c *config.Config, table *keytable.Table, nb mdslow.Neighbours, m
 		}
 		mgr.SetLocal(l)
 	})
-	log.Info("cascade: MD of several", "md_id", id, "cascade", casc, "media", media, "etcd", []string(c.EtcdEndpoints))
+	log.Info("cascade: MD of several", "md_id", id, "cascade", casc, "media", media, "etcd", c.Etcd.Endpoints)
 	return cm, nil
 }
 

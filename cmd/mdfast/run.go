@@ -55,7 +55,7 @@ func checkConfig(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
-	if c.Etcd().Enabled() {
+	if c.Etcd.Enabled() {
 		if _, _, err := cascadeTLS(&c); err != nil {
 			return err
 		}
@@ -187,7 +187,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// which publishes the conferences with local members.
 	var relayTable mdslow.Table = table
 	var cm *cascadeMD
-	if c.Etcd().Enabled() {
+	if c.Etcd.Enabled() {
 		if cm, err = newCascade(&c, table, dp, memb, log); err != nil {
 			return err
 		}

@@ -17,14 +17,14 @@ import (
 // them is used and the MD works alone, as it always has.
 func (c *Config) cascadeOptions() []options.Option {
 	needs := func(name string, set bool) error {
-		if set && !c.Etcd().Enabled() {
+		if set && !c.Etcd.Enabled() {
 			return fmt.Errorf("needs etcd-endpoints (%s is for an MD of several)", name)
 		}
 		return nil
 	}
 	file := func(name string, p *string) func() error {
 		return func() error {
-			if !c.Etcd().Enabled() {
+			if !c.Etcd.Enabled() {
 				return needs(name, *p != "")
 			}
 			if *p == "" {
@@ -34,15 +34,13 @@ func (c *Config) cascadeOptions() []options.Option {
 			return err
 		}
 	}
-	etcdCheck := func() error { return c.Etcd().Validate() }
-	return append(options.Etcd(options.EtcdFields{Endpoints: &c.EtcdEndpoints, Prefix: &c.EtcdPrefix, CA: &c.EtcdCA, Cert: &c.EtcdCert,
-		Key: &c.EtcdKey, User: &c.EtcdUser, PasswordFile: &c.EtcdPasswordFile},
-		etcdclient.DefaultPrefix, "the shared directory of MDs; empty: this MD works alone", "md/", etcdCheck),
+	etcdCheck := func() error { return c.Etcd.Validate() }
+	return append(c.Etcd.Options(etcdclient.DefaultPrefix, "the shared directory of MDs; empty: this MD works alone", "md/", etcdCheck),
 		options.String(&c.MDID, "md-id", "", "this MD's name in the directory, unique among the MDs (empty: the host name)").Check(func() error {
 			if err := needs("md-id", c.MDID != ""); err != nil {
 				return err
 			}
-			if !c.Etcd().Enabled() {
+			if !c.Etcd.Enabled() {
 				return nil
 			}
 			id, err := c.ID()
@@ -52,14 +50,14 @@ func (c *Config) cascadeOptions() []options.Option {
 			return directory.CheckID(id)
 		}),
 		options.String(&c.CascadeListen, "cascade-listen", "", "UDP ip:port of the DTLS associations with peer MDs (a specific address: it is published)").Check(func() error {
-			if !c.Etcd().Enabled() {
+			if !c.Etcd.Enabled() {
 				return needs("cascade-listen", c.CascadeListen != "")
 			}
 			_, err := c.CascadeAddr()
 			return err
 		}),
 		options.String(&c.CascadeMediaAddr, "cascade-media-addr", "", "ip:port peers send link media to (empty: address and the first media port)").Check(func() error {
-			if !c.Etcd().Enabled() {
+			if !c.Etcd.Enabled() {
 				return needs("cascade-media-addr", c.CascadeMediaAddr != "")
 			}
 			_, err := c.MediaAddr()
@@ -76,14 +74,6 @@ func (c *Config) cascadeOptions() []options.Option {
 			return nil
 		}),
 	)
-}
-
-// Etcd returns the store's client configuration.
-func (c *Config) Etcd() etcdclient.Config {
-	return etcdclient.Config{
-		Endpoints: c.EtcdEndpoints, Prefix: c.EtcdPrefix, CAFile: c.EtcdCA, CertFile: c.EtcdCert, KeyFile: c.EtcdKey,
-		Username: c.EtcdUser, PasswordFile: c.EtcdPasswordFile,
-	}
 }
 
 // ID returns md-id, or the host name when it is empty.

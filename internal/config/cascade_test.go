@@ -24,7 +24,7 @@ func TestCascadeOptions(t *testing.T) {
 	}
 	several := func() Config {
 		c := alone()
-		c.EtcdEndpoints = StringList{"http://198.18.0.10:2379"}
+		c.Etcd.Endpoints = StringList{"http://198.18.0.10:2379"}
 		c.MDID = "md-1"
 		c.Address = "198.18.0.1"
 		c.CascadeListen = "198.18.0.1:5800"
@@ -40,8 +40,8 @@ func TestCascadeOptions(t *testing.T) {
 	if ma, _ := c.MediaAddr(); ma.String() != "198.18.0.1:5004" {
 		t.Fatalf("default media address %v", ma)
 	}
-	if c.Etcd().Key("md/x") != "/mdfast/v1/md/x" || c.DirectoryLease.D() != 10*time.Second {
-		t.Fatalf("etcd config %+v lease %v", c.Etcd(), c.DirectoryLease)
+	if c.Etcd.Key("md/x") != "/mdfast/v1/md/x" || c.DirectoryLease.D() != 10*time.Second {
+		t.Fatalf("etcd config %+v lease %v", c.Etcd, c.DirectoryLease)
 	}
 	c.MDID = ""
 	if id, err := c.ID(); err != nil || id == "" {
@@ -55,8 +55,8 @@ func TestCascadeOptions(t *testing.T) {
 		{"cascade-listen", alone, func(c *Config) { c.CascadeListen = "198.18.0.1:5800" }},
 		{"md-id", alone, func(c *Config) { c.MDID = "md-1" }},
 		{"cascade-cert", alone, func(c *Config) { c.CascadeCert = "x" }},
-		{"etcd-endpoints", several, func(c *Config) { c.EtcdEndpoints = StringList{"198.18.0.10:2379"} }},
-		{"etcd-prefix", several, func(c *Config) { c.EtcdPrefix = "mdfast" }},
+		{"etcd-endpoints", several, func(c *Config) { c.Etcd.Endpoints = StringList{"198.18.0.10:2379"} }},
+		{"etcd-prefix", several, func(c *Config) { c.Etcd.Prefix = "mdfast" }},
 		{"md-id", several, func(c *Config) { c.MDID = "a/b" }},
 		{"cascade-listen", several, func(c *Config) { c.CascadeListen = "" }},
 		{"cascade-listen", several, func(c *Config) { c.CascadeListen = "0.0.0.0:5800" }},

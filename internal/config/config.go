@@ -14,6 +14,7 @@ import (
 	"github.com/mdfast/mdfast/internal/afxdp"
 	"github.com/mdfast/mdfast/internal/control"
 	"github.com/mdfast/mdfast/internal/dataplane"
+	"github.com/mdfast/mdfast/internal/etcdclient"
 	"github.com/mdfast/mdfast/internal/mdslow"
 	"github.com/mdfast/mdfast/internal/options"
 	"github.com/mdfast/mdfast/internal/srtpfast"
@@ -76,13 +77,7 @@ type Config struct {
 	LogFormat                string
 
 	// Several MDs: the shared store and the links (cascade.go).
-	EtcdEndpoints    StringList
-	EtcdPrefix       string
-	EtcdCA           string
-	EtcdCert         string
-	EtcdKey          string
-	EtcdUser         string
-	EtcdPasswordFile string
+	Etcd             etcdclient.Config
 	MDID             string
 	CascadeListen    string
 	CascadeMediaAddr string

@@ -72,28 +72,3 @@ func SetLevel(lv *slog.LevelVar, level string) error {
 	lv.Set(l)
 	return nil
 }
-
-// EtcdFields point at a daemon's etcd-* settings (internal/etcdclient.Config
-// is built from them).
-type EtcdFields struct {
-	Endpoints                                 *StringList
-	Prefix, CA, Cert, Key, User, PasswordFile *string
-}
-
-// Etcd declares the etcd-* options both daemons have, so that they accept
-// the same store configuration: etcd-endpoints (what the daemon keeps
-// there: use), etcd-prefix (default defPrefix; the subtree the daemon
-// writes: subtree), etcd-ca, etcd-cert, etcd-key, etcd-user and
-// etcd-password-file. check validates the whole set; it runs for the
-// endpoints and the prefix.
-func Etcd(f EtcdFields, defPrefix, use, subtree string, check func() error) []Option {
-	return []Option{
-		List(f.Endpoints, "etcd-endpoints", nil, "etcd client URLs (http:// or https://; repeatable): "+use).Check(check),
-		String(f.Prefix, "etcd-prefix", defPrefix, "prefix of every etcd key (this daemon writes only in its "+subtree+" subtree)").Check(check),
-		String(f.CA, "etcd-ca", "", "CA bundle (PEM) that verifies the etcd members (https endpoints)"),
-		String(f.Cert, "etcd-cert", "", "client certificate (PEM) for etcd"),
-		String(f.Key, "etcd-key", "", "client key (PEM) for etcd"),
-		String(f.User, "etcd-user", "", "etcd user, with etcd-password-file (RBAC: read-write on the prefix's "+subtree+" subtree only)"),
-		String(f.PasswordFile, "etcd-password-file", "", "file holding the etcd user's password"),
-	}
-}
