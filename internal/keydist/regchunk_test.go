@@ -53,10 +53,11 @@ func addMany(t *testing.T, reg *Registry, conf string, eps []Endpoint) {
 // seed writes eps into conf's API layer directly in etcd, as addEndpoint
 // would (conference, entries, tls-id claims), many per transaction:
 // registering thousands one by one through two replicas' mirrors takes
-// most of a minute under the race detector.
-func seed(t *testing.T, c TestEtcd, reg *Registry, conf string, eps []Endpoint) {
+// most of a minute under the race detector. It returns when every one of
+// regs lists them.
+func seed(t *testing.T, c TestEtcd, conf string, eps []Endpoint, regs ...*Registry) {
 	t.Helper()
-	m := reg.getStore().(*regMirror)
+	m := regs[0].getStore().(*regMirror)
 	ops := []clientv3.Op{clientv3.OpPut(m.confKey(conf), mustJSON(storedConference{Conference: conf}))}
 	for i := range eps {
 		e := &eps[i]
@@ -69,6 +70,13 @@ func seed(t *testing.T, c TestEtcd, reg *Registry, conf string, eps []Endpoint) 
 	}); err != nil {
 		t.Fatal(err)
 	}
+	last := &eps[len(eps)-1]
+	for _, r := range regs {
+		waitFor(t, "the seeded entries listed", func() bool {
+			_, ok := r.current().entry(entryKey{conf: conf, tlsID: last.TLSID, fp: last.Fingerprint})
+			return ok
+		})
+	}
 }
 
 // countKeys counts the keys under the registry prefix plus sub.
@@ -79,6 +87,16 @@ func countKeys(t *testing.T, c TestEtcd, sub string) int64 {
 		t.Fatal(err)
 	}
 	return g.Count
+}
+
+// revision reads the store's current revision.
+func revision(t *testing.T, c TestEtcd) int64 {
+	t.Helper()
+	g, err := c.Client(t).Get(t.Context(), "probe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g.Header.Revision
 }
 
 func newEndpoints(n int, fp Fingerprint) []Endpoint {
@@ -123,7 +141,7 @@ func TestRemoveLargeConference(t *testing.T) {
 				}
 			}
 			api := newEndpoints(1000, fp)
-			seed(t, c, r1, "big", api[:990])
+			seed(t, c, "big", api[:990], r1, r2)
 			addMany(t, r1, "big", api[990:])
 			addMany(t, r2, "keep", newEndpoints(3, fp))
 			sameRegistries(t, r1, r2)
@@ -131,9 +149,11 @@ func TestRemoveLargeConference(t *testing.T) {
 				t.Fatalf("replica 2 lists %d endpoints in big, want 1200", len(got.Endpoints))
 			}
 
+			before := revision(t, c)
 			if err := r1.RemoveConference("big"); err != nil {
 				t.Fatalf("remove a conference of 1,200 endpoints: %v", err)
 			}
+			t.Logf("removal of 1,000 API endpoints and 200 file entries: %d transactions", revision(t, c)-before)
 			if got, _ := r1.Conference("big"); len(got.Endpoints) != 0 {
 				t.Fatalf("replica 1 still lists %d endpoints after the removal returned", len(got.Endpoints))
 			}
@@ -175,7 +195,7 @@ func TestRemoveManyEndpoints(t *testing.T) {
 		}
 	}
 	api := newEndpoints(300, fp)
-	seed(t, c, r1, "many", api[:290])
+	seed(t, c, "many", api[:290], r1, r2)
 	addMany(t, r1, "many", api[290:])
 	addMany(t, r1, "many", newEndpoints(2, other))
 	sameRegistries(t, r1, r2)
@@ -207,8 +227,7 @@ func TestRemovalClaimSteps(t *testing.T) {
 	m := r1.getStore().(*regMirror)
 	fp := Fingerprint{7}
 	eps := newEndpoints(40, fp)
-	seed(t, c, r1, "conf", eps)
-	waitFor(t, "replica 2 lists the entries", func() bool { got, _ := r2.Conference("conf"); return len(got.Endpoints) == 40 })
+	seed(t, c, "conf", eps, r1, r2)
 
 	// A crash after step 2: entries gone, their claims left.
 	if err := m.writeSteps(nil, []clientv3.Op{clientv3.OpDelete(m.prefix()+"ep/conf/", clientv3.WithPrefix()), clientv3.OpDelete(m.confKey("conf"))}); err != nil {

@@ -105,8 +105,12 @@ func (m *regMirror) run() {
 				break
 			}
 			m.mu.Lock()
+			// Claims do not show in the layer: a response of claims only
+			// (a removal's last step, in chunks) needs no rebuild.
+			rebuild := false
 			for _, ev := range resp.Events {
 				k := strings.TrimPrefix(string(ev.Kv.Key), m.prefix())
+				rebuild = rebuild || !strings.HasPrefix(k, "tlsid/")
 				if ev.Type == clientv3.EventTypeDelete {
 					delete(m.kvs, k)
 					continue
@@ -118,6 +122,11 @@ func (m *regMirror) run() {
 					v.createRev = ev.Kv.CreateRevision
 					m.kvs[k] = v
 				}
+			}
+			if !rebuild {
+				m.advanceLocked(resp.Header.Revision)
+				m.mu.Unlock()
+				continue
 			}
 			api, revoked := m.buildLocked()
 			m.mu.Unlock()
@@ -230,15 +239,21 @@ func (m *regMirror) buildLocked() (map[string]*confLayer, map[entryKey]bool) {
 func (m *regMirror) publish(rev int64, api map[string]*confLayer, revoked map[entryKey]bool) {
 	m.reg.swapDynamic(api, revoked)
 	m.mu.Lock()
-	if rev > m.applied {
-		m.applied = rev
-		close(m.sig)
-		m.sig = make(chan struct{})
-	}
+	m.advanceLocked(rev)
 	m.mu.Unlock()
 	select {
 	case m.changed <- struct{}{}:
 	default: // a notification is pending: it will read the newest snapshot
+	}
+}
+
+// advanceLocked records that the layer reflects rev and wakes the writers
+// waiting for it. Called with m.mu.
+func (m *regMirror) advanceLocked(rev int64) {
+	if rev > m.applied {
+		m.applied = rev
+		close(m.sig)
+		m.sig = make(chan struct{})
 	}
 }
 
@@ -467,6 +482,10 @@ func (m *regMirror) revokeOps(conf string, revokeFile []Endpoint) []clientv3.Op 
 }
 
 // dropClaimOps deletes the tls-id claims of removed entries (step 3).
+// etcd counts each nested transaction as one operation of its parent and
+// checks its two comparisons against what the parent leaves of
+// --max-txn-ops: a chunk of n needs a limit of n+2 (66 for
+// etcdclient.TxnOps; a lower limit makes the chunks halve).
 func (m *regMirror) dropClaimOps(conf string, api []Endpoint) []clientv3.Op {
 	ops := make([]clientv3.Op, 0, len(api))
 	for i := range api {
