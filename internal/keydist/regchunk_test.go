@@ -271,3 +271,39 @@ func TestRemovalClaimSteps(t *testing.T) {
 	}
 	sameRegistries(t, r1, r2)
 }
+
+// TestRemovalResumes: a conference removal stopped within its first step
+// (some file entries revoked, as after a crash) leaves those entries
+// hidden and the rest as they were, on both replicas; the operator's
+// retry through the other replica completes it.
+func TestRemovalResumes(t *testing.T) {
+	c := StartTestEtcdMaxTxnOps(t, 16)
+	r1, r2 := regReplica(t, c, "kd1"), regReplica(t, c, "kd2")
+	file := newEndpoints(40, Fingerprint{8})
+	for _, r := range []*Registry{r1, r2} {
+		if err := r.ReplaceFile([]Conference{{ID: "conf", Endpoints: file}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seed(t, c, "conf", newEndpoints(40, Fingerprint{7}), r1, r2)
+	m := r1.getStore().(*regMirror)
+	if err := m.writeSteps(m.revokeOps("conf", file[:20])); err != nil {
+		t.Fatal(err)
+	}
+	sameRegistries(t, r1, r2)
+	if got, _ := r2.Conference("conf"); len(got.Endpoints) != 60 {
+		t.Fatalf("%d endpoints listed after a partial first step, want 60", len(got.Endpoints))
+	}
+	if err := r2.RemoveConference("conf"); err != nil {
+		t.Fatal(err)
+	}
+	for sub, want := range map[string]int64{"ep/conf/": 0, "conf/conf": 0, "revoked/conf/": 40, "tlsid/": 0} {
+		if n := countKeys(t, c, sub); n != want {
+			t.Errorf("%d keys under kd/registry/%s, want %d", n, sub, want)
+		}
+	}
+	sameRegistries(t, r1, r2)
+	if got, _ := r1.Conference("conf"); len(got.Endpoints) != 0 {
+		t.Fatalf("%d endpoints listed after the retried removal", len(got.Endpoints))
+	}
+}
