@@ -12,6 +12,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/mdfast/mdfast/internal/etcdclient"
 	"github.com/mdfast/mdfast/internal/ratelog"
 )
 
@@ -42,7 +43,8 @@ type Config struct {
 	// MinLease, whole seconds): a dead MD's entries vanish within it.
 	Lease time.Duration
 	// Debounce is how long presence changes are gathered before they are
-	// written, in one transaction (DefaultDebounce).
+	// written, in one transaction (DefaultDebounce); in chunks of
+	// etcdclient.TxnOps when there are more changes.
 	Debounce time.Duration
 	// BackoffMin and BackoffMax bound the delay between retries while
 	// etcd fails (DefaultBackoffMin, DefaultBackoffMax).
@@ -362,12 +364,18 @@ func (d *Directory) register(ctx context.Context) (clientv3.LeaseID, map[string]
 	d.mu.Lock()
 	hosted := maps.Clone(d.desired)
 	d.mu.Unlock()
-	ops := []clientv3.Op{clientv3.OpPut(d.cfg.Key(aliveKey(d.cfg.ID)), string(alive), clientv3.WithLease(g.ID))}
+	// The hosting entries grow with the conferences hosted, beyond what
+	// etcd takes in one transaction: they go first, in chunks, and the
+	// alive entry last, so that the other MDs (who list an MD by its alive
+	// entry) see this one appear with all its conferences. On a failure
+	// the lease is revoked, and whatever was written goes with it.
+	ops := make([]clientv3.Op, 0, len(hosted)+1)
 	for conf, kind := range hosted {
 		v, _ := marshalKind(kind) // Host checked kind
 		ops = append(ops, clientv3.OpPut(d.cfg.Key(hostingKey(conf, d.cfg.ID)), string(v), clientv3.WithLease(g.ID)))
 	}
-	if _, err := cl.Txn(octx).Then(ops...).Commit(); err != nil {
+	ops = append(ops, clientv3.OpPut(d.cfg.Key(aliveKey(d.cfg.ID)), string(alive), clientv3.WithLease(g.ID)))
+	if _, err := etcdclient.Chunks(ops, d.txn(ctx)); err != nil {
 		_, _ = cl.Revoke(octx, g.ID)
 		return 0, nil, fmt.Errorf("write alive and hosting entries: %w", err)
 	}
@@ -385,7 +393,8 @@ func (d *Directory) register(ctx context.Context) (clientv3.LeaseID, map[string]
 }
 
 // publish writes the difference between what is hosted and what was
-// published, in one transaction, and updates published.
+// published, in one transaction (chunks when larger), and updates
+// published.
 func (d *Directory) publish(ctx context.Context, lease clientv3.LeaseID, published map[string]Kind) error {
 	d.mu.Lock()
 	want := maps.Clone(d.desired)
@@ -406,15 +415,27 @@ func (d *Directory) publish(ctx context.Context, lease clientv3.LeaseID, publish
 	if len(ops) == 0 {
 		return nil
 	}
-	octx, cancel := context.WithTimeout(ctx, d.opTimeout())
-	defer cancel()
-	if _, err := d.cfg.Client.Txn(octx).Then(ops...).Commit(); err != nil {
+	// More changes than one transaction takes go in chunks; after a
+	// failure, published is unchanged and the retry writes the whole
+	// difference again (puts and deletes that are already done are
+	// harmless).
+	if _, err := etcdclient.Chunks(ops, d.txn(ctx)); err != nil {
 		return fmt.Errorf("write %d hosting changes: %w", len(ops), err)
 	}
 	d.publishes.Add(1)
 	clear(published)
 	maps.Copy(published, want)
 	return nil
+}
+
+// txn returns etcdclient.Chunks' commit function: one transaction, with
+// its own timeout.
+func (d *Directory) txn(ctx context.Context) func([]clientv3.Op) (*clientv3.TxnResponse, error) {
+	return func(ops []clientv3.Op) (*clientv3.TxnResponse, error) {
+		octx, cancel := context.WithTimeout(ctx, d.opTimeout())
+		defer cancel()
+		return d.cfg.Client.Txn(octx).Then(ops...).Commit()
+	}
 }
 
 // dirState is the watch loop's copy of md/.

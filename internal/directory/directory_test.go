@@ -26,7 +26,9 @@ type node struct {
 	done   chan struct{}
 }
 
-func startNode(t *testing.T, c *etcdtest.Cluster, id string, n int, lease time.Duration) *node {
+// startNode runs md-id id's directory, hosting conferences (KindSingle)
+// from its registration on.
+func startNode(t *testing.T, c *etcdtest.Cluster, id string, n int, lease time.Duration, conferences ...string) *node {
 	t.Helper()
 	ec := etcdclient.Config{Endpoints: c.Endpoints(), DialTimeout: time.Second}
 	cl, err := etcdclient.New(ec)
@@ -44,6 +46,11 @@ func startNode(t *testing.T, c *etcdtest.Cluster, id string, n int, lease time.D
 		Logger:     slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, conf := range conferences {
+		if err := d.Host(conf, KindSingle); err != nil {
+			t.Fatal(err)
+		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	nd := &node{d: d, cl: cl, cancel: cancel, done: make(chan struct{})}
@@ -132,6 +139,67 @@ func TestPresenceAndWatch(t *testing.T) {
 	// A clean stop revokes the lease: b's entries go at once.
 	b.stop()
 	waitView(t, a, time.Second, "a sees b gone after its clean stop", func(v View) bool { _, ok := v.Peers["md-b"]; return !ok })
+}
+
+// TestManyConferences: an MD hosting more conferences than etcd takes
+// operations in one transaction (here --max-txn-ops 16) registers with all
+// of them, and a presence change of 600 entries (300 hosted, 300
+// withdrawn) is published.
+func TestManyConferences(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{MaxTxnOps: 16})
+	confs := func(prefix string) []string {
+		out := make([]string, 300)
+		for i := range out {
+			out[i] = fmt.Sprintf("%s-%d", prefix, i)
+		}
+		return out
+	}
+	hostsAll := func(v View, confs []string) bool {
+		p, ok := v.Peers["md-b"]
+		if !ok || len(p.Conferences) != len(confs) {
+			return false
+		}
+		for _, conf := range confs {
+			if p.Conferences[conf] != KindSingle {
+				return false
+			}
+		}
+		return true
+	}
+	a := startNode(t, c, "md-a", 1, 2*time.Second)
+	old, next := confs("old"), confs("next")
+	b := startNode(t, c, "md-b", 2, 2*time.Second, old...)
+	waitView(t, a, 10*time.Second, "a sees b registered with 300 conferences", func(v View) bool { return hostsAll(v, old) })
+	// The alive entry, by which the others list an MD, was written last.
+	ec := etcdclient.Config{}
+	g, err := a.cl.Get(t.Context(), ec.Key(mdDir), clientv3.WithPrefix())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var aliveRev, hostingRev int64
+	for _, kv := range g.Kvs {
+		switch string(kv.Key) {
+		case ec.Key(aliveKey("md-b")):
+			aliveRev = kv.ModRevision
+		case ec.Key(aliveKey("md-a")):
+		default:
+			hostingRev = max(hostingRev, kv.ModRevision)
+		}
+	}
+	if aliveRev == 0 || aliveRev < hostingRev {
+		t.Fatalf("b's alive entry written at revision %d, before its last hosting entry (%d)", aliveRev, hostingRev)
+	}
+	for i := range old {
+		if err := b.d.Host(next[i], KindSingle); err != nil {
+			t.Fatal(err)
+		}
+		b.d.Unhost(old[i])
+	}
+	waitView(t, a, 10*time.Second, "a sees b's 600 changes", func(v View) bool { return hostsAll(v, next) })
+	if s := b.d.State(); !s.Registered || s.LastError != "" || s.Registrations != 1 {
+		t.Fatalf("state of b: %+v", s)
+	}
 }
 
 func TestKilledMDExpiresWithinLease(t *testing.T) {

@@ -11,9 +11,11 @@
 //	                                            while it has local members
 //
 // A killed MD's entries vanish when its lease expires. Presence changes are
-// debounced (Config.Debounce) and written in one transaction, never once
-// per packet or per member. Every MD watches md/ and hands its user the
-// whole current view (Directory.Updates), its own entries included.
+// debounced (Config.Debounce) and written in one transaction (chunks of
+// etcdclient.TxnOps operations when larger: etcd refuses a transaction
+// above its --max-txn-ops), never once per packet or per member. Every MD
+// watches md/ and hands its user the whole current view
+// (Directory.Updates), its own entries included.
 //
 // When etcd is unreachable the directory keeps the last view it had (the
 // links built on it keep carrying media), retries with capped back-off and

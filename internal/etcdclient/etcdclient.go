@@ -12,6 +12,10 @@
 //	<prefix>kd/...   Key Distributors: endpoint registry, EKT parameter
 //	                 sets, sealed under a key only the KDs hold
 //
+// Writes whose operation lists grow with registered state (a conference's
+// endpoints, an MD's hosted conferences) go through Chunks: etcd refuses a
+// transaction of more than its --max-txn-ops operations.
+//
 // Production deployments give each side its own etcd user (RBAC) limited to
 // its subtree, over TLS with client certificates; see the README.
 package etcdclient

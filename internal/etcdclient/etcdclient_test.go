@@ -1,4 +1,4 @@
-package etcdclient
+package etcdclient_test
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/mdfast/mdfast/internal/etcdclient"
 	"github.com/mdfast/mdfast/internal/etcdtest"
 )
 
@@ -17,7 +18,7 @@ func TestValidate(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	bad := []Config{
+	bad := []etcdclient.Config{
 		{Endpoints: []string{"127.0.0.1:2379"}},
 		{Endpoints: []string{"ftp://127.0.0.1:2379"}},
 		{Endpoints: []string{"http://"}},
@@ -30,11 +31,11 @@ func TestValidate(t *testing.T) {
 		{Endpoints: []string{"http://h:1"}, DialTimeout: -time.Second},
 	}
 	for _, c := range bad {
-		if err := c.Validate(); !errors.Is(err, ErrConfig) {
+		if err := c.Validate(); !errors.Is(err, etcdclient.ErrConfig) {
 			t.Errorf("%+v: got %v, want ErrConfig", c, err)
 		}
 	}
-	good := []Config{
+	good := []etcdclient.Config{
 		{},
 		{Endpoints: []string{"http://127.0.0.1:2379", "https://[2001:db8::1]:2379/"}, Prefix: "/x/", CAFile: "ca", CertFile: "c", KeyFile: "k"},
 		{Endpoints: []string{"http://h:1"}, Username: "md", PasswordFile: pw},
@@ -44,24 +45,24 @@ func TestValidate(t *testing.T) {
 			t.Errorf("%+v: %v", c, err)
 		}
 	}
-	if k := (Config{}).Key("md/alive/a"); k != "/mdfast/v1/md/alive/a" {
+	if k := (etcdclient.Config{}).Key("md/alive/a"); k != "/mdfast/v1/md/alive/a" {
 		t.Errorf("Key = %q", k)
 	}
 }
 
 func TestNewAgainstRealEtcd(t *testing.T) {
 	c := etcdtest.Start(t, etcdtest.Options{})
-	cl, err := New(Config{Endpoints: c.Endpoints()})
+	cl, err := etcdclient.New(etcdclient.Config{Endpoints: c.Endpoints()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := cl.Put(ctx, DefaultPrefix+"probe", "1"); err != nil {
+	if _, err := cl.Put(ctx, etcdclient.DefaultPrefix+"probe", "1"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Config{}); !errors.Is(err, ErrConfig) {
+	if _, err := etcdclient.New(etcdclient.Config{}); !errors.Is(err, etcdclient.ErrConfig) {
 		t.Errorf("New without endpoints: %v", err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -36,6 +37,9 @@ type Options struct {
 	// BasePort (default: a free port pair found on loopback, or 23790 in a
 	// namespace).
 	BasePort int
+	// MaxTxnOps, if set, is the members' --max-txn-ops (etcd's default
+	// is 128): tests of writes that must fit a server's limit.
+	MaxTxnOps int
 }
 
 // Cluster is a running etcd cluster, stopped in t.Cleanup.
@@ -108,6 +112,9 @@ func Start(t testing.TB, o Options) *Cluster {
 			"--initial-cluster-state", "new", "--initial-cluster-token", filepath.Base(c.dir),
 			"--heartbeat-interval", "50", "--election-timeout", "500",
 			"--logger", "zap", "--log-level", "warn",
+		}
+		if o.MaxTxnOps > 0 {
+			m.args = append(m.args, "--max-txn-ops", strconv.Itoa(o.MaxTxnOps))
 		}
 	}
 	t.Cleanup(func() {

@@ -20,6 +20,10 @@ type TestEtcd interface {
 // StartTestEtcd starts a one-member etcd for t (set by etcd_ext_test.go).
 var StartTestEtcd func(t testing.TB) TestEtcd
 
+// StartTestEtcdMaxTxnOps starts a one-member etcd whose --max-txn-ops is
+// n (set by etcd_ext_test.go).
+var StartTestEtcdMaxTxnOps func(t testing.TB, n int) TestEtcd
+
 func startEtcd(t testing.TB) TestEtcd {
 	t.Helper()
 	if StartTestEtcd == nil {

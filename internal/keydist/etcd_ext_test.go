@@ -11,4 +11,7 @@ func init() {
 	keydist.StartTestEtcd = func(t testing.TB) keydist.TestEtcd {
 		return etcdtest.Start(t, etcdtest.Options{})
 	}
+	keydist.StartTestEtcdMaxTxnOps = func(t testing.TB, n int) keydist.TestEtcd {
+		return etcdtest.Start(t, etcdtest.Options{MaxTxnOps: n})
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/mdfast/mdfast/internal/etcdclient"
 )
 
 // The registry's dynamic layer in etcd (issue 14): with a store, what the
@@ -103,8 +105,12 @@ func (m *regMirror) run() {
 				break
 			}
 			m.mu.Lock()
+			// Claims do not show in the layer: a response of claims only
+			// (a removal's last step, in chunks) needs no rebuild.
+			rebuild := false
 			for _, ev := range resp.Events {
 				k := strings.TrimPrefix(string(ev.Kv.Key), m.prefix())
+				rebuild = rebuild || !strings.HasPrefix(k, "tlsid/")
 				if ev.Type == clientv3.EventTypeDelete {
 					delete(m.kvs, k)
 					continue
@@ -116,6 +122,11 @@ func (m *regMirror) run() {
 					v.createRev = ev.Kv.CreateRevision
 					m.kvs[k] = v
 				}
+			}
+			if !rebuild {
+				m.advanceLocked(resp.Header.Revision)
+				m.mu.Unlock()
+				continue
 			}
 			api, revoked := m.buildLocked()
 			m.mu.Unlock()
@@ -228,15 +239,21 @@ func (m *regMirror) buildLocked() (map[string]*confLayer, map[entryKey]bool) {
 func (m *regMirror) publish(rev int64, api map[string]*confLayer, revoked map[entryKey]bool) {
 	m.reg.swapDynamic(api, revoked)
 	m.mu.Lock()
-	if rev > m.applied {
-		m.applied = rev
-		close(m.sig)
-		m.sig = make(chan struct{})
-	}
+	m.advanceLocked(rev)
 	m.mu.Unlock()
 	select {
 	case m.changed <- struct{}{}:
 	default: // a notification is pending: it will read the newest snapshot
+	}
+}
+
+// advanceLocked records that the layer reflects rev and wakes the writers
+// waiting for it. Called with m.mu.
+func (m *regMirror) advanceLocked(rev int64) {
+	if rev > m.applied {
+		m.applied = rev
+		close(m.sig)
+		m.sig = make(chan struct{})
 	}
 }
 
@@ -430,34 +447,91 @@ func (m *regMirror) addEndpoint(conf string, e Endpoint, allowLegacy, newConf, a
 	return nil
 }
 
-// removeOps deletes api's entries (unless the whole conference's entries
-// go: etcd refuses overlapping deletes in one transaction) and their tls-id
-// claims, and hides revokeFile's file entries.
-func (m *regMirror) removeOps(conf string, api, revokeFile []Endpoint, wholeConf bool) []clientv3.Op {
-	var ops []clientv3.Op
-	for i := range api {
-		if !wholeConf {
-			ops = append(ops, clientv3.OpDelete(m.epKey(conf, &api[i])))
-		}
-		if api[i].TLSID != "" {
-			ops = append(ops, clientv3.OpDelete(m.claimKey(api[i].TLSID)))
-		}
-	}
+// Removals grow with what was registered (a conference of thousands of
+// endpoints) and etcd refuses a transaction of more than its
+// --max-txn-ops operations (default 128), so they are written in three
+// steps, each in chunks (etcdclient.Chunks). The steps are ordered so that
+// a crash or an error after any transaction leaves a state the registry
+// already handles, and so that the other replicas' mirrors, which apply
+// the watch a response (whole revisions) at a time, pass only through such
+// states:
+//
+//  1. the file entries' revocations (revoked/<conf>/<id>) first: a prefix
+//     of them is the removal of some of those entries, which the API also
+//     does, and no later step can fail with a removed file entry still
+//     admitted (retrying the call revokes the rest);
+//  2. the API entries: ep/<conf>/<id> each, or for a whole conference the
+//     ep/<conf>/ prefix (one operation whatever its size) and then
+//     conf/<conf>; from here the endpoints match nothing;
+//  3. their tls-id claims. A crash before this step leaves claims whose
+//     entry is gone, which addEndpoint already drops (dropStaleClaim).
+//     Each claim goes only if it still names the removed entry and that
+//     entry does not exist (a nested transaction per claim): meanwhile the
+//     same endpoint may have been registered again through another
+//     replica, or a stale mirror may have listed an entry whose tls-id
+//     moved to another conference since.
+
+// revokeOps hides file entries (step 1).
+func (m *regMirror) revokeOps(conf string, revokeFile []Endpoint) []clientv3.Op {
+	ops := make([]clientv3.Op, 0, len(revokeFile))
 	for i := range revokeFile {
-		e := revokeFile[i]
-		ops = append(ops, clientv3.OpPut(m.revokedKey(conf, &e), mustJSON(storedEndpoint{Conference: conf, TLSID: e.TLSID, Fingerprint: e.Fingerprint})))
+		e := &revokeFile[i]
+		ops = append(ops, clientv3.OpPut(m.revokedKey(conf, e), mustJSON(storedEndpoint{Conference: conf, TLSID: e.TLSID, Fingerprint: e.Fingerprint})))
 	}
 	return ops
 }
 
+// dropClaimOps deletes the tls-id claims of removed entries (step 3).
+// etcd counts each nested transaction as one operation of its parent and
+// checks its two comparisons against what the parent leaves of
+// --max-txn-ops: a chunk of n needs a limit of n+2 (66 for
+// etcdclient.TxnOps; a lower limit makes the chunks halve).
+func (m *regMirror) dropClaimOps(conf string, api []Endpoint) []clientv3.Op {
+	ops := make([]clientv3.Op, 0, len(api))
+	for i := range api {
+		e := &api[i]
+		if e.TLSID == "" {
+			continue
+		}
+		claim := m.claimKey(e.TLSID)
+		ops = append(ops, clientv3.OpTxn(
+			[]clientv3.Cmp{
+				clientv3.Compare(clientv3.Value(claim), "=", claimValue(conf, e)),
+				clientv3.Compare(clientv3.CreateRevision(m.epKey(conf, e)), "=", 0),
+			},
+			[]clientv3.Op{clientv3.OpDelete(claim)}, nil))
+	}
+	return ops
+}
+
+// writeSteps commits steps in order, each in chunks, and waits until this
+// replica's layer shows the last.
+func (m *regMirror) writeSteps(steps ...[]clientv3.Op) error {
+	var rev int64
+	for _, ops := range steps {
+		r, err := etcdclient.Chunks(ops, func(ops []clientv3.Op) (*clientv3.TxnResponse, error) {
+			ctx, cancel := m.s.reqCtx()
+			defer cancel()
+			return m.s.cl.Txn(ctx).Then(ops...).Commit()
+		})
+		if err != nil {
+			return m.s.fail(storeOpRegistry, err)
+		}
+		rev = max(rev, r)
+	}
+	return m.waitApplied(rev)
+}
+
 func (m *regMirror) removeEndpoints(conf string, api, revokeFile []Endpoint) error {
-	_, err := m.commit(nil, m.removeOps(conf, api, revokeFile, false))
-	return err
+	eps := make([]clientv3.Op, 0, len(api))
+	for i := range api {
+		eps = append(eps, clientv3.OpDelete(m.epKey(conf, &api[i])))
+	}
+	return m.writeSteps(m.revokeOps(conf, revokeFile), eps, m.dropClaimOps(conf, api))
 }
 
 func (m *regMirror) removeConference(id string, api, revokeFile []Endpoint) error {
-	ops := append(m.removeOps(id, api, revokeFile, true),
-		clientv3.OpDelete(m.confKey(id)), clientv3.OpDelete(m.prefix()+"ep/"+id+"/", clientv3.WithPrefix()))
-	_, err := m.commit(nil, ops)
-	return err
+	return m.writeSteps(m.revokeOps(id, revokeFile),
+		[]clientv3.Op{clientv3.OpDelete(m.prefix()+"ep/"+id+"/", clientv3.WithPrefix()), clientv3.OpDelete(m.confKey(id))},
+		m.dropClaimOps(id, api))
 }
