@@ -192,7 +192,7 @@ func (c *config) options() []options.Option {
 		options.Float(&c.JoinRateSource, "join-rate-per-source", keydist.DefaultJoinRatePerSource, "join endpoint requests per second from one IPv4 address or IPv6 /64 (burst 10)"),
 		options.List(&c.JoinAllowOrigin, "join-allow-origin", nil, "web origins allowed to call the join endpoint (CORS; * for any; repeatable)"),
 	)
-	o = append(o, c.Etcd.Options(etcdclient.DefaultPrefix, "KD replicas keep the registry's API layer and the EKT parameter sets there (empty: this process only)", "kd/",
+	o = append(o, options.Etcd(&c.Etcd, etcdclient.DefaultPrefix, "KD replicas keep the registry's API layer and the EKT parameter sets there (empty: this process only)", "kd/",
 		func() error {
 			if err := c.Etcd.Validate(); err != nil {
 				return err

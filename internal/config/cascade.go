@@ -35,7 +35,7 @@ func (c *Config) cascadeOptions() []options.Option {
 		}
 	}
 	etcdCheck := func() error { return c.Etcd.Validate() }
-	return append(c.Etcd.Options(etcdclient.DefaultPrefix, "the shared directory of MDs; empty: this MD works alone", "md/", etcdCheck),
+	return append(options.Etcd(&c.Etcd, etcdclient.DefaultPrefix, "the shared directory of MDs; empty: this MD works alone", "md/", etcdCheck),
 		options.String(&c.MDID, "md-id", "", "this MD's name in the directory, unique among the MDs (empty: the host name)").Check(func() error {
 			if err := needs("md-id", c.MDID != ""); err != nil {
 				return err

@@ -32,8 +32,6 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-
-	"github.com/mdfast/mdfast/internal/options"
 )
 
 // DefaultPrefix is the key prefix of everything mdfast keeps in etcd.
@@ -60,24 +58,6 @@ type Config struct {
 	Username, PasswordFile string
 	// DialTimeout (default DefaultDialTimeout).
 	DialTimeout time.Duration
-}
-
-// Options declares the etcd-* options that set c, the same in both
-// daemons so that they accept the same store configuration:
-// etcd-endpoints (what the daemon keeps there: use), etcd-prefix (default
-// defPrefix; the subtree the daemon writes: subtree), etcd-ca, etcd-cert,
-// etcd-key, etcd-user and etcd-password-file. check validates the whole
-// set; it runs for the endpoints and the prefix.
-func (c *Config) Options(defPrefix, use, subtree string, check func() error) []options.Option {
-	return []options.Option{
-		options.List((*options.StringList)(&c.Endpoints), "etcd-endpoints", nil, "etcd client URLs (http:// or https://; repeatable): "+use).Check(check),
-		options.String(&c.Prefix, "etcd-prefix", defPrefix, "prefix of every etcd key (this daemon writes only in its "+subtree+" subtree)").Check(check),
-		options.String(&c.CAFile, "etcd-ca", "", "CA bundle (PEM) that verifies the etcd members (https endpoints)"),
-		options.String(&c.CertFile, "etcd-cert", "", "client certificate (PEM) for etcd"),
-		options.String(&c.KeyFile, "etcd-key", "", "client key (PEM) for etcd"),
-		options.String(&c.Username, "etcd-user", "", "etcd user, with etcd-password-file (RBAC: read-write on the prefix's "+subtree+" subtree only)"),
-		options.String(&c.PasswordFile, "etcd-password-file", "", "file holding the etcd user's password"),
-	}
 }
 
 // Enabled reports whether a store is configured.

@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+
+	"github.com/mdfast/mdfast/internal/etcdclient"
 )
 
 // The options both daemons have.
@@ -71,4 +73,22 @@ func SetLevel(lv *slog.LevelVar, level string) error {
 	}
 	lv.Set(l)
 	return nil
+}
+
+// Etcd declares the etcd-* options that set c, the same in both daemons
+// so that they accept the same store configuration: etcd-endpoints (what
+// the daemon keeps there: use), etcd-prefix (default defPrefix; the
+// subtree the daemon writes: subtree), etcd-ca, etcd-cert, etcd-key,
+// etcd-user and etcd-password-file. check validates the whole set; it runs
+// for the endpoints and the prefix.
+func Etcd(c *etcdclient.Config, defPrefix, use, subtree string, check func() error) []Option {
+	return []Option{
+		List((*StringList)(&c.Endpoints), "etcd-endpoints", nil, "etcd client URLs (http:// or https://; repeatable): "+use).Check(check),
+		String(&c.Prefix, "etcd-prefix", defPrefix, "prefix of every etcd key (this daemon writes only in its "+subtree+" subtree)").Check(check),
+		String(&c.CAFile, "etcd-ca", "", "CA bundle (PEM) that verifies the etcd members (https endpoints)"),
+		String(&c.CertFile, "etcd-cert", "", "client certificate (PEM) for etcd"),
+		String(&c.KeyFile, "etcd-key", "", "client key (PEM) for etcd"),
+		String(&c.Username, "etcd-user", "", "etcd user, with etcd-password-file (RBAC: read-write on the prefix's "+subtree+" subtree only)"),
+		String(&c.PasswordFile, "etcd-password-file", "", "file holding the etcd user's password"),
+	}
 }
