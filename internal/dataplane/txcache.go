@@ -42,6 +42,11 @@ type txCache struct {
 	// key the key of its tuple.
 	in  *RxPacket
 	key uint64
+	// gen is the neighbour table's generation, read by the first reply
+	// after done (once per TX batch, not per datagram: a change is seen
+	// from the next batch on); genOK says it was.
+	gen   uint64
+	genOK bool
 	// locals are the tuples last given keys, last the index of the one
 	// used last; next is the last key given (0 is never one: no entry
 	// matches before it is built).
@@ -107,12 +112,16 @@ func (c *txCache) build(dst netip.AddrPort, in *RxPacket) (*frame.Template, Reas
 }
 
 // reply makes in the datagram the next lookups reply to: it finds the key
-// of its local address, VLAN tag and the neighbour generation, read now
-// (before any lookup the key's entries are built from), or gives the tuple
-// a new one in place of the oldest.
+// of its local address, VLAN tag and the neighbour generation, read on the
+// batch's first reply (before any lookup the key's entries are built from:
+// an entry built later from a newer table is only rebuilt once more), or
+// gives the tuple a new one in place of the oldest.
 func (c *txCache) reply(in *RxPacket) {
 	c.in = in
-	gen := c.nb.Gen()
+	if !c.genOK {
+		c.gen, c.genOK = c.nb.Gen(), true
+	}
+	gen := c.gen
 	vlan := uint32(in.vlanProto)<<16 | uint32(in.vlanTCI)
 	if l := &c.locals[c.last]; l.key != 0 && l.gen == gen && l.local == in.Dst && l.vlan == vlan {
 		c.key = l.key // the tuple of the datagram before: the usual case
@@ -131,5 +140,6 @@ func (c *txCache) reply(in *RxPacket) {
 }
 
 // done ends the lookups for the datagrams of a batch: the worker reuses
-// their RxPackets for the next one. The port calls it in Flush.
-func (c *txCache) done() { c.in = nil }
+// their RxPackets for the next one, and the next reply reads the
+// neighbour generation again. The port calls it in Flush.
+func (c *txCache) done() { c.in, c.genOK = nil, false }
