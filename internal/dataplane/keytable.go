@@ -46,7 +46,8 @@ type ktReader struct {
 	// direct-mapped by a hash of the source: the next packet from one of
 	// them (several senders' packets interleave; a video frame's come in
 	// a burst) takes its route again, members and maxJoin included,
-	// without a lookup. An entry holds its own copy of the members. Only
+	// without a lookup. An entry holds its own copy of the members, less
+	// those the worker skips for that sender (itself; links, for a link). Only
 	// a route is kept: a source Route does not route is looked up each
 	// time. Ownership (Reader.Own) once granted stays with this reader
 	// for the batch: only its own HandOver and Release give it away, and
@@ -129,6 +130,7 @@ func (k *ktReader) peerSlow(ep *keytable.Endpoint) *Peer {
 			Addr: ep.Addr(),
 			Recv: ep.Recv(), Send: ep.Send(), Seen: ep, Ref: ep,
 			Link: ep.Link(), Tag: ep.Tag(),
+			ep: ep,
 		}
 		if p.Link {
 			p.Traffic = ep
@@ -163,7 +165,14 @@ func (k *ktReader) routeMiss(src netip.AddrPort, e *routeEntry) (*Peer, []*Peer,
 	p, members, ok := k.route(ep)
 	if ok {
 		e.src, e.epoch, e.peer, e.maxJoin = src, k.epoch, p, k.maxJoin
-		e.members = append(e.members[:0], members...)
+		// The copy leaves out what the worker would skip for every packet
+		// of p: p itself, and the links when p is one.
+		e.members = e.members[:0]
+		for _, m := range members {
+			if m != nil && m.ID != p.ID && !(m.Link && p.Link) {
+				e.members = append(e.members, m)
+			}
+		}
 		k.last = e
 	}
 	return p, members, ok
@@ -196,31 +205,37 @@ func (k *ktReader) route(ep *keytable.Endpoint) (*Peer, []*Peer, bool) {
 	return k.peer(ep), k.conf, true
 }
 
-// Admit implements Reader with keytable.Reader.Admit.
-func (k *ktReader) Admit(sender *Peer, ssrc uint32, rtcp bool, index uint64, now int64) bool {
-	ep, ok := sender.Ref.(*keytable.Endpoint)
-	if !ok {
-		return false
+// peerEndpoint returns p's Endpoint, or nil if p is not from a keytable.
+func peerEndpoint(p *Peer) *keytable.Endpoint {
+	if p.ep != nil {
+		return p.ep
 	}
+	ep, _ := p.Ref.(*keytable.Endpoint)
+	return ep
+}
+
+// Admit implements Reader with keytable.Reader.AdmitTo and
+// keytable.Claim.Rebased. Every Peer this reader routes has its Endpoint
+// in ep.
+func (k *ktReader) Admit(sender *Peer, ssrc uint32, rtcp bool, index uint64, now int64) (rebased, ok bool) {
 	kind := keytable.KindRTP
 	if rtcp {
 		kind = keytable.KindRTCP
 	}
-	k.claim, ok = k.r.Admit(ep, ssrc, kind, index, k.maxJoin, now)
-	return ok
+	if sender.ep == nil || !k.r.AdmitTo(&k.claim, sender.ep, ssrc, kind, index, k.maxJoin, now) {
+		return false, false
+	}
+	return k.claim.Rebased(), true
 }
 
 // OutIndex implements Reader with keytable.Claim.Out.
 func (k *ktReader) OutIndex(r *Peer) (uint64, bool) {
-	ep, ok := r.Ref.(*keytable.Endpoint)
-	if !ok {
+	ep := peerEndpoint(r)
+	if ep == nil {
 		return 0, false
 	}
 	return k.claim.Out(ep)
 }
-
-// Rebased implements Reader with keytable.Claim.Rebased.
-func (k *ktReader) Rebased() bool { return k.claim.Rebased() }
 
 // ID implements Reader.
 func (k *ktReader) ID() int { return k.r.ID() }

@@ -129,6 +129,7 @@ type Worker struct {
 
 	rx      []RxPacket
 	sc      srtpfast.Scratch
+	info    srtpfast.RTPInfo // what the Opener said of the packet handled last
 	openers map[uint64]*openerEntry
 	// recent is a direct-mapped cache in front of openers, by sender ID:
 	// with several senders' packets interleaved in a batch, a hit costs a
@@ -331,7 +332,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		c[DropJunk]++
 		return
 	}
-	rtcp := len(b) >= 2 && b[1] >= 192 && b[1] <= 223
+	rtcp := len(b) >= 2 && b[1]-192 < 32 // 192..223
 	sender, members, ok := w.table.Route(p.Src)
 	if !ok && sender == LinkAddress {
 		var (
@@ -401,8 +402,8 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		}
 		plain, ssrc, idx = b[:info.Len], info.SSRC, uint64(info.Index)
 	} else {
-		info, err := e.o.OpenRTP(b)
-		if err != nil {
+		info := &w.info
+		if err := e.o.OpenRTPTo(info, b); err != nil {
 			w.dropRx(rxLink, openReason(err))
 			return
 		}
@@ -413,7 +414,8 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		}
 	}
 	e.opened = now
-	if !w.table.Admit(sender, ssrc, rtcp, idx, now) {
+	rebased, admitted := w.table.Admit(sender, ssrc, rtcp, idx, now)
+	if !admitted {
 		w.dropRx(rxLink, DropSSRCCollision)
 		return
 	}
@@ -434,7 +436,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	// the opened packet with the header length found here; the others
 	// take sendCopy. The Opener measured the header (hdr), less the
 	// link's tag if stripped.
-	plainCopies := !rtcp && !w.table.Rebased()
+	plainCopies := !rtcp && !rebased
 	room := len(plain) + len(tail) // and the receiver's RTPOverhead
 	for _, r := range members {
 		if r == nil || r.ID == sender.ID || (r.Link && sender.Link) {

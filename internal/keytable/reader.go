@@ -71,15 +71,33 @@ func claimSlotOf(ep *Endpoint, ssrc uint32) uint64 {
 // sender and SSRC it saw before, whose claim is still open, does not look
 // the claim up again. Only the reader's goroutine may call it.
 func (r *Reader) Admit(ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) (Claim, bool) {
-	s := &r.claims[claimSlotOf(ep, ssrc)]
-	c := s.c
-	if s.ep != ep || s.ssrc != ssrc || c.hi[kind].Load()&closedBit != 0 {
-		if c = r.t.claimFor(ep, ssrc, now); c == nil {
-			return Claim{}, false
-		}
-		*s = claimSlot{ep: ep, c: c, ssrc: ssrc}
+	var cl Claim
+	ok := r.AdmitTo(&cl, ep, ssrc, kind, index, maxJoin, now)
+	return cl, ok
+}
+
+// AdmitTo is Admit writing the Claim to *cl (the zero Claim on false)
+// instead of returning it: the worker keeps one Claim per reader and
+// copies none per packet. Only the reader's goroutine may call it. The
+// lookup of the cached claim is inlined into the caller; admitMiss does
+// the rest when it misses.
+func (r *Reader) AdmitTo(cl *Claim, ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) bool {
+	if s := &r.claims[claimSlotOf(ep, ssrc)]; s.ep == ep && s.ssrc == ssrc && s.c.hi[kind].Load()&closedBit == 0 {
+		return r.t.admitTo(cl, s.c, kind, index, maxJoin, now)
 	}
-	return r.t.admit(c, kind, index, maxJoin, now)
+	return r.admitMiss(cl, ep, ssrc, kind, index, maxJoin, now)
+}
+
+// admitMiss is AdmitTo when the cache holds no open claim of ep on ssrc:
+// it looks the claim up (claimFor) and caches it.
+func (r *Reader) admitMiss(cl *Claim, ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) bool {
+	c := r.t.claimFor(ep, ssrc, now)
+	if c == nil {
+		*cl = Claim{}
+		return false
+	}
+	r.claims[claimSlotOf(ep, ssrc)] = claimSlot{ep: ep, c: c, ssrc: ssrc}
+	return r.t.admitTo(cl, c, kind, index, maxJoin, now)
 }
 
 // NewReader registers a worker and returns its Reader. It panics if more

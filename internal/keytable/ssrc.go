@@ -250,13 +250,21 @@ func (t *Table) Admit(ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint6
 // admit admits one packet under c, ep's live claim on the packet's SSRC
 // (see Admit).
 func (t *Table) admit(c *claim, kind Kind, index, maxJoin uint64, now int64) (Claim, bool) {
+	var cl Claim
+	ok := t.admitTo(&cl, c, kind, index, maxJoin, now)
+	return cl, ok
+}
+
+// admitTo is admit writing the Claim to *cl (the zero Claim on false).
+func (t *Table) admitTo(cl *Claim, c *claim, kind Kind, index, maxJoin uint64, now int64) bool {
 	// Receivers first, then the index: a closer that sets closedBit and
 	// then reads served sees this packet's receivers whenever the index
 	// check below passes (all atomics here are sequentially consistent).
-	for {
-		s := c.served.Load()
-		if maxJoin <= s || c.served.CompareAndSwap(s, maxJoin) {
-			break
+	if s := c.served.Load(); maxJoin > s {
+		for !c.served.CompareAndSwap(s, maxJoin) {
+			if s = c.served.Load(); maxJoin <= s {
+				break
+			}
 		}
 	}
 	anchor := c.anchor[kind].Load()
@@ -267,13 +275,15 @@ func (t *Table) admit(c *claim, kind Kind, index, maxJoin uint64, now int64) (Cl
 	anchor &= idxMask
 	if len(c.lanes) != 0 && index+RebaseMargin <= anchor {
 		t.stats.indexDrops.Add(1)
-		return Claim{}, false
+		*cl = Claim{}
+		return false
 	}
 	for {
 		v := c.hi[kind].Load()
 		if v&closedBit != 0 {
 			t.stats.staleClaims.Add(1)
-			return Claim{}, false
+			*cl = Claim{}
+			return false
 		}
 		if v&setBit != 0 && index <= v&idxMask {
 			break
@@ -286,7 +296,8 @@ func (t *Table) admit(c *claim, kind Kind, index, maxJoin uint64, now int64) (Cl
 		c.used.Store(now)
 	}
 	c.pkts.Add(1)
-	return Claim{c: c, in: index, anchor: anchor, kind: kind}, true
+	*cl = Claim{c: c, in: index, anchor: anchor, kind: kind}
+	return true
 }
 
 // claimFor returns ep's live claim on ssrc, taking or re-basing it when
