@@ -180,6 +180,7 @@ type Worker struct {
 type openerEntry struct {
 	gen     uint64
 	keys    *srtpfast.Keys
+	double  bool // keys.Profile().IsDouble()
 	o       *srtpfast.Opener
 	peer    *Peer // a version of the sender with this gen (for hand-overs)
 	used    int64 // batch time of the last packet
@@ -379,7 +380,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		tail   []byte // the EKTField, carried to every receiver untouched
 		hdr    int    // RTP header length of plain (the Opener measured it)
 	)
-	double := e.keys.Profile().IsDouble()
+	double := e.double
 	if sender.Link {
 		rxLink = w.linkStats(sender)
 	}
@@ -424,7 +425,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		rxLink.RxBytes += uint64(len(p.Payload))
 		c[LinkRx]++
 	}
-	if sender.Seen != nil && e.touched != now {
+	if e.touched != now && sender.Seen != nil {
 		e.touched = now
 		sender.Seen.Touch(now)
 	}
@@ -627,7 +628,7 @@ func (w *Worker) opener(p *Peer) *openerEntry {
 		if p.Link {
 			n = w.cfg.MaxSSRCsPerLink // every sender behind the peer MD
 		}
-		e = &openerEntry{gen: p.Gen, keys: p.Recv, o: srtpfast.NewOpener(p.Recv, n), peer: p}
+		e = &openerEntry{gen: p.Gen, keys: p.Recv, double: p.Recv.Profile().IsDouble(), o: srtpfast.NewOpener(p.Recv, n), peer: p}
 		w.openers[p.ID] = e
 	}
 	*r = recentOpener{id: p.ID, e: e}
