@@ -82,7 +82,14 @@ func newTxCache(nb Neighbours, mac frame.MAC, udpChecksum bool) txCache {
 // one received datagram): its tuple is read on the first.
 func (c *txCache) headers(dst netip.AddrPort, in *RxPacket) (*frame.Template, Reason) {
 	if in != c.in {
-		c.reply(in) // the first copy of a datagram: its tuple's key
+		// The first copy of a datagram: its tuple's key. Usually the
+		// tuple of the datagram before, looked at here; reply does the
+		// rest.
+		if l := &c.locals[c.last]; c.genOK && l.key != 0 && l.gen == c.gen && l.local == in.Dst && l.vlan == uint32(in.vlanProto)<<16|uint32(in.vlanTCI) {
+			c.in, c.key = in, l.key
+		} else {
+			c.reply(in)
+		}
 	}
 	if e := c.slot(dst); e.key == c.key && e.dst == dst {
 		return &e.t, 0
@@ -111,7 +118,8 @@ func (c *txCache) build(dst netip.AddrPort, in *RxPacket) (*frame.Template, Reas
 	return &e.t, 0
 }
 
-// reply makes in the datagram the next lookups reply to: it finds the key
+// reply makes in the datagram the next lookups reply to (headers has
+// already looked at the tuple of the datagram before): it finds the key
 // of its local address, VLAN tag and the neighbour generation, read on the
 // batch's first reply (before any lookup the key's entries are built from:
 // an entry built later from a newer table is only rebuilt once more), or
@@ -123,10 +131,6 @@ func (c *txCache) reply(in *RxPacket) {
 	}
 	gen := c.gen
 	vlan := uint32(in.vlanProto)<<16 | uint32(in.vlanTCI)
-	if l := &c.locals[c.last]; l.key != 0 && l.gen == gen && l.local == in.Dst && l.vlan == vlan {
-		c.key = l.key // the tuple of the datagram before: the usual case
-		return
-	}
 	for i := range c.locals {
 		if l := &c.locals[i]; l.key != 0 && l.gen == gen && l.local == in.Dst && l.vlan == vlan {
 			c.key, c.last = l.key, i
