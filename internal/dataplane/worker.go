@@ -364,7 +364,13 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		w.misrouted(sender, now)
 		return
 	}
-	e := w.opener(sender)
+	// A sender seen lately (the usual case) is found in recent here;
+	// opener does the rest. An entry's keys are never nil.
+	ro := &w.recent[openerSlot(sender.ID)]
+	e := ro.e
+	if ro.id != sender.ID || e == nil || e.gen != sender.Gen || e.keys != sender.Recv {
+		e = w.opener(sender)
+	}
 	if e == nil {
 		c[DropNoKeys]++
 		return
