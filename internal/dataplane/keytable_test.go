@@ -224,6 +224,50 @@ func TestKeyTableRouteRepeat(t *testing.T) {
 	}
 	route(0, true, 0, 2)
 	r.End()
+
+	// Batches on the same snapshot take the routes of the batches before
+	// (the entry is the one routed, not a new lookup) until this reader
+	// gives a sender away: then the next batch does not route it.
+	r.Begin()
+	route(3, true, 3, 4)
+	kr := r.(*ktReader)
+	cached := kr.last
+	r.End()
+	r.Begin()
+	route(3, true, 3, 4)
+	if kr.last != cached || cached.epoch != kr.epoch {
+		t.Fatal("same snapshot: the route of the batch before was looked up again")
+	}
+	p3, _, _ := r.Route(eps[3].peer.Addr)
+	r.End()
+	if !r.HandOver(p3, other.ID()) {
+		t.Fatal("HandOver of endpoint 3 refused")
+	}
+	r.Begin()
+	route(3, false) // in transit to the other reader: not routed here
+	route(4, true, 3, 4)
+	r.End()
+	if !other.Accept(p3) {
+		t.Fatal("the other reader cannot accept endpoint 3")
+	}
+	r.Begin()
+	route(3, false) // the other reader's now
+	r.End()
+	// The other reader releases it; this one takes it again, and gives it
+	// up by Release: the batch after does not take the route it had.
+	other.Release(p3)
+	r.Begin()
+	route(3, true, 3, 4)
+	r.End()
+	r.Release(p3)
+	other.Begin()
+	if _, _, ok := other.Route(eps[3].peer.Addr); !ok {
+		t.Fatal("the other reader does not take endpoint 3 after Release")
+	}
+	other.End()
+	r.Begin()
+	route(3, false) // released, then owned by the other reader
+	r.End()
 }
 
 // TestKeyTableRouteMany: more sources in one batch than the route cache

@@ -78,26 +78,10 @@ func (r *Reader) Admit(ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint
 
 // AdmitTo is Admit writing the Claim to *cl (the zero Claim on false)
 // instead of returning it: the worker keeps one Claim per reader and
-// copies none per packet. Only the reader's goroutine may call it. The
-// lookup of the cached claim is inlined into the caller; admitMiss does
-// the rest when it misses.
+// copies none per packet. Only the reader's goroutine may call it. It
+// inlines into its caller: admitTo uses the reader's cache or fills it.
 func (r *Reader) AdmitTo(cl *Claim, ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) bool {
-	if s := &r.claims[claimSlotOf(ep, ssrc)]; s.ep == ep && s.ssrc == ssrc && s.c.hi[kind].Load()&closedBit == 0 {
-		return r.t.admitTo(cl, s.c, kind, index, maxJoin, now)
-	}
-	return r.admitMiss(cl, ep, ssrc, kind, index, maxJoin, now)
-}
-
-// admitMiss is AdmitTo when the cache holds no open claim of ep on ssrc:
-// it looks the claim up (claimFor) and caches it.
-func (r *Reader) admitMiss(cl *Claim, ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) bool {
-	c := r.t.claimFor(ep, ssrc, now)
-	if c == nil {
-		*cl = Claim{}
-		return false
-	}
-	r.claims[claimSlotOf(ep, ssrc)] = claimSlot{ep: ep, c: c, ssrc: ssrc}
-	return r.t.admitTo(cl, c, kind, index, maxJoin, now)
+	return r.t.admitTo(cl, &r.claims, ep, ssrc, kind, index, maxJoin, now)
 }
 
 // NewReader registers a worker and returns its Reader. It panics if more

@@ -240,23 +240,37 @@ func (t *Table) ClaimSSRC(ep *Endpoint, ssrc uint32) bool {
 // Claim.Out(r). For an SSRC ep already owns it takes no lock and does not
 // allocate. See doc.go for why no (receiver key, SSRC, index) repeats.
 func (t *Table) Admit(ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) (Claim, bool) {
-	c := t.claimFor(ep, ssrc, now)
-	if c == nil {
-		return Claim{}, false
-	}
-	return t.admit(c, kind, index, maxJoin, now)
-}
-
-// admit admits one packet under c, ep's live claim on the packet's SSRC
-// (see Admit).
-func (t *Table) admit(c *claim, kind Kind, index, maxJoin uint64, now int64) (Claim, bool) {
 	var cl Claim
-	ok := t.admitTo(&cl, c, kind, index, maxJoin, now)
+	ok := t.admitTo(&cl, nil, ep, ssrc, kind, index, maxJoin, now)
 	return cl, ok
 }
 
-// admitTo is admit writing the Claim to *cl (the zero Claim on false).
-func (t *Table) admitTo(cl *Claim, c *claim, kind Kind, index, maxJoin uint64, now int64) bool {
+// admitTo is Admit writing the Claim to *cl (the zero Claim on false),
+// with a Reader's claim cache (nil: none): it admits under the claim
+// cached for (ep, ssrc) when it is still open, else under the one
+// claimFor finds, which then replaces it in the cache (every claim leaves
+// the live map closed, so an open one is still the live claim of that
+// SSRC for that Endpoint version).
+func (t *Table) admitTo(cl *Claim, cache *[claimSlots]claimSlot, ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) bool {
+	var (
+		s    *claimSlot
+		c    *claim
+		miss = true
+	)
+	if cache != nil {
+		s = &cache[claimSlotOf(ep, ssrc)]
+		c = s.c
+		miss = s.ep != ep || s.ssrc != ssrc || c.hi[kind].Load()&closedBit != 0
+	}
+	if miss {
+		if c = t.claimFor(ep, ssrc, now); c == nil {
+			*cl = Claim{}
+			return false
+		}
+		if s != nil {
+			*s = claimSlot{ep: ep, c: c, ssrc: ssrc}
+		}
+	}
 	// Receivers first, then the index: a closer that sets closedBit and
 	// then reads served sees this packet's receivers whenever the index
 	// check below passes (all atomics here are sequentially consistent).
