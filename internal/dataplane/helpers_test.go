@@ -56,18 +56,17 @@ func (r *memReader) Route(src netip.AddrPort) (*Peer, []*Peer, bool) {
 func (r *memReader) RouteLink(netip.AddrPort, uint32) (*Peer, []*Peer, bool) {
 	return nil, nil, false
 }
-func (r *memReader) Admit(sender *Peer, ssrc uint32, _ bool, index uint64, _ int64) bool {
+func (r *memReader) Admit(sender *Peer, ssrc uint32, _ bool, index uint64, _ int64) (rebased, ok bool) {
 	r.idx = index
 	owner, ok := r.t.ssrcs[ssrc]
 	if !ok {
 		r.t.ssrcs[ssrc] = sender.ID
-		return true
+		return false, true
 	}
-	return owner == sender.ID
+	return false, owner == sender.ID
 }
 
 func (r *memReader) OutIndex(*Peer) (uint64, bool) { return r.idx, true }
-func (r *memReader) Rebased() bool                 { return false }
 
 // The memTable routes every sender on every worker: nothing to hand over.
 func (r *memReader) ID() int                       { return 1 }

@@ -15,7 +15,7 @@ type KeyTable struct{ T *keytable.Table }
 // Peers, one per Endpoint version (allocated once per version, not per
 // packet).
 func (k KeyTable) NewReader() Reader {
-	r := &ktReader{t: k.T, r: k.T.NewReader(), peers: make(map[*keytable.Endpoint]*Peer)}
+	r := &ktReader{t: k.T, r: k.T.NewReader(), peers: make(map[*keytable.Endpoint]*Peer), epoch: 1}
 	r.last = &r.routes[0]
 	return r
 }
@@ -37,22 +37,30 @@ type ktReader struct {
 	// routedConf, when routed: within a batch (one snapshot, immutable,
 	// where a conference's receivers depend on nothing else) the next
 	// packet from the same conference reuses them without looking them
-	// up. Reset by Begin and End.
+	// up. Reset by Begin when the snapshot changed.
 	conf       []*Peer
 	confJoin   uint64
 	routedConf keytable.ConferenceID
 	routed     bool
-	// routes are the sources Route routed in this batch (epoch),
+	// routes are the sources Route routed since epoch began,
 	// direct-mapped by a hash of the source: the next packet from one of
 	// them (several senders' packets interleave; a video frame's come in
 	// a burst) takes its route again, members and maxJoin included,
-	// without a lookup. An entry holds its own copy of the members. Only
+	// without a lookup. An entry holds its own copy of the members, less
+	// those the worker skips for that sender (itself; links, for a link). Only
 	// a route is kept: a source Route does not route is looked up each
-	// time. Ownership (Reader.Own) once granted stays with this reader
-	// for the batch: only its own HandOver and Release give it away, and
-	// the worker calls those between batches.
-	routes [routeSlots]routeEntry
-	epoch  uint64
+	// time.
+	//
+	// A route depends on the snapshot and on this reader's ownership of
+	// the sender (Reader.Own) alone, so an epoch lasts while both stay:
+	// Begin starts a new one when the snapshot is not the one the last
+	// batch read (snapEpoch), and HandOver and Release (the only ways
+	// this reader loses an ownership once granted; the worker calls them
+	// between batches) end it. Routes thus carry over from batch to batch
+	// until the table publishes. epoch starts at 1: an entry's 0 is never.
+	routes    [routeSlots]routeEntry
+	epoch     uint64
+	snapEpoch uint64
 	// last is the entry Route took last (never nil: an entry of routes).
 	last *routeEntry
 }
@@ -77,13 +85,22 @@ func routeSlot(src netip.AddrPort) uint64 {
 }
 
 func (k *ktReader) Begin() {
-	k.routed = false
-	k.epoch++
 	k.snap = k.r.Begin()
-	if len(k.peers) > 4*k.snap.Len()+1024 {
-		clear(k.peers) // old versions; live ones are rebuilt on use
-		k.recent = [recentPeers]recentPeer{}
+	if se := k.snap.Epoch(); se != k.snapEpoch {
+		// Another snapshot: no route nor conference of the last one.
+		k.snapEpoch = se
+		k.newEpoch()
+		if len(k.peers) > 4*k.snap.Len()+1024 {
+			clear(k.peers) // old versions; live ones are rebuilt on use
+			k.recent = [recentPeers]recentPeer{}
+		}
 	}
+}
+
+// newEpoch forgets the routes and the conference found so far.
+func (k *ktReader) newEpoch() {
+	k.epoch++
+	k.routed = false
 }
 
 // recentPeers is the size of ktReader.recent: recentSlot's range.
@@ -100,9 +117,10 @@ func recentSlot(ep *keytable.Endpoint) uint64 {
 	return uint64(uintptr(unsafe.Pointer(ep))) * 0x9e3779b97f4a7c15 >> (64 - 8) // < recentPeers
 }
 
+// End ends the batch. The routes stay: the next batch takes them again if
+// it reads the same snapshot (see ktReader.routes).
 func (k *ktReader) End() {
-	k.snap, k.routed = nil, false
-	k.epoch++ // no route of this batch is taken in the next
+	k.snap = nil
 	k.r.End()
 }
 
@@ -129,6 +147,7 @@ func (k *ktReader) peerSlow(ep *keytable.Endpoint) *Peer {
 			Addr: ep.Addr(),
 			Recv: ep.Recv(), Send: ep.Send(), Seen: ep, Ref: ep,
 			Link: ep.Link(), Tag: ep.Tag(),
+			ep: ep,
 		}
 		if p.Link {
 			p.Traffic = ep
@@ -163,7 +182,14 @@ func (k *ktReader) routeMiss(src netip.AddrPort, e *routeEntry) (*Peer, []*Peer,
 	p, members, ok := k.route(ep)
 	if ok {
 		e.src, e.epoch, e.peer, e.maxJoin = src, k.epoch, p, k.maxJoin
-		e.members = append(e.members[:0], members...)
+		// The copy leaves out what the worker would skip for every packet
+		// of p: p itself, and the links when p is one.
+		e.members = e.members[:0]
+		for _, m := range members {
+			if m != nil && m.ID != p.ID && !(m.Link && p.Link) {
+				e.members = append(e.members, m)
+			}
+		}
 		k.last = e
 	}
 	return p, members, ok
@@ -196,31 +222,37 @@ func (k *ktReader) route(ep *keytable.Endpoint) (*Peer, []*Peer, bool) {
 	return k.peer(ep), k.conf, true
 }
 
-// Admit implements Reader with keytable.Reader.Admit.
-func (k *ktReader) Admit(sender *Peer, ssrc uint32, rtcp bool, index uint64, now int64) bool {
-	ep, ok := sender.Ref.(*keytable.Endpoint)
-	if !ok {
-		return false
+// peerEndpoint returns p's Endpoint, or nil if p is not from a keytable.
+func peerEndpoint(p *Peer) *keytable.Endpoint {
+	if p.ep != nil {
+		return p.ep
 	}
+	ep, _ := p.Ref.(*keytable.Endpoint)
+	return ep
+}
+
+// Admit implements Reader with keytable.Reader.AdmitTo and
+// keytable.Claim.Rebased. Every Peer this reader routes has its Endpoint
+// in ep.
+func (k *ktReader) Admit(sender *Peer, ssrc uint32, rtcp bool, index uint64, now int64) (rebased, ok bool) {
 	kind := keytable.KindRTP
 	if rtcp {
 		kind = keytable.KindRTCP
 	}
-	k.claim, ok = k.r.Admit(ep, ssrc, kind, index, k.maxJoin, now)
-	return ok
+	if sender.ep == nil || !k.r.AdmitTo(&k.claim, sender.ep, ssrc, kind, index, k.maxJoin, now) {
+		return false, false
+	}
+	return k.claim.Rebased(), true
 }
 
 // OutIndex implements Reader with keytable.Claim.Out.
 func (k *ktReader) OutIndex(r *Peer) (uint64, bool) {
-	ep, ok := r.Ref.(*keytable.Endpoint)
-	if !ok {
+	ep := peerEndpoint(r)
+	if ep == nil {
 		return 0, false
 	}
 	return k.claim.Out(ep)
 }
-
-// Rebased implements Reader with keytable.Claim.Rebased.
-func (k *ktReader) Rebased() bool { return k.claim.Rebased() }
 
 // ID implements Reader.
 func (k *ktReader) ID() int { return k.r.ID() }
@@ -235,7 +267,9 @@ func (k *ktReader) Owner(p *Peer) (int, bool, bool) {
 }
 
 // HandOver implements Reader with keytable.Reader.HandOver.
+// The routes of the batches before go: p's may be among them.
 func (k *ktReader) HandOver(p *Peer, to int) bool {
+	k.newEpoch()
 	ep, ok := p.Ref.(*keytable.Endpoint)
 	return ok && k.r.HandOver(ep, to)
 }
@@ -247,7 +281,9 @@ func (k *ktReader) Accept(p *Peer) bool {
 }
 
 // Release implements Reader with keytable.Reader.Release.
+// The routes of the batches before go: p's may be among them.
 func (k *ktReader) Release(p *Peer) {
+	k.newEpoch()
 	if ep, ok := p.Ref.(*keytable.Endpoint); ok {
 		k.r.Release(ep)
 	}

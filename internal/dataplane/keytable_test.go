@@ -172,13 +172,19 @@ func TestKeyTableRouteRepeat(t *testing.T) {
 		if ok != wantOK || (i < 0) != (p == nil) || (p != nil && p.Addr != src) {
 			t.Fatalf("Route(%v) = %v, %v; want ok %v", src, p, ok, wantOK)
 		}
+		// The sender may be among the members or not (a repeated route
+		// leaves it out): the worker skips it either way.
 		var got []netip.AddrPort
 		for _, m := range members {
-			got = append(got, m.Addr)
+			if m.Addr != src {
+				got = append(got, m.Addr)
+			}
 		}
 		var want []netip.AddrPort
 		for _, m := range wantMembers {
-			want = append(want, eps[m].peer.Addr)
+			if eps[m].peer.Addr != src {
+				want = append(want, eps[m].peer.Addr)
+			}
 		}
 		if !slices.Equal(got, want) {
 			t.Fatalf("Route(%v): members %v, want %v", src, got, want)
@@ -217,6 +223,50 @@ func TestKeyTableRouteRepeat(t *testing.T) {
 		t.Fatalf("Route(old address) = %v, %v", p, ok)
 	}
 	route(0, true, 0, 2)
+	r.End()
+
+	// Batches on the same snapshot take the routes of the batches before
+	// (the entry is the one routed, not a new lookup) until this reader
+	// gives a sender away: then the next batch does not route it.
+	r.Begin()
+	route(3, true, 3, 4)
+	kr := r.(*ktReader)
+	cached := kr.last
+	r.End()
+	r.Begin()
+	route(3, true, 3, 4)
+	if kr.last != cached || cached.epoch != kr.epoch {
+		t.Fatal("same snapshot: the route of the batch before was looked up again")
+	}
+	p3, _, _ := r.Route(eps[3].peer.Addr)
+	r.End()
+	if !r.HandOver(p3, other.ID()) {
+		t.Fatal("HandOver of endpoint 3 refused")
+	}
+	r.Begin()
+	route(3, false) // in transit to the other reader: not routed here
+	route(4, true, 3, 4)
+	r.End()
+	if !other.Accept(p3) {
+		t.Fatal("the other reader cannot accept endpoint 3")
+	}
+	r.Begin()
+	route(3, false) // the other reader's now
+	r.End()
+	// The other reader releases it; this one takes it again, and gives it
+	// up by Release: the batch after does not take the route it had.
+	other.Release(p3)
+	r.Begin()
+	route(3, true, 3, 4)
+	r.End()
+	r.Release(p3)
+	other.Begin()
+	if _, _, ok := other.Route(eps[3].peer.Addr); !ok {
+		t.Fatal("the other reader does not take endpoint 3 after Release")
+	}
+	other.End()
+	r.Begin()
+	route(3, false) // released, then owned by the other reader
 	r.End()
 }
 
@@ -282,7 +332,7 @@ func TestKeyTableRouteMany(t *testing.T) {
 	check(5)
 }
 
-// TestReaderRebased: the key table Reader's Rebased says when OutIndex
+// TestReaderRebased: the key table Reader's Admit says (rebased) when OutIndex
 // may differ from the admitted index for a member that is not a link (the
 // worker then asks OutIndex per receiver; otherwise it seals under the
 // packet's own index). A first stream is never re-based; the stream of a
@@ -308,13 +358,17 @@ func TestReaderRebased(t *testing.T) {
 	defer rd.(*ktReader).Close()
 	now := time.Now().UnixNano()
 	// admit admits one RTP packet of ssrc with index idx from e and
-	// returns Rebased and, per member, OutIndex.
+	// returns Admit's rebased and, per member, OutIndex.
 	admit := func(e *endpoint, ssrc uint32, idx uint64) (bool, map[netip.AddrPort]uint64) {
 		t.Helper()
 		rd.Begin()
 		defer rd.End()
 		sender, members, ok := rd.Route(e.peer.Addr)
-		if !ok || !rd.Admit(sender, ssrc, false, idx, now) {
+		var rebased bool
+		if ok {
+			rebased, ok = rd.Admit(sender, ssrc, false, idx, now)
+		}
+		if !ok {
 			t.Fatalf("%v: not routed or not admitted", e.peer.Addr)
 		}
 		out := map[netip.AddrPort]uint64{}
@@ -328,7 +382,7 @@ func TestReaderRebased(t *testing.T) {
 			}
 			out[m.Addr] = oi
 		}
-		return rd.Rebased(), out
+		return rebased, out
 	}
 
 	join(a)

@@ -38,6 +38,11 @@ type Peer struct {
 	// received from it, and says when the link is gone
 	// (*keytable.Endpoint has these methods).
 	Traffic LinkTraffic
+
+	// ep is Ref when the Peer is a keytable.Endpoint's (ktReader fills
+	// it): the worker's Reader uses it per packet without a type
+	// assertion.
+	ep *keytable.Endpoint
 }
 
 // LinkTraffic is what a worker needs of a link association beyond its
@@ -80,23 +85,20 @@ type Reader interface {
 	// Admit claims ssrc for sender in its conference (if it is not the
 	// sender's already) and admits one authenticated packet under it:
 	// index is its SRTP index (ROC << 16 | SEQ), or its SRTCP index when
-	// rtcp; now the batch time in nanoseconds. false (a collision, a
+	// rtcp; now the batch time in nanoseconds. ok false (a collision, a
 	// sender over its SSRC budget, an index the SSRC's re-basing cannot
-	// place) means drop the packet.
-	Admit(sender *Peer, ssrc uint32, rtcp bool, index uint64, now int64) bool
+	// place) means drop the packet. rebased reports, for an admitted
+	// packet, whether OutIndex may give a receiver that is not a link an
+	// index other than the packet's own (its SSRC was sent to some member
+	// under an earlier owner); when false the worker seals those copies
+	// under the packet's own index without asking OutIndex for each.
+	Admit(sender *Peer, ssrc uint32, rtcp bool, index uint64, now int64) (rebased, ok bool)
 	// OutIndex returns the index under which the packet Admit last
 	// admitted must be sealed for receiver r: its own index, or a
 	// re-based one when r was sent the SSRC under an earlier owner (the
 	// caller then rewrites SEQ and seals under the new ROC, or uses it as
 	// the SRTCP index). false means drop this copy.
 	OutIndex(r *Peer) (uint64, bool)
-	// Rebased reports whether OutIndex may give a receiver that is not a
-	// link, for the packet Admit last admitted, an index other than the
-	// packet's own (its SSRC was sent to some member under an earlier
-	// owner). When false the worker seals those copies under the packet's
-	// own index without asking OutIndex for each.
-	Rebased() bool
-
 	// The rest moves a sender's receive state between readers (see
 	// handover.go); it is called outside the per-packet path and may be
 	// called outside Begin/End. p is a Peer Route returned.

@@ -42,6 +42,11 @@ type txCache struct {
 	// key the key of its tuple.
 	in  *RxPacket
 	key uint64
+	// gen is the neighbour table's generation, read by the first reply
+	// after done (once per TX batch, not per datagram: a change is seen
+	// from the next batch on); genOK says it was.
+	gen   uint64
+	genOK bool
 	// locals are the tuples last given keys, last the index of the one
 	// used last; next is the last key given (0 is never one: no entry
 	// matches before it is built).
@@ -77,7 +82,14 @@ func newTxCache(nb Neighbours, mac frame.MAC, udpChecksum bool) txCache {
 // one received datagram): its tuple is read on the first.
 func (c *txCache) headers(dst netip.AddrPort, in *RxPacket) (*frame.Template, Reason) {
 	if in != c.in {
-		c.reply(in) // the first copy of a datagram: its tuple's key
+		// The first copy of a datagram: its tuple's key. Usually the
+		// tuple of the datagram before, looked at here; reply does the
+		// rest.
+		if l := &c.locals[c.last]; c.genOK && l.key != 0 && l.gen == c.gen && l.local == in.Dst && l.vlan == uint32(in.vlanProto)<<16|uint32(in.vlanTCI) {
+			c.in, c.key = in, l.key
+		} else {
+			c.reply(in)
+		}
 	}
 	if e := c.slot(dst); e.key == c.key && e.dst == dst {
 		return &e.t, 0
@@ -106,18 +118,19 @@ func (c *txCache) build(dst netip.AddrPort, in *RxPacket) (*frame.Template, Reas
 	return &e.t, 0
 }
 
-// reply makes in the datagram the next lookups reply to: it finds the key
-// of its local address, VLAN tag and the neighbour generation, read now
-// (before any lookup the key's entries are built from), or gives the tuple
-// a new one in place of the oldest.
+// reply makes in the datagram the next lookups reply to (headers has
+// already looked at the tuple of the datagram before): it finds the key
+// of its local address, VLAN tag and the neighbour generation, read on the
+// batch's first reply (before any lookup the key's entries are built from:
+// an entry built later from a newer table is only rebuilt once more), or
+// gives the tuple a new one in place of the oldest.
 func (c *txCache) reply(in *RxPacket) {
 	c.in = in
-	gen := c.nb.Gen()
-	vlan := uint32(in.vlanProto)<<16 | uint32(in.vlanTCI)
-	if l := &c.locals[c.last]; l.key != 0 && l.gen == gen && l.local == in.Dst && l.vlan == vlan {
-		c.key = l.key // the tuple of the datagram before: the usual case
-		return
+	if !c.genOK {
+		c.gen, c.genOK = c.nb.Gen(), true
 	}
+	gen := c.gen
+	vlan := uint32(in.vlanProto)<<16 | uint32(in.vlanTCI)
 	for i := range c.locals {
 		if l := &c.locals[i]; l.key != 0 && l.gen == gen && l.local == in.Dst && l.vlan == vlan {
 			c.key, c.last = l.key, i
@@ -131,5 +144,6 @@ func (c *txCache) reply(in *RxPacket) {
 }
 
 // done ends the lookups for the datagrams of a batch: the worker reuses
-// their RxPackets for the next one. The port calls it in Flush.
-func (c *txCache) done() { c.in = nil }
+// their RxPackets for the next one, and the next reply reads the
+// neighbour generation again. The port calls it in Flush.
+func (c *txCache) done() { c.in, c.genOK = nil, false }

@@ -98,8 +98,8 @@ func TestTxCache(t *testing.T) {
 		}
 	}
 
-	// Within the copies of one datagram the generation is read once: a
-	// change is seen from the next batch on (after the port's Flush).
+	// Within a batch the generation is read once: a change is seen from
+	// the next batch on (after the port's Flush).
 	c.done()
 	check("batch before the change", a, in4)
 	nb.m[a.Addr()] = neigh.Entry{MAC: frame.MAC{2, 0, 0, 0, 0, 0xe}}
@@ -107,6 +107,12 @@ func TestTxCache(t *testing.T) {
 	before := nb.lookups
 	if _, r := c.headers(a, in4); r != 0 || nb.lookups != before {
 		t.Fatalf("same datagram after a generation change: reason %v, %d lookups", r, nb.lookups-before)
+	}
+	// Nor for another datagram of the same batch: the generation is read
+	// once per batch, at its first reply.
+	before = nb.lookups
+	if _, r := c.headers(a, &RxPacket{Dst: in4.Dst}); r != 0 || nb.lookups != before {
+		t.Fatalf("later datagram of the batch after a generation change: reason %v, %d lookups", r, nb.lookups-before)
 	}
 	c.done()
 	if check("next batch", a, in4) == 0 {

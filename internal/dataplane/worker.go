@@ -129,6 +129,7 @@ type Worker struct {
 
 	rx      []RxPacket
 	sc      srtpfast.Scratch
+	info    srtpfast.RTPInfo // what the Opener said of the packet handled last
 	openers map[uint64]*openerEntry
 	// recent is a direct-mapped cache in front of openers, by sender ID:
 	// with several senders' packets interleaved in a batch, a hit costs a
@@ -179,6 +180,7 @@ type Worker struct {
 type openerEntry struct {
 	gen     uint64
 	keys    *srtpfast.Keys
+	double  bool // keys.Profile().IsDouble()
 	o       *srtpfast.Opener
 	peer    *Peer // a version of the sender with this gen (for hand-overs)
 	used    int64 // batch time of the last packet
@@ -331,7 +333,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		c[DropJunk]++
 		return
 	}
-	rtcp := len(b) >= 2 && b[1] >= 192 && b[1] <= 223
+	rtcp := len(b) >= 2 && b[1]-192 < 32 // 192..223
 	sender, members, ok := w.table.Route(p.Src)
 	if !ok && sender == LinkAddress {
 		var (
@@ -362,7 +364,13 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		w.misrouted(sender, now)
 		return
 	}
-	e := w.opener(sender)
+	// A sender seen lately (the usual case) is found in recent here;
+	// opener does the rest. An entry's keys are never nil.
+	ro := &w.recent[openerSlot(sender.ID)]
+	e := ro.e
+	if ro.id != sender.ID || e == nil || e.gen != sender.Gen || e.keys != sender.Recv {
+		e = w.opener(sender)
+	}
 	if e == nil {
 		c[DropNoKeys]++
 		return
@@ -378,7 +386,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		tail   []byte // the EKTField, carried to every receiver untouched
 		hdr    int    // RTP header length of plain (the Opener measured it)
 	)
-	double := e.keys.Profile().IsDouble()
+	double := e.double
 	if sender.Link {
 		rxLink = w.linkStats(sender)
 	}
@@ -401,8 +409,8 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		}
 		plain, ssrc, idx = b[:info.Len], info.SSRC, uint64(info.Index)
 	} else {
-		info, err := e.o.OpenRTP(b)
-		if err != nil {
+		info := &w.info
+		if err := e.o.OpenRTPTo(info, b); err != nil {
 			w.dropRx(rxLink, openReason(err))
 			return
 		}
@@ -413,7 +421,8 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		}
 	}
 	e.opened = now
-	if !w.table.Admit(sender, ssrc, rtcp, idx, now) {
+	rebased, admitted := w.table.Admit(sender, ssrc, rtcp, idx, now)
+	if !admitted {
 		w.dropRx(rxLink, DropSSRCCollision)
 		return
 	}
@@ -422,7 +431,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		rxLink.RxBytes += uint64(len(p.Payload))
 		c[LinkRx]++
 	}
-	if sender.Seen != nil && e.touched != now {
+	if e.touched != now && sender.Seen != nil {
 		e.touched = now
 		sender.Seen.Touch(now)
 	}
@@ -434,7 +443,7 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 	// the opened packet with the header length found here; the others
 	// take sendCopy. The Opener measured the header (hdr), less the
 	// link's tag if stripped.
-	plainCopies := !rtcp && !w.table.Rebased()
+	plainCopies := !rtcp && !rebased
 	room := len(plain) + len(tail) // and the receiver's RTPOverhead
 	for _, r := range members {
 		if r == nil || r.ID == sender.ID || (r.Link && sender.Link) {
@@ -625,7 +634,7 @@ func (w *Worker) opener(p *Peer) *openerEntry {
 		if p.Link {
 			n = w.cfg.MaxSSRCsPerLink // every sender behind the peer MD
 		}
-		e = &openerEntry{gen: p.Gen, keys: p.Recv, o: srtpfast.NewOpener(p.Recv, n), peer: p}
+		e = &openerEntry{gen: p.Gen, keys: p.Recv, double: p.Recv.Profile().IsDouble(), o: srtpfast.NewOpener(p.Recv, n), peer: p}
 		w.openers[p.ID] = e
 	}
 	*r = recentOpener{id: p.ID, e: e}

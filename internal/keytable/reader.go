@@ -71,15 +71,17 @@ func claimSlotOf(ep *Endpoint, ssrc uint32) uint64 {
 // sender and SSRC it saw before, whose claim is still open, does not look
 // the claim up again. Only the reader's goroutine may call it.
 func (r *Reader) Admit(ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) (Claim, bool) {
-	s := &r.claims[claimSlotOf(ep, ssrc)]
-	c := s.c
-	if s.ep != ep || s.ssrc != ssrc || c.hi[kind].Load()&closedBit != 0 {
-		if c = r.t.claimFor(ep, ssrc, now); c == nil {
-			return Claim{}, false
-		}
-		*s = claimSlot{ep: ep, c: c, ssrc: ssrc}
-	}
-	return r.t.admit(c, kind, index, maxJoin, now)
+	var cl Claim
+	ok := r.AdmitTo(&cl, ep, ssrc, kind, index, maxJoin, now)
+	return cl, ok
+}
+
+// AdmitTo is Admit writing the Claim to *cl (the zero Claim on false)
+// instead of returning it: the worker keeps one Claim per reader and
+// copies none per packet. Only the reader's goroutine may call it. It
+// inlines into its caller: admitTo uses the reader's cache or fills it.
+func (r *Reader) AdmitTo(cl *Claim, ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) bool {
+	return r.t.admitTo(cl, &r.claims, ep, ssrc, kind, index, maxJoin, now)
 }
 
 // NewReader registers a worker and returns its Reader. It panics if more

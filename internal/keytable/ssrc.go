@@ -240,23 +240,45 @@ func (t *Table) ClaimSSRC(ep *Endpoint, ssrc uint32) bool {
 // Claim.Out(r). For an SSRC ep already owns it takes no lock and does not
 // allocate. See doc.go for why no (receiver key, SSRC, index) repeats.
 func (t *Table) Admit(ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) (Claim, bool) {
-	c := t.claimFor(ep, ssrc, now)
-	if c == nil {
-		return Claim{}, false
-	}
-	return t.admit(c, kind, index, maxJoin, now)
+	var cl Claim
+	ok := t.admitTo(&cl, nil, ep, ssrc, kind, index, maxJoin, now)
+	return cl, ok
 }
 
-// admit admits one packet under c, ep's live claim on the packet's SSRC
-// (see Admit).
-func (t *Table) admit(c *claim, kind Kind, index, maxJoin uint64, now int64) (Claim, bool) {
+// admitTo is Admit writing the Claim to *cl (the zero Claim on false),
+// with a Reader's claim cache (nil: none): it admits under the claim
+// cached for (ep, ssrc) when it is still open, else under the one
+// claimFor finds, which then replaces it in the cache (every claim leaves
+// the live map closed, so an open one is still the live claim of that
+// SSRC for that Endpoint version).
+func (t *Table) admitTo(cl *Claim, cache *[claimSlots]claimSlot, ep *Endpoint, ssrc uint32, kind Kind, index, maxJoin uint64, now int64) bool {
+	var (
+		s    *claimSlot
+		c    *claim
+		miss = true
+	)
+	if cache != nil {
+		s = &cache[claimSlotOf(ep, ssrc)]
+		c = s.c
+		miss = s.ep != ep || s.ssrc != ssrc || c.hi[kind].Load()&closedBit != 0
+	}
+	if miss {
+		if c = t.claimFor(ep, ssrc, now); c == nil {
+			*cl = Claim{}
+			return false
+		}
+		if s != nil {
+			*s = claimSlot{ep: ep, c: c, ssrc: ssrc}
+		}
+	}
 	// Receivers first, then the index: a closer that sets closedBit and
 	// then reads served sees this packet's receivers whenever the index
 	// check below passes (all atomics here are sequentially consistent).
-	for {
-		s := c.served.Load()
-		if maxJoin <= s || c.served.CompareAndSwap(s, maxJoin) {
-			break
+	if s := c.served.Load(); maxJoin > s {
+		for !c.served.CompareAndSwap(s, maxJoin) {
+			if s = c.served.Load(); maxJoin <= s {
+				break
+			}
 		}
 	}
 	anchor := c.anchor[kind].Load()
@@ -267,13 +289,15 @@ func (t *Table) admit(c *claim, kind Kind, index, maxJoin uint64, now int64) (Cl
 	anchor &= idxMask
 	if len(c.lanes) != 0 && index+RebaseMargin <= anchor {
 		t.stats.indexDrops.Add(1)
-		return Claim{}, false
+		*cl = Claim{}
+		return false
 	}
 	for {
 		v := c.hi[kind].Load()
 		if v&closedBit != 0 {
 			t.stats.staleClaims.Add(1)
-			return Claim{}, false
+			*cl = Claim{}
+			return false
 		}
 		if v&setBit != 0 && index <= v&idxMask {
 			break
@@ -286,7 +310,8 @@ func (t *Table) admit(c *claim, kind Kind, index, maxJoin uint64, now int64) (Cl
 		c.used.Store(now)
 	}
 	c.pkts.Add(1)
-	return Claim{c: c, in: index, anchor: anchor, kind: kind}, true
+	*cl = Claim{c: c, in: index, anchor: anchor, kind: kind}
+	return true
 }
 
 // claimFor returns ep's live claim on ssrc, taking or re-basing it when

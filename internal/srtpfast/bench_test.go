@@ -44,7 +44,7 @@ func newBenchRing(b *testing.B, size int, seal func(plain []byte) []byte) *bench
 func resetOpener(o *Opener) {
 	clear(o.table.slots)
 	o.table.states = o.table.states[:0]
-	o.table.last = -1
+	o.table.last = nil
 }
 
 func benchKeys(b *testing.B, p Profile, seed uint64) (*Keys, []byte, []byte) {

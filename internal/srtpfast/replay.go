@@ -77,8 +77,8 @@ type ssrcTable struct {
 	states []ssrcState // len = number in use
 	slots  []int32     // 0 = empty, else index into states + 1
 	mask   uint32
-	last   int32 // index of the last state found, -1 if none
-	max    int   // most SSRCs held
+	last   *ssrcState // the last state found (in states), nil if none
+	max    int        // most SSRCs held
 }
 
 // initialSSRCs is the room a table starts with: a sender's audio and video.
@@ -88,7 +88,7 @@ type ssrcTable struct {
 const initialSSRCs = 2
 
 func newSSRCTable(maxSSRCs int) ssrcTable {
-	t := ssrcTable{max: maxSSRCs, last: -1}
+	t := ssrcTable{max: maxSSRCs}
 	t.resize(min(initialSSRCs, maxSSRCs))
 	return t
 }
@@ -104,6 +104,7 @@ func (t *ssrcTable) resize(n int) {
 		size <<= 1
 	}
 	t.states, t.slots, t.mask = states, make([]int32, size), uint32(size-1)
+	t.last = nil // it pointed into the old states
 	for k := range t.states {
 		i := hashSSRC(t.states[k].ssrc) & t.mask
 		for t.slots[i] != 0 {
@@ -119,13 +120,13 @@ func hashSSRC(ssrc uint32) uint32 {
 
 // lookup returns the state of ssrc, or nil.
 func (t *ssrcTable) lookup(ssrc uint32) *ssrcState {
-	if t.last >= 0 && t.states[t.last].ssrc == ssrc {
-		return &t.states[t.last]
+	if l := t.last; l != nil && l.ssrc == ssrc {
+		return l
 	}
 	for i := hashSSRC(ssrc) & t.mask; t.slots[i] != 0; i = (i + 1) & t.mask {
 		if s := t.slots[i] - 1; t.states[s].ssrc == ssrc {
-			t.last = s
-			return &t.states[s]
+			t.last = &t.states[s]
+			return t.last
 		}
 	}
 	return nil
@@ -148,6 +149,6 @@ func (t *ssrcTable) insert(ssrc uint32) *ssrcState {
 	t.states = append(t.states, ssrcState{ssrc: ssrc})
 	n := int32(len(t.states))
 	t.slots[i] = n
-	t.last = n - 1
-	return &t.states[n-1]
+	t.last = &t.states[n-1]
+	return t.last
 }

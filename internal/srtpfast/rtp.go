@@ -123,7 +123,15 @@ func estimateIndex(top uint64, seq uint16) (uint64, Error) {
 // For the double profiles this opens the outer (hop-by-hop) layer: the
 // payload is then inner ciphertext | inner tag | OHB, which is validated.
 func (o *Opener) OpenRTP(pkt []byte) (info RTPInfo, err error) {
-	return o.openRTP(pkt, 0)
+	err = o.openRTP(&info, pkt, 0)
+	return info, err
+}
+
+// OpenRTPTo is OpenRTP writing the description of the opened packet to
+// *info (left unchanged on failure) instead of returning it: for a caller
+// that keeps one RTPInfo and copies none per packet.
+func (o *Opener) OpenRTPTo(info *RTPInfo, pkt []byte) error {
+	return o.openRTP(info, pkt, 0)
 }
 
 // OpenRTPFrom is OpenRTP where the caller knows the rollover counter of an
@@ -133,7 +141,8 @@ func (o *Opener) OpenRTP(pkt []byte) (info RTPInfo, err error) {
 // it is OpenRTP. The MD never needs it: it sees every stream from its
 // start.
 func (o *Opener) OpenRTPFrom(pkt []byte, firstROC uint32) (info RTPInfo, err error) {
-	return o.openRTP(pkt, firstROC)
+	err = o.openRTP(&info, pkt, firstROC)
+	return info, err
 }
 
 // Knows reports whether o holds SRTP state for ssrc.
@@ -142,17 +151,19 @@ func (o *Opener) Knows(ssrc uint32) bool {
 	return st != nil && st.hasRTP
 }
 
-func (o *Opener) openRTP(pkt []byte, firstROC uint32) (info RTPInfo, err error) {
+// openRTP is OpenRTPFrom writing the description to *info, which it
+// leaves unchanged on failure.
+func (o *Opener) openRTP(info *RTPInfo, pkt []byte, firstROC uint32) error {
 	hdr, e := rtpHeaderLen(pkt)
 	if e != 0 {
-		return RTPInfo{}, e
+		return e
 	}
 	end := len(pkt) - o.mkiLen
 	if end-hdr < tagLen {
-		return RTPInfo{}, ErrShort
+		return ErrShort
 	}
 	if o.mkiLen != 0 && subtle.ConstantTimeCompare(pkt[end:], o.keys.mki) != 1 {
-		return RTPInfo{}, ErrUnknownMKI
+		return ErrUnknownMKI
 	}
 	ssrc := binary.BigEndian.Uint32(pkt[8:])
 	seq := binary.BigEndian.Uint16(pkt[2:])
@@ -163,32 +174,32 @@ func (o *Opener) openRTP(pkt []byte, firstROC uint32) (info RTPInfo, err error) 
 	idx := uint64(firstROC)<<16 | uint64(seq)
 	switch {
 	case st == nil && o.table.full():
-		return RTPInfo{}, ErrSSRCLimit
+		return ErrSSRCLimit
 	case st != nil && st.hasRTP:
 		if idx, e = estimateIndex(st.rtp.top, seq); e != 0 {
-			return RTPInfo{}, e
+			return e
 		}
 		if e = st.rtp.check(idx); e != 0 {
-			return RTPInfo{}, e
+			return e
 		}
 	}
 	roc := uint32(idx >> 16)
 
 	o.keys.rtpSalt.iv(&o.sc.iv, ssrc, roc, uint32(seq))
 	if _, err := o.keys.rtp.Open(pkt[hdr:hdr], o.sc.iv[:], pkt[hdr:end], pkt[:hdr]); err != nil {
-		return RTPInfo{}, ErrAuth
+		return ErrAuth
 	}
 	plain := end - tagLen
 	var ohb, padding int
 	if o.double {
 		if ohb, e = ohbLen(pkt[hdr:plain]); e != 0 {
-			return RTPInfo{}, e
+			return e
 		}
 	} else if pkt[0]&0x20 != 0 {
 		payload := plain - hdr
 		padding = int(pkt[plain-1]) // never used when payload == 0: checked first
 		if payload == 0 || padding == 0 || padding > payload {
-			return RTPInfo{}, ErrPadding
+			return ErrPadding
 		}
 	}
 
@@ -201,7 +212,7 @@ func (o *Opener) openRTP(pkt []byte, firstROC uint32) (info RTPInfo, err error) 
 		st.hasRTP = true
 		st.rtp.reset(idx)
 	}
-	return RTPInfo{
+	*info = RTPInfo{
 		SSRC:       ssrc,
 		Seq:        seq,
 		ROC:        roc,
@@ -211,7 +222,8 @@ func (o *Opener) openRTP(pkt []byte, firstROC uint32) (info RTPInfo, err error) 
 		Len:        plain,
 		PaddingLen: padding,
 		OHBLen:     ohb,
-	}, nil
+	}
+	return nil
 }
 
 // SealRTP protects the plaintext RTP packet pkt (header and payload) with k,
