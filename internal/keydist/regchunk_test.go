@@ -121,6 +121,31 @@ func sameRegistries(t *testing.T, a, b *Registry) {
 	waitFor(t, "the replicas agree", func() bool { return reflect.DeepEqual(sorted(a), sorted(b)) })
 }
 
+// replicasWithFile starts an etcd limited to limit operations per
+// transaction (0: etcd's default) and two registry replicas on it whose
+// configuration file lists file in conference conf.
+func replicasWithFile(t *testing.T, limit int, conf string, file []Endpoint) (TestEtcd, *Registry, *Registry) {
+	t.Helper()
+	c := StartTestEtcdMaxTxnOps(t, limit)
+	r1, r2 := regReplica(t, c, "kd1"), regReplica(t, c, "kd2")
+	for _, r := range []*Registry{r1, r2} {
+		if err := r.ReplaceFile([]Conference{{ID: conf, Endpoints: file}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c, r1, r2
+}
+
+// wantKeys checks how many keys each kd/registry/ subtree holds.
+func wantKeys(t *testing.T, c TestEtcd, want map[string]int64) {
+	t.Helper()
+	for sub, n := range want {
+		if got := countKeys(t, c, sub); got != n {
+			t.Errorf("%d keys under kd/registry/%s, want %d", got, sub, n)
+		}
+	}
+}
+
 // TestRemoveLargeConference: a conference of 1,000 API endpoints (each
 // with a tls-id) and 200 file entries is removed through
 // Registry.RemoveConference (what DELETE /v1/conferences/{conf} calls),
@@ -131,15 +156,8 @@ func sameRegistries(t *testing.T, a, b *Registry) {
 func TestRemoveLargeConference(t *testing.T) {
 	for _, limit := range []int{0, 16} {
 		t.Run(fmt.Sprintf("max-txn-ops=%d", limit), func(t *testing.T) {
-			c := StartTestEtcdMaxTxnOps(t, limit) // 0: etcd's default
-			r1, r2 := regReplica(t, c, "kd1"), regReplica(t, c, "kd2")
+			c, r1, r2 := replicasWithFile(t, limit, "big", newEndpoints(200, Fingerprint{8}))
 			fp := Fingerprint{7}
-			file := newEndpoints(200, Fingerprint{8})
-			for _, r := range []*Registry{r1, r2} {
-				if err := r.ReplaceFile([]Conference{{ID: "big", Endpoints: file}}); err != nil {
-					t.Fatal(err)
-				}
-			}
 			api := newEndpoints(1000, fp)
 			seed(t, c, "big", api[:990], r1, r2)
 			addMany(t, r1, "big", api[990:])
@@ -157,11 +175,7 @@ func TestRemoveLargeConference(t *testing.T) {
 			if got, _ := r1.Conference("big"); len(got.Endpoints) != 0 {
 				t.Fatalf("replica 1 still lists %d endpoints after the removal returned", len(got.Endpoints))
 			}
-			for sub, want := range map[string]int64{"ep/big/": 0, "conf/big": 0, "revoked/big/": 200, "tlsid/": 3, "ep/keep/": 3} {
-				if n := countKeys(t, c, sub); n != want {
-					t.Errorf("%d keys under kd/registry/%s, want %d", n, sub, want)
-				}
-			}
+			wantKeys(t, c, map[string]int64{"ep/big/": 0, "conf/big": 0, "revoked/big/": 200, "tlsid/": 3, "ep/keep/": 3})
 			sameRegistries(t, r1, r2)
 			if got, _ := r2.Conference("keep"); len(got.Endpoints) != 3 {
 				t.Fatalf("the removal touched another conference: %d endpoints", len(got.Endpoints))
@@ -185,15 +199,8 @@ func TestRemoveLargeConference(t *testing.T) {
 // fingerprint removed at once (DELETE .../endpoints?fingerprint=), on an
 // etcd limited to 16 operations per transaction.
 func TestRemoveManyEndpoints(t *testing.T) {
-	c := StartTestEtcdMaxTxnOps(t, 16)
-	r1, r2 := regReplica(t, c, "kd1"), regReplica(t, c, "kd2")
 	fp, other := Fingerprint{7}, Fingerprint{9}
-	file := newEndpoints(50, fp)
-	for _, r := range []*Registry{r1, r2} {
-		if err := r.ReplaceFile([]Conference{{ID: "many", Endpoints: file}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c, r1, r2 := replicasWithFile(t, 16, "many", newEndpoints(50, fp))
 	api := newEndpoints(300, fp)
 	seed(t, c, "many", api[:290], r1, r2)
 	addMany(t, r1, "many", api[290:])
@@ -203,11 +210,7 @@ func TestRemoveManyEndpoints(t *testing.T) {
 	if err != nil || n != 350 {
 		t.Fatalf("removed %d (%v), want 350", n, err)
 	}
-	for sub, want := range map[string]int64{"ep/many/": 2, "revoked/many/": 50, "tlsid/": 2, "conf/many": 1} {
-		if n := countKeys(t, c, sub); n != want {
-			t.Errorf("%d keys under kd/registry/%s, want %d", n, sub, want)
-		}
-	}
+	wantKeys(t, c, map[string]int64{"ep/many/": 2, "revoked/many/": 50, "tlsid/": 2, "conf/many": 1})
 	sameRegistries(t, r1, r2)
 	if got, _ := r1.Conference("many"); len(got.Endpoints) != 2 {
 		t.Fatalf("%d endpoints left, want the 2 of another fingerprint", len(got.Endpoints))
@@ -277,14 +280,8 @@ func TestRemovalClaimSteps(t *testing.T) {
 // hidden and the rest as they were, on both replicas; the operator's
 // retry through the other replica completes it.
 func TestRemovalResumes(t *testing.T) {
-	c := StartTestEtcdMaxTxnOps(t, 16)
-	r1, r2 := regReplica(t, c, "kd1"), regReplica(t, c, "kd2")
 	file := newEndpoints(40, Fingerprint{8})
-	for _, r := range []*Registry{r1, r2} {
-		if err := r.ReplaceFile([]Conference{{ID: "conf", Endpoints: file}}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c, r1, r2 := replicasWithFile(t, 16, "conf", file)
 	seed(t, c, "conf", newEndpoints(40, Fingerprint{7}), r1, r2)
 	m := r1.getStore().(*regMirror)
 	if err := m.writeSteps(m.revokeOps("conf", file[:20])); err != nil {
@@ -297,11 +294,7 @@ func TestRemovalResumes(t *testing.T) {
 	if err := r2.RemoveConference("conf"); err != nil {
 		t.Fatal(err)
 	}
-	for sub, want := range map[string]int64{"ep/conf/": 0, "conf/conf": 0, "revoked/conf/": 40, "tlsid/": 0} {
-		if n := countKeys(t, c, sub); n != want {
-			t.Errorf("%d keys under kd/registry/%s, want %d", n, sub, want)
-		}
-	}
+	wantKeys(t, c, map[string]int64{"ep/conf/": 0, "conf/conf": 0, "revoked/conf/": 40, "tlsid/": 0})
 	sameRegistries(t, r1, r2)
 	if got, _ := r1.Conference("conf"); len(got.Endpoints) != 0 {
 		t.Fatalf("%d endpoints listed after the retried removal", len(got.Endpoints))
