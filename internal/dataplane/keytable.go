@@ -76,12 +76,20 @@ type routeEntry struct {
 	maxJoin uint64
 }
 
-// routeSlot returns src's slot in ktReader.routes: Fibonacci hashing of
-// its address and port.
+// routeSlot returns src's slot in ktReader.routes.
 func routeSlot(src netip.AddrPort) uint64 {
-	a := src.Addr().As16()
-	h := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(a[8:]) ^ uint64(src.Port())<<48
-	return h * 0x9e3779b97f4a7c15 >> (64 - 4) // < routeSlots
+	return hashAddrPort(src) >> (64 - 4) // < routeSlots
+}
+
+// hashAddrPort is a Fibonacci hash of ap's address and port for a
+// direct-mapped table: take its top bits. The address is read as the
+// two words a netip.Addr keeps it in (its first 16 octets), not through
+// As16, which swaps and copies them through the stack. Only the spread of
+// the slots depends on that layout, never a result: every table it
+// indexes compares the whole AddrPort of the entry it finds.
+func hashAddrPort(ap netip.AddrPort) uint64 {
+	w := (*[2]uint64)(unsafe.Pointer(&ap))
+	return (w[0] ^ w[1] ^ uint64(ap.Port())<<48) * 0x9e3779b97f4a7c15
 }
 
 func (k *ktReader) Begin() {

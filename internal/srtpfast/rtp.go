@@ -212,17 +212,12 @@ func (o *Opener) openRTP(info *RTPInfo, pkt []byte, firstROC uint32) error {
 		st.hasRTP = true
 		st.rtp.reset(idx)
 	}
-	*info = RTPInfo{
-		SSRC:       ssrc,
-		Seq:        seq,
-		ROC:        roc,
-		PT:         pkt[1] & 0x7f,
-		Marker:     pkt[1]&0x80 != 0,
-		HeaderLen:  hdr,
-		Len:        plain,
-		PaddingLen: padding,
-		OHBLen:     ohb,
-	}
+	// Field by field: a composite literal is built on the stack, then
+	// copied. Every field of RTPInfo is written here.
+	info.SSRC, info.Seq, info.ROC = ssrc, seq, roc
+	info.PT, info.Marker = pkt[1]&0x7f, pkt[1]&0x80 != 0
+	info.HeaderLen, info.Len = hdr, plain
+	info.PaddingLen, info.OHBLen = padding, ohb
 	return nil
 }
 
@@ -279,7 +274,9 @@ func RTPHeaderLen(pkt []byte) (int, error) {
 // allocation). The output is the same as SealRTP's, octet for octet.
 func (k *Keys) SealRTPHeader(s *Scratch, out, pkt []byte, hdr int, roc uint32) (int, error) {
 	if s == nil {
-		s = new(Scratch)
+		// Returned at once: no argument lives across the call, so none
+		// is spilled on entry for a caller that passes its scratch.
+		return k.sealRTPHeaderTemp(out, pkt, hdr, roc)
 	}
 	if hdr < rtpHdrLen || hdr > len(pkt) {
 		return 0, ErrShort
@@ -303,4 +300,9 @@ func (k *Keys) SealRTPHeader(s *Scratch, out, pkt []byte, hdr int, roc uint32) (
 		copy(out[len(pkt)+tagLen:], k.mki)
 	}
 	return n, nil
+}
+
+// sealRTPHeaderTemp is SealRTPHeader with a temporary scratch.
+func (k *Keys) sealRTPHeaderTemp(out, pkt []byte, hdr int, roc uint32) (int, error) {
+	return k.SealRTPHeader(new(Scratch), out, pkt, hdr, roc)
 }
