@@ -15,9 +15,7 @@ type KeyTable struct{ T *keytable.Table }
 // Peers, one per Endpoint version (allocated once per version, not per
 // packet).
 func (k KeyTable) NewReader() Reader {
-	r := &ktReader{t: k.T, r: k.T.NewReader(), peers: make(map[*keytable.Endpoint]*Peer), epoch: 1}
-	r.last = &r.routes[0]
-	return r
+	return &ktReader{t: k.T, r: k.T.NewReader(), peers: make(map[*keytable.Endpoint]*Peer), epoch: 1}
 }
 
 type ktReader struct {
@@ -61,8 +59,6 @@ type ktReader struct {
 	routes    [routeSlots]routeEntry
 	epoch     uint64
 	snapEpoch uint64
-	// last is the entry Route took last (never nil: an entry of routes).
-	last *routeEntry
 }
 
 // routeSlots is the size of ktReader.routes (a power of two).
@@ -76,12 +72,20 @@ type routeEntry struct {
 	maxJoin uint64
 }
 
-// routeSlot returns src's slot in ktReader.routes: Fibonacci hashing of
-// its address and port.
+// routeSlot returns src's slot in ktReader.routes.
 func routeSlot(src netip.AddrPort) uint64 {
-	a := src.Addr().As16()
-	h := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(a[8:]) ^ uint64(src.Port())<<48
-	return h * 0x9e3779b97f4a7c15 >> (64 - 4) // < routeSlots
+	return hashAddrPort(src) >> (64 - 4) // < routeSlots
+}
+
+// hashAddrPort is a Fibonacci hash of ap's address and port for a
+// direct-mapped table: take its top bits. The address is read as the
+// two words a netip.Addr keeps it in (its first 16 octets), not through
+// As16, which swaps and copies them through the stack. Only the spread of
+// the slots depends on that layout, never a result: every table it
+// indexes compares the whole AddrPort of the entry it finds.
+func hashAddrPort(ap netip.AddrPort) uint64 {
+	w := (*[2]uint64)(unsafe.Pointer(&ap))
+	return (w[0] ^ w[1] ^ uint64(ap.Port())<<48) * 0x9e3779b97f4a7c15
 }
 
 func (k *ktReader) Begin() {
@@ -161,15 +165,28 @@ func (k *ktReader) peerSlow(ep *keytable.Endpoint) *Peer {
 // Route implements Reader. A sender whose receive side another worker owns
 // (keytable.Reader.Own) is not routed here: Route returns it with false.
 func (k *ktReader) Route(src netip.AddrPort) (*Peer, []*Peer, bool) {
-	e := k.last // the source of the packet before: no hashing
+	e := &k.routes[routeSlot(src)]
 	if e.epoch != k.epoch || e.src != src {
-		if e = &k.routes[routeSlot(src)]; e.epoch != k.epoch || e.src != src {
-			return k.routeMiss(src, e)
-		}
-		k.last = e
+		return k.routeMiss(src, e)
 	}
 	k.maxJoin = e.maxJoin
 	return e.peer, e.members, true
+}
+
+// cachedRoute is Route for a source routed in this epoch, without the call
+// through Reader: the worker tries it first (it inlines). It returns the
+// entry, and Admit uses its maxJoin, as after Route; nil (also for a nil
+// k: a worker on another Reader) when Route must be asked.
+func (k *ktReader) cachedRoute(src netip.AddrPort) *routeEntry {
+	if k == nil {
+		return nil
+	}
+	e := &k.routes[routeSlot(src)]
+	if e.epoch != k.epoch || e.src != src {
+		return nil
+	}
+	k.maxJoin = e.maxJoin
+	return e
 }
 
 // routeMiss is Route for a source not routed yet in the batch: it looks
@@ -190,7 +207,6 @@ func (k *ktReader) routeMiss(src netip.AddrPort, e *routeEntry) (*Peer, []*Peer,
 				e.members = append(e.members, m)
 			}
 		}
-		k.last = e
 	}
 	return p, members, ok
 }

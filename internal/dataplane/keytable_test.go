@@ -231,11 +231,20 @@ func TestKeyTableRouteRepeat(t *testing.T) {
 	r.Begin()
 	route(3, true, 3, 4)
 	kr := r.(*ktReader)
-	cached := kr.last
+	cached := kr.cachedRoute(eps[3].peer.Addr)
+	if cached == nil || cached.peer.Addr != eps[3].peer.Addr {
+		t.Fatalf("cachedRoute(routed source) = %v", cached)
+	}
+	if e := kr.cachedRoute(netip.MustParseAddrPort("198.18.0.250:9")); e != nil {
+		t.Fatalf("cachedRoute(unknown source) = %v", e)
+	}
+	if e := (*ktReader)(nil).cachedRoute(eps[3].peer.Addr); e != nil {
+		t.Fatalf("cachedRoute on no ktReader = %v", e)
+	}
 	r.End()
 	r.Begin()
 	route(3, true, 3, 4)
-	if kr.last != cached || cached.epoch != kr.epoch {
+	if kr.cachedRoute(eps[3].peer.Addr) != cached || cached.epoch != kr.epoch {
 		t.Fatal("same snapshot: the route of the batch before was looked up again")
 	}
 	p3, _, _ := r.Route(eps[3].peer.Addr)

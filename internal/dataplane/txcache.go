@@ -1,7 +1,6 @@
 package dataplane
 
 import (
-	"encoding/binary"
 	"net/netip"
 
 	"github.com/mdfast/mdfast/internal/frame"
@@ -99,10 +98,7 @@ func (c *txCache) headers(dst netip.AddrPort, in *RxPacket) (*frame.Template, Re
 
 // slot returns the entry dst maps to.
 func (c *txCache) slot(dst netip.AddrPort) *txCacheEntry {
-	a := dst.Addr().As16()
-	h := binary.LittleEndian.Uint64(a[:8]) ^ binary.LittleEndian.Uint64(a[8:]) ^ uint64(dst.Port())<<48
-	h *= 0x9E3779B97F4A7C15 // Fibonacci hashing: the top bits are well mixed
-	return &c.e[h>>(64-10)&(txCacheSize-1)]
+	return &c.e[hashAddrPort(dst)>>(64-10)&(txCacheSize-1)]
 }
 
 // build is headers on a miss: it builds dst's entry under the key of in's

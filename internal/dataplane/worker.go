@@ -125,7 +125,10 @@ type Worker struct {
 	id    int
 	port  Port
 	table Reader
-	cfg   WorkerConfig
+	// kt is table when it is the key table's reader (nil otherwise):
+	// handle looks a routed source up in its routes without a call.
+	kt  *ktReader
+	cfg WorkerConfig
 
 	rx      []RxPacket
 	sc      srtpfast.Scratch
@@ -213,6 +216,7 @@ func NewWorker(id int, port Port, r Reader, cfg WorkerConfig) *Worker {
 		asked:   make(map[uint64]int64),
 		retry:   handoverRetry, quiet: handoverQuiet,
 	}
+	w.kt, _ = r.(*ktReader)
 	w.openerIdle.Store(int64(cfg.OpenerIdle))
 	var err error
 	if w.dwell, err = dwell.NewRecorder(cfg.BatchSize); err != nil {
@@ -334,7 +338,16 @@ func (w *Worker) handle(p *RxPacket, now int64) {
 		return
 	}
 	rtcp := len(b) >= 2 && b[1]-192 < 32 // 192..223
-	sender, members, ok := w.table.Route(p.Src)
+	var (
+		sender  *Peer
+		members []*Peer
+		ok      bool
+	)
+	if e := w.kt.cachedRoute(p.Src); e != nil {
+		sender, members, ok = e.peer, e.members, true
+	} else {
+		sender, members, ok = w.table.Route(p.Src)
+	}
 	if !ok && sender == LinkAddress {
 		var (
 			tag    uint32

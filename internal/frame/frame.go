@@ -88,7 +88,10 @@ func Parse(frame []byte, h *Headers) (off, n int, err error) {
 	if ulen < udpHeaderLen || ulen > total-ipv4HeaderLen {
 		return 0, 0, ErrBadUDP
 	}
-	h.Dst, h.Src = MAC(frame[0:6]), MAC(frame[6:12])
+	// One statement per field: a tuple assignment copies the MACs
+	// through the stack.
+	h.Dst = MAC(frame[0:6])
+	h.Src = MAC(frame[6:12])
 	h.VLANProto, h.VLANTCI = 0, 0
 	h.TOS, h.TTL = frame[ipOff+1], frame[ipOff+8]
 	h.SrcAddr = netip.AddrPortFrom(netip.AddrFrom4([4]byte(frame[ipOff+12:ipOff+16])), binary.BigEndian.Uint16(frame[udpOff:]))

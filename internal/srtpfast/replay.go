@@ -45,13 +45,12 @@ func (w *replayWindow) reset(idx uint64) {
 // accept records idx, which check must have accepted.
 func (w *replayWindow) accept(idx uint64) {
 	if idx > w.top {
-		cur, next := w.top/windowWords, idx/windowWords
-		diff := next - cur
-		if diff > windowBlocks {
-			diff = windowBlocks
-		}
-		for i := uint64(1); i <= diff; i++ {
-			w.ring[(cur+i)%windowBlocks] = 0
+		// Usually within the block of top: nothing to clear.
+		if cur, next := w.top/windowWords, idx/windowWords; next != cur {
+			diff := min(next-cur, windowBlocks)
+			for i := uint64(1); i <= diff; i++ {
+				w.ring[(cur+i)%windowBlocks] = 0
+			}
 		}
 		w.top = idx
 	}

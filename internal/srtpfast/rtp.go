@@ -212,17 +212,12 @@ func (o *Opener) openRTP(info *RTPInfo, pkt []byte, firstROC uint32) error {
 		st.hasRTP = true
 		st.rtp.reset(idx)
 	}
-	*info = RTPInfo{
-		SSRC:       ssrc,
-		Seq:        seq,
-		ROC:        roc,
-		PT:         pkt[1] & 0x7f,
-		Marker:     pkt[1]&0x80 != 0,
-		HeaderLen:  hdr,
-		Len:        plain,
-		PaddingLen: padding,
-		OHBLen:     ohb,
-	}
+	// Field by field: a composite literal is built on the stack, then
+	// copied. Every field of RTPInfo is written here.
+	info.SSRC, info.Seq, info.ROC = ssrc, seq, roc
+	info.PT, info.Marker = pkt[1]&0x7f, pkt[1]&0x80 != 0
+	info.HeaderLen, info.Len = hdr, plain
+	info.PaddingLen, info.OHBLen = padding, ohb
 	return nil
 }
 
@@ -279,7 +274,9 @@ func RTPHeaderLen(pkt []byte) (int, error) {
 // allocation). The output is the same as SealRTP's, octet for octet.
 func (k *Keys) SealRTPHeader(s *Scratch, out, pkt []byte, hdr int, roc uint32) (int, error) {
 	if s == nil {
-		s = new(Scratch)
+		// Returned at once: no argument lives across the call, so none
+		// is spilled on entry for a caller that passes its scratch.
+		return k.sealRTPHeaderTemp(out, pkt, hdr, roc)
 	}
 	if hdr < rtpHdrLen || hdr > len(pkt) {
 		return 0, ErrShort
@@ -292,15 +289,41 @@ func (k *Keys) SealRTPHeader(s *Scratch, out, pkt []byte, hdr int, roc uint32) (
 	if inexactOverlap(out, pkt) {
 		return 0, ErrOverlap
 	}
+	// No call but the AEAD's, and that one last: an argument that lived
+	// across a call (a memmove's) would be spilled on every entry. The
+	// MKI goes in first: Seal writes only up to the tag.
+	if len(k.mki) != 0 {
+		copyWords(out[len(pkt)+tagLen:], k.mki)
+	}
 	if hdr == rtpHdrLen { // no CSRC, no extension: a fixed-size copy
 		*(*[rtpHdrLen]byte)(out) = *(*[rtpHdrLen]byte)(pkt)
 	} else {
-		copy(out[:hdr], pkt[:hdr]) // in place: copies onto itself
+		copyWords(out[:hdr], pkt[:hdr]) // in place: copies onto itself
 	}
 	k.rtpSalt.iv(&s.iv, binary.BigEndian.Uint32(pkt[8:]), roc, uint32(binary.BigEndian.Uint16(pkt[2:])))
 	k.rtp.Seal(out[hdr:hdr], s.iv[:], pkt[hdr:], out[:hdr])
-	if len(k.mki) != 0 {
-		copy(out[len(pkt)+tagLen:], k.mki)
-	}
 	return n, nil
+}
+
+// copyWords is copy(dst, src) for the few octets of an RTP header or an
+// MKI, in 8-octet words then octets, without calling memmove. dst and src
+// must be the same memory or not overlap.
+func copyWords(dst, src []byte) {
+	src = src[:min(len(src), len(dst))]
+	i := 0
+	for ; i+8 <= len(src); i += 8 {
+		binary.LittleEndian.PutUint64(dst[i:], binary.LittleEndian.Uint64(src[i:]))
+	}
+	for ; i < len(src); i++ {
+		dst[i] = src[i]
+	}
+}
+
+// sealRTPHeaderTemp is SealRTPHeader with a temporary scratch. Not
+// inlined: its allocation would then be a call in SealRTPHeader after
+// which the arguments live on.
+//
+//go:noinline
+func (k *Keys) sealRTPHeaderTemp(out, pkt []byte, hdr int, roc uint32) (int, error) {
+	return k.SealRTPHeader(new(Scratch), out, pkt, hdr, roc)
 }
