@@ -19,7 +19,8 @@ import (
 // mode, over IPv4 and IPv6, and asserts the same outcome everywhere (see
 // fragmentedMedia): fragmented SRTP is not forwarded and is counted as
 // drop_frame_fragment; the sender's next, unfragmented packet is forwarded;
-// a fragmented DTLS datagram reaches the slow path whole.
+// a fragmented DTLS datagram of 4000 octets (larger than an MTU and than a
+// 2048-octet frame) reaches the slow path whole.
 func TestNetnsFragments(t *testing.T) {
 	testutil.NeedRoot(t, "XDP, AF_XDP and network namespaces")
 	for _, v6 := range []bool{false, true} {
@@ -31,7 +32,7 @@ func TestNetnsFragments(t *testing.T) {
 		for _, m := range []Mode{ModeXDPNative, ModeXDPGeneric, ModeSocket} {
 			t.Run(ip+"/"+m.String(), func(t *testing.T) { outcomes[m] = testNetnsFragments(t, m, v6) })
 		}
-		want := "media forwarded=false drop_frame_fragment=1 next packet forwarded=true dtls to slow path=1800 octets"
+		want := "media forwarded=false drop_frame_fragment=1 next packet forwarded=true dtls to slow path=4000 octets"
 		for m, got := range outcomes {
 			t.Logf("%s %s: %s", ip, m, got)
 			if got != want {
@@ -154,8 +155,8 @@ func testNetnsFragments(t *testing.T, mode Mode, v6 bool) string {
 	}
 	after := dp.Stats()
 
-	// Fragmented DTLS (1800 octets) from endpoint 2.
-	dtls := make([]byte, 1800)
+	// Fragmented DTLS (4000 octets) from endpoint 2.
+	dtls := make([]byte, 4000)
 	dtls[0], dtls[1], dtls[2] = 22, 0xfe, 0xfd
 	for i := 3; i < len(dtls); i++ {
 		dtls[i] = byte(i)

@@ -11,9 +11,17 @@ import (
 	"github.com/mdfast/mdfast/internal/udpbatch"
 )
 
-// socketBufSize is the size of each receive and transmit buffer of the
-// socket port: a full Ethernet MTU datagram plus SRTP tailroom.
-const socketBufSize = 2048
+// Buffer sizes of the socket port. A receive buffer takes the largest
+// datagram the XDP modes' slow-path socket takes (slowBufSize: a jumbo
+// frame's, or one reassembled from IP fragments), so that a DTLS flight an
+// endpoint sends in one large datagram reaches the slow path whole in
+// every mode (it was cut at 2048 octets and dropped as truncated here); a
+// transmit buffer a full Ethernet MTU datagram plus SRTP tailroom (larger
+// media is dropped as too big, as in the XDP modes).
+const (
+	socketRxBufSize = slowBufSize
+	socketTxBufSize = 2048
+)
 
 // SocketPort is the socket fallback: one udpbatch.Conn of an SO_REUSEPORT
 // group, read with recvmmsg straight into the worker's buffers (opened in
@@ -47,11 +55,10 @@ func NewSocketPort(conn *udpbatch.Conn, batch int) *SocketPort {
 		rxm: make([]udpbatch.Message, batch), rxb: make([][]byte, batch),
 		txm: make([]udpbatch.Message, batch), txb: make([][]byte, batch),
 	}
-	slab := make([]byte, 2*batch*socketBufSize)
+	rx, tx := make([]byte, batch*socketRxBufSize), make([]byte, batch*socketTxBufSize)
 	for i := range batch {
-		p.rxb[i] = slab[i*socketBufSize : (i+1)*socketBufSize : (i+1)*socketBufSize]
-		o := (batch + i) * socketBufSize
-		p.txb[i] = slab[o : o+socketBufSize : o+socketBufSize]
+		p.rxb[i] = rx[i*socketRxBufSize : (i+1)*socketRxBufSize : (i+1)*socketRxBufSize]
+		p.txb[i] = tx[i*socketTxBufSize : (i+1)*socketTxBufSize : (i+1)*socketTxBufSize]
 	}
 	return p
 }
