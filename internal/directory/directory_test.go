@@ -483,3 +483,97 @@ func TestSameIDSimultaneousStart(t *testing.T) {
 		nodes[1].stop()
 	}
 }
+
+// TestSameIDAfterCrash: a refused MD registers once the other MD's lease
+// expires (it was killed, so nothing revoked it): a crashed MD cannot
+// lock its md-id out.
+func TestSameIDAfterCrash(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	const lease = 2 * time.Second
+	a := startNode(t, c, "md-x", 1, lease, "room-a")
+	waitView(t, a, 5*time.Second, "a registered", func(v View) bool { return hosts(v, "md-x", "room-a", KindSingle) })
+	b := startNode(t, c, "md-x", 2, lease, "room-b")
+	waitView(t, b, 5*time.Second, "b refused", func(View) bool { return b.d.State().IDInUse })
+	a.kill()
+	// etcd checks expiry every 500 ms; the lease may have just been renewed.
+	took := waitView(t, b, lease+2*time.Second, "b registered after a's lease expired", func(v View) bool {
+		return b.d.State().Registered && hosts(v, "md-x", "room-b", KindSingle) && v.Peers["md-x"].Alive.Equal(b.d.cfg.Self)
+	})
+	t.Logf("b registered %v after a was killed (lease %v)", took.Round(time.Millisecond), lease)
+	if _, ok := b.d.View().Peers["md-x"].Conferences["room-a"]; ok {
+		t.Fatalf("a's hosting entry outlived its lease: %+v", b.d.View().Peers["md-x"])
+	}
+}
+
+// TestSameIDForeignEntries: an alive entry of the md-id on no lease is no
+// MD's (written by hand) and is replaced; one on a lease that does not
+// parse cannot be told to be this MD's and is left alone until its lease
+// is gone.
+func TestSameIDForeignEntries(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	const lease = 2 * time.Second
+	cl := c.Client(t)
+	other, err := Alive{Media: netip.MustParseAddrPort("198.18.0.9:5000"), Cascade: netip.MustParseAddrPort("198.18.0.9:6000"),
+		Started: time.Now()}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Put(t.Context(), etcdclient.DefaultPrefix+aliveKey("md-h"), string(other)); err != nil {
+		t.Fatal(err)
+	}
+	h := startNode(t, c, "md-h", 1, lease)
+	waitView(t, h, 5*time.Second, "an entry on no lease replaced", func(v View) bool {
+		return h.d.State().Registered && v.Peers["md-h"].Alive.Equal(h.d.cfg.Self)
+	})
+
+	g, err := cl.Grant(t.Context(), 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Put(t.Context(), etcdclient.DefaultPrefix+aliveKey("md-g"), `{"media":"future format"}`, clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, c, "md-g", 2, lease)
+	waitView(t, n, 5*time.Second, "refused by an unparsable entry on a lease", func(View) bool {
+		s := n.d.State()
+		return s.IDInUse && s.Refusals >= 2 && strings.Contains(s.LastError, "does not parse")
+	})
+	if r, err := cl.Get(t.Context(), etcdclient.DefaultPrefix+aliveKey("md-g")); err != nil || len(r.Kvs) != 1 ||
+		clientv3.LeaseID(r.Kvs[0].Lease) != g.ID {
+		t.Fatalf("the unparsable entry was touched: %+v %v", r, err)
+	}
+	if _, err := cl.Revoke(t.Context(), g.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitView(t, n, 2*time.Second, "registered once that lease was revoked", func(v View) bool {
+		return n.d.State().Registered && v.Peers["md-g"].Alive.Equal(n.d.cfg.Self)
+	})
+}
+
+// TestSameIDClones: two live MDs that publish the same addresses and
+// certificate (cloned hosts behind identical addresses) cannot be told
+// apart but by their start time: the later one takes over once, the
+// earlier one is then refused, and they do not flap.
+func TestSameIDClones(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	const lease = 2 * time.Second
+	cl := c.Client(t)
+	a := startNode(t, c, "md-c", 1, lease)
+	waitView(t, a, 5*time.Second, "a registered", func(v View) bool { _, ok := v.Peers["md-c"]; return ok })
+	b := startNode(t, c, "md-c", 1, lease)
+	waitView(t, a, 5*time.Second, "b took over, a refused", func(View) bool {
+		return b.d.State().Registered && a.d.State().IDInUse
+	})
+	won, _ := aliveLease(t, cl, "md-c")
+	for end := time.Now().Add(2 * lease); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if l, v := aliveLease(t, cl, "md-c"); l != won || !v.Equal(b.d.cfg.Self) {
+			t.Fatalf("md-c's entry changed hands again: lease %x %+v", l, v)
+		}
+	}
+	if sa, sb := a.d.State(), b.d.State(); sa.Registrations != 1 || sb.Registrations != 1 || sa.Registered || !sb.Registered {
+		t.Fatalf("a %+v, b %+v: want one takeover, then b only", sa, sb)
+	}
+}
