@@ -26,7 +26,7 @@
 // within the lease, registered again at once). An entry on a lease that
 // differs in any of these, or does not parse, is another live MD's: the
 // MD writes and deletes nothing, reports it (State.IDInUse and InUseBy,
-// a rate-limited error log naming the md-id and the other MD.s
+// a rate-limited error log naming the md-id and the other MD's
 // addresses) and retries with capped back-off, at once when the watch
 // sees that entry deleted; a crashed MD's entry goes with its lease, so
 // it never locks the md-id out for longer than the lease. An entry on no
