@@ -90,8 +90,9 @@ type State struct {
 	// IDInUse: this MD's md-id is held by another live MD (an alive entry
 	// on a lease, with other addresses or another certificate, see the
 	// package doc); this one is not registered, writes nothing and
-	// retries until that entry is gone. InUseBy is the other MD's entry
-	// (zero when it did not parse).
+	// retries until that entry is gone; both stay set until this MD
+	// registers. InUseBy is the other MD's entry (zero when it did not
+	// parse).
 	IDInUse bool
 	InUseBy Alive
 	// Refusals counts registrations refused because the md-id was in use.

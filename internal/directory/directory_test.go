@@ -427,7 +427,8 @@ func TestSameIDOtherMDRefused(t *testing.T) {
 	// period.
 	a.stop()
 	took := waitView(t, obs, 3*time.Second, "b registered after a stopped", func(v View) bool {
-		return hosts(v, "md-x", "room-b", KindSingle) && v.Peers["md-x"].Alive.Equal(b.d.cfg.Self)
+		// (b's own state follows its write: wait for both.)
+		return hosts(v, "md-x", "room-b", KindSingle) && v.Peers["md-x"].Alive.Equal(b.d.cfg.Self) && b.d.State().Registered
 	})
 	t.Logf("b registered %v after a's clean stop", took.Round(time.Millisecond))
 	if s := b.d.State(); !s.Registered || s.IDInUse || s.LastError != "" {
