@@ -340,9 +340,19 @@ func (cm *cascadeMD) Stop() {
 // the directory since it started. A later etcd outage does not make it
 // unready: its established links and media do not need etcd, and an
 // outage of the store must not take every MD out of a load balancer at
-// once (mdfast_directory_registered says it).
+// once (mdfast_directory_registered says it). An md-id held by another
+// live MD does: this MD is then not in the directory at all, and no other
+// MD links to it until the operator gives it a unique md-id or the other
+// one stops.
 func (cm *cascadeMD) check() error {
 	s := cm.dir.State()
+	if s.IDInUse {
+		if !s.InUseBy.Media.IsValid() {
+			return fmt.Errorf("md-id %q is in use: its alive entry in the directory is on a lease and does not parse; not registered until it is gone (md-ids must be unique)", cm.dir.ID())
+		}
+		return fmt.Errorf("md-id %q is in use by another live MD (media %v, cascade %v): not registered in the directory until its entry is gone (md-ids must be unique)",
+			cm.dir.ID(), s.InUseBy.Media, s.InUseBy.Cascade)
+	}
 	if s.Registrations == 0 {
 		if s.LastError != "" {
 			return fmt.Errorf("not registered in the directory yet: %s", s.LastError)
@@ -357,7 +367,7 @@ type cascadeCollector struct {
 	cm                                          *cascadeMD
 	registered, peers, lastErr, links, up       *prometheus.Desc
 	hs, txP, txB, rxP, rxB, drops, bad, unknown *prometheus.Desc
-	registrations                               *prometheus.Desc
+	registrations, idInUse, refused             *prometheus.Desc
 }
 
 func newCascadeCollector(cm *cascadeMD) *cascadeCollector {
@@ -370,6 +380,8 @@ func newCascadeCollector(cm *cascadeMD) *cascadeCollector {
 		lastErr:       d("directory_last_error_timestamp_seconds", "When the last etcd request of the directory failed (0: never, or succeeded since)."),
 		registrations: d("directory_registrations_total", "Leases granted to this MD (more than one: it re-registered after losing its lease)."),
 		bad:           d("directory_bad_entries_total", "Keys or values under md/ in etcd that did not parse (ignored)."),
+		idInUse:       d("directory_id_in_use", "1 while this MD's md-id is held by another live MD: it is not registered and retries."),
+		refused:       d("directory_registrations_refused_total", "Registrations refused because another live MD held this MD's md-id."),
 		links:         d("cascade_links", "Link associations installed with a peer MD (one per shared conference).", "peer"),
 		up:            d("cascade_peer_up", "1 while the DTLS association with a peer MD is established.", "peer"),
 		hs:            d("cascade_handshakes_total", "Link DTLS handshakes by result.", "result"),
@@ -384,7 +396,7 @@ func newCascadeCollector(cm *cascadeMD) *cascadeCollector {
 
 // Describe implements prometheus.Collector.
 func (c *cascadeCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.registered, c.peers, c.lastErr, c.registrations, c.bad, c.links, c.up, c.hs,
+	for _, d := range []*prometheus.Desc{c.registered, c.peers, c.lastErr, c.registrations, c.bad, c.idInUse, c.refused, c.links, c.up, c.hs,
 		c.txP, c.txB, c.rxP, c.rxB, c.drops, c.unknown} {
 		ch <- d
 	}
@@ -392,6 +404,12 @@ func (c *cascadeCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (c *cascadeCollector) Collect(ch chan<- prometheus.Metric) {
+	c.collectDirectory(ch)
+	c.collectLinks(ch)
+}
+
+// collectDirectory exports the directory's state.
+func (c *cascadeCollector) collectDirectory(ch chan<- prometheus.Metric) {
 	g, ctr := prometheus.GaugeValue, prometheus.CounterValue
 	ds := c.cm.dir.State()
 	ch <- prometheus.MustNewConstMetric(c.registered, g, float64(b2i(ds.Registered)))
@@ -403,6 +421,13 @@ func (c *cascadeCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.lastErr, g, at)
 	ch <- prometheus.MustNewConstMetric(c.registrations, ctr, float64(ds.Registrations))
 	ch <- prometheus.MustNewConstMetric(c.bad, ctr, float64(ds.BadEntries))
+	ch <- prometheus.MustNewConstMetric(c.idInUse, g, float64(b2i(ds.IDInUse)))
+	ch <- prometheus.MustNewConstMetric(c.refused, ctr, float64(ds.Refusals))
+}
+
+// collectLinks exports the link manager's state.
+func (c *cascadeCollector) collectLinks(ch chan<- prometheus.Metric) {
+	g, ctr := prometheus.GaugeValue, prometheus.CounterValue
 	ms := c.cm.mgr.Stats()
 	for r := cascade.HandshakeOK; r <= cascade.HandshakeFailed; r++ {
 		ch <- prometheus.MustNewConstMetric(c.hs, ctr, float64(ms.Handshakes[r]), r.String())

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,6 +87,16 @@ type State struct {
 	BadEntries uint64
 	// Peers is the number of alive MDs in the view, this one included.
 	Peers int
+	// IDInUse: this MD's md-id is held by another live MD (an alive entry
+	// on a lease, with other addresses or another certificate, see the
+	// package doc); this one is not registered, writes nothing and
+	// retries until that entry is gone; both stay set until this MD
+	// registers. InUseBy is the other MD's entry (zero when it did not
+	// parse).
+	IDInUse bool
+	InUseBy Alive
+	// Refusals counts registrations refused because the md-id was in use.
+	Refusals uint64
 }
 
 // Directory publishes this MD's presence and watches the others'. Its
@@ -105,9 +116,15 @@ type Directory struct {
 	registrations atomic.Uint64
 	publishes     atomic.Uint64
 	badEntries    atomic.Uint64
-	errMu         sync.Mutex
-	lastErr       string
-	lastErrAt     time.Time
+	refusals      atomic.Uint64
+	// inUseBy is the other MD's alive entry while the md-id is in use.
+	inUseBy atomic.Pointer[Alive]
+	// gone is signalled when the watch sees this md-id's alive entry
+	// deleted: a refused registration retries at once.
+	gone      chan struct{}
+	errMu     sync.Mutex
+	lastErr   string
+	lastErrAt time.Time
 }
 
 // New checks cfg and returns a Directory; Run starts it.
@@ -145,6 +162,7 @@ func New(cfg Config) (*Directory, error) {
 		log:     ratelog.New(cfg.Logger, 10*time.Second, 3),
 		desired: map[string]Kind{},
 		dirty:   make(chan struct{}, 1),
+		gone:    make(chan struct{}, 1),
 		updates: make(chan View, 1),
 	}
 	d.view.Store(&View{Peers: map[string]Peer{}})
@@ -212,11 +230,16 @@ func (d *Directory) State() State {
 	d.errMu.Lock()
 	le, la := d.lastErr, d.lastErrAt
 	d.errMu.Unlock()
-	return State{
+	s := State{
 		Registered: d.registered.Load(), LastError: le, LastErrorAt: la,
 		Registrations: d.registrations.Load(), Publishes: d.publishes.Load(),
 		BadEntries: d.badEntries.Load(), Peers: len(d.view.Load().Peers),
+		Refusals: d.refusals.Load(),
 	}
+	if by := d.inUseBy.Load(); by != nil {
+		s.IDInUse, s.InUseBy = true, *by
+	}
+	return s
 }
 
 func (d *Directory) setErr(what string, err error) {
@@ -224,6 +247,25 @@ func (d *Directory) setErr(what string, err error) {
 	d.lastErr, d.lastErrAt = what+": "+err.Error(), time.Now()
 	d.errMu.Unlock()
 	d.log.Log(slog.LevelWarn, "directory-"+what, "directory: etcd request failed; retrying", "op", what, "err", err)
+}
+
+// refused records a registration refused because another live MD holds
+// the md-id, and logs it (rate-limited: the retries are frequent).
+func (d *Directory) refused(e *inUseError) {
+	d.refusals.Add(1)
+	d.inUseBy.Store(&e.by)
+	d.errMu.Lock()
+	d.lastErr, d.lastErrAt = "register: "+e.Error(), time.Now()
+	d.errMu.Unlock()
+	args := []any{"md_id", d.cfg.ID}
+	if e.err == nil {
+		args = append(args, "other_media", e.by.Media, "other_cascade", e.by.Cascade,
+			"other_fingerprint", hex.EncodeToString(e.by.Fingerprint[:]), "other_started", e.by.Started)
+	} else {
+		args = append(args, "err", e.err)
+	}
+	d.log.Log(slog.LevelError, "directory-id-in-use",
+		"directory: md-id in use by another live MD; not registering until its entry is gone (md-ids must be unique)", args...)
 }
 
 func (d *Directory) clearErr() {
@@ -246,7 +288,9 @@ func (d *Directory) Run(ctx context.Context) error {
 // opTimeout bounds one etcd request.
 func (d *Directory) opTimeout() time.Duration { return min(d.cfg.Lease/2, 5*time.Second) }
 
-func (d *Directory) sleep(ctx context.Context, backoff *time.Duration) bool {
+// sleep waits *backoff (doubled for next time, up to BackoffMax), or
+// until wake (nil: never); false when ctx ended.
+func (d *Directory) sleep(ctx context.Context, backoff *time.Duration, wake <-chan struct{}) bool {
 	t := time.NewTimer(*backoff)
 	defer t.Stop()
 	*backoff = min(2**backoff, d.cfg.BackoffMax)
@@ -254,6 +298,8 @@ func (d *Directory) sleep(ctx context.Context, backoff *time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	case <-t.C:
+		return true
+	case <-wake:
 		return true
 	}
 }
@@ -276,13 +322,31 @@ func (d *Directory) presenceLoop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			d.setErr("register", err)
-			if !d.sleep(ctx, &backoff) {
-				return
+			var inUse *inUseError
+			switch {
+			case errors.As(err, &inUse):
+				// Another live MD's entry: wait for it to go (the watch
+				// wakes us when it is deleted) and look again.
+				d.refused(inUse)
+				if !d.sleep(ctx, &backoff, d.gone) {
+					return
+				}
+			case errors.Is(err, errClaimLost):
+				// Another MD of this md-id wrote its entry between our read
+				// and our claim; the next read sees it.
+				if !d.sleep(ctx, &backoff, nil) {
+					return
+				}
+			default:
+				d.setErr("register", err)
+				if !d.sleep(ctx, &backoff, nil) {
+					return
+				}
 			}
 			continue
 		}
 		lease = id
+		d.inUseBy.Store(nil)
 		d.clearErr()
 		backoff = d.cfg.BackoffMin
 		d.registered.Store(true)
@@ -341,10 +405,34 @@ func (d *Directory) serve(ctx context.Context, lease clientv3.LeaseID, ka <-chan
 	}
 }
 
-// register grants a lease and writes the alive entry and every hosted
-// conference on it. An entry of an earlier incarnation of this md-id (a
-// restart within the lease, or etcd down longer than the lease) is taken
-// over and its lease revoked, so that its stale hosting entries go too.
+// errClaimLost: the alive entry changed between register's read and its
+// claim (another MD of this md-id registered at the same moment).
+var errClaimLost = errors.New("this md-id's alive entry changed while registering")
+
+// inUseError: the md-id's alive entry belongs to another live MD.
+type inUseError struct {
+	by  Alive
+	err error // the entry did not parse
+}
+
+func (e *inUseError) Error() string {
+	if e.err != nil {
+		return fmt.Sprintf("md-id in use: its alive entry is on a lease and does not parse: %v", e.err)
+	}
+	return fmt.Sprintf("md-id in use by another live MD (media %v, cascade %v, started %v)",
+		e.by.Media, e.by.Cascade, e.by.Started.UTC().Format(time.RFC3339))
+}
+
+// register grants a lease and writes the alive entry and every hosting
+// entry on it. It first reads the md-id's alive entry: an entry on a lease
+// that is not an earlier incarnation of this MD (Alive.supersededBy: same
+// addresses and certificate, started no later) belongs to another live
+// MD, and register writes nothing (an inUseError). An earlier
+// incarnation's entry (a restart within the lease) is taken over and its
+// lease revoked, so that its stale hosting entries go too. The alive
+// entry is claimed by a transaction that compares it with what was read,
+// so of two MDs registering at once exactly one succeeds (the other gets
+// errClaimLost and, reading again, an inUseError).
 func (d *Directory) register(ctx context.Context) (clientv3.LeaseID, map[string]Kind, error) {
 	alive, err := d.cfg.Self.Marshal()
 	if err != nil {
@@ -353,9 +441,26 @@ func (d *Directory) register(ctx context.Context) (clientv3.LeaseID, map[string]
 	octx, cancel := context.WithTimeout(ctx, d.opTimeout())
 	defer cancel()
 	cl := d.cfg.Client
-	old, err := cl.Get(octx, d.cfg.Key(aliveKey(d.cfg.ID)))
+	key := d.cfg.Key(aliveKey(d.cfg.ID))
+	old, err := cl.Get(octx, key)
 	if err != nil {
 		return 0, nil, fmt.Errorf("read own alive entry: %w", err)
+	}
+	claim := clientv3.Compare(clientv3.CreateRevision(key), "=", 0)
+	var oldLease clientv3.LeaseID
+	if len(old.Kvs) == 1 {
+		kv := old.Kvs[0]
+		claim = clientv3.Compare(clientv3.ModRevision(key), "=", kv.ModRevision)
+		if kv.Lease == 0 {
+			// No MD writes without a lease: written by hand, and replaced.
+			d.cfg.Logger.Warn("directory: replacing an alive entry of this md-id that is on no lease", "md_id", d.cfg.ID)
+		} else {
+			prev, perr := ParseAlive(kv.Value)
+			if perr != nil || !prev.supersededBy(d.cfg.Self) {
+				return 0, nil, &inUseError{by: prev, err: perr}
+			}
+			oldLease = clientv3.LeaseID(kv.Lease)
+		}
 	}
 	g, err := cl.Grant(octx, int64(d.cfg.Lease/time.Second))
 	if err != nil {
@@ -364,27 +469,45 @@ func (d *Directory) register(ctx context.Context) (clientv3.LeaseID, map[string]
 	d.mu.Lock()
 	hosted := maps.Clone(d.desired)
 	d.mu.Unlock()
-	// The hosting entries grow with the conferences hosted, beyond what
-	// etcd takes in one transaction: they go first, in chunks, and the
-	// alive entry last, so that the other MDs (who list an MD by its alive
-	// entry) see this one appear with all its conferences. On a failure
-	// the lease is revoked, and whatever was written goes with it.
+	// The alive entry goes first, in the transaction that claims it: a
+	// hosting key (md/conf/<conference>/<md-id>) may be another live MD's
+	// until this one holds the md-id. The hosting entries go with it when
+	// they fit in one transaction (the other MDs, who list an MD by its
+	// alive entry, see it appear with all its conferences); beyond, in
+	// further chunks, each written only while the alive entry is still on
+	// this lease. On a failure the lease is revoked, and whatever was
+	// written goes with it.
 	ops := make([]clientv3.Op, 0, len(hosted)+1)
+	ops = append(ops, clientv3.OpPut(key, string(alive), clientv3.WithLease(g.ID)))
 	for conf, kind := range hosted {
 		v, _ := marshalKind(kind) // Host checked kind
 		ops = append(ops, clientv3.OpPut(d.cfg.Key(hostingKey(conf, d.cfg.ID)), string(v), clientv3.WithLease(g.ID)))
 	}
-	ops = append(ops, clientv3.OpPut(d.cfg.Key(aliveKey(d.cfg.ID)), string(alive), clientv3.WithLease(g.ID)))
-	if _, err := etcdclient.Chunks(ops, d.txn(ctx)); err != nil {
+	claimed := false
+	_, err = etcdclient.Chunks(ops, func(ops []clientv3.Op) (*clientv3.TxnResponse, error) {
+		cmp := claim
+		if claimed {
+			cmp = clientv3.Compare(clientv3.LeaseValue(key), "=", g.ID)
+		}
+		tctx, cancel := context.WithTimeout(ctx, d.opTimeout())
+		defer cancel()
+		resp, err := cl.Txn(tctx).If(cmp).Then(ops...).Commit()
+		if err != nil {
+			return nil, err
+		}
+		if !resp.Succeeded {
+			return nil, errClaimLost
+		}
+		claimed = true
+		return resp, nil
+	})
+	if err != nil {
 		_, _ = cl.Revoke(octx, g.ID)
 		return 0, nil, fmt.Errorf("write alive and hosting entries: %w", err)
 	}
-	if len(old.Kvs) == 1 && old.Kvs[0].Lease != 0 && clientv3.LeaseID(old.Kvs[0].Lease) != g.ID {
-		prev, perr := ParseAlive(old.Kvs[0].Value)
-		if perr != nil || !prev.Equal(d.cfg.Self) {
-			d.cfg.Logger.Warn("directory: took over the entries of an earlier incarnation of this md-id (a restart within the lease; md-ids must be unique)", "md_id", d.cfg.ID)
-		}
-		if _, err := cl.Revoke(octx, clientv3.LeaseID(old.Kvs[0].Lease)); err != nil {
+	if oldLease != 0 {
+		d.cfg.Logger.Info("directory: took over the entries of an earlier incarnation of this MD (a restart within the lease)", "md_id", d.cfg.ID)
+		if _, err := cl.Revoke(octx, oldLease); err != nil {
 			d.cfg.Logger.Debug("directory: revoke the earlier lease", "err", err) // it expires anyway
 		}
 	}
@@ -458,7 +581,7 @@ func (d *Directory) watchLoop(ctx context.Context) {
 				return
 			}
 			d.setErr("read", err)
-			if !d.sleep(ctx, &backoff) {
+			if !d.sleep(ctx, &backoff, nil) {
 				return
 			}
 			continue
@@ -485,7 +608,7 @@ func (d *Directory) watchLoop(ctx context.Context) {
 			}
 		}
 		cancelW()
-		if ctx.Err() == nil && !d.sleep(ctx, &backoff) {
+		if ctx.Err() == nil && !d.sleep(ctx, &backoff, nil) {
 			return
 		}
 	}
@@ -504,6 +627,12 @@ func (d *Directory) apply(st *dirState, path string, value []byte, deleted bool)
 	case entryAlive:
 		delete(st.alive, id)
 		if deleted {
+			if id == d.cfg.ID {
+				select {
+				case d.gone <- struct{}{}:
+				default:
+				}
+			}
 			return
 		}
 		a, err := ParseAlive(value)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -171,24 +172,32 @@ func TestManyConferences(t *testing.T) {
 	old, next := confs("old"), confs("next")
 	b := startNode(t, c, "md-b", 2, 2*time.Second, old...)
 	waitView(t, a, 10*time.Second, "a sees b registered with 300 conferences", func(v View) bool { return hostsAll(v, old) })
-	// The alive entry, by which the others list an MD, was written last.
+	// The alive entry was claimed first (in a transaction comparing it),
+	// and every hosting entry is on its lease.
 	ec := etcdclient.Config{}
 	g, err := a.cl.Get(t.Context(), ec.Key(mdDir), clientv3.WithPrefix())
 	if err != nil {
 		t.Fatal(err)
 	}
-	var aliveRev, hostingRev int64
+	var aliveRev, firstHosting, aliveLease int64
+	leases := map[int64]int{}
 	for _, kv := range g.Kvs {
 		switch string(kv.Key) {
 		case ec.Key(aliveKey("md-b")):
-			aliveRev = kv.ModRevision
+			aliveRev, aliveLease = kv.ModRevision, kv.Lease
 		case ec.Key(aliveKey("md-a")):
 		default:
-			hostingRev = max(hostingRev, kv.ModRevision)
+			if firstHosting == 0 || kv.ModRevision < firstHosting {
+				firstHosting = kv.ModRevision
+			}
+			leases[kv.Lease]++
 		}
 	}
-	if aliveRev == 0 || aliveRev < hostingRev {
-		t.Fatalf("b's alive entry written at revision %d, before its last hosting entry (%d)", aliveRev, hostingRev)
+	if aliveRev == 0 || aliveRev != firstHosting {
+		t.Fatalf("b's alive entry written at revision %d, not with its first hosting entries (%d)", aliveRev, firstHosting)
+	}
+	if len(leases) != 1 || leases[aliveLease] != len(old) {
+		t.Fatalf("hosting entries by lease %v, want all %d on the alive entry's lease %x", leases, len(old), aliveLease)
 	}
 	for i := range old {
 		if err := b.d.Host(next[i], KindSingle); err != nil {
@@ -345,5 +354,227 @@ func TestRestartWithinLease(t *testing.T) {
 	})
 	if took > lease/2 {
 		t.Fatalf("took %v: the old lease was left to expire", took)
+	}
+}
+
+// aliveLease returns the lease and value of md-id id's alive entry (0, zero
+// Alive when there is none).
+func aliveLease(t *testing.T, cl *clientv3.Client, id string) (clientv3.LeaseID, Alive) {
+	t.Helper()
+	r, err := cl.Get(t.Context(), etcdclient.DefaultPrefix+aliveKey(id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Kvs) == 0 {
+		return 0, Alive{}
+	}
+	a, err := ParseAlive(r.Kvs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return clientv3.LeaseID(r.Kvs[0].Lease), a
+}
+
+// TestSameIDOtherMDRefused: a second live MD with the same md-id but other
+// addresses and certificate does not take the first one's entries over:
+// the first stays registered on its one lease, the second waits and
+// registers once the first has stopped.
+func TestSameIDOtherMDRefused(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	const lease = 2 * time.Second
+	cl := c.Client(t)
+	a := startNode(t, c, "md-x", 1, lease, "room-a")
+	obs := startNode(t, c, "md-o", 3, lease)
+	waitView(t, obs, 5*time.Second, "a registered", func(v View) bool { return hosts(v, "md-x", "room-a", KindSingle) })
+	first, _ := aliveLease(t, cl, "md-x")
+
+	b := startNode(t, c, "md-x", 2, lease, "room-b")
+	// For three leases: a keeps its entries on its first lease, b writes
+	// nothing, the observer never sees md-x change.
+	for end := time.Now().Add(3 * lease); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		id, alive := aliveLease(t, cl, "md-x")
+		if id != first || !alive.Equal(a.d.cfg.Self) {
+			t.Fatalf("md-x's alive entry on lease %x (%+v), want a's lease %x", id, alive, first)
+		}
+		if ttl, err := cl.TimeToLive(t.Context(), first); err != nil || ttl.TTL <= 0 {
+			t.Fatalf("a's lease: TTL %+v, %v", ttl, err)
+		}
+		v := obs.d.View()
+		if !hosts(v, "md-x", "room-a", KindSingle) || hosts(v, "md-x", "room-b", KindSingle) || !v.Peers["md-x"].Alive.Equal(a.d.cfg.Self) {
+			t.Fatalf("observer's view of md-x: %+v", v.Peers["md-x"])
+		}
+		if !a.d.State().Registered || b.d.State().Registered {
+			t.Fatalf("a %+v, b %+v: want only a registered", a.d.State(), b.d.State())
+		}
+	}
+	if s := a.d.State(); s.Registrations != 1 {
+		t.Fatalf("a registered %d times, want once", s.Registrations)
+	}
+	r, err := cl.Get(t.Context(), etcdclient.DefaultPrefix+hostingKey("room-b", "md-x"))
+	if err != nil || len(r.Kvs) != 0 {
+		t.Fatalf("b wrote a hosting entry while refused: %v %v", r, err)
+	}
+	if s := b.d.State(); !s.IDInUse || !s.InUseBy.Equal(a.d.cfg.Self) || s.Refusals < 2 || s.Registrations != 0 ||
+		!strings.Contains(s.LastError, "in use by another live MD") {
+		t.Fatalf("state of the refused b: %+v", s)
+	}
+	if s := a.d.State(); s.IDInUse || s.Refusals != 0 {
+		t.Fatalf("state of a: %+v", s)
+	}
+
+	// a stops cleanly (its lease revoked): b registers within a back-off
+	// period.
+	a.stop()
+	took := waitView(t, obs, 3*time.Second, "b registered after a stopped", func(v View) bool {
+		// (b's own state follows its write: wait for both.)
+		return hosts(v, "md-x", "room-b", KindSingle) && v.Peers["md-x"].Alive.Equal(b.d.cfg.Self) && b.d.State().Registered
+	})
+	t.Logf("b registered %v after a's clean stop", took.Round(time.Millisecond))
+	if s := b.d.State(); !s.Registered || s.IDInUse || s.LastError != "" {
+		t.Fatalf("state of b once registered: %+v", s)
+	}
+	if took > time.Second {
+		t.Fatalf("b registered %v after a's clean stop: the deletion did not wake it", took)
+	}
+}
+
+// TestSameIDSimultaneousStart: two MDs of one md-id starting at the same
+// moment, with no entry before them: exactly one registers (the alive
+// entry is claimed by a transaction that compares its revision), the
+// other is refused, and it stays so.
+func TestSameIDSimultaneousStart(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	const lease = 2 * time.Second
+	cl := c.Client(t)
+	for round := range 4 {
+		id := fmt.Sprintf("md-race-%d", round)
+		var nodes [2]*node
+		var wg sync.WaitGroup
+		for i := range nodes {
+			wg.Go(func() { nodes[i] = startNode(t, c, id, 10+i, lease, "room-"+id) })
+		}
+		wg.Wait()
+		deadline := time.Now().Add(5 * time.Second)
+		for !nodes[0].d.State().Registered && !nodes[1].d.State().Registered {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: neither registered: %+v %+v", round, nodes[0].d.State(), nodes[1].d.State())
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		win := 0
+		if nodes[1].d.State().Registered {
+			win = 1
+		}
+		winLease, alive := aliveLease(t, cl, id)
+		for end := time.Now().Add(lease); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			l, a := aliveLease(t, cl, id)
+			if l != winLease || !a.Equal(alive) || !a.Equal(nodes[win].d.cfg.Self) {
+				t.Fatalf("round %d: alive entry changed: lease %x %+v, want %x %+v", round, l, a, winLease, nodes[win].d.cfg.Self)
+			}
+			if s0, s1 := nodes[0].d.State(), nodes[1].d.State(); s0.Registered == s1.Registered || s0.Registrations+s1.Registrations != 1 {
+				t.Fatalf("round %d: want exactly one registered, once: %+v, %+v", round, s0, s1)
+			}
+		}
+		if s := nodes[1-win].d.State(); !s.IDInUse || !s.InUseBy.Equal(nodes[win].d.cfg.Self) {
+			t.Fatalf("round %d: state of the loser: %+v", round, s)
+		}
+		nodes[0].stop()
+		nodes[1].stop()
+	}
+}
+
+// TestSameIDAfterCrash: a refused MD registers once the other MD's lease
+// expires (it was killed, so nothing revoked it): a crashed MD cannot
+// lock its md-id out.
+func TestSameIDAfterCrash(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	const lease = 2 * time.Second
+	a := startNode(t, c, "md-x", 1, lease, "room-a")
+	waitView(t, a, 5*time.Second, "a registered", func(v View) bool { return hosts(v, "md-x", "room-a", KindSingle) })
+	b := startNode(t, c, "md-x", 2, lease, "room-b")
+	waitView(t, b, 5*time.Second, "b refused", func(View) bool { return b.d.State().IDInUse })
+	a.kill()
+	// etcd checks expiry every 500 ms; the lease may have just been renewed.
+	took := waitView(t, b, lease+2*time.Second, "b registered after a's lease expired", func(v View) bool {
+		return b.d.State().Registered && hosts(v, "md-x", "room-b", KindSingle) && v.Peers["md-x"].Alive.Equal(b.d.cfg.Self)
+	})
+	t.Logf("b registered %v after a was killed (lease %v)", took.Round(time.Millisecond), lease)
+	if _, ok := b.d.View().Peers["md-x"].Conferences["room-a"]; ok {
+		t.Fatalf("a's hosting entry outlived its lease: %+v", b.d.View().Peers["md-x"])
+	}
+}
+
+// TestSameIDForeignEntries: an alive entry of the md-id on no lease is no
+// MD's (written by hand) and is replaced; one on a lease that does not
+// parse cannot be told to be this MD's and is left alone until its lease
+// is gone.
+func TestSameIDForeignEntries(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	const lease = 2 * time.Second
+	cl := c.Client(t)
+	other, err := Alive{Media: netip.MustParseAddrPort("198.18.0.9:5000"), Cascade: netip.MustParseAddrPort("198.18.0.9:6000"),
+		Started: time.Now()}.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Put(t.Context(), etcdclient.DefaultPrefix+aliveKey("md-h"), string(other)); err != nil {
+		t.Fatal(err)
+	}
+	h := startNode(t, c, "md-h", 1, lease)
+	waitView(t, h, 5*time.Second, "an entry on no lease replaced", func(v View) bool {
+		return h.d.State().Registered && v.Peers["md-h"].Alive.Equal(h.d.cfg.Self)
+	})
+
+	g, err := cl.Grant(t.Context(), 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Put(t.Context(), etcdclient.DefaultPrefix+aliveKey("md-g"), `{"media":"future format"}`, clientv3.WithLease(g.ID)); err != nil {
+		t.Fatal(err)
+	}
+	n := startNode(t, c, "md-g", 2, lease)
+	waitView(t, n, 5*time.Second, "refused by an unparsable entry on a lease", func(View) bool {
+		s := n.d.State()
+		return s.IDInUse && s.Refusals >= 2 && strings.Contains(s.LastError, "does not parse")
+	})
+	if r, err := cl.Get(t.Context(), etcdclient.DefaultPrefix+aliveKey("md-g")); err != nil || len(r.Kvs) != 1 ||
+		clientv3.LeaseID(r.Kvs[0].Lease) != g.ID {
+		t.Fatalf("the unparsable entry was touched: %+v %v", r, err)
+	}
+	if _, err := cl.Revoke(t.Context(), g.ID); err != nil {
+		t.Fatal(err)
+	}
+	waitView(t, n, 2*time.Second, "registered once that lease was revoked", func(v View) bool {
+		return n.d.State().Registered && v.Peers["md-g"].Alive.Equal(n.d.cfg.Self)
+	})
+}
+
+// TestSameIDClones: two live MDs that publish the same addresses and
+// certificate (cloned hosts behind identical addresses) cannot be told
+// apart but by their start time: the later one takes over once, the
+// earlier one is then refused, and they do not flap.
+func TestSameIDClones(t *testing.T) {
+	testutil.CheckGoroutines(t)
+	c := etcdtest.Start(t, etcdtest.Options{})
+	const lease = 2 * time.Second
+	cl := c.Client(t)
+	a := startNode(t, c, "md-c", 1, lease)
+	waitView(t, a, 5*time.Second, "a registered", func(v View) bool { _, ok := v.Peers["md-c"]; return ok })
+	b := startNode(t, c, "md-c", 1, lease)
+	waitView(t, a, 5*time.Second, "b took over, a refused", func(View) bool {
+		return b.d.State().Registered && a.d.State().IDInUse
+	})
+	won, _ := aliveLease(t, cl, "md-c")
+	for end := time.Now().Add(2 * lease); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		if l, v := aliveLease(t, cl, "md-c"); l != won || !v.Equal(b.d.cfg.Self) {
+			t.Fatalf("md-c's entry changed hands again: lease %x %+v", l, v)
+		}
+	}
+	if sa, sb := a.d.State(), b.d.State(); sa.Registrations != 1 || sb.Registrations != 1 || sa.Registered || !sb.Registered {
+		t.Fatalf("a %+v, b %+v: want one takeover, then b only", sa, sb)
 	}
 }

@@ -76,6 +76,17 @@ func (a Alive) Equal(b Alive) bool {
 	return a.Media == b.Media && a.Cascade == b.Cascade && a.Fingerprint == b.Fingerprint && a.Started.Equal(b.Started)
 }
 
+// supersededBy reports whether a, an alive entry found under this MD's
+// md-id, is an earlier incarnation of the MD that publishes self: the same
+// media and cascade addresses and certificate, started no later. A
+// restarted MD takes such an entry over at once; any other entry on a
+// lease is another live MD's (or a later incarnation's), and is left
+// alone until its lease is gone.
+func (a Alive) supersededBy(self Alive) bool {
+	return a.Media == self.Media && a.Cascade == self.Cascade && a.Fingerprint == self.Fingerprint &&
+		!a.Started.After(self.Started)
+}
+
 type aliveJSON struct {
 	Media       string `json:"media"`
 	Cascade     string `json:"cascade"`

@@ -134,3 +134,33 @@ func FuzzParse(f *testing.F) {
 		_, _ = ParseHosting(value)
 	})
 }
+
+// TestSupersededBy is the rule that tells an earlier incarnation of this
+// MD (taken over at once) from another live MD (left alone).
+func TestSupersededBy(t *testing.T) {
+	self := testAlive()
+	for _, c := range []struct {
+		name string
+		mod  func(*Alive)
+		want bool
+	}{
+		{"same entry (lease lost, registering again)", func(*Alive) {}, true},
+		{"restart: started earlier", func(a *Alive) { a.Started = a.Started.Add(-time.Minute) }, true},
+		{"started later: a later incarnation or a clone", func(a *Alive) { a.Started = a.Started.Add(time.Nanosecond) }, false},
+		{"other media address", func(a *Alive) {
+			a.Media = netip.MustParseAddrPort("198.18.0.2:5004")
+			a.Started = a.Started.Add(-time.Minute)
+		}, false},
+		{"other media port", func(a *Alive) { a.Media = netip.MustParseAddrPort("198.18.0.1:5006") }, false},
+		{"other cascade address", func(a *Alive) { a.Cascade = netip.MustParseAddrPort("[2001:db8::1]:5005") }, false},
+		{"other certificate", func(a *Alive) { a.Fingerprint[31] ^= 1 }, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			prev := self
+			c.mod(&prev)
+			if got := prev.supersededBy(self); got != c.want {
+				t.Fatalf("%+v superseded by %+v: %v, want %v", prev, self, got, c.want)
+			}
+		})
+	}
+}
