@@ -122,11 +122,16 @@ func (m *nonceModel) step(op, v, w byte) {
 	case 2: // re-key
 		if n, ok := m.pick(v); ok {
 			m.keys++
-			a := assocOf(n, m.ep(n).Conference(), m.pairs[m.keys%4])
+			cur := m.ep(n)
+			a := assocOf(n, cur.Conference(), m.pairs[m.keys%4])
 			if l, ok := m.links[n]; ok {
 				a.Link, a.Tag, a.Addr = true, l.Tag, l.Addr
 			}
-			if _, err := m.t.Install(ctx, a); err != nil {
+			_, err := m.t.Install(ctx, a)
+			switch same := a.Recv.Same(cur.Recv()) || a.Send.Same(cur.Send()); {
+			case same && !errors.Is(err, ErrSameKeys):
+				m.tb.Fatalf("re-key with the keys installed: %v, want ErrSameKeys", err)
+			case !same && err != nil:
 				m.tb.Fatal(err)
 			}
 		}

@@ -329,8 +329,10 @@ func validAddr(ap netip.AddrPort) bool {
 // unchanged (use SetConference). It then waits, like Remove, until no
 // worker uses the old keys or address.
 //
-// It returns ErrInvalid, ErrTableFull, ErrAddrInUse, or ErrGraceTimeout
-// (re-key published, a reader did not finish in time).
+// It returns ErrInvalid, ErrTableFull, ErrAddrInUse, ErrSameKeys (a
+// re-key with the receive or send keys already installed: refused, see
+// ErrSameKeys), or ErrGraceTimeout (re-key published, a reader did not
+// finish in time).
 func (t *Table) Install(ctx context.Context, a Association) (*Endpoint, error) {
 	if err := validAssoc(a); err != nil {
 		return nil, err
@@ -464,6 +466,10 @@ func (t *Table) rekey(ctx context.Context, as *assoc, a Association) (*Endpoint,
 	if a.Link != as.cur.link || a.Tag != as.cur.tag {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("keytable: re-key %v: %w: link %t tag %#x differ from link %t tag %#x", a.ID, ErrInvalid, a.Link, a.Tag, as.cur.link, as.cur.tag)
+	}
+	if a.Recv.Same(as.cur.recv) || a.Send.Same(as.cur.send) {
+		t.mu.Unlock()
+		return nil, fmt.Errorf("keytable: re-key %v: %w", a.ID, ErrSameKeys)
 	}
 	if !t.addrFree(a.Addr, a.Link, a.Tag, as) {
 		t.mu.Unlock()

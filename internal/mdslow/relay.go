@@ -175,6 +175,7 @@ type Stats struct {
 	DropSend                        uint64 // datagram to an endpoint not sent
 	DropUnknownID                   uint64 // KD message for an unknown association
 	InstallErrors                   uint64 // keys refused by the key table
+	DuplicateKeys                   uint64 // MediaKeys repeating an association's installed keys, ignored
 	STUNAnswered, STUNRejected      uint64 // Binding responses sent
 	STUNIgnored                     uint64 // malformed or not a request
 	STUNRateLimited                 uint64 // requests over their source's budget
@@ -242,6 +243,7 @@ type counters struct {
 	dtlsToKD, dtlsToEndpoint                       atomic.Uint64
 	dropNoAssoc, dropRate, dropPending, dropTunnel atomic.Uint64
 	dropSend, dropUnknownID, installErrors         atomic.Uint64
+	duplicateKeys                                  atomic.Uint64
 	stunAnswered, stunRejected, stunIgnored        atomic.Uint64
 	dropEvents, disconnectsLost                    atomic.Uint64
 	moves, movesRefused, movesRateLimited, rebinds atomic.Uint64
@@ -426,8 +428,8 @@ func (r *Relay) Stats() Stats {
 		DropNoAssociation: c.dropNoAssoc.Load(), DropRateLimited: c.dropRate.Load(),
 		DropPendingMax: c.dropPending.Load(), DropTunnel: c.dropTunnel.Load(),
 		DropSend: c.dropSend.Load(), DropUnknownID: c.dropUnknownID.Load(),
-		InstallErrors: c.installErrors.Load(),
-		STUNAnswered:  c.stunAnswered.Load(), STUNRejected: c.stunRejected.Load(),
+		InstallErrors: c.installErrors.Load(), DuplicateKeys: c.duplicateKeys.Load(),
+		STUNAnswered: c.stunAnswered.Load(), STUNRejected: c.stunRejected.Load(),
 		STUNIgnored: c.stunIgnored.Load(), DropEventQueue: c.dropEvents.Load(), DisconnectsLost: c.disconnectsLost.Load(),
 		Moves: c.moves.Load(), MovesRefused: c.movesRefused.Load(), MovesRateLimited: c.movesRateLimited.Load(), Rebinds: c.rebinds.Load(),
 		STUNReplayed: c.stunReplayed.Load(), ConsentExpired: c.consentExpired.Load(), ConsentRestored: c.consentRestored.Load(),
@@ -1123,6 +1125,15 @@ func (r *Relay) install(a *association, mk *tunnel.MediaKeys) {
 		cancel()
 		if errors.Is(err, keytable.ErrGraceTimeout) {
 			err = nil // published
+		}
+		if errors.Is(err, keytable.ErrSameKeys) {
+			// The MediaKeys of an installed association again (a
+			// duplicate): it keeps the keys and replay state it has;
+			// installing them afresh would accept its media once more.
+			r.c.duplicateKeys.Add(1)
+			r.rl.Log(slog.LevelWarn, "duplicate keys", "MediaKeys repeat the association's installed keys; ignored",
+				"association", a.id, "addr", a.addr)
+			return
 		}
 		if err == nil {
 			a.conf = conf

@@ -169,7 +169,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			{"dtls_to_kd", s.DTLSToKD}, {"dtls_to_endpoint", s.DTLSToEndpoint},
 			{"drop_no_association", s.DropNoAssociation}, {"drop_rate_limited", s.DropRateLimited},
 			{"drop_pending_max", s.DropPendingMax}, {"drop_tunnel", s.DropTunnel}, {"drop_send", s.DropSend},
-			{"drop_unknown_id", s.DropUnknownID}, {"install_error", s.InstallErrors},
+			{"drop_unknown_id", s.DropUnknownID}, {"install_error", s.InstallErrors}, {"duplicate_keys", s.DuplicateKeys},
 			{"stun_answered", s.STUNAnswered}, {"stun_rejected", s.STUNRejected}, {"stun_ignored", s.STUNIgnored},
 			{"drop_event_queue", s.DropEventQueue}, {"endpoint_disconnect_lost", s.DisconnectsLost},
 			{"move_refused", s.MovesRefused}, {"move_rate_limited", s.MovesRateLimited}, {"rebind", s.Rebinds}, {"stun_replayed", s.STUNReplayed},

@@ -3,6 +3,8 @@ package srtpfast
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/binary"
 	"fmt"
 )
@@ -122,6 +124,20 @@ type Keys struct {
 	rtpSalt  salt
 	rtcpSalt salt
 	mki      []byte // nil when the association has no MKI; never written after NewKeys
+	// id is a digest of what the keys are (profile, session keys and
+	// salts, MKI), for Same. SHA-256 is one-way: it reveals nothing of the
+	// keys; it is neither exported nor logged.
+	id [sha256.Size]byte
+}
+
+// Same reports whether k and o are the same keys: built for the same
+// profile from the same key material (and MKI), so that each opens and
+// seals exactly what the other does. The comparison is constant-time. A
+// caller installing keys for a stream it already has keys for uses it to
+// refuse a repeat: fresh state (replay windows) for the same keys would
+// accept every packet seen before once more. False when either is nil.
+func (k *Keys) Same(o *Keys) bool {
+	return k != nil && o != nil && subtle.ConstantTimeCompare(k.id[:], o.id[:]) == 1
 }
 
 // NewKeys derives the session keys and builds the AEADs for profile p from a
@@ -193,7 +209,24 @@ func newKeysFromSession(p Profile, rtpKey, rtpSalt, rtcpKey, rtcpSalt, mki []byt
 	if len(mki) > 0 {
 		k.mki = append([]byte(nil), mki...)
 	}
+	k.id = keysID(p, rtpKey, rtpSalt, rtcpKey, rtcpSalt, mki)
 	return k, nil
+}
+
+// keysID is Keys.id: SHA-256 over a label, the profile and each part with
+// its length (so that no two different sets of parts hash the same
+// input), built in a buffer on the stack that is cleared afterwards.
+func keysID(p Profile, parts ...[]byte) [sha256.Size]byte {
+	var buf [64 + 2*(1+32) + 2*(1+saltLen) + 1 + MaxMKILen]byte
+	b := append(buf[:0], "mdfast srtpfast keys v1"...)
+	b = append(b, byte(p>>8), byte(p))
+	for _, x := range parts {
+		b = append(b, byte(len(x)))
+		b = append(b, x...)
+	}
+	id := sha256.Sum256(b)
+	clear(buf[:])
+	return id
 }
 
 // kdf is the RFC 3711 section 4.3.3 AES-CM PRF with key derivation rate 0:
