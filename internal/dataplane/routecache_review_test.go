@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -201,5 +202,54 @@ func TestRouteCacheMatchesTable(t *testing.T) {
 		if len(routed) > 64 {
 			routed = routed[len(routed)-32:]
 		}
+	}
+}
+
+// TestRouteKeptAcrossBatchesReleased: a worker that routed a sender in
+// several batches on one snapshot (its route kept from batch to batch)
+// and then dropped its Opener as idle (releasing the sender) must not
+// take the kept route again once another worker owns the sender: a
+// packet there, new or replayed, is misrouted, and no second Opener is
+// built for the sender's keys (it would start a fresh replay window).
+func TestRouteKeptAcrossBatchesReleased(t *testing.T) {
+	q := newTwoQueues(t, 2)
+	a := q.eps[0]
+	var first []byte
+	for i := range 3 {
+		plain, enc := a.sealRTP(t, 50)
+		if i == 0 {
+			first = append([]byte(nil), enc...)
+		}
+		if n := q.deliver(t, 0, a.peer.Addr, enc, plain); n != 1 {
+			t.Fatalf("batch %d: forwarded to %d", i, n)
+		}
+	}
+	kr := q.ws[0].kt
+	if kr.cachedRoute(a.peer.Addr) == nil {
+		t.Fatal("the route of the batches before is not kept on the same snapshot")
+	}
+	q.ws[0].sweep(time.Now().Add(q.ws[0].cfg.OpenerIdle + time.Second).UnixNano())
+	plain, enc := a.sealRTP(t, 50)
+	if n := q.deliver(t, 1, a.peer.Addr, enc, plain); n != 1 {
+		t.Fatalf("queue 1 after the release: forwarded to %d", n)
+	}
+	plain, enc = a.sealRTP(t, 50)
+	if n := q.deliver(t, 0, a.peer.Addr, enc, plain); n != 0 {
+		t.Fatalf("queue 0 forwarded a packet of a sender queue 1 owns to %d", n)
+	}
+	p0 := q.ports[0]
+	p0.reset()
+	p0.push(first, a.peer.Addr)
+	if err := q.ws[0].poll(); err != nil {
+		t.Fatal(err)
+	}
+	if bufs, _ := p0.sent(); len(bufs) != 0 {
+		t.Fatalf("queue 0 forwarded a replay of its first packet to %d", len(bufs))
+	}
+	if on := q.holds(a); !slices.Equal(on, []int{1}) {
+		t.Fatalf("Openers for the sender on queues %v, want only 1", on)
+	}
+	if got := q.stat(DropMisrouted); got[0] != 2 {
+		t.Fatalf("misrouted %v, want 2 on queue 0", got)
 	}
 }
