@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"github.com/google/uuid"
@@ -18,9 +19,9 @@ import (
 // Install a re-key (a new generation), the worker a fresh Opener for the
 // same keys (a fresh replay window), and the new claim re-bases the SSRC
 // for the receivers, so the replay reaches them under new indices, which
-// their own replay windows accept. (cascade.Manager already refuses to
-// install a link's keys twice for this reason; the endpoint path does
-// not.)
+// their own replay windows accept. The key table refuses such a re-key
+// (ErrSameKeys), and mdslow ignores the duplicate MediaKeys (cascade.Manager
+// already refused to install a link's keys twice for this reason).
 func TestReinstallSameKeysNoReplay(t *testing.T) {
 	ctx := context.Background()
 	kt, err := keytable.New(keytable.Config{})
@@ -83,8 +84,11 @@ func TestReinstallSameKeysNoReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eps[0].peer.Recv = recv
-	install(0)
+	if _, err := kt.Install(ctx, keytable.Association{
+		ID: ids[0], Addr: eps[0].peer.Addr, Conference: 7, Recv: recv, Send: eps[0].peer.Send,
+	}); !errors.Is(err, keytable.ErrSameKeys) {
+		t.Fatalf("installing the same keys again: %v, want keytable.ErrSameKeys", err)
+	}
 	for i, enc := range kept {
 		if n, ok := deliver(enc); n != 0 {
 			t.Fatalf("replay of packet %d after installing the same keys again: forwarded to %d receivers, %d of which accepted it as new media", i, n, ok)

@@ -2,6 +2,7 @@ package dataplane
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"net/netip"
@@ -12,6 +13,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/mdfast/mdfast/internal/keytable"
+	"github.com/mdfast/mdfast/internal/srtpfast"
 )
 
 // TestRouteCacheMatchesTable checks the ktReader's routes, which it keeps
@@ -42,6 +44,20 @@ func TestRouteCacheMatchesTable(t *testing.T) {
 		ids[i] = uuid.New()
 		conf[i] = keytable.ConferenceID(7 + i%2)
 	}
+	// fresh returns keys never installed before: a re-key must bring new
+	// keys (the table refuses the installed ones, keytable.ErrSameKeys).
+	var made uint64
+	fresh := func() *srtpfast.Keys {
+		t.Helper()
+		made++
+		key, salt := make([]byte, 16), make([]byte, 12)
+		binary.BigEndian.PutUint64(key, made)
+		k, err := srtpfast.NewKeys(srtpfast.ProfileAEADAES128GCM, key, salt, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
 	install := func(i int) {
 		t.Helper()
 		a := addr[i]
@@ -52,7 +68,7 @@ func TestRouteCacheMatchesTable(t *testing.T) {
 			}
 		}
 		if _, err := kt.Install(ctx, keytable.Association{
-			ID: ids[i], Addr: a, Conference: conf[i], Recv: eps[i].peer.Recv, Send: eps[i].peer.Send,
+			ID: ids[i], Addr: a, Conference: conf[i], Recv: fresh(), Send: fresh(),
 		}); err != nil {
 			t.Fatalf("install %d at %v: %v", i, a, err)
 		}
