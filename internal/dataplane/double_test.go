@@ -112,6 +112,35 @@ func newDoubleConference(t testing.TB, p srtpfast.Profile, tbl *memTable, n int)
 	return eps
 }
 
+// newUp gives the endpoint new outer client_write keys (endpoint -> MD),
+// as a new DTLS handshake would, and returns the MD's half: a re-key must
+// bring new keys (the key table refuses the installed ones).
+func (e *doubleEndpoint) newUp(t testing.TB, p srtpfast.Profile, seed uint64) *srtpfast.Keys {
+	t.Helper()
+	r := rand.New(rand.NewPCG(seed, 5764))
+	k, salt := make([]byte, p.HBHKeyLen()), make([]byte, 12)
+	for i := range k {
+		k[i] = byte(r.Uint32())
+	}
+	for i := range salt {
+		salt[i] = byte(r.Uint32())
+	}
+	recv, err := srtpfast.NewKeys(p, k, salt, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.up = deriveGCM(t, k, salt)
+	pp := srtp.ProtectionProfileAeadAes128Gcm
+	if len(k) == 32 {
+		pp = srtp.ProtectionProfileAeadAes256Gcm
+	}
+	if e.rtcpUp, err = srtp.CreateContext(k, salt, pp); err != nil {
+		t.Fatal(err)
+	}
+	e.peer.Recv = recv
+	return recv
+}
+
 // nextRTP returns the endpoint's next plaintext RTP packet, with CSRCs,
 // a header extension and the marker set on some, and its ROC.
 func (e *doubleEndpoint) nextRTP(k, n int) (pkt []byte, roc uint32) {

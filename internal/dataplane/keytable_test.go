@@ -448,11 +448,11 @@ func TestKeyTableCachesAcrossChanges(t *testing.T) {
 		ids[i][0], ids[i][15] = 0xcb, byte(i+1)
 	}
 	// install installs association i at endpoint i's address with the
-	// Send keys of endpoint keys.
+	// keys of endpoint keys (a re-key brings new keys).
 	install := func(i, keys int, conf keytable.ConferenceID) {
 		t.Helper()
 		if _, err := kt.Install(context.Background(), keytable.Association{
-			ID: ids[i], Addr: eps[i].peer.Addr, Conference: conf, Recv: eps[i].peer.Recv, Send: eps[keys].peer.Send,
+			ID: ids[i], Addr: eps[i].peer.Addr, Conference: conf, Recv: eps[keys].peer.Recv, Send: eps[keys].peer.Send,
 		}); err != nil {
 			t.Fatal(err)
 		}

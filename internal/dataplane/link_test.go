@@ -413,11 +413,11 @@ func TestLinkDouble(t *testing.T) {
 	// for B, who was sent the SSRC under both earlier ones. MD1 rewrites
 	// SEQ again; B must still find A's original SEQ in the OHB.
 	if _, err := m.mds[0].kt.Install(context.Background(), keytable.Association{
-		ID: aID, Addr: a.peer.Addr, Conference: linkConf, Recv: a.peer.Recv, Send: a.peer.Send,
+		ID: aID, Addr: a.peer.Addr, Conference: linkConf, Recv: a.newUp(t, p, 1), Send: a.peer.Send,
 	}); err != nil {
 		t.Fatal(err)
 	}
-	a.seq, a.roc = 1000, 0 // a new Opener on MD0: the HBH index starts over (never used before under this E2E key)
+	a.seq, a.roc = 1000, 0 // new HBH keys, a new Opener on MD0: the index starts over (never used before under this E2E key)
 	rebased := func() [2]uint64 { return [2]uint64{m.stats(0)[Rebased], m.stats(1)[Rebased]} }
 	viaB := func(phase string, k int) {
 		t.Helper()

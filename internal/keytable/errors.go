@@ -29,10 +29,10 @@ var (
 	// invalid or zero-port address, nil keys, a conference change through
 	// Install, or an invalid Config.
 	ErrInvalid = errors.New("keytable: invalid argument")
-	// ErrSameKeys is returned for a re-key that brings receive or send
-	// keys the association already has (a MediaKeys message delivered
-	// twice): installing them would give the endpoint fresh replay state
-	// for keys it already used, and every packet forwarded under them
-	// would be accepted again. Nothing is changed.
+	// ErrSameKeys is returned for a re-key that brings the receive keys
+	// the association already has (a MediaKeys message delivered twice):
+	// installing them would give the endpoint fresh replay state for keys
+	// it already used, and every packet forwarded under them would be
+	// accepted again. Nothing is changed.
 	ErrSameKeys = errors.New("keytable: re-key with the keys already installed")
 )

@@ -330,7 +330,7 @@ func validAddr(ap netip.AddrPort) bool {
 // worker uses the old keys or address.
 //
 // It returns ErrInvalid, ErrTableFull, ErrAddrInUse, ErrSameKeys (a
-// re-key with the receive or send keys already installed: refused, see
+// re-key with the receive keys already installed: refused, see
 // ErrSameKeys), or ErrGraceTimeout (re-key published, a reader did not
 // finish in time).
 func (t *Table) Install(ctx context.Context, a Association) (*Endpoint, error) {
@@ -467,7 +467,7 @@ func (t *Table) rekey(ctx context.Context, as *assoc, a Association) (*Endpoint,
 		t.mu.Unlock()
 		return nil, fmt.Errorf("keytable: re-key %v: %w: link %t tag %#x differ from link %t tag %#x", a.ID, ErrInvalid, a.Link, a.Tag, as.cur.link, as.cur.tag)
 	}
-	if a.Recv.Same(as.cur.recv) || a.Send.Same(as.cur.send) {
+	if a.Recv.Same(as.cur.recv) {
 		t.mu.Unlock()
 		return nil, fmt.Errorf("keytable: re-key %v: %w", a.ID, ErrSameKeys)
 	}
