@@ -93,33 +93,7 @@ func TestKeyTableRouteCache(t *testing.T) {
 	// want: the receivers of each pushed packet, in order.
 	send := func(senders []int, want [][]int) {
 		t.Helper()
-		var plains [][]byte
-		for _, s := range senders {
-			plain, enc := eps[s].sealRTP(t, 100)
-			plains = append(plains, plain)
-			port.push(enc, eps[s].peer.Addr)
-		}
-		if err := w.poll(); err != nil {
-			t.Fatal(err)
-		}
-		bufs, dsts := port.sent()
-		k := 0
-		for p, rs := range want {
-			for _, r := range rs {
-				if k >= len(bufs) {
-					t.Fatalf("%d datagrams sent, fewer than wanted", len(bufs))
-				}
-				if dsts[k] != eps[r].peer.Addr {
-					t.Fatalf("packet %d: datagram %d to %v, want endpoint %d at %v", p, k, dsts[k], r, eps[r].peer.Addr)
-				}
-				eps[r].open(t, bufs[k], plains[p])
-				k++
-			}
-		}
-		if k != len(bufs) {
-			t.Fatalf("%d datagrams sent, want %d", len(bufs), k)
-		}
-		port.reset()
+		pollExpect(t, w, port, eps, senders, ownKeys(want))
 	}
 	send([]int{0, 3, 1, 4, 0}, [][]int{{1, 2}, {4}, {0, 2}, {3}, {1, 2}})
 	install(5)
@@ -463,36 +437,9 @@ func TestKeyTableCachesAcrossChanges(t *testing.T) {
 	install(5, 5, 8)
 	port := newFakePort(16, 64)
 	w := NewWorker(0, port, KeyTable{kt}.NewReader(), WorkerConfig{})
-	type copyTo struct{ addr, keys int } // receiver's address, whose keys open it
 	send := func(senders []int, want [][]copyTo) {
 		t.Helper()
-		var plains [][]byte
-		for _, s := range senders {
-			plain, enc := eps[s].sealRTP(t, 100)
-			plains = append(plains, plain)
-			port.push(enc, eps[s].peer.Addr)
-		}
-		if err := w.poll(); err != nil {
-			t.Fatal(err)
-		}
-		bufs, dsts := port.sent()
-		k := 0
-		for p, rs := range want {
-			for _, r := range rs {
-				if k >= len(bufs) {
-					t.Fatalf("%d datagrams sent, fewer than wanted", len(bufs))
-				}
-				if dsts[k] != eps[r.addr].peer.Addr {
-					t.Fatalf("packet %d: datagram %d to %v, want endpoint %d at %v", p, k, dsts[k], r.addr, eps[r.addr].peer.Addr)
-				}
-				eps[r.keys].open(t, bufs[k], plains[p])
-				k++
-			}
-		}
-		if k != len(bufs) {
-			t.Fatalf("%d datagrams sent, want %d", len(bufs), k)
-		}
-		port.reset()
+		pollExpect(t, w, port, eps, senders, want)
 	}
 	send([]int{0, 3, 0, 1}, [][]copyTo{
 		{{1, 1}, {2, 2}, {3, 3}}, {{0, 0}, {1, 1}, {2, 2}}, {{1, 1}, {2, 2}, {3, 3}}, {{0, 0}, {2, 2}, {3, 3}},
@@ -501,7 +448,7 @@ func TestKeyTableCachesAcrossChanges(t *testing.T) {
 	if err := kt.Remove(ctx, ids[2]); err != nil {
 		t.Fatal(err)
 	}
-	install(1, 4, 7) // re-keyed: endpoint 4's Send keys
+	install(1, 4, 7) // re-keyed: endpoint 4's keys
 	if _, err := kt.SetConference(ctx, ids[3], 8); err != nil {
 		t.Fatal(err)
 	}
@@ -512,4 +459,54 @@ func TestKeyTableCachesAcrossChanges(t *testing.T) {
 	if st := w.Stats(); st.Drops() != 0 {
 		t.Fatalf("drops: %s", nonZero(&st))
 	}
+}
+
+// copyTo is a copy a test expects the worker to send: to the address of
+// endpoint addr, opened with the keys of endpoint keys.
+type copyTo struct{ addr, keys int }
+
+// ownKeys makes want's receivers copyTos opened with their own keys.
+func ownKeys(want [][]int) [][]copyTo {
+	out := make([][]copyTo, len(want))
+	for p, rs := range want {
+		for _, r := range rs {
+			out[p] = append(out[p], copyTo{r, r})
+		}
+	}
+	return out
+}
+
+// pollExpect pushes one packet from each of senders, runs one poll of w
+// and checks that the port sent exactly the copies want lists for each
+// pushed packet, in order, each opening to the packet sent; then it
+// resets the port.
+func pollExpect(t *testing.T, w *Worker, port *fakePort, eps []*endpoint, senders []int, want [][]copyTo) {
+	t.Helper()
+	var plains [][]byte
+	for _, s := range senders {
+		plain, enc := eps[s].sealRTP(t, 100)
+		plains = append(plains, plain)
+		port.push(enc, eps[s].peer.Addr)
+	}
+	if err := w.poll(); err != nil {
+		t.Fatal(err)
+	}
+	bufs, dsts := port.sent()
+	k := 0
+	for p, rs := range want {
+		for _, r := range rs {
+			if k >= len(bufs) {
+				t.Fatalf("%d datagrams sent, fewer than wanted", len(bufs))
+			}
+			if dsts[k] != eps[r.addr].peer.Addr {
+				t.Fatalf("packet %d: datagram %d to %v, want endpoint %d at %v", p, k, dsts[k], r.addr, eps[r.addr].peer.Addr)
+			}
+			eps[r.keys].open(t, bufs[k], plains[p])
+			k++
+		}
+	}
+	if k != len(bufs) {
+		t.Fatalf("%d datagrams sent, want %d", len(bufs), k)
+	}
+	port.reset()
 }
