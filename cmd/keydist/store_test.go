@@ -86,6 +86,24 @@ func TestReplicasOnEtcd(t *testing.T) {
 		}
 	}
 	waitReady(http.StatusOK, "ready")
+	// eventually GETs url until the body holds every one of want: another
+	// replica shows a write once its watch has delivered it (milliseconds;
+	// admin reads do not wait for it).
+	eventually := func(url string, want ...string) (int, string) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			code, body := do("GET", url, "")
+			ok := code == http.StatusOK
+			for _, w := range want {
+				ok = ok && strings.Contains(body, w)
+			}
+			if ok || time.Now().After(deadline) {
+				return code, body
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
 
 	fp := strings.Repeat("AB:", 31) + "AB"
 	tlsID := keydist.NewTLSID()
@@ -97,7 +115,7 @@ func TestReplicasOnEtcd(t *testing.T) {
 	if kdTLSID == "" {
 		t.Fatalf("no kd_tls_id in %s", body)
 	}
-	code, body = do("GET", ds[1].admin+"/v1/conferences/conf", "")
+	code, body = eventually(ds[1].admin+"/v1/conferences/conf", tlsID, kdTLSID)
 	if code != http.StatusOK || !strings.Contains(body, tlsID) || !strings.Contains(body, kdTLSID) {
 		t.Fatalf("replica 2 does not see replica 1's endpoint with its KD tls-id: %d %s", code, body)
 	}
@@ -123,7 +141,7 @@ func TestReplicasOnEtcd(t *testing.T) {
 	if code, body := do("POST", ds[1].admin+"/v1/conferences/conf/endpoints", `{"tls_id":"`+tlsID2+`","fingerprint":"sha-256 `+fp+`"}`); code != http.StatusCreated && code != http.StatusOK {
 		t.Fatalf("registry write after etcd came back: %d %s", code, body)
 	}
-	if code, body := do("GET", ds[0].admin+"/v1/conferences/conf", ""); !strings.Contains(body, tlsID2) {
+	if code, body := eventually(ds[0].admin+"/v1/conferences/conf", tlsID2); !strings.Contains(body, tlsID2) {
 		t.Fatalf("replica 1 does not see replica 2's write after the outage: %d %s", code, body)
 	}
 }
